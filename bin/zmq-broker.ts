@@ -1,0 +1,60 @@
+#!/usr/bin/env node
+/** zmq-broker: the CURVE ROUTER broker. */
+import { existsSync } from "node:fs";
+import { basename, dirname } from "node:path";
+import { Command } from "commander";
+import { Broker } from "../src/broker.js";
+import { generateCertificate, loadSecretCertificate, saveCertificate } from "../src/certs.js";
+import { createLogger, type LogLevel } from "../src/log.js";
+import { fail, logLevel, positiveInt } from "./options.js";
+
+const opts = new Command("zmq-broker")
+  .description("Route sealed zmcp messages between CURVE-authenticated agents. Logs are JSON lines on stderr.")
+  .option("--bind <endpoint>", "endpoint to bind", "tcp://127.0.0.1:5555")
+  .option("--key <file>", "broker secret certificate; created on first run if missing", "certs/broker.key_secret")
+  .option("--allow <dir>", "directory of public certificates (*.key) admitted; reloaded on SIGHUP", "certs")
+  .option("--max-message-bytes <n>", "largest message forwarded, bytes", positiveInt, 1024 * 1024)
+  .option("--log-level <level>", "debug, info, warn, error or silent", logLevel, "info" as LogLevel)
+  .showHelpAfterError()
+  .parse()
+  .opts<{ bind: string; key: string; allow: string; maxMessageBytes: number; logLevel: LogLevel }>();
+
+const log = createLogger(opts.logLevel, undefined, { service: "zmq-broker" });
+
+async function main(): Promise<void> {
+  if (!existsSync(opts.key)) {
+    if (!opts.key.endsWith(".key_secret")) throw new Error(`--key ${opts.key} does not exist (and is not a .key_secret path to create)`);
+    const cert = generateCertificate({ name: "broker" });
+    const paths = saveCertificate(cert, dirname(opts.key), basename(opts.key, ".key_secret"));
+    log.info("created broker key", { secret: paths.secretPath, public: paths.publicPath, publicKey: cert.publicKey });
+  }
+  const cert = loadSecretCertificate(opts.key);
+  const broker = await Broker.start({
+    bind: opts.bind,
+    publicKey: cert.publicKey,
+    secretKey: cert.secretKey,
+    allow: opts.allow,
+    maxMessageBytes: opts.maxMessageBytes,
+    log,
+  });
+  log.info("ready", { endpoint: broker.endpoint, publicKey: broker.publicKey, allowed: broker.allowedCount });
+
+  process.on("SIGHUP", () => {
+    try {
+      broker.reloadAllowlist();
+    } catch (err) {
+      log.error("allowlist reload failed; keeping the previous one", { error: String(err) });
+    }
+  });
+  const stop = (signal: string) => {
+    log.info("shutting down", { signal, routed: broker.stats.routed });
+    void broker.close().then(() => process.exit(0));
+  };
+  process.once("SIGTERM", () => stop("SIGTERM"));
+  process.once("SIGINT", () => stop("SIGINT"));
+}
+
+main().catch((err) => {
+  log.error("broker failed to start", { error: err instanceof Error ? err.message : String(err) });
+  fail(err);
+});

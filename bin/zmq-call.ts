@@ -1,0 +1,48 @@
+#!/usr/bin/env node
+/** zmq-call: call one tool of one agent and print the result as JSON. */
+import { Command } from "commander";
+import { Agent } from "../src/agent.js";
+import { fail, positiveInt } from "./options.js";
+
+const program = new Command("zmq-call")
+  .description("Call a tool on a zmcp agent through the broker; prints the result as JSON, or {code, message} on stderr")
+  .argument("<tool>", "tool name")
+  .argument("[json-args]", "arguments as a JSON object", "{}")
+  .requiredOption("--to <agent>", "recipient: certificate name (in --certs) or Z85 public key")
+  .option("--broker <endpoint>", "broker endpoint", "tcp://127.0.0.1:5555")
+  .option("--cert <file>", "this caller's secret certificate", "certs/alice.key_secret")
+  .option("--certs <dir>", "public certificates (names, and broker.key)", "certs")
+  .option("--server-key <z85>", "broker public key (default: <certs>/broker.key)")
+  .option("--timeout <ms>", "deadline of the call", positiveInt, 10_000)
+  .showHelpAfterError()
+  .parse();
+
+const [tool, rawArgs] = program.processedArgs as [string, string];
+const opts = program.opts<{ to: string; broker: string; cert: string; certs: string; serverKey?: string; timeout: number }>();
+
+async function main(): Promise<void> {
+  let args: unknown;
+  try {
+    args = JSON.parse(rawArgs);
+  } catch (err) {
+    fail({ code: "invalid_args", message: `arguments are not JSON: ${(err as Error).message}` }, 2);
+  }
+  const agent = await Agent.connect({
+    broker: opts.broker,
+    cert: opts.cert,
+    certs: opts.certs,
+    ...(opts.serverKey ? { serverKey: opts.serverKey } : {}),
+    connectTimeout: opts.timeout,
+  });
+  try {
+    const result = await agent.call(opts.to, tool, args, { timeout: opts.timeout });
+    process.stdout.write(JSON.stringify(result) + "\n");
+  } finally {
+    await agent.close();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => fail(err),
+);

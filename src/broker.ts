@@ -1,0 +1,226 @@
+/**
+ * The broker: a CURVE ROUTER that forwards sealed messages by `header.to`, reading only the
+ * header. It keeps no per-connection table: peers are known to the ROUTER by their
+ * authenticated keys (see zap.ts), so forwarding is one send to `header.to`.
+ *
+ * Every message that cannot be forwarded comes back to its sender at once as a `nack`
+ * (`[empty from, header{k: "nack", re, code, msg}, empty body]`); nothing is dropped in silence.
+ */
+import * as zmq from "zeromq";
+import { loadCertDirectory } from "./certs.js";
+import { DEFAULT_MAX_MESSAGE_BYTES, decodeHeader, encodeHeader, newId, PROTOCOL_VERSION, type Header } from "./envelope.js";
+import { ConfigError, ProtocolError, type WireCode } from "./errors.js";
+import { silentLogger, type Logger } from "./log.js";
+import { ZAP_DOMAIN, ZapHandler } from "./zap.js";
+import { isZ85Key } from "./z85.js";
+
+export interface BrokerOptions {
+  /** Endpoint to bind, e.g. `tcp://127.0.0.1:5555` (`tcp://127.0.0.1:*` picks a free port). */
+  bind: string;
+  /** The broker's curve key pair, Z85. */
+  publicKey: string;
+  secretKey: string;
+  /**
+   * Who may connect: a directory of public certificates (`*.key`, re-read by
+   * {@link Broker.reloadAllowlist}) or a list of Z85 public keys.
+   */
+  allow: string | Iterable<string>;
+  /** Largest message (header + body) forwarded, bytes. Default 1 MiB. */
+  maxMessageBytes?: number;
+  /** Messages queued per peer before sends to it answer `busy` (ZMQ_SNDHWM). Default 1000. */
+  sendHighWaterMark?: number;
+  /** Messages queued from each peer (ZMQ_RCVHWM). Default 1000. */
+  receiveHighWaterMark?: number;
+  log?: Logger;
+}
+
+/** Counters, for tests and operators. */
+export interface BrokerStats {
+  routed: number;
+  bytes: number;
+  refused: Partial<Record<WireCode | "forbidden", number>>;
+  /** Nacks that could not be delivered either (sender gone or full). */
+  nacksLost: number;
+}
+
+export class Broker {
+  readonly #router: zmq.Router;
+  readonly #zap: ZapHandler;
+  readonly #options: BrokerOptions;
+  readonly #maxMessageBytes: number;
+  #allowed: Set<string>;
+  #closed = false;
+  #loop: Promise<void> = Promise.resolve();
+  readonly stats: BrokerStats = { routed: 0, bytes: 0, refused: {}, nacksLost: 0 };
+  readonly log: Logger;
+  /** The endpoint actually bound (with the port resolved). */
+  endpoint = "";
+
+  private constructor(router: zmq.Router, zap: ZapHandler, options: BrokerOptions, allowed: Set<string>, log: Logger) {
+    this.#router = router;
+    this.#zap = zap;
+    this.#options = options;
+    this.#allowed = allowed;
+    this.#maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    this.log = log;
+  }
+
+  get publicKey(): string {
+    return this.#options.publicKey;
+  }
+
+  /** Starts a broker; resolves once it is bound and ready. */
+  static async start(options: BrokerOptions): Promise<Broker> {
+    const log = options.log ?? silentLogger;
+    if (!isZ85Key(options.publicKey) || !isZ85Key(options.secretKey)) throw new ConfigError("broker keys must be 40-character Z85");
+    const maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    if (!Number.isInteger(maxMessageBytes) || maxMessageBytes < 1024) throw new ConfigError("maxMessageBytes must be an integer >= 1024");
+    const allowed = readAllowlist(options.allow, log);
+    // A context of its own: the ZAP endpoint is per context, so brokers in one process stay apart.
+    const context = new zmq.Context();
+    let broker: Broker | undefined;
+    const zap = await ZapHandler.start(context, (key) => broker?.isAllowed(key) ?? allowed.has(key), log);
+    const router = new zmq.Router({
+      context,
+      curveServer: true,
+      curvePublicKey: options.publicKey,
+      curveSecretKey: options.secretKey,
+      zapDomain: ZAP_DOMAIN,
+      zapEnforceDomain: true, // fail closed: no handler or wrong domain means no entry
+      handover: true, // a reconnecting agent takes over its key at once
+      mandatory: true, // unknown destination: EHOSTUNREACH, not a silent drop
+      sendTimeout: 0, // full destination queue: EAGAIN at once, answered `busy`
+      sendHighWaterMark: options.sendHighWaterMark ?? 1000,
+      receiveHighWaterMark: options.receiveHighWaterMark ?? 1000,
+      // Above this libzmq drops the connection; below it, an oversized message gets `too_large`.
+      maxMessageSize: Math.max(4 * maxMessageBytes, maxMessageBytes + 1024 * 1024),
+      linger: 0,
+    });
+    try {
+      await router.bind(options.bind);
+    } catch (err) {
+      zap.close();
+      router.close();
+      throw new ConfigError(`cannot bind ${options.bind}: ${(err as Error).message}`, { cause: err });
+    }
+    broker = new Broker(router, zap, options, allowed, log);
+    broker.endpoint = router.lastEndpoint ?? options.bind;
+    broker.#loop = broker.#run();
+    void broker.#watch();
+    return broker;
+  }
+
+  /** Number of keys currently admitted. */
+  get allowedCount(): number {
+    return this.#allowed.size;
+  }
+
+  isAllowed(key: string): boolean {
+    return this.#allowed.has(key);
+  }
+
+  /** Re-reads the allowlist. Connected agents stay connected; removed keys are refused per message. */
+  reloadAllowlist(allow: string | Iterable<string> = this.#options.allow): number {
+    this.#allowed = readAllowlist(allow, this.log);
+    this.log.info("allowlist reloaded", { keys: this.#allowed.size });
+    return this.#allowed.size;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#router.close();
+    this.#zap.close();
+    await this.#loop;
+  }
+
+  async #run(): Promise<void> {
+    while (!this.#closed) {
+      let frames: Buffer[];
+      try {
+        frames = await this.#router.receive();
+      } catch (err) {
+        if (this.#closed) return;
+        this.log.error("receive failed", { error: String(err) });
+        continue;
+      }
+      try {
+        await this.#route(frames);
+      } catch (err) {
+        // #route answers every failure itself; reaching here is a bug, but the loop lives on.
+        this.log.error("route failed", { error: String(err) });
+      }
+    }
+  }
+
+  async #route(frames: Buffer[]): Promise<void> {
+    const from = frames[0]!;
+    const fromKey = from.toString("latin1");
+    if (!this.#allowed.has(fromKey)) return this.#refuse(from, undefined, "forbidden", "key is no longer admitted");
+    if (frames.length !== 3) return this.#refuse(from, undefined, "bad_frame", `expected 2 frames [header, body], got ${frames.length - 1}`);
+    const headerBytes = frames[1]!;
+    const body = frames[2]!;
+    let header: Header;
+    try {
+      header = decodeHeader(headerBytes);
+    } catch (err) {
+      const e = err as ProtocolError;
+      return this.#refuse(from, undefined, e.code as WireCode, e.message);
+    }
+    const size = headerBytes.length + body.length;
+    if (size > this.#maxMessageBytes) return this.#refuse(from, header.id, "too_large", `message of ${size} bytes exceeds ${this.#maxMessageBytes}`);
+    if (header.k === "nack") return this.#refuse(from, header.id, "bad_frame", "agents may not send nacks");
+    if (header.exp < Date.now()) return this.#refuse(from, header.id, "expired", "message is past its deadline");
+    if (!isZ85Key(header.to)) return this.#refuse(from, header.id, "no_route", `destination ${JSON.stringify(header.to)} is not a Z85 key`);
+    try {
+      await this.#router.send([header.to, from, headerBytes, body]);
+      this.stats.routed++;
+      this.stats.bytes += size;
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code === "EHOSTUNREACH") return this.#refuse(from, header.id, "no_route", `${header.to} is not connected`);
+      if (code === "EAGAIN") return this.#refuse(from, header.id, "busy", `${header.to}'s queue is full`);
+      return this.#refuse(from, header.id, "no_route", `send to ${header.to} failed: ${(err as Error).message}`);
+    }
+  }
+
+  async #refuse(to: Buffer, re: Uint8Array | undefined, code: WireCode | "forbidden", msg: string): Promise<void> {
+    this.stats.refused[code] = (this.stats.refused[code] ?? 0) + 1;
+    if (this.log.enabled("debug")) this.log.debug("refused", { from: to.toString("latin1"), code, msg });
+    const nack: Header = { v: PROTOCOL_VERSION, k: "nack", id: newId(), to: to.toString("latin1"), exp: Date.now() + 60_000, code, msg };
+    if (re) nack.re = re;
+    try {
+      await this.#router.send([to, "", encodeHeader(nack), ""]);
+    } catch (err) {
+      this.stats.nacksLost++;
+      this.log.warn("nack undeliverable", { to: to.toString("latin1"), code, error: String(err) });
+    }
+  }
+
+  async #watch(): Promise<void> {
+    try {
+      for await (const event of this.#router.events) {
+        if (event.type === "handshake:error:auth" || event.type === "handshake:error:protocol") {
+          this.log.info("handshake failed", { type: event.type, address: event.address });
+        } else if (this.log.enabled("debug") && (event.type === "accept" || event.type === "disconnect" || event.type === "handshake")) {
+          this.log.debug(event.type, { address: event.address });
+        }
+      }
+    } catch {
+      // the observer ends when the socket closes
+    }
+  }
+}
+
+function readAllowlist(allow: string | Iterable<string>, log: Logger): Set<string> {
+  if (typeof allow === "string") {
+    const dir = loadCertDirectory(allow, (err) => log.warn("certificate skipped", { error: err.message }));
+    return new Set(dir.byKey.keys());
+  }
+  const keys = new Set<string>();
+  for (const key of allow) {
+    if (!isZ85Key(key)) throw new ConfigError(`allowlist entry ${JSON.stringify(key)} is not a Z85 key`);
+    keys.add(key);
+  }
+  return keys;
+}

@@ -1,0 +1,109 @@
+/**
+ * The one place where zmcp's errors are named.
+ *
+ * Every error carries a stable string `code`. Codes listed in {@link WIRE_CODES} may travel
+ * on the wire (a broker or a peer sends them back); the others are raised locally only.
+ */
+
+/** Codes that a broker or an agent may send back to a caller. */
+export const WIRE_CODES = [
+  "no_route", // destination not connected (broker: EHOSTUNREACH)
+  "busy", // destination's queue full, or agent at its concurrency limit
+  "too_large", // message or frame above the configured cap
+  "bad_frame", // wrong frame count, undecodable or invalid header/message
+  "expired", // message past its deadline
+  "bad_seal", // box did not open, or header not bound to the body
+  "replay", // message id seen before, or timestamp outside the replay window
+  "unknown_tool",
+  "invalid_args",
+  "tool_failed",
+  "unsupported_version",
+  "forbidden", // sender's key no longer admitted by the broker
+] as const;
+export type WireCode = (typeof WIRE_CODES)[number];
+
+/** Codes raised locally, never sent. */
+export const LOCAL_CODES = [
+  "timeout", // no answer within the call's deadline
+  "aborted", // the caller's AbortSignal fired
+  "closed", // the agent was closed with the call pending
+  "config", // invalid option or argument
+  "cert", // certificate file unreadable or invalid
+  "unknown_peer", // a name that no certificate in the directory maps to a key
+  "handshake_failed", // the broker refused this agent's key (not in its allowlist)
+] as const;
+export type LocalCode = (typeof LOCAL_CODES)[number];
+
+export type ErrorCode = WireCode | LocalCode;
+
+const wireCodes: ReadonlySet<string> = new Set(WIRE_CODES);
+export function isWireCode(code: unknown): code is WireCode {
+  return typeof code === "string" && wireCodes.has(code);
+}
+
+/** Base class: every error zmcp throws or rejects with is one of these. */
+export class ZmcpError extends Error {
+  override name = "ZmcpError";
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+
+  /** The `{code, message}` shape used on the wire and by `zmq-call` on stderr. */
+  toJSON(): { code: ErrorCode; message: string } {
+    return { code: this.code, message: this.message };
+  }
+}
+
+/**
+ * An error that came back over the wire, from the broker (`origin: "broker"`) or from the
+ * peer that was called (`origin: "peer"`).
+ */
+export class RemoteError extends ZmcpError {
+  override name = "RemoteError";
+  constructor(
+    code: WireCode,
+    message: string,
+    readonly origin: "broker" | "peer",
+  ) {
+    super(code, `${origin === "broker" ? "broker" : "peer"}: ${message}`);
+  }
+}
+
+/** The call's deadline passed before an answer came. */
+export class TimeoutError extends ZmcpError {
+  override name = "TimeoutError";
+  constructor(message: string) {
+    super("timeout", message);
+  }
+}
+
+/** Invalid option or file given to a constructor or CLI: thrown at construction. */
+export class ConfigError extends ZmcpError {
+  override name = "ConfigError";
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("config", message, options);
+  }
+}
+
+/** A certificate file that cannot be read or parsed. */
+export class CertError extends ZmcpError {
+  override name = "CertError";
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("cert", message, options);
+  }
+}
+
+/**
+ * A check failed on an incoming message. Thrown inside the decode path only; the receiver
+ * turns it into a wire answer with the same code.
+ */
+export class ProtocolError extends ZmcpError {
+  override name = "ProtocolError";
+  constructor(code: WireCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+  }
+}

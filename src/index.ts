@@ -1,0 +1,21 @@
+/** zmcp's public API. Each export is named on purpose; nothing is re-exported wholesale. */
+export { Agent } from "./agent.js";
+export type { AgentOptions, CallOptions, ToolContext, ToolHandler, ToolSpec } from "./agent.js";
+export { Broker } from "./broker.js";
+export type { BrokerOptions, BrokerStats } from "./broker.js";
+export {
+  generateCertificate,
+  loadCertificate,
+  loadSecretCertificate,
+  loadCertDirectory,
+  parseCertificate,
+  formatCertificate,
+  saveCertificate,
+  publicKeyOf,
+} from "./certs.js";
+export type { Certificate, CertDirectory } from "./certs.js";
+export { ZmcpError, RemoteError, TimeoutError, ConfigError, CertError, ProtocolError, WIRE_CODES, LOCAL_CODES } from "./errors.js";
+export type { ErrorCode, WireCode, LocalCode } from "./errors.js";
+export { createLogger } from "./log.js";
+export type { Logger, LogLevel } from "./log.js";
+export { z85Encode, z85Decode, isZ85Key } from "./z85.js";

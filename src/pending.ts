@@ -1,0 +1,65 @@
+/**
+ * The one place that correlates requests with answers: a map of pending ids, each with its
+ * timer and abort listener, cleared on every path and all rejected on close.
+ */
+import { TimeoutError, ZmcpError } from "./errors.js";
+
+interface Entry<T> {
+  resolve: (value: T) => void;
+  reject: (err: Error) => void;
+  timer: NodeJS.Timeout;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
+}
+
+export class PendingCalls<T> {
+  readonly #entries = new Map<string, Entry<T>>();
+
+  /**
+   * Registers `key` and returns the promise of its answer.
+   * @param timeoutMs rejects with TimeoutError after this many ms
+   * @param signal rejects with code `aborted` when it fires
+   */
+  add(key: string, timeoutMs: number, signal?: AbortSignal, what = "call"): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      if (signal?.aborted) return reject(new ZmcpError("aborted", `${what} aborted`, { cause: signal.reason }));
+      const timer = setTimeout(() => this.reject(key, new TimeoutError(`${what} got no answer within ${timeoutMs} ms`)), timeoutMs);
+      const onAbort = signal ? () => this.reject(key, new ZmcpError("aborted", `${what} aborted`, { cause: signal.reason })) : undefined;
+      if (signal && onAbort) signal.addEventListener("abort", onAbort, { once: true });
+      this.#entries.set(key, { resolve, reject, timer, signal, onAbort });
+    });
+  }
+
+  has(key: string): boolean {
+    return this.#entries.has(key);
+  }
+
+  resolve(key: string, value: T): boolean {
+    const entry = this.#take(key);
+    entry?.resolve(value);
+    return entry !== undefined;
+  }
+
+  reject(key: string, err: Error): boolean {
+    const entry = this.#take(key);
+    entry?.reject(err);
+    return entry !== undefined;
+  }
+
+  rejectAll(err: Error): void {
+    for (const key of [...this.#entries.keys()]) this.reject(key, err);
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  #take(key: string): Entry<T> | undefined {
+    const entry = this.#entries.get(key);
+    if (!entry) return undefined;
+    this.#entries.delete(key);
+    clearTimeout(entry.timer);
+    if (entry.signal && entry.onAbort) entry.signal.removeEventListener("abort", entry.onAbort);
+    return entry;
+  }
+}

@@ -1,0 +1,97 @@
+/**
+ * The ZAP handler (ZeroMQ RFC 27) that admits CURVE clients by public key, and renames each
+ * admitted peer to the Z85 text of its key.
+ *
+ * The rename is what lets the broker route with no table: a ZAP reply whose metadata holds
+ * the property `Identity` sets the peer's routing id on the ROUTER, whatever id the peer
+ * asked for. So the sender id that the ROUTER prepends to every message is the sender's
+ * authenticated key and cannot be spoofed (guarded by test/broker.test.ts).
+ */
+import * as zmq from "zeromq";
+import type { Logger } from "./log.js";
+import { z85Encode } from "./z85.js";
+
+/** The ZAP domain set on the broker socket. ZAP fails open without a non-empty, enforced domain. */
+export const ZAP_DOMAIN = "zmcp";
+const ZAP_ENDPOINT = "inproc://zeromq.zap.01";
+
+/** ZAP metadata: 1 byte name length, name, 4-byte big-endian value length, value. */
+export function encodeZapMetadata(props: Record<string, string>): Buffer {
+  const parts: Buffer[] = [];
+  for (const [name, value] of Object.entries(props)) {
+    const n = Buffer.from(name, "ascii");
+    const v = Buffer.from(value, "utf8");
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(v.length);
+    parts.push(Buffer.from([n.length]), n, len, v);
+  }
+  return Buffer.concat(parts);
+}
+
+export class ZapHandler {
+  readonly #socket: zmq.Router;
+  #closed = false;
+
+  private constructor(
+    socket: zmq.Router,
+    private readonly isAllowed: (key: string) => boolean,
+    private readonly log: Logger,
+  ) {
+    this.#socket = socket;
+  }
+
+  /** Binds the handler in `context`. Must run before the broker's socket binds. */
+  static async start(context: zmq.Context, isAllowed: (key: string) => boolean, log: Logger): Promise<ZapHandler> {
+    const socket = new zmq.Router({ context, linger: 0 });
+    await socket.bind(ZAP_ENDPOINT);
+    const handler = new ZapHandler(socket, isAllowed, log);
+    void handler.#run();
+    return handler;
+  }
+
+  async #run(): Promise<void> {
+    while (!this.#closed) {
+      let frames: Buffer[];
+      try {
+        frames = await this.#socket.receive();
+      } catch (err) {
+        if (this.#closed) return;
+        this.log.error("zap receive failed", { error: String(err) });
+        continue;
+      }
+      const [addr, , version, requestId, domain, , , mechanism, clientKey] = frames;
+      if (!addr || !requestId) continue; // not a ZAP request; nothing to answer
+      let status = "400";
+      let text = "denied";
+      let userId = "";
+      let metadata: Buffer = Buffer.alloc(0);
+      if (version?.toString() !== "1.0") {
+        status = "500";
+        text = "unsupported ZAP version";
+      } else if (domain?.toString() !== ZAP_DOMAIN || mechanism?.toString() !== "CURVE" || clientKey?.length !== 32) {
+        text = "CURVE in the zmcp domain is required";
+      } else {
+        const key = z85Encode(clientKey);
+        if (this.isAllowed(key)) {
+          status = "200";
+          text = "OK";
+          userId = key;
+          metadata = encodeZapMetadata({ Identity: key });
+        } else {
+          this.log.warn("handshake refused: key not in allowlist", { key });
+        }
+      }
+      try {
+        await this.#socket.send([addr, "", "1.0", requestId, status, text, userId, metadata]);
+      } catch (err) {
+        if (this.#closed) return;
+        this.log.error("zap reply failed", { error: String(err) });
+      }
+    }
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#socket.close();
+  }
+}
