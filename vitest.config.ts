@@ -1,0 +1,13 @@
+import { defineConfig } from "vitest/config";
+
+export default defineConfig({
+  test: {
+    include: ["test/**/*.test.ts"],
+    // zeromq is a native addon: one process per test file keeps contexts apart.
+    pool: "forks",
+    testTimeout: 30_000,
+    hookTimeout: 30_000,
+    // Real sockets and processes; two at a time suits the 2-core CI machine.
+    maxWorkers: 2,
+  },
+});
