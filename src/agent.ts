@@ -2,7 +2,7 @@
  * The agent SDK: one DEALER socket, one curve key. An agent offers tools (arguments checked
  * with zod) and calls other agents' tools; every payload is sealed end to end.
  */
-import { existsSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import * as zmq from "zeromq";
 import type { z } from "zod";
@@ -105,6 +105,7 @@ export class Agent {
   readonly #closing = new AbortController();
   readonly #certsDir: string | undefined;
   #directory: CertDirectory = { byName: new Map(), byKey: new Map() };
+  #directoryMtime = -1;
   readonly #defaultTimeout: number;
   readonly #maxMessageBytes: number;
   #loop: Promise<void> = Promise.resolve();
@@ -123,6 +124,9 @@ export class Agent {
       curveServerKey: serverKey,
       curvePublicKey: cert.publicKey,
       curveSecretKey: cert.secretKey,
+      // The broker renames every peer to its key anyway (zap.ts); asking for the same id
+      // makes that hold even if libzmq applies our request after the broker's.
+      routingId: cert.publicKey,
       linger: 0,
       heartbeatInterval: options.heartbeatInterval ?? 2000,
       heartbeatTimeout: 3 * (options.heartbeatInterval ?? 2000),
@@ -130,7 +134,7 @@ export class Agent {
       maxMessageSize: 4 * this.#maxMessageBytes,
     });
     this.#writer = new SocketWriter(this.#socket);
-    if (this.#certsDir) this.#reloadDirectory();
+    this.#reloadDirectory();
   }
 
   /** Connects to the broker and, unless `connectTimeout` is 0, waits for the CURVE handshake. */
@@ -182,17 +186,16 @@ export class Agent {
 
   /** The certificate name of a key, if known. */
   nameOf(key: string): string | undefined {
-    return this.#directory.byKey.get(key);
+    let name = this.#directory.byKey.get(key);
+    if (name === undefined && this.#reloadDirectory()) name = this.#directory.byKey.get(key);
+    return name;
   }
 
   /** A name (from `certs`) or a Z85 key → Z85 key. Throws ZmcpError(unknown_peer). */
   resolve(to: string): string {
     if (isZ85Key(to)) return to;
     let key = this.#directory.byName.get(to);
-    if (!key && this.#certsDir) {
-      this.#reloadDirectory(); // a certificate may have been added since
-      key = this.#directory.byName.get(to);
-    }
+    if (!key && this.#reloadDirectory()) key = this.#directory.byName.get(to);
     if (!key) throw new ZmcpError("unknown_peer", `no certificate named ${JSON.stringify(to)}${this.#certsDir ? ` in ${this.#certsDir}` : ""}`);
     return key;
   }
@@ -248,12 +251,27 @@ export class Agent {
     await this.#loop;
   }
 
-  #reloadDirectory(): void {
+  /**
+   * Re-reads `certs` if the directory changed since it was read (a certificate may have been
+   * added); a lookup miss costs one stat, not a directory read. Returns true if it re-read.
+   */
+  #reloadDirectory(): boolean {
+    if (!this.#certsDir) return false;
+    let mtime: number;
     try {
-      this.#directory = loadCertDirectory(this.#certsDir!, (err) => this.log.warn("certificate skipped", { error: err.message }));
+      mtime = statSync(this.#certsDir).mtimeMs;
+    } catch (err) {
+      this.log.warn("certificate directory unreadable", { error: String(err) });
+      return false;
+    }
+    if (mtime === this.#directoryMtime) return false;
+    this.#directoryMtime = mtime;
+    try {
+      this.#directory = loadCertDirectory(this.#certsDir, (err) => this.log.warn("certificate skipped", { error: err.message }));
     } catch (err) {
       this.log.warn("certificate directory unreadable", { error: String(err) });
     }
+    return true;
   }
 
   /** Header + inner draft → `[header, sealed body]`. Throws ZmcpError(invalid_args | too_large). */

@@ -156,7 +156,7 @@ export class Broker {
   async #route(frames: Buffer[]): Promise<void> {
     const from = frames[0]!;
     const fromKey = from.toString("latin1");
-    if (!this.#allowed.has(fromKey)) return this.#refuse(from, undefined, "forbidden", "key is no longer admitted");
+    if (!this.#allowed.has(fromKey)) return this.#refuse(from, undefined, "forbidden", `key ${JSON.stringify(fromKey)} (${from.length} bytes) is not admitted`);
     if (frames.length !== 3) return this.#refuse(from, undefined, "bad_frame", `expected 2 frames [header, body], got ${frames.length - 1}`);
     const headerBytes = frames[1]!;
     const body = frames[2]!;
