@@ -8,9 +8,11 @@
  */
 import * as zmq from "zeromq";
 import { loadCertDirectory } from "./certs.js";
+import { DenyList } from "./denylist.js";
 import { DEFAULT_MAX_MESSAGE_BYTES, decodeHeader, encodeHeader, newId, PROTOCOL_VERSION, type Header } from "./envelope.js";
 import { ConfigError, ProtocolError, type WireCode } from "./errors.js";
 import { silentLogger, type Logger } from "./log.js";
+import { RateLimiter, type RateLimitOptions } from "./ratelimit.js";
 import { ZAP_DOMAIN, ZapHandler } from "./zap.js";
 import { isZ85Key } from "./z85.js";
 
@@ -31,6 +33,16 @@ export interface BrokerOptions {
   sendHighWaterMark?: number;
   /** Messages queued from each peer (ZMQ_RCVHWM). Default 1000. */
   receiveHighWaterMark?: number;
+  /**
+   * Revoked keys: a deny list file (JSON `{"jti": [...], "keys": [...]}`, see denylist.ts),
+   * re-read when it changes and by {@link Broker.reloadDenyList}. A listed key is refused
+   * `revoked` on its next message, even on an open connection, and at its next handshake.
+   */
+  denyList?: string;
+  /** Polling interval of the deny list file, ms. Default 1,000. */
+  denyListInterval?: number;
+  /** Token bucket per sender key; a message above it is answered `rate_limited`. Default: no limit. */
+  rateLimit?: RateLimitOptions;
   log?: Logger;
 }
 
@@ -49,6 +61,8 @@ export class Broker {
   readonly #options: BrokerOptions;
   readonly #maxMessageBytes: number;
   #allowed: Set<string>;
+  readonly #denyList: DenyList | undefined;
+  readonly #limiter: RateLimiter | undefined;
   #closed = false;
   #loop: Promise<void> = Promise.resolve();
   readonly stats: BrokerStats = { routed: 0, bytes: 0, refused: {}, nacksLost: 0 };
@@ -56,11 +70,21 @@ export class Broker {
   /** The endpoint actually bound (with the port resolved). */
   endpoint = "";
 
-  private constructor(router: zmq.Router, zap: ZapHandler, options: BrokerOptions, allowed: Set<string>, log: Logger) {
+  private constructor(
+    router: zmq.Router,
+    zap: ZapHandler,
+    options: BrokerOptions,
+    allowed: Set<string>,
+    log: Logger,
+    denyList: DenyList | undefined,
+    limiter: RateLimiter | undefined,
+  ) {
     this.#router = router;
     this.#zap = zap;
     this.#options = options;
     this.#allowed = allowed;
+    this.#denyList = denyList;
+    this.#limiter = limiter;
     this.#maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     this.log = log;
   }
@@ -76,10 +100,13 @@ export class Broker {
     const maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     if (!Number.isInteger(maxMessageBytes) || maxMessageBytes < 1024) throw new ConfigError("maxMessageBytes must be an integer >= 1024");
     const allowed = readAllowlist(options.allow, log);
+    const limiter = options.rateLimit ? new RateLimiter(options.rateLimit) : undefined;
+    const reloadInterval = options.denyListInterval ?? 1000;
+    const denyList = options.denyList ? DenyList.open(options.denyList, { reloadInterval, log }) : undefined;
     // A context of its own: the ZAP endpoint is per context, so brokers in one process stay apart.
     const context = new zmq.Context();
     let broker: Broker | undefined;
-    const zap = await ZapHandler.start(context, (key) => broker?.isAllowed(key) ?? allowed.has(key), log);
+    const zap = await ZapHandler.start(context, (key) => broker?.isAllowed(key) ?? (allowed.has(key) && !denyList?.hasKey(key)), log);
     const router = new zmq.Router({
       context,
       curveServer: true,
@@ -101,9 +128,10 @@ export class Broker {
     } catch (err) {
       zap.close();
       router.close();
+      denyList?.close();
       throw new ConfigError(`cannot bind ${options.bind}: ${(err as Error).message}`, { cause: err });
     }
-    broker = new Broker(router, zap, options, allowed, log);
+    broker = new Broker(router, zap, options, allowed, log, denyList, limiter);
     broker.endpoint = router.lastEndpoint ?? options.bind;
     broker.#loop = broker.#run();
     void broker.#watch();
@@ -115,8 +143,14 @@ export class Broker {
     return this.#allowed.size;
   }
 
+  /** Admitted: in the allowlist and not revoked. */
   isAllowed(key: string): boolean {
-    return this.#allowed.has(key);
+    return this.#allowed.has(key) && !this.#denyList?.hasKey(key);
+  }
+
+  /** Re-reads the deny list file now (it is also re-read when it changes). False if unreadable. */
+  reloadDenyList(): boolean {
+    return this.#denyList?.reload() ?? true;
   }
 
   /** Re-reads the allowlist. Connected agents stay connected; removed keys are refused per message. */
@@ -131,6 +165,7 @@ export class Broker {
     this.#closed = true;
     this.#router.close();
     this.#zap.close();
+    this.#denyList?.close();
     await this.#loop;
   }
 
@@ -157,7 +192,13 @@ export class Broker {
     const from = frames[0]!;
     const fromKey = from.toString("latin1");
     if (!this.#allowed.has(fromKey)) return this.#refuse(from, undefined, "forbidden", "key is no longer admitted");
-    if (frames.length !== 3) return this.#refuse(from, undefined, "bad_frame", `expected 2 frames [header, body], got ${frames.length - 1}`);
+    // Decided before anything else is read, answered once the header gives an id to answer.
+    const denied: [WireCode, string] | undefined = this.#denyList?.hasKey(fromKey)
+      ? ["revoked", "key is revoked"]
+      : this.#limiter?.take(fromKey) === false
+        ? ["rate_limited", `above ${this.#limiter.perSecond} messages/s (burst ${this.#limiter.burst})`]
+        : undefined;
+    if (frames.length !== 3) return this.#refuse(from, undefined, ...(denied ?? ["bad_frame", `expected 2 frames [header, body], got ${frames.length - 1}`]));
     const headerBytes = frames[1]!;
     const body = frames[2]!;
     let header: Header;
@@ -165,8 +206,9 @@ export class Broker {
       header = decodeHeader(headerBytes);
     } catch (err) {
       const e = err as ProtocolError;
-      return this.#refuse(from, undefined, e.code as WireCode, e.message);
+      return this.#refuse(from, undefined, ...(denied ?? [e.code as WireCode, e.message]));
     }
+    if (denied) return this.#refuse(from, header.id, ...denied);
     const size = headerBytes.length + body.length;
     if (size > this.#maxMessageBytes) return this.#refuse(from, header.id, "too_large", `message of ${size} bytes exceeds ${this.#maxMessageBytes}`);
     if (header.k === "nack") return this.#refuse(from, header.id, "bad_frame", "agents may not send nacks");
