@@ -152,6 +152,10 @@ export class Agent {
     this.#socket = new zmq.Dealer({
       curveServerKey: serverKey,
       curvePublicKey: cert.publicKey,
+      // The broker renames each peer to its key through ZAP metadata, but libzmq applies the
+      // peer's own Identity property after a ZAP reply that was already waiting; claiming the
+      // key ourselves makes both orders agree.
+      routingId: cert.publicKey,
       curveSecretKey: cert.secretKey,
       linger: 0,
       heartbeatInterval: options.heartbeatInterval ?? 2000,
