@@ -146,7 +146,9 @@ export class Agent {
     this.#replay = new ReplayGuard(options.replayWindow ?? DEFAULT_REPLAY_WINDOW_MS);
     // Before the socket exists: an unreadable key file throws here and leaks nothing.
     this.#requireToken = options.requireToken ?? options.authority !== undefined;
-    if (this.#requireToken && options.authority === undefined) throw new ConfigError("requireToken needs an authority (trusted public JWK)");
+    if (options.authority === undefined && (this.#requireToken || options.denyList !== undefined)) {
+      throw new ConfigError("requireToken and denyList need an authority (trusted public JWK)");
+    }
     this.#verifier = options.authority === undefined ? undefined : new TokenVerifier(tokenVerifierOptions(options, this.log));
     this.#token = options.token === undefined ? undefined : new TokenSource(options.token, this.log);
     this.#socket = new zmq.Dealer({

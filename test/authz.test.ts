@@ -11,7 +11,7 @@ import { z } from "zod";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { Agent, AgentOptions } from "../src/agent.js";
 import type { Broker } from "../src/broker.js";
-import { RemoteError, type WireCode } from "../src/errors.js";
+import { CertError, ConfigError, RemoteError, type WireCode } from "../src/errors.js";
 import { generateAuthority, saveAuthority, type AuthorityJwk } from "../src/jwk.js";
 import { createToken, decodeTokenUnverified, TokenIssuer, type VerifiedToken } from "../src/tokens.js";
 import { BIN, connectAgent, spawnBroker, startBroker, tempCerts, waitFor, type CertFixture } from "./helpers.js";
@@ -89,6 +89,16 @@ describe("token checks on a real mesh", () => {
     const a = await alice(tokenFor("alice"));
     expect(await a.call("bob", "batch_sum", { numbers: [1, 2, 3] })).toBe(6);
     expect(seen[0]).toMatchObject({ sub: "alice", key: fx.key("alice"), scopes: ["call:batch_sum"] });
+  });
+
+  it("refuses inconsistent or unreadable token options at connect, with typed errors", async () => {
+    await expect(connectAgent(fx, "carol", broker.endpoint, { requireToken: true })).rejects.toBeInstanceOf(ConfigError);
+    await expect(connectAgent(fx, "carol", broker.endpoint, { denyList: denyPath })).rejects.toBeInstanceOf(ConfigError);
+    await expect(connectAgent(fx, "carol", broker.endpoint, { authority: join(fx.dir, "missing.jwk") })).rejects.toBeInstanceOf(CertError);
+    await expect(connectAgent(fx, "carol", broker.endpoint, { authority: publicPath, denyList: join(fx.dir, "missing.json") })).rejects.toBeInstanceOf(ConfigError);
+    const carol = await connectAgent(fx, "carol", broker.endpoint, { authority: publicPath });
+    agents.push(carol);
+    expect(() => carol.tool("x", { ...sumTool, scope: "has space" }, () => 0)).toThrow(ConfigError);
   });
 
   it("token_missing: a request without a token", async () => {
