@@ -154,11 +154,11 @@ export class Agent {
     this.#socket = new zmq.Dealer({
       curveServerKey: serverKey,
       curvePublicKey: cert.publicKey,
-      // The broker renames each peer to its key through ZAP metadata, but libzmq applies the
-      // peer's own Identity property after a ZAP reply that was already waiting; claiming the
-      // key ourselves makes both orders agree.
-      routingId: cert.publicKey,
       curveSecretKey: cert.secretKey,
+      // The broker renames each peer to its key through ZAP metadata, but libzmq sometimes
+      // applies the peer's own Identity property last (a ZAP reply already waiting); claiming
+      // our key ourselves makes both orders agree, or the broker would see a random id.
+      routingId: cert.publicKey,
       linger: 0,
       heartbeatInterval: options.heartbeatInterval ?? 2000,
       heartbeatTimeout: 3 * (options.heartbeatInterval ?? 2000),

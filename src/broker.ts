@@ -13,6 +13,7 @@ import { DEFAULT_MAX_MESSAGE_BYTES, decodeHeader, encodeHeader, newId, PROTOCOL_
 import { ConfigError, ProtocolError, type WireCode } from "./errors.js";
 import { silentLogger, type Logger } from "./log.js";
 import { RateLimiter, type RateLimitOptions } from "./ratelimit.js";
+import { DEFAULT_RELOAD_INTERVAL_MS } from "./watch.js";
 import { ZAP_DOMAIN, ZapHandler } from "./zap.js";
 import { isZ85Key } from "./z85.js";
 
@@ -101,7 +102,7 @@ export class Broker {
     if (!Number.isInteger(maxMessageBytes) || maxMessageBytes < 1024) throw new ConfigError("maxMessageBytes must be an integer >= 1024");
     const allowed = readAllowlist(options.allow, log);
     const limiter = options.rateLimit ? new RateLimiter(options.rateLimit) : undefined;
-    const reloadInterval = options.denyListInterval ?? 1000;
+    const reloadInterval = options.denyListInterval ?? DEFAULT_RELOAD_INTERVAL_MS;
     const denyList = options.denyList ? DenyList.open(options.denyList, { reloadInterval, log }) : undefined;
     // A context of its own: the ZAP endpoint is per context, so brokers in one process stay apart.
     const context = new zmq.Context();

@@ -118,7 +118,7 @@ describe("token issue and verify", () => {
     expect(refusal(() => verifier.verify(unbound)).code).toBe("token_invalid");
   });
 
-  it("trusts several authorities at once, given as paths or JWKs, and picks them by kid", () => {
+  it("trusts several authorities at once, given as paths or JWKs, and picks them by kid", async () => {
     const dir = mkdtempSync(join(tmpdir(), "zmcp-auth-"));
     try {
       const second = generateAuthority();
@@ -133,6 +133,18 @@ describe("token issue and verify", () => {
       const t3 = createToken({ authority: third.privateJwk, sub: "a", key: alice.publicKey, scope: "call:x" });
       expect(refusal(() => both.verify(t3)).code).toBe("token_invalid");
       expect(() => new TokenVerifier({ authority: join(dir, "missing.jwk"), watch: false })).toThrow(CertError);
+      // Without a kid, a token is matched only while a single authority is trusted.
+      const noKid = async (jwk: AuthorityJwk) =>
+        new jose.SignJWT({ scope: "call:x", cnf: { "zmcp:key": alice.publicKey } })
+          .setProtectedHeader({ alg: "EdDSA" })
+          .setSubject("a")
+          .setAudience("mesh")
+          .setJti("k")
+          .setExpirationTime("1m")
+          .sign(await jose.importJWK(jwk, "EdDSA"));
+      const t = await noKid(second.privateJwk);
+      expect(refusal(() => both.verify(t)).code).toBe("token_invalid");
+      expect(new TokenVerifier({ authority: publicPath, watch: false }).verify(t).kid).toBe(second.publicJwk.kid);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
