@@ -5,8 +5,9 @@ import { basename, dirname } from "node:path";
 import { Command } from "commander";
 import { Broker } from "../src/broker.js";
 import { generateCertificate, loadSecretCertificate, saveCertificate } from "../src/certs.js";
+import { ConfigError } from "../src/errors.js";
 import { createLogger, type LogLevel } from "../src/log.js";
-import { fail, logLevel, positiveInt } from "./options.js";
+import { fail, logLevel, positiveInt, positiveNumber } from "./options.js";
 
 const opts = new Command("zmq-broker")
   .description("Route sealed zmcp messages between CURVE-authenticated agents. Logs are JSON lines on stderr.")
@@ -14,10 +15,13 @@ const opts = new Command("zmq-broker")
   .option("--key <file>", "broker secret certificate; created on first run if missing", "certs/broker.key_secret")
   .option("--allow <dir>", "directory of public certificates (*.key) admitted; reloaded on SIGHUP", "certs")
   .option("--max-message-bytes <n>", "largest message forwarded, bytes", positiveInt, 1024 * 1024)
+  .option("--deny <file>", 'deny list, JSON {"jti": [...], "keys": [Z85...]}: listed keys are refused `revoked`; re-read on change and on SIGHUP')
+  .option("--rate <perSecond>", "messages per second allowed per sender key (token bucket); above it: `rate_limited`", positiveNumber)
+  .option("--burst <n>", "bucket size of --rate: messages a sender may send at once (default: --rate, at least 1)", positiveInt)
   .option("--log-level <level>", "debug, info, warn, error or silent", logLevel, "info" as LogLevel)
   .showHelpAfterError()
   .parse()
-  .opts<{ bind: string; key: string; allow: string; maxMessageBytes: number; logLevel: LogLevel }>();
+  .opts<{ bind: string; key: string; allow: string; maxMessageBytes: number; deny?: string; rate?: number; burst?: number; logLevel: LogLevel }>();
 
 const log = createLogger(opts.logLevel, undefined, { service: "zmq-broker" });
 
@@ -29,15 +33,24 @@ async function main(): Promise<void> {
     log.info("created broker key", { secret: paths.secretPath, public: paths.publicPath, publicKey: cert.publicKey });
   }
   const cert = loadSecretCertificate(opts.key);
+  if (opts.burst !== undefined && opts.rate === undefined) throw new ConfigError("--burst needs --rate");
   const broker = await Broker.start({
     bind: opts.bind,
     publicKey: cert.publicKey,
     secretKey: cert.secretKey,
     allow: opts.allow,
     maxMessageBytes: opts.maxMessageBytes,
+    ...(opts.deny ? { denyList: opts.deny } : {}),
+    ...(opts.rate ? { rateLimit: { perSecond: opts.rate, burst: opts.burst ?? Math.max(1, Math.ceil(opts.rate)) } } : {}),
     log,
   });
-  log.info("ready", { endpoint: broker.endpoint, publicKey: broker.publicKey, allowed: broker.allowedCount });
+  log.info("ready", {
+    endpoint: broker.endpoint,
+    publicKey: broker.publicKey,
+    allowed: broker.allowedCount,
+    ...(opts.deny ? { denyList: opts.deny } : {}),
+    ...(opts.rate ? { rate: opts.rate, burst: opts.burst ?? Math.max(1, Math.ceil(opts.rate)) } : {}),
+  });
 
   process.on("SIGHUP", () => {
     try {
@@ -45,6 +58,7 @@ async function main(): Promise<void> {
     } catch (err) {
       log.error("allowlist reload failed; keeping the previous one", { error: String(err) });
     }
+    broker.reloadDenyList(); // logs its own outcome
   });
   const stop = (signal: string) => {
     log.info("shutting down", { signal, routed: broker.stats.routed });

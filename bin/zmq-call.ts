@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 /** zmq-call: call one tool of one agent and print the result as JSON. */
+import { readFileSync } from "node:fs";
 import { Command } from "commander";
 import { Agent } from "../src/agent.js";
 import { fail, positiveInt } from "./options.js";
@@ -14,11 +15,12 @@ const program = new Command("zmq-call")
   .option("--certs <dir>", "public certificates (names, and broker.key)", "certs")
   .option("--server-key <z85>", "broker public key (default: <certs>/broker.key)")
   .option("--timeout <ms>", "deadline of the call", positiveInt, 10_000)
+  .option("--token <jwt>", "capability token to attach (from `zmq-keygen token`), or @file to read it from a file")
   .showHelpAfterError()
   .parse();
 
 const [tool, rawArgs] = program.processedArgs as [string, string];
-const opts = program.opts<{ to: string; broker: string; cert: string; certs: string; serverKey?: string; timeout: number }>();
+const opts = program.opts<{ to: string; broker: string; cert: string; certs: string; serverKey?: string; timeout: number; token?: string }>();
 
 async function main(): Promise<void> {
   let args: unknown;
@@ -27,12 +29,21 @@ async function main(): Promise<void> {
   } catch (err) {
     fail({ code: "invalid_args", message: `arguments are not JSON: ${(err as Error).message}` }, 2);
   }
+  let token = opts.token;
+  if (token?.startsWith("@")) {
+    try {
+      token = readFileSync(token.slice(1), "utf8").trim();
+    } catch (err) {
+      fail({ code: "config", message: `cannot read token file: ${(err as Error).message}` }, 2);
+    }
+  }
   const agent = await Agent.connect({
     broker: opts.broker,
     cert: opts.cert,
     certs: opts.certs,
     ...(opts.serverKey ? { serverKey: opts.serverKey } : {}),
     connectTimeout: opts.timeout,
+    ...(token ? { token } : {}),
   });
   try {
     const result = await agent.call(opts.to, tool, args, { timeout: opts.timeout });

@@ -1,12 +1,18 @@
 #!/usr/bin/env node
-/** zmq-keygen: curve certificates in the czmq/pyzmq format. */
-import { Command } from "commander";
+/** zmq-keygen: curve certificates in the czmq/pyzmq format, token authorities and tokens. */
+import { Command, CommanderError } from "commander";
 import { generateCertificate, loadCertificate, saveCertificate } from "../src/certs.js";
+import { ConfigError } from "../src/errors.js";
+import { generateAuthority, saveAuthority } from "../src/jwk.js";
+import { DEFAULT_AUDIENCE, DEFAULT_ISSUER, DEFAULT_TOKEN_TTL_S, MAX_TOKEN_TTL_S, TokenIssuer } from "../src/tokens.js";
+import { isZ85Key } from "../src/z85.js";
 import { fail } from "./options.js";
 
 const program = new Command("zmq-keygen")
-  .description("Create and inspect CURVE certificates (czmq/pyzmq text format) for zmcp agents and brokers")
-  .showHelpAfterError();
+  .description("Create and inspect CURVE certificates (czmq/pyzmq text format), token authorities (Ed25519 JWK) and tokens (JWT)")
+  // Usage errors too come out as {code, message} JSON on stderr (fail() below), like every other error.
+  .exitOverride()
+  .configureOutput({ outputError: () => {} });
 
 program
   .command("cert")
@@ -51,4 +57,58 @@ program
     }
   });
 
-program.parse();
+program
+  .command("authority")
+  .description("Create an Ed25519 token authority: <name>.jwk (private, mode 0600) and <name>.pub.jwk (public, for agents)")
+  .option("--dir <dir>", "directory to write into", "certs")
+  .option("--name <name>", "file name stem", "authority")
+  .option("--force", "overwrite existing files", false)
+  .action((opts: { dir: string; name: string; force: boolean }) => {
+    try {
+      const { privateJwk } = generateAuthority();
+      const paths = saveAuthority(privateJwk, opts.dir, opts.name, { force: opts.force });
+      process.stdout.write(`${paths.privatePath}\n${paths.publicPath}\nkid: ${privateJwk.kid}\n`);
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+program
+  .command("token")
+  .description("Print a capability token (compact JWT, EdDSA) bound to a curve key")
+  .requiredOption("--sub <name>", "subject: the holder's name")
+  .requiredOption("--key <cert-or-z85>", "the holder's curve public key: a certificate file (.key or .key_secret) or 40 Z85 characters")
+  .requiredOption("--scope <scopes>", 'space-separated scopes, e.g. "call:batch_sum call:jobs.*"')
+  .option("--ttl <seconds>", "lifetime", String(DEFAULT_TOKEN_TTL_S))
+  .option("--max-ttl <seconds>", "raise the lifetime cap on purpose", String(MAX_TOKEN_TTL_S))
+  .option("--aud <audience>", "audience (recipients check it)", DEFAULT_AUDIENCE)
+  .option("--iss <issuer>", "issuer", DEFAULT_ISSUER)
+  .option("--authority <file>", "the authority's private JWK", "certs/authority.jwk")
+  .action((opts: { sub: string; key: string; scope: string; ttl: string; maxTtl: string; aud: string; iss: string; authority: string }) => {
+    try {
+      const ttl = seconds(opts.ttl, "--ttl");
+      const maxTtl = seconds(opts.maxTtl, "--max-ttl");
+      const key = isZ85Key(opts.key) ? opts.key : loadCertificate(opts.key).publicKey;
+      const token = new TokenIssuer(opts.authority, { maxTtl }).issue({ sub: opts.sub, key, scope: opts.scope, ttl, aud: opts.aud, iss: opts.iss });
+      process.stdout.write(token + "\n");
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+function seconds(value: string, name: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n <= 0) throw new ConfigError(`${name} must be a positive integer of seconds`);
+  return n;
+}
+
+try {
+  program.parse();
+} catch (err) {
+  if (err instanceof CommanderError) {
+    // Help was printed (asked for, or no command given): nothing more to say.
+    if (err.exitCode === 0 || err.code === "commander.help" || err.code === "commander.helpDisplayed") process.exit(err.exitCode);
+    fail({ code: "config", message: err.message.replace(/^error: /, "") }, 2);
+  }
+  fail(err);
+}

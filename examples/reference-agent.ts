@@ -3,6 +3,9 @@
  * offered by one agent. Run it as a process:
  *
  *   node dist/examples/reference-agent.js --cert certs/bob.key_secret --certs certs
+ *
+ * With `--authority certs/authority.pub.jwk` it requires a capability token on every call
+ * (see docs/SECURITY.md), and `--deny certs/deny.json` adds a deny list.
  */
 import { createHash } from "node:crypto";
 import { parseArgs } from "node:util";
@@ -50,14 +53,25 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       cert: { type: "string", default: "certs/bob.key_secret" },
       certs: { type: "string", default: "certs" },
       name: { type: "string", default: "bob" },
+      authority: { type: "string" },
+      deny: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
   if (values.help) {
-    process.stdout.write("usage: reference-agent [--broker tcp://127.0.0.1:5555] [--cert certs/bob.key_secret] [--certs certs] [--name bob]\n");
+    process.stdout.write(
+      "usage: reference-agent [--broker tcp://127.0.0.1:5555] [--cert certs/bob.key_secret] [--certs certs] [--name bob] [--authority certs/authority.pub.jwk] [--deny certs/deny.json]\n",
+    );
     process.exit(0);
   }
-  const agent = await startReferenceAgent({ broker: values.broker, cert: values.cert, certs: values.certs, name: values.name });
+  const agent = await startReferenceAgent({
+    broker: values.broker,
+    cert: values.cert,
+    certs: values.certs,
+    name: values.name,
+    ...(values.authority ? { authority: values.authority, requireToken: true } : {}),
+    ...(values.deny ? { denyList: values.deny } : {}),
+  });
   process.stderr.write(JSON.stringify({ level: "info", msg: "agent ready", name: values.name, publicKey: agent.publicKey }) + "\n");
   const stop = () => void agent.close().then(() => process.exit(0));
   process.once("SIGTERM", stop);

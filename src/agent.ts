@@ -27,6 +27,8 @@ import { silentLogger, type Logger } from "./log.js";
 import { PendingCalls } from "./pending.js";
 import { DEFAULT_REPLAY_WINDOW_MS, ReplayGuard } from "./replay.js";
 import { Sealer } from "./seal.js";
+import { TokenSource, type TokenProvider } from "./token-source.js";
+import { checkScopeToken, defaultToolScope, TokenVerifier, type AuthorityInput, type VerifiedToken } from "./tokens.js";
 import { SocketWriter } from "./writer.js";
 import { isZ85Key } from "./z85.js";
 
@@ -49,6 +51,21 @@ export interface AgentOptions {
   maxMessageBytes?: number;
   /** ZMTP heartbeat interval to the broker, ms (dead connections are dropped and redialled). Default 2,000. */
   heartbeatInterval?: number;
+  /**
+   * Trusted token authorities: a public JWK file or JWK Set file (re-read when it changes), a
+   * JWK, or a list of them; several are trusted at once during a rotation, picked by `kid`.
+   */
+  authority?: AuthorityInput;
+  /** Refuse requests without a valid token (`token_missing`). Default true when `authority` is set. */
+  requireToken?: boolean;
+  /** The audience this agent answers to; tokens' `aud` must name it. Default `"mesh"`. */
+  audience?: string;
+  /** Clock difference tolerated on tokens' `exp` and `nbf`, ms. Default 30,000. */
+  clockSkew?: number;
+  /** Deny list file of revoked token ids and keys (JSON, see denylist.ts), re-read when it changes. */
+  denyList?: string;
+  /** This agent's own token, attached to every call: fixed, or a provider asked again before expiry. */
+  token?: TokenProvider;
   log?: Logger;
 }
 
@@ -70,6 +87,8 @@ export interface ToolContext {
   deadline: number;
   /** Fires when the agent closes. */
   signal: AbortSignal;
+  /** The caller's verified token, when this agent checks tokens and the request carried one. */
+  token: VerifiedToken | undefined;
 }
 
 export interface ToolSpec<I extends z.ZodType, O extends z.ZodType | undefined = undefined> {
@@ -78,6 +97,8 @@ export interface ToolSpec<I extends z.ZodType, O extends z.ZodType | undefined =
   input: I;
   /** Result schema; a result that fails it is answered `tool_failed`. */
   output?: O;
+  /** Scope a caller's token must cover (wildcards like `call:jobs.*` in tokens). Default `call:<name>`. */
+  scope?: string;
 }
 
 export type ToolHandler<I extends z.ZodType, O extends z.ZodType | undefined> = (
@@ -90,6 +111,7 @@ interface RegisteredTool {
   description: string;
   input: z.ZodType;
   output: z.ZodType | undefined;
+  scope: string;
   handler: (args: unknown, ctx: ToolContext) => unknown;
 }
 
@@ -108,6 +130,9 @@ export class Agent {
   #directoryMtime = -1;
   readonly #defaultTimeout: number;
   readonly #maxMessageBytes: number;
+  readonly #verifier: TokenVerifier | undefined;
+  readonly #requireToken: boolean;
+  readonly #token: TokenSource | undefined;
   #loop: Promise<void> = Promise.resolve();
   #closed = false;
   #handshake: { resolve: () => void; reject: (err: Error) => void } | undefined;
@@ -120,6 +145,13 @@ export class Agent {
     this.#maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     this.#sealer = new Sealer(cert.secretKey);
     this.#replay = new ReplayGuard(options.replayWindow ?? DEFAULT_REPLAY_WINDOW_MS);
+    // Before the socket exists: an unreadable key file throws here and leaks nothing.
+    this.#requireToken = options.requireToken ?? options.authority !== undefined;
+    if (options.authority === undefined && (this.#requireToken || options.denyList !== undefined)) {
+      throw new ConfigError("requireToken and denyList need an authority (trusted public JWK)");
+    }
+    this.#verifier = options.authority === undefined ? undefined : new TokenVerifier(tokenVerifierOptions(options, this.log));
+    this.#token = options.token === undefined ? undefined : new TokenSource(options.token, this.log);
     this.#socket = new zmq.Dealer({
       curveServerKey: serverKey,
       curvePublicKey: cert.publicKey,
@@ -208,11 +240,14 @@ export class Agent {
   ): this {
     if (typeof name !== "string" || name.length === 0 || name.length > 256) throw new ConfigError("tool name must be 1 to 256 characters");
     if (this.#tools.has(name)) throw new ConfigError(`tool ${JSON.stringify(name)} is already registered`);
+    const scope = spec.scope ?? defaultToolScope(name);
+    checkScopeToken(scope);
     this.#tools.set(name, {
       name,
       description: spec.description ?? "",
       input: spec.input,
       output: spec.output,
+      scope,
       handler: handler as (args: unknown, ctx: ToolContext) => unknown,
     });
     return this;
@@ -228,9 +263,10 @@ export class Agent {
     const key = this.resolve(to);
     const timeout = options.timeout ?? this.#defaultTimeout;
     if (!(timeout > 0)) throw new ConfigError("timeout must be a positive number of ms");
+    const tok = this.#token ? await this.#token.get() : undefined;
     const now = Date.now();
     const header: Header = { v: PROTOCOL_VERSION, k: "req", id: newId(), to: key, exp: now + timeout };
-    const frames = this.#seal(key, header, { t: "req", ts: now, rid: newId(), tool, args });
+    const frames = this.#seal(key, header, { t: "req", ts: now, rid: newId(), tool, args, ...(tok === undefined ? {} : { tok }) });
     const pendingKey = idKey(header.id);
     const answer = this.#pending.add(pendingKey, timeout, options.signal, `call ${tool} on ${to}`);
     this.#writer.send(frames).catch((err) => {
@@ -246,6 +282,7 @@ export class Agent {
     if (this.#closed) return;
     this.#closed = true;
     this.#closing.abort();
+    this.#verifier?.close();
     this.#pending.rejectAll(new ZmcpError("closed", "agent closed"));
     this.#socket.close();
     await this.#loop;
@@ -375,6 +412,8 @@ export class Agent {
 
   async #onRequest(peer: string, header: Header, request: Request): Promise<void> {
     const tool = this.#tools.get(request.tool);
+    const grant = this.#authorize(peer, header, request, tool?.scope ?? defaultToolScope(request.tool));
+    if (grant === false) return;
     if (!tool) {
       return this.#respond(peer, header, { st: "error", error: { code: "unknown_tool", message: `no tool named ${JSON.stringify(request.tool)}` } });
     }
@@ -389,6 +428,7 @@ export class Agent {
       requestId: idKey(request.rid),
       deadline: header.exp,
       signal: this.#closing.signal,
+      token: grant,
     };
     try {
       let result = await tool.handler(parsed.data, ctx);
@@ -406,6 +446,24 @@ export class Agent {
     }
   }
 
+  /**
+   * Checks the request's token before the tool is even looked at (so unauthorized callers
+   * learn nothing of the tools offered). Returns the verified token (undefined when no check
+   * applies), or false once the refusal is answered.
+   */
+  #authorize(peer: string, header: Header, request: Request, scope: string): VerifiedToken | undefined | false {
+    if (!this.#verifier || (!this.#requireToken && request.tok === undefined)) return undefined;
+    try {
+      return this.#verifier.authorize(request.tok, peer, scope);
+    } catch (err) {
+      const code = err instanceof ProtocolError ? (err.code as WireCode) : "token_invalid";
+      const message = err instanceof Error ? err.message : String(err);
+      if (this.log.enabled("debug")) this.log.debug("request refused", { from: peer, tool: request.tool, code, message });
+      this.#respond(peer, header, { st: "error", error: { code, message } });
+      return false;
+    }
+  }
+
   /** Sends a sealed response to `peer`; a result that cannot be encoded or is too large becomes an error. */
   #respond(peer: string, request: Header, draft: Omit<Response, "h" | "t" | "ts">, exp = Math.max(request.exp, Date.now() + 1000)): void {
     if (this.#closed) return;
@@ -419,6 +477,16 @@ export class Agent {
     }
     this.#writer.send(frames).catch((err) => this.log.warn("response not sent", { to: peer, error: String(err) }));
   }
+}
+
+function tokenVerifierOptions(options: AgentOptions, log: Logger): ConstructorParameters<typeof TokenVerifier>[0] {
+  return {
+    authority: options.authority!,
+    log,
+    ...(options.audience === undefined ? {} : { audience: options.audience }),
+    ...(options.clockSkew === undefined ? {} : { clockSkew: options.clockSkew }),
+    ...(options.denyList === undefined ? {} : { denyList: options.denyList }),
+  };
 }
 
 function remoteError(body: ErrorBody | undefined, origin: "broker" | "peer"): RemoteError {

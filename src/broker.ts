@@ -8,9 +8,12 @@
  */
 import * as zmq from "zeromq";
 import { loadCertDirectory } from "./certs.js";
+import { DenyList } from "./denylist.js";
 import { DEFAULT_MAX_MESSAGE_BYTES, decodeHeader, encodeHeader, newId, PROTOCOL_VERSION, type Header } from "./envelope.js";
 import { ConfigError, ProtocolError, type WireCode } from "./errors.js";
 import { silentLogger, type Logger } from "./log.js";
+import { RateLimiter, type RateLimitOptions } from "./ratelimit.js";
+import { DEFAULT_RELOAD_INTERVAL_MS } from "./watch.js";
 import { ZAP_DOMAIN, ZapHandler } from "./zap.js";
 import { isZ85Key } from "./z85.js";
 
@@ -31,6 +34,16 @@ export interface BrokerOptions {
   sendHighWaterMark?: number;
   /** Messages queued from each peer (ZMQ_RCVHWM). Default 1000. */
   receiveHighWaterMark?: number;
+  /**
+   * Revoked keys: a deny list file (JSON `{"jti": [...], "keys": [...]}`, see denylist.ts),
+   * re-read when it changes and by {@link Broker.reloadDenyList}. A listed key is refused
+   * `revoked` on its next message, even on an open connection, and at its next handshake.
+   */
+  denyList?: string;
+  /** Polling interval of the deny list file, ms. Default 1,000. */
+  denyListInterval?: number;
+  /** Token bucket per sender key; a message above it is answered `rate_limited`. Default: no limit. */
+  rateLimit?: RateLimitOptions;
   log?: Logger;
 }
 
@@ -49,6 +62,8 @@ export class Broker {
   readonly #options: BrokerOptions;
   readonly #maxMessageBytes: number;
   #allowed: Set<string>;
+  readonly #denyList: DenyList | undefined;
+  readonly #limiter: RateLimiter | undefined;
   #closed = false;
   #loop: Promise<void> = Promise.resolve();
   readonly stats: BrokerStats = { routed: 0, bytes: 0, refused: {}, nacksLost: 0 };
@@ -56,11 +71,21 @@ export class Broker {
   /** The endpoint actually bound (with the port resolved). */
   endpoint = "";
 
-  private constructor(router: zmq.Router, zap: ZapHandler, options: BrokerOptions, allowed: Set<string>, log: Logger) {
+  private constructor(
+    router: zmq.Router,
+    zap: ZapHandler,
+    options: BrokerOptions,
+    allowed: Set<string>,
+    log: Logger,
+    denyList: DenyList | undefined,
+    limiter: RateLimiter | undefined,
+  ) {
     this.#router = router;
     this.#zap = zap;
     this.#options = options;
     this.#allowed = allowed;
+    this.#denyList = denyList;
+    this.#limiter = limiter;
     this.#maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     this.log = log;
   }
@@ -76,10 +101,13 @@ export class Broker {
     const maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     if (!Number.isInteger(maxMessageBytes) || maxMessageBytes < 1024) throw new ConfigError("maxMessageBytes must be an integer >= 1024");
     const allowed = readAllowlist(options.allow, log);
+    const limiter = options.rateLimit ? new RateLimiter(options.rateLimit) : undefined;
+    const reloadInterval = options.denyListInterval ?? DEFAULT_RELOAD_INTERVAL_MS;
+    const denyList = options.denyList ? DenyList.open(options.denyList, { reloadInterval, log }) : undefined;
     // A context of its own: the ZAP endpoint is per context, so brokers in one process stay apart.
     const context = new zmq.Context();
     let broker: Broker | undefined;
-    const zap = await ZapHandler.start(context, (key) => broker?.isAllowed(key) ?? allowed.has(key), log);
+    const zap = await ZapHandler.start(context, (key) => broker?.isAllowed(key) ?? (allowed.has(key) && !denyList?.hasKey(key)), log);
     const router = new zmq.Router({
       context,
       curveServer: true,
@@ -101,9 +129,10 @@ export class Broker {
     } catch (err) {
       zap.close();
       router.close();
+      denyList?.close();
       throw new ConfigError(`cannot bind ${options.bind}: ${(err as Error).message}`, { cause: err });
     }
-    broker = new Broker(router, zap, options, allowed, log);
+    broker = new Broker(router, zap, options, allowed, log, denyList, limiter);
     broker.endpoint = router.lastEndpoint ?? options.bind;
     broker.#loop = broker.#run();
     void broker.#watch();
@@ -115,8 +144,14 @@ export class Broker {
     return this.#allowed.size;
   }
 
+  /** Admitted: in the allowlist and not revoked. */
   isAllowed(key: string): boolean {
-    return this.#allowed.has(key);
+    return this.#allowed.has(key) && !this.#denyList?.hasKey(key);
+  }
+
+  /** Re-reads the deny list file now (it is also re-read when it changes). False if unreadable. */
+  reloadDenyList(): boolean {
+    return this.#denyList?.reload() ?? true;
   }
 
   /** Re-reads the allowlist. Connected agents stay connected; removed keys are refused per message. */
@@ -131,6 +166,7 @@ export class Broker {
     this.#closed = true;
     this.#router.close();
     this.#zap.close();
+    this.#denyList?.close();
     await this.#loop;
   }
 
@@ -156,17 +192,26 @@ export class Broker {
   async #route(frames: Buffer[]): Promise<void> {
     const from = frames[0]!;
     const fromKey = from.toString("latin1");
-    if (!this.#allowed.has(fromKey)) return this.#refuse(from, undefined, "forbidden", `key ${JSON.stringify(fromKey)} (${from.length} bytes) is not admitted`);
-    if (frames.length !== 3) return this.#refuse(from, undefined, "bad_frame", `expected 2 frames [header, body], got ${frames.length - 1}`);
+    if (!this.#allowed.has(fromKey)) return this.#refuse(from, undefined, "forbidden", "key is no longer admitted");
+    let header: Header | undefined;
+    let problem: [WireCode, string] | undefined;
+    if (frames.length !== 3) problem = ["bad_frame", `expected 2 frames [header, body], got ${frames.length - 1}`];
+    else {
+      try {
+        header = decodeHeader(frames[1]!);
+      } catch (err) {
+        problem = [(err as ProtocolError).code as WireCode, (err as Error).message];
+      }
+    }
+    if (this.#denyList?.hasKey(fromKey)) return this.#refuse(from, header?.id, "revoked", "key is revoked");
+    // Requests (and garbage) draw on the sender's bucket. Responses do not: each answers a
+    // request that already did, and refusing one would only leave its caller to time out.
+    if (header?.k !== "res" && this.#limiter?.take(fromKey) === false) {
+      return this.#refuse(from, header?.id, "rate_limited", `above ${this.#limiter.perSecond} messages/s (burst ${this.#limiter.burst})`);
+    }
+    if (!header) return this.#refuse(from, undefined, ...(problem ?? ["bad_frame", "invalid message"]));
     const headerBytes = frames[1]!;
     const body = frames[2]!;
-    let header: Header;
-    try {
-      header = decodeHeader(headerBytes);
-    } catch (err) {
-      const e = err as ProtocolError;
-      return this.#refuse(from, undefined, e.code as WireCode, e.message);
-    }
     const size = headerBytes.length + body.length;
     if (size > this.#maxMessageBytes) return this.#refuse(from, header.id, "too_large", `message of ${size} bytes exceeds ${this.#maxMessageBytes}`);
     if (header.k === "nack") return this.#refuse(from, header.id, "bad_frame", "agents may not send nacks");

@@ -63,6 +63,8 @@ export const RequestSchema = z.strictObject({
   rid: bytes(16),
   tool: z.string().min(1).max(256),
   args: z.unknown(),
+  /** The caller's capability token, a compact JWT (see tokens.ts); inside the seal, so the broker never sees it. */
+  tok: z.string().max(8192).optional(),
 });
 export type Request = z.infer<typeof RequestSchema>;
 

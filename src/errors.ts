@@ -19,6 +19,16 @@ export const WIRE_CODES = [
   "tool_failed",
   "unsupported_version",
   "forbidden", // sender's key no longer admitted by the broker
+  // Authorization (see src/tokens.ts and docs/SECURITY.md), answered by the called agent:
+  "token_missing", // request carries no capability token and the recipient requires one
+  "token_invalid", // token malformed, bad signature, unknown kid or untrusted authority
+  "token_expired", // token past its exp (beyond the recipient's clock skew)
+  "token_not_yet_valid", // token before its nbf (beyond the recipient's clock skew)
+  "token_audience", // token's aud does not name the recipient's audience
+  "token_key_mismatch", // token bound (cnf) to another curve key than the sender's
+  "token_scope", // token's scope does not cover the tool called
+  "revoked", // token id or key on the deny list (agent), or sender key revoked (broker)
+  "rate_limited", // sender above its rate at the broker (token bucket per key)
 ] as const;
 export type WireCode = (typeof WIRE_CODES)[number];
 
@@ -28,9 +38,10 @@ export const LOCAL_CODES = [
   "aborted", // the caller's AbortSignal fired
   "closed", // the agent was closed with the call pending
   "config", // invalid option or argument
-  "cert", // certificate file unreadable or invalid
+  "cert", // certificate or key file (JWK) unreadable or invalid
   "unknown_peer", // a name that no certificate in the directory maps to a key
   "handshake_failed", // the broker refused this agent's key (not in its allowlist)
+  "token_unavailable", // the token provider failed, or gave no usable token, and none is left
 ] as const;
 export type LocalCode = (typeof LOCAL_CODES)[number];
 
