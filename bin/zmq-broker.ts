@@ -7,7 +7,9 @@ import { Broker } from "../src/broker.js";
 import { generateCertificate, loadSecretCertificate, saveCertificate } from "../src/certs.js";
 import { ConfigError } from "../src/errors.js";
 import { createLogger, type LogLevel } from "../src/log.js";
-import { fail, logLevel, positiveInt, positiveNumber } from "./options.js";
+import { collectDefaultMetrics } from "prom-client";
+import { serveMetrics, type MetricsServer } from "../src/metrics.js";
+import { fail, logLevel, nonNegativeInt, positiveInt, positiveNumber } from "./options.js";
 
 const opts = new Command("zmq-broker")
   .description("Route sealed zmcp messages between CURVE-authenticated agents. Logs are JSON lines on stderr.")
@@ -18,10 +20,27 @@ const opts = new Command("zmq-broker")
   .option("--deny <file>", 'deny list, JSON {"jti": [...], "keys": [Z85...]}: listed keys are refused `revoked`; re-read on change and on SIGHUP')
   .option("--rate <perSecond>", "messages per second allowed per sender key (token bucket); above it: `rate_limited`", positiveNumber)
   .option("--burst <n>", "bucket size of --rate: messages a sender may send at once (default: --rate, at least 1)", positiveInt)
+  .option("--metrics <host:port>", "serve Prometheus metrics on http://host:port/metrics (port 0 picks one; keep it on loopback or a private address)")
+  .option("--heartbeat-interval <ms>", "ZMTP heartbeat to every peer; a silent peer is disconnected (0 disables)", nonNegativeInt, 2000)
+  .option("--heartbeat-timeout <ms>", "silence after a heartbeat before a peer is disconnected (default 3 × interval)", positiveInt)
+  .option("--clock-skew <ms>", "clock difference allowed with senders on a message's deadline", nonNegativeInt, 60_000)
   .option("--log-level <level>", "debug, info, warn, error or silent", logLevel, "info" as LogLevel)
   .showHelpAfterError()
   .parse()
-  .opts<{ bind: string; key: string; allow: string; maxMessageBytes: number; deny?: string; rate?: number; burst?: number; logLevel: LogLevel }>();
+  .opts<{
+    bind: string;
+    key: string;
+    allow: string;
+    maxMessageBytes: number;
+    deny?: string;
+    rate?: number;
+    burst?: number;
+    metrics?: string;
+    heartbeatInterval: number;
+    heartbeatTimeout?: number;
+    clockSkew: number;
+    logLevel: LogLevel;
+  }>();
 
 const log = createLogger(opts.logLevel, undefined, { service: "zmq-broker" });
 
@@ -42,14 +61,24 @@ async function main(): Promise<void> {
     maxMessageBytes: opts.maxMessageBytes,
     ...(opts.deny ? { denyList: opts.deny } : {}),
     ...(opts.rate ? { rateLimit: { perSecond: opts.rate, burst: opts.burst ?? Math.max(1, Math.ceil(opts.rate)) } } : {}),
+    heartbeatInterval: opts.heartbeatInterval,
+    ...(opts.heartbeatTimeout ? { heartbeatTimeout: opts.heartbeatTimeout } : {}),
+    clockSkew: opts.clockSkew,
     log,
   });
+  let metrics: MetricsServer | undefined;
+  if (opts.metrics) {
+    // Process metrics (RSS, heap, handles, event loop lag) belong to the process: only here.
+    collectDefaultMetrics({ register: broker.metrics });
+    metrics = await serveMetrics(broker.metrics, opts.metrics);
+  }
   log.info("ready", {
     endpoint: broker.endpoint,
     publicKey: broker.publicKey,
     allowed: broker.allowedCount,
     ...(opts.deny ? { denyList: opts.deny } : {}),
     ...(opts.rate ? { rate: opts.rate, burst: opts.burst ?? Math.max(1, Math.ceil(opts.rate)) } : {}),
+    ...(metrics ? { metrics: metrics.url } : {}),
   });
 
   process.on("SIGHUP", () => {
@@ -62,7 +91,7 @@ async function main(): Promise<void> {
   });
   const stop = (signal: string) => {
     log.info("shutting down", { signal, routed: broker.stats.routed });
-    void broker.close().then(() => process.exit(0));
+    void Promise.all([broker.close(), metrics?.close()]).then(() => process.exit(0));
   };
   process.once("SIGTERM", () => stop("SIGTERM"));
   process.once("SIGINT", () => stop("SIGINT"));

@@ -24,6 +24,8 @@ import {
 } from "./envelope.js";
 import { ConfigError, isWireCode, ProtocolError, RemoteError, TimeoutError, ZmcpError, type WireCode } from "./errors.js";
 import { silentLogger, type Logger } from "./log.js";
+import { ClockOffsets } from "./clock.js";
+import { bump, latencyHistogram, readCounter, readGauge, readLabelledCounter, Registry } from "./metrics.js";
 import { PendingCalls } from "./pending.js";
 import { DEFAULT_REPLAY_WINDOW_MS, ReplayGuard } from "./replay.js";
 import { Sealer } from "./seal.js";
@@ -106,6 +108,23 @@ export type ToolHandler<I extends z.ZodType, O extends z.ZodType | undefined> = 
   ctx: ToolContext,
 ) => Promise<O extends z.ZodType ? z.input<O> : unknown> | (O extends z.ZodType ? z.input<O> : unknown);
 
+/** Counters, for tests and operators; `agent.metrics` serves them to Prometheus. */
+export interface AgentStats {
+  /** Calls made, and those that failed, by code (local or remote). */
+  calls: number;
+  callFailures: Partial<Record<string, number>>;
+  /** Requests received from peers, and those answered with an error, by code. */
+  requests: number;
+  requestFailures: Partial<Record<string, number>>;
+  /** Tool handlers running now. */
+  running: number;
+  /** Messages dropped with a log line (nothing to answer), by reason. */
+  dropped: Partial<Record<"frames" | "header" | "unsolicited" | "nack", number>>;
+  /** CURVE handshakes with a broker completed, and connections lost. */
+  connects: number;
+  disconnects: number;
+}
+
 interface RegisteredTool {
   name: string;
   description: string;
@@ -136,6 +155,11 @@ export class Agent {
   #loop: Promise<void> = Promise.resolve();
   #closed = false;
   #handshake: { resolve: () => void; reject: (err: Error) => void } | undefined;
+  readonly #clocks = new ClockOffsets();
+  readonly stats: AgentStats = { calls: 0, callFailures: {}, requests: 0, requestFailures: {}, running: 0, dropped: {}, connects: 0, disconnects: 0 };
+  /** Prometheus metrics of this agent (a registry of its own; serve it with `serveMetrics`). */
+  readonly metrics = new Registry();
+  readonly #latency = latencyHistogram(this.metrics, "zmcp_agent_call_duration_seconds", "Call latency, from call() to its outcome");
 
   private constructor(options: AgentOptions, cert: Required<Certificate>, serverKey: string) {
     this.publicKey = cert.publicKey;
@@ -167,6 +191,7 @@ export class Agent {
     });
     this.#writer = new SocketWriter(this.#socket);
     this.#reloadDirectory();
+    this.#registerMetrics();
   }
 
   /** Connects to the broker and, unless `connectTimeout` is 0, waits for the CURVE handshake. */
@@ -259,6 +284,20 @@ export class Agent {
    * ZmcpError(aborted | closed | unknown_peer | too_large | invalid_args).
    */
   async call(to: string, tool: string, args: unknown = {}, options: CallOptions = {}): Promise<unknown> {
+    this.stats.calls++;
+    const started = performance.now();
+    try {
+      const result = await this.#call(to, tool, args, options);
+      this.#latency.ok.observe((performance.now() - started) / 1000);
+      return result;
+    } catch (err) {
+      this.#latency.error.observe((performance.now() - started) / 1000);
+      bump(this.stats.callFailures, err instanceof ZmcpError ? err.code : "error");
+      throw err;
+    }
+  }
+
+  async #call(to: string, tool: string, args: unknown, options: CallOptions): Promise<unknown> {
     if (this.#closed) throw new ZmcpError("closed", "agent is closed");
     const key = this.resolve(to);
     const timeout = options.timeout ?? this.#defaultTimeout;
@@ -286,6 +325,20 @@ export class Agent {
     this.#pending.rejectAll(new ZmcpError("closed", "agent closed"));
     this.#socket.close();
     await this.#loop;
+  }
+
+  #registerMetrics(): void {
+    const r = this.metrics;
+    const s = this.stats;
+    readCounter(r, "zmcp_agent_calls_total", "Calls made", () => s.calls);
+    readLabelledCounter(r, "zmcp_agent_call_failures_total", "Calls that failed, by error code (local or remote)", "code", () => entries(s.callFailures));
+    readCounter(r, "zmcp_agent_requests_total", "Requests received from peers", () => s.requests);
+    readLabelledCounter(r, "zmcp_agent_request_failures_total", "Requests answered with an error, by code", "code", () => entries(s.requestFailures));
+    readGauge(r, "zmcp_agent_jobs_running", "Tool handlers running now", () => s.running);
+    readGauge(r, "zmcp_agent_calls_pending", "Calls waiting for an answer", () => this.#pending.size);
+    readLabelledCounter(r, "zmcp_agent_messages_dropped_total", "Messages dropped with a log line, by reason", "reason", () => entries(s.dropped));
+    readCounter(r, "zmcp_agent_broker_connects_total", "CURVE handshakes with a broker completed", () => s.connects);
+    readCounter(r, "zmcp_agent_broker_disconnects_total", "Connections to a broker lost", () => s.disconnects);
   }
 
   /**
@@ -330,6 +383,7 @@ export class Agent {
     try {
       for await (const event of this.#socket.events) {
         if (event.type === "handshake") {
+          this.stats.connects++;
           this.#handshake?.resolve();
           this.#handshake = undefined;
           this.log.debug("connected", { address: event.address });
@@ -339,6 +393,7 @@ export class Agent {
           this.#handshake = undefined;
           this.log.warn("handshake failed", { address: event.address, type: event.type });
         } else if (event.type === "disconnect") {
+          this.stats.disconnects++;
           this.log.debug("disconnected", { address: event.address });
         }
       }
@@ -366,7 +421,10 @@ export class Agent {
   }
 
   #dispatch(frames: Buffer[]): void {
-    if (frames.length !== 3) return this.log.warn("dropped message with wrong frame count", { frames: frames.length });
+    if (frames.length !== 3) {
+      bump(this.stats.dropped, "frames");
+      return this.log.warn("dropped message with wrong frame count", { frames: frames.length });
+    }
     const [from, headerBytes, body] = frames as [Buffer, Buffer, Buffer];
     if (from.length === 0) return this.#onNack(headerBytes);
     const peer = from.toString("latin1");
@@ -375,11 +433,15 @@ export class Agent {
       header = decodeHeader(headerBytes);
     } catch (err) {
       // Only a faulty broker forwards a header it could not read itself.
+      bump(this.stats.dropped, "header");
       return this.log.warn("dropped message with invalid header", { from: peer, error: String(err) });
     }
+    if (header.k === "req") this.stats.requests++;
     try {
       const now = Date.now();
-      if (header.exp < now) throw new ProtocolError("expired", "message is past its deadline");
+      // Before opening: only what is past its deadline even allowing the largest accepted clock
+      // difference; the precise check follows once the sealed timestamp is known (clock.ts).
+      if (header.exp + this.#replay.windowMs < now) throw new ProtocolError("expired", "message is past its deadline");
       const size = headerBytes.length + body.length;
       if (size > this.#maxMessageBytes) throw new ProtocolError("too_large", `message of ${size} bytes exceeds ${this.#maxMessageBytes}`);
       const inner = decodeInner(this.#sealer.open(peer, body), headerBytes, this.#maxMessageBytes);
@@ -387,8 +449,11 @@ export class Agent {
         throw new ProtocolError("bad_frame", `header kind ${header.k} does not match message kind ${inner.t}`);
       }
       this.#replay.check(`${peer}:${idKey(header.id)}`, inner.ts, now);
-      if (inner.t === "req") void this.#onRequest(peer, header, inner);
-      else if (header.re) this.#pending.resolve(idKey(header.re), inner);
+      // The sender's deadline on this agent's clock.
+      const deadline = header.exp + this.#clocks.observe(peer, inner.ts, now);
+      if (deadline < now) throw new ProtocolError("expired", `message is past its deadline (by ${now - deadline} ms on this clock)`);
+      if (inner.t === "req") void this.#onRequest(peer, deadline === header.exp ? header : { ...header, exp: deadline }, inner);
+      else if (!header.re || !this.#pending.resolve(idKey(header.re), inner)) bump(this.stats.dropped, "unsolicited");
     } catch (err) {
       const code: WireCode = err instanceof ProtocolError ? (err.code as WireCode) : "bad_frame";
       const message = err instanceof Error ? err.message : String(err);
@@ -407,6 +472,7 @@ export class Agent {
     }
     const err = remoteError({ code: header.code ?? "bad_frame", message: header.msg ?? "refused by broker" }, "broker");
     if (header.re && this.#pending.reject(idKey(header.re), err)) return;
+    bump(this.stats.dropped, "nack");
     this.log.warn("broker refused a message", { code: err.code, message: header.msg });
   }
 
@@ -430,6 +496,7 @@ export class Agent {
       signal: this.#closing.signal,
       token: grant,
     };
+    this.stats.running++;
     try {
       let result = await tool.handler(parsed.data, ctx);
       if (tool.output) {
@@ -443,6 +510,8 @@ export class Agent {
       const message = err instanceof Error ? err.message : String(err);
       this.log.debug("tool failed", { tool: tool.name, code, message });
       this.#respond(peer, header, { st: "error", error: { code, message } });
+    } finally {
+      this.stats.running--;
     }
   }
 
@@ -467,6 +536,7 @@ export class Agent {
   /** Sends a sealed response to `peer`; a result that cannot be encoded or is too large becomes an error. */
   #respond(peer: string, request: Header, draft: Omit<Response, "h" | "t" | "ts">, exp = Math.max(request.exp, Date.now() + 1000)): void {
     if (this.#closed) return;
+    if (draft.st === "error") bump(this.stats.requestFailures, draft.error?.code ?? "error");
     const header: Header = { v: PROTOCOL_VERSION, k: "res", id: newId(), to: peer, exp, re: request.id };
     let frames: [Uint8Array, Uint8Array];
     try {
@@ -477,6 +547,10 @@ export class Agent {
     }
     this.#writer.send(frames).catch((err) => this.log.warn("response not sent", { to: peer, error: String(err) }));
   }
+}
+
+function entries(counts: Partial<Record<string, number>>): Array<[string, number]> {
+  return Object.entries(counts) as Array<[string, number]>;
 }
 
 function tokenVerifierOptions(options: AgentOptions, log: Logger): ConstructorParameters<typeof TokenVerifier>[0] {

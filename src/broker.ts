@@ -16,6 +16,8 @@ import { RateLimiter, type RateLimitOptions } from "./ratelimit.js";
 import { DEFAULT_RELOAD_INTERVAL_MS } from "./watch.js";
 import { ZAP_DOMAIN, ZapHandler } from "./zap.js";
 import { isZ85Key } from "./z85.js";
+import { readCounter, readGauge, readLabelledCounter, Registry } from "./metrics.js";
+import { DEFAULT_REPLAY_WINDOW_MS } from "./replay.js";
 
 export interface BrokerOptions {
   /** Endpoint to bind, e.g. `tcp://127.0.0.1:5555` (`tcp://127.0.0.1:*` picks a free port). */
@@ -44,16 +46,41 @@ export interface BrokerOptions {
   denyListInterval?: number;
   /** Token bucket per sender key; a message above it is answered `rate_limited`. Default: no limit. */
   rateLimit?: RateLimitOptions;
+  /**
+   * ZMTP heartbeat to every peer, ms (ZMQ_HEARTBEAT_IVL). A peer that stops answering (a frozen
+   * process, a dead host) is disconnected after `heartbeatTimeout`, so messages to it are
+   * refused `no_route` instead of filling its queue. 0 disables. Default 2,000.
+   */
+  heartbeatInterval?: number;
+  /** Silence after a heartbeat before the peer is disconnected, ms (ZMQ_HEARTBEAT_TIMEOUT). Default 3 × `heartbeatInterval`. */
+  heartbeatTimeout?: number;
+  /**
+   * Clock difference allowed with senders on a header's `exp`, ms: a message is refused
+   * `expired` once `exp + clockSkew` is past. The broker cannot read the sealed timestamp, so
+   * it cannot tell a late message from a sender whose clock lags; the recipient judges deadlines
+   * precisely. Default 60,000 (the agents' default replay window).
+   */
+  clockSkew?: number;
   log?: Logger;
 }
 
 /** Counters, for tests and operators. */
 export interface BrokerStats {
+  /** Messages received; each is then either routed or refused (received = routed + Σ refused + internalErrors). */
+  received: number;
   routed: number;
   bytes: number;
   refused: Partial<Record<WireCode | "forbidden", number>>;
   /** Nacks that could not be delivered either (sender gone or full). */
   nacksLost: number;
+  /** Messages that hit a bug in the broker (logged); expected to stay 0. */
+  internalErrors: number;
+  /** Connections accepted (TCP), CURVE handshakes completed, connections closed. */
+  accepted: number;
+  handshakes: number;
+  disconnected: number;
+  /** Failed handshakes by reason (`auth`: key refused; `protocol`: not ZMTP/CURVE, or garbage; `other`). */
+  handshakeFailures: Partial<Record<"auth" | "protocol" | "other", number>>;
 }
 
 export class Broker {
@@ -66,7 +93,21 @@ export class Broker {
   readonly #limiter: RateLimiter | undefined;
   #closed = false;
   #loop: Promise<void> = Promise.resolve();
-  readonly stats: BrokerStats = { routed: 0, bytes: 0, refused: {}, nacksLost: 0 };
+  readonly stats: BrokerStats = {
+    received: 0,
+    routed: 0,
+    bytes: 0,
+    refused: {},
+    nacksLost: 0,
+    internalErrors: 0,
+    accepted: 0,
+    handshakes: 0,
+    disconnected: 0,
+    handshakeFailures: {},
+  };
+  /** Prometheus metrics of this broker (a registry of its own; see metrics.ts). */
+  readonly metrics = new Registry();
+  readonly #clockSkew: number;
   readonly log: Logger;
   /** The endpoint actually bound (with the port resolved). */
   endpoint = "";
@@ -87,7 +128,9 @@ export class Broker {
     this.#denyList = denyList;
     this.#limiter = limiter;
     this.#maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    this.#clockSkew = options.clockSkew ?? DEFAULT_REPLAY_WINDOW_MS;
     this.log = log;
+    this.#registerMetrics();
   }
 
   get publicKey(): string {
@@ -102,6 +145,10 @@ export class Broker {
     if (!Number.isInteger(maxMessageBytes) || maxMessageBytes < 1024) throw new ConfigError("maxMessageBytes must be an integer >= 1024");
     const allowed = readAllowlist(options.allow, log);
     const limiter = options.rateLimit ? new RateLimiter(options.rateLimit) : undefined;
+    const heartbeatInterval = options.heartbeatInterval ?? 2000;
+    const heartbeatTimeout = options.heartbeatTimeout ?? 3 * heartbeatInterval;
+    if (!(heartbeatInterval >= 0) || !(heartbeatTimeout >= 0)) throw new ConfigError("heartbeatInterval and heartbeatTimeout must be >= 0 ms");
+    if (options.clockSkew !== undefined && !(options.clockSkew >= 0)) throw new ConfigError("clockSkew must be >= 0 ms");
     const reloadInterval = options.denyListInterval ?? DEFAULT_RELOAD_INTERVAL_MS;
     const denyList = options.denyList ? DenyList.open(options.denyList, { reloadInterval, log }) : undefined;
     // A context of its own: the ZAP endpoint is per context, so brokers in one process stay apart.
@@ -120,6 +167,9 @@ export class Broker {
       sendTimeout: 0, // full destination queue: EAGAIN at once, answered `busy`
       sendHighWaterMark: options.sendHighWaterMark ?? 1000,
       receiveHighWaterMark: options.receiveHighWaterMark ?? 1000,
+      // Without heartbeats a frozen peer keeps its TCP connection (the kernel still ACKs), and
+      // traffic to it queues until `busy` instead of failing `no_route`.
+      ...(heartbeatInterval > 0 ? { heartbeatInterval, heartbeatTimeout } : {}),
       // Above this libzmq drops the connection; below it, an oversized message gets `too_large`.
       maxMessageSize: Math.max(4 * maxMessageBytes, maxMessageBytes + 1024 * 1024),
       linger: 0,
@@ -180,10 +230,12 @@ export class Broker {
         this.log.error("receive failed", { error: String(err) });
         continue;
       }
+      this.stats.received++;
       try {
         await this.#route(frames);
       } catch (err) {
         // #route answers every failure itself; reaching here is a bug, but the loop lives on.
+        this.stats.internalErrors++;
         this.log.error("route failed", { error: String(err) });
       }
     }
@@ -215,7 +267,7 @@ export class Broker {
     const size = headerBytes.length + body.length;
     if (size > this.#maxMessageBytes) return this.#refuse(from, header.id, "too_large", `message of ${size} bytes exceeds ${this.#maxMessageBytes}`);
     if (header.k === "nack") return this.#refuse(from, header.id, "bad_frame", "agents may not send nacks");
-    if (header.exp < Date.now()) return this.#refuse(from, header.id, "expired", "message is past its deadline");
+    if (header.exp + this.#clockSkew < Date.now()) return this.#refuse(from, header.id, "expired", "message is past its deadline");
     if (!isZ85Key(header.to)) return this.#refuse(from, header.id, "no_route", `destination ${JSON.stringify(header.to)} is not a Z85 key`);
     try {
       await this.#router.send([header.to, from, headerBytes, body]);
@@ -242,10 +294,33 @@ export class Broker {
     }
   }
 
+  #registerMetrics(): void {
+    const r = this.metrics;
+    const s = this.stats;
+    readCounter(r, "zmcp_broker_messages_received_total", "Messages received from peers", () => s.received);
+    readCounter(r, "zmcp_broker_messages_routed_total", "Messages forwarded to their recipient", () => s.routed);
+    readCounter(r, "zmcp_broker_routed_bytes_total", "Bytes (header + body) forwarded", () => s.bytes);
+    readLabelledCounter(r, "zmcp_broker_messages_refused_total", "Messages refused with a nack, by error code", "code", () => Object.entries(s.refused) as Array<[string, number]>);
+    readCounter(r, "zmcp_broker_nacks_lost_total", "Nacks that could not be delivered (sender gone or its queue full)", () => s.nacksLost);
+    readCounter(r, "zmcp_broker_internal_errors_total", "Messages that hit a broker bug (logged)", () => s.internalErrors);
+    readCounter(r, "zmcp_broker_connections_accepted_total", "TCP connections accepted", () => s.accepted);
+    readCounter(r, "zmcp_broker_peers_connected_total", "CURVE handshakes completed (peers connected)", () => s.handshakes);
+    readCounter(r, "zmcp_broker_peers_disconnected_total", "Connections closed (peers disconnected)", () => s.disconnected);
+    readLabelledCounter(r, "zmcp_broker_handshake_failures_total", "Failed handshakes by reason (auth: key refused; protocol: not CURVE or garbage)", "reason", () => Object.entries(s.handshakeFailures) as Array<[string, number]>);
+    readGauge(r, "zmcp_broker_rate_limited_senders", "Sender keys whose rate-limit bucket is empty now", () => this.#limiter?.limitedNow() ?? 0);
+    readCounter(r, "zmcp_broker_rate_limited_senders_total", "Times a sender key started being refused rate_limited", () => this.#limiter?.limitedEpisodes ?? 0);
+    readGauge(r, "zmcp_broker_allowed_keys", "Keys in the allowlist", () => this.#allowed.size);
+  }
+
   async #watch(): Promise<void> {
     try {
       for await (const event of this.#router.events) {
-        if (event.type === "handshake:error:auth" || event.type === "handshake:error:protocol") {
+        if (event.type === "accept") this.stats.accepted++;
+        else if (event.type === "handshake") this.stats.handshakes++;
+        else if (event.type === "disconnect") this.stats.disconnected++;
+        if (event.type === "handshake:error:auth" || event.type === "handshake:error:protocol" || event.type === "handshake:error:other") {
+          const reason = event.type.slice("handshake:error:".length) as "auth" | "protocol" | "other";
+          this.stats.handshakeFailures[reason] = (this.stats.handshakeFailures[reason] ?? 0) + 1;
           this.log.info("handshake failed", { type: event.type, address: event.address });
         } else if (this.log.enabled("debug") && (event.type === "accept" || event.type === "disconnect" || event.type === "handshake")) {
           this.log.debug(event.type, { address: event.address });

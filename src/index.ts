@@ -1,6 +1,6 @@
 /** zmcp's public API. Each export is named on purpose; nothing is re-exported wholesale. */
 export { Agent } from "./agent.js";
-export type { AgentOptions, CallOptions, ToolContext, ToolHandler, ToolSpec } from "./agent.js";
+export type { AgentOptions, AgentStats, CallOptions, ToolContext, ToolHandler, ToolSpec } from "./agent.js";
 export { Broker } from "./broker.js";
 export type { BrokerOptions, BrokerStats } from "./broker.js";
 export {
@@ -38,6 +38,9 @@ export { DenyList, parseDenyList } from "./denylist.js";
 export type { DenyListFile, DenyListOptions } from "./denylist.js";
 export { RateLimiter } from "./ratelimit.js";
 export type { RateLimitOptions } from "./ratelimit.js";
+export { serveMetrics, scrapeMetrics, parsePrometheusText, metricSum, Registry } from "./metrics.js";
+export type { MetricsServer } from "./metrics.js";
+export { ClockOffsets } from "./clock.js";
 export { createLogger } from "./log.js";
 export type { Logger, LogLevel } from "./log.js";
 export { z85Encode, z85Decode, isZ85Key } from "./z85.js";

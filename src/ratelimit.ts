@@ -19,6 +19,8 @@ interface Bucket {
   tokens: number;
   /** Last refill, ms (monotonic clock). */
   at: number;
+  /** Its last message was refused (for the metrics: a refusal streak counts once). */
+  limited: boolean;
 }
 
 export class RateLimiter {
@@ -26,6 +28,8 @@ export class RateLimiter {
   readonly burst: number;
   readonly maxKeys: number;
   readonly #buckets = new Map<string, Bucket>();
+  /** Times a key went from accepted to refused (refusal streaks). */
+  limitedEpisodes = 0;
 
   /** Throws ConfigError on a rate or burst that is not positive. */
   constructor(options: RateLimitOptions) {
@@ -46,13 +50,25 @@ export class RateLimiter {
       bucket.tokens = Math.min(this.burst, bucket.tokens + ((now - bucket.at) * this.perSecond) / 1000);
       bucket.at = now;
     } else {
-      bucket = { tokens: this.burst, at: now };
+      bucket = { tokens: this.burst, at: now, limited: false };
       if (this.#buckets.size >= this.maxKeys) this.#buckets.delete(this.#buckets.keys().next().value!);
     }
     this.#buckets.set(key, bucket);
-    if (bucket.tokens < 1) return false;
+    if (bucket.tokens < 1) {
+      if (!bucket.limited) this.limitedEpisodes++;
+      bucket.limited = true;
+      return false;
+    }
+    bucket.limited = false;
     bucket.tokens -= 1;
     return true;
+  }
+
+  /** Keys whose bucket holds less than one token now (their next message would be refused). */
+  limitedNow(now = performance.now()): number {
+    let n = 0;
+    for (const b of this.#buckets.values()) if (b.tokens + ((now - b.at) * this.perSecond) / 1000 < 1) n++;
+    return n;
   }
 
   /** Buckets held. */
