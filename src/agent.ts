@@ -458,7 +458,9 @@ export class Agent {
       const code: WireCode = err instanceof ProtocolError ? (err.code as WireCode) : "bad_frame";
       const message = err instanceof Error ? err.message : String(err);
       if (this.log.enabled("debug")) this.log.debug("refused message", { from: peer, code, message });
-      if (header.k === "req") this.#respond(peer, header, { st: "error", error: { code, message } }, Date.now() + 30_000);
+      // The answer lives at least as long as the request, so that it is not refused as expired
+      // on the way back when this agent's clock lags the sender's (a skew outside the window).
+      if (header.k === "req") this.#respond(peer, header, { st: "error", error: { code, message } }, Math.max(header.exp, Date.now() + 30_000));
       else if (header.k === "res" && header.re) this.#pending.reject(idKey(header.re), new RemoteError(code, message, "peer"));
     }
   }
