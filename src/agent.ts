@@ -400,6 +400,14 @@ export class Agent {
     }
   }
 
+  /**
+   * The state of a job this agent runs, as `caller` may see it (for tools that expose polling
+   * under their own name, like the reference protocol's `poll_job`). Throws ZmcpError(unknown_job | forbidden).
+   */
+  jobState(jobId: string, caller: string): JobState {
+    return { ...this.#jobs.get(jobId, caller) };
+  }
+
   /** Closes the socket; pending calls reject with `closed`, running handlers and jobs see `signal` fire. */
   async close(): Promise<void> {
     if (this.#closed) return;
