@@ -118,11 +118,12 @@ export async function spawnBroker(args: string[], timeoutMs = 10_000): Promise<B
 }
 
 /** Polls `check` every 20 ms until it is truthy or `timeoutMs` passes. */
-export async function waitFor<T>(check: () => T | Promise<T>, timeoutMs = 5000, what = "condition"): Promise<T> {
+type Falsy = undefined | null | false | 0 | "";
+export async function waitFor<T>(check: () => T | Falsy | Promise<T | Falsy>, timeoutMs = 5000, what = "condition"): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await check();
-    if (value) return value;
+    if (value) return value as T;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
