@@ -21,8 +21,10 @@ program
   .option("--dir <dir>", "directory to write into", "certs")
   .option("--meta <pairs...>", "metadata entries, key=value (name is set to <name> unless given)")
   .option("--force", "overwrite existing files", false)
-  .action((name: string, opts: { dir: string; meta?: string[]; force: boolean }) => {
-    const metadata: Record<string, string> = { name };
+  .option("--service", "a service key shared by replicas: writes svc-<name>.key(_secret) with metadata service = <name>", false)
+  .action((certName: string, opts: { dir: string; meta?: string[]; force: boolean; service: boolean }) => {
+    const name = opts.service ? `svc-${certName}` : certName;
+    const metadata: Record<string, string> = opts.service ? { name, service: certName } : { name };
     for (const pair of opts.meta ?? []) {
       const eq = pair.indexOf("=");
       if (eq <= 0) fail({ code: "config", message: `--meta ${JSON.stringify(pair)} is not key=value` }, 2);

@@ -1,6 +1,7 @@
 /**
- * The reference protocol's synchronous tools (seeds/002): `server_identity` and `batch_sum`,
- * offered by one agent. Run it as a process:
+ * The reference protocol's tools (seeds/002), offered by one agent: `server_identity` and
+ * `batch_sum` (synchronous), `start_long_task` (a job: answers `accepted` with a job id) and
+ * `poll_job`. Run it as a process:
  *
  *   node dist/examples/reference-agent.js --cert certs/bob.key_secret --certs certs
  *
@@ -27,7 +28,7 @@ export function addReferenceTools(agent: Agent, serverId: string): Agent {
         server_id: serverId,
         public_key: agent.publicKey,
         fingerprint,
-        capabilities: { tools: ["server_identity", "batch_sum"], transport: "zmq+curve", seal: "nacl-box", protocol: 1 },
+        capabilities: { tools: ["server_identity", "batch_sum", "start_long_task", "poll_job"], transport: "zmq+curve", seal: "nacl-box", jobs: true, protocol: 1 },
       }),
     )
     .tool(
@@ -38,6 +39,29 @@ export function addReferenceTools(agent: Agent, serverId: string): Agent {
         output: z.strictObject({ count: z.number().int(), total: z.number() }),
       },
       ({ numbers }) => ({ count: numbers.length, total: numbers.reduce((a, b) => a + b, 0) }),
+    )
+    .tool(
+      "start_long_task",
+      {
+        description: "A long job: works for `seconds`, reporting progress each second, then returns `payload`",
+        input: z.strictObject({ seconds: z.number().int().min(1).max(20), payload: z.record(z.string(), z.unknown()).default({}) }),
+        job: true,
+      },
+      async ({ seconds, payload }, ctx) => {
+        for (let s = 1; s <= seconds; s++) {
+          await new Promise((resolve, reject) => {
+            const timer = setTimeout(resolve, 1000);
+            ctx.signal.addEventListener("abort", () => (clearTimeout(timer), reject(new Error("cancelled"))), { once: true });
+          });
+          ctx.progress({ progress: s, total: seconds, message: `${s}/${seconds} s` });
+        }
+        return { payload, seconds };
+      },
+    )
+    .tool(
+      "poll_job",
+      { description: "Status of a job this caller started (same as the built-in jobs/poll)", input: z.strictObject({ job_id: z.string() }) },
+      ({ job_id }, ctx) => agent.jobState(job_id, ctx.from),
     );
 }
 

@@ -1,11 +1,13 @@
 /**
  * The agent SDK: one DEALER socket, one curve key. An agent offers tools (arguments checked
- * with zod) and calls other agents' tools; every payload is sealed end to end.
+ * with zod), calls other agents' tools, runs long tools as jobs, and may serve as a replica of
+ * a named service. Every payload is sealed end to end.
  */
 import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { encode } from "@msgpack/msgpack";
 import * as zmq from "zeromq";
-import type { z } from "zod";
+import { z } from "zod";
 import { loadCertDirectory, loadCertificate, loadSecretCertificate, type Certificate, type CertDirectory } from "./certs.js";
 import {
   DEFAULT_MAX_MESSAGE_BYTES,
@@ -16,21 +18,26 @@ import {
   idKey,
   newId,
   PROTOCOL_VERSION,
-  type ErrorBody,
+  type Event,
   type Header,
   type InnerDraft,
+  type Progress,
   type Request,
   type Response,
 } from "./envelope.js";
-import { ConfigError, isWireCode, ProtocolError, RemoteError, TimeoutError, ZmcpError, type WireCode } from "./errors.js";
+import { ConfigError, isWireCode, ProtocolError, remoteError, TimeoutError, ZmcpError, type WireCode } from "./errors.js";
+import { AnswerCache, type Answer } from "./idempotency.js";
+import { BUILTIN_TOOLS, isBuiltinTool, Job, jobRunner, JobTable, newJobId, type JobState } from "./jobs.js";
 import { silentLogger, type Logger } from "./log.js";
 import { ClockOffsets } from "./clock.js";
 import { bump, latencyHistogram, readCounter, readGauge, readLabelledCounter, Registry } from "./metrics.js";
 import { PendingCalls } from "./pending.js";
 import { DEFAULT_REPLAY_WINDOW_MS, ReplayGuard } from "./replay.js";
+import { backoff, isRetryable, retryPolicy, sleep, type RetryOptions } from "./retry.js";
 import { Sealer } from "./seal.js";
+import { DEFAULT_HEARTBEAT_MS, isServiceName, makeServiceProof, parseServiceAddress, serviceAddress } from "./services.js";
 import { TokenSource, type TokenProvider } from "./token-source.js";
-import { checkScopeToken, defaultToolScope, TokenVerifier, type AuthorityInput, type VerifiedToken } from "./tokens.js";
+import { checkScopeToken, defaultToolScope, scopeCovers, TokenVerifier, type AuthorityInput, type VerifiedToken } from "./tokens.js";
 import { SocketWriter } from "./writer.js";
 import { isZ85Key } from "./z85.js";
 
@@ -39,7 +46,7 @@ export interface AgentOptions {
   broker: string | string[];
   /** The agent's secret certificate: a `.key_secret` path, or a loaded certificate. */
   cert: string | Required<Certificate>;
-  /** Directory of public certificates: resolves names to keys, and holds `broker.key`. */
+  /** Directory of public certificates: resolves names (and service keys) to keys, and holds `broker.key`. */
   certs?: string;
   /** The broker's Z85 public key. Default: read from `<certs>/broker.key`. */
   serverKey?: string;
@@ -47,10 +54,20 @@ export interface AgentOptions {
   connectTimeout?: number;
   /** Default deadline of a call, ms. Default 30,000. */
   timeout?: number;
+  /** Retries of calls on `busy`, `no_route` and lost answers, within the deadline; `false` turns them off. Default on. */
+  retry?: RetryOptions | false;
   /** Accepted clock difference with peers, ms (replay window). Default 60,000. */
   replayWindow?: number;
   /** Largest message sent or accepted (header + body), bytes. Default 1 MiB (the broker's default). */
   maxMessageBytes?: number;
+  /** Tool runs (calls and jobs) at once; past it requests are answered `busy`. Default 64. */
+  maxConcurrency?: number;
+  /** How long a finished job stays pollable, ms. Default 600,000. */
+  jobTtl?: number;
+  /** How often a caller polls a job it started, in case a pushed event was lost, ms; 0 = never. Default 2,000. */
+  jobPollInterval?: number;
+  /** Interval of service heartbeats to the broker, ms. Default 1,000. */
+  serviceHeartbeat?: number;
   /** ZMTP heartbeat interval to the broker, ms (dead connections are dropped and redialled). Default 2,000. */
   heartbeatInterval?: number;
   /**
@@ -75,6 +92,8 @@ export interface CallOptions {
   /** Deadline, ms from now; also sent to the broker and callee. Default: the agent's `timeout`. */
   timeout?: number;
   signal?: AbortSignal;
+  /** Retry policy for this call; `false` sends once. Default: the agent's. */
+  retry?: RetryOptions | false;
 }
 
 /** What a tool handler learns about the call. */
@@ -85,12 +104,16 @@ export interface ToolContext {
   fromName: string | undefined;
   /** Hex request id (stable across retries). */
   requestId: string;
-  /** The request's deadline, ms since the epoch. */
+  /** The request's deadline, ms since the epoch (for a job: when it was accepted). */
   deadline: number;
-  /** Fires when the agent closes. */
+  /** Fires when the agent closes, or when the job is cancelled. */
   signal: AbortSignal;
   /** The caller's verified token, when this agent checks tokens and the request carried one. */
   token: VerifiedToken | undefined;
+  /** The job id, for a tool registered with `job: true`. */
+  jobId: string | undefined;
+  /** Reports progress to the caller of a job (pushed, and kept for polls); a no-op for other tools. */
+  progress(progress: Progress): void;
 }
 
 export interface ToolSpec<I extends z.ZodType, O extends z.ZodType | undefined = undefined> {
@@ -99,8 +122,12 @@ export interface ToolSpec<I extends z.ZodType, O extends z.ZodType | undefined =
   input: I;
   /** Result schema; a result that fails it is answered `tool_failed`. */
   output?: O;
+  /** Run as a job: answer `accepted` with a job id at once, push progress and the end. */
+  job?: boolean;
   /** Scope a caller's token must cover (wildcards like `call:jobs.*` in tokens). Default `call:<name>`. */
   scope?: string;
+  /** JSON Schema advertised by `tools/list` instead of the one derived from `input` (e.g. a wrapped MCP tool's). */
+  inputSchema?: Record<string, unknown>;
 }
 
 export type ToolHandler<I extends z.ZodType, O extends z.ZodType | undefined> = (
@@ -108,16 +135,41 @@ export type ToolHandler<I extends z.ZodType, O extends z.ZodType | undefined> = 
   ctx: ToolContext,
 ) => Promise<O extends z.ZodType ? z.input<O> : unknown> | (O extends z.ZodType ? z.input<O> : unknown);
 
+/** One entry of `tools/list`. */
+export interface ToolInfo {
+  name: string;
+  description: string;
+  /** JSON Schema of the arguments (zod 4 `z.toJSONSchema`). */
+  inputSchema: Record<string, unknown>;
+  outputSchema?: Record<string, unknown>;
+  /** True when the tool runs as a job (answers `accepted`, then pushes its end). */
+  job: boolean;
+}
+
+const ToolInfoSchema = z.object({
+  name: z.string(),
+  description: z.string(),
+  inputSchema: z.record(z.string(), z.unknown()),
+  outputSchema: z.record(z.string(), z.unknown()).optional(),
+  job: z.boolean(),
+});
+const JobStateSchema = z.object({
+  job_id: z.string(),
+  status: z.enum(["running", "done", "error", "cancelled"]),
+  progress: z.object({ progress: z.number(), total: z.number().optional(), message: z.string().optional() }).optional(),
+  result: z.unknown().optional(),
+  error: z.object({ code: z.string(), message: z.string() }).optional(),
+});
+const JobIdArgs = z.strictObject({ job_id: z.string().max(128) });
+
 /** Counters, for tests and operators; `agent.metrics` serves them to Prometheus. */
 export interface AgentStats {
-  /** Calls made, and those that failed, by code (local or remote). */
+  /** Calls made (`call`), and those that failed, by code (local or remote). */
   calls: number;
   callFailures: Partial<Record<string, number>>;
   /** Requests received from peers, and those answered with an error, by code. */
   requests: number;
   requestFailures: Partial<Record<string, number>>;
-  /** Tool handlers running now. */
-  running: number;
   /** Messages dropped with a log line (nothing to answer), by reason. */
   dropped: Partial<Record<"frames" | "header" | "unsolicited" | "nack", number>>;
   /** CURVE handshakes with a broker completed, and connections lost. */
@@ -126,12 +178,37 @@ export interface AgentStats {
 }
 
 interface RegisteredTool {
-  name: string;
-  description: string;
+  info: ToolInfo;
   input: z.ZodType;
   output: z.ZodType | undefined;
   scope: string;
   handler: (args: unknown, ctx: ToolContext) => unknown;
+}
+
+/** Where a reply goes and how it is sealed: as this agent, or as the service it was addressed to. */
+interface Reply {
+  peer: string;
+  request: Header;
+  sealer: Sealer;
+  /** `svc:NAME` when sealed with a service's key. */
+  as: string | undefined;
+}
+
+/** Where a request goes: the header's `to`, and the public key it is sealed to. */
+interface Route {
+  to: string;
+  sealKey: string;
+}
+
+interface Answered {
+  response: Response;
+  /** The key of the agent (or service replica) that answered. */
+  from: string;
+}
+
+interface Served {
+  sealer: Sealer;
+  publicKey: string;
 }
 
 export class Agent {
@@ -140,33 +217,50 @@ export class Agent {
   readonly #socket: zmq.Dealer;
   readonly #writer: SocketWriter;
   readonly #sealer: Sealer;
+  readonly #serverKey: string;
   readonly #replay: ReplayGuard;
-  readonly #pending = new PendingCalls<Response>();
+  readonly #pending = new PendingCalls<Answered>();
+  readonly #acks = new PendingCalls<void>();
   readonly #tools = new Map<string, RegisteredTool>();
+  readonly #answers = new AnswerCache();
+  readonly #jobs: JobTable;
+  readonly #started = new Map<string, Job>();
+  readonly #served = new Map<string, Served>();
   readonly #closing = new AbortController();
   readonly #certsDir: string | undefined;
-  #directory: CertDirectory = { byName: new Map(), byKey: new Map() };
+  #directory: CertDirectory = { byName: new Map(), byKey: new Map(), services: new Map() };
   #directoryMtime = -1;
+  readonly #options: AgentOptions;
   readonly #defaultTimeout: number;
   readonly #maxMessageBytes: number;
+  readonly #maxConcurrency: number;
+  #active = 0;
   readonly #verifier: TokenVerifier | undefined;
   readonly #requireToken: boolean;
   readonly #token: TokenSource | undefined;
+  readonly #endpoints: string[];
+  #heartbeatTimer: NodeJS.Timeout | undefined;
   #loop: Promise<void> = Promise.resolve();
   #closed = false;
   #handshake: { resolve: () => void; reject: (err: Error) => void } | undefined;
   readonly #clocks = new ClockOffsets();
-  readonly stats: AgentStats = { calls: 0, callFailures: {}, requests: 0, requestFailures: {}, running: 0, dropped: {}, connects: 0, disconnects: 0 };
+  readonly stats: AgentStats = { calls: 0, callFailures: {}, requests: 0, requestFailures: {}, dropped: {}, connects: 0, disconnects: 0 };
   /** Prometheus metrics of this agent (a registry of its own; serve it with `serveMetrics`). */
   readonly metrics = new Registry();
-  readonly #latency = latencyHistogram(this.metrics, "zmcp_agent_call_duration_seconds", "Call latency, from call() to its outcome");
+  readonly #latency = latencyHistogram(this.metrics, "zmcp_agent_call_duration_seconds", "Call latency, from call() to its outcome (retries included)");
 
-  private constructor(options: AgentOptions, cert: Required<Certificate>, serverKey: string) {
+  private constructor(options: AgentOptions, cert: Required<Certificate>, serverKey: string, endpoints: string[]) {
     this.publicKey = cert.publicKey;
     this.log = options.log ?? silentLogger;
+    this.#options = options;
     this.#certsDir = options.certs;
+    this.#serverKey = serverKey;
+    this.#endpoints = endpoints;
     this.#defaultTimeout = options.timeout ?? 30_000;
     this.#maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    this.#maxConcurrency = options.maxConcurrency ?? 64;
+    if (!(this.#maxConcurrency >= 1)) throw new ConfigError("maxConcurrency must be at least 1");
+    this.#jobs = new JobTable(options.jobTtl ?? 600_000);
     this.#sealer = new Sealer(cert.secretKey);
     this.#replay = new ReplayGuard(options.replayWindow ?? DEFAULT_REPLAY_WINDOW_MS);
     // Before the socket exists: an unreadable key file throws here and leaks nothing.
@@ -194,7 +288,7 @@ export class Agent {
     this.#registerMetrics();
   }
 
-  /** Connects to the broker and, unless `connectTimeout` is 0, waits for the CURVE handshake. */
+  /** Connects to the broker(s) and, unless `connectTimeout` is 0, waits for the CURVE handshake. */
   static async connect(options: AgentOptions): Promise<Agent> {
     const cert = typeof options.cert === "string" ? loadSecretCertificate(options.cert) : options.cert;
     let serverKey = options.serverKey;
@@ -208,7 +302,7 @@ export class Agent {
     const endpoints = Array.isArray(options.broker) ? options.broker : [options.broker];
     if (endpoints.length === 0) throw new ConfigError("at least one broker endpoint is required");
 
-    const agent = new Agent(options, cert, serverKey);
+    const agent = new Agent(options, cert, serverKey, endpoints);
     const connectTimeout = options.connectTimeout ?? 10_000;
     const handshake =
       connectTimeout > 0
@@ -225,17 +319,11 @@ export class Agent {
     }
     agent.#loop = agent.#run();
     if (connectTimeout > 0) {
-      let timer: NodeJS.Timeout | undefined;
-      const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new TimeoutError(`no CURVE handshake with ${endpoints.join(", ")} within ${connectTimeout} ms`)), connectTimeout);
-      });
       try {
-        await Promise.race([handshake, timeout]);
+        await withTimeout(handshake, connectTimeout, `no CURVE handshake with ${endpoints.join(", ")} within ${connectTimeout} ms`);
       } catch (err) {
         await agent.close();
         throw err;
-      } finally {
-        clearTimeout(timer);
       }
     }
     return agent;
@@ -258,30 +346,24 @@ export class Agent {
   }
 
   /** Offers a tool. Its arguments are validated with `spec.input` before `handler` runs. */
-  tool<I extends z.ZodType, O extends z.ZodType | undefined = undefined>(
-    name: string,
-    spec: ToolSpec<I, O>,
-    handler: ToolHandler<I, O>,
-  ): this {
+  tool<I extends z.ZodType, O extends z.ZodType | undefined = undefined>(name: string, spec: ToolSpec<I, O>, handler: ToolHandler<I, O>): this {
     if (typeof name !== "string" || name.length === 0 || name.length > 256) throw new ConfigError("tool name must be 1 to 256 characters");
+    if (isBuiltinTool(name)) throw new ConfigError(`tool name ${JSON.stringify(name)} is reserved`);
     if (this.#tools.has(name)) throw new ConfigError(`tool ${JSON.stringify(name)} is already registered`);
     const scope = spec.scope ?? defaultToolScope(name);
     checkScopeToken(scope);
-    this.#tools.set(name, {
-      name,
-      description: spec.description ?? "",
-      input: spec.input,
-      output: spec.output,
-      scope,
-      handler: handler as (args: unknown, ctx: ToolContext) => unknown,
-    });
+    const info: ToolInfo = { name, description: spec.description ?? "", inputSchema: spec.inputSchema ?? jsonSchemaOf(spec.input), job: spec.job ?? false };
+    if (spec.output) info.outputSchema = jsonSchemaOf(spec.output);
+    this.#tools.set(name, { info, input: spec.input, output: spec.output, scope, handler: handler as RegisteredTool["handler"] });
     return this;
   }
 
   /**
-   * Calls `tool` on the agent `to` (a certificate name or a Z85 key) and resolves with its
-   * result. Rejects with RemoteError (the broker's or the peer's code), TimeoutError, or
-   * ZmcpError(aborted | closed | unknown_peer | too_large | invalid_args).
+   * Calls `tool` on `to` (a certificate name, a Z85 key, or `svc:NAME`) and resolves with its
+   * result; for a job tool, with the job's result. Retries on `busy`, `no_route` and lost
+   * answers within the deadline (the callee runs the tool once). Rejects with RemoteError (the
+   * broker's or the peer's code), TimeoutError, or ZmcpError(aborted | closed | unknown_peer |
+   * too_large | invalid_args).
    */
   async call(to: string, tool: string, args: unknown = {}, options: CallOptions = {}): Promise<unknown> {
     this.stats.calls++;
@@ -298,31 +380,83 @@ export class Agent {
   }
 
   async #call(to: string, tool: string, args: unknown, options: CallOptions): Promise<unknown> {
-    if (this.#closed) throw new ZmcpError("closed", "agent is closed");
-    const key = this.resolve(to);
-    const timeout = options.timeout ?? this.#defaultTimeout;
-    if (!(timeout > 0)) throw new ConfigError("timeout must be a positive number of ms");
-    const tok = this.#token ? await this.#token.get() : undefined;
-    const now = Date.now();
-    const header: Header = { v: PROTOCOL_VERSION, k: "req", id: newId(), to: key, exp: now + timeout };
-    const frames = this.#seal(key, header, { t: "req", ts: now, rid: newId(), tool, args, ...(tok === undefined ? {} : { tok }) });
-    const pendingKey = idKey(header.id);
-    const answer = this.#pending.add(pendingKey, timeout, options.signal, `call ${tool} on ${to}`);
-    this.#writer.send(frames).catch((err) => {
-      this.#pending.reject(pendingKey, new ZmcpError("closed", `send failed: ${(err as Error).message}`, { cause: err }));
-    });
-    const response = await answer;
-    if (response.st === "error") throw remoteError(response.error, "peer");
-    return response.result;
+    const deadline = Date.now() + (options.timeout ?? this.#defaultTimeout);
+    const { response, from } = await this.#request(to, tool, args, options);
+    if (response.st !== "accepted") return response.result;
+    const job = this.#adopt(to, response, from);
+    const remaining = deadline - Date.now();
+    return withTimeout(job.result, Math.max(1, remaining), `job ${job.id} did not end within the call's deadline`, options.signal);
   }
 
-  /** Closes the socket; pending calls reject with `closed`, running handlers see `signal` fire. */
+  /**
+   * Starts a job tool and returns its handle at once: `await job.result`,
+   * `job.on("progress", ...)`, `job.cancel()`. The options' timeout covers the start only.
+   */
+  async start(to: string, tool: string, args: unknown = {}, options: CallOptions = {}): Promise<Job> {
+    const { response, from } = await this.#request(to, tool, args, options);
+    if (response.st === "accepted") return this.#adopt(to, response, from);
+    // Not a job tool: a handle that is already done, so callers need not care.
+    const job = new Job("", to, from, () => Promise.reject(new ZmcpError("unknown_job", "not a job")));
+    job.update({ status: "done", result: response.result });
+    return job;
+  }
+
+  /** Polls a job started by this agent on `to` (the same address it was started on). */
+  async poll(to: string, jobId: string, options: CallOptions = {}): Promise<JobState> {
+    const { response } = await this.#request(jobAddress(to, jobId), BUILTIN_TOOLS.poll, { job_id: jobId }, options);
+    return JobStateSchema.parse(response.result) as JobState;
+  }
+
+  /** The tools `to` offers (its built-in `tools/list`), filtered by what this agent's token covers. */
+  async listTools(to: string, options: CallOptions = {}): Promise<ToolInfo[]> {
+    const { response } = await this.#request(to, BUILTIN_TOOLS.list, {}, options);
+    const parsed = z.object({ tools: z.array(ToolInfoSchema) }).safeParse(response.result);
+    if (!parsed.success) throw new ZmcpError("bad_frame", `invalid tools/list answer: ${z.prettifyError(parsed.error)}`);
+    return parsed.data.tools as ToolInfo[];
+  }
+
+  /**
+   * Serves as a replica of service `name`: callers address `svc:NAME` and the broker hands
+   * their requests to a live replica. `cert` is the service's secret certificate, shared by
+   * its replicas (default `<certs>/svc-NAME.key_secret`); the broker admits the replica only
+   * if it proves it holds that key. Resolves once the broker has accepted the announcement.
+   */
+  async serve(name: string, options: { cert?: string | Required<Certificate>; timeout?: number } = {}): Promise<void> {
+    if (!isServiceName(name)) throw new ConfigError(`invalid service name ${JSON.stringify(name)}`);
+    const source = options.cert ?? (this.#certsDir ? join(this.#certsDir, `svc-${name}.key_secret`) : undefined);
+    if (!source) throw new ConfigError("serve() needs the service's secret certificate (cert) or a certs directory");
+    const cert = typeof source === "string" ? loadSecretCertificate(source) : source;
+    this.#served.set(name, { sealer: new Sealer(cert.secretKey), publicKey: cert.publicKey });
+    const interval = this.#options.serviceHeartbeat ?? DEFAULT_HEARTBEAT_MS;
+    this.#heartbeatTimer ??= setInterval(() => void this.#heartbeat().catch(() => undefined), interval).unref();
+    try {
+      await this.#heartbeat(options.timeout ?? 5000);
+    } catch (err) {
+      this.#served.delete(name);
+      throw err;
+    }
+  }
+
+  /**
+   * The state of a job this agent runs, as `caller` may see it (for tools that expose polling
+   * under their own name, like the reference protocol's `poll_job`). Throws ZmcpError(unknown_job | forbidden).
+   */
+  jobState(jobId: string, caller: string): JobState {
+    return { ...this.#jobs.get(jobId, caller) };
+  }
+
+  /** Closes the socket; pending calls reject with `closed`, running handlers and jobs see `signal` fire. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    clearInterval(this.#heartbeatTimer);
     this.#closing.abort();
+    this.#jobs.abortAll();
     this.#verifier?.close();
-    this.#pending.rejectAll(new ZmcpError("closed", "agent closed"));
+    const closed = new ZmcpError("closed", "agent closed");
+    this.#pending.rejectAll(closed);
+    this.#acks.rejectAll(closed);
+    for (const job of this.#started.values()) job.fail(closed);
     this.#socket.close();
     await this.#loop;
   }
@@ -334,18 +468,133 @@ export class Agent {
     readLabelledCounter(r, "zmcp_agent_call_failures_total", "Calls that failed, by error code (local or remote)", "code", () => entries(s.callFailures));
     readCounter(r, "zmcp_agent_requests_total", "Requests received from peers", () => s.requests);
     readLabelledCounter(r, "zmcp_agent_request_failures_total", "Requests answered with an error, by code", "code", () => entries(s.requestFailures));
-    readGauge(r, "zmcp_agent_jobs_running", "Tool handlers running now", () => s.running);
-    readGauge(r, "zmcp_agent_calls_pending", "Calls waiting for an answer", () => this.#pending.size);
+    readGauge(r, "zmcp_agent_handlers_running", "Tool handlers running now (jobs included)", () => this.#active);
+    readGauge(r, "zmcp_agent_jobs_running", "Jobs running now", () => this.#jobs.running);
+    readGauge(r, "zmcp_agent_calls_pending", "Requests waiting for an answer (each attempt of a call)", () => this.#pending.size);
     readLabelledCounter(r, "zmcp_agent_messages_dropped_total", "Messages dropped with a log line, by reason", "reason", () => entries(s.dropped));
     readCounter(r, "zmcp_agent_broker_connects_total", "CURVE handshakes with a broker completed", () => s.connects);
     readCounter(r, "zmcp_agent_broker_disconnects_total", "Connections to a broker lost", () => s.disconnects);
   }
 
+  // ---- calling -----------------------------------------------------------------------------
+
+  /** Where a message to `to` goes and which key seals it. */
+  #routeFor(to: string): Route {
+    const service = parseServiceAddress(to);
+    if (service) return { to, sealKey: this.#serviceKey(service.name) };
+    const key = this.resolve(to);
+    return { to: key, sealKey: key };
+  }
+
+  /** The public key of service `name`, from a certificate in `certs` with `service = "NAME"`. */
+  #serviceKey(name: string): string {
+    let key = this.#directory.services.get(name);
+    if (!key && this.#reloadDirectory()) key = this.#directory.services.get(name);
+    if (!key) throw new ZmcpError("unknown_peer", `no certificate for service ${JSON.stringify(name)} (metadata service = "${name}") in ${this.#certsDir ?? "certs"}`);
+    return key;
+  }
+
+  /** One request with retries: the same request id every attempt, a fresh message id each. */
+  async #request(to: string, tool: string, args: unknown, options: CallOptions): Promise<Answered> {
+    if (this.#closed) throw new ZmcpError("closed", "agent is closed");
+    const route = this.#routeFor(to);
+    const timeout = options.timeout ?? this.#defaultTimeout;
+    if (!(timeout > 0)) throw new ConfigError("timeout must be a positive number of ms");
+    const deadline = Date.now() + timeout;
+    const policy = retryPolicy(options.retry ?? this.#options.retry, timeout);
+    const tok = this.#token ? await this.#token.get() : undefined;
+    const rid = newId();
+    const what = `call ${tool} on ${to}`;
+    for (let attempt = 1; ; attempt++) {
+      const remaining = deadline - Date.now();
+      const last = attempt >= policy.attempts;
+      try {
+        const answered = await this.#attempt(route, { t: "req", ts: Date.now(), rid, tool, args, ...(tok === undefined ? {} : { tok }) }, deadline, last ? remaining : Math.min(policy.attemptTimeout, remaining), options.signal, what);
+        if (answered.response.st === "error") throw remoteError(answered.response.error, "peer");
+        return answered;
+      } catch (err) {
+        const delay = backoff(policy, attempt);
+        if (last || !isRetryable(err) || Date.now() + delay >= deadline) {
+          throw err instanceof TimeoutError ? new TimeoutError(`${what} got no answer within ${timeout} ms (${attempt} attempt${attempt > 1 ? "s" : ""})`) : err;
+        }
+        if (this.log.enabled("debug")) this.log.debug("retrying", { tool, to, attempt, error: String(err) });
+        await sleep(delay, options.signal);
+      }
+    }
+  }
+
+  async #attempt(route: Route, draft: Omit<Request, "h">, deadline: number, timeout: number, signal: AbortSignal | undefined, what: string): Promise<Answered> {
+    if (this.#closed) throw new ZmcpError("closed", "agent is closed");
+    const header: Header = { v: PROTOCOL_VERSION, k: "req", id: newId(), to: route.to, exp: deadline };
+    const frames = this.#seal(this.#sealer, route.sealKey, header, draft);
+    const key = idKey(header.id);
+    const answer = this.#pending.add(key, Math.max(1, timeout), signal, what);
+    this.#writer.send(frames).catch((err) => {
+      this.#pending.reject(key, new ZmcpError("closed", `send failed: ${(err as Error).message}`, { cause: err }));
+    });
+    return answer;
+  }
+
+  /** Wraps an `accepted` answer into a Job that gathers pushes and polls as a fallback. */
+  #adopt(to: string, response: Response, from: string): Job {
+    const jobId = z.object({ job_id: z.string() }).parse(response.result).job_id;
+    const job = new Job(jobId, to, from, async () => {
+      const { response: r } = await this.#request(jobAddress(to, jobId), BUILTIN_TOOLS.cancel, { job_id: jobId }, {});
+      return JobStateSchema.parse(r.result) as JobState;
+    });
+    this.#started.set(jobId, job);
+    const every = this.#options.jobPollInterval ?? 2000;
+    const timer =
+      every > 0
+        ? setInterval(() => {
+            this.poll(to, jobId, { timeout: Math.max(1000, every) }).then(
+              (state) => job.update(state),
+              (err: unknown) => {
+                // The job is gone for good; a transient failure waits for the next poll.
+                if (err instanceof ZmcpError && (err.code === "unknown_job" || err.code === "forbidden")) job.fail(err);
+              },
+            );
+          }, every).unref()
+        : undefined;
+    void job.result.finally(() => {
+      clearInterval(timer);
+      this.#started.delete(jobId);
+    }).catch(() => undefined);
+    return job;
+  }
+
+  // ---- services -----------------------------------------------------------------------------
+
   /**
-   * Re-reads `certs` if the directory changed since it was read (a certificate may have been
-   * added); a lookup miss costs one stat, not a directory read. Returns true if it re-read.
+   * Announces the served services to every broker (DEALER spreads sends over its connections,
+   * so one heartbeat per endpoint reaches each). Resolves on the first ack when `waitMs` is given.
    */
+  async #heartbeat(waitMs?: number): Promise<void> {
+    if (this.#closed || this.#served.size === 0) return;
+    const ts = Date.now();
+    const svc = [...this.#served].map(([name, s]) => ({
+      name,
+      key: s.publicKey,
+      ts,
+      proof: makeServiceProof(s.sealer.sharedKey(this.#serverKey), this.publicKey, ts),
+      free: Math.max(0, this.#maxConcurrency - this.#active),
+    }));
+    const body = encode({ svc });
+    const interval = this.#options.serviceHeartbeat ?? DEFAULT_HEARTBEAT_MS;
+    const acks: Array<Promise<void>> = [];
+    for (let i = 0; i < this.#endpoints.length; i++) {
+      const header: Header = { v: PROTOCOL_VERSION, k: "hb", id: newId(), to: "", exp: ts + 2 * interval };
+      if (waitMs !== undefined) acks.push(this.#acks.add(idKey(header.id), waitMs, undefined, "service announcement"));
+      this.#writer.send([encodeHeader(header), body]).catch((err) => this.log.warn("heartbeat not sent", { error: String(err) }));
+    }
+    if (waitMs !== undefined) await Promise.any(acks).catch((err: AggregateError) => Promise.reject(err.errors[0]));
+  }
+
+  // ---- receiving ----------------------------------------------------------------------------
+
   #reloadDirectory(): boolean {
+    // Re-reads `certs` if the directory changed since it was read (a certificate may have
+    // been added); a lookup miss costs one stat, not a directory read.
     if (!this.#certsDir) return false;
     let mtime: number;
     try {
@@ -365,7 +614,7 @@ export class Agent {
   }
 
   /** Header + inner draft → `[header, sealed body]`. Throws ZmcpError(invalid_args | too_large). */
-  #seal(to: string, header: Header, draft: InnerDraft): [Uint8Array, Uint8Array] {
+  #seal(sealer: Sealer, to: string, header: Header, draft: InnerDraft): [Uint8Array, Uint8Array] {
     const headerBytes = encodeHeader(header);
     let plaintext: Uint8Array;
     try {
@@ -373,7 +622,7 @@ export class Agent {
     } catch (err) {
       throw new ZmcpError("invalid_args", `cannot encode message: ${(err as Error).message}`, { cause: err });
     }
-    const body = this.#sealer.seal(to, plaintext);
+    const body = sealer.seal(to, plaintext);
     const size = headerBytes.length + body.length;
     if (size > this.#maxMessageBytes) throw new ZmcpError("too_large", `message of ${size} bytes exceeds ${this.#maxMessageBytes}`);
     return [headerBytes, body];
@@ -387,6 +636,7 @@ export class Agent {
           this.#handshake?.resolve();
           this.#handshake = undefined;
           this.log.debug("connected", { address: event.address });
+          void this.#heartbeat().catch(() => undefined); // a restarted broker learns our services at once
         } else if (event.type === "handshake:error:auth" || event.type === "handshake:error:protocol" || event.type === "handshake:error:other") {
           const err = new ZmcpError("handshake_failed", `broker at ${event.address} refused the handshake (${event.type}); is this key in its allowlist?`);
           this.#handshake?.reject(err);
@@ -426,7 +676,7 @@ export class Agent {
       return this.log.warn("dropped message with wrong frame count", { frames: frames.length });
     }
     const [from, headerBytes, body] = frames as [Buffer, Buffer, Buffer];
-    if (from.length === 0) return this.#onNack(headerBytes);
+    if (from.length === 0) return this.#onBroker(headerBytes);
     const peer = from.toString("latin1");
     let header: Header;
     try {
@@ -436,84 +686,176 @@ export class Agent {
       bump(this.stats.dropped, "header");
       return this.log.warn("dropped message with invalid header", { from: peer, error: String(err) });
     }
+    // Addressed to a service we serve: opened (and answered) with the service's key.
+    const service = parseServiceAddress(header.to);
+    const served = service ? this.#served.get(service.name) : undefined;
+    const reply: Reply = { peer, request: header, sealer: served?.sealer ?? this.#sealer, as: served ? serviceAddress(service!.name) : undefined };
     if (header.k === "req") this.stats.requests++;
     try {
+      if (service && !served) throw new ProtocolError("no_route", `this agent does not serve ${service.name}`);
       const now = Date.now();
       // Before opening: only what is past its deadline even allowing the largest accepted clock
       // difference; the precise check follows once the sealed timestamp is known (clock.ts).
       if (header.exp + this.#replay.windowMs < now) throw new ProtocolError("expired", "message is past its deadline");
       const size = headerBytes.length + body.length;
       if (size > this.#maxMessageBytes) throw new ProtocolError("too_large", `message of ${size} bytes exceeds ${this.#maxMessageBytes}`);
-      const inner = decodeInner(this.#sealer.open(peer, body), headerBytes, this.#maxMessageBytes);
-      if (inner.t !== (header.k === "req" ? "req" : header.k === "res" ? "res" : "")) {
-        throw new ProtocolError("bad_frame", `header kind ${header.k} does not match message kind ${inner.t}`);
-      }
+      // Sealed as a service (a replica's answer): opened with that service's public key.
+      const sealedBy = header.as === undefined ? peer : this.#serviceKeyOf(header.as);
+      const inner = decodeInner(reply.sealer.open(sealedBy, body), headerBytes, this.#maxMessageBytes);
+      if (inner.t !== header.k) throw new ProtocolError("bad_frame", `header kind ${header.k} does not match message kind ${inner.t}`);
       this.#replay.check(`${peer}:${idKey(header.id)}`, inner.ts, now);
       // The sender's deadline on this agent's clock.
       const deadline = header.exp + this.#clocks.observe(peer, inner.ts, now);
       if (deadline < now) throw new ProtocolError("expired", `message is past its deadline (by ${now - deadline} ms on this clock)`);
-      if (inner.t === "req") void this.#onRequest(peer, deadline === header.exp ? header : { ...header, exp: deadline }, inner);
-      else if (!header.re || !this.#pending.resolve(idKey(header.re), inner)) bump(this.stats.dropped, "unsolicited");
+      if (deadline !== header.exp) reply.request = { ...header, exp: deadline };
+      if (inner.t === "req") void this.#onRequest(reply, inner);
+      else if (inner.t === "res") {
+        if (!header.re || !this.#pending.resolve(idKey(header.re), { response: inner, from: peer })) bump(this.stats.dropped, "unsolicited");
+      } else this.#onEvent(peer, inner);
     } catch (err) {
       const code: WireCode = err instanceof ProtocolError ? (err.code as WireCode) : "bad_frame";
       const message = err instanceof Error ? err.message : String(err);
       if (this.log.enabled("debug")) this.log.debug("refused message", { from: peer, code, message });
       // The answer lives at least as long as the request, so that it is not refused as expired
       // on the way back when this agent's clock lags the sender's (a skew outside the window).
-      if (header.k === "req") this.#respond(peer, header, { st: "error", error: { code, message } }, Math.max(header.exp, Date.now() + 30_000));
-      else if (header.k === "res" && header.re) this.#pending.reject(idKey(header.re), new RemoteError(code, message, "peer"));
+      const exp = Math.max(header.exp, Date.now() + 30_000);
+      if (header.k === "req") this.#respond({ ...reply, sealer: this.#sealer, as: undefined }, { st: "error", error: { code, message } }, exp);
+      else if (header.k === "res" && header.re) this.#pending.reject(idKey(header.re), remoteError({ code, message }, "peer"));
     }
   }
 
-  #onNack(headerBytes: Buffer): void {
+  #serviceKeyOf(as: string): string {
+    const service = parseServiceAddress(as);
+    if (!service) throw new ProtocolError("bad_seal", `sealed as ${JSON.stringify(as)}, which is no service`);
+    try {
+      return this.#serviceKey(service.name);
+    } catch {
+      throw new ProtocolError("bad_seal", `sealed as service ${service.name}, whose key is unknown here`);
+    }
+  }
+
+  /** The broker's own answers: nacks (a message refused) and acks (a heartbeat accepted). */
+  #onBroker(headerBytes: Buffer): void {
     let header: Header;
     try {
       header = decodeHeader(headerBytes);
     } catch (err) {
-      return this.log.warn("dropped invalid nack from broker", { error: String(err) });
+      return this.log.warn("dropped invalid message from broker", { error: String(err) });
+    }
+    const key = header.re ? idKey(header.re) : undefined;
+    if (header.k === "ack") {
+      if (key) this.#acks.resolve(key, undefined);
+      return;
     }
     const err = remoteError({ code: header.code ?? "bad_frame", message: header.msg ?? "refused by broker" }, "broker");
-    if (header.re && this.#pending.reject(idKey(header.re), err)) return;
+    if (key && (this.#pending.reject(key, err) || this.#acks.reject(key, err))) return;
     bump(this.stats.dropped, "nack");
     this.log.warn("broker refused a message", { code: err.code, message: header.msg });
   }
 
-  async #onRequest(peer: string, header: Header, request: Request): Promise<void> {
-    const tool = this.#tools.get(request.tool);
-    const grant = this.#authorize(peer, header, request, tool?.scope ?? defaultToolScope(request.tool));
+  #onEvent(peer: string, event: Event): void {
+    const job = this.#started.get(event.job);
+    // Only the agent that accepted the job may speak for it.
+    if (!job || job.runner !== peer) return;
+    job.update({ status: event.st, ...pick(event, "progress", "result", "error") });
+  }
+
+  async #onRequest(reply: Reply, request: Request): Promise<void> {
+    const builtin = isBuiltinTool(request.tool);
+    const tool = builtin ? undefined : this.#tools.get(request.tool);
+    // Built-ins need a valid token but no scope: tools/list is filtered by it, jobs by owner.
+    const grant = this.#authorize(reply, request, builtin ? undefined : (tool?.scope ?? defaultToolScope(request.tool)));
     if (grant === false) return;
-    if (!tool) {
-      return this.#respond(peer, header, { st: "error", error: { code: "unknown_tool", message: `no tool named ${JSON.stringify(request.tool)}` } });
-    }
+    if (builtin) return this.#respond(reply, this.#builtin(reply, request, grant));
+    if (!tool) return this.#respond(reply, failure("unknown_tool", `no tool named ${JSON.stringify(request.tool)}`));
     const parsed = tool.input.safeParse(request.args);
     if (!parsed.success) {
       const issues = parsed.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ");
-      return this.#respond(peer, header, { st: "error", error: { code: "invalid_args", message: `${tool.name}: ${issues}` } });
+      return this.#respond(reply, failure("invalid_args", `${tool.info.name}: ${issues}`));
+    }
+    // A retried request (same id from the same caller) gets the first answer; the tool runs once.
+    const key = `${reply.peer}:${idKey(request.rid)}`;
+    const earlier = this.#answers.begin(key);
+    if (earlier) return void earlier.then((answer) => this.#respond(reply, answer));
+    if (this.#active >= this.#maxConcurrency) {
+      const busy = failure("busy", `${this.#active} tool runs in progress (maxConcurrency ${this.#maxConcurrency})`);
+      this.#answers.finish(key, busy, false); // not remembered: a retry may find room
+      return this.#respond(reply, busy);
     }
     const ctx: ToolContext = {
-      from: peer,
-      fromName: this.nameOf(peer),
+      from: reply.peer,
+      fromName: this.nameOf(reply.peer),
       requestId: idKey(request.rid),
-      deadline: header.exp,
+      deadline: reply.request.exp,
       signal: this.#closing.signal,
       token: grant,
+      jobId: undefined,
+      progress: () => undefined,
     };
-    this.stats.running++;
+    if (tool.info.job) {
+      const jobId = newJobId(this.publicKey);
+      const { signal } = this.#jobs.create(jobId, reply.peer);
+      const accepted: Answer = { st: "accepted", result: { job_id: jobId } };
+      this.#answers.finish(key, accepted);
+      this.#respond(reply, accepted);
+      ctx.jobId = jobId;
+      ctx.signal = AbortSignal.any([this.#closing.signal, signal]);
+      ctx.progress = (progress) => {
+        const state = this.#jobs.progress(jobId, progress);
+        if (state) this.#push(reply, state);
+      };
+      const answer = await this.#runTool(tool, parsed.data, ctx);
+      const state =
+        answer.st === "ok"
+          ? this.#jobs.finish(jobId, { status: "done", result: answer.result })
+          : this.#jobs.finish(jobId, { status: "error", error: answer.error! });
+      if (state) this.#push(reply, state); // undefined: cancelled meanwhile, already pushed
+      return;
+    }
+    const answer = await this.#runTool(tool, parsed.data, ctx);
+    this.#answers.finish(key, answer);
+    this.#respond(reply, answer);
+  }
+
+  /** Runs a handler: never throws; a failure becomes an error answer. */
+  async #runTool(tool: RegisteredTool, args: unknown, ctx: ToolContext): Promise<Answer> {
+    this.#active++;
     try {
-      let result = await tool.handler(parsed.data, ctx);
+      let result = await tool.handler(args, ctx);
       if (tool.output) {
         const checked = tool.output.safeParse(result);
-        if (!checked.success) throw new ZmcpError("tool_failed", `${tool.name} returned a result that fails its output schema`);
+        if (!checked.success) return failure("tool_failed", `${tool.info.name} returned a result that fails its output schema`);
         result = checked.data;
       }
-      this.#respond(peer, header, { st: "ok", result: result ?? null });
+      return { st: "ok", result: result ?? null };
     } catch (err) {
       const code = err instanceof ZmcpError && isWireCode(err.code) ? err.code : "tool_failed";
       const message = err instanceof Error ? err.message : String(err);
-      this.log.debug("tool failed", { tool: tool.name, code, message });
-      this.#respond(peer, header, { st: "error", error: { code, message } });
+      this.log.debug("tool failed", { tool: tool.info.name, code, message });
+      return failure(code, message);
     } finally {
-      this.stats.running--;
+      this.#active--;
+    }
+  }
+
+  /** tools/list, jobs/poll, jobs/cancel. */
+  #builtin(reply: Reply, request: Request, grant: VerifiedToken | undefined): Answer {
+    if (request.tool === BUILTIN_TOOLS.list) {
+      const tools = [...this.#tools.values()].filter((t) => !grant || scopeCovers(grant.scopes, t.scope)).map((t) => t.info);
+      return { st: "ok", result: { tools } };
+    }
+    const args = JobIdArgs.safeParse(request.args);
+    if (!args.success) return failure("invalid_args", `${request.tool}: ${z.prettifyError(args.error)}`);
+    try {
+      const state = this.#jobs.get(args.data.job_id, reply.peer);
+      if (request.tool === BUILTIN_TOOLS.cancel && state.status === "running") {
+        const ended = this.#jobs.finish(state.job_id, { status: "cancelled", error: { code: "cancelled", message: "cancelled by its caller" } });
+        if (ended) this.#push(reply, ended);
+      }
+      return { st: "ok", result: state };
+    } catch (err) {
+      const e = err as ZmcpError;
+      return failure(isWireCode(e.code) ? e.code : "bad_frame", e.message);
     }
   }
 
@@ -522,37 +864,92 @@ export class Agent {
    * learn nothing of the tools offered). Returns the verified token (undefined when no check
    * applies), or false once the refusal is answered.
    */
-  #authorize(peer: string, header: Header, request: Request, scope: string): VerifiedToken | undefined | false {
+  #authorize(reply: Reply, request: Request, scope: string | undefined): VerifiedToken | undefined | false {
     if (!this.#verifier || (!this.#requireToken && request.tok === undefined)) return undefined;
     try {
-      return this.#verifier.authorize(request.tok, peer, scope);
+      return this.#verifier.authorize(request.tok, reply.peer, scope);
     } catch (err) {
       const code = err instanceof ProtocolError ? (err.code as WireCode) : "token_invalid";
       const message = err instanceof Error ? err.message : String(err);
-      if (this.log.enabled("debug")) this.log.debug("request refused", { from: peer, tool: request.tool, code, message });
-      this.#respond(peer, header, { st: "error", error: { code, message } });
+      if (this.log.enabled("debug")) this.log.debug("request refused", { from: reply.peer, tool: request.tool, code, message });
+      this.#respond(reply, failure(code, message));
       return false;
     }
   }
 
-  /** Sends a sealed response to `peer`; a result that cannot be encoded or is too large becomes an error. */
-  #respond(peer: string, request: Header, draft: Omit<Response, "h" | "t" | "ts">, exp = Math.max(request.exp, Date.now() + 1000)): void {
+  /** Sends a sealed response; a result that cannot be encoded or is too large becomes an error. */
+  #respond(reply: Reply, answer: Answer, exp = Math.max(reply.request.exp, Date.now() + 1000)): void {
     if (this.#closed) return;
-    if (draft.st === "error") bump(this.stats.requestFailures, draft.error?.code ?? "error");
-    const header: Header = { v: PROTOCOL_VERSION, k: "res", id: newId(), to: peer, exp, re: request.id };
+    if (answer.st === "error") bump(this.stats.requestFailures, answer.error?.code ?? "error");
+    const header: Header = { v: PROTOCOL_VERSION, k: "res", id: newId(), to: reply.peer, exp, re: reply.request.id };
+    if (reply.as) header.as = reply.as;
     let frames: [Uint8Array, Uint8Array];
     try {
-      frames = this.#seal(peer, header, { t: "res", ts: Date.now(), ...draft });
+      frames = this.#seal(reply.sealer, reply.peer, header, { t: "res", ts: Date.now(), ...answer });
     } catch (err) {
       const code = err instanceof ZmcpError && err.code === "too_large" ? "too_large" : "tool_failed";
-      frames = this.#seal(peer, header, { t: "res", ts: Date.now(), st: "error", error: { code, message: `result not sendable: ${(err as Error).message}` } });
+      frames = this.#seal(reply.sealer, reply.peer, header, { t: "res", ts: Date.now(), ...failure(code, `result not sendable: ${(err as Error).message}`) });
     }
-    this.#writer.send(frames).catch((err) => this.log.warn("response not sent", { to: peer, error: String(err) }));
+    this.#writer.send(frames).catch((err) => this.log.warn("response not sent", { to: reply.peer, error: String(err) }));
+  }
+
+  /** Pushes a job's state to the caller that started it (progress, or its end). */
+  #push(reply: Reply, state: JobState): void {
+    if (this.#closed) return;
+    const header: Header = { v: PROTOCOL_VERSION, k: "evt", id: newId(), to: reply.peer, exp: Date.now() + 60_000 };
+    if (reply.as) header.as = reply.as;
+    const draft = { t: "evt" as const, ts: Date.now(), job: state.job_id, st: state.status, ...pick(state, "progress", "result", "error") };
+    let frames: [Uint8Array, Uint8Array];
+    try {
+      frames = this.#seal(reply.sealer, reply.peer, header, draft);
+    } catch (err) {
+      const error = { code: "tool_failed", message: `result not sendable: ${(err as Error).message}` };
+      frames = this.#seal(reply.sealer, reply.peer, header, { t: "evt", ts: draft.ts, job: draft.job, st: "error", error });
+    }
+    this.#writer.send(frames).catch((err) => this.log.warn("event not sent", { to: reply.peer, error: String(err) }));
   }
 }
 
 function entries(counts: Partial<Record<string, number>>): Array<[string, number]> {
   return Object.entries(counts) as Array<[string, number]>;
+}
+
+function failure(code: string, message: string): Answer & { st: "error"; error: { code: string; message: string } } {
+  return { st: "error", error: { code, message } };
+}
+
+/** Copies the listed keys that are defined (exactOptionalPropertyTypes forbids explicit undefined). */
+function pick<T extends object, K extends keyof T>(source: T, ...keys: K[]): Partial<Pick<T, K>> {
+  const out: Partial<Pick<T, K>> = {};
+  for (const key of keys) if (source[key] !== undefined) out[key] = source[key];
+  return out;
+}
+
+/** A job's polls and cancels go to the agent that runs it: for a service, that very replica. */
+function jobAddress(to: string, jobId: string): string {
+  const service = parseServiceAddress(to);
+  const runner = jobRunner(jobId);
+  return service && runner ? serviceAddress(service.name, runner) : to;
+}
+
+function jsonSchemaOf(schema: z.ZodType): Record<string, unknown> {
+  try {
+    return z.toJSONSchema(schema, { unrepresentable: "any" }) as Record<string, unknown>;
+  } catch {
+    return { type: "object" }; // transforms and the like have no JSON Schema
+  }
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, message: string, signal?: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new TimeoutError(message)), ms);
+    const onAbort = () => reject(new ZmcpError("aborted", "call aborted", { cause: signal?.reason }));
+    signal?.addEventListener("abort", onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+    });
+  });
 }
 
 function tokenVerifierOptions(options: AgentOptions, log: Logger): ConstructorParameters<typeof TokenVerifier>[0] {
@@ -563,11 +960,4 @@ function tokenVerifierOptions(options: AgentOptions, log: Logger): ConstructorPa
     ...(options.clockSkew === undefined ? {} : { clockSkew: options.clockSkew }),
     ...(options.denyList === undefined ? {} : { denyList: options.denyList }),
   };
-}
-
-function remoteError(body: ErrorBody | undefined, origin: "broker" | "peer"): RemoteError {
-  if (!body) return new RemoteError("bad_frame", "error response without an error", origin);
-  // An unknown code (a newer peer) is kept readable in the message rather than dropped.
-  if (isWireCode(body.code)) return new RemoteError(body.code, body.message, origin);
-  return new RemoteError("tool_failed", `${body.code}: ${body.message}`, origin);
 }

@@ -9,10 +9,13 @@
 import * as zmq from "zeromq";
 import { loadCertDirectory } from "./certs.js";
 import { DenyList } from "./denylist.js";
+import { Decoder } from "@msgpack/msgpack";
 import { DEFAULT_MAX_MESSAGE_BYTES, decodeHeader, encodeHeader, newId, PROTOCOL_VERSION, type Header } from "./envelope.js";
 import { ConfigError, ProtocolError, type WireCode } from "./errors.js";
 import { silentLogger, type Logger } from "./log.js";
 import { RateLimiter, type RateLimitOptions } from "./ratelimit.js";
+import { Sealer } from "./seal.js";
+import { DEFAULT_REPLICA_TTL_MS, HeartbeatSchema, parseServiceAddress, ServiceDirectory, verifyServiceProof } from "./services.js";
 import { DEFAULT_RELOAD_INTERVAL_MS } from "./watch.js";
 import { ZAP_DOMAIN, ZapHandler } from "./zap.js";
 import { isZ85Key } from "./z85.js";
@@ -47,6 +50,13 @@ export interface BrokerOptions {
   /** Token bucket per sender key; a message above it is answered `rate_limited`. Default: no limit. */
   rateLimit?: RateLimitOptions;
   /**
+   * Trusted service keys, name → Z85 public key, when `allow` is a list. With a directory,
+   * they are the certificates whose metadata holds `service = "NAME"`.
+   */
+  services?: Record<string, string>;
+  /** A service replica not heard from for this long leaves the directory, ms. Default 3,000. */
+  replicaTtl?: number;
+  /**
    * ZMTP heartbeat to every peer, ms (ZMQ_HEARTBEAT_IVL). A peer that stops answering (a frozen
    * process, a dead host) is disconnected after `heartbeatTimeout`, so messages to it are
    * refused `no_route` instead of filling its queue. 0 disables. Default 2,000.
@@ -66,13 +76,18 @@ export interface BrokerOptions {
 
 /** Counters, for tests and operators. */
 export interface BrokerStats {
-  /** Messages received; each is then either routed or refused (received = routed + Σ refused + internalErrors). */
+  /**
+   * Messages received; each is then routed, refused, or (a service heartbeat) acknowledged:
+   * received = routed + Σ refused + heartbeats + internalErrors.
+   */
   received: number;
   routed: number;
   bytes: number;
   refused: Partial<Record<WireCode | "forbidden", number>>;
   /** Nacks that could not be delivered either (sender gone or full). */
   nacksLost: number;
+  /** Service heartbeats acknowledged. */
+  heartbeats: number;
   /** Messages that hit a bug in the broker (logged); expected to stay 0. */
   internalErrors: number;
   /** Connections accepted (TCP), CURVE handshakes completed, connections closed. */
@@ -89,6 +104,9 @@ export class Broker {
   readonly #options: BrokerOptions;
   readonly #maxMessageBytes: number;
   #allowed: Set<string>;
+  #serviceKeys: Map<string, string>;
+  readonly #services: ServiceDirectory;
+  readonly #sealer: Sealer;
   readonly #denyList: DenyList | undefined;
   readonly #limiter: RateLimiter | undefined;
   #closed = false;
@@ -99,6 +117,7 @@ export class Broker {
     bytes: 0,
     refused: {},
     nacksLost: 0,
+    heartbeats: 0,
     internalErrors: 0,
     accepted: 0,
     handshakes: 0,
@@ -116,7 +135,7 @@ export class Broker {
     router: zmq.Router,
     zap: ZapHandler,
     options: BrokerOptions,
-    allowed: Set<string>,
+    allowed: Allowlist,
     log: Logger,
     denyList: DenyList | undefined,
     limiter: RateLimiter | undefined,
@@ -124,7 +143,10 @@ export class Broker {
     this.#router = router;
     this.#zap = zap;
     this.#options = options;
-    this.#allowed = allowed;
+    this.#allowed = allowed.keys;
+    this.#serviceKeys = allowed.services;
+    this.#services = new ServiceDirectory(options.replicaTtl ?? DEFAULT_REPLICA_TTL_MS);
+    this.#sealer = new Sealer(options.secretKey);
     this.#denyList = denyList;
     this.#limiter = limiter;
     this.#maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
@@ -143,7 +165,7 @@ export class Broker {
     if (!isZ85Key(options.publicKey) || !isZ85Key(options.secretKey)) throw new ConfigError("broker keys must be 40-character Z85");
     const maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     if (!Number.isInteger(maxMessageBytes) || maxMessageBytes < 1024) throw new ConfigError("maxMessageBytes must be an integer >= 1024");
-    const allowed = readAllowlist(options.allow, log);
+    const allowed = readAllowlist(options.allow, log, options.services);
     const limiter = options.rateLimit ? new RateLimiter(options.rateLimit) : undefined;
     const heartbeatInterval = options.heartbeatInterval ?? 2000;
     const heartbeatTimeout = options.heartbeatTimeout ?? 3 * heartbeatInterval;
@@ -154,7 +176,7 @@ export class Broker {
     // A context of its own: the ZAP endpoint is per context, so brokers in one process stay apart.
     const context = new zmq.Context();
     let broker: Broker | undefined;
-    const zap = await ZapHandler.start(context, (key) => broker?.isAllowed(key) ?? (allowed.has(key) && !denyList?.hasKey(key)), log);
+    const zap = await ZapHandler.start(context, (key) => broker?.isAllowed(key) ?? (allowed.keys.has(key) && !denyList?.hasKey(key)), log);
     const router = new zmq.Router({
       context,
       curveServer: true,
@@ -206,8 +228,10 @@ export class Broker {
 
   /** Re-reads the allowlist. Connected agents stay connected; removed keys are refused per message. */
   reloadAllowlist(allow: string | Iterable<string> = this.#options.allow): number {
-    this.#allowed = readAllowlist(allow, this.log);
-    this.log.info("allowlist reloaded", { keys: this.#allowed.size });
+    const next = readAllowlist(allow, this.log, this.#options.services);
+    this.#allowed = next.keys;
+    this.#serviceKeys = next.services;
+    this.log.info("allowlist reloaded", { keys: this.#allowed.size, services: next.services.size });
     return this.#allowed.size;
   }
 
@@ -266,18 +290,83 @@ export class Broker {
     const body = frames[2]!;
     const size = headerBytes.length + body.length;
     if (size > this.#maxMessageBytes) return this.#refuse(from, header.id, "too_large", `message of ${size} bytes exceeds ${this.#maxMessageBytes}`);
-    if (header.k === "nack") return this.#refuse(from, header.id, "bad_frame", "agents may not send nacks");
+    if (header.k === "nack" || header.k === "ack") return this.#refuse(from, header.id, "bad_frame", "agents may not send acks or nacks");
     if (header.exp + this.#clockSkew < Date.now()) return this.#refuse(from, header.id, "expired", "message is past its deadline");
-    if (!isZ85Key(header.to)) return this.#refuse(from, header.id, "no_route", `destination ${JSON.stringify(header.to)} is not a Z85 key`);
+    if (header.k === "hb") return this.#heartbeat(from, fromKey, header, body);
+    const service = parseServiceAddress(header.to);
+    if (service) return this.#dispatch(from, header, headerBytes, body, service.name, service.replica);
+    if (!isZ85Key(header.to)) return this.#refuse(from, header.id, "no_route", `destination ${JSON.stringify(header.to)} is neither a Z85 key nor svc:NAME`);
+    const failure = await this.#forward(header.to, from, headerBytes, body);
+    if (failure) return this.#refuse(from, header.id, ...failure);
+  }
+
+  /** One send; resolves with the refusal to answer, or undefined once forwarded. */
+  async #forward(to: string, from: Buffer, headerBytes: Buffer, body: Buffer): Promise<[WireCode, string] | undefined> {
     try {
-      await this.#router.send([header.to, from, headerBytes, body]);
+      await this.#router.send([to, from, headerBytes, body]);
       this.stats.routed++;
-      this.stats.bytes += size;
+      this.stats.bytes += headerBytes.length + body.length;
+      return undefined;
     } catch (err) {
       const code = (err as { code?: string }).code;
-      if (code === "EHOSTUNREACH") return this.#refuse(from, header.id, "no_route", `${header.to} is not connected`);
-      if (code === "EAGAIN") return this.#refuse(from, header.id, "busy", `${header.to}'s queue is full`);
-      return this.#refuse(from, header.id, "no_route", `send to ${header.to} failed: ${(err as Error).message}`);
+      if (code === "EHOSTUNREACH") return ["no_route", `${to} is not connected`];
+      if (code === "EAGAIN") return ["busy", `${to}'s queue is full`];
+      return ["no_route", `send to ${to} failed: ${(err as Error).message}`];
+    }
+  }
+
+  /** A message for `svc:NAME` (or one replica of it): to a live replica, the next on failure. */
+  async #dispatch(from: Buffer, header: Header, headerBytes: Buffer, body: Buffer, name: string, replica: string | undefined): Promise<void> {
+    if (replica) {
+      // Addressed to one replica (a job's polls): no choice to make, but it must still serve.
+      const failure = await this.#forward(replica, from, headerBytes, body);
+      if (failure?.[0] === "no_route") this.#services.evict(name, replica);
+      return failure ? this.#refuse(from, header.id, ...failure) : undefined;
+    }
+    let sawBusy = false;
+    for (let tries = 0; tries < 16; tries++) {
+      const chosen = this.#services.pick(name);
+      if (!chosen) break;
+      const failure = await this.#forward(chosen, from, headerBytes, body);
+      if (!failure) return;
+      if (failure[0] === "no_route") this.#services.evict(name, chosen);
+      else sawBusy = true;
+    }
+    return sawBusy
+      ? this.#refuse(from, header.id, "busy", `every replica of service ${name} is busy`)
+      : this.#refuse(from, header.id, "no_route", `no live replica of service ${name}`);
+  }
+
+  /** Directory of live services (service name → replica keys). */
+  services(): Record<string, string[]> {
+    return this.#services.snapshot();
+  }
+
+  /** A heartbeat: verifies each service proof, records the replica, answers ack or nack. */
+  async #heartbeat(from: Buffer, fromKey: string, header: Header, body: Buffer): Promise<void> {
+    let raw: unknown;
+    try {
+      raw = heartbeatDecoder.decode(body);
+    } catch (err) {
+      return this.#refuse(from, header.id, "bad_frame", `heartbeat is not msgpack: ${(err as Error).message}`);
+    }
+    const parsed = HeartbeatSchema.safeParse(raw);
+    if (!parsed.success) return this.#refuse(from, header.id, "bad_frame", "invalid heartbeat");
+    const now = Date.now();
+    for (const svc of parsed.data.svc) {
+      const trusted = this.#serviceKeys.get(svc.name);
+      if (!trusted || trusted !== svc.key) return this.#refuse(from, header.id, "forbidden", `service ${svc.name} has no trusted key ${svc.key}`);
+      if (!verifyServiceProof(this.#sealer.sharedKey(trusted), svc.proof, fromKey, svc.ts, now)) {
+        return this.#refuse(from, header.id, "forbidden", `proof of the key of service ${svc.name} does not hold`);
+      }
+    }
+    for (const svc of parsed.data.svc) this.#services.announce(svc.name, fromKey, svc.free, now);
+    this.stats.heartbeats++;
+    const ack: Header = { v: PROTOCOL_VERSION, k: "ack", id: newId(), to: fromKey, exp: now + 60_000, re: header.id };
+    try {
+      await this.#router.send([from, "", encodeHeader(ack), ""]);
+    } catch {
+      // the replica is gone; its entry will expire
     }
   }
 
@@ -302,6 +391,7 @@ export class Broker {
     readCounter(r, "zmcp_broker_routed_bytes_total", "Bytes (header + body) forwarded", () => s.bytes);
     readLabelledCounter(r, "zmcp_broker_messages_refused_total", "Messages refused with a nack, by error code", "code", () => Object.entries(s.refused) as Array<[string, number]>);
     readCounter(r, "zmcp_broker_nacks_lost_total", "Nacks that could not be delivered (sender gone or its queue full)", () => s.nacksLost);
+    readCounter(r, "zmcp_broker_service_heartbeats_total", "Service heartbeats acknowledged", () => s.heartbeats);
     readCounter(r, "zmcp_broker_internal_errors_total", "Messages that hit a broker bug (logged)", () => s.internalErrors);
     readCounter(r, "zmcp_broker_connections_accepted_total", "TCP connections accepted", () => s.accepted);
     readCounter(r, "zmcp_broker_peers_connected_total", "CURVE handshakes completed (peers connected)", () => s.handshakes);
@@ -310,6 +400,7 @@ export class Broker {
     readGauge(r, "zmcp_broker_rate_limited_senders", "Sender keys whose rate-limit bucket is empty now", () => this.#limiter?.limitedNow() ?? 0);
     readCounter(r, "zmcp_broker_rate_limited_senders_total", "Times a sender key started being refused rate_limited", () => this.#limiter?.limitedEpisodes ?? 0);
     readGauge(r, "zmcp_broker_allowed_keys", "Keys in the allowlist", () => this.#allowed.size);
+    readGauge(r, "zmcp_broker_service_replicas", "Live service replicas in the directory", () => Object.values(this.#services.snapshot()).reduce((n, r) => n + r.length, 0));
   }
 
   async #watch(): Promise<void> {
@@ -332,15 +423,26 @@ export class Broker {
   }
 }
 
-function readAllowlist(allow: string | Iterable<string>, log: Logger): Set<string> {
+const heartbeatDecoder = new Decoder({ maxStrLength: 1024, maxBinLength: 1024, maxArrayLength: 64, maxMapLength: 16, maxExtLength: 0 });
+
+interface Allowlist {
+  keys: Set<string>;
+  /** Trusted service keys by name. */
+  services: Map<string, string>;
+}
+
+function readAllowlist(allow: string | Iterable<string>, log: Logger, services: Record<string, string> = {}): Allowlist {
+  const serviceKeys = new Map(Object.entries(services));
+  for (const [name, key] of serviceKeys) if (!isZ85Key(key)) throw new ConfigError(`service ${name}: key is not Z85`);
   if (typeof allow === "string") {
     const dir = loadCertDirectory(allow, (err) => log.warn("certificate skipped", { error: err.message }));
-    return new Set(dir.byKey.keys());
+    for (const [name, key] of dir.services) if (!serviceKeys.has(name)) serviceKeys.set(name, key);
+    return { keys: new Set(dir.byKey.keys()), services: serviceKeys };
   }
   const keys = new Set<string>();
   for (const key of allow) {
     if (!isZ85Key(key)) throw new ConfigError(`allowlist entry ${JSON.stringify(key)} is not a Z85 key`);
     keys.add(key);
   }
-  return keys;
+  return { keys, services: serviceKeys };
 }

@@ -168,6 +168,8 @@ export interface CertDirectory {
   byName: Map<string, string>;
   /** Names by public key (the file name). */
   byKey: Map<string, string>;
+  /** Service public keys by service name: certificates whose metadata holds `service = "NAME"`. */
+  services: Map<string, string>;
 }
 
 /**
@@ -177,6 +179,7 @@ export interface CertDirectory {
 export function loadCertDirectory(dir: string, onError?: (err: CertError) => void): CertDirectory {
   const byName = new Map<string, string>();
   const byKey = new Map<string, string>();
+  const services = new Map<string, string>();
   let files: string[];
   try {
     files = readdirSync(dir).filter((f) => f.endsWith(".key")).sort();
@@ -191,11 +194,13 @@ export function loadCertDirectory(dir: string, onError?: (err: CertError) => voi
       const metaName = cert.metadata["name"];
       if (metaName && !byName.has(metaName)) byName.set(metaName, cert.publicKey);
       if (!byKey.has(cert.publicKey)) byKey.set(cert.publicKey, name);
+      const service = cert.metadata["service"];
+      if (service && !services.has(service)) services.set(service, cert.publicKey);
     } catch (err) {
       onError?.(err instanceof CertError ? err : new CertError(String(err), { cause: err }));
     }
   }
-  return { byName, byKey };
+  return { byName, byKey, services };
 }
 
 /** The public certificate path that sits beside a secret one (`x.key_secret` → `x.key`). */

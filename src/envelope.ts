@@ -26,7 +26,11 @@ export const MAX_DEPTH = 32;
 const bytes = (n: number) =>
   z.custom<Uint8Array>((v) => v instanceof Uint8Array && v.length === n, { message: `expected ${n} bytes` });
 
-export const MessageKindSchema = z.enum(["req", "res", "nack"]);
+/**
+ * Kinds: a request, its response, an event pushed by a job (progress, completion), an agent's
+ * heartbeat to the broker (services it serves), and the broker's own ack and nack.
+ */
+export const MessageKindSchema = z.enum(["req", "res", "evt", "hb", "ack", "nack"]);
 export type MessageKind = z.infer<typeof MessageKindSchema>;
 
 /** The header, readable by the broker. */
@@ -37,12 +41,17 @@ export const HeaderSchema = z.strictObject({
   k: MessageKindSchema,
   /** Message id, 16 random bytes, fresh for every transmission. */
   id: bytes(16),
-  /** Destination: the Z85 key of the recipient (40 characters). */
+  /**
+   * Destination: the Z85 key of the recipient (40 characters), a service (`svc:NAME`), a
+   * service replica (`svc:NAME@KEY`), or empty for the broker itself (heartbeats).
+   */
   to: z.string().max(128),
   /** Deadline, ms since the epoch: past it the message is not forwarded or processed. */
   exp: z.number().int().nonnegative(),
   /** For responses and nacks: the id of the message answered. */
   re: bytes(16).optional(),
+  /** Set on messages sealed with a service's key rather than the sender's own: `svc:NAME`. */
+  as: z.string().max(128).optional(),
   /** For nacks: the error code and text. */
   code: z.string().max(64).optional(),
   msg: z.string().max(1024).optional(),
@@ -82,10 +91,33 @@ export const ResponseSchema = z.strictObject({
 });
 export type Response = z.infer<typeof ResponseSchema>;
 
-export const InnerSchema = z.discriminatedUnion("t", [RequestSchema, ResponseSchema]);
+export const JobStatusSchema = z.enum(["running", "done", "error", "cancelled"]);
+export type JobStatus = z.infer<typeof JobStatusSchema>;
+
+export const ProgressSchema = z.strictObject({
+  progress: z.number(),
+  total: z.number().optional(),
+  message: z.string().max(4096).optional(),
+});
+export type Progress = z.infer<typeof ProgressSchema>;
+
+/** The sealed inner message of an event a job pushes to the caller that started it. */
+export const EventSchema = z.strictObject({
+  t: z.literal("evt"),
+  h: bytes(32),
+  ts: z.number(),
+  job: z.string().max(128),
+  st: JobStatusSchema,
+  progress: ProgressSchema.optional(),
+  result: z.unknown().optional(),
+  error: ErrorBodySchema.optional(),
+});
+export type Event = z.infer<typeof EventSchema>;
+
+export const InnerSchema = z.discriminatedUnion("t", [RequestSchema, ResponseSchema, EventSchema]);
 export type Inner = z.infer<typeof InnerSchema>;
 /** An inner message before sealing: the header digest is added by {@link encodeInner}. */
-export type InnerDraft = Omit<Request, "h"> | Omit<Response, "h">;
+export type InnerDraft = Omit<Request, "h"> | Omit<Response, "h"> | Omit<Event, "h">;
 
 const encoder = new Encoder({ ignoreUndefined: true });
 

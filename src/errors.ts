@@ -18,7 +18,9 @@ export const WIRE_CODES = [
   "invalid_args",
   "tool_failed",
   "unsupported_version",
-  "forbidden", // sender's key no longer admitted by the broker
+  "forbidden", // sender's key no longer admitted by the broker; a job polled by another caller; an unproven service
+  "unknown_job", // no such job, or forgotten after its TTL
+  "cancelled", // the job was cancelled
   // Authorization (see src/tokens.ts and docs/SECURITY.md), answered by the called agent:
   "token_missing", // request carries no capability token and the recipient requires one
   "token_invalid", // token malformed, bad signature, unknown kid or untrusted authority
@@ -117,4 +119,11 @@ export class ProtocolError extends ZmcpError {
   constructor(code: WireCode, message: string, options?: { cause?: unknown }) {
     super(code, message, options);
   }
+}
+
+/** `{code, message}` from the wire → RemoteError; an unknown code (a newer peer) is kept readable. */
+export function remoteError(body: { code: string; message: string } | undefined, origin: "broker" | "peer"): RemoteError {
+  if (!body) return new RemoteError("bad_frame", "error answer without an error", origin);
+  if (isWireCode(body.code)) return new RemoteError(body.code, body.message, origin);
+  return new RemoteError("tool_failed", `${body.code}: ${body.message}`, origin);
 }

@@ -354,16 +354,16 @@ export class TokenVerifier {
    * Everything a request needs: a token present and verified, bound to `from` (the sender key
    * the broker authenticated), not revoked, and covering `scope`. Throws ProtocolError with
    * the code to answer: token_missing, the codes of {@link verify}, token_key_mismatch,
-   * revoked, token_scope.
+   * revoked, token_scope. With `scope` undefined only the token itself is checked.
    */
-  authorize(token: string | undefined, from: string, scope: string, now = Date.now()): VerifiedToken {
+  authorize(token: string | undefined, from: string, scope: string | undefined, now = Date.now()): VerifiedToken {
     if (token === undefined || token === "") throw new ProtocolError("token_missing", "a capability token is required");
     const verified = this.verify(token, now);
     if (verified.key !== from) throw new ProtocolError("token_key_mismatch", "token is bound to another key than the sender's");
     if (this.#denyList && (this.#denyList.hasJti(verified.jti) || this.#denyList.hasKey(verified.key))) {
       throw new ProtocolError("revoked", this.#denyList.hasJti(verified.jti) ? `token ${verified.jti} is revoked` : "sender key is revoked");
     }
-    if (!scopeCovers(verified.scopes, scope)) throw new ProtocolError("token_scope", `token scope does not cover ${JSON.stringify(scope)}`);
+    if (scope !== undefined && !scopeCovers(verified.scopes, scope)) throw new ProtocolError("token_scope", `token scope does not cover ${JSON.stringify(scope)}`);
     return verified;
   }
 

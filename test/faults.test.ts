@@ -111,7 +111,8 @@ describe("faults", () => {
     await sleep(300);
     bob.kill("SIGKILL");
     const o = await inFlight;
-    expect(codeOf(o)).toBe("TimeoutError:timeout");
+    // Its retries find the agent gone: the last attempt's no_route, or the deadline.
+    expect(["TimeoutError:timeout", "RemoteError:no_route"]).toContain(codeOf(o));
     expect(Date.now() - started).toBeLessThan(2000 + 5000); // settled by its own deadline, no hang
     await until(async () => metricSum(await broker.scrape(), "zmcp_broker_peers_disconnected_total") >= 1, 10_000, "disconnect seen");
     await rejectsWith(alice.call("bob", "work", { n: 3 }), RemoteError, "no_route");

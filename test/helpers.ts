@@ -18,6 +18,8 @@ export interface CertFixture {
   key(name: string): string;
   /** Adds a certificate; `admitted: false` writes it outside the allowlist directory. */
   add(name: string, admitted?: boolean): Required<Certificate>;
+  /** Adds a service key `svc-NAME` (metadata `service = NAME`), trusted by the broker. */
+  addService(name: string): Required<Certificate>;
   cleanup(): void;
 }
 
@@ -32,6 +34,12 @@ export function tempCerts(...names: string[]): CertFixture {
     certs,
     secretPath: (name) => paths[name]!,
     key: (name) => certs[name]!.publicKey,
+    addService(name) {
+      const cert = generateCertificate({ name: `svc-${name}`, service: name });
+      certs[`svc-${name}`] = cert;
+      paths[`svc-${name}`] = saveCertificate(cert, dir, `svc-${name}`).secretPath;
+      return cert;
+    },
     add(name, admitted = true) {
       const cert = generateCertificate({ name });
       certs[name] = cert;
@@ -110,12 +118,37 @@ export async function spawnBroker(args: string[], timeoutMs = 10_000): Promise<B
 }
 
 /** Polls `check` every 20 ms until it is truthy or `timeoutMs` passes. */
-export async function waitFor<T>(check: () => T | Promise<T>, timeoutMs = 5000, what = "condition"): Promise<T> {
+type Falsy = undefined | null | false | 0 | "";
+export async function waitFor<T>(check: () => T | Falsy | Promise<T | Falsy>, timeoutMs = 5000, what = "condition"): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await check();
-    if (value) return value;
+    if (value) return value as T;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/** Spawns a built script and resolves once it logs a JSON line with `msg === readyMsg`. */
+export async function spawnReady(script: string, args: string[], readyMsg: string, timeoutMs = 10_000): Promise<ChildProcess> {
+  const proc = spawn(process.execPath, [join(ROOT, "dist", script), ...args], { stdio: ["ignore", "ignore", "pipe"] });
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${script} not ready within ${timeoutMs} ms`)), timeoutMs);
+    proc.once("exit", (code) => reject(new Error(`${script} exited with ${code}`)));
+    createInterface({ input: proc.stderr! }).on("line", (line) => {
+      if (line.includes(`"msg":"${readyMsg}"`)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  });
+  return proc;
+}
+
+/** Kills `proc` with `signal` and waits for it to exit. */
+export async function kill(proc: ChildProcess, signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  const exited = new Promise((resolve) => proc.once("exit", resolve));
+  proc.kill(signal);
+  await exited;
 }

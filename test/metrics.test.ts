@@ -34,7 +34,7 @@ describe("metrics", () => {
     const broker = await startBroker(fx);
     brokers.push(broker);
     const bob = await connectAgent(fx, "bob", broker.endpoint);
-    const alice = await connectAgent(fx, "alice", broker.endpoint);
+    const alice = await connectAgent(fx, "alice", broker.endpoint, { retry: false });
     agents.push(bob, alice);
     let release: (() => void) | undefined;
     bob
@@ -50,7 +50,7 @@ describe("metrics", () => {
 
     // A handler in flight shows in jobs_running.
     const held = alice.call("bob", "hold", {});
-    await waitFor(async () => (await values(bob.metrics)).get("zmcp_agent_jobs_running") === 1, 5000, "jobs_running = 1");
+    await waitFor(async () => (await values(bob.metrics)).get("zmcp_agent_handlers_running") === 1, 5000, "handlers_running = 1");
     release!();
     expect(await held).toBe("done");
 
@@ -77,6 +77,7 @@ describe("metrics", () => {
     const bv = await values(bob.metrics);
     expect(bv.get("zmcp_agent_requests_total")).toBeGreaterThanOrEqual(8);
     expect(bv.get('zmcp_agent_request_failures_total{code="unknown_tool"}')).toBe(1);
+    expect(bv.get("zmcp_agent_handlers_running")).toBe(0);
     expect(bv.get("zmcp_agent_jobs_running")).toBe(0);
 
     // Disconnects are counted by the broker.
@@ -89,7 +90,7 @@ describe("metrics", () => {
     const one = await startBroker(fx);
     const two = await startBroker(fx);
     brokers.push(one, two);
-    const alice = await connectAgent(fx, "alice", one.endpoint);
+    const alice = await connectAgent(fx, "alice", one.endpoint, { retry: false });
     agents.push(alice);
     await rejectsWith(alice.call("0000000000000000000000000000000000000000", "x", {}), RemoteError, "no_route");
     expect((await values(one.metrics)).get('zmcp_broker_messages_refused_total{code="no_route"}')).toBe(1);
@@ -101,7 +102,7 @@ describe("metrics", () => {
     fx = tempCerts("alice");
     const broker = await startBroker(fx, { rateLimit: { perSecond: 1, burst: 2 } });
     brokers.push(broker);
-    const alice = await connectAgent(fx, "alice", broker.endpoint);
+    const alice = await connectAgent(fx, "alice", broker.endpoint, { retry: false });
     agents.push(alice);
     const codes: string[] = [];
     for (let i = 0; i < 6; i++) codes.push(await alice.call("0000000000000000000000000000000000000000", "x", {}).then(() => "ok", (e: ZmcpError) => e.code));
@@ -119,7 +120,7 @@ describe("metrics", () => {
     try {
       const url = String(broker.logs.find((l) => l["msg"] === "ready")!["metrics"]);
       expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
-      const alice = await connectAgent(fx, "alice", broker.endpoint);
+      const alice = await connectAgent(fx, "alice", broker.endpoint, { retry: false });
       agents.push(alice);
       await rejectsWith(alice.call("0000000000000000000000000000000000000000", "x", {}), RemoteError, "no_route");
       const res = await fetch(url);
@@ -141,7 +142,7 @@ describe("metrics", () => {
     fx = tempCerts("alice");
     const broker = await startBroker(fx);
     brokers.push(broker);
-    const alice = await connectAgent(fx, "alice", broker.endpoint);
+    const alice = await connectAgent(fx, "alice", broker.endpoint, { retry: false });
     agents.push(alice);
     await rejectsWith(serveMetrics(alice.metrics, "nonsense"), ZmcpError, "config");
     const server = await serveMetrics(alice.metrics, "127.0.0.1:0");

@@ -1,0 +1,50 @@
+/**
+ * A replica of a service: its own agent key, plus the service key it shares with the other
+ * replicas. Callers address `svc:NAME` and never learn which replica answers (except that
+ * these tools tell, for the demo and tests).
+ *
+ *   node dist/examples/replica.js --cert certs/worker-1.key_secret --service summarize
+ */
+import { parseArgs } from "node:util";
+import { z } from "zod";
+import { Agent } from "../src/index.js";
+
+const { values } = parseArgs({
+  options: {
+    broker: { type: "string", multiple: true },
+    cert: { type: "string" },
+    certs: { type: "string", default: "certs" },
+    service: { type: "string", default: "summarize" },
+    "work-ms": { type: "string", default: "0" },
+    help: { type: "boolean", short: "h" },
+  },
+});
+if (values.help || !values.cert) {
+  process.stdout.write("usage: replica --cert certs/NAME.key_secret [--broker tcp://127.0.0.1:5555 ...] [--certs certs] [--service summarize] [--work-ms 0]\n");
+  process.exit(values.help ? 0 : 2);
+}
+const workMs = Number(values["work-ms"]);
+const agent = await Agent.connect({ broker: values.broker ?? ["tcp://127.0.0.1:5555"], cert: values.cert, certs: values.certs });
+let served = 0;
+agent
+  .tool("summarize", { description: "Word and character counts of a text", input: z.strictObject({ text: z.string() }) }, async ({ text }) => {
+    served++;
+    if (workMs > 0) await new Promise((r) => setTimeout(r, workMs));
+    return { replica: agent.publicKey, served, words: text.split(/\s+/).filter(Boolean).length, chars: text.length };
+  })
+  .tool(
+    "long_summary",
+    { description: "A job version of summarize", input: z.strictObject({ text: z.string(), seconds: z.number().min(0).max(20) }), job: true },
+    async ({ text, seconds }, ctx) => {
+      for (let i = 1; i <= Math.ceil(seconds * 4); i++) {
+        await new Promise((r) => setTimeout(r, 250));
+        ctx.progress({ progress: i / 4, total: seconds });
+      }
+      return { replica: agent.publicKey, words: text.split(/\s+/).filter(Boolean).length };
+    },
+  );
+await agent.serve(values.service);
+process.stderr.write(JSON.stringify({ level: "info", msg: "replica ready", service: values.service, publicKey: agent.publicKey }) + "\n");
+const stop = () => void agent.close().then(() => process.exit(0));
+process.once("SIGTERM", stop);
+process.once("SIGINT", stop);
