@@ -171,7 +171,7 @@ export interface AgentStats {
   requests: number;
   requestFailures: Partial<Record<string, number>>;
   /** Messages dropped with a log line (nothing to answer), by reason. */
-  dropped: Partial<Record<"frames" | "header" | "unsolicited" | "nack", number>>;
+  dropped: Partial<Record<"frames" | "sender" | "header" | "unsolicited" | "nack", number>>;
   /** CURVE handshakes with a broker completed, and connections lost. */
   connects: number;
   disconnects: number;
@@ -678,6 +678,11 @@ export class Agent {
     const [from, headerBytes, body] = frames as [Buffer, Buffer, Buffer];
     if (from.length === 0) return this.#onBroker(headerBytes);
     const peer = from.toString("latin1");
+    if (!isZ85Key(peer)) {
+      // The broker stamps the sender's authenticated key; anything else is not from a broker.
+      bump(this.stats.dropped, "sender");
+      return this.log.warn("dropped message with an invalid sender", { from: from.toString("hex").slice(0, 120) });
+    }
     let header: Header;
     try {
       header = decodeHeader(headerBytes);

@@ -10,7 +10,7 @@ import * as zmq from "zeromq";
 import { loadCertDirectory } from "./certs.js";
 import { DenyList } from "./denylist.js";
 import { Decoder } from "@msgpack/msgpack";
-import { DEFAULT_MAX_MESSAGE_BYTES, decodeHeader, encodeHeader, newId, PROTOCOL_VERSION, type Header } from "./envelope.js";
+import { clipUtf8, DEFAULT_MAX_MESSAGE_BYTES, MAX_NACK_MSG_BYTES, decodeHeader, encodeHeader, newId, PROTOCOL_VERSION, type Header } from "./envelope.js";
 import { ConfigError, ProtocolError, type WireCode } from "./errors.js";
 import { silentLogger, type Logger } from "./log.js";
 import { RateLimiter, type RateLimitOptions } from "./ratelimit.js";
@@ -19,6 +19,7 @@ import { DEFAULT_REPLICA_TTL_MS, HeartbeatSchema, parseServiceAddress, ServiceDi
 import { DEFAULT_RELOAD_INTERVAL_MS } from "./watch.js";
 import { ZAP_DOMAIN, ZapHandler } from "./zap.js";
 import { isZ85Key } from "./z85.js";
+import { checkMsgpack } from "./msgpack-guard.js";
 import { readCounter, readGauge, readLabelledCounter, Registry } from "./metrics.js";
 import { DEFAULT_REPLAY_WINDOW_MS } from "./replay.js";
 
@@ -346,6 +347,7 @@ export class Broker {
   async #heartbeat(from: Buffer, fromKey: string, header: Header, body: Buffer): Promise<void> {
     let raw: unknown;
     try {
+      checkMsgpack(body, 8);
       raw = heartbeatDecoder.decode(body);
     } catch (err) {
       return this.#refuse(from, header.id, "bad_frame", `heartbeat is not msgpack: ${(err as Error).message}`);
@@ -373,7 +375,7 @@ export class Broker {
   async #refuse(to: Buffer, re: Uint8Array | undefined, code: WireCode | "forbidden", msg: string): Promise<void> {
     this.stats.refused[code] = (this.stats.refused[code] ?? 0) + 1;
     if (this.log.enabled("debug")) this.log.debug("refused", { from: to.toString("latin1"), code, msg });
-    const nack: Header = { v: PROTOCOL_VERSION, k: "nack", id: newId(), to: to.toString("latin1"), exp: Date.now() + 60_000, code, msg };
+    const nack: Header = { v: PROTOCOL_VERSION, k: "nack", id: newId(), to: to.toString("latin1"), exp: Date.now() + 60_000, code, msg: clipUtf8(msg, MAX_NACK_MSG_BYTES) };
     if (re) nack.re = re;
     try {
       await this.#router.send([to, "", encodeHeader(nack), ""]);

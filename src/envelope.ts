@@ -13,6 +13,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { Decoder, Encoder } from "@msgpack/msgpack";
 import { z } from "zod";
 import { ProtocolError } from "./errors.js";
+import { checkMsgpack } from "./msgpack-guard.js";
 
 export const PROTOCOL_VERSION = 1;
 
@@ -20,6 +21,22 @@ export const PROTOCOL_VERSION = 1;
 export const MAX_HEADER_BYTES = 512;
 /** Default cap on a whole message (header + body), bytes. */
 export const DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024;
+/**
+ * Longest nack text, UTF-8 bytes: with it a nack stays well under {@link MAX_HEADER_BYTES},
+ * whatever the refused message held (a longer one would be dropped by its recipient).
+ */
+export const MAX_NACK_MSG_BYTES = 256;
+
+/** `text` cut to at most `maxBytes` of UTF-8, on a character boundary. */
+export function clipUtf8(text: string, maxBytes: number): string {
+  if (text.length * 3 <= maxBytes) return text;
+  const bytes = Buffer.from(text, "utf8");
+  if (bytes.length <= maxBytes) return text;
+  let end = maxBytes - 3; // room for the ellipsis
+  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--; // not inside a multi-byte character
+  return bytes.subarray(0, end).toString("utf8") + "…";
+}
+
 /** Deepest nesting accepted inside a decoded message. */
 export const MAX_DEPTH = 32;
 
@@ -175,6 +192,7 @@ export function decodeHeader(frame: Uint8Array): Header {
   if (frame.length > MAX_HEADER_BYTES) throw new ProtocolError("too_large", `header of ${frame.length} bytes exceeds ${MAX_HEADER_BYTES}`);
   let raw: unknown;
   try {
+    checkMsgpack(frame, MAX_DEPTH);
     raw = headerDecoder.decode(frame);
   } catch (err) {
     throw new ProtocolError("bad_frame", `header is not msgpack: ${describe(err)}`, { cause: err });
@@ -196,6 +214,7 @@ export function decodeInner(plaintext: Uint8Array, headerBytes: Uint8Array, maxB
   if (!decoder) innerDecoders.set(maxBytes, (decoder = decoderFor(maxBytes)));
   let raw: unknown;
   try {
+    checkMsgpack(plaintext, MAX_DEPTH + 1);
     raw = decoder.decode(plaintext);
   } catch (err) {
     throw new ProtocolError("bad_frame", `message is not msgpack: ${describe(err)}`, { cause: err });

@@ -1,0 +1,114 @@
+/**
+ * A structural check of msgpack bytes before they are decoded.
+ *
+ * The decoder allocates an array of the declared size as soon as it reads an array header, so
+ * five bytes (`dd 00 0f ff ff`) make it allocate a million slots (8 MB) before it has read a
+ * single element; a few hundred such headers nested in a sealed body exhausted an agent's heap
+ * and killed the process (found by test/fuzz.test.ts). This walk allocates nothing: it rejects
+ * a container that declares more elements than bytes remain (each element takes at least one),
+ * a string or binary longer than the data, nesting deeper than `maxDepth`, and extension types
+ * (which zmcp never sends), all in one pass over the bytes.
+ */
+import { ProtocolError } from "./errors.js";
+
+/** Throws ProtocolError(bad_frame) unless `data` is structurally sound msgpack (see above). */
+export function checkMsgpack(data: Uint8Array, maxDepth: number): void {
+  const end = data.length;
+  let p = 0;
+  const bad = (why: string) => new ProtocolError("bad_frame", `message is not acceptable msgpack: ${why} (at byte ${p})`);
+  const need = (n: number) => {
+    if (p + n > end) throw bad("truncated");
+  };
+  const u8 = () => {
+    need(1);
+    return data[p++]!;
+  };
+  const u16 = () => {
+    need(2);
+    const v = (data[p]! << 8) | data[p + 1]!;
+    p += 2;
+    return v;
+  };
+  const u32 = () => {
+    need(4);
+    const v = data[p]! * 0x1000000 + ((data[p + 1]! << 16) | (data[p + 2]! << 8) | data[p + 3]!);
+    p += 4;
+    return v;
+  };
+  // Values still to read in each open container; the bottom entry is the one top-level value.
+  const open: number[] = [1];
+  while (open.length > 0) {
+    const top = open.length - 1;
+    if (open[top] === 0) {
+      open.pop();
+      continue;
+    }
+    open[top]!--;
+    const b = u8();
+    let skip = 0;
+    let count = 0;
+    if (b <= 0x7f || b >= 0xe0 || b === 0xc0 || b === 0xc2 || b === 0xc3) {
+      // fixint, nil, false, true
+    } else if (b <= 0x8f) count = (b & 0x0f) * 2;
+    else if (b <= 0x9f) count = b & 0x0f;
+    else if (b <= 0xbf) skip = b & 0x1f;
+    else {
+      switch (b) {
+        case 0xc4:
+        case 0xd9:
+          skip = u8();
+          break;
+        case 0xc5:
+        case 0xda:
+          skip = u16();
+          break;
+        case 0xc6:
+        case 0xdb:
+          skip = u32();
+          break;
+        case 0xcc:
+        case 0xd0:
+          skip = 1;
+          break;
+        case 0xcd:
+        case 0xd1:
+          skip = 2;
+          break;
+        case 0xca:
+        case 0xce:
+        case 0xd2:
+          skip = 4;
+          break;
+        case 0xcb:
+        case 0xcf:
+        case 0xd3:
+          skip = 8;
+          break;
+        case 0xdc:
+          count = u16();
+          break;
+        case 0xdd:
+          count = u32();
+          break;
+        case 0xde:
+          count = u16() * 2;
+          break;
+        case 0xdf:
+          count = u32() * 2;
+          break;
+        default:
+          throw bad(b === 0xc1 ? "the never-used byte 0xc1" : "extension types are not accepted");
+      }
+    }
+    if (skip > 0) {
+      need(skip);
+      p += skip;
+    }
+    if (count > 0) {
+      if (count > end - p) throw bad(`a container declares ${count} values but ${end - p} bytes remain`);
+      if (open.length > maxDepth) throw bad(`nested deeper than ${maxDepth}`);
+      open.push(count);
+    }
+  }
+  if (p !== end) throw bad(`${end - p} bytes after the value`);
+}
