@@ -66,6 +66,11 @@ export interface AgentOptions {
   jobTtl?: number;
   /** How often a caller polls a job it started, in case a pushed event was lost, ms; 0 = never. Default 2,000. */
   jobPollInterval?: number;
+  /**
+   * A started job whose runner answers no poll for this long fails with `timeout` (the runner
+   * was killed and did not come back), so `job.result` never waits forever, ms. Default 30,000.
+   */
+  jobLostAfter?: number;
   /** Interval of service heartbeats to the broker, ms. Default 1,000. */
   serviceHeartbeat?: number;
   /** ZMTP heartbeat interval to the broker, ms (dead connections are dropped and redialled). Default 2,000. */
@@ -544,14 +549,26 @@ export class Agent {
     });
     this.#started.set(jobId, job);
     const every = this.#options.jobPollInterval ?? 2000;
+    const lostAfter = this.#options.jobLostAfter ?? 30_000;
+    let heard = Date.now();
+    job.on("progress", () => (heard = Date.now()));
     const timer =
       every > 0
         ? setInterval(() => {
             this.poll(to, jobId, { timeout: Math.max(1000, every) }).then(
-              (state) => job.update(state),
+              (state) => {
+                heard = Date.now();
+                job.update(state);
+              },
               (err: unknown) => {
-                // The job is gone for good; a transient failure waits for the next poll.
+                // The job is gone for good; a transient failure waits for the next poll, unless
+                // the runner has been unreachable for too long (killed and not back): without
+                // this, `await job.result` would wait forever.
                 if (err instanceof ZmcpError && (err.code === "unknown_job" || err.code === "forbidden")) job.fail(err);
+                else if (Date.now() - heard > lostAfter) {
+                  const code = err instanceof ZmcpError ? err.code : "timeout";
+                  job.fail(new TimeoutError(`job ${jobId}: its runner has not answered a poll for ${lostAfter} ms (last: ${code})`));
+                }
               },
             );
           }, every).unref()

@@ -5,7 +5,7 @@
  *   node dist/examples/reliability/worker.js --cert certs/bob.key_secret --certs certs \
  *     --broker tcp://127.0.0.1:5555 [--broker ...] [--metrics 127.0.0.1:0] [--clock-offset ms]
  *
- * Tools: `work` (counts its executions per request id, so a test can prove that no request ran
+ * Tools: `work` and the job `long` (count their executions per request id, so a test can prove that no request ran
  * twice), `report` (those counts), `call_peer` (calls another agent from this process, to test
  * a caller whose clock is skewed). `--probe name/tool` makes one call once connected and logs
  * its outcome (`{"msg":"probe"}`), for peers that cannot be reached to be asked. `--clock-offset` shifts this process's Date.now, to play a
@@ -54,6 +54,16 @@ agent
     executions.set(ctx.requestId, (executions.get(ctx.requestId) ?? 0) + 1);
     if (ms) await new Promise((r) => setTimeout(r, ms));
     return { n };
+  })
+  .tool("long", { job: true, input: z.strictObject({ ms: z.number().min(0).max(600_000), steps: z.number().int().min(1).max(100).default(5) }) }, async ({ ms, steps }, ctx) => {
+    total++;
+    executions.set(ctx.requestId, (executions.get(ctx.requestId) ?? 0) + 1);
+    for (let i = 1; i <= steps; i++) {
+      await new Promise((r) => setTimeout(r, ms / steps));
+      if (ctx.signal.aborted) throw new ZmcpError("tool_failed", "cancelled");
+      ctx.progress({ progress: i, total: steps });
+    }
+    return { steps };
   })
   .tool("report", { input: z.strictObject({}) }, () => {
     let duplicates = 0;
