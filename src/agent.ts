@@ -283,6 +283,10 @@ export class Agent {
       // makes that hold even if libzmq applies our request after the broker's.
       routingId: cert.publicKey,
       linger: 0,
+      // Queue only to brokers with a live connection (ZMQ_IMMEDIATE). Otherwise, connected to
+      // several brokers, the DEALER keeps round-robining into the pipe of a dead one, where
+      // every other request and response waits for a reconnect that never comes.
+      immediate: true,
       heartbeatInterval: options.heartbeatInterval ?? 2000,
       heartbeatTimeout: 3 * (options.heartbeatInterval ?? 2000),
       // Above the cap plus headroom libzmq drops the connection rather than buffer it.

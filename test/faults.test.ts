@@ -11,6 +11,7 @@ import { RemoteError, TimeoutError, ZmcpError } from "../src/errors.js";
 import { newId } from "../src/envelope.js";
 import { metricSum } from "../src/metrics.js";
 import { makeKeys, MiB, RssSampler, rssOf, sleep, startBroker, startWorker, until, type Child, type Keys } from "../examples/reliability/harness.js";
+import { agentKilledMidJob, brokerKillRestart, twoBrokersOneKilled } from "../examples/reliability/scenarios.js";
 import { startBroker as startBrokerInProcess, type CertFixture } from "./helpers.js";
 import { rawPeer } from "./raw.js";
 
@@ -162,4 +163,28 @@ describe("faults", () => {
       expect(broker.stats.refused.expired).toBe(1);
     });
   });
+
+  // Sized for CI (2,000 calls); `npm run figures` runs the full 10,000.
+  it("broker SIGKILLed and restarted during 2,000 idempotent calls: every call completes, no tool runs twice", async () => {
+    const r = await brokerKillRestart(2000, 1);
+    expect(r.answered, JSON.stringify(r.codes)).toBe(2000);
+    expect(r.lost).toBe(0);
+    expect(r.duplicates, r.notes).toBe(0);
+    expect(r.survived).toBe(1);
+  }, 180_000);
+
+  it("two brokers, every agent on both, one SIGKILLed mid-stream: traffic continues through the other, no call lost", async () => {
+    const r = await twoBrokersOneKilled(2000);
+    expect(r.answered, JSON.stringify(r.codes)).toBe(2000);
+    expect(r.lost).toBe(0);
+    expect(r.duplicates).toBe(0);
+  }, 180_000);
+
+  it("an agent SIGKILLed mid-job: the job and a running call fail clearly (no hang); restarted with the same key it runs jobs again", async () => {
+    const r = await agentKilledMidJob(1);
+    expect(r.refused, JSON.stringify(r.codes)).toBe(2);
+    expect(r.answered).toBe(1);
+    expect(r.lost).toBe(0);
+    for (const code of Object.keys(r.codes)) expect(["job:TimeoutError:timeout", "job:RemoteError:no_route", "call:TimeoutError:timeout", "call:RemoteError:no_route"]).toContain(code);
+  }, 120_000);
 });
