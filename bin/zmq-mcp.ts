@@ -11,6 +11,7 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { Agent, type AgentOptions } from "../src/agent.js";
 import { ConfigError } from "../src/errors.js";
 import { createLogger, type Logger, type LogLevel } from "../src/log.js";
+import type { TokenProvider } from "../src/token-source.js";
 import { McpAttachment } from "../src/mcp/attach.js";
 import { MeshExposer, type PrefixMode } from "../src/mcp/expose.js";
 import { fail, logLevel, positiveInt } from "./options.js";
@@ -65,13 +66,23 @@ function agentOptions(opts: ConnectOpts, log: Logger): AgentOptions {
   };
 }
 
-function readToken(token: string): string {
+/**
+ * `--token`: the token itself, or `@file`. A file is read at start (so a bad path fails at
+ * once) and again whenever the token nears its expiry, so that whoever issues tokens can
+ * replace the file and a long-running bridge picks up the new one.
+ */
+function tokenOption(token: string): TokenProvider {
   if (!token.startsWith("@")) return token;
-  try {
-    return readFileSync(token.slice(1), "utf8").trim();
-  } catch (err) {
-    throw new ConfigError(`cannot read token file: ${(err as Error).message}`);
-  }
+  const path = token.slice(1);
+  const read = () => {
+    try {
+      return readFileSync(path, "utf8").trim();
+    } catch (err) {
+      throw new ConfigError(`cannot read token file: ${(err as Error).message}`);
+    }
+  };
+  read();
+  return read;
 }
 
 /** Runs `stop` once on SIGTERM, SIGINT or `also`, then exits 0. */
@@ -115,7 +126,7 @@ withConnectOptions(
     )
     .requiredOption("--to <target>", "agent name, Z85 key or svc:NAME whose tools to expose; label=target names its prefix; repeat for several", collect),
 )
-  .option("--token <jwt>", "capability token attached to every mesh call, or @file to read it from a file")
+  .option("--token <jwt>", "capability token attached to every mesh call, or @file to read it from a file (re-read as it nears expiry)")
   .addOption(
     new Option("--prefix <mode>", "tool names as <label>__<tool>: auto (when several --to), always, never").choices(["auto", "always", "never"]).default("auto"),
   )
@@ -127,7 +138,7 @@ withConnectOptions(
   .action(async (opts: ExposeOpts) => {
     const log = createLogger(opts.logLevel, undefined, { service: "zmq-mcp-expose" });
     try {
-      const token = opts.token === undefined ? undefined : readToken(opts.token);
+      const token = opts.token === undefined ? undefined : tokenOption(opts.token);
       const agent = await Agent.connect({ ...agentOptions(opts, log), timeout: opts.timeout, ...(token ? { token } : {}) });
       const exposer = new MeshExposer({
         agent,

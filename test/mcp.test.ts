@@ -14,8 +14,9 @@ import { CallToolResultSchema, ErrorCode, McpError, type CallToolResult, type Pr
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import type { Agent } from "../src/agent.js";
-import { RemoteError } from "../src/errors.js";
+import { RemoteError, ZmcpError } from "../src/errors.js";
 import { generateAuthority, saveAuthority } from "../src/jwk.js";
+import { errorResult, parseTarget, toMcpError, toolResult } from "../src/mcp/expose.js";
 import { TokenIssuer } from "../src/tokens.js";
 import { BIN, connectAgent, kill, ROOT, spawnBroker, spawnReady, tempCerts, waitFor, type BrokerProcess, type CertFixture } from "./helpers.js";
 
@@ -72,10 +73,12 @@ function alive(pid: number): boolean {
   }
 }
 
-/** Closes the client (which closes the bridge's stdin) and checks that the bridge process ends. */
-async function closeClient(c: { client: Client; pid: number }): Promise<void> {
+/** Closes the client (which closes the bridge's stdin) and checks that the bridge process ends, told by its stdin. */
+async function closeClient(c: { client: Client; pid: number; stderr: string[] }): Promise<void> {
   await c.client.close();
   await waitFor(() => !alive(c.pid), 5000, "expose process to exit");
+  const shutdown = c.stderr.map((l) => JSON.parse(l) as Record<string, unknown>).find((e) => e["msg"] === "shutting down");
+  expect(shutdown?.["why"]).not.toBe("SIGTERM");
 }
 
 function text(result: CallToolResult): string {
@@ -99,6 +102,38 @@ async function remoteErrorOf(p: Promise<unknown>): Promise<RemoteError> {
   expect(err).toBeInstanceOf(RemoteError);
   return err as RemoteError;
 }
+
+describe("bridge mapping", () => {
+  it("parses targets: names, services, keys (which may hold '='), and label=target", () => {
+    expect(parseTarget("bob")).toEqual({ address: "bob", label: "bob" });
+    expect(parseTarget("svc:summarize")).toEqual({ address: "svc:summarize", label: "svc_summarize" });
+    expect(parseTarget("calc=svc:calculator")).toEqual({ address: "svc:calculator", label: "calc" });
+    const key = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]y=7";
+    expect(parseTarget(key)).toEqual({ address: key, label: "rq_rM__U" });
+    expect(parseTarget(key, () => "bob")).toEqual({ address: key, label: "bob" });
+    expect(parseTarget(`b=${key}`)).toEqual({ address: key, label: "b" });
+  });
+
+  it("maps results: JSON text and structured content; MCP results pass as they are", () => {
+    expect(toolResult({ count: 1 })).toEqual({ content: [{ type: "text", text: '{"count":1}' }], structuredContent: { count: 1 } });
+    expect(toolResult(42)).toEqual({ content: [{ type: "text", text: "42" }] });
+    expect(toolResult(undefined)).toEqual({ content: [{ type: "text", text: "null" }] });
+    const mcpResult = { content: [{ type: "text", text: "hi" }], structuredContent: { a: 1 } };
+    expect(toolResult(mcpResult)).toEqual(mcpResult);
+    // Not an MCP result (another key): treated as data.
+    expect(toolResult({ content: [], extra: 1 }).structuredContent).toEqual({ content: [], extra: 1 });
+  });
+
+  it("splits errors: mesh answers are tool results, missing answers are MCP errors", () => {
+    const remote = errorResult(new RemoteError("token_scope", "no scope covers call:x", "peer"));
+    expect(remote.isError).toBe(true);
+    expect(text(remote)).toBe("token_scope: peer: no scope covers call:x");
+    expect(toMcpError(new ZmcpError("timeout", "late"), "x").code).toBe(ErrorCode.RequestTimeout);
+    expect(toMcpError(new ZmcpError("closed", "gone"), "x").code).toBe(ErrorCode.ConnectionClosed);
+    expect(toMcpError(new ZmcpError("too_large", "big"), "x").code).toBe(ErrorCode.InvalidParams);
+    expect(toMcpError(new ZmcpError("unknown_peer", "who"), "x")).toMatchObject({ code: ErrorCode.InternalError, data: { code: "unknown_peer" } });
+  });
+});
 
 describe("zmq-mcp", () => {
   let fx: CertFixture;
@@ -189,6 +224,28 @@ describe("zmq-mcp", () => {
         expect(result?.structuredContent).toEqual({ payload: { via: "task" }, seconds: 1 });
         const { tasks } = await mcp.client.experimental.tasks.listTasks();
         expect(tasks.some((t) => t.status === "completed")).toBe(true);
+      } finally {
+        await closeClient(mcp);
+      }
+    });
+
+    it("a task cancelled by the client cancels the mesh job", async () => {
+      const mcp = await mcpClient(["--to", "bob", ...common(), "--cert", fx.secretPath("mcp")]);
+      try {
+        const statuses: string[] = [];
+        let error: McpError | undefined;
+        const stream = mcp.client.experimental.tasks.callToolStream({ name: "start_long_task", arguments: { seconds: 10 } }, CallToolResultSchema, {
+          task: { ttl: 60_000 },
+          timeout: 15_000,
+        });
+        for await (const message of stream) {
+          if (message.type === "taskCreated") await mcp.client.experimental.tasks.cancelTask(message.task.taskId);
+          if (message.type === "taskStatus") statuses.push(message.task.status);
+          if (message.type === "error") error = message.error;
+        }
+        expect(statuses.at(-1)).toBe("cancelled");
+        expect(error?.message).toContain("cancelled");
+        await waitFor(() => mcp.stderr.some((l) => l.includes('"msg":"cancelling mesh job"')), 5000, "mesh job cancelled");
       } finally {
         await closeClient(mcp);
       }

@@ -277,9 +277,17 @@ export class McpAttachment {
       const signature = JSON.stringify([tool.description, tool.inputSchema, tool.outputSchema, job]);
       const known = this.#attached.get(meshName);
       if (known?.signature === signature) continue;
-      if (known) this.#agent.removeTool(meshName);
-      this.#register(meshName, tool, job);
-      this.#attached.set(meshName, { mcpName: tool.name, signature });
+      if (known) {
+        this.#agent.removeTool(meshName);
+        this.#attached.delete(meshName);
+      }
+      try {
+        this.#register(meshName, tool, job);
+        this.#attached.set(meshName, { mcpName: tool.name, signature });
+      } catch (err) {
+        // e.g. a name that cannot make a scope (spaces, quotes): the other tools go on.
+        this.#log.warn("tool skipped", { tool: tool.name, error: (err as Error).message });
+      }
     }
     for (const name of [...this.#attached.keys()]) {
       if (!seen.has(name)) {

@@ -121,6 +121,7 @@ export class MeshExposer {
   #routes = new Map<string, Route>();
   #signature = "";
   #refreshing: Promise<Map<string, Route>> | undefined;
+  #refreshedAt = 0;
   #timer: NodeJS.Timeout | undefined;
   #connected = false;
   #closed = false;
@@ -187,7 +188,10 @@ export class MeshExposer {
    * listed, rejects with an McpError. Tells a connected client when the list changed.
    */
   refresh(): Promise<Map<string, Route>> {
-    this.#refreshing ??= this.#relist().finally(() => (this.#refreshing = undefined));
+    this.#refreshing ??= this.#relist().finally(() => {
+      this.#refreshing = undefined;
+      this.#refreshedAt = Date.now();
+    });
     return this.#refreshing;
   }
 
@@ -260,7 +264,8 @@ export class MeshExposer {
   async #onCall(request: CallToolRequest, extra: Extra): Promise<CallToolResult | CreateTaskResult> {
     const name = request.params.name;
     let route = this.#routes.get(name);
-    if (!route) route = (await this.refresh().catch(() => this.#routes)).get(name);
+    // A name not listed (yet): the targets may have added it since. Re-listed at most once a second.
+    if (!route && Date.now() - this.#refreshedAt > 1000) route = (await this.refresh().catch(() => this.#routes)).get(name);
     if (!route) throw new McpError(ErrorCode.InvalidParams, `Tool ${name} not found`);
     const args = request.params.arguments ?? {};
     const progressToken = request.params._meta?.progressToken;
@@ -308,7 +313,10 @@ export class MeshExposer {
       const result = await settle(job, this.#jobTimeout, signal);
       return toolResult(result);
     } catch (err) {
-      if (job && !job.settled) void job.cancel().catch(() => undefined);
+      if (job && !job.settled) {
+        this.#log.info("cancelling mesh job", { job: job.id, tool: info.name, target: target.address, reason: (err as Error).message });
+        void job.cancel().catch(() => undefined);
+      }
       if (err instanceof RemoteError) return errorResult(err);
       throw toMcpError(err, `${info.name} on ${target.address}`);
     }
