@@ -4,10 +4,11 @@
  * - `zmq-mcp attach` puts @modelcontextprotocol/server-everything (a published server) on the mesh;
  * - both chained: MCP client → expose → broker → attach → server-everything.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
+import { promisify } from "node:util";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { CallToolResultSchema, ErrorCode, McpError, type CallToolResult, type Progress } from "@modelcontextprotocol/sdk/types.js";
@@ -249,6 +250,15 @@ describe("zmq-mcp", () => {
       } finally {
         await closeClient(mcp);
       }
+    });
+
+    it("a target that no certificate names stops expose at start (exit 1, unknown_peer on stderr)", async () => {
+      const run = promisify(execFile);
+      const failed = (await run(process.execPath, [BIN("zmq-mcp"), "expose", "--to", "nosuch", ...common(), "--cert", fx.secretPath("mcp")], { timeout: 15_000 }).catch(
+        (e: unknown) => e,
+      )) as { code: number; stderr: string };
+      expect(failed.code).toBe(1);
+      expect(JSON.parse(failed.stderr.trim().split("\n").at(-1)!)).toMatchObject({ code: "unknown_peer" });
     });
 
     it("names tools <label>__<tool> with several targets; no answer in time is an MCP error (RequestTimeout)", async () => {

@@ -11,7 +11,6 @@
  * an unresolvable target) is an MCP protocol error (McpError). A name that is not in the
  * exposed list is a protocol error too (InvalidParams), as the MCP specification asks.
  */
-import type { Server as ServerType } from "@modelcontextprotocol/sdk/server/index.js";
 import { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import { InMemoryTaskStore } from "@modelcontextprotocol/sdk/experimental/tasks";
 import type { RequestHandlerExtra } from "@modelcontextprotocol/sdk/shared/protocol.js";
@@ -36,6 +35,7 @@ import type { Progress } from "../envelope.js";
 import { ConfigError, RemoteError, ZmcpError } from "../errors.js";
 import type { Job } from "../jobs.js";
 import { silentLogger, type Logger } from "../log.js";
+import { parseServiceAddress } from "../services.js";
 import { isZ85Key } from "../z85.js";
 
 /** Separator between a target's label and a tool's name in prefixed names: `bob__batch_sum`. */
@@ -104,7 +104,7 @@ export function parseTarget(spec: string, nameOf?: (key: string) => string | und
 
 /** The MCP server side of the bridge. Call {@link connect} with a transport (stdio for the CLI). */
 export class MeshExposer {
-  readonly server: ServerType;
+  readonly server: Server;
   readonly #agent: Agent;
   readonly #targets: ExposeTarget[];
   readonly #prefixed: boolean;
@@ -136,6 +136,8 @@ export class MeshExposer {
       if (!LABEL.test(t.label)) throw new ConfigError(`invalid label ${JSON.stringify(t.label)} (letters, digits, _ . - only)`);
       if (labels.has(t.label)) throw new ConfigError(`two targets have the label ${JSON.stringify(t.label)}; name them with label=target`);
       labels.add(t.label);
+      // A mistyped name fails here (unknown_peer), not as a tool that never shows up.
+      if (!parseServiceAddress(t.address)) options.agent.resolve(t.address);
     }
     const prefix = options.prefix ?? "auto";
     this.#prefixed = prefix === "always" || (prefix === "auto" && this.#targets.length > 1);
