@@ -183,7 +183,7 @@ interface AttachOpts extends ConnectOpts {
   deny?: string;
   job?: string[];
   tool?: string[];
-  prefix?: string;
+  toolPrefix?: string;
   jobTimeout: number;
   startTimeout: number;
   restartDelay: number;
@@ -209,7 +209,7 @@ withConnectOptions(
   .option("--deny <file>", "deny list of revoked token ids and keys (JSON)")
   .option("--job <tool>", "run this tool as a mesh job (progress, cancel); '*' for all; repeatable", collect)
   .option("--tool <name>", "attach only this tool of the server; repeatable (default: all its tools)", collect)
-  .option("--prefix <prefix>", "put this in front of every tool name on the mesh, e.g. fs.")
+  .option("--tool-prefix <prefix>", "put this in front of every tool name on the mesh, e.g. fs.")
   .option("--job-timeout <ms>", "how long a job tool may run", positiveInt, 600_000)
   .option("--start-timeout <ms>", "how long the server may take to start and initialize", positiveInt, 30_000)
   .option("--restart-delay <ms>", "first delay before restarting a server that exited (doubles per quick failure)", positiveInt, 500)
@@ -239,7 +239,7 @@ withConnectOptions(
         args,
         jobs: opts.job ?? [],
         ...(opts.tool ? { only: opts.tool } : {}),
-        ...(opts.prefix ? { prefix: opts.prefix } : {}),
+        ...(opts.toolPrefix ? { prefix: opts.toolPrefix } : {}),
         jobTimeout: opts.jobTimeout,
         startTimeout: opts.startTimeout,
         restartDelay: opts.restartDelay,

@@ -393,7 +393,7 @@ describe("zmq-mcp", () => {
     const { publicPath } = saveAuthority(authority.privateJwk, fx.dir, "authority");
     const issuer = new TokenIssuer(authority.privateJwk);
     const attach = await spawnBridge(
-      ["attach", ...common(), "--cert", fx.secretPath("erin"), "--authority", publicPath, "--tool", "echo", "--tool", "get-sum", "--prefix", "every.", "--", process.execPath, EVERYTHING],
+      ["attach", ...common(), "--cert", fx.secretPath("erin"), "--authority", publicPath, "--tool", "echo", "--tool", "get-sum", "--tool-prefix", "every.", "--", process.execPath, EVERYTHING],
       "attach ready",
     );
     const anonymous = await connectAgent(fx, "alice", broker.endpoint);
