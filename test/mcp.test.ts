@@ -35,13 +35,7 @@ interface Logged {
 async function spawnBridge(args: string[], readyMsg: string): Promise<Logged> {
   const proc = spawn(process.execPath, [BIN("zmq-mcp"), ...args], { stdio: ["ignore", "ignore", "pipe"] });
   const logs: Array<Record<string, unknown>> = [];
-  createInterface({ input: proc.stderr! }).on("line", (line) => {
-    try {
-      logs.push(JSON.parse(line) as Record<string, unknown>);
-    } catch {
-      logs.push({ msg: "raw", line });
-    }
-  });
+  createInterface({ input: proc.stderr! }).on("line", (line) => logs.push(parseLine(line)));
   const logged: Logged = {
     proc,
     logs,
@@ -65,6 +59,14 @@ async function mcpClient(args: string[]): Promise<{ client: Client; pid: number;
   return { client, pid: transport.pid!, stderr };
 }
 
+function parseLine(line: string): Record<string, unknown> {
+  try {
+    return JSON.parse(line) as Record<string, unknown>;
+  } catch {
+    return { msg: "raw", line };
+  }
+}
+
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -78,7 +80,7 @@ function alive(pid: number): boolean {
 async function closeClient(c: { client: Client; pid: number; stderr: string[] }): Promise<void> {
   await c.client.close();
   await waitFor(() => !alive(c.pid), 5000, "expose process to exit");
-  const shutdown = c.stderr.map((l) => JSON.parse(l) as Record<string, unknown>).find((e) => e["msg"] === "shutting down");
+  const shutdown = c.stderr.map(parseLine).find((e) => e["msg"] === "shutting down");
   expect(shutdown?.["why"]).not.toBe("SIGTERM");
 }
 
@@ -252,6 +254,26 @@ describe("zmq-mcp", () => {
       }
     });
 
+    it("a client that goes away cancels the mesh jobs it was waiting for", async () => {
+      const dave = await connectAgent(fx, "dave", broker.endpoint);
+      let started = false;
+      let cancelled = false;
+      dave.tool("slow", { description: "a job that runs until cancelled", input: z.object({}), job: true }, (_args, ctx) => {
+        started = true;
+        return new Promise((resolve) => ctx.signal.addEventListener("abort", () => resolve((cancelled = true))));
+      });
+      const mcp = await mcpClient(["--to", "dave", ...common(), "--cert", fx.secretPath("mcp")]);
+      try {
+        const call = mcp.client.callTool({ name: "slow", arguments: {} }, undefined, { timeout: 15_000 }).catch((e: unknown) => e);
+        await waitFor(() => started, 5000, "job started");
+        await closeClient(mcp);
+        expect(await call).toBeInstanceOf(McpError); // ConnectionClosed, on the client's side
+        await waitFor(() => cancelled, 5000, "job cancelled on dave");
+      } finally {
+        await dave.close();
+      }
+    });
+
     it("a target that no certificate names stops expose at start (exit 1, unknown_peer on stderr)", async () => {
       const run = promisify(execFile);
       const failed = (await run(process.execPath, [BIN("zmq-mcp"), "expose", "--to", "nosuch", ...common(), "--cert", fx.secretPath("mcp")], { timeout: 15_000 }).catch(
@@ -378,7 +400,7 @@ describe("zmq-mcp", () => {
       process.kill(first, "SIGKILL");
       // A call made during the restart waits for the server within its deadline.
       expect(await alice.call("carol", "echo", { message: "again" }, { timeout: 15_000 })).toEqual({ content: [{ type: "text", text: "Echo: again" }] });
-      expect(attach.logs.some((e) => e["msg"] === "MCP server exited" && e["pid"] === first)).toBe(true);
+      await attach.waitLog((e) => e["msg"] === "MCP server exited" && e["pid"] === first, "exit logged");
       const restarted = await attach.waitLog((e) => e["msg"] === "MCP server started" && e["restarts"] === 1, "restart");
       const second = restarted["pid"] as number;
       expect(second).not.toBe(first);

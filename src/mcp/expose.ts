@@ -122,6 +122,8 @@ export class MeshExposer {
   #signature = "";
   #refreshing: Promise<Map<string, Route>> | undefined;
   #refreshedAt = 0;
+  /** Cancels of mesh jobs still on their way (awaited, briefly, on close). */
+  readonly #cancels = new Set<Promise<unknown>>();
   #timer: NodeJS.Timeout | undefined;
   #connected = false;
   #closed = false;
@@ -181,7 +183,15 @@ export class MeshExposer {
     clearInterval(this.#timer);
     this.#tasks.abortAll();
     this.#tasks.cleanup();
+    // Closing the server aborts the calls in flight; their jobs are then cancelled on the
+    // mesh, and those cancels get a moment to leave before the agent closes.
     await this.server.close();
+    await new Promise((resolve) => setImmediate(resolve));
+    if (this.#cancels.size > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([Promise.allSettled(this.#cancels), new Promise((resolve) => (timer = setTimeout(resolve, 2000)))]);
+      clearTimeout(timer);
+    }
   }
 
   /**
@@ -310,14 +320,18 @@ export class MeshExposer {
     const { target, info } = route;
     let job: Job | undefined;
     try {
-      job = await this.#agent.start(target.address, info.name, args, { timeout: this.#timeout, signal });
+      // A job's start is not abandoned half way: once accepted it has an id to cancel. (A
+      // start aborted in flight could leave a job running that nobody can name.)
+      job = await this.#agent.start(target.address, info.name, args, info.job ? { timeout: this.#timeout } : { timeout: this.#timeout, signal });
       job.on("progress", onProgress);
       const result = await settle(job, this.#jobTimeout, signal);
       return toolResult(result);
     } catch (err) {
       if (job && !job.settled) {
         this.#log.info("cancelling mesh job", { job: job.id, tool: info.name, target: target.address, reason: (err as Error).message });
-        void job.cancel().catch(() => undefined);
+        const cancel = job.cancel().catch(() => undefined);
+        this.#cancels.add(cancel);
+        void cancel.finally(() => this.#cancels.delete(cancel));
       }
       if (err instanceof RemoteError) return errorResult(err);
       throw toMcpError(err, `${info.name} on ${target.address}`);
