@@ -7,9 +7,10 @@ import { fail, positiveInt } from "./options.js";
 
 const program = new Command("zmq-call")
   .description("Call a tool on a zmcp agent through the broker; prints the result as JSON, or {code, message} on stderr")
-  .argument("<tool>", "tool name")
+  .argument("[tool]", "tool name (not with --list)")
   .argument("[json-args]", "arguments as a JSON object", "{}")
-  .requiredOption("--to <agent>", "recipient: certificate name (in --certs) or Z85 public key")
+  .requiredOption("--to <agent>", "recipient: certificate name (in --certs), Z85 public key, or svc:NAME")
+  .option("--list", "print the tools the recipient offers (tools/list) instead of calling one", false)
   .option("--broker <endpoint>", "broker endpoint", "tcp://127.0.0.1:5555")
   .option("--cert <file>", "this caller's secret certificate", "certs/alice.key_secret")
   .option("--certs <dir>", "public certificates (names, and broker.key)", "certs")
@@ -19,10 +20,11 @@ const program = new Command("zmq-call")
   .showHelpAfterError()
   .parse();
 
-const [tool, rawArgs] = program.processedArgs as [string, string];
-const opts = program.opts<{ to: string; broker: string; cert: string; certs: string; serverKey?: string; timeout: number; token?: string }>();
+const [tool, rawArgs] = program.processedArgs as [string | undefined, string];
+const opts = program.opts<{ list: boolean; to: string; broker: string; cert: string; certs: string; serverKey?: string; timeout: number; token?: string }>();
 
 async function main(): Promise<void> {
+  if (!opts.list && !tool) fail({ code: "config", message: "a tool name is required (or --list)" }, 2);
   let args: unknown;
   try {
     args = JSON.parse(rawArgs);
@@ -46,7 +48,7 @@ async function main(): Promise<void> {
     ...(token ? { token } : {}),
   });
   try {
-    const result = await agent.call(opts.to, tool, args, { timeout: opts.timeout });
+    const result = opts.list ? await agent.listTools(opts.to, { timeout: opts.timeout }) : await agent.call(opts.to, tool!, args, { timeout: opts.timeout });
     process.stdout.write(JSON.stringify(result) + "\n");
   } finally {
     await agent.close();

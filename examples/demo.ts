@@ -74,6 +74,11 @@ async function main(): Promise<void> {
     say(`\nalice (${alice.publicKey}) → bob, through the broker at ${endpoint}:`);
     say(`  server_identity → ${JSON.stringify(await alice.call("bob", "server_identity", {}))}`);
     say(`  batch_sum [1, 2, 3.5] → ${JSON.stringify(await alice.call("bob", "batch_sum", { numbers: [1, 2, 3.5] }))}`);
+    say(`  tools/list → ${(await alice.listTools("bob")).map((t) => `${t.name}${t.job ? " (job)" : ""}`).join(", ")}`);
+    const job = await alice.start("bob", "start_long_task", { seconds: 2, payload: { report: "ready" } });
+    say(`  start_long_task {seconds: 2} → accepted, job ${job.id.slice(0, 8)}…`);
+    job.on("progress", (p) => say(`    progress ${p.progress}/${p.total}`));
+    say(`  job result (pushed) → ${JSON.stringify(await job.result)}`);
     for (const [tool, args] of [["batch_sum", { numbers: [] }], ["no_such_tool", {}]] as const) {
       try {
         await alice.call("bob", tool, args);

@@ -133,6 +133,8 @@ export interface ToolSpec<I extends z.ZodType, O extends z.ZodType | undefined =
   scope?: string;
   /** JSON Schema advertised by `tools/list` instead of the one derived from `input` (e.g. a wrapped MCP tool's). */
   inputSchema?: Record<string, unknown>;
+  /** JSON Schema of the result advertised by `tools/list` instead of the one derived from `output` (not checked here). */
+  outputSchema?: Record<string, unknown>;
 }
 
 export type ToolHandler<I extends z.ZodType, O extends z.ZodType | undefined> = (
@@ -362,9 +364,18 @@ export class Agent {
     const scope = spec.scope ?? defaultToolScope(name);
     checkScopeToken(scope);
     const info: ToolInfo = { name, description: spec.description ?? "", inputSchema: spec.inputSchema ?? jsonSchemaOf(spec.input), job: spec.job ?? false };
-    if (spec.output) info.outputSchema = jsonSchemaOf(spec.output);
+    if (spec.outputSchema) info.outputSchema = spec.outputSchema;
+    else if (spec.output) info.outputSchema = jsonSchemaOf(spec.output);
     this.#tools.set(name, { info, input: spec.input, output: spec.output, scope, handler: handler as RegisteredTool["handler"] });
     return this;
+  }
+
+  /**
+   * Withdraws a tool: it leaves `tools/list` and new requests for it are answered
+   * `unknown_tool`; runs already started finish. Returns false if no such tool was offered.
+   */
+  removeTool(name: string): boolean {
+    return this.#tools.delete(name);
   }
 
   /**

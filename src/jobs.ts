@@ -164,7 +164,8 @@ export class Job extends EventEmitter<JobEvents> {
   /** Applies a pushed event or a poll answer. */
   update(state: Omit<JobState, "job_id">): void {
     if (this.#done) return;
-    if (state.progress && state.progress !== this.#lastProgress) {
+    // The same progress may come twice (pushed, then polled): report each step once.
+    if (state.progress && !sameProgress(state.progress, this.#lastProgress)) {
       this.#lastProgress = state.progress;
       if (state.status === "running") this.emit("progress", state.progress);
     }
@@ -183,4 +184,8 @@ export class Job extends EventEmitter<JobEvents> {
     this.#done = true;
     this.#settle.reject(err);
   }
+}
+
+function sameProgress(a: Progress, b: Progress | undefined): boolean {
+  return b !== undefined && a.progress === b.progress && a.total === b.total && a.message === b.message;
 }

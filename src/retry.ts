@@ -8,7 +8,7 @@ import { RemoteError, TimeoutError, ZmcpError } from "./errors.js";
 export interface RetryOptions {
   /** Attempts at most, the first included. Default 8. */
   attempts?: number;
-  /** How long one attempt waits for its answer before the next is sent, ms. Default: a quarter of the deadline, between 500 and 5,000. */
+  /** How long one attempt waits for its answer before the next is sent, ms. Default: a quarter of the deadline, between 500 and 2,000. */
   attemptTimeout?: number;
   /** First backoff, ms (doubled per attempt, ±50% jitter). Default 50. */
   minDelay?: number;
@@ -27,7 +27,7 @@ export function retryPolicy(options: RetryOptions | false | undefined, timeout: 
   if (options === false) return { attempts: 1, attemptTimeout: timeout, minDelay: 0, maxDelay: 0 };
   return {
     attempts: options?.attempts ?? 8,
-    attemptTimeout: options?.attemptTimeout ?? Math.min(5000, Math.max(500, timeout / 4)),
+    attemptTimeout: options?.attemptTimeout ?? Math.min(2000, Math.max(500, timeout / 4)),
     minDelay: options?.minDelay ?? 50,
     maxDelay: options?.maxDelay ?? 1000,
   };

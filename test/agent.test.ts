@@ -5,18 +5,9 @@ import type { Agent } from "../src/agent.js";
 import type { Broker } from "../src/broker.js";
 import { decodeHeader, newId, type Header } from "../src/envelope.js";
 import { ConfigError, RemoteError, TimeoutError, ZmcpError } from "../src/errors.js";
-import { connectAgent, startBroker, tempCerts, type CertFixture } from "./helpers.js";
+import { connectAgent, startBroker, tempCerts, type CertFixture, rejectsWith } from "./helpers.js";
 import { rawPeer, type RawPeer } from "./raw.js";
 
-async function rejectsWith(p: Promise<unknown>, cls: new (...a: never[]) => Error, code: string): Promise<Error> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err, `expected ${cls.name}(${code})`).toBeInstanceOf(cls);
-  expect((err as ZmcpError).code).toBe(code);
-  return err as Error;
-}
 
 interface Reply {
   header: Header;

@@ -5,23 +5,13 @@ import { Agent } from "../src/agent.js";
 import type { Broker } from "../src/broker.js";
 import { decodeHeader, encodeHeader, newId, PROTOCOL_VERSION, type Header } from "../src/envelope.js";
 import { RemoteError, ZmcpError } from "../src/errors.js";
-import { connectAgent, spawnBroker, startBroker, tempCerts, waitFor, type CertFixture } from "./helpers.js";
+import { connectAgent, spawnBroker, startBroker, tempCerts, waitFor, type CertFixture, rejectsWith } from "./helpers.js";
 import { rawPeer, type RawPeer } from "./raw.js";
 
 function whoami(agent: Agent): Agent {
   return agent.tool("whoami", { input: z.object({}) }, (_args, ctx) => ({ caller: ctx.from, name: ctx.fromName ?? null }));
 }
 
-/** Expects the promise to reject with `cls` and `code`. */
-async function rejectsWith(p: Promise<unknown>, cls: new (...a: never[]) => Error, code: string): Promise<Error> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err, `expected ${cls.name}(${code})`).toBeInstanceOf(cls);
-  expect((err as ZmcpError).code).toBe(code);
-  return err as Error;
-}
 
 /** The broker's nack in a raw receive: `[empty from, header, empty body]`. */
 function nackOf(frames: Buffer[]): Header {

@@ -19,6 +19,7 @@ it("the quick-start demo creates keys, starts broker and agent processes, and sh
     expect(stdout).toContain('"server_id":"bob"');
     expect(stdout).toContain("error invalid_args");
     expect(stdout).toContain("error unknown_tool");
+    expect(stdout).toContain("job result (pushed) → {\"payload\":{\"report\":\"ready\"},\"seconds\":2}");
     expect(stdout).toContain("demo done");
     // Second run reuses the keys.
     const again = await run(process.execPath, [join(ROOT, "dist/examples/demo.js"), "--certs", certs, "--bind", "tcp://127.0.0.1:*", "--exit"], { timeout: 30_000 });
@@ -44,6 +45,10 @@ it("zmq-call reaches the example agent through zmq-broker with keys made by zmq-
     const common = ["--broker", broker.endpoint, "--cert", join(certs, "alice.key_secret"), "--certs", certs, "--to", "bob"];
     const ok = await run(process.execPath, [bin("zmq-call"), ...common, "batch_sum", '{"numbers":[1,2,3]}']);
     expect(JSON.parse(ok.stdout)).toEqual({ count: 3, total: 6 });
+    const listed = JSON.parse((await run(process.execPath, [bin("zmq-call"), ...common, "--list"])).stdout) as Array<{ name: string }>;
+    expect(listed.map((t) => t.name)).toEqual(["server_identity", "batch_sum", "start_long_task", "poll_job"]);
+    const job = await run(process.execPath, [bin("zmq-call"), ...common, "start_long_task", '{"seconds":1,"payload":{"k":"v"}}']);
+    expect(JSON.parse(job.stdout)).toEqual({ payload: { k: "v" }, seconds: 1 });
     const bad = await run(process.execPath, [bin("zmq-call"), ...common, "batch_sum", '{"numbers":[]}']).catch((e: { code: number; stderr: string }) => e);
     expect((bad as { code: number }).code).toBe(1);
     expect(JSON.parse((bad as { stderr: string }).stderr)).toMatchObject({ code: "invalid_args" });

@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
+import { expect } from "vitest";
 import { Agent, type AgentOptions } from "../src/agent.js";
 import { Broker, type BrokerOptions } from "../src/broker.js";
 import { generateCertificate, saveCertificate, type Certificate } from "../src/certs.js";
@@ -151,4 +152,15 @@ export async function kill(proc: ChildProcess, signal: NodeJS.Signals = "SIGTERM
   const exited = new Promise((resolve) => proc.once("exit", resolve));
   proc.kill(signal);
   await exited;
+}
+
+/** Expects `p` to reject with an instance of `cls` whose `code` is `code`; returns the error. */
+export async function rejectsWith(p: Promise<unknown>, cls: new (...a: never[]) => Error, code: string): Promise<Error> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err, `expected ${cls.name}(${code})`).toBeInstanceOf(cls);
+  expect((err as { code?: unknown }).code).toBe(code);
+  return err as Error;
 }

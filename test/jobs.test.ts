@@ -5,19 +5,10 @@ import type { Broker } from "../src/broker.js";
 import { decodeHeader, newId } from "../src/envelope.js";
 import { RemoteError, TimeoutError, ZmcpError } from "../src/errors.js";
 import { addReferenceTools } from "../examples/reference-agent.js";
-import { connectAgent, startBroker, tempCerts, waitFor, type CertFixture } from "./helpers.js";
+import { connectAgent, startBroker, tempCerts, waitFor, type CertFixture, rejectsWith } from "./helpers.js";
 import { rawPeer } from "./raw.js";
 import { decode } from "@msgpack/msgpack";
 
-async function rejectsWith(p: Promise<unknown>, cls: new (...a: never[]) => Error, code: string): Promise<Error> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err, `expected ${cls.name}(${code})`).toBeInstanceOf(cls);
-  expect((err as ZmcpError).code).toBe(code);
-  return err as Error;
-}
 
 describe("discovery, jobs, idempotency, deadlines", () => {
   let fx: CertFixture;

@@ -5,18 +5,9 @@ import type { Agent } from "../src/agent.js";
 import { decodeHeader, encodeHeader, newId, PROTOCOL_VERSION } from "../src/envelope.js";
 import { RemoteError, ZmcpError } from "../src/errors.js";
 import { generateCertificate } from "../src/certs.js";
-import { connectAgent, kill, spawnBroker, spawnReady, tempCerts, waitFor, type BrokerProcess, type CertFixture } from "./helpers.js";
+import { connectAgent, kill, spawnBroker, spawnReady, tempCerts, waitFor, type BrokerProcess, type CertFixture, rejectsWith } from "./helpers.js";
 import { rawPeer } from "./raw.js";
 
-async function rejectsWith(p: Promise<unknown>, cls: new (...a: never[]) => Error, code: string): Promise<Error> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err, `expected ${cls.name}(${code})`).toBeInstanceOf(cls);
-  expect((err as ZmcpError).code).toBe(code);
-  return err as Error;
-}
 
 interface Summary {
   replica: string;

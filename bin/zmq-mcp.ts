@@ -1,0 +1,260 @@
+#!/usr/bin/env node
+/**
+ * zmq-mcp: the MCP bridge.
+ *   expose  an MCP server on stdio whose tools are mesh agents' tools (for MCP clients)
+ *   attach  a stdio MCP server joins the mesh as an agent (for MCP servers)
+ * stdout is the MCP channel (expose) or unused (attach); logs are JSON lines on stderr.
+ */
+import { readFileSync } from "node:fs";
+import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
+import { Command, InvalidArgumentError, Option } from "commander";
+import { Agent, type AgentOptions } from "../src/agent.js";
+import { ConfigError } from "../src/errors.js";
+import { createLogger, type Logger, type LogLevel } from "../src/log.js";
+import type { TokenProvider } from "../src/token-source.js";
+import { McpAttachment } from "../src/mcp/attach.js";
+import { MeshExposer, type PrefixMode } from "../src/mcp/expose.js";
+import { fail, logLevel, positiveInt } from "./options.js";
+
+const VERSION = readVersion();
+
+function readVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }).version;
+  } catch {
+    return "0.0.0";
+  }
+}
+
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+function nonNegativeInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError("must be a non-negative integer");
+  return n;
+}
+
+interface ConnectOpts {
+  broker?: string[];
+  cert: string;
+  certs: string;
+  serverKey?: string;
+  connectTimeout: number;
+  logLevel: LogLevel;
+}
+
+function withConnectOptions(command: Command): Command {
+  return command
+    .option("--broker <endpoint>", "broker endpoint; repeat to connect to several (default tcp://127.0.0.1:5555)", collect)
+    .requiredOption("--cert <file>", "this bridge's secret certificate (its key on the mesh)")
+    .option("--certs <dir>", "public certificates: names, service keys, broker.key", "certs")
+    .option("--server-key <z85>", "broker public key (default: <certs>/broker.key)")
+    .option("--connect-timeout <ms>", "how long to wait for the broker at start", positiveInt, 10_000)
+    .option("--log-level <level>", "debug, info, warn, error or silent", logLevel, "info" as LogLevel);
+}
+
+function agentOptions(opts: ConnectOpts, log: Logger): AgentOptions {
+  return {
+    broker: opts.broker ?? ["tcp://127.0.0.1:5555"],
+    cert: opts.cert,
+    certs: opts.certs,
+    connectTimeout: opts.connectTimeout,
+    log,
+    ...(opts.serverKey ? { serverKey: opts.serverKey } : {}),
+  };
+}
+
+/**
+ * `--token`: the token itself, or `@file`. A file is read at start (so a bad path fails at
+ * once) and again whenever the token nears its expiry, so that whoever issues tokens can
+ * replace the file and a long-running bridge picks up the new one.
+ */
+function tokenOption(token: string): TokenProvider {
+  if (!token.startsWith("@")) return token;
+  const path = token.slice(1);
+  const read = () => {
+    try {
+      return readFileSync(path, "utf8").trim();
+    } catch (err) {
+      throw new ConfigError(`cannot read token file: ${(err as Error).message}`);
+    }
+  };
+  read();
+  return read;
+}
+
+/** Runs `stop` once on SIGTERM, SIGINT or `also`, then exits 0. */
+function onShutdown(log: Logger, stop: () => Promise<void>, also?: (run: (why: string) => void) => void): void {
+  let stopping = false;
+  const run = (why: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info("shutting down", { why });
+    const force = setTimeout(() => process.exit(0), 5000).unref();
+    stop()
+      .catch((err) => log.error("shutdown failed", { error: String(err) }))
+      .finally(() => {
+        clearTimeout(force);
+        process.exit(0);
+      });
+  };
+  process.once("SIGTERM", () => run("SIGTERM"));
+  process.once("SIGINT", () => run("SIGINT"));
+  also?.(run);
+}
+
+const program = new Command("zmq-mcp").description("Bridge between MCP (stdio) and the zmcp mesh").version(VERSION);
+
+interface ExposeOpts extends ConnectOpts {
+  to: string[];
+  token?: string;
+  prefix: PrefixMode;
+  timeout: number;
+  jobTimeout: number;
+  listTimeout: number;
+  refresh: number;
+}
+
+withConnectOptions(
+  program
+    .command("expose")
+    .description(
+      "Run an MCP server on stdio whose tools are the tools of mesh agents or services (found with tools/list). " +
+        "Point an MCP client's command at it. stdout is MCP; logs go to stderr.",
+    )
+    .requiredOption("--to <target>", "agent name, Z85 key or svc:NAME whose tools to expose; label=target names its prefix; repeat for several", collect),
+)
+  .option("--token <jwt>", "capability token attached to every mesh call, or @file to read it from a file (re-read as it nears expiry)")
+  .addOption(
+    new Option("--prefix <mode>", "tool names as <label>__<tool>: auto (when several --to), always, never").choices(["auto", "always", "never"]).default("auto"),
+  )
+  .option("--timeout <ms>", "deadline of one mesh call (a tool call, or a job's start)", positiveInt, 60_000)
+  .option("--job-timeout <ms>", "how long a job tool may run before it is cancelled", positiveInt, 600_000)
+  .option("--list-timeout <ms>", "deadline of each target's tools/list", positiveInt, 5_000)
+  .option("--refresh <ms>", "re-list the targets this often and notify the client of changes; 0 = never", nonNegativeInt, 30_000)
+  .showHelpAfterError()
+  .action(async (opts: ExposeOpts) => {
+    const log = createLogger(opts.logLevel, undefined, { service: "zmq-mcp-expose" });
+    try {
+      const token = opts.token === undefined ? undefined : tokenOption(opts.token);
+      const agent = await Agent.connect({ ...agentOptions(opts, log), timeout: opts.timeout, ...(token ? { token } : {}) });
+      const exposer = new MeshExposer({
+        agent,
+        targets: opts.to,
+        prefix: opts.prefix,
+        timeout: opts.timeout,
+        jobTimeout: opts.jobTimeout,
+        listTimeout: opts.listTimeout,
+        refreshInterval: opts.refresh,
+        serverInfo: { name: "zmq-mcp-expose", version: VERSION },
+        log,
+      });
+      const transport = new StdioServerTransport();
+      onShutdown(
+        log,
+        async () => {
+          await exposer.close();
+          await agent.close();
+        },
+        (run) => {
+          // The client closing our stdin is the usual way an MCP stdio server is told to stop.
+          process.stdin.once("end", () => run("stdin closed"));
+          exposer.server.onclose = () => run("MCP connection closed");
+        },
+      );
+      await exposer.connect(transport);
+      log.info("expose ready", { publicKey: agent.publicKey, targets: opts.to });
+      // Learn the tools now, so that the first tools/list is quick and problems show in the log.
+      void exposer.refresh().catch((err: Error) => log.warn("no target answered tools/list yet", { error: err.message }));
+    } catch (err) {
+      log.error("expose failed to start", { error: err instanceof Error ? err.message : String(err) });
+      fail(err);
+    }
+  });
+
+interface AttachOpts extends ConnectOpts {
+  serve?: string[];
+  serviceCert?: string;
+  authority?: string[];
+  requireToken?: boolean;
+  audience?: string;
+  deny?: string;
+  job?: string[];
+  tool?: string[];
+  toolPrefix?: string;
+  jobTimeout: number;
+  startTimeout: number;
+  restartDelay: number;
+  maxRestartDelay: number;
+}
+
+withConnectOptions(
+  program
+    .command("attach")
+    .description(
+      "Start a stdio MCP server and join the mesh as an agent whose tools are that server's tools. " +
+        "Put the server's command after --, e.g. zmq-mcp attach --cert certs/fs.key_secret -- npx @modelcontextprotocol/server-filesystem /data",
+    )
+    .argument("<command>", "the MCP server's command")
+    .argument("[args...]", "its arguments"),
+)
+  .option("--serve <name>", "also serve as a replica of service NAME (its key: <certs>/svc-NAME.key_secret); repeatable", collect)
+  .option("--service-cert <file>", "the service's secret certificate, when there is one --serve")
+  .option("--authority <jwk>", "trusted token authority (public JWK or JWK Set file); repeatable", collect)
+  .option("--require-token", "refuse calls without a valid token (default when --authority is given)")
+  .option("--no-require-token", "accept calls without a token (a token that is present is still checked)")
+  .option("--audience <aud>", "the audience tokens must name", "mesh")
+  .option("--deny <file>", "deny list of revoked token ids and keys (JSON)")
+  .option("--job <tool>", "run this tool as a mesh job (progress, cancel); '*' for all; repeatable", collect)
+  .option("--tool <name>", "attach only this tool of the server; repeatable (default: all its tools)", collect)
+  .option("--tool-prefix <prefix>", "put this in front of every tool name on the mesh, e.g. fs.")
+  .option("--job-timeout <ms>", "how long a job tool may run", positiveInt, 600_000)
+  .option("--start-timeout <ms>", "how long the server may take to start and initialize", positiveInt, 30_000)
+  .option("--restart-delay <ms>", "first delay before restarting a server that exited (doubles per quick failure)", positiveInt, 500)
+  .option("--max-restart-delay <ms>", "largest delay before a restart", positiveInt, 30_000)
+  .showHelpAfterError()
+  .action(async (command: string, args: string[], opts: AttachOpts) => {
+    const log = createLogger(opts.logLevel, undefined, { service: "zmq-mcp-attach" });
+    let agent: Agent | undefined;
+    let attachment: McpAttachment | undefined;
+    try {
+      if (opts.serviceCert && (opts.serve?.length ?? 0) !== 1) throw new ConfigError("--service-cert goes with exactly one --serve");
+      if (opts.requireToken && !opts.authority) throw new ConfigError("--require-token needs --authority");
+      agent = await Agent.connect({
+        ...agentOptions(opts, log),
+        ...(opts.authority ? { authority: opts.authority, audience: opts.audience } : {}),
+        ...(opts.authority && opts.requireToken !== undefined ? { requireToken: opts.requireToken } : {}),
+        ...(opts.deny ? { denyList: opts.deny } : {}),
+      });
+      const connected = agent;
+      onShutdown(log, async () => {
+        await attachment?.close();
+        await connected.close();
+      });
+      attachment = await McpAttachment.start({
+        agent,
+        command,
+        args,
+        jobs: opts.job ?? [],
+        ...(opts.tool ? { only: opts.tool } : {}),
+        ...(opts.toolPrefix ? { prefix: opts.toolPrefix } : {}),
+        jobTimeout: opts.jobTimeout,
+        startTimeout: opts.startTimeout,
+        restartDelay: opts.restartDelay,
+        maxRestartDelay: Math.max(opts.restartDelay, opts.maxRestartDelay),
+        clientInfo: { name: "zmq-mcp-attach", version: VERSION },
+        log,
+      });
+      for (const name of opts.serve ?? []) await agent.serve(name, opts.serviceCert ? { cert: opts.serviceCert } : {});
+      log.info("attach ready", { publicKey: agent.publicKey, tools: attachment.tools, services: opts.serve ?? [], pid: attachment.pid });
+    } catch (err) {
+      log.error("attach failed to start", { error: err instanceof Error ? err.message : String(err) });
+      await attachment?.close().catch(() => undefined);
+      await agent?.close().catch(() => undefined);
+      fail(err);
+    }
+  });
+
+await program.parseAsync();

@@ -1,0 +1,401 @@
+/**
+ * `zmq-mcp attach`: an existing stdio MCP server joins the mesh as an agent.
+ *
+ * The server runs as a child process (the MCP SDK's Client over StdioClientTransport). Its
+ * tools become the agent's tools, with their JSON Schemas: mesh callers find them with
+ * `tools/list` and call them sealed end to end, under the agent's token rules like any native
+ * tool (scope `call:<name>`). Arguments are checked against the tool's schema here, so a bad
+ * call is answered `invalid_args` before the server sees it.
+ *
+ * A result passes as the MCP tool result it is (`content`, and `structuredContent` when the
+ * server gives one). A result with `isError: true` becomes the mesh error `tool_failed` with
+ * the result's text, so that mesh callers catch it like any failed tool.
+ *
+ * If the server exits, the exit is logged and the server is started again after a capped
+ * exponential backoff, and its tools are listed again (added, changed, withdrawn). Calls that
+ * arrive meanwhile wait for it within their deadline.
+ */
+import { createInterface } from "node:readline";
+import type { Readable } from "node:stream";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { AjvJsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/ajv";
+import type { JsonSchemaType, JsonSchemaValidator, jsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/types.js";
+import { ErrorCode, McpError, ToolListChangedNotificationSchema, type CallToolResult, type Tool } from "@modelcontextprotocol/sdk/types.js";
+import { z } from "zod";
+import type { Agent, ToolContext } from "../agent.js";
+import { ConfigError, ZmcpError } from "../errors.js";
+import { isBuiltinTool } from "../jobs.js";
+import { silentLogger, type Logger } from "../log.js";
+
+export interface AttachOptions {
+  /** The connected agent whose tools the server's tools become. */
+  agent: Agent;
+  /** The MCP server's command and arguments (run without a shell). */
+  command: string;
+  args?: string[];
+  /** The server's environment. Default: this process's environment. */
+  env?: Record<string, string>;
+  cwd?: string;
+  /** Attach only these tools (MCP names); default all. */
+  only?: string[];
+  /** Tools that run as mesh jobs (progress pushed to the caller, cancellable); `"*"` for all. Default none. */
+  jobs?: string[];
+  /** Put in front of every tool name on the mesh (e.g. `fs.` gives `fs.read_file`, scope `call:fs.read_file`). Default none. */
+  prefix?: string;
+  /** How long a job tool may run, ms (a plain tool has its caller's deadline). Default 600,000. */
+  jobTimeout?: number;
+  /** How long the server may take to start and answer `initialize`, ms. Default 30,000. */
+  startTimeout?: number;
+  /** First delay before a restart, ms; doubled per quick failure. Default 500. */
+  restartDelay?: number;
+  /** Largest delay before a restart, ms. Default 30,000. */
+  maxRestartDelay?: number;
+  /** A server that ran this long before it exited is restarted after the first delay again, ms. Default 10,000. */
+  stableAfter?: number;
+  /** Client name and version announced to the server. */
+  clientInfo?: { name: string; version: string };
+  log?: Logger;
+}
+
+interface Attached {
+  /** The MCP name on the server. */
+  mcpName: string;
+  signature: string;
+}
+
+interface Child {
+  client: Client;
+  pid: number | null;
+  startedAt: number;
+  /** Resolves when the server's connection closes (the process exited). */
+  exited: Promise<void>;
+}
+
+/** Validates nothing: results are passed on as they are, and checking them is the caller's business. */
+const passAll: jsonSchemaValidator = {
+  getValidator: <T>(): JsonSchemaValidator<T> => (input: unknown) => ({ valid: true, data: input as T, errorMessage: undefined }),
+};
+
+/** A running stdio MCP server bridged onto the mesh. Create it with {@link McpAttachment.start}. */
+export class McpAttachment {
+  readonly #options: AttachOptions;
+  readonly #agent: Agent;
+  readonly #log: Logger;
+  readonly #jobs: Set<string>;
+  readonly #prefix: string;
+  readonly #only: Set<string> | undefined;
+  readonly #schemas = new AjvJsonSchemaValidator();
+  /** Mesh name → what it was registered as. */
+  readonly #attached = new Map<string, Attached>();
+  #child: Child | undefined;
+  #waiters: Array<(child: Child) => void> = [];
+  #restarts = 0;
+  #closed = false;
+  readonly #stopping = new AbortController();
+  #supervisor: Promise<void> = Promise.resolve();
+  #syncing: Promise<void> = Promise.resolve();
+
+  private constructor(options: AttachOptions) {
+    this.#options = options;
+    this.#agent = options.agent;
+    this.#log = options.log ?? silentLogger;
+    this.#jobs = new Set(options.jobs ?? []);
+    this.#prefix = options.prefix ?? "";
+    this.#only = options.only?.length ? new Set(options.only) : undefined;
+  }
+
+  /** Starts the server, registers its tools on the agent, and keeps the server running. Rejects if the first start fails. */
+  static async start(options: AttachOptions): Promise<McpAttachment> {
+    if (!options.command) throw new ConfigError("no MCP server command given");
+    const attachment = new McpAttachment(options);
+    const child = await attachment.#launch();
+    attachment.#supervisor = attachment.#supervise(child);
+    return attachment;
+  }
+
+  /** The mesh names of the attached tools. */
+  get tools(): string[] {
+    return [...this.#attached.keys()];
+  }
+
+  /** How many times the server was restarted. */
+  get restarts(): number {
+    return this.#restarts;
+  }
+
+  /** The server's process id, while it runs. */
+  get pid(): number | null {
+    return this.#child?.pid ?? null;
+  }
+
+  /** Stops the server (its stdin is closed, then SIGTERM) and withdraws its tools. The agent stays open. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#stopping.abort();
+    const child = this.#child;
+    this.#child = undefined;
+    await child?.client.close().catch(() => undefined);
+    await this.#supervisor;
+    for (const name of this.#attached.keys()) this.#agent.removeTool(name);
+    this.#attached.clear();
+  }
+
+  // ---- the child process ------------------------------------------------------------------
+
+  async #launch(): Promise<Child> {
+    const o = this.#options;
+    const transport = new StdioClientTransport({
+      command: o.command,
+      args: o.args ?? [],
+      env: o.env ?? inheritedEnv(),
+      stderr: "pipe",
+      ...(o.cwd === undefined ? {} : { cwd: o.cwd }),
+    });
+    // The server's stderr is its log: passed on, a line at a time, into ours (stdout is MCP).
+    const stderr = transport.stderr as Readable | null;
+    if (stderr) createInterface({ input: stderr }).on("line", (line) => this.#log.info("server stderr", { line }));
+    const client = new Client(o.clientInfo ?? { name: "zmq-mcp-attach", version: "0.1.0" }, { capabilities: {}, jsonSchemaValidator: passAll });
+    let onExit!: () => void;
+    const exited = new Promise<void>((resolve) => (onExit = resolve));
+    client.onclose = () => onExit();
+    client.onerror = (err) => this.#log.debug("MCP client error", { error: err.message });
+    try {
+      await client.connect(transport, { timeout: o.startTimeout ?? 30_000 });
+    } catch (err) {
+      await client.close().catch(() => undefined);
+      throw new ZmcpError("config", `MCP server ${o.command} did not start: ${(err as Error).message}`, { cause: err });
+    }
+    const child: Child = { client, pid: transport.pid, startedAt: Date.now(), exited };
+    const server = client.getServerVersion();
+    this.#log.info("MCP server started", { pid: child.pid, server: server?.name, version: server?.version, restarts: this.#restarts });
+    client.setNotificationHandler(ToolListChangedNotificationSchema, () => void this.#sync(child).catch(() => undefined));
+    try {
+      await this.#sync(child);
+    } catch (err) {
+      await client.close().catch(() => undefined);
+      throw new ZmcpError("config", `MCP server ${o.command} did not list its tools: ${(err as Error).message}`, { cause: err });
+    }
+    if (this.#closed) {
+      await client.close().catch(() => undefined);
+      throw new ZmcpError("closed", "attachment closed");
+    }
+    this.#child = child;
+    for (const wake of this.#waiters.splice(0)) wake(child);
+    return child;
+  }
+
+  /** Waits for the server to exit, then starts it again after a backoff, until closed. */
+  async #supervise(first: Child): Promise<void> {
+    const min = this.#options.restartDelay ?? 500;
+    const max = this.#options.maxRestartDelay ?? 30_000;
+    const stableAfter = this.#options.stableAfter ?? 10_000;
+    let child: Child | undefined = first;
+    let failures = 0;
+    let startedAt = first.startedAt;
+    while (!this.#closed) {
+      if (child) {
+        await child.exited;
+        if (this.#closed) return;
+        if (this.#child === child) this.#child = undefined;
+        const uptime = Date.now() - child.startedAt;
+        this.#log.error("MCP server exited", { pid: child.pid, uptimeMs: uptime });
+      }
+      failures = Date.now() - startedAt >= stableAfter ? 0 : failures + 1;
+      const delay = Math.min(max, min * 2 ** Math.max(0, failures - 1));
+      this.#log.info("restarting MCP server", { inMs: delay, attempt: failures });
+      await sleep(delay, this.#stopping.signal);
+      if (this.#closed) return;
+      startedAt = Date.now();
+      this.#restarts++;
+      try {
+        child = await this.#launch();
+      } catch (err) {
+        child = undefined;
+        if (!this.#closed) this.#log.error("MCP server failed to start", { error: (err as Error).message });
+      }
+    }
+  }
+
+  /** The running server's client; waits (until `deadline`) while it restarts. */
+  #ready(deadline: number, signal: AbortSignal): Promise<Child> {
+    if (this.#child) return Promise.resolve(this.#child);
+    return new Promise((resolve, reject) => {
+      const wake = (child: Child) => {
+        clearTimeout(timer);
+        signal.removeEventListener("abort", onAbort);
+        resolve(child);
+      };
+      const giveUp = (err: Error) => {
+        this.#waiters = this.#waiters.filter((w) => w !== wake);
+        signal.removeEventListener("abort", onAbort);
+        reject(err);
+      };
+      const onAbort = () => {
+        clearTimeout(timer);
+        giveUp(new ZmcpError("cancelled", "cancelled while the MCP server was restarting"));
+      };
+      const timer = setTimeout(() => giveUp(new ZmcpError("busy", "the MCP server is restarting")), Math.max(0, deadline - Date.now()));
+      signal.addEventListener("abort", onAbort, { once: true });
+      this.#waiters.push(wake);
+    });
+  }
+
+  // ---- tools --------------------------------------------------------------------------------
+
+  /** Lists the server's tools and brings the agent's registrations in line (one sync at a time). */
+  #sync(child: Child): Promise<void> {
+    this.#syncing = this.#syncing.catch(() => undefined).then(() => this.#syncNow(child));
+    return this.#syncing;
+  }
+
+  async #syncNow(child: Child): Promise<void> {
+    const tools: Tool[] = [];
+    let cursor: string | undefined;
+    for (let page = 0; page < 100; page++) {
+      const listed = await child.client.listTools(cursor === undefined ? {} : { cursor });
+      tools.push(...listed.tools);
+      cursor = listed.nextCursor;
+      if (!cursor) break;
+    }
+    if (this.#closed) return;
+    const seen = new Set<string>();
+    for (const tool of tools) {
+      if (this.#only && !this.#only.has(tool.name)) continue;
+      const meshName = this.#prefix + tool.name;
+      if (isBuiltinTool(meshName) || meshName.length > 256) {
+        this.#log.warn("tool skipped: its name is reserved or too long on the mesh", { tool: tool.name });
+        continue;
+      }
+      if (tool.execution?.taskSupport === "required") {
+        this.#log.warn("tool skipped: it can only run as an MCP task", { tool: tool.name });
+        continue;
+      }
+      seen.add(meshName);
+      const job = this.#jobs.has("*") || this.#jobs.has(tool.name);
+      const signature = JSON.stringify([tool.description, tool.inputSchema, tool.outputSchema, job]);
+      const known = this.#attached.get(meshName);
+      if (known?.signature === signature) continue;
+      if (known) {
+        this.#agent.removeTool(meshName);
+        this.#attached.delete(meshName);
+      }
+      try {
+        this.#register(meshName, tool, job);
+        this.#attached.set(meshName, { mcpName: tool.name, signature });
+      } catch (err) {
+        // e.g. a name that cannot make a scope (spaces, quotes): the other tools go on.
+        this.#log.warn("tool skipped", { tool: tool.name, error: (err as Error).message });
+      }
+    }
+    for (const name of [...this.#attached.keys()]) {
+      if (!seen.has(name)) {
+        this.#agent.removeTool(name);
+        this.#attached.delete(name);
+      }
+    }
+    this.#log.info("tools", { tools: [...this.#attached.keys()], jobs: [...this.#attached.keys()].filter((n) => this.#jobs.has("*") || this.#jobs.has(this.#attached.get(n)!.mcpName)) });
+  }
+
+  #register(meshName: string, tool: Tool, job: boolean): void {
+    this.#agent.tool(
+      meshName,
+      {
+        description: tool.description ?? tool.title ?? "",
+        input: this.#argsSchema(tool),
+        inputSchema: tool.inputSchema as Record<string, unknown>,
+        ...(tool.outputSchema ? { outputSchema: tool.outputSchema as Record<string, unknown> } : {}),
+        job,
+      },
+      (args, ctx) => this.#call(tool, args, ctx, job),
+    );
+  }
+
+  /** Arguments: an object, checked against the tool's JSON Schema when a validator can be made from it. */
+  #argsSchema(tool: Tool): z.ZodType<Record<string, unknown>> {
+    let check: JsonSchemaValidator<unknown> | undefined;
+    try {
+      // The SDK's validator is draft-07; a 2020-12 `$schema` would stop it compiling, so it is dropped.
+      const { $schema: _ignored, ...schema } = tool.inputSchema as Record<string, unknown>;
+      check = this.#schemas.getValidator(schema as JsonSchemaType);
+    } catch (err) {
+      this.#log.warn("arguments of this tool are not checked here: its schema does not compile", { tool: tool.name, error: (err as Error).message });
+    }
+    return z.record(z.string(), z.unknown()).superRefine((args, ctx) => {
+      const verdict = check?.(args);
+      if (verdict && !verdict.valid) ctx.addIssue({ code: "custom", message: verdict.errorMessage ?? "arguments do not match the tool's schema" });
+    });
+  }
+
+  async #call(tool: Tool, args: Record<string, unknown>, ctx: ToolContext, job: boolean): Promise<unknown> {
+    const name = tool.name;
+    const deadline = job ? Date.now() + (this.#options.jobTimeout ?? 600_000) : ctx.deadline;
+    // A server that dies under a call may or may not have run it: the call is made again on
+    // the restarted server only for a tool that says doing so is harmless.
+    const again = tool.annotations?.idempotentHint === true || tool.annotations?.readOnlyHint === true;
+    let result: CallToolResult;
+    for (let attempt = 1; ; attempt++) {
+      const child = await this.#ready(deadline, ctx.signal);
+      try {
+        result = (await child.client.callTool({ name, arguments: args }, undefined, {
+          timeout: Math.max(1, deadline - Date.now()),
+          signal: ctx.signal,
+          ...(job
+            ? {
+                onprogress: (p) =>
+                  ctx.progress({ progress: p.progress, ...(p.total === undefined ? {} : { total: p.total }), ...(p.message === undefined ? {} : { message: p.message }) }),
+              }
+            : {}),
+        })) as CallToolResult;
+        break;
+      } catch (err) {
+        const closed = err instanceof McpError && err.code === ErrorCode.ConnectionClosed;
+        if (closed && again && attempt === 1 && !this.#closed) {
+          this.#log.info("MCP server exited during a call; calling again once it is back", { tool: name });
+          continue;
+        }
+        throw meshError(err, name);
+      }
+    }
+    if (result.isError) throw new ZmcpError("tool_failed", textOf(result) || `${name} failed`);
+    const { isError: _no, ...rest } = result;
+    return rest;
+  }
+}
+
+/** An MCP failure → the mesh error the caller gets: the server refusing the arguments is `invalid_args`. */
+function meshError(err: unknown, tool: string): ZmcpError {
+  if (err instanceof McpError) {
+    if (err.code === ErrorCode.InvalidParams) return new ZmcpError("invalid_args", `${tool}: ${err.message}`);
+    if (err.code === ErrorCode.ConnectionClosed) return new ZmcpError("tool_failed", `${tool}: the MCP server exited during the call`);
+    return new ZmcpError("tool_failed", `${tool}: ${err.message}`);
+  }
+  return new ZmcpError("tool_failed", `${tool}: ${err instanceof Error ? err.message : String(err)}`);
+}
+
+function textOf(result: CallToolResult): string {
+  return result.content
+    .map((c) => (c.type === "text" ? c.text : `[${c.type}]`))
+    .join("\n")
+    .slice(0, 4096);
+}
+
+function inheritedEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
+  return env;
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
