@@ -120,6 +120,10 @@ export class Agent {
     this.#sealer = new Sealer(cert.secretKey);
     this.#replay = new ReplayGuard(options.replayWindow ?? DEFAULT_REPLAY_WINDOW_MS);
     this.#socket = new zmq.Dealer({
+      // libzmq applies the Identity the client announces after a ZAP reply that is already
+      // waiting, so the broker's rename to this key could be undone; announcing the same id
+      // makes the outcome the same in either order.
+      routingId: cert.publicKey,
       curveServerKey: serverKey,
       curvePublicKey: cert.publicKey,
       curveSecretKey: cert.secretKey,
