@@ -4,7 +4,7 @@
  * second broker), and returns every number in one {@link BenchResults}.
  */
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { availableParallelism, release, tmpdir } from "node:os";
+import { availableParallelism, loadavg, release, tmpdir } from "node:os";
 import { join } from "node:path";
 import * as zmq from "zeromq";
 import { cpuMs, memory, sleep, type Proc } from "./proc.js";
@@ -69,6 +69,7 @@ export function machineInfo(): Machine {
     platform: `${process.platform}-${process.arch}`,
     kernel: release(),
     libzmq: `zeromq.js ${zmq.version}${nativeZmq ? `, system ${nativeZmq}` : ""}`,
+    loadAverage: Math.round(loadavg()[0]! * 100) / 100,
   };
   const natsVersion = natsServerVersion();
   if (natsVersion) machine.natsServer = natsVersion;
@@ -222,17 +223,21 @@ class Bench {
       caller = await dep.caller();
       idle = await dep.idle();
       const broker = dep.brokers[0]!;
+      // The broker's heap grows with its first traffic: warm it up before the baseline.
+      p.update(`idle agents: warming up the broker`);
+      await latencyCell(caller, this.settings.headlinePayload, this.settings);
       let baseRss: number | undefined;
       for (const n of counts) {
         p.update(`idle agents: connecting ${n}`);
         if (n > 0) await idle.request({ type: "grow", seq: idle.nextSeq(), agents: n }, 300_000);
         await sleep(1500); // let handshakes and heartbeats settle
-        const rss = memory(broker.pid)?.rssMiB ?? NaN;
-        baseRss ??= rss;
         p.update(`idle agents: ${n} connected, latency ${fmtBytes(this.settings.headlinePayload)}`);
         const latency = await latencyCell(caller, this.settings.headlinePayload, this.settings);
+        // Read after the same traffic at every point, so only the agents differ.
+        const rss = memory(broker.pid)?.rssMiB ?? NaN;
+        baseRss ??= rss;
         const point: IdleAgentsPoint = { agents: n, brokerRssMiB: Math.round(rss * 10) / 10, latency };
-        if (n > 0) point.rssPerAgentKiB = Math.round(((rss - baseRss) * 1024 * 10) / n) / 10;
+        if (n >= 100) point.rssPerAgentKiB = Math.round(((rss - baseRss) * 1024 * 10) / n) / 10;
         scenario.points.push(point);
         p.log(`idle agents ${n}: broker RSS ${point.brokerRssMiB} MiB, p50 ${fmtUs(latency.us.p50)}, p99 ${fmtUs(latency.us.p99)}`);
       }
@@ -281,6 +286,7 @@ class Bench {
 
 export async function runBench(options: RunOptions): Promise<BenchResults> {
   const startedAt = new Date().toISOString();
+  const machine = machineInfo();
   const tmp = mkdtempSync(join(tmpdir(), "zmq-bench-"));
   const bench = new Bench(options, tmp);
   const selected = options.systems ? SYSTEMS.filter((s) => options.systems!.includes(s.id)) : [...SYSTEMS];
@@ -309,7 +315,7 @@ export async function runBench(options: RunOptions): Promise<BenchResults> {
     schema: "zmq-bench/1",
     startedAt,
     finishedAt: new Date().toISOString(),
-    machine: machineInfo(),
+    machine,
     settings: options.settings,
     systems,
     scenarios,

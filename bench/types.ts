@@ -72,7 +72,7 @@ export interface SystemResult {
 export interface IdleAgentsPoint {
   agents: number;
   brokerRssMiB: number;
-  /** (RSS with N agents - RSS with none) / N, KiB; undefined for N = 0. */
+  /** (RSS with N agents - RSS with none) / N, KiB; only for N >= 100 (below, heap noise dominates). */
   rssPerAgentKiB?: number;
   latency: LatencyResult;
 }
@@ -104,6 +104,8 @@ export interface Machine {
   kernel: string;
   libzmq: string;
   natsServer?: string;
+  /** 1-minute load average when the run started: other work on the machine skews every number. */
+  loadAverage: number;
 }
 
 export interface BenchSettings {

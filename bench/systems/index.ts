@@ -8,9 +8,9 @@ import { native } from "./native.js";
 import { nats } from "./nats.js";
 import type { SystemSpec } from "./spec.js";
 import { zmcpSystems } from "./zmcp.js";
-import { zmqFloor } from "./zmq-floor.js";
+import { zmqFloor, zmqFloorCurve } from "./zmq-floor.js";
 
-export const SYSTEMS: readonly SystemSpec[] = [native, zmqFloor, ...zmcpSystems, nats, mcp];
+export const SYSTEMS: readonly SystemSpec[] = [native, zmqFloor, zmqFloorCurve, ...zmcpSystems, nats, mcp];
 
 /** The ids that ratios are taken against. */
 export const NATS_ID = "nats";

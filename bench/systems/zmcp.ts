@@ -229,6 +229,7 @@ function handshakes(socket: zmq.Dealer, count: number, timeoutMs = 20_000): Prom
 async function rawDealer(c: ZmcpConfig, name: string): Promise<zmq.Dealer> {
   const cert = loadSecretCertificate(join(c.certDir, `${name}.key_secret`));
   const dealer = new zmq.Dealer({
+    routingId: cert.publicKey, // as Agent does: the broker's rename then holds whatever the ZAP timing
     curveServerKey: c.serverKey,
     curvePublicKey: cert.publicKey,
     curveSecretKey: cert.secretKey,
