@@ -9,10 +9,11 @@
  * plaintext holds the SHA-256 of the header bytes, so nobody on the path can change the
  * header unseen.
  */
-import { createHash, randomBytes } from "node:crypto";
+import { createHash } from "node:crypto";
 import { Decoder, Encoder } from "@msgpack/msgpack";
 import { z } from "zod";
 import { ProtocolError } from "./errors.js";
+import { randomBytesPooled } from "./random.js";
 
 export const PROTOCOL_VERSION = 1;
 
@@ -100,7 +101,7 @@ const headerDecoder = decoderFor(MAX_HEADER_BYTES);
 const innerDecoders = new Map<number, Decoder>();
 
 export function newId(): Uint8Array {
-  return randomBytes(16);
+  return randomBytesPooled(16);
 }
 
 export function idKey(id: Uint8Array): string {

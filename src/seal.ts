@@ -5,9 +5,9 @@
  * The X25519 step costs ~0.7 ms in tweetnacl, so the shared key is computed once per peer
  * and cached; each message then costs one secretbox.
  */
-import { randomBytes } from "node:crypto";
 import nacl from "tweetnacl";
 import { ProtocolError } from "./errors.js";
+import { randomBytesPooled } from "./random.js";
 import { z85Decode } from "./z85.js";
 
 export const TAG_BYTES = 16;
@@ -16,7 +16,7 @@ export const SEAL_OVERHEAD = TAG_BYTES + NONCE_BYTES;
 
 /** Seals with a precomputed shared key. */
 export function sealWith(sharedKey: Uint8Array, plaintext: Uint8Array): Uint8Array {
-  const nonce = randomBytes(NONCE_BYTES);
+  const nonce = randomBytesPooled(NONCE_BYTES);
   const boxed = nacl.secretbox(plaintext, nonce, sharedKey); // [tag][ciphertext]
   const out = new Uint8Array(SEAL_OVERHEAD + plaintext.length);
   out.set(boxed.subarray(0, TAG_BYTES), 0);
