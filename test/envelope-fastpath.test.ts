@@ -1,0 +1,92 @@
+/**
+ * The envelope's hot-path checks (hand-written for speed) must give exactly what the zod
+ * schemas give: the same value for every frame they accept, the same error (class, code,
+ * message) for every frame they refuse. Each case is decoded both ways and compared.
+ */
+import { randomBytes } from "node:crypto";
+import { Decoder, Encoder } from "@msgpack/msgpack";
+import { describe, expect, it } from "vitest";
+import { z } from "zod";
+import { decodeHeader, HeaderSchema, MAX_HEADER_BYTES, PROTOCOL_VERSION } from "../src/envelope.js";
+import { ProtocolError } from "../src/errors.js";
+
+const encoder = new Encoder();
+const headerDecoder = new Decoder({ maxStrLength: MAX_HEADER_BYTES, maxBinLength: MAX_HEADER_BYTES, maxArrayLength: MAX_HEADER_BYTES, maxMapLength: MAX_HEADER_BYTES, maxExtLength: 0 });
+
+/** decodeHeader as it was before the hot path: schema only. */
+function referenceDecodeHeader(frame: Uint8Array) {
+  if (frame.length > MAX_HEADER_BYTES) throw new ProtocolError("too_large", `header of ${frame.length} bytes exceeds ${MAX_HEADER_BYTES}`);
+  let raw: unknown;
+  try {
+    raw = headerDecoder.decode(frame);
+  } catch (err) {
+    throw new ProtocolError("bad_frame", `header is not msgpack: ${(err as Error).message}`, { cause: err });
+  }
+  const parsed = HeaderSchema.safeParse(raw);
+  if (!parsed.success) throw new ProtocolError("bad_frame", `invalid header: ${z.prettifyError(parsed.error)}`);
+  if (parsed.data.v !== PROTOCOL_VERSION) throw new ProtocolError("unsupported_version", `protocol version ${parsed.data.v} is not ${PROTOCOL_VERSION}`);
+  return parsed.data;
+}
+
+function outcome(decode: (f: Uint8Array) => unknown, frame: Uint8Array) {
+  try {
+    return { ok: decode(frame) };
+  } catch (err) {
+    const e = err as ProtocolError;
+    return { error: [e.constructor.name, e.code, e.message] };
+  }
+}
+
+/** Values that probe every check: types, bounds, lengths, special numbers. */
+const ODD: unknown[] = [
+  null, true, false, 0, -0, 1, -1, 1.5, 2, NaN, Infinity, -Infinity, 2 ** 53, 2 ** 53 - 1, -(2 ** 53), 1e300,
+  "", "req", "res", "nack", "x".repeat(64), "x".repeat(65), "x".repeat(128), "x".repeat(129), "x".repeat(1024), "x".repeat(1025), "é".repeat(100),
+  new Uint8Array(0), new Uint8Array(15), new Uint8Array(16), new Uint8Array(17), new Uint8Array(32), [], [1, 2], {}, { a: 1 },
+];
+const KEYS = ["v", "k", "id", "to", "exp", "re", "code", "msg"];
+
+function headerCases(): unknown[] {
+  const id = new Uint8Array(16).fill(7);
+  const bases: Array<Record<string, unknown>> = [
+    { v: 1, k: "req", id, to: "A".repeat(40), exp: Date.now() + 1000 },
+    { v: 1, k: "res", id, to: "B".repeat(40), exp: 0, re: id },
+    { v: 1, k: "nack", id, to: "C".repeat(40), exp: 2 ** 53 - 1, re: id, code: "busy", msg: "full" },
+  ];
+  const cases: unknown[] = [...bases, null, 1, "header", [1, 2], id, { ...bases[0], extra: 1 }, { ...bases[0], __proto: 1 }];
+  for (const base of bases) {
+    for (const key of KEYS) {
+      const without = { ...base };
+      delete without[key];
+      cases.push(without);
+      for (const value of ODD) cases.push({ ...base, [key]: value });
+    }
+  }
+  return cases;
+}
+
+describe("decodeHeader hot path", () => {
+  it("agrees with the schema on every probed header", () => {
+    let accepted = 0;
+    for (const value of headerCases()) {
+      const frame = encoder.encode(value);
+      const fast = outcome(decodeHeader, frame);
+      expect(fast, JSON.stringify(value, (_, v) => (v instanceof Uint8Array ? `bytes(${v.length})` : v))).toEqual(outcome(referenceDecodeHeader, frame));
+      if ("ok" in fast) accepted++;
+    }
+    expect(accepted).toBeGreaterThan(20); // both paths exercised
+  });
+
+  it("agrees with the schema on random and truncated frames", () => {
+    const valid = encoder.encode({ v: 1, k: "res", id: new Uint8Array(16), to: "A".repeat(40), exp: 5, re: new Uint8Array(16), code: "x", msg: "y" });
+    const frames: Uint8Array[] = [];
+    for (let i = 0; i <= valid.length; i++) frames.push(valid.subarray(0, i));
+    for (let i = 0; i < valid.length; i++) {
+      const flipped = Uint8Array.from(valid);
+      flipped[i] = flipped[i]! ^ 0x5a;
+      frames.push(flipped);
+    }
+    for (let i = 0; i < 2000; i++) frames.push(randomBytes(1 + (i % 200)));
+    frames.push(new Uint8Array(MAX_HEADER_BYTES + 1));
+    for (const frame of frames) expect(outcome(decodeHeader, frame)).toEqual(outcome(referenceDecodeHeader, frame));
+  });
+});
