@@ -3,11 +3,11 @@
  * schemas give: the same value for every frame they accept, the same error (class, code,
  * message) for every frame they refuse. Each case is decoded both ways and compared.
  */
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { Decoder, Encoder } from "@msgpack/msgpack";
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
-import { decodeHeader, HeaderSchema, MAX_HEADER_BYTES, PROTOCOL_VERSION } from "../src/envelope.js";
+import { decodeHeader, digest, HeaderSchema, MAX_HEADER_BYTES, PROTOCOL_VERSION } from "../src/envelope.js";
 import { ProtocolError } from "../src/errors.js";
 
 const encoder = new Encoder();
@@ -88,5 +88,14 @@ describe("decodeHeader hot path", () => {
     for (let i = 0; i < 2000; i++) frames.push(randomBytes(1 + (i % 200)));
     frames.push(new Uint8Array(MAX_HEADER_BYTES + 1));
     for (const frame of frames) expect(outcome(decodeHeader, frame)).toEqual(outcome(referenceDecodeHeader, frame));
+  });
+});
+
+describe("digest", () => {
+  it("is SHA-256, as createHash computes it", () => {
+    for (const size of [0, 1, 90, 4096]) {
+      const data = randomBytes(size);
+      expect(Buffer.from(digest(data)).equals(createHash("sha256").update(data).digest())).toBe(true);
+    }
   });
 });
