@@ -205,10 +205,39 @@ export function decodeInner(plaintext: Uint8Array, headerBytes: Uint8Array, maxB
     throw new ProtocolError("bad_frame", `message is not msgpack: ${describe(err)}`, { cause: err });
   }
   checkShape(raw);
-  const parsed = InnerSchema.safeParse(raw);
-  if (!parsed.success) throw new ProtocolError("bad_frame", `invalid message: ${z.prettifyError(parsed.error)}`);
-  if (!Buffer.from(parsed.data.h).equals(digest(headerBytes))) {
+  let inner: Inner;
+  if (isPlainInner(raw)) inner = raw;
+  else {
+    const parsed = InnerSchema.safeParse(raw);
+    if (!parsed.success) throw new ProtocolError("bad_frame", `invalid message: ${z.prettifyError(parsed.error)}`);
+    inner = parsed.data;
+  }
+  if (!Buffer.from(inner.h).equals(digest(headerBytes))) {
     throw new ProtocolError("bad_seal", "header does not match the sealed digest (tampered in transit)");
   }
-  return parsed.data;
+  return inner;
+}
+
+const REQUEST_KEYS: ReadonlySet<string> = new Set(Object.keys(RequestSchema.shape));
+const RESPONSE_KEYS: ReadonlySet<string> = new Set(Object.keys(ResponseSchema.shape));
+const STATUSES: ReadonlySet<unknown> = new Set(ResponseStatusSchema.options);
+const isPlainObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && Object.getPrototypeOf(v) === Object.prototype;
+
+/** {@link InnerSchema}'s checks written out, as {@link isPlainHeader} is for the header. */
+function isPlainInner(raw: unknown): raw is Inner {
+  if (!isPlainObject(raw) || !isBytes(raw["h"], 32) || typeof raw["ts"] !== "number" || !Number.isFinite(raw["ts"])) return false;
+  if (raw["t"] === "req") {
+    for (const key in raw) if (!REQUEST_KEYS.has(key)) return false;
+    const tool = raw["tool"];
+    return isBytes(raw["rid"], 16) && typeof tool === "string" && tool.length >= 1 && tool.length <= 256 && "args" in raw;
+  }
+  if (raw["t"] !== "res") return false;
+  for (const key in raw) if (!RESPONSE_KEYS.has(key)) return false;
+  if (!STATUSES.has(raw["st"])) return false;
+  if (!("error" in raw)) return true;
+  const error = raw["error"];
+  if (!isPlainObject(error)) return false;
+  for (const key in error) if (key !== "code" && key !== "message") return false;
+  const { code, message } = error;
+  return typeof code === "string" && code.length <= 64 && typeof message === "string" && message.length <= 4096;
 }

@@ -7,7 +7,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { Decoder, Encoder } from "@msgpack/msgpack";
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
-import { decodeHeader, digest, HeaderSchema, MAX_HEADER_BYTES, PROTOCOL_VERSION } from "../src/envelope.js";
+import { decodeHeader, decodeInner, digest, encodeHeader, HeaderSchema, InnerSchema, MAX_DEPTH, MAX_HEADER_BYTES, newId, PROTOCOL_VERSION } from "../src/envelope.js";
 import { ProtocolError } from "../src/errors.js";
 
 const encoder = new Encoder();
@@ -25,6 +25,37 @@ function referenceDecodeHeader(frame: Uint8Array) {
   const parsed = HeaderSchema.safeParse(raw);
   if (!parsed.success) throw new ProtocolError("bad_frame", `invalid header: ${z.prettifyError(parsed.error)}`);
   if (parsed.data.v !== PROTOCOL_VERSION) throw new ProtocolError("unsupported_version", `protocol version ${parsed.data.v} is not ${PROTOCOL_VERSION}`);
+  return parsed.data;
+}
+
+const MAX_BYTES = 64 * 1024;
+const innerDecoder = new Decoder({ maxStrLength: MAX_BYTES, maxBinLength: MAX_BYTES, maxArrayLength: MAX_BYTES, maxMapLength: MAX_BYTES, maxExtLength: 0 });
+
+function referenceCheckShape(value: unknown, depth = 0): void {
+  if (depth > MAX_DEPTH) throw new ProtocolError("bad_frame", `message nested deeper than ${MAX_DEPTH}`);
+  if (value === null || typeof value !== "object" || value instanceof Uint8Array) return;
+  if (Array.isArray(value)) {
+    for (const item of value) referenceCheckShape(item, depth + 1);
+    return;
+  }
+  if (Object.getPrototypeOf(value) !== Object.prototype) throw new ProtocolError("bad_frame", "unsupported msgpack value");
+  for (const key in value) referenceCheckShape((value as Record<string, unknown>)[key], depth + 1);
+}
+
+/** decodeInner as it was before the hot path: schema only. */
+function referenceDecodeInner(plaintext: Uint8Array, headerBytes: Uint8Array) {
+  let raw: unknown;
+  try {
+    raw = innerDecoder.decode(plaintext);
+  } catch (err) {
+    throw new ProtocolError("bad_frame", `message is not msgpack: ${(err as Error).message}`, { cause: err });
+  }
+  referenceCheckShape(raw);
+  const parsed = InnerSchema.safeParse(raw);
+  if (!parsed.success) throw new ProtocolError("bad_frame", `invalid message: ${z.prettifyError(parsed.error)}`);
+  if (!Buffer.from(parsed.data.h).equals(createHash("sha256").update(headerBytes).digest())) {
+    throw new ProtocolError("bad_seal", "header does not match the sealed digest (tampered in transit)");
+  }
   return parsed.data;
 }
 
@@ -88,6 +119,51 @@ describe("decodeHeader hot path", () => {
     for (let i = 0; i < 2000; i++) frames.push(randomBytes(1 + (i % 200)));
     frames.push(new Uint8Array(MAX_HEADER_BYTES + 1));
     for (const frame of frames) expect(outcome(decodeHeader, frame)).toEqual(outcome(referenceDecodeHeader, frame));
+  });
+});
+
+function innerCases(h: Uint8Array): unknown[] {
+  const rid = new Uint8Array(16).fill(3);
+  const bases: Array<Record<string, unknown>> = [
+    { t: "req", h, ts: Date.now(), rid, tool: "echo", args: { data: new Uint8Array(10), n: [1, 2, { x: null }] } },
+    { t: "req", h, ts: 0, rid, tool: "t".repeat(256), args: null },
+    { t: "res", h, ts: 1.5, st: "ok", result: { a: "b" } },
+    { t: "res", h, ts: -1, st: "done" },
+    { t: "res", h, ts: 1, st: "error", error: { code: "tool_failed", message: "boom" } },
+  ];
+  const keys = ["t", "h", "ts", "rid", "tool", "args", "st", "result", "error"];
+  const more: unknown[] = [
+    "", "x".repeat(257), "accepted", "running", "cancelled", "bogus",
+    { code: "a" }, { message: "b" }, { code: "a", message: "b", extra: 1 }, { code: "x".repeat(65), message: "m" }, { code: "c", message: "m".repeat(4097) }, { code: 1, message: "m" },
+  ];
+  let deep: unknown = 1;
+  for (let i = 0; i < MAX_DEPTH + 2; i++) deep = [deep];
+  const cases: unknown[] = [...bases, null, 7, [1], { ...bases[0], extra: true }, { ...bases[0], args: deep }, { ...bases[2], result: deep }];
+  for (const base of bases) {
+    for (const key of keys) {
+      const without = { ...base };
+      delete without[key];
+      cases.push(without);
+      for (const value of [...ODD, ...more]) cases.push({ ...base, [key]: value });
+    }
+  }
+  return cases;
+}
+
+describe("decodeInner hot path", () => {
+  it("agrees with the schema on every probed message", () => {
+    const headerBytes = encodeHeader({ v: 1, k: "req", id: newId(), to: "A".repeat(40), exp: 1 });
+    const h = digest(headerBytes);
+    let accepted = 0;
+    for (const value of [...innerCases(h), ...innerCases(new Uint8Array(32))]) {
+      const plaintext = encoder.encode(value);
+      const fast = outcome((p) => decodeInner(p, headerBytes, MAX_BYTES), plaintext);
+      expect(fast, JSON.stringify(value, (_, v) => (v instanceof Uint8Array ? `bytes(${v.length})` : v))).toEqual(
+        outcome((p) => referenceDecodeInner(p, headerBytes), plaintext),
+      );
+      if ("ok" in fast) accepted++;
+    }
+    expect(accepted).toBeGreaterThan(50);
   });
 });
 
