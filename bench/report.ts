@@ -157,14 +157,25 @@ export function formatReport(r: BenchResults): string {
 }
 
 const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
-const PALETTE = ["#6b7280", "#9ca3af", "#2563eb", "#1d4ed8", "#7c3aed", "#059669", "#d97706", "#dc2626"];
+/** Floors in greys, zmcp in blues (darker with more security), peers in their own hues. */
+const COLORS: Record<string, string> = {
+  "native-floor": "#374151",
+  "zmq-floor": "#9ca3af",
+  "zmq-floor-curve": "#6b7280",
+  "zmcp-curve": "#60a5fa",
+  "zmcp-sealed": "#1d4ed8",
+  "zmcp-token": "#7c3aed",
+  nats: "#059669",
+  mcp: "#d97706",
+};
+const PALETTE = ["#dc2626", "#db2777", "#0891b2", "#65a30d"];
 
 /** Two panels: latency percentiles per system (log scale), and throughput per window. */
 export function renderSvg(r: BenchResults): string {
   const W = 1200;
   const H = 560;
   const systems = r.systems.filter((s) => s.status === "ok");
-  const color = new Map(r.systems.map((s, i) => [s.id, PALETTE[i % PALETTE.length]!]));
+  const color = new Map(r.systems.map((s, i) => [s.id, COLORS[s.id] ?? PALETTE[i % PALETTE.length]!]));
   const payload = r.settings.headlinePayload;
   const parts: string[] = [];
   parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="system-ui, sans-serif" font-size="12">`);
@@ -203,18 +214,22 @@ export function renderSvg(r: BenchResults): string {
     values.forEach((v, i) => parts.push(`<circle cx="${lx(i).toFixed(1)}" cy="${ly(v).toFixed(1)}" r="3" fill="${c}"><title>${esc(s.title)} ${labels[i]}: ${v} µs</title></circle>`));
   }
 
-  // Panel B: throughput per window, grouped bars.
+  // Panel B: throughput per window, grouped bars, log scale (the C floor is far above the rest).
   const B = { x: 680, y: 80, w: 490, h: 380 };
   const windows = r.settings.windows;
   const rates = systems.map((s) => windows.map((w) => s.throughput.find((t) => t.payload === payload && t.window === w)?.perSecond ?? 0));
-  const top = Math.max(1, ...rates.flat());
-  const step = Math.pow(10, Math.floor(Math.log10(top)));
-  const ymax = Math.ceil(top / step) * step;
-  const by = (v: number) => B.y + B.h - (v / ymax) * B.h;
-  parts.push(`<text x="${B.x}" y="${B.y - 12}" font-weight="600">Throughput (round trips/s) by calls in flight</text>`);
-  for (let v = 0; v <= ymax + 1e-9; v += step / (ymax / step > 5 ? 1 : 2)) {
-    parts.push(`<line x1="${B.x}" x2="${B.x + B.w}" y1="${by(v)}" y2="${by(v)}" stroke="#eee"/>`);
-    parts.push(`<text x="${B.x - 6}" y="${by(v) + 4}" text-anchor="end" fill="#555">${v >= 1000 ? `${Math.round(v / 100) / 10}k` : v}</text>`);
+  const positive = rates.flat().filter((v) => v > 0);
+  const blo = Math.pow(10, Math.floor(Math.log10(Math.min(...positive, 100))));
+  const bhi = Math.pow(10, Math.ceil(Math.log10(Math.max(...positive, 1000))));
+  const by = (v: number) => B.y + B.h - ((Math.log10(Math.max(v, blo)) - Math.log10(blo)) / (Math.log10(bhi) - Math.log10(blo))) * B.h;
+  parts.push(`<text x="${B.x}" y="${B.y - 12}" font-weight="600">Throughput, round trips/s by calls in flight (log scale)</text>`);
+  for (let d = blo; d <= bhi; d *= 10) {
+    for (const k of [1, 2, 5]) {
+      const v = d * k;
+      if (v > bhi) break;
+      parts.push(`<line x1="${B.x}" x2="${B.x + B.w}" y1="${by(v)}" y2="${by(v)}" stroke="${k === 1 ? "#ccc" : "#eee"}"/>`);
+      parts.push(`<text x="${B.x - 6}" y="${by(v) + 4}" text-anchor="end" fill="#555">${v >= 1000 ? `${v / 1000}k` : v}</text>`);
+    }
   }
   const groupW = B.w / windows.length;
   const barW = Math.max(4, (groupW - 24) / Math.max(1, systems.length));
@@ -223,21 +238,27 @@ export function renderSvg(r: BenchResults): string {
     parts.push(`<text x="${gx + (barW * systems.length) / 2}" y="${B.y + B.h + 18}" text-anchor="middle">${w} in flight</text>`);
     systems.forEach((s, si) => {
       const v = rates[si]![wi]!;
+      if (v <= 0) return;
       const y = by(v);
       parts.push(`<rect x="${(gx + si * barW).toFixed(1)}" y="${y.toFixed(1)}" width="${(barW - 2).toFixed(1)}" height="${(B.y + B.h - y).toFixed(1)}" fill="${color.get(s.id)}"><title>${esc(s.title)}, ${w} in flight: ${v}/s</title></rect>`);
     });
   });
   parts.push(`<line x1="${B.x}" x2="${B.x + B.w}" y1="${B.y + B.h}" y2="${B.y + B.h}" stroke="#999"/>`);
 
-  // Legend.
+  // Legend, wrapped to the width.
   let lxPos = 20;
-  const legendY = H - 40;
+  let legendY = H - 50;
   for (const s of r.systems) {
     const skipped = s.status !== "ok";
-    parts.push(`<rect x="${lxPos}" y="${legendY - 10}" width="12" height="12" fill="${skipped ? "#fff" : color.get(s.id)}" stroke="${color.get(s.id)}"/>`);
     const text = `${s.title}${skipped ? ` (${s.status})` : ""}`;
+    const width = 32 + text.length * 7.2;
+    if (lxPos + width > W - 10) {
+      lxPos = 20;
+      legendY += 20;
+    }
+    parts.push(`<rect x="${lxPos}" y="${legendY - 10}" width="12" height="12" fill="${skipped ? "#fff" : color.get(s.id)}" stroke="${color.get(s.id)}"/>`);
     parts.push(`<text x="${lxPos + 17}" y="${legendY}"${skipped ? ' fill="#999"' : ""}>${esc(text)}</text>`);
-    lxPos += 30 + text.length * 6.6;
+    lxPos += width;
   }
   parts.push(`</svg>`);
   return parts.join("\n");
