@@ -32,6 +32,7 @@ const program = new Command("zmq-bench")
   .addOption(new Option("--payloads <list>", "payload sizes, bytes (latency and throughput)").argParser(intList).hideHelp())
   .addOption(new Option("--windows <list>", "calls in flight").argParser(intList).hideHelp())
   .addOption(new Option("--idle-agents <list>", "idle agent counts").argParser(intList).hideHelp())
+  .addOption(new Option("--rounds <n>", "passes over all systems (histograms merged, median throughput)").argParser(positiveInt).hideHelp())
   .addOption(new Option("--prof-dir <dir>", "run every node process with --cpu-prof into this directory").hideHelp())
   .showHelpAfterError()
   .parse();
@@ -50,6 +51,7 @@ interface Opts {
   payloads?: number[];
   windows?: number[];
   idleAgents?: number[];
+  rounds?: number;
   profDir?: string;
 }
 const opts = program.opts<Opts>();
@@ -63,7 +65,8 @@ if (opts.quick && opts.full) program.error("--quick and --full exclude each othe
 
 const profile: Profile = opts.quick ? "quick" : opts.full ? "full" : "default";
 const settings = settingsFor(profile);
-if (opts.calls !== undefined) settings.latencyCalls = opts.calls;
+if (opts.rounds !== undefined) settings.rounds = opts.rounds;
+if (opts.calls !== undefined) settings.latencyCalls = opts.calls * settings.rounds; // --calls is per round
 if (opts.warmup !== undefined) settings.latencyWarmup = opts.warmup;
 if (opts.duration !== undefined) settings.throughputMs = opts.duration;
 if (opts.throughputWarmup !== undefined) settings.throughputWarmupMs = opts.throughputWarmup;

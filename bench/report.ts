@@ -57,7 +57,7 @@ function table(header: string[], rows: string[][], left = 1): string {
 export function formatReport(r: BenchResults): string {
   const out: string[] = [];
   const m = r.machine;
-  out.push(`zmq-bench (${r.settings.profile}) on ${m.nproc} × ${m.cpu}, node ${m.node}, ${m.libzmq}${m.natsServer ? `, ${m.natsServer}` : ""}`);
+  out.push(`zmq-bench (${r.settings.profile}${r.settings.rounds > 1 ? `, ${r.settings.rounds} rounds` : ""}) on ${m.nproc} × ${m.cpu}, node ${m.node}, ${m.libzmq}${m.natsServer ? `, ${m.natsServer}` : ""}`);
   if (m.loadAverage > 0.5) out.push(`note: load average ${m.loadAverage} at start; other work on this machine skews these numbers`);
   const ran = r.systems.filter((s) => s.status === "ok");
 

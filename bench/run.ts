@@ -6,7 +6,9 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { availableParallelism, loadavg, release, tmpdir } from "node:os";
 import { join } from "node:path";
+import hdr from "hdr-histogram-js";
 import * as zmq from "zeromq";
+import { encode, newHistogram, percentiles } from "./driver.js";
 import { cpuMs, memory, sleep, type Proc } from "./proc.js";
 import { evaluateGoals } from "./report.js";
 import { FULL_SECURITY_IDS, SYSTEMS } from "./systems/index.js";
@@ -23,18 +25,21 @@ export function settingsFor(profile: Profile): BenchSettings {
   const base = { profile, headlinePayload: 256, windows: [1, 16, 256] };
   switch (profile) {
     case "quick":
-      return { ...base, payloads: [256], latencyCalls: 2000, latencyWarmup: 500, throughputPayloads: [256], throughputMs: 1000, throughputWarmupMs: 250, idleAgents: [0, 100], brokers: [1, 2] };
+      return { ...base, rounds: 1, payloads: [256], latencyCalls: 2000, latencyWarmup: 500, throughputPayloads: [256], throughputMs: 1000, throughputWarmupMs: 250, idleAgents: [0, 100], brokers: [1, 2] };
     case "default":
-      return { ...base, payloads: [64, 256, 1024, 65536], latencyCalls: 10_000, latencyWarmup: 1000, throughputPayloads: [64, 256, 1024, 65536], throughputMs: 1500, throughputWarmupMs: 300, idleAgents: [0, 1, 100, 1000], brokers: [1, 2] };
+      return { ...base, rounds: 3, payloads: [64, 256, 1024, 65536], latencyCalls: 12_000, latencyWarmup: 500, throughputPayloads: [64, 256, 1024, 65536], throughputMs: 1000, throughputWarmupMs: 300, idleAgents: [0, 1, 100, 1000], brokers: [1, 2] };
     case "full":
-      return { ...base, payloads: [64, 256, 1024, 65536], latencyCalls: 50_000, latencyWarmup: 5000, throughputPayloads: [64, 256, 1024, 65536], throughputMs: 5000, throughputWarmupMs: 1000, idleAgents: [0, 1, 100, 1000], brokers: [1, 2] };
+      return { ...base, rounds: 5, payloads: [64, 256, 1024, 65536], latencyCalls: 50_000, latencyWarmup: 2000, throughputPayloads: [64, 256, 1024, 65536], throughputMs: 3000, throughputWarmupMs: 500, idleAgents: [0, 1, 100, 1000], brokers: [1, 2] };
   }
 }
 
-/** Large payloads take longer per call: fewer of them, so every payload gets a similar time. */
+/**
+ * Calls of one latency cell in one round: `latencyCalls` shared by the rounds, and large
+ * payloads (slower per call) get a fifth, so every payload takes a similar time.
+ */
 export function callsFor(settings: BenchSettings, payload: number): { calls: number; warmup: number } {
   const scale = payload >= 65536 ? 5 : 1;
-  return { calls: Math.max(1, Math.round(settings.latencyCalls / scale)), warmup: Math.round(settings.latencyWarmup / scale) };
+  return { calls: Math.max(1, Math.round(settings.latencyCalls / scale / settings.rounds)), warmup: Math.round(settings.latencyWarmup / scale) };
 }
 
 export interface Progress {
@@ -141,6 +146,11 @@ class Bench {
     return this.options.settings;
   }
 
+  /** Settings for the scenarios, which run once: every call of the rounds in one pass. */
+  get once(): BenchSettings {
+    return { ...this.options.settings, rounds: 1 };
+  }
+
   /** Why `spec` cannot run, or undefined; checked once per run. */
   async unavailable(spec: SystemSpec): Promise<string | undefined> {
     if (spec.skip !== undefined) return spec.skip;
@@ -156,12 +166,13 @@ class Bench {
     return this.#checked.get(spec.id);
   }
 
-  async runSystem(spec: SystemSpec, index: number, count: number): Promise<SystemResult> {
+  async runSystem(spec: SystemSpec, index: number, count: number, round: number): Promise<SystemResult> {
     const result: SystemResult = { id: spec.id, title: spec.title, status: "ok", latency: [], throughput: [] };
-    const tag = `[${index}/${count}] ${spec.id}`;
+    const rounds = this.settings.rounds;
+    const tag = `${rounds > 1 ? `round ${round}/${rounds} ` : ""}[${index}/${count}] ${spec.id}`;
     const reason = await this.unavailable(spec);
     if (reason !== undefined) {
-      this.options.progress.log(`${tag}: skipped: ${reason}`);
+      if (round === 1) this.options.progress.log(`${tag}: skipped: ${reason}`);
       return { ...result, status: "skipped", note: reason };
     }
     const p = this.options.progress;
@@ -225,14 +236,14 @@ class Bench {
       const broker = dep.brokers[0]!;
       // The broker's heap grows with its first traffic: warm it up before the baseline.
       p.update(`idle agents: warming up the broker`);
-      await latencyCell(caller, this.settings.headlinePayload, this.settings);
+      await latencyCell(caller, this.settings.headlinePayload, this.once);
       let baseRss: number | undefined;
       for (const n of counts) {
         p.update(`idle agents: connecting ${n}`);
         if (n > 0) await idle.request({ type: "grow", seq: idle.nextSeq(), agents: n }, 300_000);
         await sleep(1500); // let handshakes and heartbeats settle
         p.update(`idle agents: ${n} connected, latency ${fmtBytes(this.settings.headlinePayload)}`);
-        const latency = await latencyCell(caller, this.settings.headlinePayload, this.settings);
+        const latency = await latencyCell(caller, this.settings.headlinePayload, this.once);
         // Read after the same traffic at every point, so only the agents differ.
         const rss = memory(broker.pid)?.rssMiB ?? NaN;
         baseRss ??= rss;
@@ -266,9 +277,9 @@ class Bench {
         dep = await spec.start(this.env, { brokers: n });
         caller = await dep.caller();
         p.update(`brokers: ${n}, latency`);
-        const latency = await latencyCell(caller, this.settings.headlinePayload, this.settings);
+        const latency = await latencyCell(caller, this.settings.headlinePayload, this.once);
         p.update(`brokers: ${n}, throughput with ${window} in flight`);
-        const throughput = await throughputCell(dep, caller, this.settings.headlinePayload, window, this.settings);
+        const throughput = await throughputCell(dep, caller, this.settings.headlinePayload, window, this.once);
         scenario.points.push({ brokers: n, latency, throughput } satisfies BrokersPoint);
         p.log(`brokers ${n}: p50 ${fmtUs(latency.us.p50)}, p99 ${fmtUs(latency.us.p99)}, ${throughput.perSecond} calls/s with ${window} in flight`);
       } catch (err) {
@@ -284,6 +295,50 @@ class Bench {
   }
 }
 
+/** Sums latency histograms over rounds; takes the median round of each throughput cell. */
+export function mergeLatency(cells: LatencyResult[]): LatencyResult {
+  if (cells.length === 1) return cells[0]!;
+  const h = newHistogram();
+  for (const c of cells) {
+    const part = hdr.decodeFromCompressedBase64(c.histogram);
+    h.add(part);
+    part.destroy();
+  }
+  const merged: LatencyResult = {
+    payload: cells[0]!.payload,
+    warmup: cells[0]!.warmup,
+    calls: cells.reduce((a, c) => a + c.calls, 0),
+    errors: cells.reduce((a, c) => a + c.errors, 0),
+    us: percentiles(h),
+    histogram: encode(h),
+  };
+  h.destroy();
+  return merged;
+}
+
+export function mergeThroughput(cells: ThroughputResult[]): ThroughputResult {
+  const sorted = [...cells].sort((a, b) => a.perSecond - b.perSecond);
+  const median = sorted[Math.floor((sorted.length - 1) / 2)]!;
+  return cells.length === 1 ? median : { ...median, perSecondRounds: cells.map((c) => c.perSecond) };
+}
+
+function mergeRounds(rounds: SystemResult[]): SystemResult {
+  const first = rounds[0]!;
+  if (rounds.length === 1) return first;
+  const failed = rounds.find((r) => r.status === "failed");
+  const ok = rounds.filter((r) => r.status === "ok");
+  const merged: SystemResult = { id: first.id, title: first.title, status: failed ? "failed" : first.status, latency: [], throughput: [] };
+  const note = failed?.note ?? first.note;
+  if (note !== undefined) merged.note = failed && ok.length ? `${note} (in ${rounds.length - ok.length} of ${rounds.length} rounds)` : note;
+  const payloads = [...new Set(ok.flatMap((r) => r.latency.map((l) => l.payload)))];
+  for (const p of payloads) merged.latency.push(mergeLatency(ok.flatMap((r) => r.latency.filter((l) => l.payload === p))));
+  const keys = [...new Set(ok.flatMap((r) => r.throughput.map((t) => `${t.payload}/${t.window}`)))];
+  for (const key of keys) merged.throughput.push(mergeThroughput(ok.flatMap((r) => r.throughput.filter((t) => `${t.payload}/${t.window}` === key))));
+  const last = ok[ok.length - 1]?.broker;
+  if (last) merged.broker = last;
+  return merged;
+}
+
 export async function runBench(options: RunOptions): Promise<BenchResults> {
   const startedAt = new Date().toISOString();
   const machine = machineInfo();
@@ -293,8 +348,15 @@ export async function runBench(options: RunOptions): Promise<BenchResults> {
   const systems: SystemResult[] = [];
   const scenarios: Scenarios = {};
   try {
-    let i = 0;
-    for (const spec of selected) systems.push(await bench.runSystem(spec, ++i, selected.length));
+    const byRound: SystemResult[][] = selected.map(() => []);
+    for (let round = 1; round <= options.settings.rounds; round++) {
+      // Rotate the order, so that no system always runs first (cold) or last.
+      for (let k = 0; k < selected.length; k++) {
+        const i = (k + round - 1) % selected.length;
+        byRound[i]!.push(await bench.runSystem(selected[i]!, k + 1, selected.length, round));
+      }
+    }
+    systems.push(...byRound.map(mergeRounds));
     if (options.scenarios.length > 0) {
       const full = await bench.fullSecurity();
       for (const name of options.scenarios) {

@@ -45,6 +45,8 @@ export interface ThroughputResult {
   errors: number;
   /** Latency of the calls under this load. */
   us: Percentiles;
+  /** Calls/s of every round, in run order; the cell reported is the round with the median. */
+  perSecondRounds?: number[];
   cpuMsPer10k: CpuPer10k;
   /** Resident set of the broker (or server) processes after the run, MiB (summed over brokers). */
   brokerRssMiB?: number;
@@ -110,6 +112,12 @@ export interface Machine {
 
 export interface BenchSettings {
   profile: "quick" | "default" | "full";
+  /**
+   * Passes over all systems, in rotated order: latency histograms are merged over the
+   * rounds and throughput takes the median round, so a burst of other work on the machine
+   * weighs on every system alike rather than on the one running at that moment.
+   */
+  rounds: number;
   payloads: number[];
   /** The payload that the summary table, ratios and goals use. */
   headlinePayload: number;
