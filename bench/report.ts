@@ -2,7 +2,7 @@
  * The bench's outputs: terminal tables with ratios to NATS and to the zeromq.js floor, the
  * goals the numbers are held to, a JSON file of every result, and an SVG chart.
  */
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { CURVE_ONLY_ID, FLOOR_ID, FULL_SECURITY_IDS, MCP_ID, NATS_ID } from "./systems/index.js";
 import type { BenchResults, Goal, LatencyResult, SystemResult, ThroughputResult } from "./types.js";
@@ -97,7 +97,8 @@ export function formatReport(r: BenchResults): string {
       if (cells.every((c) => !c)) continue;
       const top = cells[cells.length - 1];
       const cpu = top?.cpuMsPer10k;
-      const all = cpu && cpu.broker !== undefined && cpu.responder !== undefined && cpu.caller !== undefined ? cpu.broker + cpu.responder + cpu.caller : undefined;
+      // Every process of the system (MCP has no separate responder: its server echoes).
+      const all = cpu && cpu.broker !== undefined && cpu.caller !== undefined ? cpu.broker + (cpu.responder ?? 0) + cpu.caller : undefined;
       thrRows.push([
         bytes(payload),
         s.title,
@@ -105,7 +106,7 @@ export function formatReport(r: BenchResults): string {
         ratio(top?.perSecond, nats?.perSecond),
         ratio(top?.perSecond, floor?.perSecond),
         cpu?.broker === undefined ? "-" : String(Math.round(cpu.broker)),
-        all === undefined ? (cpu?.caller === undefined ? "-" : "-") : String(Math.round(all)),
+        all === undefined ? "-" : String(Math.round(all)),
         top?.brokerRssMiB === undefined ? "-" : top.brokerRssMiB.toFixed(0),
       ]);
     }
@@ -272,4 +273,16 @@ export function writeResults(r: BenchResults, dir: string, name: string): { json
   writeFileSync(json, JSON.stringify(r, null, 2) + "\n");
   writeFileSync(svg, renderSvg(r) + "\n");
   return { json, svg };
+}
+
+// `node dist/bench/report.js results.json [--svg out.svg]`: the table (and chart) of a past run.
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const [file, flag, svgOut] = process.argv.slice(2);
+  if (!file) {
+    process.stderr.write("usage: node dist/bench/report.js RESULTS.json [--svg OUT.svg]\n");
+    process.exit(2);
+  }
+  const results = JSON.parse(readFileSync(file, "utf8")) as BenchResults;
+  process.stdout.write(formatReport(results) + "\n");
+  if (flag === "--svg" && svgOut) writeFileSync(svgOut, renderSvg(results) + "\n");
 }
