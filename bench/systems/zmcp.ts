@@ -1,0 +1,340 @@
+/**
+ * zmcp, one system per security step, all through the real `zmq-broker` bin:
+ *
+ * - `zmcp-curve`: CURVE transport only. Raw DEALERs send real headers with an unsealed
+ *   payload, so the broker does its full job (ZAP identity routing, header checks) but no
+ *   agent seals, opens or validates a body.
+ * - `zmcp-sealed`: CURVE + sealed payload: `Agent.call` to an echo tool of another `Agent`.
+ * - `zmcp-token`: CURVE + sealed + capability token (listed, skipped until tokens land).
+ *
+ * A new step is one entry of {@link ZMCP_STEPS}: an `agent` step takes its extra agent and
+ * call options from hooks that run in the worker processes.
+ */
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import * as zmq from "zeromq";
+import { z } from "zod";
+import { Agent, type AgentOptions, type CallOptions } from "../../src/agent.js";
+import { generateCertificate, loadSecretCertificate, saveCertificate } from "../../src/certs.js";
+import { decodeHeader, encodeHeader, idKey, newId, PROTOCOL_VERSION, type Header } from "../../src/envelope.js";
+import { SocketWriter } from "../../src/writer.js";
+import { ROOT, sleep, spawnNode, startWorker, type SpawnedProc } from "../proc.js";
+import type { Client, Service, WorkerConfig } from "../types.js";
+import { nodeCaller, stopAll, type SystemSpec } from "./spec.js";
+
+export interface ZmcpStep {
+  id: string;
+  title: string;
+  describe: string;
+  /** `raw`: DEALERs with headers and an unsealed payload; `agent`: the real Agent SDK. */
+  mode: "raw" | "agent";
+  /** Extra options for the caller's and responder's `Agent.connect` (worker side). */
+  agentOptions?: (certDir: string) => Partial<AgentOptions>;
+  /** Extra options for every `Agent.call` (worker side), e.g. a capability token. */
+  callOptions?: (certDir: string) => Partial<CallOptions>;
+  /** Listed but not run, with this reason. */
+  skip?: string;
+}
+
+export const ZMCP_STEPS: ZmcpStep[] = [
+  {
+    id: "zmcp-curve",
+    title: "zmcp CURVE only",
+    describe: "real zmq-broker (CURVE, ZAP identity routing, header checks); raw DEALERs, header + unsealed payload",
+    mode: "raw",
+  },
+  {
+    id: "zmcp-sealed",
+    title: "zmcp CURVE+sealed",
+    describe: "real zmq-broker; Agent.call → echo tool of another Agent, payload sealed end to end (NaCl box)",
+    mode: "agent",
+  },
+  {
+    id: "zmcp-token",
+    title: "zmcp CURVE+sealed+token",
+    describe: "as zmcp-sealed, plus an Ed25519 capability token on every call",
+    mode: "agent",
+    skip: "capability tokens are being built on branch `tokens`; when they land, give this entry callOptions (and agentOptions) hooks and drop `skip`",
+  },
+];
+
+const ECHO_INPUT = z.strictObject({ data: z.instanceof(Uint8Array) });
+const CALL_TIMEOUT_MS = 10_000;
+/** Idle agents connected concurrently while growing. */
+const CONNECT_BATCH = 50;
+const BROKER_BIN = join(ROOT, "dist", "bin", "zmq-broker.js");
+
+export const idleName = (i: number) => `idle-${String(i).padStart(5, "0")}`;
+
+/** Spawns the real broker bin on a free port and waits for its `ready` log line. */
+async function spawnBroker(certDir: string, n: number): Promise<{ proc: SpawnedProc; endpoint: string }> {
+  const proc = spawnNode(`zmq-broker#${n}`, BROKER_BIN, [
+    "--bind",
+    "tcp://127.0.0.1:*",
+    "--key",
+    join(certDir, "broker.key_secret"),
+    "--allow",
+    certDir,
+    "--log-level",
+    "info",
+  ]);
+  try {
+    const match = await proc.waitFor(/"msg":"ready".*"endpoint":"([^"]+)"/, 15_000);
+    return { proc, endpoint: match[1]! };
+  } catch (err) {
+    await proc.stop(0);
+    throw err;
+  }
+}
+
+function zmcpSystem(step: ZmcpStep): SystemSpec {
+  const spec: SystemSpec = {
+    id: step.id,
+    title: step.title,
+    describe: step.describe,
+    maxBrokers: 8,
+    async start(env, options) {
+      const certDir = join(env.tmp, step.id);
+      mkdirSync(certDir, { recursive: true });
+      const keys: Record<string, string> = {};
+      for (const name of ["broker", "caller", "responder"]) {
+        const cert = generateCertificate({ name });
+        saveCertificate(cert, certDir, name, { force: true });
+        keys[name] = cert.publicKey;
+      }
+      for (let i = 0; i < (options.idleAgents ?? 0); i++) saveCertificate(generateCertificate({ name: idleName(i) }), certDir, idleName(i), { force: true });
+      const brokers: SpawnedProc[] = [];
+      const endpoints: string[] = [];
+      const config = () => ({ endpoints, certDir, serverKey: keys["broker"], responderKey: keys["responder"] });
+      try {
+        for (let i = 0; i < (options.brokers ?? 1); i++) {
+          const b = await spawnBroker(certDir, i);
+          brokers.push(b.proc);
+          endpoints.push(b.endpoint);
+        }
+        const responder = await startWorker(step.id, "responder", config());
+        return {
+          brokers,
+          responder,
+          caller: () => nodeCaller(step.id, config()),
+          idle: () => startWorker(step.id, "idle", config(), 60_000),
+          stop: () => stopAll([responder, ...brokers]),
+        };
+      } catch (err) {
+        await stopAll(brokers);
+        throw err;
+      }
+    },
+    roles: step.mode === "raw" ? rawRoles() : agentRoles(step),
+  };
+  if (step.skip !== undefined) spec.skip = step.skip;
+  return spec;
+}
+
+export const zmcpSystems: SystemSpec[] = ZMCP_STEPS.map(zmcpSystem);
+
+interface ZmcpConfig {
+  endpoints: string[];
+  certDir: string;
+  serverKey: string;
+  responderKey: string;
+}
+const zmcpConfig = (c: WorkerConfig) => c as unknown as ZmcpConfig;
+
+async function connectAgent(c: ZmcpConfig, name: string, extra: Partial<AgentOptions> = {}): Promise<Agent> {
+  const agent = await Agent.connect({
+    broker: c.endpoints,
+    cert: join(c.certDir, `${name}.key_secret`),
+    serverKey: c.serverKey,
+    connectTimeout: 20_000,
+    timeout: CALL_TIMEOUT_MS,
+    ...extra,
+  });
+  // Agent.connect waits for the first handshake; give the other brokers of a fleet theirs.
+  if (c.endpoints.length > 1) await sleep(500);
+  return agent;
+}
+
+function agentRoles(step: ZmcpStep): Record<string, (config: WorkerConfig) => Promise<Client | Service>> {
+  return {
+    async responder(config) {
+      const c = zmcpConfig(config);
+      const agent = await connectAgent(c, "responder", step.agentOptions?.(c.certDir));
+      agent.tool("echo", { description: "returns its argument", input: ECHO_INPUT }, ({ data }) => ({ data }));
+      return { close: () => agent.close() };
+    },
+    async caller(config) {
+      const c = zmcpConfig(config);
+      const agent = await connectAgent(c, "caller", step.agentOptions?.(c.certDir));
+      const callOptions = step.callOptions?.(c.certDir) ?? {};
+      return {
+        async call(payload) {
+          const result = (await agent.call(c.responderKey, "echo", { data: payload }, callOptions)) as { data?: Uint8Array } | undefined;
+          if (result?.data?.length !== payload.length) throw new Error(`echo of ${result?.data?.length} bytes for a call of ${payload.length}`);
+        },
+        close: () => agent.close(),
+      };
+    },
+    idle: idleRole,
+  };
+}
+
+/** Agents that connect and do nothing else: the broker's cost per connected agent. */
+async function idleRole(config: WorkerConfig): Promise<Service> {
+  const c = zmcpConfig(config);
+  // Each agent holds a DEALER and its monitor (two sockets); libzmq's default cap is 1023.
+  zmq.context.maxSockets = Math.min(zmq.context.maxSocketsLimit, 65_536);
+  const agents: Agent[] = [];
+  return {
+    async grow(n) {
+      const t0 = Date.now();
+      while (agents.length < n) {
+        const batch = Array.from({ length: Math.min(CONNECT_BATCH, n - agents.length) }, (_, i) =>
+          Agent.connect({ broker: c.endpoints, cert: join(c.certDir, `${idleName(agents.length + i)}.key_secret`), serverKey: c.serverKey, connectTimeout: 30_000 }),
+        );
+        agents.push(...(await Promise.all(batch)));
+      }
+      return { agents: agents.length, connectMs: Date.now() - t0 };
+    },
+    async close() {
+      await Promise.all(agents.map((a) => a.close()));
+    },
+  };
+}
+
+/** Resolves once `socket` has completed `count` CURVE handshakes. */
+function handshakes(socket: zmq.Dealer, count: number, timeoutMs = 20_000): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let seen = 0;
+    const timer = setTimeout(() => reject(new Error(`only ${seen} of ${count} CURVE handshakes within ${timeoutMs} ms`)), timeoutMs);
+    void (async () => {
+      try {
+        for await (const event of socket.events) {
+          if (event.type === "handshake" && ++seen === count) {
+            clearTimeout(timer);
+            return resolve();
+          }
+          if (event.type.startsWith("handshake:error")) {
+            clearTimeout(timer);
+            return reject(new Error(`CURVE handshake failed: ${event.type}`));
+          }
+        }
+      } catch {
+        // socket closed
+      }
+    })();
+  });
+}
+
+async function rawDealer(c: ZmcpConfig, name: string): Promise<zmq.Dealer> {
+  const cert = loadSecretCertificate(join(c.certDir, `${name}.key_secret`));
+  const dealer = new zmq.Dealer({
+    routingId: cert.publicKey, // as Agent does: the broker's rename then holds whatever the ZAP timing
+    curveServerKey: c.serverKey,
+    curvePublicKey: cert.publicKey,
+    curveSecretKey: cert.secretKey,
+    linger: 0,
+    maxMessageSize: 4 * 1024 * 1024,
+  });
+  const ready = handshakes(dealer, c.endpoints.length);
+  for (const endpoint of c.endpoints) dealer.connect(endpoint);
+  try {
+    await ready;
+  } catch (err) {
+    dealer.close();
+    throw err;
+  }
+  return dealer;
+}
+
+function rawRoles(): Record<string, (config: WorkerConfig) => Promise<Client | Service>> {
+  return {
+    async responder(config) {
+      const c = zmcpConfig(config);
+      const dealer = await rawDealer(c, "responder");
+      const writer = new SocketWriter(dealer);
+      let closed = false;
+      const loop = (async () => {
+        while (!closed) {
+          let frames: Buffer[];
+          try {
+            frames = await dealer.receive();
+          } catch {
+            if (closed) return;
+            continue;
+          }
+          const [from, headerBytes, body] = frames as [Buffer, Buffer, Buffer];
+          if (from.length === 0) continue; // a nack
+          try {
+            const request = decodeHeader(headerBytes);
+            const header: Header = { v: PROTOCOL_VERSION, k: "res", id: newId(), to: from.toString("latin1"), exp: Math.max(request.exp, Date.now() + 1000), re: request.id };
+            void writer.send([encodeHeader(header), body]).catch(() => undefined);
+          } catch {
+            // a bad header from a faulty peer: nothing to answer
+          }
+        }
+      })();
+      return {
+        async close() {
+          closed = true;
+          dealer.close();
+          await loop;
+        },
+      };
+    },
+
+    async caller(config) {
+      const c = zmcpConfig(config);
+      const dealer = await rawDealer(c, "caller");
+      const writer = new SocketWriter(dealer);
+      const pending = new Map<string, { size: number; resolve: () => void; reject: (err: Error) => void; timer: NodeJS.Timeout }>();
+      const settle = (key: string, err: Error | undefined, size?: number) => {
+        const p = pending.get(key);
+        if (!p) return;
+        pending.delete(key);
+        clearTimeout(p.timer);
+        if (err) p.reject(err);
+        else if (size !== p.size) p.reject(new Error(`echo of ${size} bytes for a call of ${p.size}`));
+        else p.resolve();
+      };
+      let closed = false;
+      const loop = (async () => {
+        while (!closed) {
+          let frames: Buffer[];
+          try {
+            frames = await dealer.receive();
+          } catch {
+            if (closed) return;
+            continue;
+          }
+          const [from, headerBytes, body] = frames as [Buffer, Buffer, Buffer];
+          try {
+            const header = decodeHeader(headerBytes);
+            if (!header.re) continue;
+            if (from.length === 0) settle(idKey(header.re), new Error(`broker: ${header.code}: ${header.msg}`));
+            else settle(idKey(header.re), undefined, body.length);
+          } catch {
+            // unreadable header: ignored, the call times out
+          }
+        }
+      })();
+      return {
+        call(payload) {
+          return new Promise<void>((resolve, reject) => {
+            const header: Header = { v: PROTOCOL_VERSION, k: "req", id: newId(), to: c.responderKey, exp: Date.now() + CALL_TIMEOUT_MS };
+            const key = idKey(header.id);
+            const timer = setTimeout(() => settle(key, new Error("timeout")), CALL_TIMEOUT_MS);
+            pending.set(key, { size: payload.length, resolve, reject, timer });
+            writer.send([encodeHeader(header), payload]).catch((err: Error) => settle(key, err));
+          });
+        },
+        async close() {
+          closed = true;
+          for (const key of [...pending.keys()]) settle(key, new Error("closed"));
+          dealer.close();
+          await loop;
+        },
+      };
+    },
+  };
+}
