@@ -25,7 +25,7 @@ export function settingsFor(profile: Profile): BenchSettings {
   const base = { profile, headlinePayload: 256, windows: [1, 16, 256] };
   switch (profile) {
     case "quick":
-      return { ...base, rounds: 1, payloads: [256], latencyCalls: 2000, latencyWarmup: 500, throughputPayloads: [256], throughputMs: 1000, throughputWarmupMs: 250, idleAgents: [0, 100], brokers: [1, 2] };
+      return { ...base, rounds: 1, payloads: [256], latencyCalls: 2000, latencyWarmup: 400, throughputPayloads: [256], throughputMs: 800, throughputWarmupMs: 200, idleAgents: [0, 100], brokers: [1, 2] };
     case "default":
       return { ...base, rounds: 3, payloads: [64, 256, 1024, 65536], latencyCalls: 12_000, latencyWarmup: 500, throughputPayloads: [64, 256, 1024, 65536], throughputMs: 1000, throughputWarmupMs: 300, idleAgents: [0, 1, 100, 1000], brokers: [1, 2] };
     case "full":
