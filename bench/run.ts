@@ -9,7 +9,7 @@ import { join } from "node:path";
 import hdr from "hdr-histogram-js";
 import * as zmq from "zeromq";
 import { encode, newHistogram, percentiles } from "./driver.js";
-import { cpuMs, memory, sleep, type Proc } from "./proc.js";
+import { cpuMs, memory, removeOnExit, sleep, type Proc } from "./proc.js";
 import { evaluateGoals } from "./report.js";
 import { FULL_SECURITY_IDS, SYSTEMS } from "./systems/index.js";
 import { nativeLibzmqVersion } from "./systems/native.js";
@@ -343,6 +343,7 @@ export async function runBench(options: RunOptions): Promise<BenchResults> {
   const startedAt = new Date().toISOString();
   const machine = machineInfo();
   const tmp = mkdtempSync(join(tmpdir(), "zmq-bench-"));
+  removeOnExit(tmp);
   const bench = new Bench(options, tmp);
   const selected = options.systems ? SYSTEMS.filter((s) => options.systems!.includes(s.id)) : [...SYSTEMS];
   const systems: SystemResult[] = [];
