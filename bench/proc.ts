@@ -5,7 +5,7 @@
  * programs we do not build).
  */
 import { execFileSync, fork, spawn, type ChildProcess, type SpawnOptions } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
@@ -19,7 +19,16 @@ export const ROOT = join(BENCH_DIR, "..", "..");
 const children = new Set<ChildProcess>();
 let hooked = false;
 
+const tempDirs = new Set<string>();
+
+/** Removes `dir` when the bench exits, however it exits (but SIGKILL). */
+export function removeOnExit(dir: string): void {
+  tempDirs.add(dir);
+}
+
 function killAll(): void {
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+  tempDirs.clear();
   for (const child of children) {
     if (child.exitCode === null && child.signalCode === null && child.pid) {
       try {

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import hdr from "hdr-histogram-js";
 import * as zmq from "zeromq";
 import { encode, newHistogram, percentiles } from "./driver.js";
-import { cpuMs, memory, sleep, type Proc } from "./proc.js";
+import { cpuMs, memory, removeOnExit, sleep, type Proc } from "./proc.js";
 import { evaluateGoals } from "./report.js";
 import { FULL_SECURITY_IDS, SYSTEMS } from "./systems/index.js";
 import { nativeLibzmqVersion } from "./systems/native.js";
@@ -25,7 +25,7 @@ export function settingsFor(profile: Profile): BenchSettings {
   const base = { profile, headlinePayload: 256, windows: [1, 16, 256] };
   switch (profile) {
     case "quick":
-      return { ...base, rounds: 1, payloads: [256], latencyCalls: 2000, latencyWarmup: 500, throughputPayloads: [256], throughputMs: 1000, throughputWarmupMs: 250, idleAgents: [0, 100], brokers: [1, 2] };
+      return { ...base, rounds: 1, payloads: [256], latencyCalls: 2000, latencyWarmup: 400, throughputPayloads: [256], throughputMs: 800, throughputWarmupMs: 200, idleAgents: [0, 100], brokers: [1, 2] };
     case "default":
       return { ...base, rounds: 3, payloads: [64, 256, 1024, 65536], latencyCalls: 12_000, latencyWarmup: 500, throughputPayloads: [64, 256, 1024, 65536], throughputMs: 1000, throughputWarmupMs: 300, idleAgents: [0, 1, 100, 1000], brokers: [1, 2] };
     case "full":
@@ -343,6 +343,7 @@ export async function runBench(options: RunOptions): Promise<BenchResults> {
   const startedAt = new Date().toISOString();
   const machine = machineInfo();
   const tmp = mkdtempSync(join(tmpdir(), "zmq-bench-"));
+  removeOnExit(tmp);
   const bench = new Bench(options, tmp);
   const selected = options.systems ? SYSTEMS.filter((s) => options.systems!.includes(s.id)) : [...SYSTEMS];
   const systems: SystemResult[] = [];

@@ -7,8 +7,9 @@
  * - `zmcp-sealed`: CURVE + sealed payload: `Agent.call` to an echo tool of another `Agent`.
  * - `zmcp-token`: CURVE + sealed + capability token (listed, skipped until tokens land).
  *
- * A new step is one entry of {@link ZMCP_STEPS}: an `agent` step takes its extra agent and
- * call options from hooks that run in the worker processes.
+ * A new step is one entry of {@link ZMCP_STEPS}: an `agent` step can prepare files once per
+ * deployment (`prepare`) and take extra agent and call options from hooks that run in the
+ * worker processes (`agentOptions`, `callOptions`).
  */
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
@@ -28,9 +29,14 @@ export interface ZmcpStep {
   describe: string;
   /** `raw`: DEALERs with headers and an unsealed payload; `agent`: the real Agent SDK. */
   mode: "raw" | "agent";
-  /** Extra options for the caller's and responder's `Agent.connect` (worker side). */
-  agentOptions?: (certDir: string) => Partial<AgentOptions>;
-  /** Extra options for every `Agent.call` (worker side), e.g. a capability token. */
+  /**
+   * Runs once per deployment in the bench process, after the certificates are written and
+   * before any process starts: e.g. write a token authority's key pair into `certDir`.
+   */
+  prepare?: (certDir: string) => void | Promise<void>;
+  /** Extra options for `Agent.connect` of the caller or the responder (worker side), e.g. `token` or `authority`. */
+  agentOptions?: (certDir: string, role: "caller" | "responder") => Partial<AgentOptions>;
+  /** Extra options for every `Agent.call` (worker side). */
   callOptions?: (certDir: string) => Partial<CallOptions>;
   /** Listed but not run, with this reason. */
   skip?: string;
@@ -54,7 +60,7 @@ export const ZMCP_STEPS: ZmcpStep[] = [
     title: "zmcp CURVE+sealed+token",
     describe: "as zmcp-sealed, plus an Ed25519 capability token on every call",
     mode: "agent",
-    skip: "capability tokens are being built on branch `tokens`; when they land, give this entry callOptions (and agentOptions) hooks and drop `skip`",
+    skip: "capability tokens are being built on branch `tokens`; when they land, give this entry prepare/agentOptions hooks (authority for the responder, token for the caller) and drop `skip`",
   },
 ];
 
@@ -103,6 +109,7 @@ function zmcpSystem(step: ZmcpStep): SystemSpec {
         keys[name] = cert.publicKey;
       }
       for (let i = 0; i < (options.idleAgents ?? 0); i++) saveCertificate(generateCertificate({ name: idleName(i) }), certDir, idleName(i), { force: true });
+      await step.prepare?.(certDir);
       const brokers: SpawnedProc[] = [];
       const endpoints: string[] = [];
       const config = () => ({ endpoints, certDir, serverKey: keys["broker"], responderKey: keys["responder"] });
@@ -159,13 +166,13 @@ function agentRoles(step: ZmcpStep): Record<string, (config: WorkerConfig) => Pr
   return {
     async responder(config) {
       const c = zmcpConfig(config);
-      const agent = await connectAgent(c, "responder", step.agentOptions?.(c.certDir));
+      const agent = await connectAgent(c, "responder", step.agentOptions?.(c.certDir, "responder"));
       agent.tool("echo", { description: "returns its argument", input: ECHO_INPUT }, ({ data }) => ({ data }));
       return { close: () => agent.close() };
     },
     async caller(config) {
       const c = zmcpConfig(config);
-      const agent = await connectAgent(c, "caller", step.agentOptions?.(c.certDir));
+      const agent = await connectAgent(c, "caller", step.agentOptions?.(c.certDir, "caller"));
       const callOptions = step.callOptions?.(c.certDir) ?? {};
       return {
         async call(payload) {
