@@ -17,6 +17,8 @@ import * as zmq from "zeromq";
 import { z } from "zod";
 import { Agent, type AgentOptions, type CallOptions } from "../../src/agent.js";
 import { generateCertificate, loadSecretCertificate, saveCertificate } from "../../src/certs.js";
+import { generateAuthority, saveAuthority } from "../../src/jwk.js";
+import { TokenIssuer } from "../../src/tokens.js";
 import { decodeHeader, encodeHeader, idKey, newId, PROTOCOL_VERSION, type Header } from "../../src/envelope.js";
 import { SocketWriter } from "../../src/writer.js";
 import { ROOT, sleep, spawnNode, startWorker, type SpawnedProc } from "../proc.js";
@@ -58,9 +60,19 @@ export const ZMCP_STEPS: ZmcpStep[] = [
   {
     id: "zmcp-token",
     title: "zmcp CURVE+sealed+token",
-    describe: "as zmcp-sealed, plus an Ed25519 capability token on every call",
+    describe: "as zmcp-sealed, plus an EdDSA capability token on every call, required and checked by the responder",
     mode: "agent",
-    skip: "capability tokens are being built on branch `tokens`; when they land, give this entry prepare/agentOptions hooks (authority for the responder, token for the caller) and drop `skip`",
+    prepare: (certDir) => {
+      saveAuthority(generateAuthority().privateJwk, certDir, "authority", { force: true });
+    },
+    agentOptions: (certDir, role) => {
+      if (role === "responder") return { authority: join(certDir, "authority.pub.jwk"), requireToken: true };
+      // The caller holds a provider, as a long-lived agent would: tokens are minted once and
+      // refreshed before expiry, verified once by the responder and then served from its cache.
+      const issuer = new TokenIssuer(join(certDir, "authority.jwk"));
+      const key = loadSecretCertificate(join(certDir, "caller.key_secret")).publicKey;
+      return { token: () => issuer.issue({ sub: "caller", key, scope: "call:*" }) };
+    },
   },
 ];
 
