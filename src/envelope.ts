@@ -180,18 +180,6 @@ function describe(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-/** Rejects nesting deeper than {@link MAX_DEPTH} and msgpack extension values. */
-function checkShape(value: unknown, depth = 0): void {
-  if (depth > MAX_DEPTH) throw new ProtocolError("bad_frame", `message nested deeper than ${MAX_DEPTH}`);
-  if (value === null || typeof value !== "object" || value instanceof Uint8Array) return;
-  if (Array.isArray(value)) {
-    for (const item of value) checkShape(item, depth + 1);
-    return;
-  }
-  if (Object.getPrototypeOf(value) !== Object.prototype) throw new ProtocolError("bad_frame", "unsupported msgpack value");
-  for (const key in value) checkShape((value as Record<string, unknown>)[key], depth + 1);
-}
-
 const isBytes = (v: unknown, n: number): v is Uint8Array => v instanceof Uint8Array && v.length === n;
 const HEADER_KEYS: ReadonlySet<string> = new Set(Object.keys(HeaderSchema.shape));
 const KINDS: ReadonlySet<unknown> = new Set(MessageKindSchema.options);
@@ -254,12 +242,13 @@ export function decodeInner(plaintext: Uint8Array, headerBytes: Uint8Array, maxB
   if (!decoder) innerDecoders.set(maxBytes, (decoder = decoderFor(maxBytes)));
   let raw: unknown;
   try {
-    checkMsgpack(plaintext, MAX_DEPTH + 1);
+    // Depth and extension types are refused here, before any allocation: the decoded value
+    // needs no second walk.
+    checkMsgpack(plaintext, MAX_DEPTH);
     raw = decoder.decode(plaintext);
   } catch (err) {
     throw new ProtocolError("bad_frame", `message is not msgpack: ${describe(err)}`, { cause: err });
   }
-  checkShape(raw);
   let inner: Inner;
   if (isPlainInner(raw)) inner = raw;
   else {

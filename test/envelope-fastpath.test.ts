@@ -33,27 +33,15 @@ function referenceDecodeHeader(frame: Uint8Array) {
 const MAX_BYTES = 64 * 1024;
 const innerDecoder = new Decoder({ maxStrLength: MAX_BYTES, maxBinLength: MAX_BYTES, maxArrayLength: MAX_BYTES, maxMapLength: MAX_BYTES, maxExtLength: 0 });
 
-function referenceCheckShape(value: unknown, depth = 0): void {
-  if (depth > MAX_DEPTH) throw new ProtocolError("bad_frame", `message nested deeper than ${MAX_DEPTH}`);
-  if (value === null || typeof value !== "object" || value instanceof Uint8Array) return;
-  if (Array.isArray(value)) {
-    for (const item of value) referenceCheckShape(item, depth + 1);
-    return;
-  }
-  if (Object.getPrototypeOf(value) !== Object.prototype) throw new ProtocolError("bad_frame", "unsupported msgpack value");
-  for (const key in value) referenceCheckShape((value as Record<string, unknown>)[key], depth + 1);
-}
-
 /** decodeInner as it was before the hot path: schema only. */
 function referenceDecodeInner(plaintext: Uint8Array, headerBytes: Uint8Array) {
   let raw: unknown;
   try {
-    checkMsgpack(plaintext, MAX_DEPTH + 1);
+    checkMsgpack(plaintext, MAX_DEPTH);
     raw = innerDecoder.decode(plaintext);
   } catch (err) {
     throw new ProtocolError("bad_frame", `message is not msgpack: ${(err as Error).message}`, { cause: err });
   }
-  referenceCheckShape(raw);
   const parsed = InnerSchema.safeParse(raw);
   if (!parsed.success) throw new ProtocolError("bad_frame", `invalid message: ${z.prettifyError(parsed.error)}`);
   if (!Buffer.from(parsed.data.h).equals(createHash("sha256").update(headerBytes).digest())) {
