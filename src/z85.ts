@@ -46,13 +46,21 @@ export function z85Decode(text: string): Uint8Array {
   return out;
 }
 
-/** True when `text` is the Z85 form of a 32-byte key (40 valid characters). */
+/**
+ * True when `text` is the Z85 form of a 32-byte key (40 valid characters, no group above 32
+ * bits). Allocates nothing: the broker asks this of every message's destination.
+ */
 export function isZ85Key(text: string): boolean {
   if (text.length !== 40) return false;
-  try {
-    z85Decode(text);
-    return true;
-  } catch {
-    return false;
+  for (let i = 0; i < 40; i += 5) {
+    let value = 0;
+    for (let j = i; j < i + 5; j++) {
+      const code = text.charCodeAt(j);
+      const digit = code < 128 ? DECODE[code]! : -1;
+      if (digit < 0) return false;
+      value = value * 85 + digit;
+    }
+    if (value > 0xffffffff) return false;
   }
+  return true;
 }

@@ -32,6 +32,9 @@ describe("z85", () => {
     expect(() => z85Decode("Hello Worl")).toThrow(RangeError);
     expect(() => z85Decode("#####")).toThrow(/overflows/);
     expect(isZ85Key("HelloWorld")).toBe(false);
+    expect(isZ85Key("#".repeat(40))).toBe(false); // valid characters, groups above 32 bits
+    expect(isZ85Key("HelloWorl ".repeat(4))).toBe(false);
+    expect(isZ85Key(z85Encode(nacl.box.keyPair().publicKey))).toBe(true);
   });
 });
 
