@@ -32,6 +32,7 @@ import { silentLogger, type Logger } from "./log.js";
 import { ClockOffsets } from "./clock.js";
 import { bump, latencyHistogram, readCounter, readGauge, readLabelledCounter, Registry } from "./metrics.js";
 import { PendingCalls } from "./pending.js";
+import { receiveLoop } from "./receive-loop.js";
 import { DEFAULT_REPLAY_WINDOW_MS, ReplayGuard } from "./replay.js";
 import { backoff, isRetryable, retryPolicy, sleep, type RetryOptions } from "./retry.js";
 import { Sealer } from "./seal.js";
@@ -684,22 +685,13 @@ export class Agent {
     }
   }
 
-  async #run(): Promise<void> {
-    while (!this.#closed) {
-      let frames: Buffer[];
-      try {
-        frames = await this.#socket.receive();
-      } catch (err) {
-        if (this.#closed) return;
-        this.log.error("receive failed", { error: String(err) });
-        continue;
-      }
-      try {
-        this.#dispatch(frames);
-      } catch (err) {
-        this.log.error("dispatch failed", { error: String(err) });
-      }
-    }
+  #run(): Promise<void> {
+    return receiveLoop(
+      this.#socket,
+      () => this.#closed,
+      (frames) => this.#dispatch(frames),
+      (what, err) => this.log.error(what === "receive" ? "receive failed" : "dispatch failed", { error: String(err) }),
+    );
   }
 
   #dispatch(frames: Buffer[]): void {

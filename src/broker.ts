@@ -13,6 +13,7 @@ import { Decoder } from "@msgpack/msgpack";
 import { clipUtf8, DEFAULT_MAX_MESSAGE_BYTES, MAX_NACK_MSG_BYTES, decodeHeader, encodeHeader, newId, PROTOCOL_VERSION, type Header } from "./envelope.js";
 import { ConfigError, ProtocolError, type WireCode } from "./errors.js";
 import { silentLogger, type Logger } from "./log.js";
+import { receiveLoop } from "./receive-loop.js";
 import { RateLimiter, type RateLimitOptions } from "./ratelimit.js";
 import { Sealer } from "./seal.js";
 import { DEFAULT_REPLICA_TTL_MS, HeartbeatSchema, parseServiceAddress, ServiceDirectory, verifyServiceProof } from "./services.js";
@@ -245,25 +246,20 @@ export class Broker {
     await this.#loop;
   }
 
-  async #run(): Promise<void> {
-    while (!this.#closed) {
-      let frames: Buffer[];
-      try {
-        frames = await this.#router.receive();
-      } catch (err) {
-        if (this.#closed) return;
-        this.log.error("receive failed", { error: String(err) });
-        continue;
-      }
-      this.stats.received++;
-      try {
-        await this.#route(frames);
-      } catch (err) {
-        // #route answers every failure itself; reaching here is a bug, but the loop lives on.
-        this.stats.internalErrors++;
-        this.log.error("route failed", { error: String(err) });
-      }
-    }
+  #run(): Promise<void> {
+    return receiveLoop(
+      this.#router,
+      () => this.#closed,
+      (frames) => {
+        this.stats.received++;
+        return this.#route(frames);
+      },
+      (what, err) => {
+        // #route answers every failure itself; a handler error is a bug, but the loop lives on.
+        if (what === "handler") this.stats.internalErrors++;
+        this.log.error(what === "receive" ? "receive failed" : "route failed", { error: String(err) });
+      },
+    );
   }
 
   async #route(frames: Buffer[]): Promise<void> {

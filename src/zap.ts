@@ -9,6 +9,7 @@
  */
 import * as zmq from "zeromq";
 import type { Logger } from "./log.js";
+import { receiveLoop } from "./receive-loop.js";
 import { SocketWriter } from "./writer.js";
 import { z85Encode } from "./z85.js";
 
@@ -63,47 +64,47 @@ export class ZapHandler {
     return handler;
   }
 
-  async #run(): Promise<void> {
-    while (!this.#closed) {
-      let frames: Buffer[];
-      try {
-        frames = await this.#socket.receive();
-      } catch (err) {
-        if (this.#closed) return;
-        this.log.error("zap receive failed", { error: String(err) });
-        continue;
-      }
-      const [addr, , version, requestId, domain, , , mechanism, clientKey] = frames;
-      if (!addr || !requestId) continue; // not a ZAP request; nothing to answer
-      let status = "400";
-      let text = "denied";
-      let userId = "";
-      let metadata: Buffer = Buffer.alloc(0);
-      if (version?.toString() !== "1.0") {
-        status = "500";
-        text = "unsupported ZAP version";
-      } else if (domain?.toString() !== ZAP_DOMAIN || mechanism?.toString() !== "CURVE" || clientKey?.length !== 32) {
-        text = "CURVE in the zmcp domain is required";
+  #run(): Promise<void> {
+    return receiveLoop(
+      this.#socket,
+      () => this.#closed,
+      (frames) => this.#answer(frames),
+      (what, err) => this.log.error(`zap ${what} failed`, { error: String(err) }),
+    );
+  }
+
+  /** Decides one ZAP request and schedules its reply. */
+  #answer(frames: Buffer[]): void {
+    const [addr, , version, requestId, domain, , , mechanism, clientKey] = frames;
+    if (!addr || !requestId) return; // not a ZAP request; nothing to answer
+    let status = "400";
+    let text = "denied";
+    let userId = "";
+    let metadata: Buffer = Buffer.alloc(0);
+    if (version?.toString() !== "1.0") {
+      status = "500";
+      text = "unsupported ZAP version";
+    } else if (domain?.toString() !== ZAP_DOMAIN || mechanism?.toString() !== "CURVE" || clientKey?.length !== 32) {
+      text = "CURVE in the zmcp domain is required";
+    } else {
+      const key = z85Encode(clientKey);
+      if (this.isAllowed(key)) {
+        status = "200";
+        text = "OK";
+        userId = key;
+        metadata = encodeZapMetadata({ Identity: key });
       } else {
-        const key = z85Encode(clientKey);
-        if (this.isAllowed(key)) {
-          status = "200";
-          text = "OK";
-          userId = key;
-          metadata = encodeZapMetadata({ Identity: key });
-        } else {
-          this.log.warn("handshake refused: key not in allowlist", { key });
-        }
+        this.log.warn("handshake refused: key not in allowlist", { key });
       }
-      // Deferred on purpose, without holding up the next request: see REPLY_DELAY_MS.
-      const reply = [addr, "", "1.0", requestId, status, text, userId, metadata];
-      setTimeout(() => {
-        if (this.#closed) return;
-        this.#writer.send(reply).catch((err) => {
-          if (!this.#closed) this.log.error("zap reply failed", { error: String(err) });
-        });
-      }, REPLY_DELAY_MS);
     }
+    // Deferred on purpose, without holding up the next request: see REPLY_DELAY_MS.
+    const reply = [addr, "", "1.0", requestId, status, text, userId, metadata];
+    setTimeout(() => {
+      if (this.#closed) return;
+      this.#writer.send(reply).catch((err) => {
+        if (!this.#closed) this.log.error("zap reply failed", { error: String(err) });
+      });
+    }, REPLY_DELAY_MS);
   }
 
   close(): void {
