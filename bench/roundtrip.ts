@@ -1,41 +1,27 @@
 /**
  * Round-trip time of `batch_sum` through a zmq-broker process to a reference-agent process
- * (CURVE + sealed payload), next to a bare DEALER→ROUTER→DEALER relay of the same payload,
+ * (CURVE + sealed payload), next to a bare DEALER→ROUTER→DEALER relay of the same payload (the
+ * benchmark's zeromq.js floor),
  * measured in one run in alternating blocks so that both see the same machine noise.
  *
  *   npm run roundtrip -- [--calls 10000] [--blocks 10]
  */
-import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import { encode } from "@msgpack/msgpack";
-import * as zmq from "zeromq";
 import { Agent, generateCertificate, saveCertificate } from "../src/index.js";
+import { built, spawnBroker, spawnChild, type Child } from "../test/support/process.js";
+import { installCleanup, startWorker, type Worker } from "./proc.js";
+import { findRole } from "./systems/index.js";
+import type { Client } from "./types.js";
 
 const { values } = parseArgs({ options: { calls: { type: "string", default: "10000" }, blocks: { type: "string", default: "10" } } });
 const calls = Number(values.calls);
 const blocks = Number(values.blocks);
-const dist = join(import.meta.dirname, "..");
-const children: ChildProcess[] = [];
-
-function start(script: string, args: string[]): Promise<Record<string, unknown>> {
-  const child = spawn(process.execPath, [join(dist, script), ...args], { stdio: ["ignore", "ignore", "pipe"] });
-  children.push(child);
-  return new Promise((resolve, reject) => {
-    child.once("exit", (code) => reject(new Error(`${script} exited with ${code}`)));
-    createInterface({ input: child.stderr! }).on("line", (line) => {
-      try {
-        const entry = JSON.parse(line) as Record<string, unknown>;
-        if (entry["msg"] === "ready" || entry["msg"] === "agent ready") resolve(entry);
-      } catch {
-        // not JSON
-      }
-    });
-  });
-}
+const children: Array<Child | Worker> = [];
+installCleanup();
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
@@ -44,33 +30,26 @@ function percentile(sorted: number[], p: number): number {
 const certs = mkdtempSync(join(tmpdir(), "zmcp-rt-"));
 try {
   for (const name of ["alice", "bob"]) saveCertificate(generateCertificate({ name }), certs, name);
-  const broker = await start("bin/zmq-broker.js", ["--bind", "tcp://127.0.0.1:*", "--key", join(certs, "broker.key_secret"), "--allow", certs]);
-  await start("examples/reference-agent.js", ["--broker", String(broker["endpoint"]), "--cert", join(certs, "bob.key_secret"), "--certs", certs]);
-  const alice = await Agent.connect({ broker: String(broker["endpoint"]), cert: join(certs, "alice.key_secret"), certs });
+  const broker = await spawnBroker(["--bind", "tcp://127.0.0.1:*", "--key", join(certs, "broker.key_secret"), "--allow", certs]);
+  children.push(broker);
+  const bob = await spawnChild(built("examples/reference-agent.js"), ["--broker", broker.endpoint, "--cert", join(certs, "bob.key_secret"), "--certs", certs], "agent ready");
+  children.push(bob);
+  const alice = await Agent.connect({ broker: broker.endpoint, cert: join(certs, "alice.key_secret"), certs });
 
-  const relay = await start("examples/bare-relay.js", ["relay", "tcp://127.0.0.1:*"]);
-  await start("examples/bare-relay.js", ["echo", String(relay["endpoint"])]);
-  const bare = new zmq.Dealer({ linger: 0, receiveTimeout: 200 });
-  bare.connect(String(relay["endpoint"]));
-  // The bare relay drops what it cannot route: resend until the echo peer is connected.
-  for (let connected = false; !connected; ) {
-    await bare.send(["echo", "ping"]);
-    connected = await bare.receive().then(
-      () => true,
-      () => false,
-    );
-  }
-  bare.receiveTimeout = -1;
+  // The bare relay is the benchmark's zeromq.js floor (bench/systems/zmq-floor.ts): relay and
+  // echo peer as processes, its caller here (it probes until the echo peer is connected).
+  const relay = await startWorker("zmq-floor", "broker", {});
+  children.push(relay);
+  const endpoint = String(relay.info["endpoint"]);
+  children.push(await startWorker("zmq-floor", "responder", { endpoint }));
+  const bare = (await findRole("zmq-floor", "caller")({ endpoint })) as Client;
 
   const args = { numbers: [1, 2, 3, 4, 5, 6, 7, 8] };
   const payload = encode({ tool: "batch_sum", args });
   const zmcpCall = async () => {
     await alice.call("bob", "batch_sum", args);
   };
-  const bareCall = async () => {
-    await bare.send(["echo", payload]);
-    await bare.receive();
-  };
+  const bareCall = () => bare.call(Buffer.from(payload));
 
   for (let i = 0; i < 1000; i++) {
     await zmcpCall();
@@ -104,8 +83,8 @@ try {
   }
   process.stdout.write(`ratio zmcp/bare: p50 ${(z.p50 / r.p50).toFixed(2)}×, p99 ${(z.p99 / r.p99).toFixed(2)}×\n`);
   await alice.close();
-  bare.close();
+  await bare.close();
 } finally {
-  for (const child of children) child.kill("SIGTERM");
+  await Promise.all(children.map((child) => child.stop()));
   rmSync(certs, { recursive: true, force: true });
 }

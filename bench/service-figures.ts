@@ -3,28 +3,25 @@
  * the broker's directory takes to be whole after a broker restart, and how long a dead or
  * frozen replica stays in it.
  *
- *   npm run build && node dist/examples/service-figures.js [--calls 600]
+ *   npm run build && node dist/bench/service-figures.js [--calls 600]
  */
-import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import { Agent, Broker, generateCertificate, saveCertificate } from "../src/index.js";
+import { built, spawnChild, type Child } from "../test/support/process.js";
 
 const { values } = parseArgs({ options: { calls: { type: "string", default: "600" } } });
 const calls = Number(values.calls);
 const dir = mkdtempSync(join(tmpdir(), "zmcp-svc-"));
-const children: ChildProcess[] = [];
+const children: Child[] = [];
 const say = (line: string) => process.stdout.write(line + "\n");
 
-function startReplica(endpoint: string, name: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [join(import.meta.dirname, "replica.js"), "--broker", endpoint, "--cert", join(dir, `${name}.key_secret`), "--certs", dir], {
-    stdio: ["ignore", "ignore", "pipe"],
-  });
+async function startReplica(endpoint: string, name: string): Promise<Child> {
+  const child = await spawnChild(built("examples/replica.js"), ["--broker", endpoint, "--cert", join(dir, `${name}.key_secret`), "--certs", dir], "replica ready");
   children.push(child);
-  return new Promise((resolve) => createInterface({ input: child.stderr! }).on("line", (l) => l.includes("replica ready") && resolve(child)));
+  return child;
 }
 
 async function until(check: () => boolean | Promise<boolean>, limitMs = 20_000): Promise<number> {
@@ -80,6 +77,6 @@ try {
   await alice.close();
   await broker.close();
 } finally {
-  for (const child of children) child.kill("SIGKILL");
+  await Promise.all(children.map((child) => child.stop("SIGKILL")));
   rmSync(dir, { recursive: true, force: true });
 }

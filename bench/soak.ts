@@ -6,10 +6,12 @@
  * lost or memory grew past `--max-growth-mib` after warm-up. Not part of CI.
  */
 import { parseArgs } from "node:util";
-import { Agent } from "../../src/agent.js";
-import { ZmcpError } from "../../src/errors.js";
-import { metricSum } from "../../src/metrics.js";
-import { makeKeys, MiB, rssOf, sleep, startBroker, startWorker, type BrokerProcess, type WorkerProcess } from "./harness.js";
+import { Agent } from "../src/agent.js";
+import { ZmcpError } from "../src/errors.js";
+import { metricSum } from "../src/metrics.js";
+import { tempCerts } from "../test/support/certs.js";
+import { MiB, rssOf, startBrokerProcess, startWorker, type BrokerProcess, type WorkerProcess } from "../test/support/process.js";
+import { sleep } from "../test/support/wait.js";
 
 const { values } = parseArgs({
   options: {
@@ -25,8 +27,8 @@ const faultEvery = Number(values["fault-every"]) * 1000;
 const reportEvery = Number(values["report-every"]) * 1000;
 const concurrency = Number(values.concurrency);
 
-const keys = makeKeys("alice", "bob");
-let broker: BrokerProcess = await startBroker(keys);
+const keys = tempCerts("alice", "bob");
+let broker: BrokerProcess = await startBrokerProcess(keys);
 const endpoint = broker.endpoint;
 let bob: WorkerProcess = await startWorker(keys, "bob", [endpoint]);
 const alice = await Agent.connect({ broker: endpoint, cert: keys.secretPath("alice"), certs: keys.dir, timeout: 30_000, jobPollInterval: 1000, jobLostAfter: 10_000 });
@@ -74,7 +76,7 @@ const faults = (async () => {
       broker.kill("SIGKILL");
       await broker.exited;
       await sleep(300);
-      broker = await startBroker(keys, { bind: endpoint });
+      broker = await startBrokerProcess(keys, { bind: endpoint });
     } else {
       workerKills++;
       bob.kill("SIGKILL");

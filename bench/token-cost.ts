@@ -4,7 +4,7 @@
  * the callee), in alternating blocks of the same run; medians reported. Also the cost of one
  * uncached verification (a new token: one Ed25519 signature check) and of a cached one.
  *
- *   node dist/examples/token-cost.js [--calls 3000] [--rounds 5]
+ *   node dist/bench/token-cost.js [--calls 3000] [--rounds 5]
  */
 import { parseArgs } from "node:util";
 import { z } from "zod";

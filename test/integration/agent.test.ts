@@ -1,12 +1,14 @@
 import { decode } from "@msgpack/msgpack";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { z } from "zod";
-import type { Agent } from "../src/agent.js";
-import type { Broker } from "../src/broker.js";
-import { decodeHeader, newId, type Header } from "../src/envelope.js";
-import { ConfigError, RemoteError, TimeoutError, ZmcpError } from "../src/errors.js";
-import { connectAgent, startBroker, tempCerts, type CertFixture, rejectsWith } from "./helpers.js";
-import { rawPeer, type RawPeer } from "./raw.js";
+import type { Agent } from "../../src/agent.js";
+import type { Broker } from "../../src/broker.js";
+import { decodeHeader, newId, type Header } from "../../src/envelope.js";
+import { ConfigError, RemoteError, TimeoutError, ZmcpError } from "../../src/errors.js";
+import { tempCerts, type CertFixture } from "../support/certs.js";
+import { rejectsWith } from "../support/assert.js";
+import { connectAgent, startBroker } from "../support/mesh.js";
+import { rawPeer, type RawPeer } from "../support/raw-peer.js";
 
 
 interface Reply {

@@ -7,8 +7,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import type { BenchResults } from "../bench/types.js";
-import { BIN } from "./helpers.js";
+import type { BenchResults } from "../../bench/types.js";
+import { BIN } from "../support/process.js";
 
 let out: string | undefined;
 let pgid: number | undefined;

@@ -6,9 +6,11 @@ import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import * as zmq from "zeromq";
-import type { Broker } from "../src/broker.js";
-import { decodeHeader, encodeHeader, newId, PROTOCOL_VERSION, type Header } from "../src/envelope.js";
-import { startBroker, tempCerts, waitFor, type CertFixture } from "./helpers.js";
+import type { Broker } from "../../src/broker.js";
+import { decodeHeader, encodeHeader, newId, PROTOCOL_VERSION, type Header } from "../../src/envelope.js";
+import { tempCerts, type CertFixture } from "../support/certs.js";
+import { startBroker } from "../support/mesh.js";
+import { waitFor } from "../support/wait.js";
 
 let fx: CertFixture | undefined;
 let broker: Broker | undefined;

@@ -1,12 +1,16 @@
 import { decode } from "@msgpack/msgpack";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { z } from "zod";
-import { Agent } from "../src/agent.js";
-import type { Broker } from "../src/broker.js";
-import { decodeHeader, encodeHeader, newId, PROTOCOL_VERSION, type Header } from "../src/envelope.js";
-import { RemoteError, ZmcpError } from "../src/errors.js";
-import { connectAgent, spawnBroker, startBroker, tempCerts, waitFor, type CertFixture, rejectsWith } from "./helpers.js";
-import { rawPeer, type RawPeer } from "./raw.js";
+import { Agent } from "../../src/agent.js";
+import type { Broker } from "../../src/broker.js";
+import { decodeHeader, encodeHeader, newId, PROTOCOL_VERSION, type Header } from "../../src/envelope.js";
+import { RemoteError, ZmcpError } from "../../src/errors.js";
+import { tempCerts, type CertFixture } from "../support/certs.js";
+import { rejectsWith } from "../support/assert.js";
+import { connectAgent, startBroker } from "../support/mesh.js";
+import { spawnBroker } from "../support/process.js";
+import { waitFor } from "../support/wait.js";
+import { rawPeer, type RawPeer } from "../support/raw-peer.js";
 
 function whoami(agent: Agent): Agent {
   return agent.tool("whoami", { input: z.object({}) }, (_args, ctx) => ({ caller: ctx.from, name: ctx.fromName ?? null }));

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { expect, it } from "vitest";
-import { ROOT } from "./helpers.js";
+import { BIN, built, ROOT, spawnBroker, spawnChild } from "../support/process.js";
 
 const run = promisify(execFile);
 
@@ -31,17 +31,15 @@ it("the quick-start demo creates keys, starts broker and agent processes, and sh
 
 it("zmq-call reaches the example agent through zmq-broker with keys made by zmq-keygen", async () => {
   const certs = mkdtempSync(join(tmpdir(), "zmcp-call-"));
-  const { spawn } = await import("node:child_process");
-  const { spawnBroker } = await import("./helpers.js");
-  const bin = (n: string) => join(ROOT, "dist/bin", `${n}.js`);
+  const bin = BIN;
   await run(process.execPath, [bin("zmq-keygen"), "cert", "alice", "--dir", certs]);
   await run(process.execPath, [bin("zmq-keygen"), "cert", "bob", "--dir", certs]);
   const broker = await spawnBroker(["--bind", "tcp://127.0.0.1:*", "--key", join(certs, "broker.key_secret"), "--allow", certs]);
-  const bob = spawn(process.execPath, [join(ROOT, "dist/examples/reference-agent.js"), "--broker", broker.endpoint, "--cert", join(certs, "bob.key_secret"), "--certs", certs], {
-    stdio: ["ignore", "ignore", "pipe"],
+  const bob = await spawnChild(built("examples/reference-agent.js"), ["--broker", broker.endpoint, "--cert", join(certs, "bob.key_secret"), "--certs", certs], "agent ready").catch(async (err: unknown) => {
+    await broker.stop();
+    throw err;
   });
   try {
-    await new Promise<void>((resolve) => bob.stderr!.on("data", (d: Buffer) => d.toString().includes("agent ready") && resolve()));
     const common = ["--broker", broker.endpoint, "--cert", join(certs, "alice.key_secret"), "--certs", certs, "--to", "bob"];
     const ok = await run(process.execPath, [bin("zmq-call"), ...common, "batch_sum", '{"numbers":[1,2,3]}']);
     expect(JSON.parse(ok.stdout)).toEqual({ count: 3, total: 6 });
@@ -56,7 +54,7 @@ it("zmq-call reaches the example agent through zmq-broker with keys made by zmq-
     expect((notJson as { code: number }).code).toBe(2);
     expect(JSON.parse((notJson as { stderr: string }).stderr)).toMatchObject({ code: "invalid_args" });
   } finally {
-    bob.kill("SIGTERM");
+    await bob.stop();
     await broker.stop();
     rmSync(certs, { recursive: true, force: true });
   }

@@ -1,12 +1,15 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { z } from "zod";
-import type { Agent } from "../src/agent.js";
-import type { Broker } from "../src/broker.js";
-import { decodeHeader, newId } from "../src/envelope.js";
-import { RemoteError, TimeoutError, ZmcpError } from "../src/errors.js";
-import { addReferenceTools } from "../examples/reference-agent.js";
-import { connectAgent, startBroker, tempCerts, waitFor, type CertFixture, rejectsWith } from "./helpers.js";
-import { rawPeer } from "./raw.js";
+import type { Agent } from "../../src/agent.js";
+import type { Broker } from "../../src/broker.js";
+import { decodeHeader, newId } from "../../src/envelope.js";
+import { RemoteError, TimeoutError, ZmcpError } from "../../src/errors.js";
+import { addReferenceTools } from "../../examples/reference-agent.js";
+import { tempCerts, type CertFixture } from "../support/certs.js";
+import { rejectsWith } from "../support/assert.js";
+import { connectAgent, startBroker } from "../support/mesh.js";
+import { waitFor } from "../support/wait.js";
+import { rawPeer } from "../support/raw-peer.js";
 import { decode } from "@msgpack/msgpack";
 
 

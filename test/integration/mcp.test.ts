@@ -4,7 +4,7 @@
  * - `zmq-mcp attach` puts @modelcontextprotocol/server-everything (a published server) on the mesh;
  * - both chained: MCP client → expose → broker → attach → server-everything.
  */
-import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
@@ -14,40 +14,22 @@ import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js"
 import { CallToolResultSchema, ErrorCode, McpError, type CallToolResult, type Progress } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
-import type { Agent } from "../src/agent.js";
-import { RemoteError, ZmcpError } from "../src/errors.js";
-import { generateAuthority, saveAuthority } from "../src/jwk.js";
-import { errorResult, parseTarget, toMcpError, toolResult } from "../src/mcp/expose.js";
-import { TokenIssuer } from "../src/tokens.js";
-import { BIN, connectAgent, kill, ROOT, spawnBroker, spawnReady, tempCerts, waitFor, type BrokerProcess, type CertFixture } from "./helpers.js";
+import type { Agent } from "../../src/agent.js";
+import { RemoteError, ZmcpError } from "../../src/errors.js";
+import { generateAuthority, saveAuthority } from "../../src/jwk.js";
+import { errorResult, parseTarget, toMcpError, toolResult } from "../../src/mcp/expose.js";
+import { TokenIssuer } from "../../src/tokens.js";
+import { tempCerts, type CertFixture } from "../support/certs.js";
+import { connectAgent } from "../support/mesh.js";
+import { BIN, built, ROOT, spawnBroker, spawnChild, type BrokerProcess, type Child } from "../support/process.js";
+import { waitFor } from "../support/wait.js";
 
 const EVERYTHING = join(ROOT, "node_modules/@modelcontextprotocol/server-everything/dist/index.js");
 /** The server-everything tools the tests attach (it has others, e.g. get-env, which a mesh should not get by default). */
 const ATTACHED = ["echo", "get-sum", "get-structured-content", "trigger-long-running-operation"];
 
-interface Logged {
-  proc: ChildProcess;
-  logs: Array<Record<string, unknown>>;
-  waitLog(match: (entry: Record<string, unknown>) => boolean, what: string, timeoutMs?: number): Promise<Record<string, unknown>>;
-}
-
-/** Spawns `zmq-mcp` with `args`, gathers its JSON log lines, and waits for `readyMsg`. */
-async function spawnBridge(args: string[], readyMsg: string): Promise<Logged> {
-  const proc = spawn(process.execPath, [BIN("zmq-mcp"), ...args], { stdio: ["ignore", "ignore", "pipe"] });
-  const logs: Array<Record<string, unknown>> = [];
-  createInterface({ input: proc.stderr! }).on("line", (line) => logs.push(parseLine(line)));
-  const logged: Logged = {
-    proc,
-    logs,
-    waitLog: (match, what, timeoutMs = 15_000) =>
-      waitFor(() => {
-        if (proc.exitCode !== null) throw new Error(`zmq-mcp exited with ${proc.exitCode} while waiting for ${what}: ${JSON.stringify(logs)}`);
-        return logs.find(match);
-      }, timeoutMs, what),
-  };
-  await logged.waitLog((e) => e["msg"] === readyMsg, readyMsg);
-  return logged;
-}
+/** Spawns `zmq-mcp` with `args` and waits for `readyMsg`; its log lines are kept. */
+const spawnBridge = (args: string[], readyMsg: string): Promise<Child> => spawnChild(BIN("zmq-mcp"), args, readyMsg);
 
 /** An MCP client (the official SDK) running `zmq-mcp expose` as its stdio server. */
 async function mcpClient(args: string[]): Promise<{ client: Client; pid: number; stderr: string[] }> {
@@ -141,17 +123,17 @@ describe("bridge mapping", () => {
 describe("zmq-mcp", () => {
   let fx: CertFixture;
   let broker: BrokerProcess;
-  let bob: ChildProcess;
+  let bob: Child;
   const common = () => ["--broker", broker.endpoint, "--certs", fx.dir];
 
   beforeAll(async () => {
     fx = tempCerts("alice", "bob", "carol", "dave", "ghost", "erin", "mcp");
     fx.addService("everything");
     broker = await spawnBroker(["--bind", "tcp://127.0.0.1:*", "--key", fx.secretPath("broker"), "--allow", fx.dir]);
-    bob = await spawnReady("examples/reference-agent.js", ["--broker", broker.endpoint, "--cert", fx.secretPath("bob"), "--certs", fx.dir, "--name", "bob"], "agent ready");
+    bob = await spawnChild(built("examples/reference-agent.js"), ["--broker", broker.endpoint, "--cert", fx.secretPath("bob"), "--certs", fx.dir, "--name", "bob"], "agent ready");
   });
   afterAll(async () => {
-    await kill(bob);
+    await bob.stop();
     await broker.stop();
     fx.cleanup();
   });
@@ -303,7 +285,7 @@ describe("zmq-mcp", () => {
   });
 
   describe("attach: a published MCP server joins the mesh", () => {
-    let attach: Logged;
+    let attach: Child;
     let alice: Agent;
     const attachArgs = () => [
       "attach",
@@ -329,7 +311,7 @@ describe("zmq-mcp", () => {
     });
     afterAll(async () => {
       await alice?.close();
-      if (attach) await kill(attach.proc);
+      if (attach) await attach.stop();
     });
 
     it("a mesh agent lists the server's tools and calls them through the broker", async () => {
@@ -405,7 +387,7 @@ describe("zmq-mcp", () => {
       const second = restarted["pid"] as number;
       expect(second).not.toBe(first);
       expect((await alice.listTools("carol")).map((t) => t.name).sort()).toEqual([...ATTACHED].sort());
-      await kill(attach.proc);
+      await attach.stop();
       await waitFor(() => !alive(second), 5000, "MCP server to stop with the bridge");
     });
   });
@@ -428,7 +410,7 @@ describe("zmq-mcp", () => {
     } finally {
       await anonymous.close();
       await holder.close();
-      await kill(attach.proc);
+      await attach.stop();
     }
   });
 });

@@ -1,10 +1,13 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { z } from "zod";
-import type { Agent } from "../src/agent.js";
-import type { Broker } from "../src/broker.js";
-import { RemoteError, TimeoutError, ZmcpError } from "../src/errors.js";
-import { metricSum, parsePrometheusText, scrapeMetrics, serveMetrics } from "../src/metrics.js";
-import { connectAgent, spawnBroker, startBroker, tempCerts, waitFor, type CertFixture } from "./helpers.js";
+import type { Agent } from "../../src/agent.js";
+import type { Broker } from "../../src/broker.js";
+import { RemoteError, TimeoutError, ZmcpError } from "../../src/errors.js";
+import { metricSum, parsePrometheusText, scrapeMetrics, serveMetrics } from "../../src/metrics.js";
+import { tempCerts, type CertFixture } from "../support/certs.js";
+import { connectAgent, startBroker } from "../support/mesh.js";
+import { spawnBroker } from "../support/process.js";
+import { waitFor } from "../support/wait.js";
 
 async function values(registry: { metrics(): Promise<string> }): Promise<Map<string, number>> {
   return parsePrometheusText(await registry.metrics());

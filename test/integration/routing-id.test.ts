@@ -7,8 +7,10 @@
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { z } from "zod";
-import type { Agent } from "../src/agent.js";
-import { connectAgent, spawnBroker, tempCerts, type BrokerProcess, type CertFixture } from "./helpers.js";
+import type { Agent } from "../../src/agent.js";
+import { tempCerts, type CertFixture } from "../support/certs.js";
+import { connectAgent } from "../support/mesh.js";
+import { spawnBroker, type BrokerProcess } from "../support/process.js";
 
 const NAMES = Array.from({ length: 24 }, (_, i) => `agent-${i}`);
 

@@ -1,12 +1,15 @@
-import type { ChildProcess } from "node:child_process";
 import { encode } from "@msgpack/msgpack";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import type { Agent } from "../src/agent.js";
-import { decodeHeader, encodeHeader, newId, PROTOCOL_VERSION } from "../src/envelope.js";
-import { RemoteError, ZmcpError } from "../src/errors.js";
-import { generateCertificate } from "../src/certs.js";
-import { connectAgent, kill, spawnBroker, spawnReady, tempCerts, waitFor, type BrokerProcess, type CertFixture, rejectsWith } from "./helpers.js";
-import { rawPeer } from "./raw.js";
+import type { Agent } from "../../src/agent.js";
+import { decodeHeader, encodeHeader, newId, PROTOCOL_VERSION } from "../../src/envelope.js";
+import { RemoteError, ZmcpError } from "../../src/errors.js";
+import { generateCertificate } from "../../src/certs.js";
+import { tempCerts, type CertFixture } from "../support/certs.js";
+import { rejectsWith } from "../support/assert.js";
+import { connectAgent } from "../support/mesh.js";
+import { built, spawnBroker, spawnChild, type BrokerProcess, type Child } from "../support/process.js";
+import { waitFor } from "../support/wait.js";
+import { rawPeer } from "../support/raw-peer.js";
 
 
 interface Summary {
@@ -17,11 +20,11 @@ interface Summary {
 describe("services: replicas behind one name", () => {
   let fx: CertFixture;
   let broker: BrokerProcess;
-  let replicas: ChildProcess[];
+  let replicas: Child[];
   let alice: Agent;
   const brokerArgs = () => ["--key", fx.secretPath("broker"), "--allow", fx.dir];
   const startReplica = (name: string) =>
-    spawnReady("examples/replica.js", ["--broker", broker.endpoint, "--cert", fx.secretPath(name), "--certs", fx.dir, "--service", "summarize"], "replica ready");
+    spawnChild(built("examples/replica.js"), ["--broker", broker.endpoint, "--cert", fx.secretPath(name), "--certs", fx.dir, "--service", "summarize"], "replica ready");
 
   beforeEach(async () => {
     fx = tempCerts("alice", "r1", "r2", "r3", "impostor");
@@ -32,7 +35,7 @@ describe("services: replicas behind one name", () => {
   });
   afterEach(async () => {
     await alice.close();
-    await Promise.all(replicas.map((r) => kill(r)));
+    await Promise.all(replicas.map((r) => r.stop()));
     await broker.stop();
     fx.cleanup();
   });
@@ -61,7 +64,7 @@ describe("services: replicas behind one name", () => {
     };
     const workers = Array.from({ length: 8 }, worker);
     await waitFor(() => results.length >= 60, 10_000, "traffic");
-    await kill(replicas[0]!, "SIGKILL");
+    await replicas[0]!.stop("SIGKILL");
     await Promise.all(workers);
     expect(results).toHaveLength(240);
     expect(results.every((r) => r.words === 2)).toBe(true);

@@ -5,15 +5,17 @@
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { z } from "zod";
-import { Agent } from "../src/agent.js";
-import type { Broker } from "../src/broker.js";
-import { RemoteError, TimeoutError, ZmcpError } from "../src/errors.js";
-import { newId } from "../src/envelope.js";
-import { metricSum } from "../src/metrics.js";
-import { makeKeys, MiB, RssSampler, rssOf, sleep, startBroker, startWorker, until, type Child, type Keys } from "../examples/reliability/harness.js";
-import { agentKilledMidJob, brokerKillRestart, twoBrokersOneKilled } from "../examples/reliability/scenarios.js";
-import { startBroker as startBrokerInProcess, type CertFixture } from "./helpers.js";
-import { rawPeer } from "./raw.js";
+import { Agent } from "../../src/agent.js";
+import type { Broker } from "../../src/broker.js";
+import { RemoteError, TimeoutError, ZmcpError } from "../../src/errors.js";
+import { newId } from "../../src/envelope.js";
+import { metricSum } from "../../src/metrics.js";
+import { tempCerts, type CertFixture } from "../support/certs.js";
+import { startBroker } from "../support/mesh.js";
+import { MiB, RssSampler, rssOf, startBrokerProcess, startWorker, type Child } from "../support/process.js";
+import { rawPeer } from "../support/raw-peer.js";
+import { sleep, waitFor } from "../support/wait.js";
+import { agentKilledMidJob, brokerKillRestart, twoBrokersOneKilled } from "./scenarios.js";
 
 type Outcome = { ok: true; value: unknown } | { ok: false; err: ZmcpError };
 const settle = (p: Promise<unknown>): Promise<Outcome> =>
@@ -30,11 +32,8 @@ async function rejectsWith(p: Promise<unknown>, cls: new (...a: never[]) => Erro
   return (o as { err: ZmcpError }).err;
 }
 
-/** A CertFixture view of harness keys, for the in-process helpers. */
-const asFixture = (keys: Keys): CertFixture => ({ ...keys, add: (n: string) => keys.add(n) }) as unknown as CertFixture;
-
 describe("faults", () => {
-  let keys: Keys;
+  let keys: CertFixture;
   const children: Child[] = [];
   const agents: Agent[] = [];
   const brokers: Broker[] = [];
@@ -51,8 +50,8 @@ describe("faults", () => {
   };
 
   it("a peer frozen with SIGSTOP: heartbeats drop it in bounded time, callers get timeout/no_route, broker memory stays bounded, it recovers after SIGCONT", async () => {
-    keys = makeKeys("alice", "bob", "mallory");
-    const broker = await startBroker(keys, { args: ["--heartbeat-interval", "500", "--heartbeat-timeout", "2000"] });
+    keys = tempCerts("alice", "bob", "mallory");
+    const broker = await startBrokerProcess(keys, { args: ["--heartbeat-interval", "500", "--heartbeat-timeout", "2000"] });
     children.push(broker);
     const bob = await startWorker(keys, "bob", [broker.endpoint]);
     children.push(bob);
@@ -66,7 +65,7 @@ describe("faults", () => {
     bob.kill("SIGSTOP");
     const frozenAt = Date.now();
     // A burst toward the frozen peer: it must queue up to the high-water mark at most.
-    const flood = await rawPeer(asFixture(keys), "mallory", broker.endpoint);
+    const flood = await rawPeer(keys, "mallory", broker.endpoint);
     const pad = new Uint8Array(32 * 1024);
     for (let i = 0; i < 1500; i++) {
       const [header] = flood.frames(keys.key("bob"), { t: "req", ts: Date.now(), rid: newId(), tool: "work", args: {} });
@@ -78,7 +77,7 @@ describe("faults", () => {
       during.push(settle(alice.call("bob", "work", { n: i })));
       await sleep(50);
     }
-    await until(async () => (await broker.scrape()).get("zmcp_broker_peers_disconnected_total")! > disconnectedBefore, 15_000, "broker to drop the frozen peer");
+    await waitFor(async () => (await broker.scrape()).get("zmcp_broker_peers_disconnected_total")! > disconnectedBefore, 15_000, "broker to drop the frozen peer");
     const detectedMs = Date.now() - frozenAt;
     const outcomes = (await Promise.all(during)).map(codeOf);
     for (const o of outcomes) expect(["TimeoutError:timeout", "RemoteError:no_route", "RemoteError:busy"]).toContain(o);
@@ -92,7 +91,7 @@ describe("faults", () => {
     expect(sampler.peak - rssBefore).toBeLessThan(160 * MiB);
 
     bob.kill("SIGCONT");
-    await until(() => alice.call("bob", "work", { n: 2 }, { timeout: 1000 }).then(() => true, () => false), 20_000, "bob to serve again after SIGCONT");
+    await waitFor(() => alice.call("bob", "work", { n: 2 }, { timeout: 1000 }).then(() => true, () => false), 20_000, "bob to serve again after SIGCONT");
     expect(await alice.call("bob", "work", { n: 3 })).toEqual({ n: 3 });
     const after = await broker.scrape();
     expect(after.get("zmcp_broker_internal_errors_total")).toBe(0);
@@ -100,8 +99,8 @@ describe("faults", () => {
   });
 
   it("an agent killed mid-call: the caller gets a timeout, later calls no_route, and the agent restarted with the same key serves again", async () => {
-    keys = makeKeys("alice", "bob");
-    const broker = await startBroker(keys);
+    keys = tempCerts("alice", "bob");
+    const broker = await startBrokerProcess(keys);
     children.push(broker);
     const alice = await connect("alice", broker.endpoint);
     let bob = await startWorker(keys, "bob", [broker.endpoint]);
@@ -115,18 +114,18 @@ describe("faults", () => {
     // Its retries find the agent gone: the last attempt's no_route, or the deadline.
     expect(["TimeoutError:timeout", "RemoteError:no_route"]).toContain(codeOf(o));
     expect(Date.now() - started).toBeLessThan(2000 + 5000); // settled by its own deadline, no hang
-    await until(async () => metricSum(await broker.scrape(), "zmcp_broker_peers_disconnected_total") >= 1, 10_000, "disconnect seen");
+    await waitFor(async () => metricSum(await broker.scrape(), "zmcp_broker_peers_disconnected_total") >= 1, 10_000, "disconnect seen");
     await rejectsWith(alice.call("bob", "work", { n: 3 }), RemoteError, "no_route");
     bob = await startWorker(keys, "bob", [broker.endpoint]);
     children.push(bob);
-    await until(() => alice.call("bob", "work", { n: 4 }, { timeout: 1000 }).then(() => true, () => false), 10_000, "restarted bob to serve");
+    await waitFor(() => alice.call("bob", "work", { n: 4 }, { timeout: 1000 }).then(() => true, () => false), 10_000, "restarted bob to serve");
     expect(await alice.call("bob", "work", { n: 5 })).toEqual({ n: 5 });
   });
 
   describe("clock skew between agents", () => {
     const setup = async (offsetMs: number, probe?: string) => {
-      keys = makeKeys("alice", "bob");
-      const broker = await startBrokerInProcess(asFixture(keys));
+      keys = tempCerts("alice", "bob");
+      const broker = await startBroker(keys);
       brokers.push(broker);
       const alice = await connect("alice", broker.endpoint);
       alice.tool("ping", { input: z.object({}) }, () => "pong");
@@ -150,7 +149,7 @@ describe("faults", () => {
       const { alice, bob } = await setup(90_000, "alice/ping");
       const err = await rejectsWith(alice.call("bob", "work", { n: 1 }, { timeout: 3000 }), RemoteError, "replay");
       expect((err as RemoteError).origin).toBe("peer");
-      const probe = await until(() => bob.logs.find((l) => l["msg"] === "probe"), 10_000, "bob's probe");
+      const probe = await waitFor(() => bob.logs.find((l) => l["msg"] === "probe"), 10_000, "bob's probe");
       expect(probe).toMatchObject({ error: { class: "RemoteError", code: "replay", origin: "peer" } });
     });
 
@@ -158,7 +157,7 @@ describe("faults", () => {
       const { alice, broker, bob } = await setup(-90_000, "alice/ping");
       const err = await rejectsWith(alice.call("bob", "work", { n: 1 }, { timeout: 3000 }), RemoteError, "replay");
       expect((err as RemoteError).origin).toBe("peer");
-      const probe = await until(() => bob.logs.find((l) => l["msg"] === "probe"), 10_000, "bob's probe");
+      const probe = await waitFor(() => bob.logs.find((l) => l["msg"] === "probe"), 10_000, "bob's probe");
       expect(probe).toMatchObject({ error: { class: "RemoteError", code: "expired", origin: "broker" } });
       expect(broker.stats.refused.expired).toBe(1);
     });

@@ -5,8 +5,8 @@
  * which runs them with larger counts); counts here are sized for CI.
  */
 import { describe, expect, it } from "vitest";
-import { MiB } from "../examples/reliability/harness.js";
-import { connectionChurn, flood, garbageHandshakes, stalledReader } from "../examples/reliability/scenarios.js";
+import { MiB } from "../support/process.js";
+import { connectionChurn, flood, garbageHandshakes, stalledReader } from "./scenarios.js";
 
 describe("overload", () => {
   it("a recipient that stops reading: the sender gets busy, broker memory stays bounded, other agents are unaffected", async () => {

@@ -6,11 +6,14 @@
  */
 import { connect as tcpConnect } from "node:net";
 import * as zmq from "zeromq";
-import { Agent } from "../../src/agent.js";
+import type { Agent, AgentOptions } from "../../src/agent.js";
 import { encodeHeader, newId, PROTOCOL_VERSION } from "../../src/envelope.js";
 import { RemoteError, TimeoutError, ZmcpError } from "../../src/errors.js";
 import { metricSum } from "../../src/metrics.js";
-import { makeKeys, MiB, RssSampler, rssOf, sleep, startBroker, startWorker, until, type BrokerProcess, type Keys } from "./harness.js";
+import { tempCerts, type CertFixture } from "../support/certs.js";
+import { connectAgent as connectFixtureAgent } from "../support/mesh.js";
+import { MiB, RssSampler, rssOf, startBrokerProcess, startWorker, type BrokerProcess } from "../support/process.js";
+import { sleep, waitFor } from "../support/wait.js";
 
 export interface Row {
   scenario: string;
@@ -81,8 +84,9 @@ function account(r: { ok: number; codes: Record<string, number> }): { answered: 
   return { answered: r.ok, refused, lost };
 }
 
-async function connectAgent(keys: Keys, name: string, brokers: string[], extra: Partial<Parameters<typeof Agent.connect>[0]> = {}): Promise<Agent> {
-  return Agent.connect({ broker: brokers, cert: keys.secretPath(name), certs: keys.dir, connectTimeout: 15_000, timeout: 30_000, ...extra });
+/** An agent with the scenarios' long deadlines (they run under load). */
+function connectAgent(keys: CertFixture, name: string, brokers: string[], extra: Partial<AgentOptions> = {}): Promise<Agent> {
+  return connectFixtureAgent(keys, name, brokers, { connectTimeout: 15_000, timeout: 30_000, ...extra });
 }
 
 async function report(alice: Agent, to: string): Promise<{ executions: number; distinct: number; duplicates: number }> {
@@ -94,14 +98,14 @@ async function report(alice: Agent, to: string): Promise<{ executions: number; d
  * idempotent calls: every call must complete and no tool run twice.
  */
 export async function brokerKillRestart(calls: number, kills = 1, concurrency = 32): Promise<Row> {
-  const keys = makeKeys("alice", "bob");
+  const keys = tempCerts("alice", "bob");
   let broker: BrokerProcess | undefined;
   const stopping: Array<Promise<unknown>> = [];
   let bob: Awaited<ReturnType<typeof startWorker>> | undefined;
   let alice: Agent | undefined;
   let peakRss = 0;
   try {
-    broker = await startBroker(keys);
+    broker = await startBrokerProcess(keys);
     const endpoint = broker.endpoint; // the port is fixed from here on
     bob = await startWorker(keys, "bob", [endpoint]);
     alice = await connectAgent(keys, "alice", [endpoint]);
@@ -117,7 +121,7 @@ export async function brokerKillRestart(calls: number, kills = 1, concurrency = 
           victim.kill("SIGKILL");
           await victim.exited;
           await sleep(200);
-          broker = await startBroker(keys, { bind: endpoint });
+          broker = await startBrokerProcess(keys, { bind: endpoint });
           survived++;
         });
       }
@@ -145,17 +149,17 @@ export async function brokerKillRestart(calls: number, kills = 1, concurrency = 
 
 /** Two brokers, every agent connected to both; one is SIGKILLed mid-stream and not restarted. */
 export async function twoBrokersOneKilled(calls: number, concurrency = 32): Promise<Row> {
-  const keys = makeKeys("alice", "bob");
+  const keys = tempCerts("alice", "bob");
   const brokers: BrokerProcess[] = [];
   let bob: Awaited<ReturnType<typeof startWorker>> | undefined;
   let alice: Agent | undefined;
   try {
-    brokers.push(await startBroker(keys), await startBroker(keys));
+    brokers.push(await startBrokerProcess(keys), await startBrokerProcess(keys));
     const endpoints = brokers.map((b) => b.endpoint);
     bob = await startWorker(keys, "bob", endpoints);
     alice = await connectAgent(keys, "alice", endpoints);
     // Both brokers must know both agents before the stream starts.
-    await until(async () => (await Promise.all(brokers.map((b) => b.scrape()))).every((m) => (m.get("zmcp_broker_peers_connected_total") ?? 0) >= 2), 10_000, "both agents on both brokers");
+    await waitFor(async () => (await Promise.all(brokers.map((b) => b.scrape()))).every((m) => (m.get("zmcp_broker_peers_connected_total") ?? 0) >= 2), 10_000, "both agents on both brokers");
     const before = await Promise.all(brokers.map((b) => b.scrape()));
     let killed = false;
     const r = await stream(calls, concurrency, (i) => alice!.call("bob", "work", { n: i }), (done) => {
@@ -189,7 +193,7 @@ export async function twoBrokersOneKilled(calls: number, concurrency = 32): Prom
  * failure or a timeout, never a hang; the worker restarted with the same key serves again.
  */
 export async function agentKilledMidJob(rounds = 1): Promise<Row> {
-  const keys = makeKeys("alice", "bob");
+  const keys = tempCerts("alice", "bob");
   let broker: BrokerProcess | undefined;
   let bob: Awaited<ReturnType<typeof startWorker>> | undefined;
   let alice: Agent | undefined;
@@ -199,7 +203,7 @@ export async function agentKilledMidJob(rounds = 1): Promise<Row> {
   let answered = 0;
   let survived = 0;
   try {
-    broker = await startBroker(keys);
+    broker = await startBrokerProcess(keys);
     bob = await startWorker(keys, "bob", [broker.endpoint]);
     alice = await connectAgent(keys, "alice", [broker.endpoint], { jobPollInterval: 250, jobLostAfter: 2000, timeout: 3000 });
     for (let round = 0; round < rounds; round++) {
@@ -250,12 +254,12 @@ export async function agentKilledMidJob(rounds = 1): Promise<Row> {
  * other agents are unaffected.
  */
 export async function stalledReader(messages: number, pad = 16 * 1024): Promise<Row> {
-  const keys = makeKeys("alice", "bob", "sender", "stalled");
+  const keys = tempCerts("alice", "bob", "sender", "stalled");
   let broker: BrokerProcess | undefined;
   const sockets: zmq.Dealer[] = [];
   const agents: Agent[] = [];
   try {
-    broker = await startBroker(keys);
+    broker = await startBrokerProcess(keys);
     const rssBefore = await rssOf(broker);
     const sampler = new RssSampler(broker, 100);
     const dealer = async (name: string) => {
@@ -310,7 +314,7 @@ export async function stalledReader(messages: number, pad = 16 * 1024): Promise<
       if (i % 100 === 99) await readNacks();
     }
     sender.receiveTimeout = 1000;
-    await until(async () => {
+    await waitFor(async () => {
       const m = await broker!.scrape();
       return metricSum(m, "zmcp_broker_messages_received_total") >= messages + 2 * otherOk;
     }, 30_000, "broker to take every message");
@@ -348,12 +352,12 @@ export async function stalledReader(messages: number, pad = 16 * 1024): Promise<
  */
 export async function flood(calls: number, callers = 4, concurrency = 400): Promise<Row> {
   const names = Array.from({ length: callers }, (_, i) => `caller${i}`);
-  const keys = makeKeys("bob", ...names);
+  const keys = tempCerts("bob", ...names);
   let broker: BrokerProcess | undefined;
   let bob: Awaited<ReturnType<typeof startWorker>> | undefined;
   const agents: Agent[] = [];
   try {
-    broker = await startBroker(keys);
+    broker = await startBrokerProcess(keys);
     const sampler = new RssSampler(broker, 200);
     bob = await startWorker(keys, "bob", [broker.endpoint]);
     for (const n of names) agents.push(await connectAgent(keys, n, [broker.endpoint], { retry: false, timeout: 20_000 }));
@@ -395,10 +399,10 @@ export async function flood(calls: number, callers = 4, concurrency = 400): Prom
 export async function connectionChurn(total: number, batch = 50): Promise<Row & { rssWarm: number; rssEnd: number; handlesWarm: number; handlesEnd: number }> {
   // One key per concurrent connection: connections with one key would take over from each other.
   const names = Array.from({ length: batch }, (_, i) => `churn${i}`);
-  const keys = makeKeys(...names);
+  const keys = tempCerts(...names);
   let broker: BrokerProcess | undefined;
   try {
-    broker = await startBroker(keys);
+    broker = await startBrokerProcess(keys);
     const round = async (n: number) => {
       // No socket observers here: zeromq.js names each monitor by address, and a churn of
       // thousands reuses addresses (EADDRINUSE). A message to itself proves the handshake.
@@ -418,13 +422,13 @@ export async function connectionChurn(total: number, batch = 50): Promise<Row & 
     };
     const warm = Math.min(200, Math.floor(total / 5));
     for (let done = 0; done < warm; done += batch) await round(Math.min(batch, warm - done));
-    await until(async () => metricSum(await broker!.scrape(), "zmcp_broker_peers_disconnected_total") >= warm, 20_000, "warm-up disconnects");
+    await waitFor(async () => metricSum(await broker!.scrape(), "zmcp_broker_peers_disconnected_total") >= warm, 20_000, "warm-up disconnects");
     const mw = await broker.scrape();
     const rssWarm = metricSum(mw, "process_resident_memory_bytes");
     const handlesWarm = metricSum(mw, "nodejs_active_handles_total");
     const sampler = new RssSampler(broker, 200);
     for (let done = warm; done < total; done += batch) await round(Math.min(batch, total - done));
-    await until(async () => metricSum(await broker!.scrape(), "zmcp_broker_peers_disconnected_total") >= total, 30_000, "every disconnect");
+    await waitFor(async () => metricSum(await broker!.scrape(), "zmcp_broker_peers_disconnected_total") >= total, 30_000, "every disconnect");
     await sleep(300);
     await sampler.sample();
     sampler.stop();
@@ -467,11 +471,11 @@ function greeting(mechanism: string): Buffer {
  * client without CURVE: none gets in, the broker counts them, and other traffic flows.
  */
 export async function garbageHandshakes(rounds = 5): Promise<Row> {
-  const keys = makeKeys("alice", "bob");
+  const keys = tempCerts("alice", "bob");
   let broker: BrokerProcess | undefined;
   const agents: Agent[] = [];
   try {
-    broker = await startBroker(keys);
+    broker = await startBrokerProcess(keys);
     const [host, port] = broker.endpoint.replace("tcp://", "").split(":") as [string, string];
     const bob = await connectAgent(keys, "bob", [broker.endpoint], { retry: false });
     bob.tool("ping", { input: (await import("zod")).z.object({}) }, () => "pong");

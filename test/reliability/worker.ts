@@ -2,7 +2,7 @@
  * A worker agent for the reliability scenarios, run as its own process so that it can be
  * killed, frozen (SIGSTOP) and restarted with the same key:
  *
- *   node dist/examples/reliability/worker.js --cert certs/bob.key_secret --certs certs \
+ *   node dist/test/reliability/worker.js --cert certs/bob.key_secret --certs certs \
  *     --broker tcp://127.0.0.1:5555 [--broker ...] [--metrics 127.0.0.1:0] [--clock-offset ms]
  *
  * Tools: `work` and the job `long` (count their executions per request id, so a test can prove that no request ran

@@ -1,83 +1,80 @@
 /**
- * Process harness for the reliability scenarios (tests, `npm run figures`, `npm run soak`):
- * temporary certificates, the built `zmq-broker` bin as a child process with its metrics
- * endpoint, worker agents as child processes, and RSS sampling through the metrics.
+ * The one process harness of the test suite and of the reliability figures (`npm run figures`,
+ * `npm run soak`): spawn a built script, wait for its JSON `ready` line, keep its log lines,
+ * stop it (and whatever it started). Brokers (the built `zmq-broker` bin, optionally with its
+ * metrics endpoint) and worker agents (test/reliability/worker.ts) are built on it.
  *
- * Everything binds 127.0.0.1 and every process started here is stopped by `stop()`.
+ * Everything binds 127.0.0.1. Each child runs in its own process group so that `stop()` also
+ * ends its children (zmq-mcp attach starts an MCP server, for one).
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { generateCertificate, saveCertificate, type Certificate } from "../../src/certs.js";
 import { metricSum, scrapeMetrics } from "../../src/metrics.js";
+import type { CertFixture } from "./certs.js";
+import { waitFor } from "./wait.js";
 
-/** The package root, from either `examples/reliability` (vitest) or `dist/examples/reliability`. */
+/** The package root, from either `test/support` (vitest) or `dist/test/support` (built scripts). */
 const here = dirname(fileURLToPath(import.meta.url));
-export const ROOT = here.includes(`${join("dist", "examples")}`) ? join(here, "..", "..", "..") : join(here, "..", "..");
+export const ROOT = here.includes(join("dist", "test")) ? join(here, "..", "..", "..") : join(here, "..", "..");
 export const DIST = join(ROOT, "dist");
-export const brokerBin = join(DIST, "bin", "zmq-broker.js");
-export const workerScript = join(DIST, "examples", "reliability", "worker.js");
+/** A built bin: `BIN("zmq-broker")`. */
+export const BIN = (name: string) => join(DIST, "bin", `${name}.js`);
+/** A built file by its source path: `built("examples/replica.js")`. */
+export const built = (path: string) => join(DIST, path);
+const workerScript = built("test/reliability/worker.js");
 
-export interface Keys {
-  dir: string;
-  certs: Record<string, Required<Certificate>>;
-  secretPath(name: string): string;
-  key(name: string): string;
-  add(name: string): Required<Certificate>;
-  cleanup(): void;
-}
-
-/** A temporary certificate directory with `broker` and `names`. */
-export function makeKeys(...names: string[]): Keys {
-  const dir = mkdtempSync(join(tmpdir(), "zmcp-rel-"));
-  const certs: Record<string, Required<Certificate>> = {};
-  const keys: Keys = {
-    dir,
-    certs,
-    secretPath: (name) => join(dir, `${name}.key_secret`),
-    key: (name) => certs[name]!.publicKey,
-    add(name) {
-      const cert = generateCertificate({ name });
-      saveCertificate(cert, dir, name);
-      certs[name] = cert;
-      return cert;
-    },
-    cleanup: () => rmSync(dir, { recursive: true, force: true }),
-  };
-  for (const name of ["broker", ...names]) keys.add(name);
-  return keys;
-}
+export type LogEntry = Record<string, unknown>;
 
 export interface Child {
   proc: ChildProcess;
-  /** JSON log lines (stderr) so far. */
-  logs: Array<Record<string, unknown>>;
+  /** JSON log lines (stderr) so far; a line that is not JSON is kept as `{level: "raw", msg}`. */
+  logs: LogEntry[];
   /** The first log line whose msg is the ready message. */
-  ready: Record<string, unknown>;
+  ready: LogEntry;
   exited: Promise<number | null>;
   alive(): boolean;
+  /** Sends `signal` to the process alone (faults: SIGKILL, SIGSTOP, SIGHUP...). */
   kill(signal: NodeJS.Signals): void;
-  /** Sends `signal` (SIGTERM by default) and waits for the exit; SIGKILL after `graceMs`. */
+  /** Waits for a log line that `match`es; fails if the process exits first. */
+  waitLog(match: (entry: LogEntry) => boolean, what: string, timeoutMs?: number): Promise<LogEntry>;
+  /**
+   * Sends `signal` (SIGTERM by default) and waits for the exit (SIGKILL after `graceMs`), then
+   * kills what is left of its process group. Resolves with the exit code (-1 if killed by a signal).
+   */
   stop(signal?: NodeJS.Signals, graceMs?: number): Promise<number | null>;
 }
 
+export interface SpawnOptions {
+  timeoutMs?: number;
+  /** Node flags before the script. */
+  nodeArgs?: string[];
+}
+
 /** Spawns `node script args` and waits for a JSON log line with `msg === readyMsg`. */
-export async function spawnChild(script: string, args: string[], readyMsg: string, timeoutMs = 15_000, nodeArgs: string[] = []): Promise<Child> {
-  const proc = spawn(process.execPath, [...nodeArgs, script, ...args], { stdio: ["ignore", "ignore", "pipe"] });
-  const logs: Array<Record<string, unknown>> = [];
+export async function spawnChild(script: string, args: string[], readyMsg: string, options: SpawnOptions = {}): Promise<Child> {
+  const timeoutMs = options.timeoutMs ?? 15_000;
+  const proc = spawn(process.execPath, [...(options.nodeArgs ?? []), script, ...args], { stdio: ["ignore", "ignore", "pipe"], detached: true });
+  const logs: LogEntry[] = [];
   const exited = new Promise<number | null>((resolve) => proc.once("exit", (code, signal) => resolve(code ?? (signal ? -1 : null))));
-  const ready = await new Promise<Record<string, unknown>>((resolve, reject) => {
+  const alive = () => proc.exitCode === null && proc.signalCode === null;
+  const killGroup = () => {
+    try {
+      process.kill(-proc.pid!, "SIGKILL");
+    } catch {
+      // the group is gone already
+    }
+  };
+  const ready = await new Promise<LogEntry>((resolve, reject) => {
     const timer = setTimeout(() => {
-      proc.kill("SIGKILL");
+      killGroup();
       reject(new Error(`${script} not ready within ${timeoutMs} ms: ${JSON.stringify(logs.slice(-5))}`));
     }, timeoutMs);
     createInterface({ input: proc.stderr! }).on("line", (line) => {
-      let entry: Record<string, unknown>;
+      let entry: LogEntry;
       try {
-        entry = JSON.parse(line) as Record<string, unknown>;
+        entry = JSON.parse(line) as LogEntry;
       } catch {
         entry = { level: "raw", msg: line };
       }
@@ -89,10 +86,10 @@ export async function spawnChild(script: string, args: string[], readyMsg: strin
     });
     void exited.then((code) => {
       clearTimeout(timer);
+      killGroup();
       reject(new Error(`${script} exited with ${code} before ready: ${JSON.stringify(logs.slice(-5))}`));
     });
   });
-  const alive = () => proc.exitCode === null && proc.signalCode === null;
   return {
     proc,
     logs,
@@ -102,13 +99,20 @@ export async function spawnChild(script: string, args: string[], readyMsg: strin
     kill: (signal) => {
       if (alive()) proc.kill(signal);
     },
+    waitLog: (match, what, waitMs = 15_000) =>
+      waitFor(() => {
+        if (!alive()) throw new Error(`${script} exited with ${proc.exitCode} while waiting for ${what}: ${JSON.stringify(logs.slice(-20))}`);
+        return logs.find(match);
+      }, waitMs, what),
     async stop(signal = "SIGTERM", graceMs = 5000) {
-      if (!alive()) return exited;
-      proc.kill("SIGCONT"); // a stopped process cannot handle SIGTERM
-      proc.kill(signal);
+      if (alive()) {
+        proc.kill("SIGCONT"); // a stopped process cannot handle SIGTERM
+        proc.kill(signal);
+      }
       const timer = setTimeout(() => proc.kill("SIGKILL"), graceMs);
       const code = await exited;
       clearTimeout(timer);
+      killGroup();
       return code;
     },
   };
@@ -116,35 +120,33 @@ export async function spawnChild(script: string, args: string[], readyMsg: strin
 
 export interface BrokerProcess extends Child {
   endpoint: string;
+  publicKey: string;
+  /** The metrics URL when the broker was started with `--metrics`. */
   metricsUrl: string;
-  /** Broker metrics now (name{labels} → value). */
+  /** Broker metrics now (name{labels} → value); needs `--metrics`. */
   scrape(): Promise<Map<string, number>>;
 }
 
+/** Runs the built `zmq-broker` bin with `args` and waits for its `ready` line. */
+export async function spawnBroker(args: string[], timeoutMs = 10_000): Promise<BrokerProcess> {
+  const child = await spawnChild(BIN("zmq-broker"), args, "ready", { timeoutMs });
+  const metricsUrl = String(child.ready["metrics"] ?? "");
+  return {
+    ...child,
+    endpoint: String(child.ready["endpoint"]),
+    publicKey: String(child.ready["publicKey"]),
+    metricsUrl,
+    scrape: () => scrapeMetrics(metricsUrl),
+  };
+}
+
 /**
- * Starts the built `zmq-broker` with metrics on a free loopback port. `bind` may name a fixed
+ * The built `zmq-broker` for `fx` with metrics on a free loopback port. `bind` may name a fixed
  * port (for restarts on the same endpoint); extra CLI arguments go in `args`.
  */
-export async function startBroker(keys: Keys, options: { bind?: string; args?: string[] } = {}): Promise<BrokerProcess> {
-  const child = await spawnChild(
-    brokerBin,
-    [
-      "--bind",
-      options.bind ?? "tcp://127.0.0.1:*",
-      "--key",
-      keys.secretPath("broker"),
-      "--allow",
-      keys.dir,
-      "--metrics",
-      "127.0.0.1:0",
-      "--log-level",
-      "info",
-      ...(options.args ?? []),
-    ],
-    "ready",
-  );
-  const metricsUrl = String(child.ready["metrics"]);
-  return { ...child, endpoint: String(child.ready["endpoint"]), metricsUrl, scrape: () => scrapeMetrics(metricsUrl) };
+export async function startBrokerProcess(fx: CertFixture, options: { bind?: string; args?: string[] } = {}): Promise<BrokerProcess> {
+  const args = ["--bind", options.bind ?? "tcp://127.0.0.1:*", "--key", fx.secretPath("broker"), "--allow", fx.dir];
+  return spawnBroker([...args, "--metrics", "127.0.0.1:0", "--log-level", "info", ...(options.args ?? [])], 15_000);
 }
 
 export interface WorkerProcess extends Child {
@@ -153,16 +155,16 @@ export interface WorkerProcess extends Child {
 }
 
 /**
- * Starts a worker agent (worker.ts) as a process. `clockOffsetMs` shifts its clock (Date.now)
- * to simulate skew between hosts.
+ * Starts a worker agent (test/reliability/worker.ts) as a process. `clockOffsetMs` shifts its
+ * clock (Date.now) to simulate skew between hosts.
  */
 export async function startWorker(
-  keys: Keys,
+  fx: CertFixture,
   name: string,
   brokers: string[],
   options: { clockOffsetMs?: number; args?: string[]; heartbeat?: number; probe?: string } = {},
 ): Promise<WorkerProcess> {
-  const args = ["--cert", keys.secretPath(name), "--certs", keys.dir, "--name", name, "--metrics", "127.0.0.1:0"];
+  const args = ["--cert", fx.secretPath(name), "--certs", fx.dir, "--name", name, "--metrics", "127.0.0.1:0"];
   for (const b of brokers) args.push("--broker", b);
   if (options.clockOffsetMs) args.push(`--clock-offset=${options.clockOffsetMs}`);
   if (options.probe) args.push("--probe", options.probe);
@@ -211,19 +213,6 @@ export class RssSampler {
   stop(): void {
     clearInterval(this.#timer);
     this.#timer = undefined;
-  }
-}
-
-export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-/** Polls `check` every 25 ms until truthy or `timeoutMs` passes. */
-export async function until<T>(check: () => T | Promise<T>, timeoutMs: number, what: string): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(25);
   }
 }
 
