@@ -5,7 +5,8 @@
  *   payload, so the broker does its full job (ZAP identity routing, header checks) but no
  *   agent seals, opens or validates a body.
  * - `zmcp-sealed`: CURVE + sealed payload: `Agent.call` to an echo tool of another `Agent`.
- * - `zmcp-token`: CURVE + sealed + capability token (listed, skipped until tokens land).
+ * - `zmcp-token`: CURVE + sealed + an EdDSA capability token on every call, required and checked
+ *   by the responder.
  *
  * A new step is one entry of {@link ZMCP_STEPS}: an `agent` step can prepare files once per
  * deployment (`prepare`) and take extra agent and call options from hooks that run in the

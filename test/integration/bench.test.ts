@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import type { BenchResults } from "../../bench/types.js";
-import { BIN } from "../support/process.js";
+import { built } from "../support/process.js";
 
 let out: string | undefined;
 let pgid: number | undefined;
@@ -29,7 +29,7 @@ afterEach(() => {
 
 function runBench(args: string[], timeoutMs = 25_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN("zmq-bench"), ...args], { stdio: ["ignore", "pipe", "pipe"], detached: true });
+    const child = spawn(process.execPath, [built("bench/cli.js"), ...args], { stdio: ["ignore", "pipe", "pipe"], detached: true });
     pgid = child.pid;
     let stdout = "";
     let stderr = "";
