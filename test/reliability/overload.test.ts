@@ -1,7 +1,7 @@
 /**
  * Overload with real processes: a recipient that stops reading, a flood at several times a
  * worker's capacity, 1,000 connections opened and closed, and garbage at the CURVE handshake.
- * The scenarios live in examples/reliability/scenarios.ts (shared with `npm run figures`,
+ * The scenarios live in ./scenarios.ts (shared with `npm run figures`, bench/figures.ts,
  * which runs them with larger counts); counts here are sized for CI.
  */
 import { describe, expect, it } from "vitest";
