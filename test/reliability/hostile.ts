@@ -1,6 +1,6 @@
 /**
  * Hostile input: fast-check generators of everything a peer can send, and three fuzz runs
- * shared by test/fuzz.test.ts (small counts) and `npm run figures` (large counts):
+ * shared by test/reliability/fuzz.test.ts (small counts) and `npm run figures` (large counts):
  *
  * - `fuzzBroker`: an admitted peer sends arbitrary frames to the broker. Every message must
  *   get exactly one typed answer (a nack with a wire code, or an ack), and other traffic flows.
