@@ -1,4 +1,7 @@
-/** zmq-bench's command line (loaded by bin/zmq-bench.ts). */
+/**
+ * zmq-bench's command line: `npm run bench` (node dist/bench/cli.js). Not a published bin: the
+ * harness needs the dev dependencies (nats, the MCP SDK, hdr-histogram-js) and runs from a clone.
+ */
 import { join } from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { installCleanup, ROOT, setNodeFlags } from "./proc.js";

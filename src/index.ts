@@ -1,8 +1,20 @@
-/** zmcp's public API. Each export is named on purpose; nothing is re-exported wholesale. */
+/**
+ * zmcp's public API: what an application uses, including every type that appears in a public
+ * signature. Each export is named on purpose; nothing is re-exported wholesale. What only tests
+ * and operators' tooling need is behind subpaths: `zmcp/metrics` (serving and scraping
+ * Prometheus metrics), `zmcp/testing` (internals a test of zmcp itself pokes at), `zmcp/mcp`
+ * (the MCP bridge, the only part that needs `@modelcontextprotocol/sdk`).
+ */
 export { Agent } from "./agent.js";
-export type { AgentOptions, AgentStats, CallOptions, ToolContext, ToolHandler, ToolSpec } from "./agent.js";
+export type { AgentOptions, AgentStats, CallOptions, ToolContext, ToolHandler, ToolInfo, ToolSpec } from "./agent.js";
+export { Job } from "./jobs.js";
+export type { JobEvents, JobState } from "./jobs.js";
+export type { ErrorBody, JobStatus, Progress } from "./envelope.js";
+export type { RetryOptions } from "./retry.js";
 export { Broker } from "./broker.js";
 export type { BrokerOptions, BrokerStats } from "./broker.js";
+/** The type of `agent.metrics` and `broker.metrics` (a prom-client registry); serve it with `zmcp/metrics`. */
+export type { Registry } from "./metrics.js";
 export {
   generateCertificate,
   loadCertificate,
@@ -27,7 +39,6 @@ export {
   DEFAULT_CLOCK_SKEW_MS,
   DEFAULT_TOKEN_TTL_S,
   MAX_TOKEN_TTL_S,
-  CNF_KEY,
 } from "./tokens.js";
 export type { AuthorityInput, IssueTokenOptions, TokenIssuerOptions, TokenVerifierOptions, VerifiedToken } from "./tokens.js";
 export { TokenSource } from "./token-source.js";
@@ -38,9 +49,6 @@ export { DenyList, parseDenyList } from "./denylist.js";
 export type { DenyListFile, DenyListOptions } from "./denylist.js";
 export { RateLimiter } from "./ratelimit.js";
 export type { RateLimitOptions } from "./ratelimit.js";
-export { serveMetrics, scrapeMetrics, parsePrometheusText, metricSum, Registry } from "./metrics.js";
-export type { MetricsServer } from "./metrics.js";
-export { ClockOffsets } from "./clock.js";
 export { createLogger } from "./log.js";
 export type { Logger, LogLevel } from "./log.js";
 export { z85Encode, z85Decode, isZ85Key } from "./z85.js";

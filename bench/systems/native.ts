@@ -1,7 +1,8 @@
 /**
  * Native floor: the zeromq.js floor's relay in C against the system's libzmq
  * (`bench/native/zmq-native.c`), compiled at run time. Needs a C compiler and libzmq's
- * headers (Debian: `libzmq3-dev`); run as root with apt-get, the bench installs them.
+ * headers (Debian: `libzmq3-dev`, installed by .ci/run); without them the system is skipped
+ * with that reason. The bench itself installs nothing.
  */
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -29,22 +30,12 @@ function hasZmqHeader(): boolean {
 }
 
 /** Compiles the relay once per source version into the temp dir; returns the reason on failure. */
-function build(note: (text: string) => void): string | undefined {
+function build(): string | undefined {
   if (!existsSync(SOURCE)) return `${SOURCE} is missing`;
   const cc = process.env["CC"] ?? which("cc") ?? which("gcc");
   if (!cc) return "no C compiler (install gcc)";
-  if (!hasZmqHeader()) {
-    const isRoot = process.getuid?.() === 0;
-    const aptGet = which("apt-get");
-    if (!isRoot || !aptGet) return "libzmq headers not found (install libzmq3-dev); run as root to let the bench install them";
-    note("installing libzmq3-dev with apt-get (native floor)");
-    try {
-      execFileSync(aptGet, ["install", "-y", "--no-install-recommends", "libzmq3-dev"], { stdio: "ignore", timeout: 180_000, env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } });
-    } catch (err) {
-      return `apt-get install libzmq3-dev failed: ${(err as Error).message.split("\n")[0]}`;
-    }
-    if (!hasZmqHeader()) return "libzmq3-dev installed but zmq.h not found";
-  }
+  // The bench never installs system packages itself: .ci/run and the README say what to install.
+  if (!hasZmqHeader()) return "libzmq headers not found: install libzmq3-dev (Debian) to measure the native floor";
   const source = readFileSync(SOURCE);
   const hash = createHash("sha256").update(source).digest("hex").slice(0, 12);
   const dir = join(tmpdir(), `zmq-bench-native-${hash}`);
@@ -113,8 +104,8 @@ export const native: SystemSpec = {
   id: "native-floor",
   title: "libzmq C floor",
   describe: "the same relay in C against the system libzmq (no node at all)",
-  async check(env) {
-    return build(env.note);
+  async check() {
+    return build();
   },
   async start() {
     const broker = spawnProgram("zmq-native broker", binary!, ["broker"]);

@@ -5,7 +5,8 @@
  *   payload, so the broker does its full job (ZAP identity routing, header checks) but no
  *   agent seals, opens or validates a body.
  * - `zmcp-sealed`: CURVE + sealed payload: `Agent.call` to an echo tool of another `Agent`.
- * - `zmcp-token`: CURVE + sealed + capability token (listed, skipped until tokens land).
+ * - `zmcp-token`: CURVE + sealed + an EdDSA capability token on every call, required and checked
+ *   by the responder.
  *
  * A new step is one entry of {@link ZMCP_STEPS}: an `agent` step can prepare files once per
  * deployment (`prepare`) and take extra agent and call options from hooks that run in the
@@ -20,6 +21,7 @@ import { generateCertificate, loadSecretCertificate, saveCertificate } from "../
 import { generateAuthority, saveAuthority } from "../../src/jwk.js";
 import { TokenIssuer } from "../../src/tokens.js";
 import { decodeHeader, encodeHeader, idKey, newId, PROTOCOL_VERSION, type Header } from "../../src/envelope.js";
+import { receiveLoop } from "../../src/receive-loop.js";
 import { SocketWriter } from "../../src/writer.js";
 import { ROOT, sleep, spawnNode, startWorker, type SpawnedProc } from "../proc.js";
 import type { Client, Service, WorkerConfig } from "../types.js";
@@ -273,26 +275,18 @@ function rawRoles(): Record<string, (config: WorkerConfig) => Promise<Client | S
       const dealer = await rawDealer(c, "responder");
       const writer = new SocketWriter(dealer);
       let closed = false;
-      const loop = (async () => {
-        while (!closed) {
-          let frames: Buffer[];
-          try {
-            frames = await dealer.receive();
-          } catch {
-            if (closed) return;
-            continue;
-          }
-          const [from, headerBytes, body] = frames as [Buffer, Buffer, Buffer];
-          if (from.length === 0) continue; // a nack
-          try {
-            const request = decodeHeader(headerBytes);
-            const header: Header = { v: PROTOCOL_VERSION, k: "res", id: newId(), to: from.toString("latin1"), exp: Math.max(request.exp, Date.now() + 1000), re: request.id };
-            void writer.send([encodeHeader(header), body]).catch(() => undefined);
-          } catch {
-            // a bad header from a faulty peer: nothing to answer
-          }
+      // Receive errors are ignored: a benchmark role stops only when closed.
+      const loop = receiveLoop(dealer, () => closed, (frames) => {
+        const [from, headerBytes, body] = frames as [Buffer, Buffer, Buffer];
+        if (from.length === 0) return; // a nack
+        try {
+          const request = decodeHeader(headerBytes);
+          const header: Header = { v: PROTOCOL_VERSION, k: "res", id: newId(), to: from.toString("latin1"), exp: Math.max(request.exp, Date.now() + 1000), re: request.id };
+          void writer.send([encodeHeader(header), body]).catch(() => undefined);
+        } catch {
+          // a bad header from a faulty peer: nothing to answer
         }
-      })();
+      }, () => undefined);
       return {
         async close() {
           closed = true;
@@ -317,26 +311,18 @@ function rawRoles(): Record<string, (config: WorkerConfig) => Promise<Client | S
         else p.resolve();
       };
       let closed = false;
-      const loop = (async () => {
-        while (!closed) {
-          let frames: Buffer[];
-          try {
-            frames = await dealer.receive();
-          } catch {
-            if (closed) return;
-            continue;
-          }
-          const [from, headerBytes, body] = frames as [Buffer, Buffer, Buffer];
-          try {
-            const header = decodeHeader(headerBytes);
-            if (!header.re) continue;
-            if (from.length === 0) settle(idKey(header.re), new Error(`broker: ${header.code}: ${header.msg}`));
-            else settle(idKey(header.re), undefined, body.length);
-          } catch {
-            // unreadable header: ignored, the call times out
-          }
+      // Receive errors are ignored: a benchmark role stops only when closed.
+      const loop = receiveLoop(dealer, () => closed, (frames) => {
+        const [from, headerBytes, body] = frames as [Buffer, Buffer, Buffer];
+        try {
+          const header = decodeHeader(headerBytes);
+          if (!header.re) return;
+          if (from.length === 0) settle(idKey(header.re), new Error(`broker: ${header.code}: ${header.msg}`));
+          else settle(idKey(header.re), undefined, body.length);
+        } catch {
+          // unreadable header: ignored, the call times out
         }
-      })();
+      }, () => undefined);
       return {
         call(payload) {
           return new Promise<void>((resolve, reject) => {

@@ -9,6 +9,7 @@
  */
 import * as zmq from "zeromq";
 import { generateCertificate } from "../../src/certs.js";
+import { receiveLoop } from "../../src/receive-loop.js";
 import { SocketWriter } from "../../src/writer.js";
 import { startWorker } from "../proc.js";
 import type { Client, Service, WorkerConfig } from "../types.js";
@@ -68,24 +69,16 @@ const floorRoles: SystemSpec["roles"] = {
     const router = new zmq.Router({ linger: 0, sendHighWaterMark: 10_000, receiveHighWaterMark: 10_000, ...curveOptions(config, "server") });
     await router.bind("tcp://127.0.0.1:*");
     let closed = false;
-    const loop = (async () => {
-      while (!closed) {
-        let frames: Buffer[];
-        try {
-          frames = await router.receive();
-        } catch {
-          if (closed) return;
-          continue;
-        }
-        if (frames.length !== 3) continue;
-        const [from, to, body] = frames as [Buffer, Buffer, Buffer];
-        try {
-          await router.send([to, from, body]);
-        } catch {
-          // no such peer yet: dropped, the caller's probe retries
-        }
+    // Receive errors are ignored: a benchmark role stops only when closed.
+    const loop = receiveLoop(router, () => closed, async (frames) => {
+      if (frames.length !== 3) return;
+      const [from, to, body] = frames as [Buffer, Buffer, Buffer];
+      try {
+        await router.send([to, from, body]);
+      } catch {
+        // no such peer yet: dropped, the caller's probe retries
       }
-    })();
+    }, () => undefined);
     return {
       info: { endpoint: router.lastEndpoint },
       async close() {
@@ -100,22 +93,14 @@ const floorRoles: SystemSpec["roles"] = {
     const dealer = new zmq.Dealer({ routingId: RESPONDER_ID, linger: 0, sendHighWaterMark: 10_000, receiveHighWaterMark: 10_000, ...curveOptions(config, "client") });
     dealer.connect(String(config["endpoint"]));
     let closed = false;
-    const loop = (async () => {
-      while (!closed) {
-        let frames: Buffer[];
-        try {
-          frames = await dealer.receive();
-        } catch {
-          if (closed) return;
-          continue;
-        }
-        try {
-          await dealer.send(frames);
-        } catch {
-          // relay gone
-        }
+    // Receive errors are ignored: a benchmark role stops only when closed.
+    const loop = receiveLoop(dealer, () => closed, async (frames) => {
+      try {
+        await dealer.send(frames);
+      } catch {
+        // relay gone
       }
-    })();
+    }, () => undefined);
     return {
       async close() {
         closed = true;
@@ -132,26 +117,18 @@ const floorRoles: SystemSpec["roles"] = {
     const waiting: Array<{ size: number; resolve: () => void; reject: (err: Error) => void }> = [];
     let probed: (() => void) | undefined;
     let closed = false;
-    const loop = (async () => {
-      while (!closed) {
-        let frames: Buffer[];
-        try {
-          frames = await dealer.receive();
-        } catch {
-          if (closed) return;
-          continue;
-        }
-        const body = frames[1];
-        if (body?.length === 1) {
-          probed?.();
-          continue;
-        }
-        const next = waiting.shift();
-        if (!next) continue;
-        if (body?.length === next.size) next.resolve();
-        else next.reject(new Error(`echo of ${body?.length} bytes for a call of ${next.size}`));
+    // Receive errors are ignored: a benchmark role stops only when closed.
+    const loop = receiveLoop(dealer, () => closed, (frames) => {
+      const body = frames[1];
+      if (body?.length === 1) {
+        probed?.();
+        return;
       }
-    })();
+      const next = waiting.shift();
+      if (!next) return;
+      if (body?.length === next.size) next.resolve();
+      else next.reject(new Error(`echo of ${body?.length} bytes for a call of ${next.size}`));
+    }, () => undefined);
     // Until the responder has connected, the relay drops what it cannot route: probe first.
     await new Promise<void>((resolve, reject) => {
       const deadline = Date.now() + 10_000;

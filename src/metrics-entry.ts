@@ -1,0 +1,7 @@
+/**
+ * `zmcp/metrics`: serve an agent's or a broker's registry as Prometheus text, and read one
+ * back (scrape, parse, sum). Apart from the core entry so an application that does not serve
+ * or scrape metrics does not name these.
+ */
+export { serveMetrics, scrapeMetrics, parsePrometheusText, metricSum, Registry } from "./metrics.js";
+export type { MetricsServer } from "./metrics.js";

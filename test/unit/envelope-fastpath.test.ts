@@ -1,0 +1,171 @@
+/**
+ * The envelope's hot-path checks (hand-written for speed) must give exactly what the zod
+ * schemas give: the same value for every frame they accept, the same error (class, code,
+ * message) for every frame they refuse. Each case is decoded both ways and compared.
+ */
+import { createHash, randomBytes } from "node:crypto";
+import { Decoder, Encoder } from "@msgpack/msgpack";
+import { describe, expect, it } from "vitest";
+import { z } from "zod";
+import { decodeHeader, decodeInner, digest, encodeHeader, HeaderSchema, InnerSchema, MAX_DEPTH, MAX_HEADER_BYTES, newId, PROTOCOL_VERSION } from "../../src/envelope.js";
+import { ProtocolError } from "../../src/errors.js";
+import { checkMsgpack } from "../../src/msgpack-guard.js";
+
+const encoder = new Encoder();
+const headerDecoder = new Decoder({ maxStrLength: MAX_HEADER_BYTES, maxBinLength: MAX_HEADER_BYTES, maxArrayLength: MAX_HEADER_BYTES, maxMapLength: MAX_HEADER_BYTES, maxExtLength: 0 });
+
+/** decodeHeader as it was before the hot path: schema only. */
+function referenceDecodeHeader(frame: Uint8Array) {
+  if (frame.length > MAX_HEADER_BYTES) throw new ProtocolError("too_large", `header of ${frame.length} bytes exceeds ${MAX_HEADER_BYTES}`);
+  let raw: unknown;
+  try {
+    checkMsgpack(frame, MAX_DEPTH);
+    raw = headerDecoder.decode(frame);
+  } catch (err) {
+    throw new ProtocolError("bad_frame", `header is not msgpack: ${(err as Error).message}`, { cause: err });
+  }
+  const parsed = HeaderSchema.safeParse(raw);
+  if (!parsed.success) throw new ProtocolError("bad_frame", `invalid header: ${z.prettifyError(parsed.error)}`);
+  if (parsed.data.v !== PROTOCOL_VERSION) throw new ProtocolError("unsupported_version", `protocol version ${parsed.data.v} is not ${PROTOCOL_VERSION}`);
+  return parsed.data;
+}
+
+const MAX_BYTES = 64 * 1024;
+const innerDecoder = new Decoder({ maxStrLength: MAX_BYTES, maxBinLength: MAX_BYTES, maxArrayLength: MAX_BYTES, maxMapLength: MAX_BYTES, maxExtLength: 0 });
+
+/** decodeInner as it was before the hot path: schema only. */
+function referenceDecodeInner(plaintext: Uint8Array, headerBytes: Uint8Array) {
+  let raw: unknown;
+  try {
+    checkMsgpack(plaintext, MAX_DEPTH);
+    raw = innerDecoder.decode(plaintext);
+  } catch (err) {
+    throw new ProtocolError("bad_frame", `message is not msgpack: ${(err as Error).message}`, { cause: err });
+  }
+  const parsed = InnerSchema.safeParse(raw);
+  if (!parsed.success) throw new ProtocolError("bad_frame", `invalid message: ${z.prettifyError(parsed.error)}`);
+  if (!Buffer.from(parsed.data.h).equals(createHash("sha256").update(headerBytes).digest())) {
+    throw new ProtocolError("bad_seal", "header does not match the sealed digest (tampered in transit)");
+  }
+  return parsed.data;
+}
+
+function outcome(decode: (f: Uint8Array) => unknown, frame: Uint8Array) {
+  try {
+    return { ok: decode(frame) };
+  } catch (err) {
+    const e = err as ProtocolError;
+    return { error: [e.constructor.name, e.code, e.message] };
+  }
+}
+
+/** Values that probe every check: types, bounds, lengths, special numbers. */
+const ODD: unknown[] = [
+  null, true, false, 0, -0, 1, -1, 1.5, 2, NaN, Infinity, -Infinity, 2 ** 53, 2 ** 53 - 1, -(2 ** 53), 1e300,
+  "", "req", "res", "evt", "hb", "ack", "nack", "svc:x", "x".repeat(64), "x".repeat(65), "x".repeat(128), "x".repeat(129), "x".repeat(1024), "x".repeat(1025), "é".repeat(100),
+  new Uint8Array(0), new Uint8Array(15), new Uint8Array(16), new Uint8Array(17), new Uint8Array(32), [], [1, 2], {}, { a: 1 },
+];
+const KEYS = ["v", "k", "id", "to", "exp", "re", "as", "code", "msg"];
+
+function headerCases(): unknown[] {
+  const id = new Uint8Array(16).fill(7);
+  const bases: Array<Record<string, unknown>> = [
+    { v: 1, k: "req", id, to: "A".repeat(40), exp: Date.now() + 1000 },
+    { v: 1, k: "res", id, to: "B".repeat(40), exp: 0, re: id },
+    { v: 1, k: "nack", id, to: "C".repeat(40), exp: 2 ** 53 - 1, re: id, code: "busy", msg: "full" },
+    { v: 1, k: "evt", id, to: "D".repeat(40), exp: 5, as: "svc:summarize" },
+  ];
+  const cases: unknown[] = [...bases, null, 1, "header", [1, 2], id, { ...bases[0], extra: 1 }, { ...bases[0], __proto: 1 }];
+  for (const base of bases) {
+    for (const key of KEYS) {
+      const without = { ...base };
+      delete without[key];
+      cases.push(without);
+      for (const value of ODD) cases.push({ ...base, [key]: value });
+    }
+  }
+  return cases;
+}
+
+describe("decodeHeader hot path", () => {
+  it("agrees with the schema on every probed header", () => {
+    let accepted = 0;
+    for (const value of headerCases()) {
+      const frame = encoder.encode(value);
+      const fast = outcome(decodeHeader, frame);
+      expect(fast, JSON.stringify(value, (_, v) => (v instanceof Uint8Array ? `bytes(${v.length})` : v))).toEqual(outcome(referenceDecodeHeader, frame));
+      if ("ok" in fast) accepted++;
+    }
+    expect(accepted).toBeGreaterThan(20); // both paths exercised
+  });
+
+  it("agrees with the schema on random and truncated frames", () => {
+    const valid = encoder.encode({ v: 1, k: "res", id: new Uint8Array(16), to: "A".repeat(40), exp: 5, re: new Uint8Array(16), code: "x", msg: "y" });
+    const frames: Uint8Array[] = [];
+    for (let i = 0; i <= valid.length; i++) frames.push(valid.subarray(0, i));
+    for (let i = 0; i < valid.length; i++) {
+      const flipped = Uint8Array.from(valid);
+      flipped[i] = flipped[i]! ^ 0x5a;
+      frames.push(flipped);
+    }
+    for (let i = 0; i < 2000; i++) frames.push(randomBytes(1 + (i % 200)));
+    frames.push(new Uint8Array(MAX_HEADER_BYTES + 1));
+    for (const frame of frames) expect(outcome(decodeHeader, frame)).toEqual(outcome(referenceDecodeHeader, frame));
+  });
+});
+
+function innerCases(h: Uint8Array): unknown[] {
+  const rid = new Uint8Array(16).fill(3);
+  const bases: Array<Record<string, unknown>> = [
+    { t: "req", h, ts: Date.now(), rid, tool: "echo", args: { data: new Uint8Array(10), n: [1, 2, { x: null }] } },
+    { t: "req", h, ts: 0, rid, tool: "t".repeat(256), args: null },
+    { t: "req", h, ts: 2, rid, tool: "x", args: 1, tok: "a.b.c" },
+    { t: "evt", h, ts: 3, job: "j", st: "running", progress: { progress: 1, total: 2 } },
+    { t: "res", h, ts: 1.5, st: "ok", result: { a: "b" } },
+    { t: "res", h, ts: -1, st: "done" },
+    { t: "res", h, ts: 1, st: "error", error: { code: "tool_failed", message: "boom" } },
+  ];
+  const keys = ["t", "h", "ts", "rid", "tool", "args", "tok", "job", "progress", "st", "result", "error"];
+  const more: unknown[] = [
+    "", "x".repeat(257), "x".repeat(8193), "accepted", "running", "cancelled", "bogus", { progress: 1 }, { progress: "1" },
+    { code: "a" }, { message: "b" }, { code: "a", message: "b", extra: 1 }, { code: "x".repeat(65), message: "m" }, { code: "c", message: "m".repeat(4097) }, { code: 1, message: "m" },
+  ];
+  let deep: unknown = 1;
+  for (let i = 0; i < MAX_DEPTH + 2; i++) deep = [deep];
+  const cases: unknown[] = [...bases, null, 7, [1], { ...bases[0], extra: true }, { ...bases[0], args: deep }, { ...bases[2], result: deep }];
+  for (const base of bases) {
+    for (const key of keys) {
+      const without = { ...base };
+      delete without[key];
+      cases.push(without);
+      for (const value of [...ODD, ...more]) cases.push({ ...base, [key]: value });
+    }
+  }
+  return cases;
+}
+
+describe("decodeInner hot path", () => {
+  it("agrees with the schema on every probed message", () => {
+    const headerBytes = encodeHeader({ v: 1, k: "req", id: newId(), to: "A".repeat(40), exp: 1 });
+    const h = digest(headerBytes);
+    let accepted = 0;
+    for (const value of [...innerCases(h), ...innerCases(new Uint8Array(32))]) {
+      const plaintext = encoder.encode(value);
+      const fast = outcome((p) => decodeInner(p, headerBytes, MAX_BYTES), plaintext);
+      expect(fast, JSON.stringify(value, (_, v) => (v instanceof Uint8Array ? `bytes(${v.length})` : v))).toEqual(
+        outcome((p) => referenceDecodeInner(p, headerBytes), plaintext),
+      );
+      if ("ok" in fast) accepted++;
+    }
+    expect(accepted).toBeGreaterThan(50);
+  });
+});
+
+describe("digest", () => {
+  it("is SHA-256, as createHash computes it", () => {
+    for (const size of [0, 1, 90, 4096]) {
+      const data = randomBytes(size);
+      expect(Buffer.from(digest(data)).equals(createHash("sha256").update(data).digest())).toBe(true);
+    }
+  });
+});
