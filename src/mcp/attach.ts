@@ -19,14 +19,14 @@ import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { getDefaultEnvironment, StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
-import { AjvJsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/ajv";
-import type { JsonSchemaType, JsonSchemaValidator, jsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/types.js";
+import type { JsonSchemaValidator, jsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/types.js";
 import { ErrorCode, McpError, ToolListChangedNotificationSchema, type CallToolResult, type Tool } from "@modelcontextprotocol/sdk/types.js";
 import { z } from "zod";
 import type { Agent, ToolContext } from "../agent.js";
 import { ConfigError, ZmcpError } from "../errors.js";
 import { isBuiltinTool } from "../jobs.js";
 import { silentLogger, type Logger } from "../log.js";
+import { SchemaCache } from "./schemas.js";
 
 export interface AttachOptions {
   /** The connected agent whose tools the server's tools become. */
@@ -94,7 +94,8 @@ export class McpAttachment {
   readonly #jobs: Set<string>;
   readonly #prefix: string;
   readonly #only: Set<string> | undefined;
-  readonly #schemas = new AjvJsonSchemaValidator();
+  /** Input schemas compiled once per distinct schema (a server re-listing its tools does not recompile them). */
+  readonly #schemas = new SchemaCache();
   /** Mesh name → what it was registered as. */
   readonly #attached = new Map<string, Attached>();
   #child: Child | undefined;
@@ -324,13 +325,9 @@ export class McpAttachment {
   /** Arguments: an object, checked against the tool's JSON Schema when a validator can be made from it. */
   #argsSchema(tool: Tool): z.ZodType<Record<string, unknown>> {
     let check: JsonSchemaValidator<unknown> | undefined;
-    try {
-      // The SDK's validator is draft-07; a 2020-12 `$schema` would stop it compiling, so it is dropped.
-      const { $schema: _ignored, ...schema } = tool.inputSchema as Record<string, unknown>;
-      check = this.#schemas.getValidator(schema as JsonSchemaType);
-    } catch (err) {
-      this.#log.warn("arguments of this tool are not checked here: its schema does not compile", { tool: tool.name, error: (err as Error).message });
-    }
+    const verdict = this.#schemas.check(tool.inputSchema as Record<string, unknown>);
+    if (verdict.ok) check = verdict.validate;
+    else this.#log.warn("arguments of this tool are not checked here", { tool: tool.name, error: verdict.error });
     return z.record(z.string(), z.unknown()).superRefine((args, ctx) => {
       const verdict = check?.(args);
       if (verdict && !verdict.valid) ctx.addIssue({ code: "custom", message: verdict.errorMessage ?? "arguments do not match the tool's schema" });
