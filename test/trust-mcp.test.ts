@@ -157,7 +157,7 @@ describe("expose compiles each distinct schema once, in a cache bounded in bytes
     // Two peers' schemas with one $id: each is checked as itself, not as the first one.
     const numbers = cache.check({ $id: "https://example.com/shared.json", type: "object", properties: { v: { type: "number" } } });
     const strings = cache.check({ $id: "https://example.com/shared.json", type: "object", properties: { v: { type: "string" } } });
-    if (!numbers.ok || !strings.ok) throw new Error("both schemas compile");
+    if (!numbers.ok || !strings.ok || !numbers.validate || !strings.validate) throw new Error("both schemas compile, with validators");
     expect(numbers.validate({ v: 1 }).valid).toBe(true);
     expect(strings.validate({ v: 1 }).valid).toBe(false);
     expect(strings.validate({ v: "s" }).valid).toBe(true);

@@ -163,7 +163,9 @@ export class MeshExposer {
     this.#refreshInterval = options.refreshInterval ?? 30_000;
     this.#taskTtl = positive(options.taskTtl ?? 3_600_000, "taskTtl");
     this.#tasks = new BridgeTaskStore();
+    // Only whether an output schema compiles matters here (the client compiles it to check results).
     this.#schemas = new SchemaCache({
+      keepValidators: false,
       ...(options.maxSchemaBytes === undefined ? {} : { maxSchemaBytes: options.maxSchemaBytes }),
       ...(options.schemaCacheBytes === undefined ? {} : { maxBytes: options.schemaCacheBytes }),
     });

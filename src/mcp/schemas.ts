@@ -25,13 +25,20 @@ const GENERATION = 256;
 /** Bytes charged per entry besides the schema (key, verdict, map slot). */
 const ENTRY_OVERHEAD = 200;
 
-export type SchemaVerdict = { ok: true; validate: JsonSchemaValidator<unknown> } | { ok: false; error: string };
+/** `validate` is there when the cache keeps validators (`keepValidators`). */
+export type SchemaVerdict = { ok: true; validate?: JsonSchemaValidator<unknown> } | { ok: false; error: string };
 
 export interface SchemaCacheOptions {
   /** Largest schema compiled, bytes of JSON; a larger one is refused. Default 65,536. */
   maxSchemaBytes?: number;
   /** Bound of the cache, bytes of the schemas' JSON (plus a small overhead per entry). Default 8 MiB. */
   maxBytes?: number;
+  /**
+   * Keep each compiled validator (to check values against it), or only the verdict. A compiled
+   * validator takes about ten times its schema's JSON in heap, so a cache that only has to
+   * know whether a schema compiles keeps verdicts. Default true.
+   */
+  keepValidators?: boolean;
 }
 
 interface Entry {
@@ -42,6 +49,7 @@ interface Entry {
 export class SchemaCache {
   readonly maxSchemaBytes: number;
   readonly maxBytes: number;
+  readonly #keepValidators: boolean;
   readonly #entries = new Map<string, Entry>();
   #bytes = 0;
   #compilations = 0;
@@ -51,6 +59,7 @@ export class SchemaCache {
   constructor(options: SchemaCacheOptions = {}) {
     this.maxSchemaBytes = options.maxSchemaBytes ?? DEFAULT_MAX_SCHEMA_BYTES;
     this.maxBytes = options.maxBytes ?? DEFAULT_SCHEMA_CACHE_BYTES;
+    this.#keepValidators = options.keepValidators ?? true;
     if (!(this.maxSchemaBytes > 0) || !(this.maxBytes >= this.maxSchemaBytes)) {
       throw new RangeError("maxSchemaBytes must be positive and maxBytes at least maxSchemaBytes");
     }
@@ -89,7 +98,8 @@ export class SchemaCache {
       return hit.verdict;
     }
     const verdict = this.#compile(rest, json);
-    const entry = { verdict, bytes: json.length + ENTRY_OVERHEAD };
+    // A kept validator is charged as well: about ten times its schema (measured with bench/mcp-list.ts).
+    const entry = { verdict, bytes: (this.#keepValidators && verdict.ok ? 10 : 1) * json.length + ENTRY_OVERHEAD };
     this.#entries.set(key, entry);
     this.#bytes += entry.bytes;
     for (const [oldest, old] of this.#entries) {
@@ -108,7 +118,8 @@ export class SchemaCache {
     this.#inGeneration++;
     this.#compilations++;
     try {
-      return { ok: true, validate: this.#ajv.getValidator(schema as JsonSchemaType) };
+      const validate = this.#ajv.getValidator(schema as JsonSchemaType);
+      return this.#keepValidators ? { ok: true, validate } : { ok: true };
     } catch (err) {
       return { ok: false, error: `schema does not compile: ${(err as Error).message}` };
     } finally {
