@@ -444,12 +444,13 @@ export class TokenVerifier {
     if (token.iat !== undefined && token.exp - token.iat > max) {
       throw new ProtocolError("token_invalid", `token lifetime of ${seconds(token.exp - token.iat)} s exceeds the maximum of ${max / 1000} s`);
     }
-    if (token.exp - now > max + this.clockSkew) {
-      throw new ProtocolError("token_invalid", `token expires ${seconds(token.exp - now)} s from now, beyond the maximum lifetime of ${max / 1000} s`);
-    }
     if (now - this.clockSkew >= token.exp) throw new ProtocolError("token_expired", `token expired at ${iso(token.exp)}`);
     if (token.nbf !== undefined && now + this.clockSkew < token.nbf) {
       throw new ProtocolError("token_not_yet_valid", `token is not valid before ${iso(token.nbf)}`);
+    }
+    // After the nbf check: a token from an issuer whose clock runs ahead is "not yet valid", as before.
+    if (token.exp - now > max + this.clockSkew) {
+      throw new ProtocolError("token_invalid", `token expires ${seconds(token.exp - now)} s from now, beyond the maximum lifetime of ${max / 1000} s`);
     }
   }
 }
