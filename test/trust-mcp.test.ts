@@ -148,6 +148,32 @@ describe("expose compiles each distinct schema once, in a cache bounded in bytes
     await exposer.close();
   });
 
+  it("skip warnings are rate-limited: each tool once, at most 20 lines a listing, the rest counted", async () => {
+    const warnings: Array<{ msg: string; fields: Record<string, unknown> | undefined }> = [];
+    const log = { debug() {}, info() {}, error() {}, enabled: () => true, warn: (msg: string, fields?: Record<string, unknown>) => warnings.push({ msg, fields }) };
+    // 50 peers list the same 2 names; with bare names 98 tools clash, and each peer also lists one invalid tool.
+    const peers = keys.slice(0, 50);
+    const listing = () => [
+      { name: "same_a", description: "", inputSchema: { type: "object" }, job: false },
+      { name: "same_b", description: "", inputSchema: { type: "object" }, job: false },
+      { name: "bad", description: "", inputSchema: { type: "object", required: 1 }, job: false },
+    ];
+    const exposer = new MeshExposer({ agent: fakeAgent(listing), targets: peers, prefix: "never", refreshInterval: 0, log });
+    expect([...(await exposer.refresh()).keys()].sort()).toEqual(["same_a", "same_b"]);
+    const first = warnings.filter((w) => w.msg === "tool skipped");
+    expect(first).toHaveLength(20);
+    expect(warnings.find((w) => w.msg === "more tools skipped")?.fields).toEqual({ count: 150 - 2 - 20 });
+    await exposer.refresh();
+    expect(warnings.filter((w) => w.msg === "tool skipped")).toHaveLength(40);
+    // Once every skipped tool has been named, listing again logs nothing new.
+    for (let i = 0; i < 10; i++) await exposer.refresh();
+    const named = warnings.filter((w) => w.msg === "tool skipped").length;
+    await exposer.refresh();
+    expect(warnings.filter((w) => w.msg === "tool skipped")).toHaveLength(named);
+    expect(named).toBe(148);
+    await exposer.close();
+  });
+
   it("the cache keys schemas canonically, and keeps two schemas with one $id apart", () => {
     const cache = new SchemaCache();
     const a = cache.check({ type: "object", properties: { x: { type: "number" } }, required: ["x"] });

@@ -261,7 +261,8 @@ export class MeshExposer {
         const name = this.#prefixed ? `${target.label}${NAME_SEPARATOR}${info.name}` : info.name;
         const clash = routes.get(name);
         if (clash) {
-          this.#log.warn("tool name clash: keeping the first", { name, kept: clash.target.address, dropped: target.address });
+          // Through the same once-per-tool, capped log as invalid tools: a peer chooses its tool names.
+          this.#skip(target, info.name, `name clash: ${name} is kept from ${clash.target.address}`, skips);
           continue;
         }
         const tool = this.#toMcpTool(name, target, info);
