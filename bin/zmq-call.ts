@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 /** zmq-call: call one tool of one agent and print the result as JSON. */
-import { readFileSync } from "node:fs";
 import { Command } from "commander";
 import { Agent } from "../src/agent.js";
 import { fail, positiveInt } from "./options.js";
+import { TOKEN_ENV_HELP, TOKEN_HELP, tokenFromArgs } from "./token-option.js";
 
 const program = new Command("zmq-call")
   .description("Call a tool on a zmcp agent through the broker; prints the result as JSON, or {code, message} on stderr")
@@ -16,12 +16,13 @@ const program = new Command("zmq-call")
   .option("--certs <dir>", "public certificates (names, and broker.key)", "certs")
   .option("--server-key <z85>", "broker public key (default: <certs>/broker.key)")
   .option("--timeout <ms>", "deadline of the call", positiveInt, 10_000)
-  .option("--token <jwt>", "capability token to attach (from `zmq-keygen token`), or @file to read it from a file")
+  .option("--token <@file>", TOKEN_HELP)
+  .option("--token-env <name>", TOKEN_ENV_HELP)
   .showHelpAfterError()
   .parse();
 
 const [tool, rawArgs] = program.processedArgs as [string | undefined, string];
-const opts = program.opts<{ list: boolean; to: string; broker: string; cert: string; certs: string; serverKey?: string; timeout: number; token?: string }>();
+const opts = program.opts<{ list: boolean; to: string; broker: string; cert: string; certs: string; serverKey?: string; timeout: number; token?: string; tokenEnv?: string }>();
 
 async function main(): Promise<void> {
   if (!opts.list && !tool) fail({ code: "config", message: "a tool name is required (or --list)" }, 2);
@@ -31,13 +32,11 @@ async function main(): Promise<void> {
   } catch (err) {
     fail({ code: "invalid_args", message: `arguments are not JSON: ${(err as Error).message}` }, 2);
   }
-  let token = opts.token;
-  if (token?.startsWith("@")) {
-    try {
-      token = readFileSync(token.slice(1), "utf8").trim();
-    } catch (err) {
-      fail({ code: "config", message: `cannot read token file: ${(err as Error).message}` }, 2);
-    }
+  let token: ReturnType<typeof tokenFromArgs>;
+  try {
+    token = tokenFromArgs(opts);
+  } catch (err) {
+    fail(err, 2);
   }
   const agent = await Agent.connect({
     broker: opts.broker,

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 /** zmq-keygen: curve certificates in the czmq/pyzmq format, token authorities and tokens. */
+import { renameSync, writeFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { generateCertificate, loadCertificate, saveCertificate } from "../src/certs.js";
 import { ConfigError } from "../src/errors.js";
@@ -86,13 +87,21 @@ program
   .option("--aud <audience>", "audience (recipients check it)", DEFAULT_AUDIENCE)
   .option("--iss <issuer>", "issuer", DEFAULT_ISSUER)
   .option("--authority <file>", "the authority's private JWK", "certs/authority.jwk")
-  .action((opts: { sub: string; key: string; scope: string; ttl: string; maxTtl: string; aud: string; iss: string; authority: string }) => {
+  .option("--out <file>", "write the token to this file (mode 0600, replaced atomically) instead of stdout; pass it on as --token @FILE")
+  .action((opts: { sub: string; key: string; scope: string; ttl: string; maxTtl: string; aud: string; iss: string; authority: string; out?: string }) => {
     try {
       const ttl = seconds(opts.ttl, "--ttl");
       const maxTtl = seconds(opts.maxTtl, "--max-ttl");
       const key = isZ85Key(opts.key) ? opts.key : loadCertificate(opts.key).publicKey;
       const token = new TokenIssuer(opts.authority, { maxTtl }).issue({ sub: opts.sub, key, scope: opts.scope, ttl, aud: opts.aud, iss: opts.iss });
-      process.stdout.write(token + "\n");
+      if (opts.out === undefined) {
+        process.stdout.write(token + "\n");
+      } else {
+        // Written beside the target and renamed, so a process re-reading the file never sees half a token.
+        const tmp = `${opts.out}.${process.pid}.tmp`;
+        writeFileSync(tmp, token + "\n", { mode: 0o600 });
+        renameSync(tmp, opts.out);
+      }
     } catch (err) {
       fail(err);
     }

@@ -11,10 +11,10 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { Agent, type AgentOptions } from "../src/agent.js";
 import { ConfigError } from "../src/errors.js";
 import { createLogger, type Logger, type LogLevel } from "../src/log.js";
-import type { TokenProvider } from "../src/token-source.js";
 import { McpAttachment } from "../src/mcp/attach.js";
 import { MeshExposer, type PrefixMode } from "../src/mcp/expose.js";
 import { fail, logLevel, positiveInt } from "./options.js";
+import { TOKEN_ENV_HELP, TOKEN_HELP, tokenFromArgs } from "./token-option.js";
 
 const VERSION = readVersion();
 
@@ -66,23 +66,15 @@ function agentOptions(opts: ConnectOpts, log: Logger): AgentOptions {
   };
 }
 
-/**
- * `--token`: the token itself, or `@file`. A file is read at start (so a bad path fails at
- * once) and again whenever the token nears its expiry, so that whoever issues tokens can
- * replace the file and a long-running bridge picks up the new one.
- */
-function tokenOption(token: string): TokenProvider {
-  if (!token.startsWith("@")) return token;
-  const path = token.slice(1);
-  const read = () => {
-    try {
-      return readFileSync(path, "utf8").trim();
-    } catch (err) {
-      throw new ConfigError(`cannot read token file: ${(err as Error).message}`);
-    }
-  };
-  read();
-  return read;
+/** `--env NAME=VALUE` values → a map; throws ConfigError for one without `=` or with an empty name. */
+function envAssignments(values: string[]): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const value of values) {
+    const eq = value.indexOf("=");
+    if (eq <= 0) throw new ConfigError(`--env ${JSON.stringify(value)}: expected NAME=VALUE (use --pass-env NAME to copy a variable)`);
+    env[value.slice(0, eq)] = value.slice(eq + 1);
+  }
+  return env;
 }
 
 /** Runs `stop` once on SIGTERM, SIGINT or `also`, then exits 0. */
@@ -110,6 +102,7 @@ const program = new Command("zmq-mcp").description("Bridge between MCP (stdio) a
 interface ExposeOpts extends ConnectOpts {
   to: string[];
   token?: string;
+  tokenEnv?: string;
   prefix: PrefixMode;
   timeout: number;
   jobTimeout: number;
@@ -126,7 +119,8 @@ withConnectOptions(
     )
     .requiredOption("--to <target>", "agent name, Z85 key or svc:NAME whose tools to expose; label=target names its prefix; repeat for several", collect),
 )
-  .option("--token <jwt>", "capability token attached to every mesh call, or @file to read it from a file (re-read as it nears expiry)")
+  .option("--token <@file>", TOKEN_HELP)
+  .option("--token-env <name>", TOKEN_ENV_HELP)
   .addOption(
     new Option("--prefix <mode>", "tool names as <label>__<tool>: auto (when several --to), always, never").choices(["auto", "always", "never"]).default("auto"),
   )
@@ -138,7 +132,7 @@ withConnectOptions(
   .action(async (opts: ExposeOpts) => {
     const log = createLogger(opts.logLevel, undefined, { service: "zmq-mcp-expose" });
     try {
-      const token = opts.token === undefined ? undefined : tokenOption(opts.token);
+      const token = tokenFromArgs(opts);
       const agent = await Agent.connect({ ...agentOptions(opts, log), timeout: opts.timeout, ...(token ? { token } : {}) });
       const exposer = new MeshExposer({
         agent,
@@ -184,6 +178,9 @@ interface AttachOpts extends ConnectOpts {
   job?: string[];
   tool?: string[];
   toolPrefix?: string;
+  env?: string[];
+  passEnv?: string[];
+  inheritEnv?: boolean;
   jobTimeout: number;
   startTimeout: number;
   restartDelay: number;
@@ -210,6 +207,9 @@ withConnectOptions(
   .option("--job <tool>", "run this tool as a mesh job (progress, cancel); '*' for all; repeatable", collect)
   .option("--tool <name>", "attach only this tool of the server; repeatable (default: all its tools)", collect)
   .option("--tool-prefix <prefix>", "put this in front of every tool name on the mesh, e.g. fs.")
+  .option("--env <NAME=VALUE>", "set this variable in the server's environment; repeatable (the server gets only HOME, LOGNAME, PATH, SHELL, TERM, USER by default)", collect)
+  .option("--pass-env <name>", "copy this variable from zmq-mcp's environment to the server's; repeatable", collect)
+  .option("--inherit-env", "give the server zmq-mcp's whole environment (credentials included)")
   .option("--job-timeout <ms>", "how long a job tool may run", positiveInt, 600_000)
   .option("--start-timeout <ms>", "how long the server may take to start and initialize", positiveInt, 30_000)
   .option("--restart-delay <ms>", "first delay before restarting a server that exited (doubles per quick failure)", positiveInt, 500)
@@ -222,6 +222,7 @@ withConnectOptions(
     try {
       if (opts.serviceCert && (opts.serve?.length ?? 0) !== 1) throw new ConfigError("--service-cert goes with exactly one --serve");
       if (opts.requireToken && !opts.authority) throw new ConfigError("--require-token needs --authority");
+      const env = envAssignments(opts.env ?? []);
       agent = await Agent.connect({
         ...agentOptions(opts, log),
         ...(opts.authority ? { authority: opts.authority, audience: opts.audience } : {}),
@@ -240,6 +241,9 @@ withConnectOptions(
         jobs: opts.job ?? [],
         ...(opts.tool ? { only: opts.tool } : {}),
         ...(opts.toolPrefix ? { prefix: opts.toolPrefix } : {}),
+        env,
+        passEnv: opts.passEnv ?? [],
+        inheritEnv: opts.inheritEnv === true,
         jobTimeout: opts.jobTimeout,
         startTimeout: opts.startTimeout,
         restartDelay: opts.restartDelay,
@@ -248,6 +252,14 @@ withConnectOptions(
         log,
       });
       for (const name of opts.serve ?? []) await agent.serve(name, opts.serviceCert ? { cert: opts.serviceCert } : {});
+      if (!opts.authority || opts.requireToken === false) {
+        // Said at every start: the server's tools (files, shells, ...) are then open to every admitted key.
+        log.warn("serving tools without requiring tokens: any key the broker admits can call them; give --authority to require tokens", {
+          tools: attachment.tools,
+          reason: opts.authority ? "--no-require-token" : "no --authority",
+        });
+      }
+      if (opts.inheritEnv) log.warn("the MCP server has zmq-mcp's whole environment (--inherit-env)");
       log.info("attach ready", { publicKey: agent.publicKey, tools: attachment.tools, services: opts.serve ?? [], pid: attachment.pid });
     } catch (err) {
       log.error("attach failed to start", { error: err instanceof Error ? err.message : String(err) });

@@ -230,6 +230,13 @@ export interface TokenVerifierOptions {
   audience?: string;
   /** Clock difference tolerated on `exp` and `nbf`, ms. Default 30,000. */
   clockSkew?: number;
+  /**
+   * Longest token lifetime accepted, seconds (the issuer's default cap, {@link MAX_TOKEN_TTL_S}).
+   * A token is refused (`token_invalid`) when `exp - iat` exceeds it, or when `exp` lies further
+   * than this (plus `clockSkew`) past now: a leaked token then dies within this time whatever its
+   * signer wrote. Raise it together with the issuer's `maxTtl`. Default 300.
+   */
+  maxTokenLifetime?: number;
   /** Revoked token ids and keys: a deny list file (watched) or a {@link DenyList}. */
   denyList?: string | DenyList;
   /** Verified tokens kept (least recently used dropped first). Default 10,000. */
@@ -254,6 +261,8 @@ interface TrustedKey {
 export class TokenVerifier {
   readonly audience: string;
   readonly clockSkew: number;
+  /** Longest lifetime accepted, ms. */
+  readonly maxTokenLifetime: number;
   readonly #sources: ReadonlyArray<string | AuthorityJwk>;
   readonly #cacheSize: number;
   readonly #log: Logger;
@@ -268,6 +277,9 @@ export class TokenVerifier {
     this.audience = options.audience ?? DEFAULT_AUDIENCE;
     this.clockSkew = options.clockSkew ?? DEFAULT_CLOCK_SKEW_MS;
     this.#cacheSize = options.cacheSize ?? 10_000;
+    const lifetime = options.maxTokenLifetime ?? MAX_TOKEN_TTL_S;
+    if (!Number.isInteger(lifetime) || lifetime <= 0) throw new ConfigError("maxTokenLifetime must be a positive integer of seconds");
+    this.maxTokenLifetime = lifetime * 1000;
     this.#log = options.log ?? silentLogger;
     if (typeof this.audience !== "string" || this.audience.length === 0) throw new ConfigError("audience must be a non-empty string");
     if (!(this.clockSkew >= 0) || !Number.isFinite(this.clockSkew)) throw new ConfigError("clockSkew must be a number of ms >= 0");
@@ -323,8 +335,8 @@ export class TokenVerifier {
   }
 
   /**
-   * Signature, `exp`/`nbf` (with `clockSkew`) and audience. Throws ProtocolError(token_invalid |
-   * token_expired | token_not_yet_valid | token_audience).
+   * Signature, `exp`/`nbf` (with `clockSkew`), lifetime (`maxTokenLifetime`) and audience.
+   * Throws ProtocolError(token_invalid | token_expired | token_not_yet_valid | token_audience).
    */
   verify(token: string, now = Date.now()): VerifiedToken {
     const cached = this.#cache.get(token);
@@ -424,11 +436,35 @@ export class TokenVerifier {
   }
 
   #checkTimes(token: VerifiedToken, now: number): void {
-    if (now - this.clockSkew >= token.exp) throw new ProtocolError("token_expired", `token expired at ${new Date(token.exp).toISOString()}`);
+    // Both checks: `exp - iat` catches a long-lived token at once, even one whose iat was
+    // back-dated so that it looks short from now; `exp - now` catches one with no iat, or an
+    // iat placed near exp (`exp: 1e308` with `iat: 1e308 - 1`). Codes: token_invalid, since no
+    // compliant issuer makes such a token and refreshing or waiting will not help.
+    const max = this.maxTokenLifetime;
+    if (token.iat !== undefined && token.exp - token.iat > max) {
+      throw new ProtocolError("token_invalid", `token lifetime of ${seconds(token.exp - token.iat)} s exceeds the maximum of ${max / 1000} s`);
+    }
+    if (now - this.clockSkew >= token.exp) throw new ProtocolError("token_expired", `token expired at ${iso(token.exp)}`);
     if (token.nbf !== undefined && now + this.clockSkew < token.nbf) {
-      throw new ProtocolError("token_not_yet_valid", `token is not valid before ${new Date(token.nbf).toISOString()}`);
+      throw new ProtocolError("token_not_yet_valid", `token is not valid before ${iso(token.nbf)}`);
+    }
+    // After the nbf check: a token from an issuer whose clock runs ahead is "not yet valid", as before.
+    if (token.exp - now > max + this.clockSkew) {
+      throw new ProtocolError("token_invalid", `token expires ${seconds(token.exp - now)} s from now, beyond the maximum lifetime of ${max / 1000} s`);
     }
   }
+}
+
+/** ms → seconds for a message, readable even for absurd values (1e308 s). */
+function seconds(ms: number): string {
+  const s = ms / 1000;
+  return Number.isFinite(s) && Math.abs(s) < 1e12 ? String(Math.round(s)) : s.toExponential(2);
+}
+
+/** A claim time for a message; `toISOString` throws a RangeError on times past year 275760 (`nbf: 1e308`). */
+function iso(ms: number): string {
+  const d = new Date(ms);
+  return Number.isNaN(d.getTime()) ? `${seconds(ms)} s after the epoch` : d.toISOString();
 }
 
 function parseJsonPart(part: string): unknown {

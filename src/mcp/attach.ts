@@ -18,15 +18,15 @@
 import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
-import { AjvJsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/ajv";
-import type { JsonSchemaType, JsonSchemaValidator, jsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/types.js";
+import { getDefaultEnvironment, StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import type { JsonSchemaValidator, jsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/types.js";
 import { ErrorCode, McpError, ToolListChangedNotificationSchema, type CallToolResult, type Tool } from "@modelcontextprotocol/sdk/types.js";
 import { z } from "zod";
 import type { Agent, ToolContext } from "../agent.js";
 import { ConfigError, ZmcpError } from "../errors.js";
 import { isBuiltinTool } from "../jobs.js";
 import { silentLogger, type Logger } from "../log.js";
+import { SchemaCache } from "./schemas.js";
 
 export interface AttachOptions {
   /** The connected agent whose tools the server's tools become. */
@@ -34,8 +34,17 @@ export interface AttachOptions {
   /** The MCP server's command and arguments (run without a shell). */
   command: string;
   args?: string[];
-  /** The server's environment. Default: this process's environment. */
+  /**
+   * Variables set in the server's environment, on top of the safe default: the MCP SDK's
+   * `getDefaultEnvironment()` (HOME, LOGNAME, PATH, SHELL, TERM, USER), never this process's
+   * whole environment, which may hold credentials that a tool (or a prompt-injected call to a
+   * tool such as server-everything's `get-env`) would hand to any mesh caller. Default none.
+   */
   env?: Record<string, string>;
+  /** Names of variables copied from this process's environment into the server's (unset ones are skipped). Default none. */
+  passEnv?: string[];
+  /** Give the server this process's whole environment (the behaviour before the safe default; opt in knowingly). Default false. */
+  inheritEnv?: boolean;
   cwd?: string;
   /** Attach only these tools (MCP names); default all. */
   only?: string[];
@@ -85,7 +94,8 @@ export class McpAttachment {
   readonly #jobs: Set<string>;
   readonly #prefix: string;
   readonly #only: Set<string> | undefined;
-  readonly #schemas = new AjvJsonSchemaValidator();
+  /** Input schemas compiled once per distinct schema (a server re-listing its tools does not recompile them). */
+  readonly #schemas = new SchemaCache();
   /** Mesh name → what it was registered as. */
   readonly #attached = new Map<string, Attached>();
   #child: Child | undefined;
@@ -149,7 +159,7 @@ export class McpAttachment {
     const transport = new StdioClientTransport({
       command: o.command,
       args: o.args ?? [],
-      env: o.env ?? inheritedEnv(),
+      env: serverEnv(o),
       stderr: "pipe",
       ...(o.cwd === undefined ? {} : { cwd: o.cwd }),
     });
@@ -315,13 +325,9 @@ export class McpAttachment {
   /** Arguments: an object, checked against the tool's JSON Schema when a validator can be made from it. */
   #argsSchema(tool: Tool): z.ZodType<Record<string, unknown>> {
     let check: JsonSchemaValidator<unknown> | undefined;
-    try {
-      // The SDK's validator is draft-07; a 2020-12 `$schema` would stop it compiling, so it is dropped.
-      const { $schema: _ignored, ...schema } = tool.inputSchema as Record<string, unknown>;
-      check = this.#schemas.getValidator(schema as JsonSchemaType);
-    } catch (err) {
-      this.#log.warn("arguments of this tool are not checked here: its schema does not compile", { tool: tool.name, error: (err as Error).message });
-    }
+    const verdict = this.#schemas.check(tool.inputSchema as Record<string, unknown>);
+    if (verdict.ok) check = verdict.validate;
+    else this.#log.warn("arguments of this tool are not checked here", { tool: tool.name, error: verdict.error });
     return z.record(z.string(), z.unknown()).superRefine((args, ctx) => {
       const verdict = check?.(args);
       if (verdict && !verdict.valid) ctx.addIssue({ code: "custom", message: verdict.errorMessage ?? "arguments do not match the tool's schema" });
@@ -381,10 +387,15 @@ function textOf(result: CallToolResult): string {
     .slice(0, 4096);
 }
 
-function inheritedEnv(): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
-  return env;
+/** The server's environment: the SDK's safe default (or everything, on request), the names passed on, then `env`. */
+export function serverEnv(options: Pick<AttachOptions, "env" | "passEnv" | "inheritEnv">, from: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  const env: Record<string, string> = options.inheritEnv ? {} : getDefaultEnvironment();
+  if (options.inheritEnv) for (const [k, v] of Object.entries(from)) if (v !== undefined) env[k] = v;
+  for (const name of options.passEnv ?? []) {
+    const value = from[name];
+    if (value !== undefined) env[name] = value;
+  }
+  return { ...env, ...options.env };
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {

@@ -15,13 +15,13 @@ import { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import { InMemoryTaskStore } from "@modelcontextprotocol/sdk/experimental/tasks";
 import type { RequestHandlerExtra } from "@modelcontextprotocol/sdk/shared/protocol.js";
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
-import { AjvJsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/ajv";
 import {
   CallToolRequestSchema,
   CallToolResultSchema,
   ErrorCode,
   ListToolsRequestSchema,
   McpError,
+  ToolSchema,
   type CallToolRequest,
   type CallToolResult,
   type CreateTaskResult,
@@ -37,6 +37,7 @@ import type { Job } from "../jobs.js";
 import { silentLogger, type Logger } from "../log.js";
 import { parseServiceAddress } from "../services.js";
 import { isZ85Key } from "../z85.js";
+import { canonicalJson, SchemaCache } from "./schemas.js";
 
 /** Separator between a target's label and a tool's name in prefixed names: `bob__batch_sum`. */
 export const NAME_SEPARATOR = "__";
@@ -73,10 +74,21 @@ export interface ExposeOptions {
   refreshInterval?: number;
   /** How long a finished MCP task's result is kept, ms (a client's requested ttl is capped by it). Default 3,600,000. */
   taskTtl?: number;
+  /** Largest input or output schema of one tool, bytes of JSON; a tool with a larger one is not exposed. Default 65,536. */
+  maxSchemaBytes?: number;
+  /** Bound of the cache of compiled output schemas, bytes of their JSON. Default 8 MiB. */
+  schemaCacheBytes?: number;
   /** Server name and version announced to MCP clients. */
   serverInfo?: { name: string; version: string };
   log?: Logger;
 }
+
+/** Warnings about skipped tools per listing; the rest are counted in one summary line. */
+const SKIP_WARNINGS_PER_LISTING = 20;
+/** Skipped tools remembered so that each is warned about once, not at every refresh. */
+const SKIPS_REMEMBERED = 10_000;
+/** Synchronous work between two yields to the event loop while a listing is turned into tools, ms. */
+const SLICE_MS = 10;
 
 interface Route {
   target: ExposeTarget;
@@ -115,7 +127,9 @@ export class MeshExposer {
   readonly #taskTtl: number;
   readonly #log: Logger;
   readonly #tasks: BridgeTaskStore;
-  readonly #schemas = new AjvJsonSchemaValidator();
+  readonly #schemas: SchemaCache;
+  /** `target\0tool\0reason` of the skipped tools already warned about. */
+  readonly #warnedSkips = new Set<string>();
   /** Last successful listing of each target (kept while a target does not answer). */
   readonly #listed = new Map<string, ToolInfo[]>();
   #routes = new Map<string, Route>();
@@ -149,6 +163,12 @@ export class MeshExposer {
     this.#refreshInterval = options.refreshInterval ?? 30_000;
     this.#taskTtl = positive(options.taskTtl ?? 3_600_000, "taskTtl");
     this.#tasks = new BridgeTaskStore();
+    // Only whether an output schema compiles matters here (the client compiles it to check results).
+    this.#schemas = new SchemaCache({
+      keepValidators: false,
+      ...(options.maxSchemaBytes === undefined ? {} : { maxSchemaBytes: options.maxSchemaBytes }),
+      ...(options.schemaCacheBytes === undefined ? {} : { maxBytes: options.schemaCacheBytes }),
+    });
     this.server = new Server(options.serverInfo ?? { name: "zmq-mcp-expose", version: "0.1.0" }, {
       capabilities: {
         tools: { listChanged: true },
@@ -166,6 +186,12 @@ export class MeshExposer {
   /** The exposed names and where each goes, as of the last listing. */
   get routes(): ReadonlyMap<string, { target: string; tool: string; job: boolean }> {
     return new Map([...this.#routes].map(([name, r]) => [name, { target: r.target.address, tool: r.info.name, job: r.info.job }]));
+  }
+
+  /** The compiled-schema cache: entries, bytes held (bounded by `schemaCacheBytes`), compilations so far. */
+  get schemaCache(): { size: number; bytes: number; maxBytes: number; compilations: number } {
+    const c = this.#schemas;
+    return { size: c.size, bytes: c.bytes, maxBytes: c.maxBytes, compilations: c.compilations };
   }
 
   /** Serves MCP on `transport`, and starts re-listing the targets now and then. */
@@ -222,17 +248,32 @@ export class MeshExposer {
     );
     if (this.#listed.size === 0) throw new McpError(ErrorCode.InternalError, `no target answered tools/list: ${failures.join("; ")}`);
     const routes = new Map<string, Route>();
+    const skips = { warned: 0, more: 0 };
+    // Thousands of tools are checked here: the event loop gets a turn every few ms, so calls
+    // in flight and the MCP connection are served meanwhile.
+    let sliceStart = performance.now();
     for (const target of this.#targets) {
       for (const info of this.#listed.get(target.address) ?? []) {
+        if (performance.now() - sliceStart > SLICE_MS) {
+          await new Promise((resolve) => setImmediate(resolve));
+          sliceStart = performance.now();
+        }
         const name = this.#prefixed ? `${target.label}${NAME_SEPARATOR}${info.name}` : info.name;
         const clash = routes.get(name);
         if (clash) {
-          this.#log.warn("tool name clash: keeping the first", { name, kept: clash.target.address, dropped: target.address });
+          // Through the same once-per-tool, capped log as invalid tools: a peer chooses its tool names.
+          this.#skip(target, info.name, `name clash: ${name} is kept from ${clash.target.address}`, skips);
           continue;
         }
-        routes.set(name, { target, info, tool: this.#toMcpTool(name, target, info) });
+        const tool = this.#toMcpTool(name, target, info);
+        if (typeof tool === "string") {
+          this.#skip(target, info.name, tool, skips);
+          continue;
+        }
+        routes.set(name, { target, info, tool });
       }
     }
+    if (skips.more > 0) this.#log.warn("more tools skipped", { count: skips.more });
     const signature = JSON.stringify([...routes.values()].map((r) => r.tool));
     const previous = this.#signature;
     this.#routes = routes;
@@ -245,7 +286,17 @@ export class MeshExposer {
     return routes;
   }
 
-  #toMcpTool(name: string, target: ExposeTarget, info: ToolInfo): Tool {
+  /**
+   * The MCP tool for a mesh tool, or why it cannot be one. A peer's listing is untrusted: a
+   * tool the MCP tool schema refuses would make the client refuse the whole `tools/list`
+   * answer, so that one bad tool would hide every other.
+   */
+  #toMcpTool(name: string, target: ExposeTarget, info: ToolInfo): Tool | string {
+    try {
+      canonicalJson(info.inputSchema, this.#schemas.maxSchemaBytes);
+    } catch (err) {
+      return `input schema: ${(err as Error).message}`;
+    }
     const tool: Tool = {
       name,
       description: info.description || `${info.name} on ${target.address}`,
@@ -255,7 +306,26 @@ export class MeshExposer {
     const output = this.#outputSchema(info);
     if (output) tool.outputSchema = output;
     if (info.job) tool.execution = { taskSupport: "optional" };
+    const checked = ToolSchema.safeParse(tool);
+    if (!checked.success) {
+      const issue = checked.error.issues[0];
+      return `not a valid MCP tool: ${issue ? `${issue.path.join(".") || "(tool)"}: ${issue.message}` : "refused by the MCP tool schema"}`;
+    }
     return tool;
+  }
+
+  /** Logs a skipped tool once (not at every refresh), at most {@link SKIP_WARNINGS_PER_LISTING} lines per listing. */
+  #skip(target: ExposeTarget, tool: string, reason: string, skips: { warned: number; more: number }): void {
+    const key = `${target.address}\0${tool}\0${reason}`;
+    if (this.#warnedSkips.has(key)) return;
+    if (skips.warned >= SKIP_WARNINGS_PER_LISTING) {
+      skips.more++;
+      return;
+    }
+    if (this.#warnedSkips.size >= SKIPS_REMEMBERED) this.#warnedSkips.clear();
+    this.#warnedSkips.add(key);
+    skips.warned++;
+    this.#log.warn("tool skipped", { target: target.address, tool: tool.slice(0, 256), reason: reason.slice(0, 512) });
   }
 
   /**
@@ -265,12 +335,8 @@ export class MeshExposer {
   #outputSchema(info: ToolInfo): Tool["outputSchema"] | undefined {
     if (!info.outputSchema || info.outputSchema["type"] !== "object") return undefined;
     const { $schema: _ignored, ...schema } = info.outputSchema;
-    try {
-      this.#schemas.getValidator(schema);
-    } catch {
-      return undefined;
-    }
-    return schema as Tool["outputSchema"];
+    // Compiled once per distinct schema (see schemas.ts); one that does not compile, or is too large, is left out.
+    return this.#schemas.check(schema).ok ? (schema as Tool["outputSchema"]) : undefined;
   }
 
   async #onCall(request: CallToolRequest, extra: Extra): Promise<CallToolResult | CreateTaskResult> {

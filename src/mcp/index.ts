@@ -3,3 +3,6 @@ export { MeshExposer, parseTarget, toolResult, errorResult, toMcpError, NAME_SEP
 export type { ExposeOptions, ExposeTarget, PrefixMode } from "./expose.js";
 export { McpAttachment } from "./attach.js";
 export type { AttachOptions } from "./attach.js";
+export { serverEnv } from "./attach.js";
+export { SchemaCache, DEFAULT_MAX_SCHEMA_BYTES, DEFAULT_SCHEMA_CACHE_BYTES } from "./schemas.js";
+export type { SchemaCacheOptions, SchemaVerdict } from "./schemas.js";

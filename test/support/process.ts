@@ -217,3 +217,11 @@ export class RssSampler {
 }
 
 export const MiB = 1024 * 1024;
+
+/** Stops a process spawned by hand (not through spawnChild) and waits for it to exit. */
+export async function stopProcess(proc: ChildProcess, signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  const exited = new Promise((resolve) => proc.once("exit", resolve));
+  proc.kill(signal);
+  await exited;
+}
