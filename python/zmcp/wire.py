@@ -196,7 +196,9 @@ HEADER_KEYS = ("v", "k", "id", "to", "exp", "re", "as", "code", "msg")
 
 
 def encode_header(header: dict) -> bytes:
-    return pack({k: header[k] for k in HEADER_KEYS if header.get(k) is not None})
+    """msgpack of the header in its own key order (any order is valid: receivers hash the
+    bytes as received); absent fields are omitted, never written as nil."""
+    return pack({k: v for k, v in header.items() if v is not None})
 
 
 def decode_header(frame: bytes) -> dict:
