@@ -248,6 +248,21 @@ asyncio.run(main())
     expect(out).toMatch(/Ran [1-9]\d* tests?/);
   }, 130_000);
 
+  it("the sync wrapper calls from a plain script", async () => {
+    const script = `
+import sys
+sys.path.insert(0, ${JSON.stringify(join(ROOT, "python"))})
+import zmcp
+with zmcp.SyncAgent.connect(broker=${JSON.stringify(broker.endpoint)}, cert=${JSON.stringify(fx.secretPath("pyclient"))}, certs=${JSON.stringify(fx.dir)}, timeout=5) as a:
+    print(a.call("ts", "batch_sum", {"numbers": [2, 3]})["total"])
+    try:
+        a.call("ts", "nope")
+    except zmcp.UnknownToolError as err:
+        print(err.code, err.origin)
+`;
+    expect((await runPython(["-c", script])).trim().split("\n")).toEqual(["5", "unknown_tool peer"]);
+  }, 30_000);
+
   it("the README's Python quick start runs (examples/python_quickstart.py)", async () => {
     const out = await runPython([join(ROOT, "examples", "python_quickstart.py"), "--broker", broker.endpoint, "--certs", fx.dir, "--cert", fx.secretPath("pyclient"), "--to", "ts"]);
     expect(out).toContain('batch_sum → {"count": 3, "total": 6.5}');
