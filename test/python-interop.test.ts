@@ -14,10 +14,12 @@ import { z } from "zod";
 import type { Agent } from "../src/agent.js";
 import type { Broker } from "../src/broker.js";
 import { RemoteError } from "../src/errors.js";
+import { decodeHeader, decodeInner, encodeHeader, encodeInner, newId, type Header, type Response } from "../src/envelope.js";
 import { generateAuthority } from "../src/jwk.js";
 import { createToken } from "../src/tokens.js";
 import { addReferenceTools } from "../examples/reference-agent.js";
 import { connectAgent, ROOT, startBroker, tempCerts, type CertFixture } from "./helpers.js";
+import { rawPeer } from "./raw.js";
 
 const PYTHON = "/usr/bin/python3";
 const PEER = join(ROOT, "python", "tests", "interop_peer.py");
@@ -140,8 +142,68 @@ describe.skipIf(problem !== undefined)("python interop", () => {
     await expect(caller.call("py", "py_fail", {})).rejects.toMatchObject({ code: "tool_failed", message: expect.stringContaining("failed on purpose") });
     await expect(caller.call("py", "nope", {})).rejects.toMatchObject({ code: "unknown_tool" });
     const tools = await caller.listTools("py");
-    expect(tools.map((t) => t.name)).toEqual(["py_add", "py_job", "py_whoami", "py_fail", "svc_job", "svc_echo"]);
+    expect(tools.map((t) => t.name)).toEqual(["py_add", "py_job", "py_whoami", "py_slow_count", "py_fail", "svc_job", "svc_echo"]);
     expect(tools[1]).toMatchObject({ job: true, inputSchema: { required: ["steps"] } });
+  }, 30_000);
+
+  it("a raw peer's malformed, replayed, tampered and duplicate requests get the protocol's answers from the Python agent", async () => {
+    fx.add("raw");
+    broker.reloadAllowlist();
+    const raw = await rawPeer(fx, "raw", broker.endpoint);
+    try {
+      /** The Python agent's answers (sealed by its key) to the message ids given, in that order. */
+      const answers = async (ids: Uint8Array[]): Promise<Response[]> => {
+        const wanted = ids.map((id) => Buffer.from(id).toString("hex"));
+        const got = new Map<string, Response>();
+        while (got.size < wanted.length) {
+          const [from, headerBytes, body] = await raw.receive(5000);
+          const header = decodeHeader(headerBytes!);
+          if (from!.length === 0) throw new Error(`broker refused: ${header.code} ${header.msg}`);
+          expect(from!.toString("latin1")).toBe(py.key);
+          const inner = decodeInner(raw.sealer.open(py.key, body!), headerBytes!, 1 << 20);
+          expect(inner.t).toBe("res");
+          got.set(Buffer.from(header.re!).toString("hex"), inner as Response);
+        }
+        return wanted.map((id) => got.get(id)!);
+      };
+      const answer = async (frames: [Uint8Array, Uint8Array]): Promise<Response> => {
+        await raw.socket.send(frames);
+        return (await answers([decodeHeader(frames[0]).id]))[0]!;
+      };
+      const req = (rid = newId(), tool = "py_add", args: unknown = { a: 1, b: 2 }, ts = Date.now()) => ({ t: "req" as const, ts, rid, tool, args });
+      expect(await answer(raw.frames(py.key, req()))).toMatchObject({ st: "ok", result: { sum: 3 } });
+      // The same frames again: the same message id.
+      const once = raw.frames(py.key, req());
+      expect((await answer(once)).st).toBe("ok");
+      expect(await answer(once)).toMatchObject({ st: "error", error: { code: "replay" } });
+      // A timestamp outside the replay window; a deadline past on the Python clock (within the broker's skew).
+      expect(await answer(raw.frames(py.key, req(newId(), "py_add", { a: 1, b: 2 }, Date.now() - 120_000)))).toMatchObject({ error: { code: "replay" } });
+      expect(await answer(raw.frames(py.key, req(), { exp: Date.now() - 30_000 }))).toMatchObject({ error: { code: "expired" } });
+      // A header changed after sealing; a body that is not a box; a box holding no message.
+      const [headerBytes, body] = raw.frames(py.key, req());
+      const changed = encodeHeader({ ...decodeHeader(headerBytes), exp: decodeHeader(headerBytes).exp + 1 });
+      expect(await answer([changed, body])).toMatchObject({ error: { code: "bad_seal" } });
+      const header: Header = { v: 1, k: "req", id: newId(), to: py.key, exp: Date.now() + 5000 };
+      expect(await answer([encodeHeader(header), new Uint8Array(64).fill(7)])).toMatchObject({ error: { code: "bad_seal" } });
+      const h2: Header = { ...header, id: newId() };
+      expect(await answer([encodeHeader(h2), raw.sealer.seal(py.key, new Uint8Array([0xc1]))])).toMatchObject({ error: { code: "bad_frame" } });
+      const h3: Header = { ...header, id: newId() };
+      const unknownKey = encodeInner({ ...req(), extra: 1 } as never, encodeHeader(h3));
+      expect(await answer([encodeHeader(h3), raw.sealer.seal(py.key, unknownKey)])).toMatchObject({ error: { code: "bad_frame" } });
+      // Two transmissions of one request (same rid, fresh ids) while the first still runs: one run, one answer.
+      const rid = newId();
+      const twice = [raw.frames(py.key, req(rid, "py_slow_count", {})), raw.frames(py.key, req(rid, "py_slow_count", {}))];
+      for (const frames of twice) await raw.socket.send(frames);
+      const [first, second] = await answers(twice.map((f) => decodeHeader(f[0]).id));
+      expect(first).toMatchObject({ st: "ok", result: { runs: 1 } });
+      expect(second!.result).toEqual(first!.result);
+      expect(await answer(raw.frames(py.key, req(rid, "py_slow_count", {})))).toMatchObject({ result: { runs: 1 } });
+      expect(await answer(raw.frames(py.key, req(newId(), "py_slow_count", {})))).toMatchObject({ result: { runs: 2 } });
+      // Still serving.
+      expect(await caller.call("py", "py_add", { a: 20, b: 22 })).toEqual({ sum: 42, by: "python" });
+    } finally {
+      raw.close();
+    }
   }, 30_000);
 
   it("TypeScript runs jobs on Python: progress pushed, result pushed, poll, cancel, and ownership", async () => {

@@ -40,6 +40,15 @@ async def serve(broker: str, cert: str, certs: str) -> None:
     agent.tool("py_whoami", lambda args, ctx: {"key": agent.public_key, "caller": ctx.sender, "caller_name": ctx.sender_name,
                                                 "token_sub": ctx.token.sub if ctx.token else None})
 
+    runs = {"count": 0}
+
+    async def py_slow_count(args):
+        runs["count"] += 1
+        seen = runs["count"]
+        await asyncio.sleep(0.3)
+        return {"runs": seen}
+    agent.tool("py_slow_count", py_slow_count)
+
     def py_fail(args):
         raise ValueError("python handler failed on purpose")
     agent.tool("py_fail", py_fail)
