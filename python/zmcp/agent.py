@@ -22,6 +22,7 @@ from .errors import ERROR_CLASSES, RETRYABLE, WIRE_CODES, ZmcpError, error_for, 
 from .schema import validate
 from .tokens import TokenVerifier, VerifiedToken, check_scope_token, default_tool_scope, scope_covers
 
+_timeout = getattr(asyncio, "timeout", None)
 BUILTIN_LIST, BUILTIN_POLL, BUILTIN_CANCEL = "tools/list", "jobs/poll", "jobs/cancel"
 BUILTINS = (BUILTIN_LIST, BUILTIN_POLL, BUILTIN_CANCEL)
 ConfigError = ERROR_CLASSES["config"]
@@ -477,12 +478,15 @@ class Agent:
         future = asyncio.get_running_loop().create_future()
         self._pending[header["id"]] = _Pending(future, seal_key, peer)
         try:
-            await asyncio.wait_for(self._send(frames, future), max(0.001, timeout))
+            if _timeout is not None:  # Python >= 3.11: no task per call
+                async with _timeout(max(0.001, timeout)):
+                    await self._socket.send_multipart(frames)
+                    return await future
+            return await asyncio.wait_for(self._send(frames, future), max(0.001, timeout))
         except asyncio.TimeoutError:
             raise TimeoutError_("no answer") from None
         finally:
             self._pending.pop(header["id"], None)
-        return future.result()
 
     async def _send(self, frames: list[bytes], future: asyncio.Future | None = None) -> Any:
         await self._socket.send_multipart(frames)

@@ -4,6 +4,7 @@ the replica proof. Pure functions, no sockets: the conformance vectors test this
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import os
@@ -75,6 +76,11 @@ def is_z85_key(text: object) -> bool:
     """True for the Z85 text of a 32-byte key: 40 valid characters, no group above 32 bits."""
     if not isinstance(text, str) or len(text) != 40:
         return False
+    return _is_z85_key_text(text)
+
+
+@functools.lru_cache(maxsize=4096)  # asked of every message's sender and destination; keys repeat
+def _is_z85_key_text(text: str) -> bool:
     try:
         z85_decode(text)
     except ValueError:
