@@ -1,0 +1,142 @@
+"""Unit tests of the Python package's pieces that need no broker (the interop tests in
+test/integration/python-interop.test.ts cover the rest against the TypeScript implementation)."""
+import asyncio
+import os
+import tempfile
+import unittest
+
+import zmq.auth
+
+import zmcp
+from zmcp import wire
+from zmcp.agent import Agent, ClockOffsets, Job, ReplayGuard, _Pending
+from zmcp.certs import load_cert_directory, load_secret_certificate
+from zmcp.schema import validate
+
+
+class Errors(unittest.TestCase):
+    def test_each_wire_code_has_a_class(self):
+        for code in zmcp.errors.WIRE_CODES + zmcp.errors.LOCAL_CODES:
+            cls = zmcp.ERROR_CLASSES[code]
+            self.assertTrue(issubclass(cls, zmcp.ZmcpError))
+            self.assertEqual(cls("x").code, code)
+        self.assertIs(zmcp.error_for("no_route", "m", "broker").__class__, zmcp.NoRouteError)
+        self.assertEqual(zmcp.error_for("token_scope", "m", "peer").origin, "peer")
+
+    def test_an_unknown_code_from_a_newer_peer_stays_readable(self):
+        err = zmcp.errors.remote_error({"code": "displaced_v2", "message": "later"}, "peer")
+        self.assertIsInstance(err, zmcp.ToolFailedError)
+        self.assertIn("displaced_v2", str(err))
+        self.assertIsInstance(zmcp.errors.remote_error(None, "peer"), zmcp.BadFrameError)
+
+
+class Schema(unittest.TestCase):
+    S = {"type": "object", "properties": {"n": {"type": "integer", "minimum": 1}, "xs": {"type": "array", "items": {"type": "number"}, "minItems": 1},
+                                          "mode": {"enum": ["a", "b"]}}, "required": ["n"], "additionalProperties": False}
+
+    def test_accepts(self):
+        self.assertEqual(validate({"n": 2, "xs": [1, 2.5], "mode": "a"}, self.S), [])
+
+    def test_refuses_with_paths(self):
+        self.assertEqual(validate({}, self.S), ["n: is required"])
+        self.assertEqual(validate({"n": 0}, self.S), ["n: must be >= 1"])
+        self.assertEqual(validate({"n": 1.5}, self.S), ["n: expected integer"])
+        self.assertEqual(validate({"n": True}, self.S), ["n: expected integer"])
+        self.assertEqual(validate({"n": 1, "xs": ["a"]}, self.S), ["xs[0]: expected number"])
+        self.assertEqual(validate({"n": 1, "xs": []}, self.S), ["xs: must have at least 1 items"])
+        self.assertEqual(validate({"n": 1, "zz": 1}, self.S), ["zz: is not allowed"])
+        self.assertEqual(validate({"n": 1, "mode": "c"}, self.S), ["mode: must be one of ['a', 'b']"])
+        self.assertEqual(validate([], self.S), ["(root): expected object"])
+
+
+class Guards(unittest.TestCase):
+    def test_replay_guard(self):
+        g = ReplayGuard(window_ms=1000)
+        g.check("p:1", 10_000, 10_500)
+        with self.assertRaises(zmcp.ReplayError):
+            g.check("p:1", 10_000, 10_600)
+        with self.assertRaises(zmcp.ReplayError):
+            g.check("p:2", 10_000, 11_001)
+        g.check("p:1", 13_000, 13_000)  # forgotten after 2 windows
+
+    def test_clock_offsets_take_the_minimum(self):
+        c = ClockOffsets(period_ms=60_000)
+        self.assertEqual(c.observe("p", 1000, 6000), 5000)
+        self.assertEqual(c.observe("p", 2000, 6500), 4500)
+        self.assertEqual(c.observe("p", 3000, 9000), 4500)
+
+    def test_msgpack_guard(self):
+        with self.assertRaises(zmcp.BadFrameError):
+            wire.unpack(bytes.fromhex("dd000fffff"))  # a million slots declared in 5 bytes
+        with self.assertRaises(zmcp.BadFrameError):
+            wire.unpack(bytes.fromhex("d40100"))  # fixext
+        self.assertEqual(wire.unpack(wire.pack({"a": [1, b"x"]})), {"a": [1, b"x"]})
+
+
+class Certs(unittest.TestCase):
+    def test_reads_pyzmq_certificates_and_service_metadata(self):
+        with tempfile.TemporaryDirectory() as d:
+            public, secret = zmq.auth.create_certificates(d, "carol")
+            svc_public, _ = zmq.auth.create_certificates(d, "svc-calc")
+            # pyzmq 24 drops the metadata it is given; czmq and zmq-keygen write it like this.
+            with open(svc_public, encoding="utf-8") as f:
+                text = f.read()
+            with open(svc_public, "w", encoding="utf-8") as f:
+                f.write(text.replace("metadata\n", 'metadata\n    service = "calc"\n'))
+            cert = load_secret_certificate(secret)
+            pub, sec = zmq.auth.load_certificate(secret)
+            self.assertEqual((cert.public_key, cert.secret_key), (pub.decode(), sec.decode()))
+            directory = load_cert_directory(d)
+            self.assertEqual(directory.by_name["carol"], cert.public_key)
+            self.assertIn("calc", directory.services)
+            with self.assertRaises(zmcp.CertError):
+                load_secret_certificate(public)
+
+
+def _bare_agent() -> Agent:
+    """An Agent with only the state the receive path reads (no socket)."""
+    agent = Agent.__new__(Agent)
+    agent._pending = {}
+    agent._started = {}
+    return agent
+
+
+class AnswerBinding(unittest.TestCase):
+    """§5.4: an answer counts only if sealed by the key that was addressed; an event only from
+    the runner named in the job id, sealed with the key the job was started on."""
+
+    def test_responses(self):
+        async def run():
+            a = _bare_agent()
+            bob, mallory, svc = "B" * 40, "M" * 40, "S" * 40
+            direct = _Pending(asyncio.get_running_loop().create_future(), seal_key=bob, peer=bob)
+            service = _Pending(asyncio.get_running_loop().create_future(), seal_key=svc, peer=None)
+            a._pending = {b"1" * 16: direct, b"2" * 16: service}
+            ok = {"t": "res", "st": "ok", "result": 1}
+            a._on_response(mallory, mallory, {"re": b"1" * 16}, dict(ok))  # someone else answers
+            a._on_response(mallory, svc, {"re": b"1" * 16}, dict(ok))  # a service's seal for a direct call
+            self.assertFalse(direct.future.done())
+            a._on_response(mallory, mallory, {"re": b"2" * 16}, dict(ok))  # a replica with its own key
+            self.assertFalse(service.future.done())
+            a._on_response(bob, bob, {"re": b"1" * 16}, dict(ok))
+            a._on_response(mallory, svc, {"re": b"2" * 16}, dict(ok))
+            self.assertEqual(direct.future.result()["_from"], bob)
+            self.assertEqual(service.future.result()["_from"], mallory)
+        asyncio.run(run())
+
+    def test_events(self):
+        async def run():
+            a = _bare_agent()
+            runner, other = "R" * 40, "O" * 40
+            job = Job(a, "0" * 32 + runner, runner, runner, runner)
+            a._started[job.id] = job
+            a._on_event(other, other, {"job": job.id, "st": "done", "result": "forged"})
+            a._on_event(runner, "S" * 40, {"job": job.id, "st": "done", "result": "forged"})
+            self.assertFalse(job.done)
+            a._on_event(runner, runner, {"job": job.id, "st": "done", "result": "real"})
+            self.assertEqual(await job.result(1), "real")
+        asyncio.run(run())
+
+
+if __name__ == "__main__":
+    unittest.main()

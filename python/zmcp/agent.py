@@ -1,0 +1,908 @@
+"""The asyncio agent: one DEALER socket with CURVE to the broker(s), one curve key, every
+payload sealed end to end. It calls tools (with retries, tokens, jobs, services), serves
+tools (JSON Schema arguments, tokens, idempotency, jobs, services), as docs/PROTOCOL.md says.
+"""
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+import zmq
+import zmq.asyncio
+from zmq.utils.monitor import parse_monitor_message
+
+from . import wire
+from .certs import Certificate, CertDirectory, load_cert_directory, load_certificate, load_secret_certificate
+from .errors import ERROR_CLASSES, RETRYABLE, WIRE_CODES, ZmcpError, error_for, remote_error
+from .schema import validate
+from .tokens import TokenVerifier, VerifiedToken, check_scope_token, default_tool_scope, scope_covers
+
+_timeout = getattr(asyncio, "timeout", None)
+BUILTIN_LIST, BUILTIN_POLL, BUILTIN_CANCEL = "tools/list", "jobs/poll", "jobs/cancel"
+BUILTINS = (BUILTIN_LIST, BUILTIN_POLL, BUILTIN_CANCEL)
+ConfigError = ERROR_CLASSES["config"]
+ClosedError = ERROR_CLASSES["closed"]
+TimeoutError_ = ERROR_CLASSES["timeout"]
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class ReplayGuard:
+    """Each (peer, message id) once, and only while |now - ts| <= window (§6)."""
+
+    def __init__(self, window_ms: int = 60_000, max_seen: int = 1_000_000):
+        self.window_ms = window_ms
+        self.max_seen = max_seen
+        self._seen: dict[str, int] = {}
+
+    def check(self, key: str, ts: float, now: int) -> None:
+        if abs(now - ts) > self.window_ms:
+            raise error_for("replay", f"timestamp {ts} is outside the {self.window_ms} ms replay window (clock {now})")
+        for k in list(self._seen):
+            if self._seen[k] > now:
+                break
+            del self._seen[k]
+        if key in self._seen:
+            raise error_for("replay", "message id seen before (replayed)")
+        if len(self._seen) >= self.max_seen:
+            raise error_for("busy", "replay cache full")
+        self._seen[key] = now + 2 * self.window_ms
+
+
+class ClockOffsets:
+    """Per peer: min over the current and previous 60 s of (arrival - sealed ts) (§6)."""
+
+    def __init__(self, period_ms: int = 60_000, max_peers: int = 10_000):
+        self.period_ms = period_ms
+        self.max_peers = max_peers
+        self._peers: dict[str, list] = {}
+
+    def observe(self, peer: str, ts: float, now: int) -> float:
+        sample = now - ts
+        c = self._peers.pop(peer, None)
+        if c is None:
+            c = [sample, sample, now]
+            if len(self._peers) >= self.max_peers:
+                self._peers.pop(next(iter(self._peers)))
+        elif now - c[2] >= self.period_ms:
+            c = [sample, c[0], now]
+        elif sample < c[0]:
+            c[0] = sample
+        self._peers[peer] = c
+        return min(c[0], c[1])
+
+
+@dataclass
+class ToolContext:
+    """What a handler learns about the call."""
+    sender: str
+    sender_name: str | None
+    request_id: str
+    deadline_ms: int
+    token: VerifiedToken | None
+    job_id: str | None = None
+    _progress: Callable[[dict], None] | None = None
+
+    def progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
+        """Reports a job's progress to its caller (pushed, and kept for polls); no-op for other tools."""
+        if self._progress:
+            p: dict = {"progress": progress}
+            if total is not None:
+                p["total"] = total
+            if message is not None:
+                p["message"] = message
+            self._progress(p)
+
+
+@dataclass
+class _Tool:
+    info: dict
+    schema: dict | None
+    scope: str
+    handler: Callable
+    wants_ctx: bool
+
+
+@dataclass
+class _Pending:
+    future: asyncio.Future
+    seal_key: str
+    peer: str | None  # the exact sender required (a replica for svc:NAME@KEY), None for any replica
+
+
+@dataclass
+class _JobRecord:
+    state: dict
+    owner: str
+    task: asyncio.Task | None = None
+    forget_at: float = float("inf")
+
+
+class Job:
+    """A job started on another agent: ``await job.result()``, ``job.progress`` (last),
+    ``job.on_progress(cb)``, ``await job.cancel()``, ``await job.poll()``."""
+
+    def __init__(self, agent: "Agent", job_id: str, to: str, runner: str, seal_key: str):
+        self.id, self.to, self.runner, self.seal_key = job_id, to, runner, seal_key
+        self._agent = agent
+        self._future: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._future.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)
+        self.progress: dict | None = None
+        self._callbacks: list[Callable[[dict], Any]] = []
+        self.last_heard = time.monotonic()
+
+    def on_progress(self, callback: Callable[[dict], Any]) -> None:
+        self._callbacks.append(callback)
+
+    @property
+    def done(self) -> bool:
+        return self._future.done()
+
+    async def result(self, timeout: float | None = None) -> Any:
+        return await asyncio.wait_for(asyncio.shield(self._future), timeout)
+
+    async def cancel(self) -> dict:
+        state = await self._agent._request(self._agent._job_address(self.to, self.id), BUILTIN_CANCEL, {"job_id": self.id}, None)
+        self.update(state.get("result") or {})
+        return state.get("result")
+
+    async def poll(self) -> dict:
+        return await self._agent.poll(self.to, self.id)
+
+    def update(self, state: dict) -> None:
+        self.last_heard = time.monotonic()
+        if self._future.done() or not isinstance(state, dict):
+            return
+        p = state.get("progress")
+        if p and p != self.progress:
+            self.progress = p
+            if state.get("status") == "running":
+                for cb in self._callbacks:
+                    cb(p)
+        status = state.get("status")
+        if status == "done":
+            self._future.set_result(state.get("result"))
+        elif status in ("error", "cancelled"):
+            err = state.get("error") or {}
+            code = "cancelled" if status == "cancelled" else err.get("code", "tool_failed")
+            self._future.set_exception(error_for(code, err.get("message", f"job {status}"), "peer"))
+
+    def fail(self, err: Exception) -> None:
+        if not self._future.done():
+            self._future.set_exception(err)
+
+
+class Agent:
+    """Use ``await Agent.connect(broker=..., cert=..., certs=...)``."""
+
+    def __init__(self, *, cert: Certificate, server_key: str, endpoints: list[str], certs: str | None, timeout: float,
+                 max_concurrency: int, replay_window: int, max_message_bytes: int, job_ttl: float,
+                 job_poll_interval: float, job_lost_after: float, service_heartbeat: float, retry: bool,
+                 token: str | Callable[[], Any] | None, verifier: TokenVerifier | None, require_token: bool):
+        self.public_key = cert.public_key
+        self._cert = cert
+        self._server_key = server_key
+        self._endpoints = endpoints
+        self._certs_dir = certs
+        self._directory = CertDirectory()
+        self._directory_mtime = -1.0
+        self.timeout = timeout
+        self.max_concurrency = max_concurrency
+        self.max_message_bytes = max_message_bytes
+        self.job_ttl = job_ttl
+        self.job_poll_interval = job_poll_interval
+        self.job_lost_after = job_lost_after
+        self.service_heartbeat = service_heartbeat
+        self.retry = retry
+        self._token = token
+        self._verifier = verifier
+        self._require_token = require_token
+        self._sealer = wire.Sealer(cert.secret_key)
+        self._replay = ReplayGuard(replay_window)
+        self._clocks = ClockOffsets()
+        self._pending: dict[bytes, _Pending] = {}
+        self._acks: dict[bytes, asyncio.Future] = {}
+        self._tools: dict[str, _Tool] = {}
+        self._answers: dict[str, Any] = {}  # peer:rid → dict answer | Future
+        self._answer_times: dict[str, float] = {}
+        self._jobs: dict[str, _JobRecord] = {}
+        self._started: dict[str, Job] = {}
+        self._served: dict[str, tuple[wire.Sealer, str]] = {}
+        self._active = 0
+        self._tasks: set[asyncio.Task] = set()
+        self._closed = False
+        self._handshake: asyncio.Future | None = None
+        self._ctx = zmq.asyncio.Context()
+        s = self._ctx.socket(zmq.DEALER)
+        s.curve_serverkey = server_key.encode()
+        s.curve_publickey = cert.public_key.encode()
+        s.curve_secretkey = cert.secret_key.encode()
+        s.setsockopt(zmq.ROUTING_ID, cert.public_key.encode())
+        s.setsockopt(zmq.LINGER, 0)
+        s.setsockopt(zmq.IMMEDIATE, 1)
+        s.setsockopt(zmq.HEARTBEAT_IVL, 2000)
+        s.setsockopt(zmq.HEARTBEAT_TIMEOUT, 6000)
+        s.setsockopt(zmq.MAXMSGSIZE, 4 * max_message_bytes)
+        self._socket = s
+        self._reload_directory()
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+
+    @classmethod
+    async def connect(cls, broker: str | list[str], cert: str | Certificate, certs: str | None = None, *,
+                      server_key: str | None = None, connect_timeout: float = 10.0, timeout: float = 30.0,
+                      max_concurrency: int = 64, replay_window: int = 60_000,
+                      max_message_bytes: int = wire.DEFAULT_MAX_MESSAGE_BYTES, job_ttl: float = 600.0,
+                      job_poll_interval: float = 2.0, job_lost_after: float = 30.0, service_heartbeat: float = 1.0,
+                      retry: bool = True, token: str | Callable[[], Any] | None = None, authority: Any = None,
+                      require_token: bool | None = None, audience: str = "mesh", clock_skew: int = 30_000,
+                      deny_list: str | None = None) -> "Agent":
+        """Connects to the broker(s) and waits for the CURVE handshake (unless connect_timeout is 0).
+
+        ``cert``: this agent's ``.key_secret`` path; ``certs``: the public certificate directory
+        (names, service keys, ``broker.key``). Times are in seconds, except the protocol's
+        millisecond windows (replay_window, clock_skew)."""
+        c = load_secret_certificate(cert) if isinstance(cert, str) else cert
+        if server_key is None:
+            if not certs:
+                raise ConfigError("server_key or certs (holding broker.key) is required")
+            server_key = load_certificate(os.path.join(certs, "broker.key")).public_key
+        if not wire.is_z85_key(server_key):
+            raise ConfigError("server_key must be a 40-character Z85 key")
+        endpoints = [broker] if isinstance(broker, str) else list(broker)
+        if not endpoints:
+            raise ConfigError("at least one broker endpoint is required")
+        require = authority is not None if require_token is None else require_token
+        if authority is None and (require or deny_list):
+            raise ConfigError("require_token and deny_list need an authority (trusted public JWK)")
+        verifier = TokenVerifier(authority, audience, clock_skew, deny_list) if authority is not None else None
+        agent = cls(cert=c, server_key=server_key, endpoints=endpoints, certs=certs, timeout=timeout,
+                    max_concurrency=max_concurrency, replay_window=replay_window, max_message_bytes=max_message_bytes,
+                    job_ttl=job_ttl, job_poll_interval=job_poll_interval, job_lost_after=job_lost_after,
+                    service_heartbeat=service_heartbeat, retry=retry, token=token, verifier=verifier, require_token=require)
+        loop = asyncio.get_running_loop()
+        agent._handshake = loop.create_future()
+        monitor = agent._socket.get_monitor_socket(
+            zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+        agent._spawn(agent._watch(monitor))
+        for e in endpoints:
+            agent._socket.connect(e)
+        agent._spawn(agent._receive_loop())
+        if connect_timeout > 0:
+            try:
+                await asyncio.wait_for(asyncio.shield(agent._handshake), connect_timeout)
+            except asyncio.TimeoutError:
+                await agent.close()
+                raise TimeoutError_(f"no CURVE handshake with {', '.join(endpoints)} within {connect_timeout} s") from None
+            except BaseException:
+                await agent.close()
+                raise
+        return agent
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        closed = ClosedError("agent closed")
+        for p in self._pending.values():
+            if not p.future.done():
+                p.future.set_exception(closed)
+        for f in self._acks.values():
+            if not f.done():
+                f.set_exception(closed)
+        for job in list(self._started.values()):
+            job.fail(closed)
+        for record in self._jobs.values():
+            if record.task and not record.task.done():
+                record.task.cancel()
+        current = asyncio.current_task()
+        for t in list(self._tasks):
+            if t is not current:
+                t.cancel()
+        await asyncio.gather(*[t for t in self._tasks if t is not current], return_exceptions=True)
+        self._socket.disable_monitor()
+        self._socket.close(0)
+        self._ctx.term()
+
+    async def __aenter__(self) -> "Agent":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    def _spawn(self, coro: Awaitable) -> asyncio.Task:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _watch(self, monitor) -> None:
+        try:
+            while True:
+                event = parse_monitor_message(await monitor.recv_multipart())
+                if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                    if self._handshake and not self._handshake.done():
+                        self._handshake.set_result(None)
+                    if self._served:
+                        self._spawn(self._heartbeat())
+                elif self._handshake and not self._handshake.done():
+                    self._handshake.set_exception(ERROR_CLASSES["handshake_failed"](
+                        f"broker refused the handshake ({event['event']}); is this key in its allowlist?"))
+        except (asyncio.CancelledError, zmq.ZMQError):
+            pass
+        finally:
+            monitor.close(0)
+
+    # ---- names ------------------------------------------------------------------------------
+
+    def _reload_directory(self) -> bool:
+        if not self._certs_dir:
+            return False
+        try:
+            mtime = os.stat(self._certs_dir).st_mtime
+        except OSError:
+            return False
+        if mtime == self._directory_mtime:
+            return False
+        self._directory_mtime = mtime
+        self._directory = load_cert_directory(self._certs_dir)
+        return True
+
+    def resolve(self, to: str) -> str:
+        """A certificate name or Z85 key → Z85 key. Raises UnknownPeerError."""
+        if wire.is_z85_key(to):
+            return to
+        key = self._directory.by_name.get(to)
+        if key is None and self._reload_directory():
+            key = self._directory.by_name.get(to)
+        if key is None:
+            raise error_for("unknown_peer", f"no certificate named {to!r}")
+        return key
+
+    def name_of(self, key: str) -> str | None:
+        return self._directory.by_key.get(key)
+
+    def _service_key(self, name: str) -> str:
+        key = self._directory.services.get(name)
+        if key is None and self._reload_directory():
+            key = self._directory.services.get(name)
+        if key is None:
+            raise error_for("unknown_peer", f"no certificate for service {name!r} (metadata service = \"{name}\")")
+        return key
+
+    def _route(self, to: str) -> tuple[str, str, str | None]:
+        """(header to, key to seal to, exact sender required of the answer or None)."""
+        svc = wire.parse_service_address(to)
+        if svc:
+            return to, self._service_key(svc[0]), svc[1]
+        key = self.resolve(to)
+        return key, key, key
+
+    @staticmethod
+    def _job_address(to: str, job_id: str) -> str:
+        svc = wire.parse_service_address(to)
+        runner = wire.job_runner(job_id)
+        return wire.service_address(svc[0], runner) if svc and runner else to
+
+    # ---- calling ------------------------------------------------------------------------------
+
+    async def call(self, to: str, tool: str, args: Any = None, *, timeout: float | None = None) -> Any:
+        """Calls ``tool`` on ``to`` (certificate name, Z85 key, ``svc:NAME``) and returns its
+        result; for a job tool, the job's result. Raises the ZmcpError subclass of the code."""
+        timeout = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        answer = await self._request(to, tool, {} if args is None else args, timeout)
+        if answer["st"] != "accepted":
+            return answer.get("result")
+        job = self._adopt(to, answer)
+        try:
+            return await job.result(max(0.001, deadline - time.monotonic()))
+        except asyncio.TimeoutError:
+            raise TimeoutError_(f"job {job.id} did not end within the call's deadline") from None
+
+    async def start(self, to: str, tool: str, args: Any = None, *, timeout: float | None = None) -> Job:
+        """Starts a job tool and returns its :class:`Job` at once."""
+        answer = await self._request(to, tool, {} if args is None else args, timeout)
+        if answer["st"] == "accepted":
+            return self._adopt(to, answer)
+        job = Job(self, "", to, answer["_from"], "")
+        job.update({"status": "done", "result": answer.get("result")})
+        return job
+
+    async def poll(self, to: str, job_id: str, *, timeout: float | None = None) -> dict:
+        answer = await self._request(self._job_address(to, job_id), BUILTIN_POLL, {"job_id": job_id}, timeout)
+        return answer.get("result")
+
+    async def list_tools(self, to: str, *, timeout: float | None = None) -> list[dict]:
+        answer = await self._request(to, BUILTIN_LIST, {}, timeout)
+        result = answer.get("result")
+        if not isinstance(result, dict) or not isinstance(result.get("tools"), list):
+            raise error_for("bad_frame", "invalid tools/list answer")
+        return result["tools"]
+
+    async def _token_value(self) -> str | None:
+        t = self._token
+        if t is None or isinstance(t, str):
+            return t
+        value = t()
+        return await value if inspect.isawaitable(value) else value
+
+    async def _request(self, to: str, tool: str, args: Any, timeout: float | None) -> dict:
+        """One request, retried on busy/no_route/lost answers within the deadline: the same
+        ``rid`` every attempt, a fresh message ``id`` each (§7)."""
+        if self._closed:
+            raise ClosedError("agent is closed")
+        header_to, seal_key, peer = self._route(to)
+        timeout = self.timeout if timeout is None else timeout
+        if not timeout > 0:
+            raise ConfigError("timeout must be a positive number of seconds")
+        deadline = time.monotonic() + timeout
+        deadline_ms = now_ms() + int(timeout * 1000)
+        attempts = 8 if self.retry else 1
+        attempt_timeout = min(2.0, max(0.5, timeout / 4)) if self.retry else timeout
+        tok = await self._token_value()
+        rid = os.urandom(16)
+        for attempt in range(1, attempts + 1):
+            remaining = deadline - time.monotonic()
+            last = attempt >= attempts
+            draft = {"t": "req", "ts": now_ms(), "rid": rid, "tool": tool, "args": args}
+            if tok is not None:
+                draft["tok"] = tok
+            try:
+                answer = await self._attempt(header_to, seal_key, peer, draft, deadline_ms,
+                                             remaining if last else min(attempt_timeout, remaining))
+                if answer["st"] == "error":
+                    raise remote_error(answer.get("error"), "peer")
+                return answer
+            except ZmcpError as err:
+                delay = min(1.0, 0.05 * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+                if last or err.code not in RETRYABLE or time.monotonic() + delay >= deadline:
+                    if err.code == "timeout":
+                        raise TimeoutError_(f"call {tool} on {to} got no answer within {timeout} s ({attempt} attempts)") from None
+                    raise
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def _attempt(self, to: str, seal_key: str, peer: str | None, draft: dict, exp: int, timeout: float) -> dict:
+        if self._closed:
+            raise ClosedError("agent is closed")
+        header = {"v": wire.PROTOCOL_VERSION, "k": "req", "id": os.urandom(16), "to": to, "exp": exp}
+        frames = self._seal(self._sealer, seal_key, header, draft)
+        future = asyncio.get_running_loop().create_future()
+        self._pending[header["id"]] = _Pending(future, seal_key, peer)
+        try:
+            if _timeout is not None:  # Python >= 3.11: no task per call
+                async with _timeout(max(0.001, timeout)):
+                    await self._socket.send_multipart(frames)
+                    return await future
+            return await asyncio.wait_for(self._send(frames, future), max(0.001, timeout))
+        except asyncio.TimeoutError:
+            raise TimeoutError_("no answer") from None
+        finally:
+            self._pending.pop(header["id"], None)
+
+    async def _send(self, frames: list[bytes], future: asyncio.Future | None = None) -> Any:
+        await self._socket.send_multipart(frames)
+        return await future if future is not None else None
+
+    def _seal(self, sealer: wire.Sealer, to: str, header: dict, draft: dict) -> list[bytes]:
+        header_bytes = wire.encode_header(header)
+        try:
+            plaintext = wire.encode_inner(draft, header_bytes)
+        except (TypeError, ValueError, OverflowError) as err:
+            raise error_for("invalid_args", f"cannot encode message: {err}") from err
+        body = sealer.seal(to, plaintext)
+        if len(header_bytes) + len(body) > self.max_message_bytes:
+            raise error_for("too_large", f"message of {len(header_bytes) + len(body)} bytes exceeds {self.max_message_bytes}")
+        return [header_bytes, body]
+
+    def _adopt(self, to: str, answer: dict) -> Job:
+        result = answer.get("result")
+        job_id = result.get("job_id") if isinstance(result, dict) else None
+        runner = wire.job_runner(job_id)
+        # §9: the job id names its runner; it must be the agent that answered (or, for a
+        # service, a replica answering as that service).
+        if runner is None or (answer["_peer"] is not None and runner != answer["_peer"]) or runner != answer["_from"]:
+            raise error_for("bad_frame", f"accepted answer with a job id that does not name its runner: {job_id!r}")
+        job = Job(self, job_id, to, runner, answer["_seal_key"])
+        self._started[job_id] = job
+        if self.job_poll_interval > 0:
+            self._spawn(self._poll_loop(job))
+        job._future.add_done_callback(lambda _f: self._started.pop(job_id, None))
+        return job
+
+    async def _poll_loop(self, job: Job) -> None:
+        while not job.done and not self._closed:
+            await asyncio.sleep(self.job_poll_interval)
+            if job.done:
+                return
+            try:
+                job.update(await self.poll(job.to, job.id, timeout=max(1.0, self.job_poll_interval)))
+            except ZmcpError as err:
+                if err.code in ("unknown_job", "forbidden"):
+                    job.fail(err)
+                elif time.monotonic() - job.last_heard > self.job_lost_after:
+                    job.fail(TimeoutError_(f"job {job.id}: its runner has not answered a poll for {self.job_lost_after} s (last: {err.code})"))
+
+    # ---- serving --------------------------------------------------------------------------------
+
+    def tool(self, name: str, handler: Callable | None = None, *, schema: dict | None = None, description: str = "",
+             job: bool = False, scope: str | None = None, output_schema: dict | None = None):
+        """Offers a tool. ``handler(args)`` or ``handler(args, ctx)``, sync or async; its
+        arguments are checked against ``schema`` (JSON Schema) first. Usable as a decorator."""
+        def register(fn: Callable) -> Callable:
+            if not isinstance(name, str) or not 1 <= len(name) <= 256:
+                raise ConfigError("tool name must be 1 to 256 characters")
+            if name in BUILTINS:
+                raise ConfigError(f"tool name {name!r} is reserved")
+            if name in self._tools:
+                raise ConfigError(f"tool {name!r} is already registered")
+            tool_scope = scope or default_tool_scope(name)
+            check_scope_token(tool_scope)
+            info = {"name": name, "description": description, "inputSchema": schema or {"type": "object"}, "job": job}
+            if output_schema:
+                info["outputSchema"] = output_schema
+            params = [p for p in inspect.signature(fn).parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+            self._tools[name] = _Tool(info, schema, tool_scope, fn, len(params) >= 2)
+            return fn
+        return register(handler) if handler is not None else register
+
+    def remove_tool(self, name: str) -> bool:
+        return self._tools.pop(name, None) is not None
+
+    async def serve(self, name: str, cert: str | Certificate | None = None, *, timeout: float = 5.0) -> None:
+        """Serves as a replica of ``svc:NAME``; ``cert`` is the service's secret certificate
+        (default ``<certs>/svc-NAME.key_secret``). Returns once the broker acked the proof."""
+        if not wire.is_service_name(name):
+            raise ConfigError(f"invalid service name {name!r}")
+        source = cert or (os.path.join(self._certs_dir, f"svc-{name}.key_secret") if self._certs_dir else None)
+        if source is None:
+            raise ConfigError("serve() needs the service's secret certificate or a certs directory")
+        c = load_secret_certificate(source) if isinstance(source, str) else source
+        first = not self._served
+        self._served[name] = (wire.Sealer(c.secret_key), c.public_key)
+        try:
+            await self._heartbeat(timeout)
+        except BaseException:
+            self._served.pop(name, None)
+            raise
+        if first:
+            self._spawn(self._heartbeat_loop())
+
+    async def _heartbeat_loop(self) -> None:
+        while not self._closed and self._served:
+            await asyncio.sleep(self.service_heartbeat)
+            try:
+                await self._heartbeat()
+            except (ZmcpError, zmq.ZMQError):
+                pass
+
+    async def _heartbeat(self, wait: float | None = None) -> None:
+        """§9: a ``hb`` to the broker (to = "") with every served service and its proof; one per
+        broker endpoint (DEALER spreads sends over connections). Waits for the first ack if asked."""
+        if self._closed or not self._served:
+            return
+        ts = now_ms()
+        svc = [{"name": n, "key": pub, "ts": ts,
+                "proof": wire.make_service_proof(sealer.shared(self._server_key), self.public_key, ts),
+                "free": max(0, self.max_concurrency - self._active)} for n, (sealer, pub) in self._served.items()]
+        body = wire.pack({"svc": svc})
+        acks = []
+        for _ in self._endpoints:
+            header = {"v": wire.PROTOCOL_VERSION, "k": "hb", "id": os.urandom(16), "to": "", "exp": ts + int(2000 * self.service_heartbeat)}
+            if wait is not None:
+                f = asyncio.get_running_loop().create_future()
+                self._acks[header["id"]] = f
+                acks.append((header["id"], f))
+            await self._socket.send_multipart([wire.encode_header(header), body])
+        if wait is None:
+            return
+        try:
+            done, _ = await asyncio.wait([f for _, f in acks], timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                raise TimeoutError_("service announcement: no ack from the broker")
+            first = done.pop()
+            first.result()
+        finally:
+            for i, _ in acks:
+                self._acks.pop(i, None)
+
+    def job_state(self, job_id: str, caller: str) -> dict:
+        return dict(self._job_get(job_id, caller).state)
+
+    # ---- receiving ------------------------------------------------------------------------------
+
+    async def _receive_loop(self) -> None:
+        while not self._closed:
+            try:
+                frames = await self._socket.recv_multipart()
+            except asyncio.CancelledError:
+                return
+            except zmq.ZMQError:
+                if self._closed:
+                    return
+                continue
+            try:
+                self._dispatch(frames)
+            except Exception:  # noqa: BLE001 - no peer input may end the loop
+                pass
+
+    def _dispatch(self, frames: list[bytes]) -> None:
+        if len(frames) != 3:
+            return
+        sender, header_bytes, body = frames
+        if not sender:
+            return self._on_broker(header_bytes)
+        try:
+            peer = sender.decode("latin1")
+        except Exception:
+            return
+        if not wire.is_z85_key(peer):
+            return
+        try:
+            header = wire.decode_header(header_bytes)
+        except ZmcpError:
+            return  # only a faulty broker forwards a header it could not read itself
+        svc = wire.parse_service_address(header["to"])
+        served = self._served.get(svc[0]) if svc else None
+        sealer = served[0] if served else self._sealer
+        reply_as = wire.service_address(svc[0]) if served else None
+        try:
+            if svc and not served:
+                raise error_for("no_route", f"this agent does not serve {svc[0]}")
+            now = now_ms()
+            if header["exp"] + self._replay.window_ms < now:
+                raise error_for("expired", "message is past its deadline")
+            size = len(header_bytes) + len(body)
+            if size > self.max_message_bytes:
+                raise error_for("too_large", f"message of {size} bytes exceeds {self.max_message_bytes}")
+            sealed_by = peer if "as" not in header else self._service_key_of(header["as"])
+            inner = wire.decode_inner(sealer.open(sealed_by, body), header_bytes)
+            if inner["t"] != header["k"]:
+                raise error_for("bad_frame", f"header kind {header['k']} does not match message kind {inner['t']}")
+            self._replay.check(f"{peer}:{header['id'].hex()}", inner["ts"], now)
+            deadline = header["exp"] + self._clocks.observe(peer, inner["ts"], now)
+            if deadline < now:
+                raise error_for("expired", f"message is past its deadline (by {now - deadline} ms on this clock)")
+            if inner["t"] == "req":
+                reply = {"peer": peer, "id": header["id"], "exp": int(deadline), "sealer": sealer, "as": reply_as}
+                self._spawn(self._on_request(reply, inner))
+            elif inner["t"] == "res":
+                self._on_response(peer, sealed_by, header, inner)
+            else:
+                self._on_event(peer, sealed_by, inner)
+        except ZmcpError as err:
+            if header["k"] == "req":
+                reply = {"peer": peer, "id": header["id"], "exp": max(header["exp"], now_ms() + 30_000), "sealer": self._sealer, "as": None}
+                self._respond(reply, {"st": "error", "error": {"code": err.code if err.code in WIRE_CODES else "bad_frame", "message": err.message}})
+
+    def _service_key_of(self, as_: str) -> str:
+        svc = wire.parse_service_address(as_)
+        if not svc or svc[1] is not None:
+            raise error_for("bad_seal", f"sealed as {as_!r}, which is no service")
+        try:
+            return self._service_key(svc[0])
+        except ZmcpError:
+            raise error_for("bad_seal", f"sealed as service {svc[0]}, whose key is unknown here") from None
+
+    def _on_response(self, peer: str, sealed_by: str, header: dict, inner: dict) -> None:
+        pending = self._pending.get(header.get("re", b""))
+        # §5.4 binding: an answer counts only if sealed by the key that was addressed (and, for a
+        # named replica or a plain agent, sent by it). Anything else is dropped, not trusted.
+        if pending is None or pending.future.done() or sealed_by != pending.seal_key or (pending.peer is not None and peer != pending.peer):
+            return
+        inner["_from"] = peer
+        inner["_peer"] = pending.peer
+        inner["_seal_key"] = pending.seal_key
+        pending.future.set_result(inner)
+
+    def _on_event(self, peer: str, sealed_by: str, event: dict) -> None:
+        job = self._started.get(event["job"])
+        # Only the runner named in the job id, sealing with the key the job was started on.
+        if job is None or peer != job.runner or sealed_by != job.seal_key:
+            return
+        state = {"status": event["st"]}
+        for k in ("progress", "result", "error"):
+            if k in event:
+                state[k] = event[k]
+        job.update(state)
+
+    def _on_broker(self, header_bytes: bytes) -> None:
+        try:
+            header = wire.decode_header(header_bytes)
+        except ZmcpError:
+            return
+        re_ = header.get("re")
+        if header["k"] == "ack":
+            f = self._acks.get(re_)
+            if f and not f.done():
+                f.set_result(None)
+            return
+        if header["k"] != "nack":
+            return
+        err = remote_error({"code": header.get("code", "bad_frame"), "message": header.get("msg", "refused by broker")}, "broker")
+        pending = self._pending.get(re_)
+        if pending and not pending.future.done():
+            pending.future.set_exception(err)
+            return
+        f = self._acks.get(re_)
+        if f and not f.done():
+            f.set_exception(err)
+
+    # ---- answering ----------------------------------------------------------------------------
+
+    async def _on_request(self, reply: dict, req: dict) -> None:
+        tool_name = req["tool"]
+        builtin = tool_name in BUILTINS
+        tool = None if builtin else self._tools.get(tool_name)
+        grant = None
+        if self._verifier and (self._require_token or "tok" in req):
+            try:
+                scope = None if builtin else (tool.scope if tool else default_tool_scope(tool_name))
+                grant = self._verifier.authorize(req.get("tok"), reply["peer"], scope)
+            except ZmcpError as err:
+                return self._respond(reply, _failure(err.code, err.message))
+        if builtin:
+            return self._respond(reply, self._builtin(reply, req, grant))
+        if tool is None:
+            return self._respond(reply, _failure("unknown_tool", f"no tool named {tool_name!r}"))
+        if tool.schema:
+            problems = validate(req["args"], tool.schema)
+            if problems:
+                return self._respond(reply, _failure("invalid_args", f"{tool_name}: " + "; ".join(problems)))
+        key = f"{reply['peer']}:{req['rid'].hex()}"
+        self._prune_answers()
+        earlier = self._answers.get(key)
+        if earlier is not None:
+            # §7: a duplicate while the first run goes on waits for it; after, gets the same answer.
+            answer = await asyncio.shield(earlier) if isinstance(earlier, asyncio.Future) else earlier
+            return self._respond(reply, answer)
+        if self._active >= self.max_concurrency:
+            return self._respond(reply, _failure("busy", f"{self._active} tool runs in progress (max_concurrency {self.max_concurrency})"))
+        running = asyncio.get_running_loop().create_future()
+        self._answers[key] = running
+        ctx = ToolContext(reply["peer"], self.name_of(reply["peer"]), req["rid"].hex(), reply["exp"], grant)
+        if tool.info["job"]:
+            job_id = wire.new_job_id(self.public_key)
+            record = _JobRecord({"job_id": job_id, "status": "running"}, reply["peer"])
+            self._jobs[job_id] = record
+            accepted = {"st": "accepted", "result": {"job_id": job_id}}
+            self._finish_answer(key, accepted)
+            self._respond(reply, accepted)
+            ctx.job_id = job_id
+
+            def progress(p: dict) -> None:
+                if record.state["status"] == "running":
+                    record.state["progress"] = p
+                    self._push(reply, record.state)
+            ctx._progress = progress
+            record.task = asyncio.current_task()
+            try:
+                answer = await self._run(tool, req["args"], ctx)
+            except asyncio.CancelledError:
+                return  # cancelled by jobs/cancel (already pushed) or by close()
+            end = {"status": "done", "result": answer.get("result")} if answer["st"] == "ok" else {"status": "error", "error": answer["error"]}
+            if self._end_job(record, end):
+                self._push(reply, record.state)
+            return
+        answer = await self._run(tool, req["args"], ctx)
+        self._finish_answer(key, answer)
+        self._respond(reply, answer)
+
+    def _finish_answer(self, key: str, answer: dict) -> None:
+        earlier = self._answers.get(key)
+        if isinstance(earlier, asyncio.Future) and not earlier.done():
+            earlier.set_result(answer)
+        self._answers[key] = answer
+        self._answer_times[key] = time.monotonic() + 120
+        if len(self._answer_times) > 10_000:
+            oldest = next(iter(self._answer_times))
+            self._answer_times.pop(oldest)
+            self._answers.pop(oldest, None)
+
+    def _prune_answers(self) -> None:
+        now = time.monotonic()
+        for k in list(self._answer_times):
+            if self._answer_times[k] > now:
+                break
+            self._answer_times.pop(k)
+            self._answers.pop(k, None)
+
+    async def _run(self, tool: _Tool, args: Any, ctx: ToolContext) -> dict:
+        self._active += 1
+        try:
+            result = tool.handler(args, ctx) if tool.wants_ctx else tool.handler(args)
+            if inspect.isawaitable(result):
+                result = await result
+            return {"st": "ok", "result": result}
+        except asyncio.CancelledError:
+            raise
+        except ZmcpError as err:
+            return _failure(err.code if err.code in WIRE_CODES else "tool_failed", err.message)
+        except Exception as err:  # noqa: BLE001 - a handler's failure is the caller's answer
+            return _failure("tool_failed", str(err) or type(err).__name__)
+        finally:
+            self._active -= 1
+
+    def _job_get(self, job_id: str, caller: str) -> _JobRecord:
+        record = self._jobs.get(job_id)
+        if record is None or record.forget_at <= time.monotonic():
+            raise error_for("unknown_job", f"no job {job_id} (unknown, or forgotten after its TTL)")
+        if record.owner != caller:
+            raise error_for("forbidden", "only the caller that started a job may poll or cancel it")
+        return record
+
+    def _end_job(self, record: _JobRecord, end: dict) -> bool:
+        if record.state["status"] != "running":
+            return False
+        record.state.update(end)
+        record.forget_at = time.monotonic() + self.job_ttl
+        return True
+
+    def _builtin(self, reply: dict, req: dict, grant: VerifiedToken | None) -> dict:
+        if req["tool"] == BUILTIN_LIST:
+            tools = [t.info for t in self._tools.values() if grant is None or scope_covers(grant.scopes, t.scope)]
+            return {"st": "ok", "result": {"tools": tools}}
+        args = req["args"]
+        if not isinstance(args, dict) or set(args) != {"job_id"} or not isinstance(args["job_id"], str) or len(args["job_id"]) > 128:
+            return _failure("invalid_args", f"{req['tool']}: arguments must be {{job_id: string}}")
+        for k in [k for k, r in self._jobs.items() if r.forget_at <= time.monotonic()]:
+            del self._jobs[k]
+        try:
+            record = self._job_get(args["job_id"], reply["peer"])
+        except ZmcpError as err:
+            return _failure(err.code, err.message)
+        if req["tool"] == BUILTIN_CANCEL and record.state["status"] == "running":
+            self._end_job(record, {"status": "cancelled", "error": {"code": "cancelled", "message": "cancelled by its caller"}})
+            self._push(reply, record.state)
+            if record.task and not record.task.done():
+                record.task.cancel()
+        return {"st": "ok", "result": dict(record.state)}
+
+    def _respond(self, reply: dict, answer: dict) -> None:
+        if self._closed:
+            return
+        header = {"v": wire.PROTOCOL_VERSION, "k": "res", "id": os.urandom(16), "to": reply["peer"],
+                  "exp": max(reply["exp"], now_ms() + 1000), "re": reply["id"]}
+        if reply["as"]:
+            header["as"] = reply["as"]
+        draft = {"t": "res", "ts": now_ms(), "st": answer["st"]}
+        if "result" in answer:
+            draft["result"] = answer["result"]
+        if "error" in answer:
+            draft["error"] = answer["error"]
+        try:
+            frames = self._seal(reply["sealer"], reply["peer"], header, draft)
+        except ZmcpError as err:
+            code = "too_large" if err.code == "too_large" else "tool_failed"
+            frames = self._seal(reply["sealer"], reply["peer"], header,
+                                {"t": "res", "ts": now_ms(), "st": "error", "error": {"code": code, "message": f"result not sendable: {err.message}"}})
+        self._spawn(self._send(frames))
+
+    def _push(self, reply: dict, state: dict) -> None:
+        if self._closed:
+            return
+        header = {"v": wire.PROTOCOL_VERSION, "k": "evt", "id": os.urandom(16), "to": reply["peer"], "exp": now_ms() + 60_000}
+        if reply["as"]:
+            header["as"] = reply["as"]
+        draft = {"t": "evt", "ts": now_ms(), "job": state["job_id"], "st": state["status"]}
+        for k in ("progress", "result", "error"):
+            if k in state:
+                draft[k] = state[k]
+        try:
+            frames = self._seal(reply["sealer"], reply["peer"], header, draft)
+        except ZmcpError as err:
+            frames = self._seal(reply["sealer"], reply["peer"], header, {"t": "evt", "ts": draft["ts"], "job": draft["job"], "st": "error",
+                                                                          "error": {"code": "tool_failed", "message": f"result not sendable: {err.message}"}})
+        self._spawn(self._send(frames))
+
+
+def _failure(code: str, message: str) -> dict:
+    return {"st": "error", "error": {"code": code, "message": message[:4096]}}
