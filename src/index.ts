@@ -14,7 +14,7 @@ export {
   publicKeyOf,
 } from "./certs.js";
 export type { Certificate, CertDirectory } from "./certs.js";
-export { ZmcpError, RemoteError, TimeoutError, ConfigError, CertError, ProtocolError, WIRE_CODES, LOCAL_CODES } from "./errors.js";
+export { ZmcpError, RemoteError, TimeoutError, ForgedAnswerError, ConfigError, CertError, ProtocolError, WIRE_CODES, LOCAL_CODES } from "./errors.js";
 export type { ErrorCode, WireCode, LocalCode } from "./errors.js";
 export {
   TokenIssuer,
