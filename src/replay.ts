@@ -5,11 +5,23 @@
  * A message stamped `ts` is accepted only while |now - ts| <= window, and its first arrival
  * was at or after ts - window, so a replay can succeed no later than first arrival + 2 windows.
  * Keeping each seen id that long is enough, and makes the cache bounded by the window.
+ *
+ * The seen ids live in memory, so a process that restarts forgets them: a message captured
+ * before the restart (by the broker, the only party that sees whole frames) could run again
+ * inside its window, and so could one handed to a replica started since. So a guard also
+ * refuses every message stamped before it was created (less {@link DEFAULT_START_GRACE_MS} of
+ * clock difference): such a message may have been seen by the previous process, and this one
+ * cannot tell. It is refused with `busy` (nothing ran, nothing is remembered), which the
+ * caller's SDK retries with a fresh message and timestamp, so honest calls go through. The
+ * cost: for its first seconds, an agent refuses callers whose clocks lag its own by more than
+ * the grace, until its uptime passes their lag (their retries cover it within their deadline).
  */
 import { ProtocolError } from "./errors.js";
 
 export const DEFAULT_REPLAY_WINDOW_MS = 60_000;
 export const DEFAULT_MAX_SEEN = 1_000_000;
+/** Clock difference allowed on messages stamped before the guard's start, ms. */
+export const DEFAULT_START_GRACE_MS = 1000;
 
 export class ReplayGuard {
   /** key → time after which it may be forgotten; insertion order is arrival order. */
@@ -19,16 +31,23 @@ export class ReplayGuard {
    * @param windowMs accepted clock difference, ms; default 60,000
    * @param maxSeen ids remembered at most; past it new messages are refused with `busy`
    *   (failing closed rather than forgetting ids that could then be replayed); default 1,000,000
+   * @param notBefore messages stamped before this (ms since the epoch, sender's clock) are
+   *   refused with `busy`: the guard cannot know whether they were seen before it existed;
+   *   default: its creation time less {@link DEFAULT_START_GRACE_MS}
    */
   constructor(
     readonly windowMs = DEFAULT_REPLAY_WINDOW_MS,
     readonly maxSeen = DEFAULT_MAX_SEEN,
+    readonly notBefore = Date.now() - DEFAULT_START_GRACE_MS,
   ) {}
 
   /** Throws ProtocolError(replay | busy) if the message must be refused; records it otherwise. */
   check(key: string, ts: number, now = Date.now()): void {
     if (!Number.isFinite(ts) || Math.abs(now - ts) > this.windowMs) {
       throw new ProtocolError("replay", `timestamp ${ts} is outside the ${this.windowMs} ms replay window (clock ${now})`);
+    }
+    if (ts < this.notBefore) {
+      throw new ProtocolError("busy", `message stamped ${this.notBefore - ts} ms before this agent started (possibly a replay it cannot check); send it again`);
     }
     this.#prune(now);
     if (this.#seen.has(key)) throw new ProtocolError("replay", "message id seen before (replayed)");
