@@ -645,7 +645,7 @@ export class Agent {
     if (this.#started.has(jobId)) throw new ZmcpError("bad_frame", `job ${jobId} was already accepted once`);
     const onListenerError = (err: unknown) => {
       this.stats.listenerErrors++;
-      this.log.error("a job progress listener threw", { job: jobId, error: String(err) });
+      this.log.error("a job progress listener threw", { job: jobId, error: printable(err) });
     };
     const job = new Job(
       jobId,
@@ -1076,6 +1076,16 @@ export class Agent {
       frames = this.#seal(reply.sealer, reply.peer, header, { t: "evt", ts: draft.ts, job: draft.job, st: "error", error });
     }
     this.#writer.send(frames).catch((err) => this.log.warn("event not sent", { to: reply.peer, error: String(err) }));
+  }
+}
+
+/** `String(err)`, for any value a peer or a listener may throw (a null-prototype object has no toString). */
+function printable(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  try {
+    return String(err);
+  } catch {
+    return Object.prototype.toString.call(err);
   }
 }
 
