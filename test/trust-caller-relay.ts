@@ -4,12 +4,15 @@
  * records every message it receives, and lets a test swallow, forge or resend messages: what
  * a compromised broker can do.
  */
+import { spawn, type ChildProcess } from "node:child_process";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
 import { decode } from "@msgpack/msgpack";
 import * as zmq from "zeromq";
 import { decodeHeader, encodeHeader, newId, PROTOCOL_VERSION, type Header } from "../src/envelope.js";
 import { parseServiceAddress } from "../src/services.js";
 import { SocketWriter } from "../src/writer.js";
-import type { CertFixture } from "./helpers.js";
+import { ROOT, type CertFixture } from "./helpers.js";
 
 export interface Captured {
   /** The sender's routing id (its key). */
@@ -103,4 +106,46 @@ export async function startRelay(fx: CertFixture): Promise<Relay> {
     }
   })();
   return relay;
+}
+
+/** A replica process (examples/replica.js --log-runs) and the runs it logged. */
+export interface ReplicaProcess {
+  proc: ChildProcess;
+  /** Request ids of every run of `summarize`, in order. */
+  runs: string[];
+  stop(signal?: NodeJS.Signals): Promise<void>;
+}
+
+export async function spawnReplica(fx: CertFixture, name: string, endpoint: string, workMs: number, service = "summarize"): Promise<ReplicaProcess> {
+  const script = join(ROOT, "dist", "examples", "replica.js");
+  const proc = spawn(process.execPath, [script, "--broker", endpoint, "--cert", fx.secretPath(name), "--certs", fx.dir, "--service", service, "--work-ms", String(workMs), "--log-runs"], {
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  const runs: string[] = [];
+  const exited = new Promise<void>((resolve) => proc.once("exit", () => resolve()));
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`replica ${name} not ready`)), 10_000);
+    void exited.then(() => reject(new Error(`replica ${name} exited before ready`)));
+    createInterface({ input: proc.stderr! }).on("line", (line) => {
+      let entry: { msg?: string; requestId?: string };
+      try {
+        entry = JSON.parse(line) as typeof entry;
+      } catch {
+        return;
+      }
+      if (entry.msg === "ran" && entry.requestId) runs.push(entry.requestId);
+      if (entry.msg === "replica ready") {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  });
+  return {
+    proc,
+    runs,
+    async stop(signal = "SIGTERM") {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+      await exited;
+    },
+  };
 }
