@@ -34,7 +34,7 @@ import { ClockOffsets } from "./clock.js";
 import { bump, latencyHistogram, readCounter, readGauge, readLabelledCounter, Registry } from "./metrics.js";
 import { PendingCalls } from "./pending.js";
 import { receiveLoop } from "./receive-loop.js";
-import { DEFAULT_REPLAY_WINDOW_MS, ReplayGuard } from "./replay.js";
+import { DEFAULT_MAX_SEEN, DEFAULT_REPLAY_WINDOW_MS, defaultStartGrace, ReplayGuard } from "./replay.js";
 import { attemptTimeout, backoff, isRetryable, retryPolicy, sleep, type RetryOptions } from "./retry.js";
 import { Sealer } from "./seal.js";
 import { DEFAULT_HEARTBEAT_MS, isServiceName, makeServiceProof, parseServiceAddress, serviceAddress } from "./services.js";
@@ -60,6 +60,13 @@ export interface AgentOptions {
   retry?: RetryOptions | false;
   /** Accepted clock difference with peers, ms (replay window). Default 60,000. */
   replayWindow?: number;
+  /**
+   * Requests stamped more than this before the agent started are refused `busy` (callers
+   * retry them with a fresh timestamp): a message the previous process may have run cannot be
+   * replayed to this one. Also the clock lag tolerated from callers during the first moments
+   * after a start (see replay.ts), ms. Default: half of `replayWindow` (30,000).
+   */
+  startGrace?: number;
   /** Largest message sent or accepted (header + body), bytes. Default 1 MiB (the broker's default). */
   maxMessageBytes?: number;
   /** Tool runs (calls and jobs) at once; past it requests are answered `busy`. Default 64. */
@@ -316,7 +323,10 @@ export class Agent {
     if (!(this.#maxConcurrency >= 1)) throw new ConfigError("maxConcurrency must be at least 1");
     this.#jobs = new JobTable(options.jobTtl ?? 600_000);
     this.#sealer = new Sealer(cert.secretKey);
-    this.#replay = new ReplayGuard(options.replayWindow ?? DEFAULT_REPLAY_WINDOW_MS);
+    const replayWindow = options.replayWindow ?? DEFAULT_REPLAY_WINDOW_MS;
+    const startGrace = options.startGrace ?? defaultStartGrace(replayWindow);
+    if (!(startGrace >= 0)) throw new ConfigError("startGrace must be a non-negative number of ms");
+    this.#replay = new ReplayGuard(replayWindow, DEFAULT_MAX_SEEN, Date.now() - startGrace);
     // Before the socket exists: an unreadable key file throws here and leaks nothing.
     this.#requireToken = options.requireToken ?? options.authority !== undefined;
     if (options.authority === undefined && (this.#requireToken || options.denyList !== undefined)) {

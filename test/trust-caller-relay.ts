@@ -116,9 +116,9 @@ export interface ReplicaProcess {
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
-export async function spawnReplica(fx: CertFixture, name: string, endpoint: string, workMs: number, service = "summarize"): Promise<ReplicaProcess> {
+export async function spawnReplica(fx: CertFixture, name: string, endpoint: string, workMs: number, extra: string[] = []): Promise<ReplicaProcess> {
   const script = join(ROOT, "dist", "examples", "replica.js");
-  const proc = spawn(process.execPath, [script, "--broker", endpoint, "--cert", fx.secretPath(name), "--certs", fx.dir, "--service", service, "--work-ms", String(workMs), "--log-runs"], {
+  const proc = spawn(process.execPath, [script, "--broker", endpoint, "--cert", fx.secretPath(name), "--certs", fx.dir, "--service", "summarize", "--work-ms", String(workMs), "--log-runs", ...extra], {
     stdio: ["ignore", "ignore", "pipe"],
   });
   const runs: string[] = [];

@@ -1,6 +1,7 @@
 /**
  * A request replayed byte for byte (captured by a stand-in broker, the one party that sees
- * whole frames) does not run again after its callee restarts, nor on a replica started since.
+ * whole frames) does not run again after its callee restarts, nor on a replica started since
+ * (agents refuse requests stamped more than `startGrace` before they started; replay.ts).
  * Real replica processes; every run is counted from their own logs.
  */
 import { afterEach, describe, expect, it } from "vitest";
@@ -11,6 +12,8 @@ import { connectAgent, tempCerts, waitFor, type CertFixture } from "./helpers.js
 import { spawnReplica, startRelay, type Captured, type Relay, type ReplicaProcess } from "./trust-caller-relay.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Clocks here are one clock: a short grace, so the test need not wait half a window. */
+const GRACE = ["--start-grace", "500"];
 
 describe("trust: replayed requests across restarts and replicas", () => {
   let fx: CertFixture;
@@ -29,7 +32,7 @@ describe("trust: replayed requests across restarts and replicas", () => {
     fx = tempCerts("alice", "r1", "r2");
     fx.addService("summarize");
     relay = await startRelay(fx);
-    const first = await spawnReplica(fx, "r1", relay.endpoint, 0);
+    const first = await spawnReplica(fx, "r1", relay.endpoint, 0, GRACE);
     procs.push(first);
     await waitFor(() => relay.replicas.get("summarize")?.length === 1, 5000, "r1 announced");
     alice = await connectAgent(fx, "alice", relay.endpoint, { timeout: 50_000 });
@@ -58,7 +61,7 @@ describe("trust: replayed requests across restarts and replicas", () => {
 
     // A second replica, started after the capture: the service request resent to it.
     await sleep(1100);
-    const second = await spawnReplica(fx, "r2", relay.endpoint, 0);
+    const second = await spawnReplica(fx, "r2", relay.endpoint, 0, GRACE);
     procs.push(second);
     await waitFor(() => relay.replicas.get("summarize")?.includes(fx.key("r2")), 5000, "r2 announced");
     await relay.resend(viaService, fx.key("r2"));
@@ -69,7 +72,7 @@ describe("trust: replayed requests across restarts and replicas", () => {
     // r1 restarts (same key); both captured requests resent to it.
     await first.stop("SIGTERM");
     refusals.clear();
-    const restarted = await spawnReplica(fx, "r1", relay.endpoint, 0);
+    const restarted = await spawnReplica(fx, "r1", relay.endpoint, 0, GRACE);
     procs.push(restarted);
     await relay.resend(viaService, fx.key("r1"));
     await relay.resend(direct, fx.key("r1"));
