@@ -827,6 +827,7 @@ export class Agent {
     const served = service ? this.#served.get(service.name) : undefined;
     const reply: Reply = { peer, request: header, sealer: served?.sealer ?? this.#sealer, as: served ? serviceAddress(service!.name) : undefined };
     if (header.k === "req") this.stats.requests++;
+    let opened = false; // the body opened with the sender's key: what follows is its own word
     try {
       if (service && !served) throw new ProtocolError("no_route", `this agent does not serve ${service.name}`);
       const now = Date.now();
@@ -840,7 +841,9 @@ export class Agent {
       // An answer is opened only if it comes from whom it must (answerer.ts).
       if (header.k === "res") this.#checkResponder(header, peer, sealedBy);
       else if (header.k === "evt" && !this.#eventSealers.has(sealedBy)) throw new Dropped(this.#started.size ? "bad_seal" : "unsolicited", `event sealed by ${sealedBy}, which runs no job of ours`);
-      const inner = decodeInner(reply.sealer.open(sealedBy, body), headerBytes, this.#maxMessageBytes);
+      const plaintext = reply.sealer.open(sealedBy, body);
+      opened = true;
+      const inner = decodeInner(plaintext, headerBytes, this.#maxMessageBytes);
       if (inner.t !== header.k) throw new ProtocolError("bad_frame", `header kind ${header.k} does not match message kind ${inner.t}`);
       this.#replay.check(`${peer}:${idKey(header.id)}`, inner.ts, now);
       // The sender's deadline on this agent's clock.
@@ -852,7 +855,7 @@ export class Agent {
         if (!this.#pending.resolve(idKey(header.re!), { response: inner, from: peer })) throw new Dropped("unsolicited", "response to nothing pending");
       } else this.#onEvent(peer, header, sealedBy, inner);
     } catch (err) {
-      if (header.k !== "req") return this.#dropAnswer(header, peer, err);
+      if (header.k !== "req") return this.#dropAnswer(header, peer, err, opened);
       const code: WireCode = err instanceof ProtocolError ? (err.code as WireCode) : "bad_frame";
       const message = err instanceof Error ? err.message : String(err);
       if (this.log.enabled("debug")) this.log.debug("refused message", { from: peer, code, message });
@@ -884,11 +887,12 @@ export class Agent {
 
   /**
    * A response or event that is dropped: counted by reason and logged. A response that opened
-   * with the key of the party asked but failed a later check (expired, a malformed message)
-   * fails its call with that code, as it is that party's answer; anything not proven to come
-   * from it (forged, or not opening) only notes the refusal, and the real answer may still come.
+   * with the key of the party asked but failed a later check (its clock outside the window, a
+   * malformed message) fails its call with that code, as it is that party's answer; anything
+   * not proven to come from it (forged, not opening, refused before opening) only notes the
+   * refusal, and the real answer may still come.
    */
-  #dropAnswer(header: Header, peer: string, err: unknown): void {
+  #dropAnswer(header: Header, peer: string, err: unknown, opened: boolean): void {
     const code = err instanceof ZmcpError ? err.code : "bad_frame";
     const message = err instanceof Error ? err.message : String(err);
     const reason: DropReason = err instanceof Dropped ? err.reason : code === "bad_seal" ? "bad_seal" : "refused";
@@ -896,8 +900,10 @@ export class Agent {
     this.log.warn("dropped message", { from: peer, kind: header.k, reason, message });
     if (err instanceof Dropped || header.k !== "res" || !header.re) return;
     const key = idKey(header.re);
-    if (code === "bad_seal") this.#pending.refuse(key, new ForgedAnswerError(`refused an answer that did not open with the key of the party asked: ${message}`));
-    else if (code !== "replay") this.#pending.reject(key, remoteError({ code, message }, "peer"));
+    // A copy replayed later finds nothing pending, so rejecting on an opened answer is safe.
+    if (opened) this.#pending.reject(key, remoteError({ code, message }, "peer"));
+    else if (code === "bad_seal") this.#pending.refuse(key, new ForgedAnswerError(`refused an answer that did not open with the key of the party asked: ${message}`));
+    else this.#pending.refuse(key, remoteError({ code, message }, "peer"));
   }
 
   #serviceKeyOf(as: string): string {

@@ -98,9 +98,13 @@ describe("trust: a caller accepts answers only from whom it asked", () => {
     let forged = 0;
     relay.onMessage = (m) => {
       if (m.header.k === "req" && m.from === alice.publicKey && m.header.to === fx.key("bob")) {
-        // mallory learns the id (from a leaked log, say) and answers first.
+        // mallory learns the id (from a leaked log, say) and answers first: a forged result, and
+        // a forged answer refused before it is even opened (long expired), which must not end
+        // the call either.
         const [h, b] = mallory.frames(alice.publicKey, { t: "res", ts: Date.now(), st: "ok", result: { echo: "forged", by: "mallory" } }, { k: "res", re: m.header.id });
         void mallory.socket.send([h, b]);
+        const [h2, b2] = mallory.frames(alice.publicKey, { t: "res", ts: Date.now(), st: "error", error: { code: "tool_failed", message: "forged" } }, { k: "res", re: m.header.id, exp: 1000 });
+        void mallory.socket.send([h2, b2]);
         forged++;
       }
       return true;
@@ -110,6 +114,7 @@ describe("trust: a caller accepts answers only from whom it asked", () => {
     expect(forged).toBeGreaterThanOrEqual(1);
     expect(runs.echo).toBe(1);
     expect(alice.stats.dropped["bad_seal"]).toBe(forged);
+    expect(alice.stats.dropped["refused"]).toBe(forged);
   });
 
   it("a service answer must be sealed by the service key: a peer's forgery neither wins nor cuts the call off", async () => {
