@@ -1,6 +1,6 @@
 /** zmcp's public API. Each export is named on purpose; nothing is re-exported wholesale. */
 export { Agent } from "./agent.js";
-export type { AgentOptions, AgentStats, CallOptions, ToolContext, ToolHandler, ToolSpec } from "./agent.js";
+export type { AgentOptions, AgentStats, CallOptions, DropReason, ToolContext, ToolHandler, ToolSpec } from "./agent.js";
 export { Broker } from "./broker.js";
 export type { BrokerOptions, BrokerStats } from "./broker.js";
 export {
