@@ -16,19 +16,29 @@ const { values } = parseArgs({
     certs: { type: "string", default: "certs" },
     service: { type: "string", default: "summarize" },
     "work-ms": { type: "string", default: "0" },
+    /** Log one line per run of a tool (`{"msg":"ran",...}`), so tests can count executions. */
+    "log-runs": { type: "boolean", default: false },
+    /** Agent option `startGrace`, ms (default: half the replay window). */
+    "start-grace": { type: "string" },
     help: { type: "boolean", short: "h" },
   },
 });
 if (values.help || !values.cert) {
-  process.stdout.write("usage: replica --cert certs/NAME.key_secret [--broker tcp://127.0.0.1:5555 ...] [--certs certs] [--service summarize] [--work-ms 0]\n");
+  process.stdout.write("usage: replica --cert certs/NAME.key_secret [--broker tcp://127.0.0.1:5555 ...] [--certs certs] [--service summarize] [--work-ms 0] [--log-runs] [--start-grace ms]\n");
   process.exit(values.help ? 0 : 2);
 }
 const workMs = Number(values["work-ms"]);
-const agent = await Agent.connect({ broker: values.broker ?? ["tcp://127.0.0.1:5555"], cert: values.cert, certs: values.certs });
+const agent = await Agent.connect({
+  broker: values.broker ?? ["tcp://127.0.0.1:5555"],
+  cert: values.cert,
+  certs: values.certs,
+  ...(values["start-grace"] === undefined ? {} : { startGrace: Number(values["start-grace"]) }),
+});
 let served = 0;
 agent
-  .tool("summarize", { description: "Word and character counts of a text", input: z.strictObject({ text: z.string() }) }, async ({ text }) => {
+  .tool("summarize", { description: "Word and character counts of a text", input: z.strictObject({ text: z.string() }) }, async ({ text }, ctx) => {
     served++;
+    if (values["log-runs"]) process.stderr.write(JSON.stringify({ level: "info", msg: "ran", tool: "summarize", requestId: ctx.requestId, from: ctx.from }) + "\n");
     if (workMs > 0) await new Promise((r) => setTimeout(r, workMs));
     return { replica: agent.publicKey, served, words: text.split(/\s+/).filter(Boolean).length, chars: text.length };
   })

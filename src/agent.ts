@@ -25,7 +25,8 @@ import {
   type Request,
   type Response,
 } from "./envelope.js";
-import { ConfigError, isWireCode, ProtocolError, remoteError, TimeoutError, ZmcpError, type WireCode } from "./errors.js";
+import { answererOf, jobAnswerer, KeyCounts, mismatch, type Answerer } from "./answerer.js";
+import { ConfigError, ForgedAnswerError, isWireCode, ProtocolError, remoteError, TimeoutError, ZmcpError, type WireCode } from "./errors.js";
 import { AnswerCache, type Answer } from "./idempotency.js";
 import { BUILTIN_TOOLS, isBuiltinTool, Job, jobRunner, JobTable, newJobId, type JobState } from "./jobs.js";
 import { silentLogger, type Logger } from "./log.js";
@@ -33,8 +34,8 @@ import { ClockOffsets } from "./clock.js";
 import { bump, latencyHistogram, readCounter, readGauge, readLabelledCounter, Registry } from "./metrics.js";
 import { PendingCalls } from "./pending.js";
 import { receiveLoop } from "./receive-loop.js";
-import { DEFAULT_REPLAY_WINDOW_MS, ReplayGuard } from "./replay.js";
-import { backoff, isRetryable, retryPolicy, sleep, type RetryOptions } from "./retry.js";
+import { DEFAULT_MAX_SEEN, DEFAULT_REPLAY_WINDOW_MS, defaultStartGrace, ReplayGuard } from "./replay.js";
+import { attemptTimeout, backoff, isRetryable, retryPolicy, sleep, type RetryOptions } from "./retry.js";
 import { Sealer } from "./seal.js";
 import { DEFAULT_HEARTBEAT_MS, isServiceName, makeServiceProof, parseServiceAddress, serviceAddress } from "./services.js";
 import { TokenSource, type TokenProvider } from "./token-source.js";
@@ -59,6 +60,13 @@ export interface AgentOptions {
   retry?: RetryOptions | false;
   /** Accepted clock difference with peers, ms (replay window). Default 60,000. */
   replayWindow?: number;
+  /**
+   * Requests stamped more than this before the agent started are refused `busy` (callers
+   * retry them with a fresh timestamp): a message the previous process may have run cannot be
+   * replayed to this one. Also the clock lag tolerated from callers during the first moments
+   * after a start (see replay.ts), ms. Default: half of `replayWindow` (30,000).
+   */
+  startGrace?: number;
   /** Largest message sent or accepted (header + body), bytes. Default 1 MiB (the broker's default). */
   maxMessageBytes?: number;
   /** Tool runs (calls and jobs) at once; past it requests are answered `busy`. Default 64. */
@@ -178,12 +186,37 @@ export interface AgentStats {
   /** Requests received from peers, and those answered with an error, by code. */
   requests: number;
   requestFailures: Partial<Record<string, number>>;
-  /** Messages dropped with a log line (nothing to answer), by reason. */
-  dropped: Partial<Record<"frames" | "sender" | "header" | "unsolicited" | "nack", number>>;
+  /** Messages dropped (nothing to answer, or an answer refused), by reason; see {@link DropReason}. */
+  dropped: Partial<Record<DropReason, number>>;
+  /** Job progress listeners (the caller's own code) that threw; the job and the agent go on. */
+  listenerErrors: number;
   /** CURVE handshakes with a broker completed, and connections lost. */
   connects: number;
   disconnects: number;
 }
+
+/**
+ * Why the agent dropped a message. Open: other parts of the agent add their own reasons.
+ * - `frames`, `sender`, `header`: not a well-formed message from a broker
+ * - `unsolicited`: a response or job event that answers nothing pending
+ * - `nack`: a broker refusal of nothing pending
+ * - `bad_seal`: a response or job event not sealed by the party asked (forged), see answerer.ts
+ * - `invalid_answer`: an answer sealed by the right party whose content the caller cannot read
+ *   (a `jobs/poll` state of the wrong shape); the call or job fails with `bad_frame`
+ * - `refused`: a response or event that failed a check after opening (replay, expired, kind)
+ * - `broker_header`: a broker's own message (nack, ack) with an invalid header
+ */
+export type DropReason =
+  | "frames"
+  | "sender"
+  | "header"
+  | "unsolicited"
+  | "nack"
+  | "bad_seal"
+  | "invalid_answer"
+  | "refused"
+  | "broker_header"
+  | (string & {});
 
 interface RegisteredTool {
   info: ToolInfo;
@@ -212,6 +245,24 @@ interface Answered {
   response: Response;
   /** The key of the agent (or service replica) that answered. */
   from: string;
+  /** Who was asked (and so who may speak for a job it accepted). */
+  answerer: Answerer;
+}
+
+/** A job this agent started, and who may speak for it. */
+interface StartedJob {
+  job: Job;
+  answerer: Answerer;
+}
+
+/** A message dropped on purpose, with its reason; thrown inside #dispatch only. */
+class Dropped extends Error {
+  constructor(
+    readonly reason: DropReason,
+    message: string,
+  ) {
+    super(message);
+  }
 }
 
 interface Served {
@@ -227,12 +278,14 @@ export class Agent {
   readonly #sealer: Sealer;
   readonly #serverKey: string;
   readonly #replay: ReplayGuard;
-  readonly #pending = new PendingCalls<Answered>();
+  readonly #pending = new PendingCalls<Omit<Answered, "answerer">, Answerer>();
   readonly #acks = new PendingCalls<void>();
   readonly #tools = new Map<string, RegisteredTool>();
   readonly #answers = new AnswerCache();
   readonly #jobs: JobTable;
-  readonly #started = new Map<string, Job>();
+  readonly #started = new Map<string, StartedJob>();
+  /** The keys that may seal a job event now: the runners (or service keys) of #started. */
+  readonly #eventSealers = new KeyCounts();
   readonly #served = new Map<string, Served>();
   readonly #closing = new AbortController();
   readonly #certsDir: string | undefined;
@@ -252,7 +305,7 @@ export class Agent {
   #closed = false;
   #handshake: { resolve: () => void; reject: (err: Error) => void } | undefined;
   readonly #clocks = new ClockOffsets();
-  readonly stats: AgentStats = { calls: 0, callFailures: {}, requests: 0, requestFailures: {}, dropped: {}, connects: 0, disconnects: 0 };
+  readonly stats: AgentStats = { calls: 0, callFailures: {}, requests: 0, requestFailures: {}, dropped: {}, listenerErrors: 0, connects: 0, disconnects: 0 };
   /** Prometheus metrics of this agent (a registry of its own; serve it with `serveMetrics`). */
   readonly metrics = new Registry();
   readonly #latency = latencyHistogram(this.metrics, "zmcp_agent_call_duration_seconds", "Call latency, from call() to its outcome (retries included)");
@@ -270,7 +323,10 @@ export class Agent {
     if (!(this.#maxConcurrency >= 1)) throw new ConfigError("maxConcurrency must be at least 1");
     this.#jobs = new JobTable(options.jobTtl ?? 600_000);
     this.#sealer = new Sealer(cert.secretKey);
-    this.#replay = new ReplayGuard(options.replayWindow ?? DEFAULT_REPLAY_WINDOW_MS);
+    const replayWindow = options.replayWindow ?? DEFAULT_REPLAY_WINDOW_MS;
+    const startGrace = options.startGrace ?? defaultStartGrace(replayWindow);
+    if (!(startGrace >= 0)) throw new ConfigError("startGrace must be a non-negative number of ms");
+    this.#replay = new ReplayGuard(replayWindow, DEFAULT_MAX_SEEN, Date.now() - startGrace);
     // Before the socket exists: an unreadable key file throws here and leaks nothing.
     this.#requireToken = options.requireToken ?? options.authority !== undefined;
     if (options.authority === undefined && (this.#requireToken || options.denyList !== undefined)) {
@@ -402,9 +458,9 @@ export class Agent {
 
   async #call(to: string, tool: string, args: unknown, options: CallOptions): Promise<unknown> {
     const deadline = Date.now() + (options.timeout ?? this.#defaultTimeout);
-    const { response, from } = await this.#request(to, tool, args, options);
-    if (response.st !== "accepted") return response.result;
-    const job = this.#adopt(to, response, from);
+    const answered = await this.#request(to, tool, args, options);
+    if (answered.response.st !== "accepted") return answered.response.result;
+    const job = this.#adopt(to, answered);
     const remaining = deadline - Date.now();
     return withTimeout(job.result, Math.max(1, remaining), `job ${job.id} did not end within the call's deadline`, options.signal);
   }
@@ -414,8 +470,9 @@ export class Agent {
    * `job.on("progress", ...)`, `job.cancel()`. The options' timeout covers the start only.
    */
   async start(to: string, tool: string, args: unknown = {}, options: CallOptions = {}): Promise<Job> {
-    const { response, from } = await this.#request(to, tool, args, options);
-    if (response.st === "accepted") return this.#adopt(to, response, from);
+    const answered = await this.#request(to, tool, args, options);
+    const { response, from } = answered;
+    if (response.st === "accepted") return this.#adopt(to, answered);
     // Not a job tool: a handle that is already done, so callers need not care.
     const job = new Job("", to, from, () => Promise.reject(new ZmcpError("unknown_job", "not a job")));
     job.update({ status: "done", result: response.result });
@@ -425,7 +482,22 @@ export class Agent {
   /** Polls a job started by this agent on `to` (the same address it was started on). */
   async poll(to: string, jobId: string, options: CallOptions = {}): Promise<JobState> {
     const { response } = await this.#request(jobAddress(to, jobId), BUILTIN_TOOLS.poll, { job_id: jobId }, options);
-    return JobStateSchema.parse(response.result) as JobState;
+    return this.#jobStateOf(response, jobId, BUILTIN_TOOLS.poll);
+  }
+
+  /**
+   * A `jobs/poll` or `jobs/cancel` answer → the job's state. Throws ZmcpError(bad_frame) when it
+   * cannot be read, or is about another job: the caller cannot tell what became of its job, and
+   * waiting for another poll would only repeat the same answer.
+   */
+  #jobStateOf(response: Response, jobId: string, tool: string): JobState {
+    const parsed = JobStateSchema.safeParse(response.result);
+    const why = !parsed.success ? z.prettifyError(parsed.error) : parsed.data.job_id !== jobId ? `it is about job ${parsed.data.job_id}` : undefined;
+    if (why !== undefined) {
+      bump(this.stats.dropped, "invalid_answer");
+      throw new ZmcpError("bad_frame", `invalid ${tool} answer for job ${jobId}: ${why}`);
+    }
+    return parsed.data as JobState;
   }
 
   /** The tools `to` offers (its built-in `tools/list`), filtered by what this agent's token covers. */
@@ -477,7 +549,7 @@ export class Agent {
     const closed = new ZmcpError("closed", "agent closed");
     this.#pending.rejectAll(closed);
     this.#acks.rejectAll(closed);
-    for (const job of this.#started.values()) job.fail(closed);
+    for (const { job } of this.#started.values()) job.fail(closed);
     this.#socket.close();
     await this.#loop;
   }
@@ -493,6 +565,7 @@ export class Agent {
     readGauge(r, "zmcp_agent_jobs_running", "Jobs running now", () => this.#jobs.running);
     readGauge(r, "zmcp_agent_calls_pending", "Requests waiting for an answer (each attempt of a call)", () => this.#pending.size);
     readLabelledCounter(r, "zmcp_agent_messages_dropped_total", "Messages dropped with a log line, by reason", "reason", () => entries(s.dropped));
+    readCounter(r, "zmcp_agent_listener_errors_total", "Job progress listeners that threw (caught; the job goes on)", () => s.listenerErrors);
     readCounter(r, "zmcp_agent_broker_connects_total", "CURVE handshakes with a broker completed", () => s.connects);
     readCounter(r, "zmcp_agent_broker_disconnects_total", "Connections to a broker lost", () => s.disconnects);
   }
@@ -515,7 +588,11 @@ export class Agent {
     return key;
   }
 
-  /** One request with retries: the same request id every attempt, a fresh message id each. */
+  /**
+   * One request with retries: the same request id every attempt, a fresh message id each.
+   * Retried after a timed-out attempt only where the retry reaches the agent that may still be
+   * running the first one (see retry.ts, {@link attemptTimeout}): never across service replicas.
+   */
   async #request(to: string, tool: string, args: unknown, options: CallOptions): Promise<Answered> {
     if (this.#closed) throw new ZmcpError("closed", "agent is closed");
     const route = this.#routeFor(to);
@@ -530,7 +607,7 @@ export class Agent {
       const remaining = deadline - Date.now();
       const last = attempt >= policy.attempts;
       try {
-        const answered = await this.#attempt(route, { t: "req", ts: Date.now(), rid, tool, args, ...(tok === undefined ? {} : { tok }) }, deadline, last ? remaining : Math.min(policy.attemptTimeout, remaining), options.signal, what);
+        const answered = await this.#attempt(route, { t: "req", ts: Date.now(), rid, tool, args, ...(tok === undefined ? {} : { tok }) }, deadline, attemptTimeout(policy, route.to, remaining, last), options.signal, what);
         if (answered.response.st === "error") throw remoteError(answered.response.error, "peer");
         return answered;
       } catch (err) {
@@ -549,21 +626,49 @@ export class Agent {
     const header: Header = { v: PROTOCOL_VERSION, k: "req", id: newId(), to: route.to, exp: deadline };
     const frames = this.#seal(this.#sealer, route.sealKey, header, draft);
     const key = idKey(header.id);
-    const answer = this.#pending.add(key, Math.max(1, timeout), signal, what);
+    const answerer = answererOf(route.to, route.sealKey);
+    const answer = this.#pending.add(key, Math.max(1, timeout), signal, what, answerer);
     this.#writer.send(frames).catch((err) => {
       this.#pending.reject(key, new ZmcpError("closed", `send failed: ${(err as Error).message}`, { cause: err }));
     });
-    return answer;
+    return { ...(await answer), answerer };
   }
 
-  /** Wraps an `accepted` answer into a Job that gathers pushes and polls as a fallback. */
-  #adopt(to: string, response: Response, from: string): Job {
-    const jobId = z.object({ job_id: z.string() }).parse(response.result).job_id;
-    const job = new Job(jobId, to, from, async () => {
-      const { response: r } = await this.#request(jobAddress(to, jobId), BUILTIN_TOOLS.cancel, { job_id: jobId }, {});
-      return JobStateSchema.parse(r.result) as JobState;
-    });
-    this.#started.set(jobId, job);
+  /**
+   * Wraps an `accepted` answer into a Job that gathers pushes and polls as a fallback. Its
+   * events are accepted only from the runner its id names (answerer.ts). Throws
+   * ZmcpError(bad_frame) for an answer without a job id, ForgedAnswerError when the id names
+   * another runner than the one that accepted it.
+   */
+  #adopt(to: string, { response, from, answerer: asked }: Answered): Job {
+    const parsed = z.object({ job_id: z.string().min(1).max(128) }).safeParse(response.result);
+    if (!parsed.success) {
+      bump(this.stats.dropped, "invalid_answer");
+      throw new ZmcpError("bad_frame", `accepted answer without a job id: ${z.prettifyError(parsed.error)}`);
+    }
+    const jobId = parsed.data.job_id;
+    const answerer = jobAnswerer(asked, jobId, from);
+    if (typeof answerer === "string") {
+      bump(this.stats.dropped, "bad_seal");
+      throw new ForgedAnswerError(answerer);
+    }
+    if (this.#started.has(jobId)) throw new ZmcpError("bad_frame", `job ${jobId} was already accepted once`);
+    const onListenerError = (err: unknown) => {
+      this.stats.listenerErrors++;
+      this.log.error("a job progress listener threw", { job: jobId, error: printable(err) });
+    };
+    const job = new Job(
+      jobId,
+      to,
+      from,
+      async () => {
+        const { response: r } = await this.#request(jobAddress(to, jobId), BUILTIN_TOOLS.cancel, { job_id: jobId }, {});
+        return this.#jobStateOf(r, jobId, BUILTIN_TOOLS.cancel);
+      },
+      onListenerError,
+    );
+    this.#started.set(jobId, { job, answerer });
+    this.#eventSealers.add(answerer.sealKey);
     const every = this.#options.jobPollInterval ?? 2000;
     const lostAfter = this.#options.jobLostAfter ?? 30_000;
     let heard = Date.now();
@@ -577,10 +682,11 @@ export class Agent {
                 job.update(state);
               },
               (err: unknown) => {
-                // The job is gone for good; a transient failure waits for the next poll, unless
-                // the runner has been unreachable for too long (killed and not back): without
-                // this, `await job.result` would wait forever.
-                if (err instanceof ZmcpError && (err.code === "unknown_job" || err.code === "forbidden")) job.fail(err);
+                // The job is gone for good (or its runner's answers cannot be read: asking again
+                // would give the same); a transient failure waits for the next poll, unless the
+                // runner has been unreachable for too long (killed and not back): without this,
+                // `await job.result` would wait forever.
+                if (err instanceof ZmcpError && (err.code === "unknown_job" || err.code === "forbidden" || err.code === "bad_frame" || err.code === "bad_seal")) job.fail(err);
                 else if (Date.now() - heard > lostAfter) {
                   const code = err instanceof ZmcpError ? err.code : "timeout";
                   job.fail(new TimeoutError(`job ${jobId}: its runner has not answered a poll for ${lostAfter} ms (last: ${code})`));
@@ -592,6 +698,7 @@ export class Agent {
     void job.result.finally(() => {
       clearInterval(timer);
       this.#started.delete(jobId);
+      this.#eventSealers.delete(answerer.sealKey);
     }).catch(() => undefined);
     return job;
   }
@@ -720,6 +827,7 @@ export class Agent {
     const served = service ? this.#served.get(service.name) : undefined;
     const reply: Reply = { peer, request: header, sealer: served?.sealer ?? this.#sealer, as: served ? serviceAddress(service!.name) : undefined };
     if (header.k === "req") this.stats.requests++;
+    let opened = false; // the body opened with the sender's key: what follows is its own word
     try {
       if (service && !served) throw new ProtocolError("no_route", `this agent does not serve ${service.name}`);
       const now = Date.now();
@@ -730,7 +838,12 @@ export class Agent {
       if (size > this.#maxMessageBytes) throw new ProtocolError("too_large", `message of ${size} bytes exceeds ${this.#maxMessageBytes}`);
       // Sealed as a service (a replica's answer): opened with that service's public key.
       const sealedBy = header.as === undefined ? peer : this.#serviceKeyOf(header.as);
-      const inner = decodeInner(reply.sealer.open(sealedBy, body), headerBytes, this.#maxMessageBytes);
+      // An answer is opened only if it comes from whom it must (answerer.ts).
+      if (header.k === "res") this.#checkResponder(header, peer, sealedBy);
+      else if (header.k === "evt" && !this.#eventSealers.has(sealedBy)) throw new Dropped(this.#started.size ? "bad_seal" : "unsolicited", `event sealed by ${sealedBy}, which runs no job of ours`);
+      const plaintext = reply.sealer.open(sealedBy, body);
+      opened = true;
+      const inner = decodeInner(plaintext, headerBytes, this.#maxMessageBytes);
       if (inner.t !== header.k) throw new ProtocolError("bad_frame", `header kind ${header.k} does not match message kind ${inner.t}`);
       this.#replay.check(`${peer}:${idKey(header.id)}`, inner.ts, now);
       // The sender's deadline on this agent's clock.
@@ -739,18 +852,58 @@ export class Agent {
       if (deadline !== header.exp) reply.request = { ...header, exp: deadline };
       if (inner.t === "req") void this.#onRequest(reply, inner);
       else if (inner.t === "res") {
-        if (!header.re || !this.#pending.resolve(idKey(header.re), { response: inner, from: peer })) bump(this.stats.dropped, "unsolicited");
-      } else this.#onEvent(peer, inner);
+        if (!this.#pending.resolve(idKey(header.re!), { response: inner, from: peer })) throw new Dropped("unsolicited", "response to nothing pending");
+      } else this.#onEvent(peer, header, sealedBy, inner);
     } catch (err) {
+      if (header.k !== "req") return this.#dropAnswer(header, peer, err, opened);
       const code: WireCode = err instanceof ProtocolError ? (err.code as WireCode) : "bad_frame";
       const message = err instanceof Error ? err.message : String(err);
       if (this.log.enabled("debug")) this.log.debug("refused message", { from: peer, code, message });
       // The answer lives at least as long as the request, so that it is not refused as expired
       // on the way back when this agent's clock lags the sender's (a skew outside the window).
       const exp = Math.max(header.exp, Date.now() + 30_000);
-      if (header.k === "req") this.#respond({ ...reply, sealer: this.#sealer, as: undefined }, { st: "error", error: { code, message } }, exp);
-      else if (header.k === "res" && header.re) this.#pending.reject(idKey(header.re), remoteError({ code, message }, "peer"));
+      // Sealed as what was asked (the service, when it is served here), so that callers, who
+      // accept answers only from whom they addressed, can read the refusal.
+      this.#respond(reply, { st: "error", error: { code, message } }, exp);
     }
+  }
+
+  /**
+   * Throws Dropped unless this response answers a pending request and comes from the party
+   * that request was addressed to: the broker's `from`, the header's `as` and the sealing key.
+   * A forged response is noted on the request, so that if the real answer never comes the call
+   * fails with `bad_seal` (ForgedAnswerError) rather than a plain timeout.
+   */
+  #checkResponder(header: Header, peer: string, sealedBy: string): void {
+    const key = header.re ? idKey(header.re) : undefined;
+    const expected = key === undefined ? undefined : this.#pending.meta(key);
+    if (!expected) throw new Dropped("unsolicited", "response to nothing pending");
+    const why = mismatch(expected, peer, header.as, sealedBy);
+    if (why !== undefined) {
+      this.#pending.refuse(key!, new ForgedAnswerError(`refused an answer not sealed by the party asked: ${why}`));
+      throw new Dropped("bad_seal", why);
+    }
+  }
+
+  /**
+   * A response or event that is dropped: counted by reason and logged. A response that opened
+   * with the key of the party asked but failed a later check (its clock outside the window, a
+   * malformed message) fails its call with that code, as it is that party's answer; anything
+   * not proven to come from it (forged, not opening, refused before opening) only notes the
+   * refusal, and the real answer may still come.
+   */
+  #dropAnswer(header: Header, peer: string, err: unknown, opened: boolean): void {
+    const code = err instanceof ZmcpError ? err.code : "bad_frame";
+    const message = err instanceof Error ? err.message : String(err);
+    const reason: DropReason = err instanceof Dropped ? err.reason : code === "bad_seal" ? "bad_seal" : "refused";
+    bump(this.stats.dropped, reason);
+    this.log.warn("dropped message", { from: peer, kind: header.k, reason, message });
+    if (err instanceof Dropped || header.k !== "res" || !header.re) return;
+    const key = idKey(header.re);
+    // A copy replayed later finds nothing pending, so rejecting on an opened answer is safe.
+    if (opened) this.#pending.reject(key, remoteError({ code, message }, "peer"));
+    else if (code === "bad_seal") this.#pending.refuse(key, new ForgedAnswerError(`refused an answer that did not open with the key of the party asked: ${message}`));
+    else this.#pending.refuse(key, remoteError({ code, message }, "peer"));
   }
 
   #serviceKeyOf(as: string): string {
@@ -769,11 +922,12 @@ export class Agent {
     try {
       header = decodeHeader(headerBytes);
     } catch (err) {
+      bump(this.stats.dropped, "broker_header");
       return this.log.warn("dropped invalid message from broker", { error: String(err) });
     }
     const key = header.re ? idKey(header.re) : undefined;
     if (header.k === "ack") {
-      if (key) this.#acks.resolve(key, undefined);
+      if (!key || !this.#acks.resolve(key, undefined)) bump(this.stats.dropped, "unsolicited");
       return;
     }
     const err = remoteError({ code: header.code ?? "bad_frame", message: header.msg ?? "refused by broker" }, "broker");
@@ -782,11 +936,13 @@ export class Agent {
     this.log.warn("broker refused a message", { code: err.code, message: header.msg });
   }
 
-  #onEvent(peer: string, event: Event): void {
-    const job = this.#started.get(event.job);
-    // Only the agent that accepted the job may speak for it.
-    if (!job || job.runner !== peer) return;
-    job.update({ status: event.st, ...pick(event, "progress", "result", "error") });
+  /** A job's event: accepted only from the runner its id names, sealed as the job was accepted. */
+  #onEvent(peer: string, header: Header, sealedBy: string, event: Event): void {
+    const started = this.#started.get(event.job);
+    if (!started) throw new Dropped("unsolicited", `event for job ${event.job}, which is not ours (or has ended)`);
+    const why = mismatch(started.answerer, peer, header.as, sealedBy);
+    if (why !== undefined) throw new Dropped("bad_seal", `event for job ${event.job}: ${why}`);
+    started.job.update({ status: event.st, ...pick(event, "progress", "result", "error") });
   }
 
   async #onRequest(reply: Reply, request: Request): Promise<void> {
@@ -936,6 +1092,16 @@ export class Agent {
       frames = this.#seal(reply.sealer, reply.peer, header, { t: "evt", ts: draft.ts, job: draft.job, st: "error", error });
     }
     this.#writer.send(frames).catch((err) => this.log.warn("event not sent", { to: reply.peer, error: String(err) }));
+  }
+}
+
+/** `String(err)`, for any value a peer or a listener may throw (a null-prototype object has no toString). */
+function printable(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  try {
+    return String(err);
+  } catch {
+    return Object.prototype.toString.call(err);
   }
 }
 

@@ -94,6 +94,18 @@ export class TimeoutError extends ZmcpError {
   }
 }
 
+/**
+ * Answers came back, but none sealed by the party that was asked (code `bad_seal`): a forged
+ * response or job event, from a compromised broker or a peer that learnt the request's id.
+ * Raised by the caller once the real answer did not come either.
+ */
+export class ForgedAnswerError extends ZmcpError {
+  override name = "ForgedAnswerError";
+  constructor(message: string) {
+    super("bad_seal", message);
+  }
+}
+
 /** Invalid option or file given to a constructor or CLI: thrown at construction. */
 export class ConfigError extends ZmcpError {
   override name = "ConfigError";

@@ -6,7 +6,7 @@
  * (the MCP bridge, the only part that needs `@modelcontextprotocol/sdk`).
  */
 export { Agent } from "./agent.js";
-export type { AgentOptions, AgentStats, CallOptions, ToolContext, ToolHandler, ToolInfo, ToolSpec } from "./agent.js";
+export type { AgentOptions, AgentStats, CallOptions, DropReason, ToolContext, ToolHandler, ToolInfo, ToolSpec } from "./agent.js";
 export { Job } from "./jobs.js";
 export type { JobEvents, JobState } from "./jobs.js";
 export type { ErrorBody, JobStatus, Progress } from "./envelope.js";
@@ -26,7 +26,7 @@ export {
   publicKeyOf,
 } from "./certs.js";
 export type { Certificate, CertDirectory } from "./certs.js";
-export { ZmcpError, RemoteError, TimeoutError, ConfigError, CertError, ProtocolError, WIRE_CODES, LOCAL_CODES } from "./errors.js";
+export { ZmcpError, RemoteError, TimeoutError, ForgedAnswerError, ConfigError, CertError, ProtocolError, WIRE_CODES, LOCAL_CODES } from "./errors.js";
 export type { ErrorCode, WireCode, LocalCode } from "./errors.js";
 export {
   TokenIssuer,

@@ -137,6 +137,8 @@ export class Job extends EventEmitter<JobEvents> {
     /** The key of the agent (replica) that accepted it. */
     readonly runner: string,
     private readonly cancelFn: () => Promise<JobState>,
+    /** Told of a progress listener that threw (or whose promise rejected); the job goes on. */
+    private readonly onListenerError: (err: unknown) => void = () => undefined,
   ) {
     super();
     this.result = new Promise((resolve, reject) => {
@@ -167,7 +169,7 @@ export class Job extends EventEmitter<JobEvents> {
     // The same progress may come twice (pushed, then polled): report each step once.
     if (state.progress && !sameProgress(state.progress, this.#lastProgress)) {
       this.#lastProgress = state.progress;
-      if (state.status === "running") this.emit("progress", state.progress);
+      if (state.status === "running") this.#emitProgress(state.progress);
     }
     if (state.status === "running") return;
     this.#done = true;
@@ -175,6 +177,32 @@ export class Job extends EventEmitter<JobEvents> {
     else {
       const code = state.status === "cancelled" ? "cancelled" : (state.error?.code ?? "tool_failed");
       this.#settle.reject(remoteError({ code, message: state.error?.message ?? `job ${state.status}` }, "peer"));
+    }
+  }
+
+  /**
+   * Calls each progress listener inside a guard: a listener that throws, or returns a promise
+   * that rejects, is reported and skipped. Updates arrive from the agent's receive loop and
+   * from poll callbacks, where an escaping error would end the process (an unhandled
+   * rejection) or leave the job half-updated.
+   */
+  #emitProgress(progress: Progress): void {
+    // rawListeners: a `once` listener's wrapper removes itself when called.
+    for (const listener of this.rawListeners("progress") as Array<(p: Progress) => unknown>) {
+      try {
+        const out: unknown = listener.call(this, progress);
+        if (out instanceof Promise) out.catch((err: unknown) => this.#listenerFailed(err));
+      } catch (err) {
+        this.#listenerFailed(err);
+      }
+    }
+  }
+
+  #listenerFailed(err: unknown): void {
+    try {
+      this.onListenerError(err);
+    } catch {
+      // the reporter itself must not throw into the receive loop either
     }
   }
 

@@ -4,34 +4,54 @@
  */
 import { TimeoutError, ZmcpError } from "./errors.js";
 
-interface Entry<T> {
+interface Entry<T, M> {
   resolve: (value: T) => void;
   reject: (err: Error) => void;
   timer: NodeJS.Timeout;
   signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
+  meta: M;
+  /** Why an answer was refused; the entry fails with it, rather than a timeout, if no good answer comes. */
+  refused: Error | undefined;
 }
 
-export class PendingCalls<T> {
-  readonly #entries = new Map<string, Entry<T>>();
+/** `M`: what the receiver needs to know about each pending request (e.g. who may answer it). */
+export class PendingCalls<T, M = undefined> {
+  readonly #entries = new Map<string, Entry<T, M>>();
 
   /**
    * Registers `key` and returns the promise of its answer.
    * @param timeoutMs rejects with TimeoutError after this many ms
    * @param signal rejects with code `aborted` when it fires
    */
-  add(key: string, timeoutMs: number, signal?: AbortSignal, what = "call"): Promise<T> {
+  add(key: string, timeoutMs: number, signal?: AbortSignal, what = "call", ...meta: M extends undefined ? [] : [M]): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       if (signal?.aborted) return reject(new ZmcpError("aborted", `${what} aborted`, { cause: signal.reason }));
-      const timer = setTimeout(() => this.reject(key, new TimeoutError(`${what} got no answer within ${timeoutMs} ms`)), timeoutMs);
+      const timer = setTimeout(() => this.reject(key, this.#entries.get(key)?.refused ?? new TimeoutError(`${what} got no answer within ${timeoutMs} ms`)), timeoutMs);
       const onAbort = signal ? () => this.reject(key, new ZmcpError("aborted", `${what} aborted`, { cause: signal.reason })) : undefined;
       if (signal && onAbort) signal.addEventListener("abort", onAbort, { once: true });
-      this.#entries.set(key, { resolve, reject, timer, signal, onAbort });
+      this.#entries.set(key, { resolve, reject, timer, signal, onAbort, meta: meta[0] as M, refused: undefined });
     });
   }
 
   has(key: string): boolean {
     return this.#entries.has(key);
+  }
+
+  /** What was registered with `key`, while it is pending. */
+  meta(key: string): M | undefined {
+    return this.#entries.get(key)?.meta;
+  }
+
+  /**
+   * Notes that an answer to `key` was refused (forged, say) without ending the wait: the real
+   * answer may still come, and a refused one must not be able to cut it off. If none comes,
+   * the entry fails with `err` instead of a timeout. Returns false if `key` is not pending.
+   */
+  refuse(key: string, err: Error): boolean {
+    const entry = this.#entries.get(key);
+    if (entry) entry.refused ??= err;
+    return entry !== undefined;
   }
 
   resolve(key: string, value: T): boolean {
@@ -54,7 +74,7 @@ export class PendingCalls<T> {
     return this.#entries.size;
   }
 
-  #take(key: string): Entry<T> | undefined {
+  #take(key: string): Entry<T, M> | undefined {
     const entry = this.#entries.get(key);
     if (!entry) return undefined;
     this.#entries.delete(key);

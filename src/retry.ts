@@ -2,8 +2,17 @@
  * Retries of idempotent calls: capped, jittered exponential backoff inside the caller's
  * deadline. Safe because a request keeps its id across attempts and the callee answers a
  * repeated id with its first answer (idempotency.ts).
+ *
+ * That holds only when the retry reaches the agent that saw the first attempt. A service
+ * (`svc:NAME`) is many replicas, each with its own answer cache, and the broker picks one per
+ * message: a retry after a timed-out attempt would run the tool again on another replica while
+ * the first still runs it. So a request to a service is retried only after a refusal that
+ * proves no replica took it (the broker's `busy` / `no_route` / `rate_limited`, a replica's
+ * `busy`); a timed-out attempt to a service is not resent (see {@link attemptTimeout}), and
+ * the call fails `timeout` at its deadline. A request runs at most once per service.
  */
 import { RemoteError, TimeoutError, ZmcpError } from "./errors.js";
+import { parseServiceAddress } from "./services.js";
 
 export interface RetryOptions {
   /** Attempts at most, the first included. Default 8. */
@@ -31,6 +40,17 @@ export function retryPolicy(options: RetryOptions | false | undefined, timeout: 
     minDelay: options?.minDelay ?? 50,
     maxDelay: options?.maxDelay ?? 1000,
   };
+}
+
+/**
+ * How long attempt number n waits for its answer, ms. The policy's `attemptTimeout` where a
+ * retry comes back to the same agent (an agent's key, a replica `svc:NAME@KEY`); the whole
+ * remaining deadline for a service, whose retry could land on another replica.
+ */
+export function attemptTimeout(policy: RetryPolicy, to: string, remaining: number, last: boolean): number {
+  const service = parseServiceAddress(to);
+  if (last || (service && service.replica === undefined)) return remaining;
+  return Math.min(policy.attemptTimeout, remaining);
 }
 
 /** Errors worth another attempt: nothing ran, or the answer may have been lost. */

@@ -225,3 +225,8 @@ export async function stopProcess(proc: ChildProcess, signal: NodeJS.Signals = "
   proc.kill(signal);
   await exited;
 }
+
+/** Spawns a built script (path under dist/) and resolves with its process once it logs `readyMsg`; stop it with stopProcess. */
+export async function spawnReady(script: string, args: string[], readyMsg: string, timeoutMs = 10_000): Promise<ChildProcess> {
+  return (await spawnChild(built(script), args, readyMsg, { timeoutMs })).proc;
+}
