@@ -64,8 +64,11 @@ export const HeaderSchema = z.strictObject({
    * service replica (`svc:NAME@KEY`), or empty for the broker itself (heartbeats).
    */
   to: z.string().max(128),
-  /** Deadline, ms since the epoch: past it the message is not forwarded or processed. */
-  exp: z.number().int().nonnegative(),
+  /**
+   * Deadline, ms since the epoch: past it the message is not forwarded or processed. Senders
+   * write integers; a fraction from another implementation is accepted and floored (clock.ts).
+   */
+  exp: z.number().nonnegative().transform(Math.floor),
   /** For responses and nacks: the id of the message answered. */
   re: bytes(16).optional(),
   /** Set on messages sealed with a service's key rather than the sender's own: `svc:NAME`. */
@@ -169,6 +172,11 @@ export function digest(data: Uint8Array): Uint8Array {
 
 export function encodeHeader(header: Header): Uint8Array {
   return encoder.encode(header);
+}
+
+/** Bytes of `value` encoded as it would be sent (what held answers count against budgets). */
+export function encodedSize(value: unknown): number {
+  return encoder.encode(value).length;
 }
 
 /** Encodes an inner message bound to `headerBytes`. */

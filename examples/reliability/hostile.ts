@@ -396,7 +396,7 @@ export async function fuzzFromBroker(runs: number, seed?: number): Promise<FuzzR
       const rh = decodeHeader(h!);
       if (rh.k === "res") result.typed++;
     }
-    result.dropped = Object.values(bob.stats.dropped).reduce((a, n) => a + (n ?? 0), 0);
+    result.dropped = Object.values(bob.stats.dropped).reduce<number>((a, n) => a + (n ?? 0), 0);
     return result;
   } finally {
     await bob.close();
