@@ -36,6 +36,7 @@ import { BUILTIN_TOOLS, DEFAULT_JOB_LIMITS, isBuiltinTool, Job, jobRunner, JobTa
 import { silentLogger, type Logger } from "./log.js";
 import { answerExp, ClockOffsets, eventExp, refusalExp, wireMs } from "./clock.js";
 import { bump, latencyHistogram, readCounter, readGauge, readLabelledCounter, Registry } from "./metrics.js";
+import { checkMsgpack } from "./msgpack-guard.js";
 import { PendingCalls } from "./pending.js";
 import { receiveLoop } from "./receive-loop.js";
 import { DEFAULT_REPLAY_WINDOW_MS, ReplayGuard } from "./replay.js";
@@ -686,6 +687,13 @@ export class Agent {
       plaintext = encodeInner(draft, headerBytes);
     } catch (err) {
       throw new ZmcpError("invalid_args", `cannot encode message: ${(err as Error).message}`, { cause: err });
+    }
+    // The receiver's own structural limits (depth, values per message, no extension types):
+    // what it would drop is refused here, with the reason, instead of lost on the way.
+    try {
+      checkMsgpack(plaintext, MAX_DEPTH);
+    } catch (err) {
+      throw new ZmcpError("invalid_args", `message not readable by its receiver: ${describeThrown(err)}`, { cause: err });
     }
     const body = sealer.seal(to, plaintext);
     const size = headerBytes.length + body.length;

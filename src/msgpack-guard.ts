@@ -11,8 +11,18 @@
  */
 import { ProtocolError } from "./errors.js";
 
-/** Throws ProtocolError(bad_frame) unless `data` is structurally sound msgpack (see above). */
-export function checkMsgpack(data: Uint8Array, maxDepth: number): void {
+/**
+ * Default cap on the values in one message, all containers together (a map entry counts two):
+ * decoding cost grows with it, and the inner message is decoded before its token is checked.
+ */
+export const MAX_ELEMENTS = 100_000;
+
+/**
+ * Throws ProtocolError(bad_frame) unless `data` is structurally sound msgpack (see above) with
+ * at most `maxElements` values in its containers, all together.
+ */
+export function checkMsgpack(data: Uint8Array, maxDepth: number, maxElements = MAX_ELEMENTS): void {
+  let elements = 0;
   const end = data.length;
   let p = 0;
   const bad = (why: string) => new ProtocolError("bad_frame", `message is not acceptable msgpack: ${why} (at byte ${p})`);
@@ -106,6 +116,8 @@ export function checkMsgpack(data: Uint8Array, maxDepth: number): void {
     }
     if (count > 0) {
       if (count > end - p) throw bad(`a container declares ${count} values but ${end - p} bytes remain`);
+      elements += count;
+      if (elements > maxElements) throw bad(`more than ${maxElements} values in one message`);
       if (open.length > maxDepth) throw bad(`nested deeper than ${maxDepth}`);
       open.push(count);
     }
