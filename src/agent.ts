@@ -11,6 +11,7 @@ import { z } from "zod";
 import { loadCertDirectory, loadCertificate, loadSecretCertificate, type Certificate, type CertDirectory } from "./certs.js";
 import {
   DEFAULT_MAX_MESSAGE_BYTES,
+  decodeArgs,
   decodeHeader,
   encodedSize,
   MAX_DEPTH,
@@ -771,7 +772,8 @@ export class Agent {
       if (size > this.#maxMessageBytes) throw new ProtocolError("too_large", `message of ${size} bytes exceeds ${this.#maxMessageBytes}`);
       // Sealed as a service (a replica's answer): opened with that service's public key.
       const sealedBy = header.as === undefined ? peer : this.#serviceKeyOf(header.as);
-      const inner = decodeInner(reply.sealer.open(sealedBy, body), headerBytes, this.#maxMessageBytes);
+      // A request's arguments stay undecoded until its token is checked (#serveRequest).
+      const inner = decodeInner(reply.sealer.open(sealedBy, body), headerBytes, this.#maxMessageBytes, { deferArgs: true });
       if (inner.t !== header.k) throw new ProtocolError("bad_frame", `header kind ${header.k} does not match message kind ${inner.t}`);
       const ts = wireMs(inner.ts);
       this.#replay.check(`${peer}:${idKey(header.id)}`, ts, now);
@@ -855,6 +857,11 @@ export class Agent {
     // Built-ins need a valid token but no scope: tools/list is filtered by it, jobs by owner.
     const grant = this.#authorize(reply, request, builtin ? undefined : (tool?.scope ?? defaultToolScope(request.tool)));
     if (grant === false) return;
+    try {
+      request.args = decodeArgs(request.args);
+    } catch (err) {
+      return this.#respond(reply, failure("bad_frame", describeThrown(err)));
+    }
     if (builtin) return this.#respond(reply, this.#builtin(reply, request, grant));
     if (!tool) return this.#respond(reply, failure("unknown_tool", `no tool named ${JSON.stringify(request.tool)}`));
     let parsed: ReturnType<z.ZodType["safeParse"]>;
