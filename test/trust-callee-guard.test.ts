@@ -53,7 +53,7 @@ describe("a tool call never kills its agent", () => {
     await stillServes();
   });
 
-  it("an output schema that throws → tool_failed, and the agent keeps serving", async () => {
+  it("an output schema that throws (a null-prototype object) → tool_failed, and the agent keeps serving", async () => {
     await rejectsWith(alice.call("bob", "bad-output", {}), RemoteError, "tool_failed");
     await stillServes();
   });
