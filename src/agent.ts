@@ -81,8 +81,8 @@ export interface AgentOptions {
   jobLimits?: Partial<BudgetLimits>;
   /**
    * Answers remembered for retries (idempotency, 120 s) and their bytes, in total and per
-   * caller; past them new requests are answered `busy`. Default 10,000 answers and 64 MiB in
-   * total, 2,000 answers and 16 MiB per caller.
+   * caller; past them new requests are answered `busy`. Default 100,000 answers and 64 MiB in
+   * total, 25,000 answers and 16 MiB per caller (each answer counts its bytes + 256).
    */
   answerLimits?: Partial<BudgetLimits>;
   /** How often a caller polls a job it started, in case a pushed event was lost, ms; 0 = never. Default 2,000. */
@@ -897,9 +897,13 @@ export class Agent {
       progress: (progress) => void checkProgress(progress),
     };
     if (tool.info.job) return this.#startJob(tool, parsed.data, ctx, reply, key);
-    const answer = sendable(await this.#runTool(tool, parsed.data, ctx, reply.request.exp), 1);
+    const ran = await this.#runTool(tool, parsed.data, ctx, reply.request.exp);
+    const answer = sendable(ran.answer, 1);
     this.#answers.finish(key, answer, encodedSize(answer));
-    this.#respond(reply, answer);
+    // Past the deadline the caller has given up (its own timer says `timeout`): nothing is sent,
+    // but a retry of this request id still finds the answer.
+    if (ran.late) reply.answered = true;
+    else this.#respond(reply, answer);
   }
 
   async #startJob(tool: RegisteredTool, args: unknown, ctx: ToolContext, reply: Reply, key: string): Promise<void> {
@@ -917,7 +921,7 @@ export class Agent {
     };
     let answer: Answer;
     try {
-      answer = await this.#runTool(tool, args, ctx, undefined);
+      answer = (await this.#runTool(tool, args, ctx, undefined)).answer;
     } catch (err) {
       answer = failure("tool_failed", describeThrown(err));
     }
@@ -934,23 +938,23 @@ export class Agent {
   /**
    * Runs a handler: never throws; a failure becomes an error answer, and so does a result a
    * caller could not read (sendable.ts). With a `deadline` (plain calls), the handler's signal
-   * fires then and its concurrency slot is given back even if it never returns.
+   * fires then and its concurrency slot is given back even if it never returns (`late`).
    */
-  async #runTool(tool: RegisteredTool, args: unknown, ctx: ToolContext, deadline: number | undefined): Promise<Answer> {
+  async #runTool(tool: RegisteredTool, args: unknown, ctx: ToolContext, deadline: number | undefined): Promise<{ answer: Answer; late: boolean }> {
     this.#active++;
     let timer: NodeJS.Timeout | undefined;
-    let expired: Promise<Answer> | undefined;
+    let expired: Promise<{ answer: Answer; late: boolean }> | undefined;
     if (deadline !== undefined) {
       const late = new AbortController();
       ctx.signal = AbortSignal.any([this.#closing.signal, late.signal]);
-      expired = new Promise<Answer>((resolve) => {
+      expired = new Promise((resolve) => {
         timer = setTimeout(() => {
+          resolve({ answer: failure("expired", `${tool.info.name} was still running at the caller's deadline`), late: true });
           late.abort(new TimeoutError("the caller's deadline passed"));
-          resolve(failure("expired", `${tool.info.name} was still running at the caller's deadline`));
         }, Math.max(0, deadline - Date.now()));
       });
     }
-    const run = (async (): Promise<Answer> => {
+    const attempt = async (): Promise<Answer> => {
       try {
         let result = await tool.handler(args, ctx);
         if (tool.output) {
@@ -965,7 +969,8 @@ export class Agent {
         if (this.log.enabled("debug")) this.log.debug("tool failed", { tool: tool.info.name, code, message });
         return failure(code, message);
       }
-    })();
+    };
+    const run = (async (): Promise<{ answer: Answer; late: boolean }> => ({ answer: await attempt(), late: false }))();
     try {
       return await (expired ? Promise.race([run, expired]) : run);
     } finally {

@@ -21,12 +21,19 @@ interface Entry {
   forgetAt: number;
 }
 
+/**
+ * Defaults: an honest caller at a few hundred calls a second holds tens of thousands of small
+ * answers for the 120 s they are kept, so the counts are generous and the bytes are the cap.
+ */
 export const DEFAULT_ANSWER_LIMITS: BudgetLimits = {
-  maxEntries: 10_000,
+  maxEntries: 100_000,
   maxBytes: 64 * 1024 * 1024,
-  maxEntriesPerOwner: 2_000,
+  maxEntriesPerOwner: 25_000,
   maxBytesPerOwner: 16 * 1024 * 1024,
 };
+
+/** Bytes counted per entry besides its answer: the key and the bookkeeping. */
+export const ENTRY_OVERHEAD_BYTES = 256;
 
 /** What {@link AnswerCache.begin} found: a new run, an earlier answer to wait for, or no room. */
 export type Begun = { kind: "new" } | { kind: "earlier"; answer: Promise<Answer> } | { kind: "full"; reason: string };
@@ -73,8 +80,8 @@ export class AnswerCache {
     if (!entry || entry.answer) return;
     if (keep) {
       entry.answer = answer;
-      entry.bytes = bytes;
-      this.budget.add(entry.owner, 0, bytes);
+      entry.bytes = bytes + ENTRY_OVERHEAD_BYTES;
+      this.budget.add(entry.owner, 0, entry.bytes);
       entry.forgetAt = now + this.ttlMs;
       // Re-insert so that insertion order follows finish time (pruning walks from the front).
       this.#entries.delete(key);
