@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import type { Agent } from "../src/agent.js";
 import type { Broker } from "../src/broker.js";
+import { ClockOffsets } from "../src/clock.js";
 import { decodeHeader, newId } from "../src/envelope.js";
 import { connectAgent, startBroker, tempCerts, waitFor, type CertFixture } from "./helpers.js";
 import { rawPeer, type RawPeer } from "./raw.js";
@@ -59,6 +60,18 @@ describe("time rules", () => {
     // On the stepped clock, a deadline that has really passed is still refused.
     const later = Date.now() - step;
     expect(await ask(6, later, later - 1000)).toMatchObject({ st: "error", error: { code: "expired" } });
+  });
+});
+
+describe("clock offsets (clock.ts, rule 3)", () => {
+  it("restart when this process's own wall clock steps against its monotonic clock, and are integers", () => {
+    const clocks = new ClockOffsets();
+    const t0 = 1_800_000_000_000;
+    expect(clocks.observe("p", t0 - 0.75, t0, 1000)).toBe(1); // a fractional ts is read floored: integer ms
+    expect(clocks.observe("p", t0 + 100, t0 + 105, 1105)).toBe(1); // the min filter keeps the smallest
+    // Our wall clock jumps 20 s ahead while 100 ms pass: the old minimum would put every deadline
+    // of this peer 20 s early (calls refused expired).
+    expect(clocks.observe("p", t0 + 200, t0 + 20_205, 1205)).toBe(20_005);
   });
 });
 
