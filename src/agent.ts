@@ -11,7 +11,11 @@ import { z } from "zod";
 import { loadCertDirectory, loadCertificate, loadSecretCertificate, type Certificate, type CertDirectory } from "./certs.js";
 import {
   DEFAULT_MAX_MESSAGE_BYTES,
+  decodeArgs,
   decodeHeader,
+  encodedSize,
+  MAX_DEPTH,
+  ProgressSchema,
   decodeInner,
   encodeHeader,
   encodeInner,
@@ -27,16 +31,20 @@ import {
 } from "./envelope.js";
 import { answererOf, jobAnswerer, KeyCounts, mismatch, type Answerer } from "./answerer.js";
 import { ConfigError, ForgedAnswerError, isWireCode, ProtocolError, remoteError, TimeoutError, ZmcpError, type WireCode } from "./errors.js";
-import { AnswerCache, type Answer } from "./idempotency.js";
-import { BUILTIN_TOOLS, isBuiltinTool, Job, jobRunner, JobTable, newJobId, type JobState } from "./jobs.js";
+import type { BudgetLimits } from "./budget.js";
+import { describeThrown, failure } from "./handler.js";
+import { AnswerCache, DEFAULT_ANSWER_LIMITS, type Answer } from "./idempotency.js";
+import { BUILTIN_TOOLS, DEFAULT_JOB_LIMITS, isBuiltinTool, Job, jobRunner, JobTable, newJobId, type JobState } from "./jobs.js";
 import { silentLogger, type Logger } from "./log.js";
-import { ClockOffsets } from "./clock.js";
+import { answerExp, ClockOffsets, eventExp, refusalExp, wireMs } from "./clock.js";
 import { bump, latencyHistogram, readCounter, readGauge, readLabelledCounter, Registry } from "./metrics.js";
+import { checkMsgpack } from "./msgpack-guard.js";
 import { PendingCalls } from "./pending.js";
 import { receiveLoop } from "./receive-loop.js";
 import { DEFAULT_MAX_SEEN, DEFAULT_REPLAY_WINDOW_MS, defaultStartGrace, ReplayGuard } from "./replay.js";
 import { attemptTimeout, backoff, isRetryable, retryPolicy, sleep, type RetryOptions } from "./retry.js";
 import { Sealer } from "./seal.js";
+import { checkSendable } from "./sendable.js";
 import { DEFAULT_HEARTBEAT_MS, isServiceName, makeServiceProof, parseServiceAddress, serviceAddress } from "./services.js";
 import { TokenSource, type TokenProvider } from "./token-source.js";
 import { checkScopeToken, defaultToolScope, scopeCovers, TokenVerifier, type AuthorityInput, type VerifiedToken } from "./tokens.js";
@@ -73,6 +81,18 @@ export interface AgentOptions {
   maxConcurrency?: number;
   /** How long a finished job stays pollable, ms. Default 600,000. */
   jobTtl?: number;
+  /**
+   * Jobs held (running, and finished until `jobTtl`) and the bytes of their results, in total
+   * and per caller; past them new job requests are answered `busy`. Default 1,000 jobs and
+   * 128 MiB in total, 200 jobs and 32 MiB per caller.
+   */
+  jobLimits?: Partial<BudgetLimits>;
+  /**
+   * Answers remembered for retries (idempotency, 120 s) and their bytes, in total and per
+   * caller; past them new requests are answered `busy`. Default 100,000 answers and 64 MiB in
+   * total, 25,000 answers and 16 MiB per caller (each answer counts its bytes + 256).
+   */
+  answerLimits?: Partial<BudgetLimits>;
   /** How often a caller polls a job it started, in case a pushed event was lost, ms; 0 = never. Default 2,000. */
   jobPollInterval?: number;
   /**
@@ -120,13 +140,17 @@ export interface ToolContext {
   requestId: string;
   /** The request's deadline, ms since the epoch (for a job: when it was accepted). */
   deadline: number;
-  /** Fires when the agent closes, or when the job is cancelled. */
+  /** Fires when the agent closes, when the caller's deadline passes (plain calls), or when the job is cancelled. */
   signal: AbortSignal;
   /** The caller's verified token, when this agent checks tokens and the request carried one. */
   token: VerifiedToken | undefined;
   /** The job id, for a tool registered with `job: true`. */
   jobId: string | undefined;
-  /** Reports progress to the caller of a job (pushed, and kept for polls); a no-op for other tools. */
+  /**
+   * Reports progress to the caller of a job (pushed, and kept for polls); a no-op for other
+   * tools. Throws TypeError for what a caller could not read (not a `{progress, total?,
+   * message?}` object of finite numbers), whatever the tool.
+   */
   progress(progress: Progress): void;
 }
 
@@ -229,6 +253,8 @@ interface RegisteredTool {
 /** Where a reply goes and how it is sealed: as this agent, or as the service it was addressed to. */
 interface Reply {
   peer: string;
+  /** Set once a response is sent, so that the guard answers at most once. */
+  answered?: boolean;
   request: Header;
   sealer: Sealer;
   /** `svc:NAME` when sealed with a service's key. */
@@ -281,7 +307,7 @@ export class Agent {
   readonly #pending = new PendingCalls<Omit<Answered, "answerer">, Answerer>();
   readonly #acks = new PendingCalls<void>();
   readonly #tools = new Map<string, RegisteredTool>();
-  readonly #answers = new AnswerCache();
+  readonly #answers: AnswerCache;
   readonly #jobs: JobTable;
   readonly #started = new Map<string, StartedJob>();
   /** The keys that may seal a job event now: the runners (or service keys) of #started. */
@@ -321,7 +347,8 @@ export class Agent {
     this.#maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     this.#maxConcurrency = options.maxConcurrency ?? 64;
     if (!(this.#maxConcurrency >= 1)) throw new ConfigError("maxConcurrency must be at least 1");
-    this.#jobs = new JobTable(options.jobTtl ?? 600_000);
+    this.#jobs = new JobTable(options.jobTtl ?? 600_000, { ...DEFAULT_JOB_LIMITS, ...options.jobLimits });
+    this.#answers = new AnswerCache(undefined, { ...DEFAULT_ANSWER_LIMITS, ...options.answerLimits });
     this.#sealer = new Sealer(cert.secretKey);
     const replayWindow = options.replayWindow ?? DEFAULT_REPLAY_WINDOW_MS;
     const startGrace = options.startGrace ?? defaultStartGrace(replayWindow);
@@ -655,7 +682,7 @@ export class Agent {
     if (this.#started.has(jobId)) throw new ZmcpError("bad_frame", `job ${jobId} was already accepted once`);
     const onListenerError = (err: unknown) => {
       this.stats.listenerErrors++;
-      this.log.error("a job progress listener threw", { job: jobId, error: printable(err) });
+      this.log.error("a job progress listener threw", { job: jobId, error: describeThrown(err) });
     };
     const job = new Job(
       jobId,
@@ -762,6 +789,13 @@ export class Agent {
     } catch (err) {
       throw new ZmcpError("invalid_args", `cannot encode message: ${(err as Error).message}`, { cause: err });
     }
+    // The receiver's own structural limits (depth, values per message, no extension types):
+    // what it would drop is refused here, with the reason, instead of lost on the way.
+    try {
+      checkMsgpack(plaintext, MAX_DEPTH);
+    } catch (err) {
+      throw new ZmcpError("invalid_args", `message not readable by its receiver: ${describeThrown(err)}`, { cause: err });
+    }
     const body = sealer.seal(to, plaintext);
     const size = headerBytes.length + body.length;
     if (size > this.#maxMessageBytes) throw new ZmcpError("too_large", `message of ${size} bytes exceeds ${this.#maxMessageBytes}`);
@@ -831,6 +865,7 @@ export class Agent {
     try {
       if (service && !served) throw new ProtocolError("no_route", `this agent does not serve ${service.name}`);
       const now = Date.now();
+      const mono = performance.now();
       // Before opening: only what is past its deadline even allowing the largest accepted clock
       // difference; the precise check follows once the sealed timestamp is known (clock.ts).
       if (header.exp + this.#replay.windowMs < now) throw new ProtocolError("expired", "message is past its deadline");
@@ -838,16 +873,17 @@ export class Agent {
       if (size > this.#maxMessageBytes) throw new ProtocolError("too_large", `message of ${size} bytes exceeds ${this.#maxMessageBytes}`);
       // Sealed as a service (a replica's answer): opened with that service's public key.
       const sealedBy = header.as === undefined ? peer : this.#serviceKeyOf(header.as);
-      // An answer is opened only if it comes from whom it must (answerer.ts).
       if (header.k === "res") this.#checkResponder(header, peer, sealedBy);
       else if (header.k === "evt" && !this.#eventSealers.has(sealedBy)) throw new Dropped(this.#started.size ? "bad_seal" : "unsolicited", `event sealed by ${sealedBy}, which runs no job of ours`);
       const plaintext = reply.sealer.open(sealedBy, body);
       opened = true;
-      const inner = decodeInner(plaintext, headerBytes, this.#maxMessageBytes);
+      // A request's arguments stay undecoded until its token is checked (#serveRequest).
+      const inner = decodeInner(plaintext, headerBytes, this.#maxMessageBytes, { deferArgs: true });
       if (inner.t !== header.k) throw new ProtocolError("bad_frame", `header kind ${header.k} does not match message kind ${inner.t}`);
-      this.#replay.check(`${peer}:${idKey(header.id)}`, inner.ts, now);
-      // The sender's deadline on this agent's clock.
-      const deadline = header.exp + this.#clocks.observe(peer, inner.ts, now);
+      const ts = wireMs(inner.ts);
+      this.#replay.check(`${peer}:${idKey(header.id)}`, ts, now);
+      // The sender's deadline on this agent's clock (integer ms: clock.ts, rules 1 and 3).
+      const deadline = header.exp + this.#clocks.observe(peer, ts, now, mono);
       if (deadline < now) throw new ProtocolError("expired", `message is past its deadline (by ${now - deadline} ms on this clock)`);
       if (deadline !== header.exp) reply.request = { ...header, exp: deadline };
       if (inner.t === "req") void this.#onRequest(reply, inner);
@@ -859,12 +895,9 @@ export class Agent {
       const code: WireCode = err instanceof ProtocolError ? (err.code as WireCode) : "bad_frame";
       const message = err instanceof Error ? err.message : String(err);
       if (this.log.enabled("debug")) this.log.debug("refused message", { from: peer, code, message });
-      // The answer lives at least as long as the request, so that it is not refused as expired
-      // on the way back when this agent's clock lags the sender's (a skew outside the window).
-      const exp = Math.max(header.exp, Date.now() + 30_000);
       // Sealed as what was asked (the service, when it is served here), so that callers, who
-      // accept answers only from whom they addressed, can read the refusal.
-      this.#respond(reply, { st: "error", error: { code, message } }, exp);
+      // accept answers only from whom they addressed, can read the refusal; its exp is clock.ts's refusalExp.
+      this.#respond(reply, failure(code, message), refusalExp(header.exp));
     }
   }
 
@@ -945,26 +978,57 @@ export class Agent {
     started.job.update({ status: event.st, ...pick(event, "progress", "result", "error") });
   }
 
-  async #onRequest(reply: Reply, request: Request): Promise<void> {
+  /**
+   * The guard around everything from an inbound request to its answer: authorization, the
+   * argument schema (whose transforms and refinements may throw), the handler, its result and
+   * the answer itself. Whatever throws becomes a `tool_failed` answer (at most one per request);
+   * nothing reaches the receive loop or the process as an unhandled rejection.
+   */
+  #onRequest(reply: Reply, request: Request): void {
+    this.#serveRequest(reply, request).catch((err: unknown) => {
+      const message = describeThrown(err);
+      this.log.warn("request failed inside the agent", { from: reply.peer, tool: request.tool, error: message });
+      try {
+        if (!reply.answered) this.#respond(reply, failure("tool_failed", `${request.tool}: ${message}`));
+      } catch (again) {
+        this.log.error("could not answer a failed request", { from: reply.peer, error: describeThrown(again) });
+      }
+    });
+  }
+
+  async #serveRequest(reply: Reply, request: Request): Promise<void> {
     const builtin = isBuiltinTool(request.tool);
     const tool = builtin ? undefined : this.#tools.get(request.tool);
     // Built-ins need a valid token but no scope: tools/list is filtered by it, jobs by owner.
     const grant = this.#authorize(reply, request, builtin ? undefined : (tool?.scope ?? defaultToolScope(request.tool)));
     if (grant === false) return;
+    try {
+      request.args = decodeArgs(request.args);
+    } catch (err) {
+      return this.#respond(reply, failure("bad_frame", describeThrown(err)));
+    }
     if (builtin) return this.#respond(reply, this.#builtin(reply, request, grant));
     if (!tool) return this.#respond(reply, failure("unknown_tool", `no tool named ${JSON.stringify(request.tool)}`));
-    const parsed = tool.input.safeParse(request.args);
+    let parsed: ReturnType<z.ZodType["safeParse"]>;
+    try {
+      parsed = tool.input.safeParse(request.args);
+    } catch (err) {
+      // A transform or refinement that throws (JSON.parse, new URL) rejects these arguments.
+      return this.#respond(reply, failure("invalid_args", `${tool.info.name}: arguments refused by the schema: ${describeThrown(err)}`));
+    }
     if (!parsed.success) {
       const issues = parsed.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ");
       return this.#respond(reply, failure("invalid_args", `${tool.info.name}: ${issues}`));
     }
     // A retried request (same id from the same caller) gets the first answer; the tool runs once.
     const key = `${reply.peer}:${idKey(request.rid)}`;
-    const earlier = this.#answers.begin(key);
-    if (earlier) return void earlier.then((answer) => this.#respond(reply, answer));
-    if (this.#active >= this.#maxConcurrency) {
-      const busy = failure("busy", `${this.#active} tool runs in progress (maxConcurrency ${this.#maxConcurrency})`);
-      this.#answers.finish(key, busy, false); // not remembered: a retry may find room
+    const begun = this.#answers.begin(key, reply.peer);
+    if (begun.kind === "earlier") return void begun.answer.then((answer) => this.#respond(reply, answer));
+    if (begun.kind === "full") return this.#respond(reply, failure("busy", begun.reason));
+    const full = this.#active >= this.#maxConcurrency ? `${this.#active} tool runs in progress (maxConcurrency ${this.#maxConcurrency})` : tool.info.job ? this.#jobs.refusal(reply.peer) : undefined;
+    if (full !== undefined) {
+      const busy = failure("busy", full);
+      this.#answers.finish(key, busy, 0, false); // not remembered: a retry may find room
       return this.#respond(reply, busy);
     }
     const ctx: ToolContext = {
@@ -975,50 +1039,87 @@ export class Agent {
       signal: this.#closing.signal,
       token: grant,
       jobId: undefined,
-      progress: () => undefined,
+      progress: (progress) => void checkProgress(progress),
     };
-    if (tool.info.job) {
-      const jobId = newJobId(this.publicKey);
-      const { signal } = this.#jobs.create(jobId, reply.peer);
-      const accepted: Answer = { st: "accepted", result: { job_id: jobId } };
-      this.#answers.finish(key, accepted);
-      this.#respond(reply, accepted);
-      ctx.jobId = jobId;
-      ctx.signal = AbortSignal.any([this.#closing.signal, signal]);
-      ctx.progress = (progress) => {
-        const state = this.#jobs.progress(jobId, progress);
-        if (state) this.#push(reply, state);
-      };
-      const answer = await this.#runTool(tool, parsed.data, ctx);
-      const state =
-        answer.st === "ok"
-          ? this.#jobs.finish(jobId, { status: "done", result: answer.result })
-          : this.#jobs.finish(jobId, { status: "error", error: answer.error! });
-      if (state) this.#push(reply, state); // undefined: cancelled meanwhile, already pushed
-      return;
-    }
-    const answer = await this.#runTool(tool, parsed.data, ctx);
-    this.#answers.finish(key, answer);
-    this.#respond(reply, answer);
+    if (tool.info.job) return this.#startJob(tool, parsed.data, ctx, reply, key);
+    const ran = await this.#runTool(tool, parsed.data, ctx, reply.request.exp);
+    const answer = sendable(ran.answer, 1);
+    this.#answers.finish(key, answer, encodedSize(answer));
+    // Past the deadline the caller has given up (its own timer says `timeout`): nothing is sent,
+    // but a retry of this request id still finds the answer.
+    if (ran.late) reply.answered = true;
+    else this.#respond(reply, answer);
   }
 
-  /** Runs a handler: never throws; a failure becomes an error answer. */
-  async #runTool(tool: RegisteredTool, args: unknown, ctx: ToolContext): Promise<Answer> {
-    this.#active++;
+  async #startJob(tool: RegisteredTool, args: unknown, ctx: ToolContext, reply: Reply, key: string): Promise<void> {
+    const jobId = newJobId(this.publicKey);
+    const { signal } = this.#jobs.create(jobId, reply.peer);
+    const accepted: Answer = { st: "accepted", result: { job_id: jobId } };
+    this.#answers.finish(key, accepted, encodedSize(accepted));
+    this.#respond(reply, accepted);
+    ctx.jobId = jobId;
+    ctx.signal = AbortSignal.any([this.#closing.signal, signal]);
+    ctx.progress = (progress) => {
+      checkProgress(progress);
+      const state = this.#jobs.progress(jobId, { ...progress });
+      if (state) this.#push(reply, state);
+    };
+    let answer: Answer;
     try {
-      let result = await tool.handler(args, ctx);
-      if (tool.output) {
-        const checked = tool.output.safeParse(result);
-        if (!checked.success) return failure("tool_failed", `${tool.info.name} returned a result that fails its output schema`);
-        result = checked.data;
-      }
-      return { st: "ok", result: result ?? null };
+      answer = (await this.#runTool(tool, args, ctx, undefined)).answer;
     } catch (err) {
-      const code = err instanceof ZmcpError && isWireCode(err.code) ? err.code : "tool_failed";
-      const message = err instanceof Error ? err.message : String(err);
-      this.log.debug("tool failed", { tool: tool.info.name, code, message });
-      return failure(code, message);
+      answer = failure("tool_failed", describeThrown(err));
+    }
+    // The result is served by polls too: inside a poll answer it sits one level deeper.
+    answer = sendable(answer, 2);
+    const bytes = encodedSize(answer);
+    const state =
+      answer.st === "ok"
+        ? this.#jobs.finish(jobId, { status: "done", result: answer.result }, bytes)
+        : this.#jobs.finish(jobId, { status: "error", error: answer.error! }, bytes);
+    if (state) this.#push(reply, state); // undefined: cancelled meanwhile, already pushed
+  }
+
+  /**
+   * Runs a handler: never throws; a failure becomes an error answer, and so does a result a
+   * caller could not read (sendable.ts). With a `deadline` (plain calls), the handler's signal
+   * fires then and its concurrency slot is given back even if it never returns (`late`).
+   */
+  async #runTool(tool: RegisteredTool, args: unknown, ctx: ToolContext, deadline: number | undefined): Promise<{ answer: Answer; late: boolean }> {
+    this.#active++;
+    let timer: NodeJS.Timeout | undefined;
+    let expired: Promise<{ answer: Answer; late: boolean }> | undefined;
+    if (deadline !== undefined) {
+      const late = new AbortController();
+      ctx.signal = AbortSignal.any([this.#closing.signal, late.signal]);
+      expired = new Promise((resolve) => {
+        timer = setTimeout(() => {
+          resolve({ answer: failure("expired", `${tool.info.name} was still running at the caller's deadline`), late: true });
+          late.abort(new TimeoutError("the caller's deadline passed"));
+        }, Math.max(0, deadline - Date.now()));
+      });
+    }
+    const attempt = async (): Promise<Answer> => {
+      try {
+        let result = await tool.handler(args, ctx);
+        if (tool.output) {
+          const checked = tool.output.safeParse(result);
+          if (!checked.success) return failure("tool_failed", `${tool.info.name} returned a result that fails its output schema`);
+          result = checked.data;
+        }
+        return { st: "ok", result: result ?? null };
+      } catch (err) {
+        const code = err instanceof ZmcpError && isWireCode(err.code) ? err.code : "tool_failed";
+        const message = describeThrown(err);
+        if (this.log.enabled("debug")) this.log.debug("tool failed", { tool: tool.info.name, code, message });
+        return failure(code, message);
+      }
+    };
+    const run = (async (): Promise<{ answer: Answer; late: boolean }> => ({ answer: await attempt(), late: false }))();
+    try {
+      return await (expired ? Promise.race([run, expired]) : run);
     } finally {
+      clearTimeout(timer);
       this.#active--;
     }
   }
@@ -1039,8 +1140,8 @@ export class Agent {
       }
       return { st: "ok", result: state };
     } catch (err) {
-      const e = err as ZmcpError;
-      return failure(isWireCode(e.code) ? e.code : "bad_frame", e.message);
+      const code = err instanceof ZmcpError && isWireCode(err.code) ? err.code : "tool_failed";
+      return failure(code, describeThrown(err));
     }
   }
 
@@ -1062,46 +1163,65 @@ export class Agent {
     }
   }
 
-  /** Sends a sealed response; a result that cannot be encoded or is too large becomes an error. */
-  #respond(reply: Reply, answer: Answer, exp = Math.max(reply.request.exp, Date.now() + 1000)): void {
+  /**
+   * Sends a sealed response; a result that a caller could not read (sendable.ts) or that is
+   * too large becomes a `tool_failed` / `too_large` error naming what was wrong.
+   */
+  #respond(reply: Reply, answer: Answer, exp = answerExp(reply.request.exp)): void {
     if (this.#closed) return;
-    if (answer.st === "error") bump(this.stats.requestFailures, answer.error?.code ?? "error");
+    reply.answered = true;
     const header: Header = { v: PROTOCOL_VERSION, k: "res", id: newId(), to: reply.peer, exp, re: reply.request.id };
     if (reply.as) header.as = reply.as;
     let frames: [Uint8Array, Uint8Array];
     try {
+      if (answer.st !== "error") checkSendable(answer.result, "result", 1);
       frames = this.#seal(reply.sealer, reply.peer, header, { t: "res", ts: Date.now(), ...answer });
     } catch (err) {
       const code = err instanceof ZmcpError && err.code === "too_large" ? "too_large" : "tool_failed";
-      frames = this.#seal(reply.sealer, reply.peer, header, { t: "res", ts: Date.now(), ...failure(code, `result not sendable: ${(err as Error).message}`) });
+      answer = failure(code, `result not sendable: ${describeThrown(err)}`);
+      frames = this.#seal(reply.sealer, reply.peer, header, { t: "res", ts: Date.now(), ...answer });
     }
+    if (answer.st === "error") bump(this.stats.requestFailures, answer.error?.code ?? "error");
     this.#writer.send(frames).catch((err) => this.log.warn("response not sent", { to: reply.peer, error: String(err) }));
   }
 
   /** Pushes a job's state to the caller that started it (progress, or its end). */
   #push(reply: Reply, state: JobState): void {
     if (this.#closed) return;
-    const header: Header = { v: PROTOCOL_VERSION, k: "evt", id: newId(), to: reply.peer, exp: Date.now() + 60_000 };
+    const header: Header = { v: PROTOCOL_VERSION, k: "evt", id: newId(), to: reply.peer, exp: eventExp() };
     if (reply.as) header.as = reply.as;
     const draft = { t: "evt" as const, ts: Date.now(), job: state.job_id, st: state.status, ...pick(state, "progress", "result", "error") };
     let frames: [Uint8Array, Uint8Array];
     try {
       frames = this.#seal(reply.sealer, reply.peer, header, draft);
     } catch (err) {
-      const error = { code: "tool_failed", message: `result not sendable: ${(err as Error).message}` };
+      const error = failure("tool_failed", `result not sendable: ${describeThrown(err)}`).error;
       frames = this.#seal(reply.sealer, reply.peer, header, { t: "evt", ts: draft.ts, job: draft.job, st: "error", error });
     }
     this.#writer.send(frames).catch((err) => this.log.warn("event not sent", { to: reply.peer, error: String(err) }));
   }
 }
 
-/** `String(err)`, for any value a peer or a listener may throw (a null-prototype object has no toString). */
-function printable(err: unknown): string {
-  if (err instanceof Error) return err.message;
+/**
+ * Throws TypeError unless `progress` is what a caller accepts (envelope.ts ProgressSchema, the
+ * receiver's own definition: finite numbers, a message of at most 4,096 characters).
+ */
+function checkProgress(progress: unknown): asserts progress is Progress {
+  const parsed = ProgressSchema.safeParse(progress);
+  if (!parsed.success) throw new TypeError(`ctx.progress: not a progress a caller can read: ${z.prettifyError(parsed.error)}`);
+}
+
+/**
+ * `answer`, or for a result a peer could not read (checked `depth` levels below the top of
+ * the message that carries it), the `tool_failed` answer saying what was wrong.
+ */
+function sendable(answer: Answer, depth: number): Answer {
+  if (answer.st === "error") return answer;
   try {
-    return String(err);
-  } catch {
-    return Object.prototype.toString.call(err);
+    checkSendable(answer.result, "result", depth, MAX_DEPTH);
+    return answer;
+  } catch (err) {
+    return failure("tool_failed", `result not sendable: ${describeThrown(err)}`);
   }
 }
 
@@ -1109,9 +1229,6 @@ function entries(counts: Partial<Record<string, number>>): Array<[string, number
   return Object.entries(counts) as Array<[string, number]>;
 }
 
-function failure(code: string, message: string): Answer & { st: "error"; error: { code: string; message: string } } {
-  return { st: "error", error: { code, message } };
-}
 
 /** Copies the listed keys that are defined (exactOptionalPropertyTypes forbids explicit undefined). */
 function pick<T extends object, K extends keyof T>(source: T, ...keys: K[]): Partial<Pick<T, K>> {

@@ -13,7 +13,7 @@ import * as nodeCrypto from "node:crypto";
 import { Decoder, Encoder } from "@msgpack/msgpack";
 import { z } from "zod";
 import { ProtocolError } from "./errors.js";
-import { checkMsgpack } from "./msgpack-guard.js";
+import { checkMsgpack, skipValue } from "./msgpack-guard.js";
 import { randomBytesPooled } from "./random.js";
 
 export const PROTOCOL_VERSION = 1;
@@ -64,8 +64,11 @@ export const HeaderSchema = z.strictObject({
    * service replica (`svc:NAME@KEY`), or empty for the broker itself (heartbeats).
    */
   to: z.string().max(128),
-  /** Deadline, ms since the epoch: past it the message is not forwarded or processed. */
-  exp: z.number().int().nonnegative(),
+  /**
+   * Deadline, ms since the epoch: past it the message is not forwarded or processed. Senders
+   * write integers; a fraction from another implementation is accepted and floored (clock.ts).
+   */
+  exp: z.number().nonnegative().transform(Math.floor),
   /** For responses and nacks: the id of the message answered. */
   re: bytes(16).optional(),
   /** Set on messages sealed with a service's key rather than the sender's own: `svc:NAME`. */
@@ -171,6 +174,11 @@ export function encodeHeader(header: Header): Uint8Array {
   return encoder.encode(header);
 }
 
+/** Bytes of `value` encoded as it would be sent (what held answers count against budgets). */
+export function encodedSize(value: unknown): number {
+  return encoder.encode(value).length;
+}
+
 /** Encodes an inner message bound to `headerBytes`. */
 export function encodeInner(draft: InnerDraft, headerBytes: Uint8Array): Uint8Array {
   return encoder.encode({ ...draft, h: digest(headerBytes) });
@@ -234,18 +242,77 @@ export function decodeHeader(frame: Uint8Array): Header {
 }
 
 /**
- * Opened plaintext → typed inner message, checking that it is bound to `headerBytes`.
- * Throws ProtocolError(bad_frame | bad_seal).
+ * A request's arguments set aside undecoded (see {@link decodeInner}'s `deferArgs`): the
+ * callee checks the caller's token first, so a peer without one cannot make it pay for
+ * decoding large maps and arrays. {@link decodeArgs} decodes them.
  */
-export function decodeInner(plaintext: Uint8Array, headerBytes: Uint8Array, maxBytes: number): Inner {
+export class RawArgs {
+  constructor(
+    readonly bytes: Uint8Array,
+    readonly maxBytes: number,
+  ) {}
+}
+
+/** A request's `args`, decoded if they were set aside. Throws ProtocolError(bad_frame). */
+export function decodeArgs(args: unknown): unknown {
+  if (!(args instanceof RawArgs)) return args;
+  try {
+    return decoderOf(args.maxBytes).decode(args.bytes);
+  } catch (err) {
+    throw new ProtocolError("bad_frame", `arguments are not msgpack: ${describe(err)}`, { cause: err });
+  }
+}
+
+function decoderOf(maxBytes: number): Decoder {
   let decoder = innerDecoders.get(maxBytes);
   if (!decoder) innerDecoders.set(maxBytes, (decoder = decoderFor(maxBytes)));
+  return decoder;
+}
+
+const ARGS_KEY = Buffer.from([0xa4, 0x61, 0x72, 0x67, 0x73]); // fixstr "args"
+
+/**
+ * Where the top-level `args` value of a checked msgpack map lies, as [start, end), or
+ * undefined. Only fixstr keys are compared: "args" is always encoded as one.
+ */
+function argsRange(data: Uint8Array): [number, number] | undefined {
+  const b = data[0]!;
+  let entries: number;
+  let p: number;
+  if (b >= 0x80 && b <= 0x8f) [entries, p] = [b & 0x0f, 1];
+  else if (b === 0xde) [entries, p] = [(data[1]! << 8) | data[2]!, 3];
+  else return undefined;
+  for (let i = 0; i < entries; i++) {
+    const keyEnd = skipValue(data, p);
+    const isArgs = keyEnd - p === ARGS_KEY.length && ARGS_KEY.equals(data.subarray(p, keyEnd));
+    const valueEnd = skipValue(data, keyEnd);
+    if (isArgs) return [keyEnd, valueEnd];
+    p = valueEnd;
+  }
+  return undefined;
+}
+
+/**
+ * Opened plaintext → typed inner message, checking that it is bound to `headerBytes`.
+ * With `deferArgs`, a request's `args` are left undecoded as {@link RawArgs}.
+ * Throws ProtocolError(bad_frame | bad_seal).
+ */
+export function decodeInner(plaintext: Uint8Array, headerBytes: Uint8Array, maxBytes: number, options: { deferArgs?: boolean } = {}): Inner {
+  const decoder = decoderOf(maxBytes);
   let raw: unknown;
+  let rawArgs: RawArgs | undefined;
   try {
-    // Depth and extension types are refused here, before any allocation: the decoded value
-    // needs no second walk.
+    // Depth, value count and extension types are refused here, before any allocation: the
+    // decoded value needs no second walk.
     checkMsgpack(plaintext, MAX_DEPTH);
-    raw = decoder.decode(plaintext);
+    let data = plaintext;
+    const range = options.deferArgs ? argsRange(plaintext) : undefined;
+    if (range) {
+      // The same message with nil in place of the arguments: decoded without them.
+      rawArgs = new RawArgs(plaintext.subarray(range[0], range[1]), maxBytes);
+      data = Buffer.concat([plaintext.subarray(0, range[0]), Buffer.from([0xc0]), plaintext.subarray(range[1])]);
+    }
+    raw = decoder.decode(data);
   } catch (err) {
     throw new ProtocolError("bad_frame", `message is not msgpack: ${describe(err)}`, { cause: err });
   }
@@ -259,6 +326,7 @@ export function decodeInner(plaintext: Uint8Array, headerBytes: Uint8Array, maxB
   if (!Buffer.from(inner.h).equals(digest(headerBytes))) {
     throw new ProtocolError("bad_seal", "header does not match the sealed digest (tampered in transit)");
   }
+  if (rawArgs && inner.t === "req") inner.args = rawArgs;
   return inner;
 }
 

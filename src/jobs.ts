@@ -14,6 +14,7 @@
 import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
 import type { ErrorBody, JobStatus, Progress } from "./envelope.js";
+import { ByteBudget, type BudgetLimits } from "./budget.js";
 import { remoteError, ZmcpError } from "./errors.js";
 
 /** Built-in tools every agent answers. */
@@ -50,26 +51,59 @@ interface Record_ {
   owner: string;
   controller: AbortController;
   forgetAt: number;
+  /** Bytes of the held result or error, counted in the budget. */
+  bytes: number;
 }
 
-/** The callee's table of jobs: running ones, and finished ones until their TTL. */
+export const DEFAULT_JOB_LIMITS: BudgetLimits = {
+  maxEntries: 1_000,
+  maxBytes: 128 * 1024 * 1024,
+  maxEntriesPerOwner: 200,
+  maxBytesPerOwner: 32 * 1024 * 1024,
+};
+
+/**
+ * The callee's table of jobs: running ones, and finished ones until their TTL. Bounded by a
+ * {@link ByteBudget} in jobs and result bytes, per caller and in total: past it {@link create}
+ * refuses (the agent answers `busy`).
+ */
 export class JobTable {
   readonly #jobs = new Map<string, Record_>();
   #running = 0;
+  readonly budget: ByteBudget;
 
   /**
    * @param ttlMs how long a finished job stays pollable, ms; default 600,000 (10 min)
+   * @param limits jobs and result bytes held at most, per caller and in total
    */
-  constructor(readonly ttlMs = 600_000) {}
+  constructor(
+    readonly ttlMs = 600_000,
+    limits: BudgetLimits = DEFAULT_JOB_LIMITS,
+  ) {
+    this.budget = new ByteBudget(limits, "job table");
+  }
 
   get running(): number {
     return this.#running;
   }
 
+  get size(): number {
+    return this.#jobs.size;
+  }
+
+  /** Why a new job of `owner` does not fit now, or undefined. */
+  refusal(owner: string): string | undefined {
+    this.sweep();
+    const reason = this.budget.refusal(owner);
+    return reason === undefined ? undefined : `job table full: ${reason}`;
+  }
+
+  /** Adds a running job; check {@link refusal} first. */
   create(jobId: string, owner: string): { state: JobState; signal: AbortSignal } {
     this.sweep();
-    const record: Record_ = { state: { job_id: jobId, status: "running" }, owner, controller: new AbortController(), forgetAt: Infinity };
+    const record: Record_ = { state: { job_id: jobId, status: "running" }, owner, controller: new AbortController(), forgetAt: Infinity, bytes: 0 };
     this.#jobs.set(jobId, record);
+    this.budget.add(owner, 1, 0);
     this.#running++;
     return { state: record.state, signal: record.controller.signal };
   }
@@ -90,12 +124,15 @@ export class JobTable {
   }
 
   /** Ends a running job; returns its final state, or undefined if it had already ended. */
-  finish(jobId: string, end: { status: "done"; result: unknown } | { status: "error" | "cancelled"; error: ErrorBody }): JobState | undefined {
+  /** `bytes`: the encoded size of the result (or error) now held, counted in the budget. */
+  finish(jobId: string, end: { status: "done"; result: unknown } | { status: "error" | "cancelled"; error: ErrorBody }, bytes = 0): JobState | undefined {
     const record = this.#jobs.get(jobId);
     if (!record || record.state.status !== "running") return undefined;
     record.state.status = end.status;
     if (end.status === "done") record.state.result = end.result;
     else record.state.error = end.error;
+    record.bytes = bytes;
+    this.budget.add(record.owner, 0, bytes);
     record.forgetAt = Date.now() + this.ttlMs;
     this.#running--;
     if (end.status === "cancelled") record.controller.abort(new ZmcpError("cancelled", "job cancelled"));
@@ -111,7 +148,11 @@ export class JobTable {
 
   /** Forgets finished jobs past their TTL. */
   sweep(now = Date.now()): void {
-    for (const [id, record] of this.#jobs) if (record.forgetAt <= now) this.#jobs.delete(id);
+    for (const [id, record] of this.#jobs) {
+      if (record.forgetAt > now) continue;
+      this.#jobs.delete(id);
+      this.budget.add(record.owner, -1, -record.bytes);
+    }
   }
 }
 

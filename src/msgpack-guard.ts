@@ -11,8 +11,18 @@
  */
 import { ProtocolError } from "./errors.js";
 
-/** Throws ProtocolError(bad_frame) unless `data` is structurally sound msgpack (see above). */
-export function checkMsgpack(data: Uint8Array, maxDepth: number): void {
+/**
+ * Default cap on the values in one message, all containers together (a map entry counts two):
+ * decoding cost grows with it, and the inner message is decoded before its token is checked.
+ */
+export const MAX_ELEMENTS = 100_000;
+
+/**
+ * Throws ProtocolError(bad_frame) unless `data` is structurally sound msgpack (see above) with
+ * at most `maxElements` values in its containers, all together.
+ */
+export function checkMsgpack(data: Uint8Array, maxDepth: number, maxElements = MAX_ELEMENTS): void {
+  let elements = 0;
   const end = data.length;
   let p = 0;
   const bad = (why: string) => new ProtocolError("bad_frame", `message is not acceptable msgpack: ${why} (at byte ${p})`);
@@ -106,9 +116,46 @@ export function checkMsgpack(data: Uint8Array, maxDepth: number): void {
     }
     if (count > 0) {
       if (count > end - p) throw bad(`a container declares ${count} values but ${end - p} bytes remain`);
+      elements += count;
+      if (elements > maxElements) throw bad(`more than ${maxElements} values in one message`);
       if (open.length > maxDepth) throw bad(`nested deeper than ${maxDepth}`);
       open.push(count);
     }
   }
   if (p !== end) throw bad(`${end - p} bytes after the value`);
+}
+
+/**
+ * The offset just past the value starting at `p`, in msgpack that {@link checkMsgpack} has
+ * accepted (so every length is in range): lets a decoder set one value aside undecoded.
+ */
+export function skipValue(data: Uint8Array, p: number): number {
+  const u16 = (at: number) => (data[at]! << 8) | data[at + 1]!;
+  const u32 = (at: number) => data[at]! * 0x1000000 + ((data[at + 1]! << 16) | (data[at + 2]! << 8) | data[at + 3]!);
+  let pending = 1;
+  while (pending > 0) {
+    pending--;
+    const b = data[p++]!;
+    if (b <= 0x7f || b >= 0xe0 || b === 0xc0 || b === 0xc2 || b === 0xc3) continue;
+    if (b <= 0x8f) pending += (b & 0x0f) * 2;
+    else if (b <= 0x9f) pending += b & 0x0f;
+    else if (b <= 0xbf) p += b & 0x1f;
+    else {
+      switch (b) {
+        case 0xc4: case 0xd9: p += 1 + data[p]!; break;
+        case 0xc5: case 0xda: p += 2 + u16(p); break;
+        case 0xc6: case 0xdb: p += 4 + u32(p); break;
+        case 0xcc: case 0xd0: p += 1; break;
+        case 0xcd: case 0xd1: p += 2; break;
+        case 0xca: case 0xce: case 0xd2: p += 4; break;
+        case 0xcb: case 0xcf: case 0xd3: p += 8; break;
+        case 0xdc: pending += u16(p); p += 2; break;
+        case 0xdd: pending += u32(p); p += 4; break;
+        case 0xde: pending += u16(p) * 2; p += 2; break;
+        case 0xdf: pending += u32(p) * 2; p += 4; break;
+        default: throw new ProtocolError("bad_frame", `message is not acceptable msgpack (at byte ${p - 1})`);
+      }
+    }
+  }
+  return p;
 }

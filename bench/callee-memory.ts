@@ -1,0 +1,45 @@
+/**
+ * The callee's memory under many finished jobs with large results (issue 10): one caller
+ * starts jobs whose results are `KIB` KiB each until the callee answers `busy` (or `MAX` jobs).
+ * With MODE `calls`, plain calls instead (answers held for retries by the idempotency cache).
+ * Usage (after npm run build): node --expose-gc dist/bench/callee-memory.js [KIB=900] [MAX=417] [MODE=jobs|calls]
+ */
+import { z } from "zod";
+import { tempCerts } from "../test/support/certs.js";
+import { connectAgent, startBroker } from "../test/support/mesh.js";
+
+const [kib = 900, max = 417] = process.argv.slice(2, 4).map(Number);
+const mode = process.argv[4] ?? "jobs";
+const fx = tempCerts("alice", "bob");
+const broker = await startBroker(fx);
+const bob = await connectAgent(fx, "bob", broker.endpoint);
+const alice = await connectAgent(fx, "alice", broker.endpoint, { retry: false, jobPollInterval: 0 });
+bob.tool("blob-call", { input: z.object({ n: z.number() }) }, ({ n }) => ({ n, blob: String.fromCharCode(97 + (n % 26)).repeat(kib * 1024) }));
+bob.tool("blob", { input: z.object({ n: z.number() }), job: true }, ({ n }) => ({ n, blob: String.fromCharCode(97 + (n % 26)).repeat(kib * 1024) }));
+const gc = (globalThis as { gc?: () => void }).gc ?? (() => undefined);
+gc();
+const before = process.memoryUsage().rss;
+let accepted = 0;
+let refused = "";
+for (let n = 0; n < max; n++) {
+  try {
+    if (mode === "calls") {
+      await alice.call("bob", "blob-call", { n });
+      accepted++;
+      continue;
+    }
+    const job = await alice.start("bob", "blob", { n });
+    accepted++;
+    await Promise.race([job.result, new Promise((r) => setTimeout(r, 200))]);
+  } catch (err) {
+    refused = `${(err as { code?: string }).code}: ${(err as Error).message}`;
+    break;
+  }
+}
+gc();
+const after = process.memoryUsage().rss;
+console.log(JSON.stringify({ mode, kib, accepted, refused, rss_before_mib: Math.round(before / 2 ** 20), rss_after_mib: Math.round(after / 2 ** 20) }));
+await alice.close();
+await bob.close();
+await broker.close();
+fx.cleanup();
