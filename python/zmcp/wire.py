@@ -219,7 +219,7 @@ def decode_header(frame: bytes) -> dict:
         raise refusal("bad_frame", f"invalid header: {problem}")
     if h["v"] != PROTOCOL_VERSION:
         raise refusal("unsupported_version", f"protocol version {h['v']} is not {PROTOCOL_VERSION}")
-    h["exp"] = int(h["exp"])
+    h["exp"] = math.floor(h["exp"])
     return h
 
 
@@ -235,8 +235,9 @@ def _header_problem(h: dict) -> str | None:
         return "id must be 16 bytes (bin)"
     if not _str(h.get("to"), 128):
         return "to must be a string of at most 128 characters"
-    if not _is_int(h.get("exp")) or h["exp"] < 0:
-        return "exp must be a non-negative integer"
+    # A fractional exp (a peer computing ms as a float) is read floored (docs/PROTOCOL.md, time rules).
+    if not _is_number(h.get("exp")) or not math.isfinite(h["exp"]) or h["exp"] < 0 or h["exp"] > 2**53 - 1:
+        return "exp must be a non-negative number of ms"
     if "re" in h and not _bytes(h["re"], 16):
         return "re must be 16 bytes (bin)"
     if "as" in h and not _str(h["as"], 128):
