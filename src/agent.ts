@@ -507,11 +507,11 @@ export class Agent {
     return { to: key, sealKey: key };
   }
 
-  /** The public key of service `name`, from a certificate in `certs` with `service = "NAME"`. */
+  /** The public key of service `name`: the certificate `svc-NAME.key` in `certs` (certs.ts). */
   #serviceKey(name: string): string {
     let key = this.#directory.services.get(name);
     if (!key && this.#reloadDirectory()) key = this.#directory.services.get(name);
-    if (!key) throw new ZmcpError("unknown_peer", `no certificate for service ${JSON.stringify(name)} (metadata service = "${name}") in ${this.#certsDir ?? "certs"}`);
+    if (!key) throw new ZmcpError("unknown_peer", `no certificate for service ${JSON.stringify(name)} (svc-${name}.key) in ${this.#certsDir ?? "certs"}`);
     return key;
   }
 

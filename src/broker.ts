@@ -52,8 +52,9 @@ export interface BrokerOptions {
   /** Token bucket per sender key; a message above it is answered `rate_limited`. Default: no limit. */
   rateLimit?: RateLimitOptions;
   /**
-   * Trusted service keys, name → Z85 public key, when `allow` is a list. With a directory,
-   * they are the certificates whose metadata holds `service = "NAME"`.
+   * Trusted service keys, name → Z85 public key. With a directory, also the certificates named
+   * `svc-NAME.key` (never certificate metadata, which the key's maker writes); a name bound to
+   * two different keys by the two sources is refused and logged.
    */
   services?: Record<string, string>;
   /** A service replica not heard from for this long leaves the directory, ms. Default 3,000. */
@@ -434,7 +435,15 @@ function readAllowlist(allow: string | Iterable<string>, log: Logger, services: 
   for (const [name, key] of serviceKeys) if (!isZ85Key(key)) throw new ConfigError(`service ${name}: key is not Z85`);
   if (typeof allow === "string") {
     const dir = loadCertDirectory(allow, (err) => log.warn("certificate skipped", { error: err.message }));
-    for (const [name, key] of dir.services) if (!serviceKeys.has(name)) serviceKeys.set(name, key);
+    for (const [name, key] of dir.services) {
+      const configured = serviceKeys.get(name);
+      if (configured === undefined) serviceKeys.set(name, key);
+      else if (configured !== key) {
+        // Two operator sources disagree: trusting either would be picking by accident.
+        serviceKeys.delete(name);
+        log.error("service refused: two keys claim it", { service: name, configured, file: `svc-${name}.key`, key });
+      }
+    }
     return { keys: new Set(dir.byKey.keys()), services: serviceKeys };
   }
   const keys = new Set<string>();
