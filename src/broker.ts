@@ -23,6 +23,8 @@ import { isZ85Key } from "./z85.js";
 import { checkMsgpack } from "./msgpack-guard.js";
 import { readCounter, readGauge, readLabelledCounter, Registry } from "./metrics.js";
 import { DEFAULT_REPLAY_WINDOW_MS } from "./replay.js";
+import { ResponseBudget } from "./response-budget.js";
+import { DEFAULT_LOG_INTERVAL_MS, LogThrottle } from "./log-throttle.js";
 
 export interface BrokerOptions {
   /** Endpoint to bind, e.g. `tcp://127.0.0.1:5555` (`tcp://127.0.0.1:*` picks a free port). */
@@ -49,7 +51,11 @@ export interface BrokerOptions {
   denyList?: string;
   /** Polling interval of the deny list file, ms. Default 1,000. */
   denyListInterval?: number;
-  /** Token bucket per sender key; a message above it is answered `rate_limited`. Default: no limit. */
+  /**
+   * Token bucket per sender key; a message above it is answered `rate_limited`. A response
+   * (`k: "res"`) is free only against a request forwarded to its sender earlier (one each,
+   * response-budget.ts); any other draws on the bucket. Default: no limit.
+   */
   rateLimit?: RateLimitOptions;
   /**
    * Trusted service keys, name → Z85 public key. With a directory, also the certificates named
@@ -74,6 +80,12 @@ export interface BrokerOptions {
    * precisely. Default 60,000 (the agents' default replay window).
    */
   clockSkew?: number;
+  /**
+   * Lines a peer can cause (refused handshakes, refusals such as `busy`, undeliverable nacks)
+   * are logged at most once per this interval per event and key, with a count of those skipped
+   * (log-throttle.ts), ms. Default 10,000.
+   */
+  logInterval?: number;
   log?: Logger;
 }
 
@@ -112,6 +124,8 @@ export class Broker {
   readonly #sealer: Sealer;
   readonly #denyList: DenyList | undefined;
   readonly #limiter: RateLimiter | undefined;
+  readonly #responses = new ResponseBudget();
+  readonly #throttle: LogThrottle;
   #closed = false;
   #loop: Promise<void> = Promise.resolve();
   readonly stats: BrokerStats = {
@@ -142,7 +156,9 @@ export class Broker {
     log: Logger,
     denyList: DenyList | undefined,
     limiter: RateLimiter | undefined,
+    throttle: LogThrottle,
   ) {
+    this.#throttle = throttle;
     this.#router = router;
     this.#zap = zap;
     this.#options = options;
@@ -179,7 +195,10 @@ export class Broker {
     // A context of its own: the ZAP endpoint is per context, so brokers in one process stay apart.
     const context = new zmq.Context();
     let broker: Broker | undefined;
-    const zap = await ZapHandler.start(context, (key) => broker?.isAllowed(key) ?? (allowed.keys.has(key) && !denyList?.hasKey(key)), log);
+    const logInterval = options.logInterval ?? DEFAULT_LOG_INTERVAL_MS;
+    if (!(logInterval >= 0)) throw new ConfigError("logInterval must be >= 0 ms");
+    const throttle = new LogThrottle(log, logInterval);
+    const zap = await ZapHandler.start(context, (key) => broker?.isAllowed(key) ?? (allowed.keys.has(key) && !denyList?.hasKey(key)), log, throttle);
     const router = new zmq.Router({
       context,
       curveServer: true,
@@ -207,7 +226,7 @@ export class Broker {
       denyList?.close();
       throw new ConfigError(`cannot bind ${options.bind}: ${(err as Error).message}`, { cause: err });
     }
-    broker = new Broker(router, zap, options, allowed, log, denyList, limiter);
+    broker = new Broker(router, zap, options, allowed, log, denyList, limiter, throttle);
     broker.endpoint = router.lastEndpoint ?? options.bind;
     broker.#loop = broker.#run();
     void broker.#watch();
@@ -278,9 +297,9 @@ export class Broker {
       }
     }
     if (this.#denyList?.hasKey(fromKey)) return this.#refuse(from, header?.id, "revoked", "key is revoked");
-    // Requests (and garbage) draw on the sender's bucket. Responses do not: each answers a
-    // request that already did, and refusing one would only leave its caller to time out.
-    if (header?.k !== "res" && this.#limiter?.take(fromKey) === false) {
+    // Everything draws on the sender's bucket, except a response paid for by a request that
+    // was forwarded to this sender (response-budget.ts): labelling a message `res` skips nothing.
+    if (this.#limiter && !(header?.k === "res" && this.#responses.spend(fromKey)) && !this.#limiter.take(fromKey)) {
       return this.#refuse(from, header?.id, "rate_limited", `above ${this.#limiter.perSecond} messages/s (burst ${this.#limiter.burst})`);
     }
     if (!header) return this.#refuse(from, undefined, ...(problem ?? ["bad_frame", "invalid message"]));
@@ -294,14 +313,15 @@ export class Broker {
     const service = parseServiceAddress(header.to);
     if (service) return this.#dispatch(from, header, headerBytes, body, service.name, service.replica);
     if (!isZ85Key(header.to)) return this.#refuse(from, header.id, "no_route", `destination ${JSON.stringify(header.to)} is neither a Z85 key nor svc:NAME`);
-    const failure = await this.#forward(header.to, from, headerBytes, body);
+    const failure = await this.#forward(header.to, from, headerBytes, body, header.k);
     if (failure) return this.#refuse(from, header.id, ...failure);
   }
 
   /** One send; resolves with the refusal to answer, or undefined once forwarded. */
-  async #forward(to: string, from: Buffer, headerBytes: Buffer, body: Buffer): Promise<[WireCode, string] | undefined> {
+  async #forward(to: string, from: Buffer, headerBytes: Buffer, body: Buffer, kind: Header["k"]): Promise<[WireCode, string] | undefined> {
     try {
       await this.#router.send([to, from, headerBytes, body]);
+      if (kind === "req" && this.#limiter) this.#responses.credit(to);
       this.stats.routed++;
       this.stats.bytes += headerBytes.length + body.length;
       return undefined;
@@ -317,7 +337,7 @@ export class Broker {
   async #dispatch(from: Buffer, header: Header, headerBytes: Buffer, body: Buffer, name: string, replica: string | undefined): Promise<void> {
     if (replica) {
       // Addressed to one replica (a job's polls): no choice to make, but it must still serve.
-      const failure = await this.#forward(replica, from, headerBytes, body);
+      const failure = await this.#forward(replica, from, headerBytes, body, header.k);
       if (failure?.[0] === "no_route") this.#services.evict(name, replica);
       return failure ? this.#refuse(from, header.id, ...failure) : undefined;
     }
@@ -325,7 +345,7 @@ export class Broker {
     for (let tries = 0; tries < 16; tries++) {
       const chosen = this.#services.pick(name);
       if (!chosen) break;
-      const failure = await this.#forward(chosen, from, headerBytes, body);
+      const failure = await this.#forward(chosen, from, headerBytes, body, header.k);
       if (!failure) return;
       if (failure[0] === "no_route") this.#services.evict(name, chosen);
       else sawBusy = true;
@@ -371,14 +391,15 @@ export class Broker {
 
   async #refuse(to: Buffer, re: Uint8Array | undefined, code: WireCode | "forbidden", msg: string): Promise<void> {
     this.stats.refused[code] = (this.stats.refused[code] ?? 0) + 1;
-    if (this.log.enabled("debug")) this.log.debug("refused", { from: to.toString("latin1"), code, msg });
+    // Refusals a peer can repeat at will are logged once per interval per sender, with a count.
+    this.#throttle.write(code === "busy" || code === "rate_limited" ? "warn" : "debug", "refused", `${code} ${to.toString("latin1")}`, { from: to.toString("latin1"), code, msg });
     const nack: Header = { v: PROTOCOL_VERSION, k: "nack", id: newId(), to: to.toString("latin1"), exp: Date.now() + 60_000, code, msg: clipUtf8(msg, MAX_NACK_MSG_BYTES) };
     if (re) nack.re = re;
     try {
       await this.#router.send([to, "", encodeHeader(nack), ""]);
     } catch (err) {
       this.stats.nacksLost++;
-      this.log.warn("nack undeliverable", { to: to.toString("latin1"), code, error: String(err) });
+      this.#throttle.write("warn", "nack undeliverable", to.toString("latin1"), { to: to.toString("latin1"), code, error: String(err) });
     }
   }
 
@@ -398,6 +419,7 @@ export class Broker {
     readLabelledCounter(r, "zmcp_broker_handshake_failures_total", "Failed handshakes by reason (auth: key refused; protocol: not CURVE or garbage)", "reason", () => Object.entries(s.handshakeFailures) as Array<[string, number]>);
     readGauge(r, "zmcp_broker_rate_limited_senders", "Sender keys whose rate-limit bucket is empty now", () => this.#limiter?.limitedNow() ?? 0);
     readCounter(r, "zmcp_broker_rate_limited_senders_total", "Times a sender key started being refused rate_limited", () => this.#limiter?.limitedEpisodes ?? 0);
+    readCounter(r, "zmcp_broker_log_lines_suppressed_total", "Log lines a peer caused that were skipped by the log rate limit (summarised with a count)", () => this.#throttle.suppressedTotal);
     readGauge(r, "zmcp_broker_allowed_keys", "Keys in the allowlist", () => this.#allowed.size);
     readGauge(r, "zmcp_broker_service_replicas", "Live service replicas in the directory", () => Object.values(this.#services.snapshot()).reduce((n, r) => n + r.length, 0));
   }
@@ -411,7 +433,8 @@ export class Broker {
         if (event.type === "handshake:error:auth" || event.type === "handshake:error:protocol" || event.type === "handshake:error:other") {
           const reason = event.type.slice("handshake:error:".length) as "auth" | "protocol" | "other";
           this.stats.handshakeFailures[reason] = (this.stats.handshakeFailures[reason] ?? 0) + 1;
-          this.log.info("handshake failed", { type: event.type, address: event.address });
+          // Any stranger can cause these: one line per interval, with a count (log-throttle.ts).
+          this.#throttle.write("info", "handshake failed", event.type, { type: event.type, address: event.address });
         } else if (this.log.enabled("debug") && (event.type === "accept" || event.type === "disconnect" || event.type === "handshake")) {
           this.log.debug(event.type, { address: event.address });
         }

@@ -9,6 +9,7 @@
  */
 import * as zmq from "zeromq";
 import type { Logger } from "./log.js";
+import type { LogThrottle } from "./log-throttle.js";
 import { receiveLoop } from "./receive-loop.js";
 import { SocketWriter } from "./writer.js";
 import { z85Encode } from "./z85.js";
@@ -50,16 +51,17 @@ export class ZapHandler {
     socket: zmq.Router,
     private readonly isAllowed: (key: string) => boolean,
     private readonly log: Logger,
+    private readonly throttle: LogThrottle | undefined,
   ) {
     this.#socket = socket;
     this.#writer = new SocketWriter(socket);
   }
 
   /** Binds the handler in `context`. Must run before the broker's socket binds. */
-  static async start(context: zmq.Context, isAllowed: (key: string) => boolean, log: Logger): Promise<ZapHandler> {
+  static async start(context: zmq.Context, isAllowed: (key: string) => boolean, log: Logger, throttle?: LogThrottle): Promise<ZapHandler> {
     const socket = new zmq.Router({ context, linger: 0 });
     await socket.bind(ZAP_ENDPOINT);
-    const handler = new ZapHandler(socket, isAllowed, log);
+    const handler = new ZapHandler(socket, isAllowed, log, throttle);
     void handler.#run();
     return handler;
   }
@@ -94,7 +96,10 @@ export class ZapHandler {
         userId = key;
         metadata = encodeZapMetadata({ Identity: key });
       } else {
-        this.log.warn("handshake refused: key not in allowlist", { key });
+        // Anyone who knows the broker's public key can cause this, with fresh keys each time:
+        // one line per interval in all, naming the latest key, with a count of the others.
+        if (this.throttle) this.throttle.write("warn", "handshake refused: key not in allowlist", "", { key });
+        else this.log.warn("handshake refused: key not in allowlist", { key });
       }
     }
     // Deferred on purpose, without holding up the next request: see REPLY_DELAY_MS.
