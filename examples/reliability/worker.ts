@@ -17,6 +17,7 @@ import { z } from "zod";
 import { Agent } from "../../src/agent.js";
 import { RemoteError, ZmcpError } from "../../src/errors.js";
 import { serveMetrics, type MetricsServer } from "../../src/metrics.js";
+import { createLogger } from "../../src/log.js";
 
 const { values } = parseArgs({
   options: {
@@ -46,6 +47,7 @@ const agent = await Agent.connect({
   cert: values.cert,
   certs: values.certs,
   connectTimeout: 15_000,
+  log: createLogger("warn"),
   ...(values.heartbeat ? { heartbeatInterval: Number(values.heartbeat) } : {}),
 });
 agent
@@ -97,6 +99,14 @@ if (values.probe) {
   );
   process.stderr.write(JSON.stringify({ level: "info", msg: "probe", ...outcome }) + "\n");
 }
+// Displaced by another process with this key, or revoked: the agent closed itself (and logged
+// why); the process ends with it rather than run on deaf.
+void agent.closed.then(async (reason) => {
+  if (!reason) return;
+  process.stderr.write(JSON.stringify({ level: "error", msg: "agent closed", code: reason.code, message: reason.message }) + "\n");
+  await metrics?.close();
+  process.exit(3);
+});
 const stop = () => void Promise.all([agent.close(), metrics?.close()]).then(() => process.exit(0));
 process.once("SIGTERM", stop);
 process.once("SIGINT", stop);
