@@ -1,0 +1,39 @@
+/**
+ * A peer that connects with an admitted key and then never reads: the hostile or wedged
+ * consumer that fills the broker's queue toward it. Used by the broker trust tests and by
+ * examples/stalled-reader-rss.ts.
+ *
+ *   node dist/examples/stalled-peer.js --cert certs/mallory.key_secret --server-key <Z85> --broker tcp://127.0.0.1:5555
+ *
+ * Prints `{"msg":"stalled peer ready"}` on stderr once its CURVE handshake is done.
+ */
+import { parseArgs } from "node:util";
+import * as zmq from "zeromq";
+import { loadSecretCertificate } from "../src/certs.js";
+
+const { values } = parseArgs({
+  options: {
+    cert: { type: "string" },
+    "server-key": { type: "string" },
+    broker: { type: "string" },
+  },
+});
+if (!values.cert || !values["server-key"] || !values.broker) throw new Error("--cert, --server-key and --broker are required");
+const cert = loadSecretCertificate(values.cert);
+const socket = new zmq.Dealer({
+  curveServerKey: values["server-key"],
+  curvePublicKey: cert.publicKey,
+  curveSecretKey: cert.secretKey,
+  routingId: cert.publicKey,
+  receiveHighWaterMark: 1,
+  linger: 0,
+});
+for await (const event of (async function* () {
+  socket.connect(values.broker!);
+  yield* socket.events;
+})()) {
+  if (event.type === "handshake") break;
+}
+process.stderr.write(JSON.stringify({ level: "info", msg: "stalled peer ready", publicKey: cert.publicKey }) + "\n");
+// Never receive. Stay up until killed.
+setInterval(() => undefined, 1 << 30);

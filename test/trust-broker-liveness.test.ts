@@ -1,0 +1,126 @@
+/**
+ * No process dies of what a peer does: the sequences that make libzmq 4.3.5 abort with
+ * `Assertion failed: !_io_error (stream_engine_base.cpp)` (upstream #4364/#4767: a ZMTP
+ * heartbeat timer firing on a connection that failed while its input was stopped), driven
+ * against real broker and agent processes, which must be found alive afterwards. Liveness is
+ * now kept with `hb` messages (src/liveness.ts); frozen peers are still cut off (faults.test.ts).
+ */
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import type { Agent } from "../src/agent.js";
+import { newId } from "../src/envelope.js";
+import { DIST, makeKeys, sleep, spawnChild, startBroker, startWorker, until, type Child, type Keys } from "../examples/reliability/harness.js";
+import { connectAgent, type CertFixture } from "./helpers.js";
+import { rawPeer, type RawPeer } from "./raw.js";
+
+const stalledPeerScript = join(DIST, "examples", "stalled-peer.js");
+/** Past the old default ZMTP heartbeat timeout (3 × 2 s) with margin: the timer had time to fire. */
+const PAST_HEARTBEAT_MS = 8000;
+
+const children: Child[] = [];
+const agents: Agent[] = [];
+const raws: RawPeer[] = [];
+let keys: Keys | undefined;
+afterEach(async () => {
+  for (const r of raws.splice(0)) r.close();
+  await Promise.all(agents.splice(0).map((a) => a.close()));
+  await Promise.all(children.splice(0).map((c) => c.stop("SIGKILL", 3000)));
+  keys?.cleanup();
+  keys = undefined;
+});
+
+const fixture = (k: Keys) => k as unknown as CertFixture;
+
+/** Sends `n` requests of 64 KiB to `to` without reading anything back. */
+async function flood(from: RawPeer, to: string, n = 1500): Promise<void> {
+  const pad = new Uint8Array(64 * 1024);
+  for (let i = 0; i < n; i++) {
+    const [header] = from.frames(to, { t: "req", ts: Date.now(), rid: newId(), tool: "work", args: {} });
+    await from.socket.send([header, pad]);
+  }
+}
+
+async function stalledPeer(k: Keys, name: string, endpoint: string): Promise<Child> {
+  const child = await spawnChild(stalledPeerScript, ["--cert", k.secretPath(name), "--server-key", k.key("broker"), "--broker", endpoint], "stalled peer ready");
+  children.push(child);
+  return child;
+}
+
+describe("processes outlive the libzmq heartbeat abort sequences", () => {
+  it("(a) two processes with one key, the old one stopped with a full queue, then killed: the broker lives and the new one serves", { timeout: 40_000 }, async () => {
+    keys = makeKeys("alice", "bob", "mallory");
+    const broker = await startBroker(keys);
+    children.push(broker);
+    const bob1 = await startWorker(keys, "bob", [broker.endpoint]);
+    children.push(bob1);
+    const alice = await connectAgent(fixture(keys), "alice", broker.endpoint);
+    agents.push(alice);
+    expect(await alice.call("bob", "work", { n: 1 })).toEqual({ n: 1 });
+    bob1.kill("SIGSTOP");
+    const flooder = await rawPeer(fixture(keys), "mallory", broker.endpoint);
+    raws.push(flooder);
+    await flood(flooder, keys.key("bob"));
+    const bob2 = await startWorker(keys, "bob", [broker.endpoint]);
+    children.push(bob2);
+    await sleep(2000);
+    bob1.kill("SIGKILL"); // a reset on the handed-over connection, unread data in its buffers
+    await sleep(PAST_HEARTBEAT_MS);
+    expect(broker.alive()).toBe(true);
+    expect(bob2.alive()).toBe(true);
+    await until(() => alice.call("bob", "work", { n: 2 }, { timeout: 1000 }).then(() => true, () => false), 10_000, "bob2 to serve");
+    expect(await broker.scrape()).toBeDefined();
+  });
+
+  it("(a') the same, the old one stopped gracefully after the new one took over: the broker lives", { timeout: 40_000 }, async () => {
+    keys = makeKeys("alice", "bob", "mallory");
+    const broker = await startBroker(keys);
+    children.push(broker);
+    const bob1 = await startWorker(keys, "bob", [broker.endpoint]);
+    children.push(bob1);
+    const flooder = await rawPeer(fixture(keys), "mallory", broker.endpoint);
+    raws.push(flooder);
+    bob1.kill("SIGSTOP");
+    await flood(flooder, keys.key("bob"));
+    const bob2 = await startWorker(keys, "bob", [broker.endpoint]);
+    children.push(bob2);
+    await sleep(2000);
+    await bob1.stop("SIGTERM", 5000); // SIGCONT, then a graceful close
+    await sleep(PAST_HEARTBEAT_MS);
+    expect(broker.alive()).toBe(true);
+    expect(bob2.alive()).toBe(true);
+  });
+
+  it("(b) an admitted attacker: a connection that stops reading, a second one with the same key, then a reset: the broker lives", { timeout: 40_000 }, async () => {
+    keys = makeKeys("alice", "mallory");
+    const broker = await startBroker(keys);
+    children.push(broker);
+    const first = await stalledPeer(keys, "mallory", broker.endpoint);
+    const flooder = await rawPeer(fixture(keys), "alice", broker.endpoint);
+    raws.push(flooder);
+    await flood(flooder, keys.key("mallory"));
+    await stalledPeer(keys, "mallory", broker.endpoint);
+    await sleep(2000);
+    first.kill("SIGKILL"); // unread data: the kernel answers with a reset
+    await sleep(PAST_HEARTBEAT_MS);
+    expect(broker.alive()).toBe(true);
+    const probe = await rawPeer(fixture(keys), "alice", broker.endpoint);
+    raws.push(probe);
+  });
+
+  it("(c) an agent with a deep backlog whose broker is SIGKILLed: the agent lives", { timeout: 40_000 }, async () => {
+    keys = makeKeys("alice", "bob");
+    const broker = await startBroker(keys);
+    children.push(broker);
+    const bob = await startWorker(keys, "bob", [broker.endpoint]);
+    children.push(bob);
+    const flooder = await rawPeer(fixture(keys), "alice", broker.endpoint);
+    raws.push(flooder);
+    bob.kill("SIGSTOP");
+    await flood(flooder, keys.key("bob"));
+    broker.kill("SIGKILL");
+    await sleep(500);
+    bob.kill("SIGCONT");
+    await sleep(PAST_HEARTBEAT_MS);
+    expect(bob.alive()).toBe(true);
+  });
+});
