@@ -40,9 +40,16 @@ export interface BrokerOptions {
   allow: string | Iterable<string>;
   /** Largest message (header + body) forwarded, bytes. Default 1 MiB. */
   maxMessageBytes?: number;
-  /** Messages queued per peer before sends to it answer `busy` (ZMQ_SNDHWM). Default 1000. */
+  /**
+   * Bytes the broker may hold queued toward one peer (and from one peer), at most. libzmq counts
+   * its high-water marks in messages, so the default marks are derived from it: queueBytes /
+   * maxMessageBytes messages (at least 16, at most 1,000), which bounds a stalled reader's
+   * queue by bytes whatever the size of the messages sent to it. Default 64 MiB.
+   */
+  queueBytes?: number;
+  /** Messages queued per peer before sends to it answer `busy` (ZMQ_SNDHWM). Default: derived from `queueBytes`. */
   sendHighWaterMark?: number;
-  /** Messages queued from each peer (ZMQ_RCVHWM). Default 1000. */
+  /** Messages queued from each peer (ZMQ_RCVHWM). Default: derived from `queueBytes`. */
   receiveHighWaterMark?: number;
   /**
    * Revoked keys: a deny list file (JSON `{"jti": [...], "keys": [...]}`, see denylist.ts),
@@ -204,6 +211,9 @@ export class Broker {
     const maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     if (!Number.isInteger(maxMessageBytes) || maxMessageBytes < 1024) throw new ConfigError("maxMessageBytes must be an integer >= 1024");
     const allowed = readAllowlist(options.allow, log, options.services);
+    const queueBytes = options.queueBytes ?? DEFAULT_QUEUE_BYTES;
+    if (!Number.isInteger(queueBytes) || queueBytes < maxMessageBytes) throw new ConfigError("queueBytes must be an integer >= maxMessageBytes");
+    const highWaterMark = Math.min(1000, Math.max(16, Math.floor(queueBytes / maxMessageBytes)));
     const limiter = options.rateLimit ? new RateLimiter(options.rateLimit) : undefined;
     const heartbeatInterval = options.heartbeatInterval ?? 2000;
     const heartbeatTimeout = options.heartbeatTimeout ?? 3 * heartbeatInterval;
@@ -235,8 +245,8 @@ export class Broker {
       handover: true, // a reconnecting agent takes over its key at once
       mandatory: true, // unknown destination: EHOSTUNREACH, not a silent drop
       sendTimeout: 0, // full destination queue: EAGAIN at once, answered `busy`
-      sendHighWaterMark: options.sendHighWaterMark ?? 1000,
-      receiveHighWaterMark: options.receiveHighWaterMark ?? 1000,
+      sendHighWaterMark: options.sendHighWaterMark ?? highWaterMark,
+      receiveHighWaterMark: options.receiveHighWaterMark ?? highWaterMark,
       // No ZMTP heartbeats (heartbeatInterval stays 0): with them libzmq 4.3.5 aborts on a
       // connection that failed while its input was stopped. Liveness is kept with `hb` messages
       // instead, and a frozen peer is refused `no_route` all the same (liveness.ts).
@@ -535,6 +545,9 @@ export class Broker {
 }
 
 const heartbeatDecoder = new Decoder({ maxStrLength: 1024, maxBinLength: 1024, maxArrayLength: 64, maxMapLength: 16, maxExtLength: 0 });
+
+/** Default byte budget of one peer's queue (see BrokerOptions.queueBytes). */
+export const DEFAULT_QUEUE_BYTES = 64 * 1024 * 1024;
 
 /** A `hb` body this small holds no service proofs (`{svc: []}` is 5 bytes): a sign of life only. */
 const LIVENESS_HB_MAX_BYTES = 16;
