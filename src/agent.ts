@@ -238,6 +238,8 @@ export class Agent {
   readonly closed: Promise<ZmcpError | undefined>;
   #closedWith!: (reason: ZmcpError | undefined) => void;
   #liveTimer: NodeJS.Timeout | undefined;
+  /** Why the agent closed, when a broker notice closed it: later calls throw it too. */
+  #closeReason: ZmcpError | undefined;
   #brokerWatch: AckWatch | undefined;
   readonly #socket: zmq.Dealer;
   readonly #writer: SocketWriter;
@@ -492,6 +494,7 @@ export class Agent {
   async #shutdown(reason: ZmcpError | undefined): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#closeReason = reason;
     this.#closedWith(reason);
     clearInterval(this.#heartbeatTimer);
     clearInterval(this.#liveTimer);
@@ -541,7 +544,7 @@ export class Agent {
 
   /** One request with retries: the same request id every attempt, a fresh message id each. */
   async #request(to: string, tool: string, args: unknown, options: CallOptions): Promise<Answered> {
-    if (this.#closed) throw new ZmcpError("closed", "agent is closed");
+    if (this.#closed) throw this.#closeReason ?? new ZmcpError("closed", "agent is closed");
     const route = this.#routeFor(to);
     const timeout = options.timeout ?? this.#defaultTimeout;
     if (!(timeout > 0)) throw new ConfigError("timeout must be a positive number of ms");
@@ -569,7 +572,7 @@ export class Agent {
   }
 
   async #attempt(route: Route, draft: Omit<Request, "h">, deadline: number, timeout: number, signal: AbortSignal | undefined, what: string): Promise<Answered> {
-    if (this.#closed) throw new ZmcpError("closed", "agent is closed");
+    if (this.#closed) throw this.#closeReason ?? new ZmcpError("closed", "agent is closed");
     const header: Header = { v: PROTOCOL_VERSION, k: "req", id: newId(), to: route.to, exp: deadline };
     const frames = this.#seal(this.#sealer, route.sealKey, header, draft);
     const key = idKey(header.id);
