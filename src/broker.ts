@@ -44,7 +44,7 @@ export interface BrokerOptions {
    * Bytes the broker may hold queued toward one peer (and from one peer), at most. libzmq counts
    * its high-water marks in messages, so the default marks are derived from it: queueBytes /
    * maxMessageBytes messages (at least 16, at most 1,000), which bounds a stalled reader's
-   * queue by bytes whatever the size of the messages sent to it. Default 64 MiB.
+   * queue by bytes whatever the size of the messages sent to it. Default 256 MiB.
    */
   queueBytes?: number;
   /** Messages queued per peer before sends to it answer `busy` (ZMQ_SNDHWM). Default: derived from `queueBytes`. */
@@ -547,7 +547,7 @@ export class Broker {
 const heartbeatDecoder = new Decoder({ maxStrLength: 1024, maxBinLength: 1024, maxArrayLength: 64, maxMapLength: 16, maxExtLength: 0 });
 
 /** Default byte budget of one peer's queue (see BrokerOptions.queueBytes). */
-export const DEFAULT_QUEUE_BYTES = 64 * 1024 * 1024;
+export const DEFAULT_QUEUE_BYTES = 256 * 1024 * 1024;
 
 /** A `hb` body this small holds no service proofs (`{svc: []}` is 5 bytes): a sign of life only. */
 const LIVENESS_HB_MAX_BYTES = 16;
