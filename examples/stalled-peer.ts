@@ -3,7 +3,7 @@
  * consumer that fills the broker's queue toward it. Used by the broker trust tests and by
  * examples/stalled-reader-rss.ts.
  *
- *   node dist/examples/stalled-peer.js --cert certs/mallory.key_secret --server-key <Z85> --broker tcp://127.0.0.1:5555
+ *   node dist/examples/stalled-peer.js --cert certs/mallory.key_secret --server-key <Z85> --broker tcp://127.0.0.1:5555 [--heartbeat ms]
  *
  * Prints `{"msg":"stalled peer ready"}` on stderr once its CURVE handshake is done.
  */
@@ -16,6 +16,8 @@ const { values } = parseArgs({
     cert: { type: "string" },
     "server-key": { type: "string" },
     broker: { type: "string" },
+    /** ZMTP heartbeats on this side, ms: a peer may set them whatever the broker does. */
+    heartbeat: { type: "string" },
   },
 });
 if (!values.cert || !values["server-key"] || !values.broker) throw new Error("--cert, --server-key and --broker are required");
@@ -27,6 +29,7 @@ const socket = new zmq.Dealer({
   routingId: cert.publicKey,
   receiveHighWaterMark: 1,
   linger: 0,
+  ...(values.heartbeat ? { heartbeatInterval: Number(values.heartbeat), heartbeatTimeout: 3 * Number(values.heartbeat) } : {}),
 });
 for await (const event of (async function* () {
   socket.connect(values.broker!);
