@@ -5,7 +5,7 @@
  *   node dist/examples/reliability/worker.js --cert certs/bob.key_secret --certs certs \
  *     --broker tcp://127.0.0.1:5555 [--broker ...] [--metrics 127.0.0.1:0] [--clock-offset ms]
  *
- * Tools: `work` and the job `long` (count their executions per request id, so a test can prove that no request ran
+ * Tools: `spin` (blocks the event loop for `ms`), `work` and the job `long` (count their executions per request id, so a test can prove that no request ran
  * twice), `report` (those counts), `call_peer` (calls another agent from this process, to test
  * a caller whose clock is skewed). `--probe name/tool` makes one call once connected and logs
  * its outcome (`{"msg":"probe"}`), for peers that cannot be reached to be asked. `--clock-offset` shifts this process's Date.now, to play a
@@ -66,6 +66,13 @@ agent
       ctx.progress({ progress: i, total: steps });
     }
     return { steps };
+  })
+  // Blocks the event loop (a CPU-bound handler): libzmq's I/O thread keeps running, so the
+  // agent's input backs up while JavaScript reads nothing.
+  .tool("spin", { input: z.strictObject({ ms: z.number().min(0).max(30_000) }) }, ({ ms }) => {
+    const end = Date.now() + ms;
+    while (Date.now() < end);
+    return { ms };
   })
   .tool("report", { input: z.strictObject({}) }, () => {
     let duplicates = 0;
