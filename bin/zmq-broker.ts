@@ -21,8 +21,10 @@ const opts = new Command("zmq-broker")
   .option("--rate <perSecond>", "messages per second allowed per sender key (token bucket); above it: `rate_limited`", positiveNumber)
   .option("--burst <n>", "bucket size of --rate: messages a sender may send at once (default: --rate, at least 1)", positiveInt)
   .option("--metrics <host:port>", "serve Prometheus metrics on http://host:port/metrics (port 0 picks one; keep it on loopback or a private address)")
-  .option("--heartbeat-interval <ms>", "ZMTP heartbeat to every peer; a silent peer is disconnected (0 disables)", nonNegativeInt, 2000)
-  .option("--heartbeat-timeout <ms>", "silence after a heartbeat before a peer is disconnected (default 3 × interval)", positiveInt)
+  .option("--queue-bytes <n>", "bytes queued toward (and from) one peer at most; sets the high-water marks", positiveInt, 256 * 1024 * 1024)
+  .option("--heartbeat-interval <ms>", "the hb interval agents keep (default timeout 3 × this); 0: never refuse a silent peer", nonNegativeInt, 2000)
+  .option("--heartbeat-timeout <ms>", "a peer that sends hb and then is silent this long is refused no_route (default 3 × interval)", positiveInt)
+  .option("--log-interval <ms>", "lines a peer can cause (refused handshakes, busy, lost nacks) at most once per this per key, with a count", nonNegativeInt, 10_000)
   .option("--clock-skew <ms>", "clock difference allowed with senders on a message's deadline", nonNegativeInt, 60_000)
   .option("--log-level <level>", "debug, info, warn, error or silent", logLevel, "info" as LogLevel)
   .showHelpAfterError()
@@ -32,6 +34,8 @@ const opts = new Command("zmq-broker")
     key: string;
     allow: string;
     maxMessageBytes: number;
+    queueBytes: number;
+    logInterval: number;
     deny?: string;
     rate?: number;
     burst?: number;
@@ -59,6 +63,8 @@ async function main(): Promise<void> {
     secretKey: cert.secretKey,
     allow: opts.allow,
     maxMessageBytes: opts.maxMessageBytes,
+    queueBytes: Math.max(opts.queueBytes, opts.maxMessageBytes),
+    logInterval: opts.logInterval,
     ...(opts.deny ? { denyList: opts.deny } : {}),
     ...(opts.rate ? { rateLimit: { perSecond: opts.rate, burst: opts.burst ?? Math.max(1, Math.ceil(opts.rate)) } } : {}),
     heartbeatInterval: opts.heartbeatInterval,

@@ -45,6 +45,7 @@ import { DEFAULT_MAX_SEEN, DEFAULT_REPLAY_WINDOW_MS, defaultStartGrace, ReplayGu
 import { attemptTimeout, backoff, isRetryable, retryPolicy, sleep, type RetryOptions } from "./retry.js";
 import { Sealer } from "./seal.js";
 import { checkSendable } from "./sendable.js";
+import { AckWatch } from "./liveness.js";
 import { DEFAULT_HEARTBEAT_MS, isServiceName, makeServiceProof, parseServiceAddress, serviceAddress } from "./services.js";
 import { TokenSource, type TokenProvider } from "./token-source.js";
 import { checkScopeToken, defaultToolScope, scopeCovers, TokenVerifier, type AuthorityInput, type VerifiedToken } from "./tokens.js";
@@ -102,7 +103,12 @@ export interface AgentOptions {
   jobLostAfter?: number;
   /** Interval of service heartbeats to the broker, ms. Default 1,000. */
   serviceHeartbeat?: number;
-  /** ZMTP heartbeat interval to the broker, ms (dead connections are dropped and redialled). Default 2,000. */
+  /**
+   * Liveness with the broker, ms: a `hb` message this often, and a redial when nothing came from
+   * the broker for 3 × this (a frozen broker, a half-open connection); the broker refuses to
+   * route to an agent silent that long. 0 disables. Not ZMTP heartbeats: with those libzmq 4.3.5
+   * can abort the process when its broker dies while input is backed up (liveness.ts). Default 2,000.
+   */
   heartbeatInterval?: number;
   /**
    * Trusted token authorities: a public JWK file or JWK Set file (re-read when it changes), a
@@ -217,6 +223,8 @@ export interface AgentStats {
   /** CURVE handshakes with a broker completed, and connections lost. */
   connects: number;
   disconnects: number;
+  /** Redials after the broker was silent for 3 × `heartbeatInterval` (liveness.ts). */
+  redials: number;
 }
 
 /**
@@ -299,6 +307,17 @@ interface Served {
 export class Agent {
   readonly publicKey: string;
   readonly log: Logger;
+  /**
+   * Resolves once the agent is closed: with undefined after {@link Agent.close}, or with the
+   * error that closed it otherwise: `displaced` (another connection with this key took its
+   * route at a broker) or `revoked` (the broker no longer admits this key). Never rejects.
+   */
+  readonly closed: Promise<ZmcpError | undefined>;
+  #closedWith!: (reason: ZmcpError | undefined) => void;
+  #liveTimer: NodeJS.Timeout | undefined;
+  /** Why the agent closed, when a broker notice closed it: later calls throw it too. */
+  #closeReason: ZmcpError | undefined;
+  #brokerWatch: AckWatch | undefined;
   readonly #socket: zmq.Dealer;
   readonly #writer: SocketWriter;
   readonly #sealer: Sealer;
@@ -331,7 +350,7 @@ export class Agent {
   #closed = false;
   #handshake: { resolve: () => void; reject: (err: Error) => void } | undefined;
   readonly #clocks = new ClockOffsets();
-  readonly stats: AgentStats = { calls: 0, callFailures: {}, requests: 0, requestFailures: {}, dropped: {}, listenerErrors: 0, connects: 0, disconnects: 0 };
+  readonly stats: AgentStats = { calls: 0, callFailures: {}, requests: 0, requestFailures: {}, dropped: {}, listenerErrors: 0, connects: 0, disconnects: 0, redials: 0 };
   /** Prometheus metrics of this agent (a registry of its own; serve it with `serveMetrics`). */
   readonly metrics = new Registry();
   readonly #latency = latencyHistogram(this.metrics, "zmcp_agent_call_duration_seconds", "Call latency, from call() to its outcome (retries included)");
@@ -339,6 +358,7 @@ export class Agent {
   private constructor(options: AgentOptions, cert: Required<Certificate>, serverKey: string, endpoints: string[]) {
     this.publicKey = cert.publicKey;
     this.log = options.log ?? silentLogger;
+    this.closed = new Promise((resolve) => (this.#closedWith = resolve));
     this.#options = options;
     this.#certsDir = options.certs;
     this.#serverKey = serverKey;
@@ -373,8 +393,7 @@ export class Agent {
       // several brokers, the DEALER keeps round-robining into the pipe of a dead one, where
       // every other request and response waits for a reconnect that never comes.
       immediate: true,
-      heartbeatInterval: options.heartbeatInterval ?? 2000,
-      heartbeatTimeout: 3 * (options.heartbeatInterval ?? 2000),
+      // No ZMTP heartbeats (liveness.ts): the `hb` messages of #keepAlive do their work.
       // Above the cap plus headroom libzmq drops the connection rather than buffer it.
       maxMessageSize: 4 * this.#maxMessageBytes,
     });
@@ -405,6 +424,7 @@ export class Agent {
             agent.#handshake = { resolve, reject };
           })
         : Promise.resolve();
+    agent.#keepAlive();
     void agent.#watch();
     try {
       for (const endpoint of endpoints) agent.#socket.connect(endpoint);
@@ -567,13 +587,20 @@ export class Agent {
 
   /** Closes the socket; pending calls reject with `closed`, running handlers and jobs see `signal` fire. */
   async close(): Promise<void> {
+    return this.#shutdown(undefined);
+  }
+
+  async #shutdown(reason: ZmcpError | undefined): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#closeReason = reason;
+    this.#closedWith(reason);
     clearInterval(this.#heartbeatTimer);
+    clearInterval(this.#liveTimer);
     this.#closing.abort();
     this.#jobs.abortAll();
     this.#verifier?.close();
-    const closed = new ZmcpError("closed", "agent closed");
+    const closed = reason ?? new ZmcpError("closed", "agent closed");
     this.#pending.rejectAll(closed);
     this.#acks.rejectAll(closed);
     for (const { job } of this.#started.values()) job.fail(closed);
@@ -607,11 +634,11 @@ export class Agent {
     return { to: key, sealKey: key };
   }
 
-  /** The public key of service `name`, from a certificate in `certs` with `service = "NAME"`. */
+  /** The public key of service `name`: the certificate `svc-NAME.key` in `certs` (certs.ts). */
   #serviceKey(name: string): string {
     let key = this.#directory.services.get(name);
     if (!key && this.#reloadDirectory()) key = this.#directory.services.get(name);
-    if (!key) throw new ZmcpError("unknown_peer", `no certificate for service ${JSON.stringify(name)} (metadata service = "${name}") in ${this.#certsDir ?? "certs"}`);
+    if (!key) throw new ZmcpError("unknown_peer", `no certificate for service ${JSON.stringify(name)} (svc-${name}.key) in ${this.#certsDir ?? "certs"}`);
     return key;
   }
 
@@ -621,7 +648,7 @@ export class Agent {
    * running the first one (see retry.ts, {@link attemptTimeout}): never across service replicas.
    */
   async #request(to: string, tool: string, args: unknown, options: CallOptions): Promise<Answered> {
-    if (this.#closed) throw new ZmcpError("closed", "agent is closed");
+    if (this.#closed) throw this.#closeReason ?? new ZmcpError("closed", "agent is closed");
     const route = this.#routeFor(to);
     const timeout = options.timeout ?? this.#defaultTimeout;
     if (!(timeout > 0)) throw new ConfigError("timeout must be a positive number of ms");
@@ -649,7 +676,7 @@ export class Agent {
   }
 
   async #attempt(route: Route, draft: Omit<Request, "h">, deadline: number, timeout: number, signal: AbortSignal | undefined, what: string): Promise<Answered> {
-    if (this.#closed) throw new ZmcpError("closed", "agent is closed");
+    if (this.#closed) throw this.#closeReason ?? new ZmcpError("closed", "agent is closed");
     const header: Header = { v: PROTOCOL_VERSION, k: "req", id: newId(), to: route.to, exp: deadline };
     const frames = this.#seal(this.#sealer, route.sealKey, header, draft);
     const key = idKey(header.id);
@@ -736,8 +763,8 @@ export class Agent {
    * Announces the served services to every broker (DEALER spreads sends over its connections,
    * so one heartbeat per endpoint reaches each). Resolves on the first ack when `waitMs` is given.
    */
-  async #heartbeat(waitMs?: number): Promise<void> {
-    if (this.#closed || this.#served.size === 0) return;
+  async #heartbeat(waitMs?: number, evenWithoutServices = false): Promise<void> {
+    if (this.#closed || (this.#served.size === 0 && !evenWithoutServices)) return;
     const ts = Date.now();
     const svc = [...this.#served].map(([name, s]) => ({
       name,
@@ -755,6 +782,36 @@ export class Agent {
       this.#writer.send([encodeHeader(header), body]).catch((err) => this.log.warn("heartbeat not sent", { error: String(err) }));
     }
     if (waitMs !== undefined) await Promise.any(acks).catch((err: AggregateError) => Promise.reject(err.errors[0]));
+  }
+
+  /**
+   * Liveness with the broker (liveness.ts): a `hb` every `heartbeatInterval` (service heartbeats
+   * count when there are services), and a redial of every endpoint when nothing at all came
+   * from a broker for 3 × the interval.
+   */
+  #keepAlive(): void {
+    const interval = this.#options.heartbeatInterval ?? 2000;
+    if (!(interval > 0)) return;
+    this.#brokerWatch = new AckWatch(3 * interval);
+    this.#liveTimer = setInterval(() => {
+      if (this.#closed) return;
+      if (this.#served.size === 0) void this.#heartbeat(undefined, true).catch(() => undefined);
+      if (!this.#brokerWatch!.expired()) return;
+      this.stats.redials++;
+      this.log.warn("broker silent; redialling", { silentMs: 3 * interval, endpoints: this.#endpoints });
+      for (const endpoint of this.#endpoints) {
+        try {
+          this.#socket.disconnect(endpoint);
+        } catch {
+          // not connected right now; connect below is what matters
+        }
+        try {
+          this.#socket.connect(endpoint);
+        } catch (err) {
+          this.log.error("redial failed", { endpoint, error: String(err) });
+        }
+      }
+    }, interval).unref();
   }
 
   // ---- receiving ----------------------------------------------------------------------------
@@ -807,10 +864,12 @@ export class Agent {
       for await (const event of this.#socket.events) {
         if (event.type === "handshake") {
           this.stats.connects++;
+          this.#brokerWatch?.acked();
           this.#handshake?.resolve();
           this.#handshake = undefined;
           this.log.debug("connected", { address: event.address });
-          void this.#heartbeat().catch(() => undefined); // a restarted broker learns our services at once
+          // A restarted broker learns our services at once, and that we keep liveness (liveness.ts).
+          void this.#heartbeat(undefined, this.#brokerWatch !== undefined).catch(() => undefined);
         } else if (event.type === "handshake:error:auth" || event.type === "handshake:error:protocol" || event.type === "handshake:error:other") {
           const err = new ZmcpError("handshake_failed", `broker at ${event.address} refused the handshake (${event.type}); is this key in its allowlist?`);
           this.#handshake?.reject(err);
@@ -841,6 +900,7 @@ export class Agent {
       return this.log.warn("dropped message with wrong frame count", { frames: frames.length });
     }
     const [from, headerBytes, body] = frames as [Buffer, Buffer, Buffer];
+    this.#brokerWatch?.acked(); // anything from a broker shows the connection is alive
     if (from.length === 0) return this.#onBroker(headerBytes);
     const peer = from.toString("latin1");
     if (!isZ85Key(peer)) {
@@ -965,6 +1025,16 @@ export class Agent {
     }
     const err = remoteError({ code: header.code ?? "bad_frame", message: header.msg ?? "refused by broker" }, "broker");
     if (key && (this.#pending.reject(key, err) || this.#acks.reject(key, err))) return;
+    if (!key && (err.code === "displaced" || err.code === "revoked")) {
+      // A broker notice (broker.ts #notice): this connection will receive nothing more. Staying
+      // up would look alive while every call to this key fails, so the agent closes, loudly.
+      this.log.error(err.code === "displaced" ? "displaced: another process connected with this agent's key" : "revoked: the broker no longer admits this agent's key", {
+        key: this.publicKey,
+        message: header.msg,
+      });
+      void this.#shutdown(err);
+      return;
+    }
     bump(this.stats.dropped, "nack");
     this.log.warn("broker refused a message", { code: err.code, message: header.msg });
   }

@@ -23,6 +23,9 @@ import { isZ85Key } from "./z85.js";
 import { checkMsgpack } from "./msgpack-guard.js";
 import { readCounter, readGauge, readLabelledCounter, Registry } from "./metrics.js";
 import { DEFAULT_REPLAY_WINDOW_MS } from "./replay.js";
+import { ResponseBudget } from "./response-budget.js";
+import { DEFAULT_LOG_INTERVAL_MS, LogThrottle } from "./log-throttle.js";
+import { PeerLiveness } from "./liveness.js";
 
 export interface BrokerOptions {
   /** Endpoint to bind, e.g. `tcp://127.0.0.1:5555` (`tcp://127.0.0.1:*` picks a free port). */
@@ -37,9 +40,16 @@ export interface BrokerOptions {
   allow: string | Iterable<string>;
   /** Largest message (header + body) forwarded, bytes. Default 1 MiB. */
   maxMessageBytes?: number;
-  /** Messages queued per peer before sends to it answer `busy` (ZMQ_SNDHWM). Default 1000. */
+  /**
+   * Bytes the broker may hold queued toward one peer (and from one peer), at most. libzmq counts
+   * its high-water marks in messages, so the default marks are derived from it: queueBytes /
+   * maxMessageBytes messages (at least 16, at most 1,000), which bounds a stalled reader's
+   * queue by bytes whatever the size of the messages sent to it. Default 256 MiB.
+   */
+  queueBytes?: number;
+  /** Messages queued per peer before sends to it answer `busy` (ZMQ_SNDHWM). Default: derived from `queueBytes`. */
   sendHighWaterMark?: number;
-  /** Messages queued from each peer (ZMQ_RCVHWM). Default 1000. */
+  /** Messages queued from each peer (ZMQ_RCVHWM). Default: derived from `queueBytes`. */
   receiveHighWaterMark?: number;
   /**
    * Revoked keys: a deny list file (JSON `{"jti": [...], "keys": [...]}`, see denylist.ts),
@@ -49,22 +59,31 @@ export interface BrokerOptions {
   denyList?: string;
   /** Polling interval of the deny list file, ms. Default 1,000. */
   denyListInterval?: number;
-  /** Token bucket per sender key; a message above it is answered `rate_limited`. Default: no limit. */
+  /**
+   * Token bucket per sender key; a message above it is answered `rate_limited`. A response
+   * (`k: "res"`) is free only against a request forwarded to its sender earlier (one each,
+   * response-budget.ts); any other draws on the bucket. Default: no limit.
+   */
   rateLimit?: RateLimitOptions;
   /**
-   * Trusted service keys, name → Z85 public key, when `allow` is a list. With a directory,
-   * they are the certificates whose metadata holds `service = "NAME"`.
+   * Trusted service keys, name → Z85 public key. With a directory, also the certificates named
+   * `svc-NAME.key` (never certificate metadata, which the key's maker writes); a name bound to
+   * two different keys by the two sources is refused and logged.
    */
   services?: Record<string, string>;
   /** A service replica not heard from for this long leaves the directory, ms. Default 3,000. */
   replicaTtl?: number;
   /**
-   * ZMTP heartbeat to every peer, ms (ZMQ_HEARTBEAT_IVL). A peer that stops answering (a frozen
-   * process, a dead host) is disconnected after `heartbeatTimeout`, so messages to it are
-   * refused `no_route` instead of filling its queue. 0 disables. Default 2,000.
+   * The `hb` interval agents are expected to keep, ms; only used for the default of
+   * `heartbeatTimeout`, and 0 turns liveness refusals off. ZMTP heartbeats stay off: with them
+   * libzmq 4.3.5 can abort the process on a peer's failed connection (liveness.ts). Default 2,000.
    */
   heartbeatInterval?: number;
-  /** Silence after a heartbeat before the peer is disconnected, ms (ZMQ_HEARTBEAT_TIMEOUT). Default 3 × `heartbeatInterval`. */
+  /**
+   * A peer that sends `hb` messages (every zmcp agent does) and then is silent this long (a
+   * frozen process, a dead host) is refused `no_route` instead of filling its queue, ms.
+   * Default 3 × `heartbeatInterval`.
+   */
   heartbeatTimeout?: number;
   /**
    * Clock difference allowed with senders on a header's `exp`, ms: a message is refused
@@ -73,6 +92,12 @@ export interface BrokerOptions {
    * precisely. Default 60,000 (the agents' default replay window).
    */
   clockSkew?: number;
+  /**
+   * Lines a peer can cause (refused handshakes, refusals such as `busy`, undeliverable nacks)
+   * are logged at most once per this interval per event and key, with a count of those skipped
+   * (log-throttle.ts), ms. Default 10,000.
+   */
+  logInterval?: number;
   log?: Logger;
 }
 
@@ -92,6 +117,13 @@ export interface BrokerStats {
   heartbeats: number;
   /** Messages that hit a bug in the broker (logged); expected to stay 0. */
   internalErrors: number;
+  /**
+   * Handshakes of a key that was connected already: the older connection was told `displaced`
+   * (broker-notices.ts) before the new one took its route.
+   */
+  takeovers: number;
+  /** Connections told their key was revoked or removed (`revoked` notice). */
+  revocationNotices: number;
   /** Connections accepted (TCP), CURVE handshakes completed, connections closed. */
   accepted: number;
   handshakes: number;
@@ -111,6 +143,10 @@ export class Broker {
   readonly #sealer: Sealer;
   readonly #denyList: DenyList | undefined;
   readonly #limiter: RateLimiter | undefined;
+  readonly #responses = new ResponseBudget();
+  readonly #throttle: LogThrottle;
+  readonly #liveness: PeerLiveness;
+  #names: Map<string, string>;
   #closed = false;
   #loop: Promise<void> = Promise.resolve();
   readonly stats: BrokerStats = {
@@ -121,6 +157,8 @@ export class Broker {
     nacksLost: 0,
     heartbeats: 0,
     internalErrors: 0,
+    takeovers: 0,
+    revocationNotices: 0,
     accepted: 0,
     handshakes: 0,
     disconnected: 0,
@@ -141,7 +179,12 @@ export class Broker {
     log: Logger,
     denyList: DenyList | undefined,
     limiter: RateLimiter | undefined,
+    throttle: LogThrottle,
+    liveness: PeerLiveness,
   ) {
+    this.#throttle = throttle;
+    this.#liveness = liveness;
+    this.#names = allowed.names;
     this.#router = router;
     this.#zap = zap;
     this.#options = options;
@@ -168,17 +211,30 @@ export class Broker {
     const maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     if (!Number.isInteger(maxMessageBytes) || maxMessageBytes < 1024) throw new ConfigError("maxMessageBytes must be an integer >= 1024");
     const allowed = readAllowlist(options.allow, log, options.services);
+    const queueBytes = options.queueBytes ?? DEFAULT_QUEUE_BYTES;
+    if (!Number.isInteger(queueBytes) || queueBytes < maxMessageBytes) throw new ConfigError("queueBytes must be an integer >= maxMessageBytes");
+    const highWaterMark = Math.min(1000, Math.max(16, Math.floor(queueBytes / maxMessageBytes)));
     const limiter = options.rateLimit ? new RateLimiter(options.rateLimit) : undefined;
     const heartbeatInterval = options.heartbeatInterval ?? 2000;
     const heartbeatTimeout = options.heartbeatTimeout ?? 3 * heartbeatInterval;
     if (!(heartbeatInterval >= 0) || !(heartbeatTimeout >= 0)) throw new ConfigError("heartbeatInterval and heartbeatTimeout must be >= 0 ms");
+    const liveness = new PeerLiveness(heartbeatInterval === 0 ? 0 : heartbeatTimeout);
     if (options.clockSkew !== undefined && !(options.clockSkew >= 0)) throw new ConfigError("clockSkew must be >= 0 ms");
     const reloadInterval = options.denyListInterval ?? DEFAULT_RELOAD_INTERVAL_MS;
     const denyList = options.denyList ? DenyList.open(options.denyList, { reloadInterval, log }) : undefined;
     // A context of its own: the ZAP endpoint is per context, so brokers in one process stay apart.
     const context = new zmq.Context();
     let broker: Broker | undefined;
-    const zap = await ZapHandler.start(context, (key) => broker?.isAllowed(key) ?? (allowed.keys.has(key) && !denyList?.hasKey(key)), log);
+    const logInterval = options.logInterval ?? DEFAULT_LOG_INTERVAL_MS;
+    if (!(logInterval >= 0)) throw new ConfigError("logInterval must be >= 0 ms");
+    const throttle = new LogThrottle(log, logInterval);
+    const zap = await ZapHandler.start(
+      context,
+      (key) => broker?.isAllowed(key) ?? (allowed.keys.has(key) && !denyList?.hasKey(key)),
+      log,
+      throttle,
+      (key) => broker?.admitting(key) ?? Promise.resolve(0),
+    );
     const router = new zmq.Router({
       context,
       curveServer: true,
@@ -189,11 +245,11 @@ export class Broker {
       handover: true, // a reconnecting agent takes over its key at once
       mandatory: true, // unknown destination: EHOSTUNREACH, not a silent drop
       sendTimeout: 0, // full destination queue: EAGAIN at once, answered `busy`
-      sendHighWaterMark: options.sendHighWaterMark ?? 1000,
-      receiveHighWaterMark: options.receiveHighWaterMark ?? 1000,
-      // Without heartbeats a frozen peer keeps its TCP connection (the kernel still ACKs), and
-      // traffic to it queues until `busy` instead of failing `no_route`.
-      ...(heartbeatInterval > 0 ? { heartbeatInterval, heartbeatTimeout } : {}),
+      sendHighWaterMark: options.sendHighWaterMark ?? highWaterMark,
+      receiveHighWaterMark: options.receiveHighWaterMark ?? highWaterMark,
+      // No ZMTP heartbeats (heartbeatInterval stays 0): with them libzmq 4.3.5 aborts on a
+      // connection that failed while its input was stopped. Liveness is kept with `hb` messages
+      // instead, and a frozen peer is refused `no_route` all the same (liveness.ts).
       // Above this libzmq drops the connection; below it, an oversized message gets `too_large`.
       maxMessageSize: Math.max(4 * maxMessageBytes, maxMessageBytes + 1024 * 1024),
       linger: 0,
@@ -206,7 +262,9 @@ export class Broker {
       denyList?.close();
       throw new ConfigError(`cannot bind ${options.bind}: ${(err as Error).message}`, { cause: err });
     }
-    broker = new Broker(router, zap, options, allowed, log, denyList, limiter);
+    broker = new Broker(router, zap, options, allowed, log, denyList, limiter, throttle, liveness);
+    const started = broker;
+    if (denyList) denyList.onReload = () => started.#noticeRevoked();
     broker.endpoint = router.lastEndpoint ?? options.bind;
     broker.#loop = broker.#run();
     void broker.#watch();
@@ -223,6 +281,53 @@ export class Broker {
     return this.#allowed.has(key) && !this.#denyList?.hasKey(key);
   }
 
+  /**
+   * Called by the ZAP handler for an admitted key before it approves the handshake; returns how
+   * much longer to hold the approval, ms. If the key was heard within the liveness timeout, its
+   * current connection still owns the routing id: it is told `displaced` now, before `handover`
+   * gives the id to the new connection (after which it could never be reached again), and the
+   * approval waits for that notice to be written. A process that redials after a network blip
+   * is not hurt: its old connection, which gets the notice, is the one it has dropped already.
+   */
+  async admitting(key: string): Promise<number> {
+    if (!this.#liveness.recentlyHeard(key)) return 0;
+    const name = this.#names.get(key);
+    if (!(await this.#notice(key, "displaced", `another connection with this key (${name ?? key}) was admitted; this one no longer receives anything`))) return 0;
+    this.stats.takeovers++;
+    this.log.warn("key taken over by a new connection; the previous one was told it is displaced", { key, name });
+    return TAKEOVER_NOTICE_MS;
+  }
+
+  /** Tells every recently heard key that is no longer admitted, once; it receives nothing more. */
+  #noticeRevoked(): void {
+    for (const key of [...this.#liveness.keys()]) {
+      if (this.isAllowed(key)) continue;
+      this.#liveness.forget(key);
+      const revoked = this.#denyList?.hasKey(key) ?? false;
+      void this.#notice(key, "revoked", revoked ? "this key is revoked" : "this key is no longer in the broker's allowlist").then((sent) => {
+        if (sent) this.stats.revocationNotices++;
+      });
+      this.log.warn(revoked ? "revoked key told and cut off" : "removed key told and cut off", { key, name: this.#names.get(key) });
+    }
+  }
+
+  /**
+   * A broker notice: a nack with no `re` (it answers no message) sent to whichever connection
+   * owns `key`'s routing id now. Agents treat `displaced` and `revoked` notices as fatal
+   * (broker-notices in agent.ts #onBroker). False if it could not be queued.
+   */
+  async #notice(key: string, code: "displaced" | "revoked", msg: string): Promise<boolean> {
+    if (this.#closed) return false;
+    const header: Header = { v: PROTOCOL_VERSION, k: "nack", id: newId(), to: key, exp: Date.now() + 60_000, code, msg: clipUtf8(msg, MAX_NACK_MSG_BYTES) };
+    try {
+      // sendTimeout is 0: this never waits, so it cannot collide with the route loop's sends.
+      await this.#router.send([key, "", encodeHeader(header), ""]);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   /** Re-reads the deny list file now (it is also re-read when it changes). False if unreadable. */
   reloadDenyList(): boolean {
     return this.#denyList?.reload() ?? true;
@@ -233,6 +338,8 @@ export class Broker {
     const next = readAllowlist(allow, this.log, this.#options.services);
     this.#allowed = next.keys;
     this.#serviceKeys = next.services;
+    this.#names = next.names;
+    this.#noticeRevoked();
     this.log.info("allowlist reloaded", { keys: this.#allowed.size, services: next.services.size });
     return this.#allowed.size;
   }
@@ -276,10 +383,14 @@ export class Broker {
         problem = [(err as ProtocolError).code as WireCode, (err as Error).message];
       }
     }
+    this.#liveness.heard(fromKey, header?.k === "hb");
     if (this.#denyList?.hasKey(fromKey)) return this.#refuse(from, header?.id, "revoked", "key is revoked");
-    // Requests (and garbage) draw on the sender's bucket. Responses do not: each answers a
-    // request that already did, and refusing one would only leave its caller to time out.
-    if (header?.k !== "res" && this.#limiter?.take(fromKey) === false) {
+    // Everything draws on the sender's bucket, except a response paid for by a request that
+    // was forwarded to this sender (response-budget.ts): labelling a message `res` skips nothing.
+    // A liveness heartbeat (no service proofs, so cheap to answer) is free too: an agent's sign
+    // of life must not be refused for its traffic, nor eat into it (liveness.ts).
+    const liveness = header?.k === "hb" && frames[2]!.length <= LIVENESS_HB_MAX_BYTES;
+    if (this.#limiter && !liveness && !(header?.k === "res" && this.#responses.spend(fromKey)) && !this.#limiter.take(fromKey)) {
       return this.#refuse(from, header?.id, "rate_limited", `above ${this.#limiter.perSecond} messages/s (burst ${this.#limiter.burst})`);
     }
     if (!header) return this.#refuse(from, undefined, ...(problem ?? ["bad_frame", "invalid message"]));
@@ -288,19 +399,26 @@ export class Broker {
     const size = headerBytes.length + body.length;
     if (size > this.#maxMessageBytes) return this.#refuse(from, header.id, "too_large", `message of ${size} bytes exceeds ${this.#maxMessageBytes}`);
     if (header.k === "nack" || header.k === "ack") return this.#refuse(from, header.id, "bad_frame", "agents may not send acks or nacks");
-    if (header.exp + this.#clockSkew < Date.now()) return this.#refuse(from, header.id, "expired", "message is past its deadline");
+    // A heartbeat is judged by its service proofs' own timestamps, not by `exp`: a liveness
+    // `hb` from an agent whose clock lags is still a sign of life (liveness.ts).
     if (header.k === "hb") return this.#heartbeat(from, fromKey, header, body);
+    if (header.exp + this.#clockSkew < Date.now()) return this.#refuse(from, header.id, "expired", "message is past its deadline");
     const service = parseServiceAddress(header.to);
     if (service) return this.#dispatch(from, header, headerBytes, body, service.name, service.replica);
     if (!isZ85Key(header.to)) return this.#refuse(from, header.id, "no_route", `destination ${JSON.stringify(header.to)} is neither a Z85 key nor svc:NAME`);
-    const failure = await this.#forward(header.to, from, headerBytes, body);
+    const failure = await this.#forward(header.to, from, headerBytes, body, header.k);
     if (failure) return this.#refuse(from, header.id, ...failure);
   }
 
   /** One send; resolves with the refusal to answer, or undefined once forwarded. */
-  async #forward(to: string, from: Buffer, headerBytes: Buffer, body: Buffer): Promise<[WireCode, string] | undefined> {
+  async #forward(to: string, from: Buffer, headerBytes: Buffer, body: Buffer, kind: Header["k"]): Promise<[WireCode, string] | undefined> {
+    // A revoked or removed key receives nothing either, whether or not it is still connected.
+    if (!this.isAllowed(to)) return this.#denyList?.hasKey(to) ? ["revoked", `${to} is revoked`] : ["no_route", `${to} is not admitted`];
+    const silence = this.#liveness.silentFor(to);
+    if (silence !== undefined) return ["no_route", `${to} has not been heard for ${Math.round(silence)} ms`];
     try {
       await this.#router.send([to, from, headerBytes, body]);
+      if (kind === "req" && this.#limiter) this.#responses.credit(to);
       this.stats.routed++;
       this.stats.bytes += headerBytes.length + body.length;
       return undefined;
@@ -316,7 +434,7 @@ export class Broker {
   async #dispatch(from: Buffer, header: Header, headerBytes: Buffer, body: Buffer, name: string, replica: string | undefined): Promise<void> {
     if (replica) {
       // Addressed to one replica (a job's polls): no choice to make, but it must still serve.
-      const failure = await this.#forward(replica, from, headerBytes, body);
+      const failure = await this.#forward(replica, from, headerBytes, body, header.k);
       if (failure?.[0] === "no_route") this.#services.evict(name, replica);
       return failure ? this.#refuse(from, header.id, ...failure) : undefined;
     }
@@ -324,7 +442,7 @@ export class Broker {
     for (let tries = 0; tries < 16; tries++) {
       const chosen = this.#services.pick(name);
       if (!chosen) break;
-      const failure = await this.#forward(chosen, from, headerBytes, body);
+      const failure = await this.#forward(chosen, from, headerBytes, body, header.k);
       if (!failure) return;
       if (failure[0] === "no_route") this.#services.evict(name, chosen);
       else sawBusy = true;
@@ -370,14 +488,15 @@ export class Broker {
 
   async #refuse(to: Buffer, re: Uint8Array | undefined, code: WireCode | "forbidden", msg: string): Promise<void> {
     this.stats.refused[code] = (this.stats.refused[code] ?? 0) + 1;
-    if (this.log.enabled("debug")) this.log.debug("refused", { from: to.toString("latin1"), code, msg });
+    // Refusals a peer can repeat at will are logged once per interval per sender, with a count.
+    this.#throttle.write(code === "busy" || code === "rate_limited" ? "warn" : "debug", "refused", `${code} ${to.toString("latin1")}`, { from: to.toString("latin1"), code, msg });
     const nack: Header = { v: PROTOCOL_VERSION, k: "nack", id: newId(), to: to.toString("latin1"), exp: Date.now() + 60_000, code, msg: clipUtf8(msg, MAX_NACK_MSG_BYTES) };
     if (re) nack.re = re;
     try {
       await this.#router.send([to, "", encodeHeader(nack), ""]);
     } catch (err) {
       this.stats.nacksLost++;
-      this.log.warn("nack undeliverable", { to: to.toString("latin1"), code, error: String(err) });
+      this.#throttle.write("warn", "nack undeliverable", to.toString("latin1"), { to: to.toString("latin1"), code, error: String(err) });
     }
   }
 
@@ -397,6 +516,9 @@ export class Broker {
     readLabelledCounter(r, "zmcp_broker_handshake_failures_total", "Failed handshakes by reason (auth: key refused; protocol: not CURVE or garbage)", "reason", () => Object.entries(s.handshakeFailures) as Array<[string, number]>);
     readGauge(r, "zmcp_broker_rate_limited_senders", "Sender keys whose rate-limit bucket is empty now", () => this.#limiter?.limitedNow() ?? 0);
     readCounter(r, "zmcp_broker_rate_limited_senders_total", "Times a sender key started being refused rate_limited", () => this.#limiter?.limitedEpisodes ?? 0);
+    readCounter(r, "zmcp_broker_takeovers_total", "Handshakes of a key already connected: the older connection was told it is displaced", () => s.takeovers);
+    readCounter(r, "zmcp_broker_revocation_notices_total", "Connections told their key was revoked or removed", () => s.revocationNotices);
+    readCounter(r, "zmcp_broker_log_lines_suppressed_total", "Log lines a peer caused that were skipped by the log rate limit (summarised with a count)", () => this.#throttle.suppressedTotal);
     readGauge(r, "zmcp_broker_allowed_keys", "Keys in the allowlist", () => this.#allowed.size);
     readGauge(r, "zmcp_broker_service_replicas", "Live service replicas in the directory", () => Object.values(this.#services.snapshot()).reduce((n, r) => n + r.length, 0));
   }
@@ -410,7 +532,8 @@ export class Broker {
         if (event.type === "handshake:error:auth" || event.type === "handshake:error:protocol" || event.type === "handshake:error:other") {
           const reason = event.type.slice("handshake:error:".length) as "auth" | "protocol" | "other";
           this.stats.handshakeFailures[reason] = (this.stats.handshakeFailures[reason] ?? 0) + 1;
-          this.log.info("handshake failed", { type: event.type, address: event.address });
+          // Any stranger can cause these: one line per interval, with a count (log-throttle.ts).
+          this.#throttle.write("info", "handshake failed", event.type, { type: event.type, address: event.address });
         } else if (this.log.enabled("debug") && (event.type === "accept" || event.type === "disconnect" || event.type === "handshake")) {
           this.log.debug(event.type, { address: event.address });
         }
@@ -423,8 +546,19 @@ export class Broker {
 
 const heartbeatDecoder = new Decoder({ maxStrLength: 1024, maxBinLength: 1024, maxArrayLength: 64, maxMapLength: 16, maxExtLength: 0 });
 
+/** Default byte budget of one peer's queue (see BrokerOptions.queueBytes). */
+export const DEFAULT_QUEUE_BYTES = 256 * 1024 * 1024;
+
+/** A `hb` body this small holds no service proofs (`{svc: []}` is 5 bytes): a sign of life only. */
+const LIVENESS_HB_MAX_BYTES = 16;
+
+/** How long a takeover's ZAP approval waits for the `displaced` notice to the old connection to be written, ms. */
+const TAKEOVER_NOTICE_MS = 50;
+
 interface Allowlist {
   keys: Set<string>;
+  /** Certificate names by key (directory allowlists only). */
+  names: Map<string, string>;
   /** Trusted service keys by name. */
   services: Map<string, string>;
 }
@@ -434,13 +568,21 @@ function readAllowlist(allow: string | Iterable<string>, log: Logger, services: 
   for (const [name, key] of serviceKeys) if (!isZ85Key(key)) throw new ConfigError(`service ${name}: key is not Z85`);
   if (typeof allow === "string") {
     const dir = loadCertDirectory(allow, (err) => log.warn("certificate skipped", { error: err.message }));
-    for (const [name, key] of dir.services) if (!serviceKeys.has(name)) serviceKeys.set(name, key);
-    return { keys: new Set(dir.byKey.keys()), services: serviceKeys };
+    for (const [name, key] of dir.services) {
+      const configured = serviceKeys.get(name);
+      if (configured === undefined) serviceKeys.set(name, key);
+      else if (configured !== key) {
+        // Two operator sources disagree: trusting either would be picking by accident.
+        serviceKeys.delete(name);
+        log.error("service refused: two keys claim it", { service: name, configured, file: `svc-${name}.key`, key });
+      }
+    }
+    return { keys: new Set(dir.byKey.keys()), names: dir.byKey, services: serviceKeys };
   }
   const keys = new Set<string>();
   for (const key of allow) {
     if (!isZ85Key(key)) throw new ConfigError(`allowlist entry ${JSON.stringify(key)} is not a Z85 key`);
     keys.add(key);
   }
-  return { keys, services: serviceKeys };
+  return { keys, names: new Map(), services: serviceKeys };
 }

@@ -162,24 +162,38 @@ export function saveCertificate(
   return { publicPath, secretPath };
 }
 
-/** A name → public key directory built from the public certificates (`*.key`) of a folder. */
+/**
+ * A name → public key directory built from the public certificates (`*.key`) of a folder.
+ *
+ * Names and service bindings come from the operator, never from a certificate's metadata
+ * (which is self-declared by whoever made the key pair): a certificate's name is its file name,
+ * and a service's key is the certificate named `svc-NAME.key`. Metadata `name` or `service`
+ * that disagrees with the file name is ignored and reported; one key filed under two names is
+ * refused under both (reported), so no lookup depends on the order files sort in.
+ */
 export interface CertDirectory {
-  /** Public keys by certificate name (file name without `.key`, and metadata `name` if set). */
+  /** Public keys by certificate name (the file name without `.key`). */
   byName: Map<string, string>;
-  /** Names by public key (the file name). */
+  /** Names by public key. */
   byKey: Map<string, string>;
-  /** Service public keys by service name: certificates whose metadata holds `service = "NAME"`. */
+  /** Service public keys by service name: the certificates named `svc-NAME.key`. */
   services: Map<string, string>;
 }
 
+/** The service a certificate file name binds (`svc-pay.key` → `pay`), if any. */
+export function serviceOfFileName(name: string): string | undefined {
+  return name.startsWith("svc-") && name.length > 4 ? name.slice(4) : undefined;
+}
+
 /**
- * Loads every `*.key` file of `dir`. Unreadable or invalid files are reported through
- * `onError` and skipped, so one bad file does not lock everyone out.
+ * Loads every `*.key` file of `dir`. Unreadable or invalid files, and conflicting claims, are
+ * reported through `onError` and skipped, so one bad file does not lock everyone out.
  */
 export function loadCertDirectory(dir: string, onError?: (err: CertError) => void): CertDirectory {
   const byName = new Map<string, string>();
   const byKey = new Map<string, string>();
   const services = new Map<string, string>();
+  const duplicateKeys = new Set<string>();
   let files: string[];
   try {
     files = readdirSync(dir).filter((f) => f.endsWith(".key")).sort();
@@ -190,15 +204,35 @@ export function loadCertDirectory(dir: string, onError?: (err: CertError) => voi
     try {
       const cert = loadCertificate(join(dir, file));
       const name = basename(file, ".key");
-      byName.set(name, cert.publicKey);
+      const service = serviceOfFileName(name);
       const metaName = cert.metadata["name"];
-      if (metaName && !byName.has(metaName)) byName.set(metaName, cert.publicKey);
-      if (!byKey.has(cert.publicKey)) byKey.set(cert.publicKey, name);
-      const service = cert.metadata["service"];
-      if (service && !services.has(service)) services.set(service, cert.publicKey);
+      const metaService = cert.metadata["service"];
+      if (metaName !== undefined && metaName !== name) {
+        onError?.(new CertError(`${file}: metadata name = "${metaName}" ignored; a certificate's name is its file name (${name})`));
+      }
+      if (metaService !== undefined && metaService !== service) {
+        onError?.(new CertError(`${file}: metadata service = "${metaService}" ignored; a service's key is the certificate svc-NAME.key`));
+      }
+      const other = byKey.get(cert.publicKey);
+      if (other !== undefined || duplicateKeys.has(cert.publicKey)) {
+        duplicateKeys.add(cert.publicKey);
+        onError?.(new CertError(`${file}: key ${cert.publicKey} is also filed as ${other ?? "another certificate"}; refused under both names`));
+        continue;
+      }
+      byName.set(name, cert.publicKey);
+      byKey.set(cert.publicKey, name);
+      if (service) services.set(service, cert.publicKey);
     } catch (err) {
       onError?.(err instanceof CertError ? err : new CertError(String(err), { cause: err }));
     }
+  }
+  for (const key of duplicateKeys) {
+    const name = byKey.get(key);
+    if (name === undefined) continue;
+    byKey.delete(key);
+    byName.delete(name);
+    const service = serviceOfFileName(name);
+    if (service) services.delete(service);
   }
   return { byName, byKey, services };
 }

@@ -34,6 +34,8 @@ export interface DenyListOptions {
   reloadInterval?: number;
   /** Reload results and errors are logged here. */
   log?: Logger;
+  /** Called after each successful reload (the broker tells newly revoked keys at once). */
+  onReload?: () => void;
 }
 
 /** Parses deny list text. Throws ConfigError naming `source` when it is not a valid list. */
@@ -55,6 +57,7 @@ export class DenyList {
   readonly #path: string | undefined;
   readonly #log: Logger;
   #stop: (() => void) | undefined;
+  onReload: (() => void) | undefined;
 
   private constructor(entries: { jti: Set<string>; keys: Set<string> }, path: string | undefined, log: Logger) {
     this.#jti = entries.jti;
@@ -69,6 +72,7 @@ export class DenyList {
    */
   static open(path: string, options: DenyListOptions = {}): DenyList {
     const list = new DenyList(readDenyList(path), path, options.log ?? silentLogger);
+    list.onReload = options.onReload;
     if (options.watch ?? true) list.#stop = watchPath(path, options.reloadInterval ?? DEFAULT_RELOAD_INTERVAL_MS, () => list.reload());
     return list;
   }
@@ -104,6 +108,7 @@ export class DenyList {
       this.#jti = entries.jti;
       this.#keys = entries.keys;
       this.#log.info("deny list reloaded", { path: this.#path, jti: entries.jti.size, keys: entries.keys.size });
+      this.onReload?.();
       return true;
     } catch (err) {
       this.#log.error("deny list reload failed; keeping the previous one", { path: this.#path, error: (err as Error).message });

@@ -1,8 +1,8 @@
 /**
  * Services: many replicas, one name.
  *
- * A service is a curve key pair shared by its replicas (a certificate whose metadata holds
- * `service = "NAME"`). Callers seal to the service's public key and address `svc:NAME`; the
+ * A service is a curve key pair shared by its replicas (the certificate the operator files as
+ * `svc-NAME.key`). Callers seal to the service's public key and address `svc:NAME`; the
  * broker hands the message to a live replica, which opens it with the service's secret key.
  * So payloads stay end to end sealed although the caller does not know which replica answers.
  *

@@ -9,6 +9,7 @@
  */
 import * as zmq from "zeromq";
 import type { Logger } from "./log.js";
+import type { LogThrottle } from "./log-throttle.js";
 import { receiveLoop } from "./receive-loop.js";
 import { SocketWriter } from "./writer.js";
 import { z85Encode } from "./z85.js";
@@ -50,16 +51,28 @@ export class ZapHandler {
     socket: zmq.Router,
     private readonly isAllowed: (key: string) => boolean,
     private readonly log: Logger,
+    private readonly throttle: LogThrottle | undefined,
+    private readonly admitting: ((key: string) => Promise<number>) | undefined,
   ) {
     this.#socket = socket;
     this.#writer = new SocketWriter(socket);
   }
 
   /** Binds the handler in `context`. Must run before the broker's socket binds. */
-  static async start(context: zmq.Context, isAllowed: (key: string) => boolean, log: Logger): Promise<ZapHandler> {
+  /**
+   * `admitting` is told each admitted key before its approval is sent and may hold the approval
+   * for the ms it returns (the broker uses it to warn a connection about to be displaced).
+   */
+  static async start(
+    context: zmq.Context,
+    isAllowed: (key: string) => boolean,
+    log: Logger,
+    throttle?: LogThrottle,
+    admitting?: (key: string) => Promise<number>,
+  ): Promise<ZapHandler> {
     const socket = new zmq.Router({ context, linger: 0 });
     await socket.bind(ZAP_ENDPOINT);
-    const handler = new ZapHandler(socket, isAllowed, log);
+    const handler = new ZapHandler(socket, isAllowed, log, throttle, admitting);
     void handler.#run();
     return handler;
   }
@@ -81,6 +94,7 @@ export class ZapHandler {
     let text = "denied";
     let userId = "";
     let metadata: Buffer = Buffer.alloc(0);
+    let extraDelay: Promise<number> = Promise.resolve(0);
     if (version?.toString() !== "1.0") {
       status = "500";
       text = "unsupported ZAP version";
@@ -93,18 +107,24 @@ export class ZapHandler {
         text = "OK";
         userId = key;
         metadata = encodeZapMetadata({ Identity: key });
+        if (this.admitting) extraDelay = this.admitting(key).catch(() => 0);
       } else {
-        this.log.warn("handshake refused: key not in allowlist", { key });
+        // Anyone who knows the broker's public key can cause this, with fresh keys each time:
+        // one line per interval in all, naming the latest key, with a count of the others.
+        if (this.throttle) this.throttle.write("warn", "handshake refused: key not in allowlist", "", { key });
+        else this.log.warn("handshake refused: key not in allowlist", { key });
       }
     }
     // Deferred on purpose, without holding up the next request: see REPLY_DELAY_MS.
     const reply = [addr, "", "1.0", requestId, status, text, userId, metadata];
-    setTimeout(() => {
-      if (this.#closed) return;
-      this.#writer.send(reply).catch((err) => {
-        if (!this.#closed) this.log.error("zap reply failed", { error: String(err) });
-      });
-    }, REPLY_DELAY_MS);
+    void extraDelay.then((extra) =>
+      setTimeout(() => {
+        if (this.#closed) return;
+        this.#writer.send(reply).catch((err) => {
+          if (!this.#closed) this.log.error("zap reply failed", { error: String(err) });
+        });
+      }, REPLY_DELAY_MS + extra),
+    );
   }
 
   close(): void {

@@ -62,7 +62,10 @@ describe("metrics", () => {
     // 5 echo + unknown_tool + 2 timeouts (answered late or not) + hold, each a request and a response
     expect(b.get("zmcp_broker_messages_routed_total")).toBeGreaterThanOrEqual(2 * 7);
     expect(b.get('zmcp_broker_messages_refused_total{code="no_route"}')).toBe(1);
-    expect(b.get("zmcp_broker_messages_received_total")).toBe(b.get("zmcp_broker_messages_routed_total")! + metricSum(b, "zmcp_broker_messages_refused_total"));
+    // Agents also send liveness heartbeats (src/liveness.ts), acknowledged, not routed.
+    expect(b.get("zmcp_broker_messages_received_total")).toBe(
+      b.get("zmcp_broker_messages_routed_total")! + metricSum(b, "zmcp_broker_messages_refused_total") + b.get("zmcp_broker_service_heartbeats_total")!,
+    );
     expect(b.get("zmcp_broker_routed_bytes_total")).toBeGreaterThan(0);
     expect(b.get("zmcp_broker_peers_connected_total")).toBe(2);
     expect(b.get("zmcp_broker_allowed_keys")).toBe(3);

@@ -5,7 +5,7 @@
  *   node dist/test/reliability/worker.js --cert certs/bob.key_secret --certs certs \
  *     --broker tcp://127.0.0.1:5555 [--broker ...] [--metrics 127.0.0.1:0] [--clock-offset ms]
  *
- * Tools: `work` and the job `long` (count their executions per request id, so a test can prove that no request ran
+ * Tools: `spin` (blocks the event loop for `ms`), `work` and the job `long` (count their executions per request id, so a test can prove that no request ran
  * twice), `report` (those counts), `call_peer` (calls another agent from this process, to test
  * a caller whose clock is skewed). `--probe name/tool` makes one call once connected and logs
  * its outcome (`{"msg":"probe"}`), for peers that cannot be reached to be asked. `--clock-offset` shifts this process's Date.now, to play a
@@ -17,6 +17,7 @@ import { z } from "zod";
 import { Agent } from "../../src/agent.js";
 import { RemoteError, ZmcpError } from "../../src/errors.js";
 import { serveMetrics, type MetricsServer } from "../../src/metrics.js";
+import { createLogger } from "../../src/log.js";
 
 const { values } = parseArgs({
   options: {
@@ -46,6 +47,7 @@ const agent = await Agent.connect({
   cert: values.cert,
   certs: values.certs,
   connectTimeout: 15_000,
+  log: createLogger("warn"),
   ...(values.heartbeat ? { heartbeatInterval: Number(values.heartbeat) } : {}),
 });
 agent
@@ -64,6 +66,13 @@ agent
       ctx.progress({ progress: i, total: steps });
     }
     return { steps };
+  })
+  // Blocks the event loop (a CPU-bound handler): libzmq's I/O thread keeps running, so the
+  // agent's input backs up while JavaScript reads nothing.
+  .tool("spin", { input: z.strictObject({ ms: z.number().min(0).max(30_000) }) }, ({ ms }) => {
+    const end = Date.now() + ms;
+    while (Date.now() < end);
+    return { ms };
   })
   .tool("report", { input: z.strictObject({}) }, () => {
     let duplicates = 0;
@@ -97,6 +106,14 @@ if (values.probe) {
   );
   process.stderr.write(JSON.stringify({ level: "info", msg: "probe", ...outcome }) + "\n");
 }
+// Displaced by another process with this key, or revoked: the agent closed itself (and logged
+// why); the process ends with it rather than run on deaf.
+void agent.closed.then(async (reason) => {
+  if (!reason) return;
+  process.stderr.write(JSON.stringify({ level: "error", msg: "agent closed", code: reason.code, message: reason.message }) + "\n");
+  await metrics?.close();
+  process.exit(3);
+});
 const stop = () => void Promise.all([agent.close(), metrics?.close()]).then(() => process.exit(0));
 process.once("SIGTERM", stop);
 process.once("SIGINT", stop);
