@@ -1020,7 +1020,8 @@ export class Agent {
     }
     const key = header.re ? idKey(header.re) : undefined;
     if (header.k === "ack") {
-      if (!key || !this.#acks.resolve(key, undefined)) bump(this.stats.dropped, "unsolicited");
+      // An ack nobody waits for is the normal answer to a liveness hb (liveness.ts): not a drop.
+      if (key) this.#acks.resolve(key, undefined);
       return;
     }
     const err = remoteError({ code: header.code ?? "bad_frame", message: header.msg ?? "refused by broker" }, "broker");
