@@ -83,6 +83,20 @@ export function run(program: Command, argv: readonly string[] = process.argv): v
   }
 }
 
+/** {@link run} for a command whose actions are async. */
+export async function runAsync(program: Command, argv: readonly string[] = process.argv): Promise<void> {
+  try {
+    await program.parseAsync(argv as string[]);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.exitCode === 0 || err.code === "commander.helpDisplayed" || err.code === "commander.version") process.exit(0);
+      if (err.code === "commander.help") process.exit(USAGE_EXIT);
+      usageError(err.message.replace(/^error: /, "").replace(/\n/g, " "));
+    }
+    throw err;
+  }
+}
+
 /**
  * An endpoint as given by a user → the endpoint, or a usage error that says what was probably
  * meant: `127.0.0.1:5555` → "did you mean tcp://127.0.0.1:5555".

@@ -1,19 +1,18 @@
 #!/usr/bin/env node
 /** zmq-keygen: curve certificates in the czmq/pyzmq format, token authorities and tokens. */
 import { renameSync, writeFileSync } from "node:fs";
-import { Command, CommanderError } from "commander";
 import { generateCertificate, loadCertificate, saveCertificate } from "../src/certs.js";
 import { ConfigError } from "../src/errors.js";
 import { generateAuthority, saveAuthority } from "../src/jwk.js";
 import { DEFAULT_AUDIENCE, DEFAULT_ISSUER, DEFAULT_TOKEN_TTL_S, MAX_TOKEN_TTL_S, TokenIssuer } from "../src/tokens.js";
 import { isZ85Key } from "../src/z85.js";
+import { command, run } from "./cli.js";
 import { fail } from "./options.js";
 
-const program = new Command("zmq-keygen")
-  .description("Create and inspect CURVE certificates (czmq/pyzmq text format), token authorities (Ed25519 JWK) and tokens (JWT)")
-  // Usage errors too come out as {code, message} JSON on stderr (fail() below), like every other error.
-  .exitOverride()
-  .configureOutput({ outputError: () => {} });
+// Usage errors come out as one {code, message} line with exit 2, like every command's (bin/cli.ts).
+const program = command("zmq-keygen").description(
+  "Create and inspect CURVE certificates (czmq/pyzmq text format), token authorities (Ed25519 JWK) and tokens (JWT)",
+);
 
 program
   .command("cert")
@@ -113,13 +112,4 @@ function seconds(value: string, name: string): number {
   return n;
 }
 
-try {
-  program.parse();
-} catch (err) {
-  if (err instanceof CommanderError) {
-    // Help was printed (asked for, or no command given): nothing more to say.
-    if (err.exitCode === 0 || err.code === "commander.help" || err.code === "commander.helpDisplayed") process.exit(err.exitCode);
-    fail({ code: "config", message: err.message.replace(/^error: /, "") }, 2);
-  }
-  fail(err);
-}
+run(program);
