@@ -81,6 +81,22 @@ async function main(): Promise<void> {
     collectDefaultMetrics({ register: broker.metrics });
     metrics = await serveMetrics(broker.metrics, opts.metrics);
   }
+  // Signal handlers before the pid file and the ready line: whoever reads them may signal at once.
+  process.on("SIGHUP", () => {
+    log.info("SIGHUP: reloading the allowlist and the deny list");
+    try {
+      broker.reloadAllowlist();
+    } catch (err) {
+      log.error("allowlist reload failed; keeping the previous one", { error: String(err) });
+    }
+    broker.reloadDenyList(); // logs its own outcome
+  });
+  const stop = (signal: string) => {
+    log.info("shutting down", { signal, routed: broker.stats.routed });
+    void Promise.all([broker.close(), metrics?.close()]).then(() => process.exit(0));
+  };
+  process.once("SIGTERM", () => stop("SIGTERM"));
+  process.once("SIGINT", () => stop("SIGINT"));
   const pidFile = opts.pidFile;
   if (pidFile) {
     // Written at ready, so a supervisor that waits for the file knows the broker is listening.
@@ -97,22 +113,6 @@ async function main(): Promise<void> {
     ...(metrics ? { metrics: metrics.url } : {}),
     ...(pidFile ? { pidFile } : {}),
   });
-
-  process.on("SIGHUP", () => {
-    log.info("SIGHUP: reloading the allowlist and the deny list");
-    try {
-      broker.reloadAllowlist();
-    } catch (err) {
-      log.error("allowlist reload failed; keeping the previous one", { error: String(err) });
-    }
-    broker.reloadDenyList(); // logs its own outcome
-  });
-  const stop = (signal: string) => {
-    log.info("shutting down", { signal, routed: broker.stats.routed });
-    void Promise.all([broker.close(), metrics?.close()]).then(() => process.exit(0));
-  };
-  process.once("SIGTERM", () => stop("SIGTERM"));
-  process.once("SIGINT", () => stop("SIGINT"));
 }
 
 // One line per failure: the {code, message} line on stderr (fail), not a log line as well.
