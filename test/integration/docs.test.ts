@@ -9,14 +9,18 @@
  * - each `json` block through JSON.parse.
  * `# → TEXT` / `// → TEXT` (up to two spaces) is output that must appear.
  */
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import ts from "typescript";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateCertificate, saveCertificate } from "../../src/certs.js";
+import { createInterface } from "node:readline";
 import { BIN, built, ROOT, spawnBroker, spawnChild, type BrokerProcess, type Child } from "../support/process.js";
+import { waitFor } from "../support/wait.js";
+
+const EVERYTHING = join(ROOT, "node_modules/@modelcontextprotocol/server-everything/dist/index.js");
 
 interface Block {
   file: string;
@@ -120,4 +124,36 @@ describe("the docs' blocks, run", () => {
       });
     }
   }
+
+  it("README: the attach example (illustrative: it downloads a server) runs with the MCP everything server in its place", async () => {
+    const block = ALL.find((b) => b.file === "README.md" && b.body.includes("zmq-mcp.js attach"))!;
+    const lines = block.body.split("\n");
+    const last = lines.pop()!;
+    // This broker's pid, not every broker of the host; the same command otherwise.
+    const setup = lines.join("\n").replaceAll("$(pidof zmq-broker)", String(broker.proc.pid));
+    expect(setup).not.toBe(lines.join("\n"));
+    const r = await exec("bash", ["-c", `set -euo pipefail\n${setup}`], { cwd: sandbox, env, timeout: 30_000 });
+    expect(r.code, r.stderr).toBe(0);
+    await broker.waitLog((l) => l["msg"] === "allowlist reloaded" && Number(l["services"]) >= 1, "allowlist reload with svc-files");
+    const command = last.replace(/\s+#.*$/, "").replace("npx -y @modelcontextprotocol/server-filesystem /srv/data", `"${process.execPath}" "${EVERYTHING}"`);
+    expect(command).toContain(EVERYTHING);
+    const attach = spawn("bash", ["-c", `exec ${command}`], { cwd: sandbox, env, detached: true, stdio: ["ignore", "ignore", "pipe"] });
+    const logs: string[] = [];
+    createInterface({ input: attach.stderr! }).on("line", (l) => logs.push(l));
+    try {
+      await waitFor(() => {
+        if (attach.exitCode !== null) throw new Error(`attach exited: ${logs.join("\n")}`);
+        return logs.some((l) => l.includes('"attach ready"'));
+      }, 30_000, "attach ready");
+      const listed = await exec("bash", ["-c", "node dist/bin/zmq-call.js --cert certs/alice.key_secret --to svc:files --list"], { cwd: sandbox, env, timeout: 30_000 });
+      expect(listed.code, listed.stderr).toBe(0);
+      expect((JSON.parse(listed.stdout) as Array<{ name: string }>).map((t) => t.name)).toContain("echo");
+    } finally {
+      try {
+        process.kill(-attach.pid!, "SIGKILL");
+      } catch {
+        // gone already
+      }
+    }
+  }, 60_000);
 });
