@@ -295,5 +295,44 @@ describe("zmq-call", () => {
     expect(r.stdout).toContain(`[${"#".repeat(15)}${"-".repeat(15)}] 1/2 50%`);
     expect(r.stdout).toContain('{"payload":{},"seconds":2}');
   });
+  it.skipIf(!existsSync("/usr/bin/python3"))("Ctrl-C while following on a terminal asks whether to cancel; y cancels", async () => {
+    // A pseudo-terminal: wait for the bar, press Ctrl-C, wait for the question, answer y.
+    const script = [
+      "import os, pty, select, sys, time",
+      "pid, fd = pty.fork()",
+      "if pid == 0:",
+      "    os.execv(sys.argv[1], sys.argv[1:])",
+      "buf = b''",
+      "def until(pat):",
+      "    global buf",
+      "    end = time.time() + 20",
+      "    while pat not in buf:",
+      "        if time.time() > end: sys.exit('no %r in %r' % (pat, buf))",
+      "        if select.select([fd], [], [], 0.2)[0]:",
+      "            try: data = os.read(fd, 4096)",
+      "            except OSError: break",
+      "            if not data: break",
+      "            buf += data",
+      "until(b'job ')",
+      "os.write(fd, b'\\x03')",
+      "until(b'[y/N]')",
+      "os.write(fd, b'y\\n')",
+      "until(b'cancelled job')",
+      "_, status = os.waitpid(pid, 0)",
+      "sys.stdout.buffer.write(buf)",
+      "sys.exit(os.waitstatus_to_exitcode(status))",
+    ].join("\n");
+    const r = await new Promise<Ran>((resolve) =>
+      execFile("/usr/bin/python3", ["-c", script, process.execPath, BIN("zmq-call"), ...conn(), "--timeout", "30000", "--to", "bob", "--job", "start_long_task", '{"seconds":20}'], { timeout: 40_000 }, (err, stdout, stderr) =>
+        resolve({ status: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr }),
+      ),
+    );
+    expect(r.status, r.stdout + r.stderr).toBe(130);
+    const id = /cancel job (\S+) on bob\? \[y\/N\]/.exec(r.stdout)?.[1];
+    expect(id, r.stdout).toBeDefined();
+    const line = r.stdout.split(/\r?\n/).find((l) => l.includes('"code":"cancelled"'))!;
+    expect(JSON.parse(line.slice(line.indexOf("{")))).toEqual({ code: "cancelled", message: `interrupted: cancelled job ${id} on bob` });
+    const polled = await cli("zmq-call", [...conn(), "--to", "bob", "--poll", id!]);
+    expect(JSON.parse(polled.stdout)).toMatchObject({ status: "cancelled" });
+  }, 60_000);
 });
-
