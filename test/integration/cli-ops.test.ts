@@ -235,7 +235,9 @@ describe("zmq-call", () => {
     const r = await cli("zmq-call", [...conn(), "--timeout", "1", "--to", "bob", "start_long_task", '{"seconds":2}']);
     expect(r.status).toBe(1);
     const e = errorLine(r);
-    expect(e.code).toBe("timeout");
+    // The call's own deadline ran out: locally (`timeout`), or at the broker on a loaded machine
+    // (`expired`); either way past the handshake, which used to get the same 1 ms.
+    expect(["timeout", "expired"]).toContain(e.code);
     expect(e.message).not.toContain("handshake");
   });
 
