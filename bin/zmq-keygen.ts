@@ -6,7 +6,8 @@ import { ConfigError } from "../src/errors.js";
 import { generateAuthority, saveAuthority } from "../src/jwk.js";
 import { DEFAULT_AUDIENCE, DEFAULT_ISSUER, DEFAULT_TOKEN_TTL_S, MAX_TOKEN_TTL_S, TokenIssuer } from "../src/tokens.js";
 import { isZ85Key } from "../src/z85.js";
-import { command, run } from "./cli.js";
+import { Option } from "commander";
+import { command, ENV, run } from "./cli.js";
 import { fail } from "./options.js";
 
 // Usage errors come out as one {code, message} line with exit 2, like every command's (bin/cli.ts).
@@ -18,7 +19,7 @@ program
   .command("cert")
   .description("Write <name>.key (public) and <name>.key_secret (secret, mode 0600)")
   .argument("<name>", "certificate name; agents address each other by it")
-  .option("--dir <dir>", "directory to write into", "certs")
+  .addOption(new Option("--dir <dir>", "directory to write into").env(ENV.certs).default("certs"))
   .option("--meta <pairs...>", "metadata entries, key=value (name is set to <name> unless given)")
   .option("--force", "overwrite existing files", false)
   .option("--service", "a service key shared by replicas: writes svc-<name>.key(_secret) with metadata service = <name>", false)
@@ -62,7 +63,7 @@ program
 program
   .command("authority")
   .description("Create an Ed25519 token authority: <name>.jwk (private, mode 0600) and <name>.pub.jwk (public, for agents)")
-  .option("--dir <dir>", "directory to write into", "certs")
+  .addOption(new Option("--dir <dir>", "directory to write into").env(ENV.certs).default("certs"))
   .option("--name <name>", "file name stem", "authority")
   .option("--force", "overwrite existing files", false)
   .action((opts: { dir: string; name: string; force: boolean }) => {

@@ -89,6 +89,21 @@ describe("every command", () => {
   });
 });
 
+it("zmq-keygen writes into ZMCP_CERTS when --dir is not given; --dir wins", async () => {
+  const a = mkdtempSync(join(tmpdir(), "zmcp-kg-"));
+  const b = mkdtempSync(join(tmpdir(), "zmcp-kg-"));
+  try {
+    expect((await cli("zmq-keygen", ["cert", "dave"], { ZMCP_CERTS: a })).status).toBe(0);
+    expect(existsSync(join(a, "dave.key_secret"))).toBe(true);
+    expect((await cli("zmq-keygen", ["cert", "erin", "--dir", b], { ZMCP_CERTS: a })).status).toBe(0);
+    expect(existsSync(join(b, "erin.key_secret"))).toBe(true);
+    expect(existsSync(join(a, "erin.key_secret"))).toBe(false);
+  } finally {
+    rmSync(a, { recursive: true, force: true });
+    rmSync(b, { recursive: true, force: true });
+  }
+});
+
 describe("zmq-broker operations", () => {
   let fx: CertFixture;
   let dir: string;
