@@ -12,7 +12,7 @@ import { ConfigError } from "../src/errors.js";
 import { createLogger, type Logger, type LogLevel } from "../src/log.js";
 import { McpAttachment } from "../src/mcp/attach.js";
 import { MeshExposer, type PrefixMode } from "../src/mcp/expose.js";
-import { brokerOption, certOption, certsOption, command, runAsync, VERSION } from "./cli.js";
+import { brokerOption, certOption, certsOption, checkEndpoint, command, runAsync, VERSION } from "./cli.js";
 import { fail, logLevel, positiveInt } from "./options.js";
 import { TOKEN_ENV_HELP, TOKEN_HELP, tokenFromArgs } from "./token-option.js";
 
@@ -47,7 +47,7 @@ function withConnectOptions(command: Command): Command {
 
 function agentOptions(opts: ConnectOpts, log: Logger): AgentOptions {
   return {
-    broker: opts.broker ?? ["tcp://127.0.0.1:5555"],
+    broker: (opts.broker ?? ["tcp://127.0.0.1:5555"]).map((e) => checkEndpoint(e)),
     cert: opts.cert,
     certs: opts.certs,
     connectTimeout: opts.connectTimeout,

@@ -225,6 +225,9 @@ describe("zmq-call", () => {
     const r = await cli("zmq-call", [...conn(), "--broker", "127.0.0.1:5555", "--to", "bob", "server_identity"]);
     expect(r.status).toBe(2);
     expect(errorLine(r).message).toContain("did you mean tcp://127.0.0.1:5555?");
+    const mcp = await cli("zmq-mcp", ["expose", "--to", "bob", "--cert", fx.secretPath("alice"), "--certs", fx.dir, "--broker", "127.0.0.1:5555"]);
+    expect(mcp.status).toBe(2);
+    expect(errorLine(mcp).message).toContain("did you mean tcp://127.0.0.1:5555?");
   });
 
   it("a stale broker.key and a key outside the allowlist get different hints", async () => {
