@@ -21,7 +21,7 @@ const program = command("zmq-call")
   )
   .argument("[tool]", "tool name (not with --list, --poll, --cancel)")
   .argument("[json-args]", "arguments as a JSON object", "{}")
-  .requiredOption("--to <agent>", "recipient: certificate name (in --certs), Z85 public key, or svc:NAME")
+  .option("--to <agent>", "recipient: certificate name (in --certs), Z85 public key, or svc:NAME (with --poll/--cancel: default, the agent the job id names)")
   .option("--list", "print the tools the recipient offers (tools/list) instead of calling one", false)
   .option("--job", "start TOOL as a job and follow it: a progress bar on a terminal, JSON lines (job states) otherwise", false)
   .option("--poll <job-id>", "print the state of a job this identity started on --to")
@@ -42,7 +42,7 @@ const opts = program.opts<{
   job: boolean;
   poll?: string;
   cancel?: string;
-  to: string;
+  to?: string;
   broker: string;
   cert?: string;
   certs: string;
@@ -57,6 +57,7 @@ const opts = program.opts<{
 const shellWord = (s: string) => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s}'`);
 const how = (to: string, id: string) =>
   `follow it with: zmq-call --to ${shellWord(to)} --poll ${shellWord(id)}; stop it with: zmq-call --to ${shellWord(to)} --cancel ${shellWord(id)}`;
+// (--to is kept in the hint: for a service, polls go to the replica through svc:NAME@KEY.)
 
 /** Where a job's poll or cancel goes: for a service, the very replica running it. */
 function jobAddress(to: string, id: string): string {
@@ -82,6 +83,12 @@ async function main(): Promise<void> {
     );
   }
   checkEndpoint(opts.broker);
+  const jobId = opts.poll ?? opts.cancel;
+  // A job id ends with the key of the agent running it, so --poll/--cancel need no --to.
+  const runner = jobId === undefined ? undefined : jobRunner(jobId);
+  if (jobId !== undefined && runner === undefined) usageError(`${JSON.stringify(jobId)} is not a job id (32 hex characters, then the runner's key)`);
+  const to = opts.to ?? runner;
+  if (to === undefined) usageError("--to is required: certificate name, Z85 key or svc:NAME");
   let args: unknown;
   try {
     args = JSON.parse(rawArgs);
@@ -106,11 +113,11 @@ async function main(): Promise<void> {
   });
   try {
     const call = { timeout: opts.timeout };
-    if (opts.list) write(await agent.listTools(opts.to, call));
-    else if (opts.poll !== undefined) write(await agent.poll(opts.to, opts.poll, call));
-    else if (opts.cancel !== undefined) write(await agent.call(jobAddress(opts.to, opts.cancel), BUILTIN_TOOLS.cancel, { job_id: opts.cancel }, call));
-    else if (opts.job) await follow(agent, await agent.start(opts.to, tool!, args, call));
-    else write(await agent.call(opts.to, tool!, args, call));
+    if (opts.list) write(await agent.listTools(to, call));
+    else if (opts.poll !== undefined) write(await agent.poll(to, opts.poll, call));
+    else if (opts.cancel !== undefined) write(await agent.call(jobAddress(to, opts.cancel), BUILTIN_TOOLS.cancel, { job_id: opts.cancel }, call));
+    else if (opts.job) await follow(await agent.start(to, tool!, args, call), to);
+    else write(await agent.call(to, tool!, args, call));
   } finally {
     await agent.close();
   }
@@ -121,7 +128,7 @@ async function main(): Promise<void> {
  * and the result on stdout; otherwise one JSON job state per line on stdout. Ctrl-C asks whether
  * to cancel (terminal) or cancels and says so (otherwise).
  */
-async function follow(agent: Agent, job: Job): Promise<void> {
+async function follow(job: Job, to: string): Promise<void> {
   const tty = process.stderr.isTTY === true;
   if (job.id === "") {
     // Not a job tool: it answered at once.
@@ -132,13 +139,13 @@ async function follow(agent: Agent, job: Job): Promise<void> {
   let interrupted: Promise<"cancel" | "leave"> | undefined;
   const onSigint = () => {
     if (interrupted) return;
-    interrupted = tty && process.stdin.isTTY ? ask(`\ncancel job ${job.id} on ${opts.to}? [y/N] `).then((a) => (/^y/i.test(a) ? "cancel" : "leave")) : Promise.resolve("cancel");
+    interrupted = tty && process.stdin.isTTY ? ask(`\ncancel job ${job.id} on ${to}? [y/N] `).then((a) => (/^y/i.test(a) ? "cancel" : "leave")) : Promise.resolve("cancel");
     void interrupted.then(async (choice) => {
       process.stderr.write(tty ? "\r\x1b[2K" : "");
-      if (choice === "leave") fail({ code: "aborted", message: `interrupted; job ${job.id} still runs on ${opts.to}: ${how(opts.to, job.id)}` }, 130);
+      if (choice === "leave") fail({ code: "aborted", message: `interrupted; job ${job.id} still runs on ${to}: ${how(to, job.id)}` }, 130);
       const state = await job.cancel().catch((err: unknown) => err);
-      if (state instanceof Error) fail({ code: (state as ZmcpError).code ?? "error", message: `interrupted; cancelling job ${job.id} failed: ${state.message}; ${how(opts.to, job.id)}` }, 130);
-      fail({ code: "cancelled", message: `interrupted: cancelled job ${job.id} on ${opts.to}` }, 130);
+      if (state instanceof Error) fail({ code: (state as ZmcpError).code ?? "error", message: `interrupted; cancelling job ${job.id} failed: ${state.message}; ${how(to, job.id)}` }, 130);
+      fail({ code: "cancelled", message: `interrupted: cancelled job ${job.id} on ${to}` }, 130);
     });
   };
   process.on("SIGINT", onSigint);
@@ -149,7 +156,7 @@ async function follow(agent: Agent, job: Job): Promise<void> {
 
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new ZmcpError("timeout", `--timeout ${opts.timeout} ms passed; job ${job.id} still runs on ${opts.to}: ${how(opts.to, job.id)}`)), opts.timeout);
+    timer = setTimeout(() => reject(new ZmcpError("timeout", `--timeout ${opts.timeout} ms passed; job ${job.id} still runs on ${to}: ${how(to, job.id)}`)), opts.timeout);
   });
   try {
     const result = await Promise.race([job.result, deadline]);
@@ -162,7 +169,6 @@ async function follow(agent: Agent, job: Job): Promise<void> {
   } finally {
     clearTimeout(timer);
   }
-  void agent;
 }
 
 function ask(question: string): Promise<string> {

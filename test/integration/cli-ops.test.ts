@@ -221,6 +221,12 @@ describe("zmq-call", () => {
     expect(errorLine(r)).toEqual({ code: "unreachable", message: `no broker is listening at tcp://127.0.0.1:${port} (connection refused)` });
   }, 30_000);
 
+  it("--poll/--cancel refuse what is not a job id (exit 2)", async () => {
+    const r = await cli("zmq-call", [...conn(), "--poll", "1234"]);
+    expect(r.status).toBe(2);
+    expect(errorLine(r)).toMatchObject({ code: "config", message: expect.stringContaining("not a job id") });
+  });
+
   it("an endpoint without tcp:// gets a did-you-mean (exit 2)", async () => {
     const r = await cli("zmq-call", [...conn(), "--broker", "127.0.0.1:5555", "--to", "bob", "server_identity"]);
     expect(r.status).toBe(2);
@@ -278,7 +284,8 @@ describe("zmq-call", () => {
     expect(e.message).toContain(`job ${id} still runs on bob`);
     expect(e.message).toContain("--poll");
     expect(e.message).toContain("--cancel");
-    const polled = await cli("zmq-call", [...conn(), "--to", "bob", "--poll", id]);
+    // No --to needed: the id names the agent running the job.
+    const polled = await cli("zmq-call", [...conn(), "--poll", id]);
     expect(polled.status, polled.stderr).toBe(0);
     expect(JSON.parse(polled.stdout)).toMatchObject({ job_id: id, status: "running" });
     const cancelled = await cli("zmq-call", [...conn(), "--to", "bob", "--cancel", id]);
