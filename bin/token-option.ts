@@ -6,7 +6,8 @@
  *   issuer can replace the file under a long-running process;
  * - `--token-env NAME`: read from the environment variable NAME (which only the process's
  *   user and root can read, in `/proc/PID/environ`);
- * - neither: the variable `ZMCP_TOKEN`, if set;
+ * - neither: the variable `ZMCP_TOKEN`, if set: a file path (`@` optional, re-read like
+ *   `--token @FILE`), or, when it has the shape of a compact JWT, the token itself;
  * - `--token <jwt>` (the literal) is refused with a `config` error that says how instead.
  */
 import { readFileSync } from "node:fs";
@@ -37,23 +38,31 @@ export function tokenFromArgs(args: TokenArgs, env: NodeJS.ProcessEnv = process.
         `a token on the command line is readable by every local user (/proc/PID/cmdline); use --token @FILE, --token-env NAME or the ${TOKEN_ENV} variable`,
       );
     }
-    const path = args.token.slice(1);
-    const read = () => {
-      let token: string;
-      try {
-        token = readFileSync(path, "utf8").trim();
-      } catch (err) {
-        throw new ConfigError(`cannot read token file: ${(err as Error).message}`);
-      }
-      if (token === "") throw new ConfigError(`token file ${path} is empty`);
-      return token;
-    };
-    read();
-    return read;
+    return fileToken(args.token.slice(1));
   }
   const name = args.tokenEnv ?? TOKEN_ENV;
   const value = env[name]?.trim();
+  if (value && args.tokenEnv === undefined && !JWT_SHAPE.test(value)) return fileToken(value.startsWith("@") ? value.slice(1) : value, TOKEN_ENV);
   if (value) return value;
   if (args.tokenEnv !== undefined) throw new ConfigError(`environment variable ${name} (--token-env) is not set or empty`);
   return undefined;
+}
+
+/** Three base64url segments: a compact JWT, never a plausible file path. */
+const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+
+/** A token re-read from `path` each time it is needed; read once now, so a bad path fails at start. */
+function fileToken(path: string, from = "--token"): TokenProvider {
+  const read = () => {
+    let token: string;
+    try {
+      token = readFileSync(path, "utf8").trim();
+    } catch (err) {
+      throw new ConfigError(`cannot read token file (${from}): ${(err as Error).message}`);
+    }
+    if (token === "") throw new ConfigError(`token file ${path} is empty`);
+    return token;
+  };
+  read();
+  return read;
 }

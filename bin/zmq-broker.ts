@@ -1,18 +1,24 @@
 #!/usr/bin/env node
 /** zmq-broker: the CURVE ROUTER broker. */
-import { existsSync } from "node:fs";
+import { existsSync, rmSync, writeFileSync } from "node:fs";
 import { basename, dirname } from "node:path";
-import { Command } from "commander";
+import { Option } from "commander";
 import { Broker } from "../src/broker.js";
 import { generateCertificate, loadSecretCertificate, saveCertificate } from "../src/certs.js";
 import { ConfigError } from "../src/errors.js";
 import { createLogger, type LogLevel } from "../src/log.js";
 import { collectDefaultMetrics } from "prom-client";
 import { serveMetrics, type MetricsServer } from "../src/metrics.js";
+import { command, run } from "./cli.js";
+import { applyConfigFile } from "./config-file.js";
 import { fail, logLevel, nonNegativeInt, positiveInt, positiveNumber } from "./options.js";
 
-const opts = new Command("zmq-broker")
+// What `ps`, `pidof zmq-broker` and `pkill zmq-broker` see (node rewrites argv and the comm name).
+process.title = "zmq-broker";
+
+const program = command("zmq-broker")
   .description("Route sealed zmcp messages between CURVE-authenticated agents. Logs are JSON lines on stderr.")
+  .option("--config <file>", "JSON file of options (keys are these flags' long names); flags given on the command line win")
   .option("--bind <endpoint>", "endpoint to bind", "tcp://127.0.0.1:5555")
   .option("--key <file>", "broker secret certificate; created on first run if missing", "certs/broker.key_secret")
   .option("--allow <dir>", "directory of public certificates (*.key) admitted; reloaded on SIGHUP", "certs")
@@ -26,31 +32,34 @@ const opts = new Command("zmq-broker")
   .option("--heartbeat-timeout <ms>", "a peer that sends hb and then is silent this long is refused no_route (default 3 × interval)", positiveInt)
   .option("--log-interval <ms>", "lines a peer can cause (refused handshakes, busy, lost nacks) at most once per this per key, with a count", nonNegativeInt, 10_000)
   .option("--clock-skew <ms>", "clock difference allowed with senders on a message's deadline", nonNegativeInt, 60_000)
-  .option("--log-level <level>", "debug, info, warn, error or silent", logLevel, "info" as LogLevel)
-  .showHelpAfterError()
-  .parse()
-  .opts<{
-    bind: string;
-    key: string;
-    allow: string;
-    maxMessageBytes: number;
-    queueBytes: number;
-    logInterval: number;
-    deny?: string;
-    rate?: number;
-    burst?: number;
-    metrics?: string;
-    heartbeatInterval: number;
-    heartbeatTimeout?: number;
-    clockSkew: number;
-    logLevel: LogLevel;
-  }>();
+  .addOption(new Option("--log-level <level>", "debug, info, warn, error or silent").argParser(logLevel).default("info" as LogLevel))
+  .option("--pid-file <file>", "write the process id here once ready (removed at exit): kill -HUP $(cat FILE)");
+run(program);
+applyConfigFile(program);
+
+const opts = program.opts<{
+  bind: string;
+  key: string;
+  allow: string;
+  maxMessageBytes: number;
+  queueBytes: number;
+  logInterval: number;
+  deny?: string;
+  rate?: number;
+  burst?: number;
+  metrics?: string;
+  heartbeatInterval: number;
+  heartbeatTimeout?: number;
+  clockSkew: number;
+  logLevel: LogLevel;
+  pidFile?: string;
+}>();
 
 const log = createLogger(opts.logLevel, undefined, { service: "zmq-broker" });
 
 async function main(): Promise<void> {
   if (!existsSync(opts.key)) {
-    if (!opts.key.endsWith(".key_secret")) throw new Error(`--key ${opts.key} does not exist (and is not a .key_secret path to create)`);
+    if (!opts.key.endsWith(".key_secret")) throw new ConfigError(`--key ${opts.key} does not exist (and is not a .key_secret path to create)`);
     const cert = generateCertificate({ name: "broker" });
     const paths = saveCertificate(cert, dirname(opts.key), basename(opts.key, ".key_secret"));
     log.info("created broker key", { secret: paths.secretPath, public: paths.publicPath, publicKey: cert.publicKey });
@@ -78,16 +87,9 @@ async function main(): Promise<void> {
     collectDefaultMetrics({ register: broker.metrics });
     metrics = await serveMetrics(broker.metrics, opts.metrics);
   }
-  log.info("ready", {
-    endpoint: broker.endpoint,
-    publicKey: broker.publicKey,
-    allowed: broker.allowedCount,
-    ...(opts.deny ? { denyList: opts.deny } : {}),
-    ...(opts.rate ? { rate: opts.rate, burst: opts.burst ?? Math.max(1, Math.ceil(opts.rate)) } : {}),
-    ...(metrics ? { metrics: metrics.url } : {}),
-  });
-
+  // Signal handlers before the pid file and the ready line: whoever reads them may signal at once.
   process.on("SIGHUP", () => {
+    log.info("SIGHUP: reloading the allowlist and the deny list");
     try {
       broker.reloadAllowlist();
     } catch (err) {
@@ -101,9 +103,23 @@ async function main(): Promise<void> {
   };
   process.once("SIGTERM", () => stop("SIGTERM"));
   process.once("SIGINT", () => stop("SIGINT"));
+  const pidFile = opts.pidFile;
+  if (pidFile) {
+    // Written at ready, so a supervisor that waits for the file knows the broker is listening.
+    writeFileSync(pidFile, `${process.pid}\n`);
+    process.once("exit", () => rmSync(pidFile, { force: true }));
+  }
+  log.info("ready", {
+    endpoint: broker.endpoint,
+    publicKey: broker.publicKey,
+    allowed: broker.allowedCount,
+    pid: process.pid,
+    ...(opts.deny ? { denyList: opts.deny } : {}),
+    ...(opts.rate ? { rate: opts.rate, burst: opts.burst ?? Math.max(1, Math.ceil(opts.rate)) } : {}),
+    ...(metrics ? { metrics: metrics.url } : {}),
+    ...(pidFile ? { pidFile } : {}),
+  });
 }
 
-main().catch((err) => {
-  log.error("broker failed to start", { error: err instanceof Error ? err.message : String(err) });
-  fail(err);
-});
+// One line per failure: the {code, message} line on stderr (fail), not a log line as well.
+main().catch((err) => fail(err));

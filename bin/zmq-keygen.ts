@@ -1,25 +1,25 @@
 #!/usr/bin/env node
 /** zmq-keygen: curve certificates in the czmq/pyzmq format, token authorities and tokens. */
 import { renameSync, writeFileSync } from "node:fs";
-import { Command, CommanderError } from "commander";
 import { generateCertificate, loadCertificate, saveCertificate } from "../src/certs.js";
 import { ConfigError } from "../src/errors.js";
 import { generateAuthority, saveAuthority } from "../src/jwk.js";
 import { DEFAULT_AUDIENCE, DEFAULT_ISSUER, DEFAULT_TOKEN_TTL_S, MAX_TOKEN_TTL_S, TokenIssuer } from "../src/tokens.js";
 import { isZ85Key } from "../src/z85.js";
+import { Option } from "commander";
+import { command, ENV, run } from "./cli.js";
 import { fail } from "./options.js";
 
-const program = new Command("zmq-keygen")
-  .description("Create and inspect CURVE certificates (czmq/pyzmq text format), token authorities (Ed25519 JWK) and tokens (JWT)")
-  // Usage errors too come out as {code, message} JSON on stderr (fail() below), like every other error.
-  .exitOverride()
-  .configureOutput({ outputError: () => {} });
+// Usage errors come out as one {code, message} line with exit 2, like every command's (bin/cli.ts).
+const program = command("zmq-keygen").description(
+  "Create and inspect CURVE certificates (czmq/pyzmq text format), token authorities (Ed25519 JWK) and tokens (JWT)",
+);
 
 program
   .command("cert")
   .description("Write <name>.key (public) and <name>.key_secret (secret, mode 0600)")
   .argument("<name>", "certificate name; agents address each other by it")
-  .option("--dir <dir>", "directory to write into", "certs")
+  .addOption(new Option("--dir <dir>", "directory to write into").env(ENV.certs).default("certs"))
   .option("--meta <pairs...>", "metadata entries, key=value (name is set to <name> unless given)")
   .option("--force", "overwrite existing files", false)
   .option("--service", "a service key shared by replicas: writes svc-<name>.key(_secret) with metadata service = <name>", false)
@@ -63,7 +63,7 @@ program
 program
   .command("authority")
   .description("Create an Ed25519 token authority: <name>.jwk (private, mode 0600) and <name>.pub.jwk (public, for agents)")
-  .option("--dir <dir>", "directory to write into", "certs")
+  .addOption(new Option("--dir <dir>", "directory to write into").env(ENV.certs).default("certs"))
   .option("--name <name>", "file name stem", "authority")
   .option("--force", "overwrite existing files", false)
   .action((opts: { dir: string; name: string; force: boolean }) => {
@@ -113,13 +113,4 @@ function seconds(value: string, name: string): number {
   return n;
 }
 
-try {
-  program.parse();
-} catch (err) {
-  if (err instanceof CommanderError) {
-    // Help was printed (asked for, or no command given): nothing more to say.
-    if (err.exitCode === 0 || err.code === "commander.help" || err.code === "commander.helpDisplayed") process.exit(err.exitCode);
-    fail({ code: "config", message: err.message.replace(/^error: /, "") }, 2);
-  }
-  fail(err);
-}
+run(program);

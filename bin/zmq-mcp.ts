@@ -5,26 +5,16 @@
  *   attach  a stdio MCP server joins the mesh as an agent (for MCP servers)
  * stdout is the MCP channel (expose) or unused (attach); logs are JSON lines on stderr.
  */
-import { readFileSync } from "node:fs";
 import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
-import { Command, InvalidArgumentError, Option } from "commander";
+import { Option, type Command, InvalidArgumentError } from "commander";
 import { Agent, type AgentOptions } from "../src/agent.js";
 import { ConfigError } from "../src/errors.js";
 import { createLogger, type Logger, type LogLevel } from "../src/log.js";
 import { McpAttachment } from "../src/mcp/attach.js";
 import { MeshExposer, type PrefixMode } from "../src/mcp/expose.js";
+import { brokerOption, certOption, certsOption, checkEndpoint, command, runAsync, VERSION } from "./cli.js";
 import { fail, logLevel, positiveInt } from "./options.js";
 import { TOKEN_ENV_HELP, TOKEN_HELP, tokenFromArgs } from "./token-option.js";
-
-const VERSION = readVersion();
-
-function readVersion(): string {
-  try {
-    return (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }).version;
-  } catch {
-    return "0.0.0";
-  }
-}
 
 function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
@@ -47,9 +37,9 @@ interface ConnectOpts {
 
 function withConnectOptions(command: Command): Command {
   return command
-    .option("--broker <endpoint>", "broker endpoint; repeat to connect to several (default tcp://127.0.0.1:5555)", collect)
-    .requiredOption("--cert <file>", "this bridge's secret certificate (its key on the mesh)")
-    .option("--certs <dir>", "public certificates: names, service keys, broker.key", "certs")
+    .addOption(brokerOption("broker endpoint; repeat to connect to several (default tcp://127.0.0.1:5555)").argParser(collect))
+    .addOption(certOption("this bridge's secret certificate (its key on the mesh)").makeOptionMandatory())
+    .addOption(certsOption("public certificates: names, service keys, broker.key"))
     .option("--server-key <z85>", "broker public key (default: <certs>/broker.key)")
     .option("--connect-timeout <ms>", "how long to wait for the broker at start", positiveInt, 10_000)
     .option("--log-level <level>", "debug, info, warn, error or silent", logLevel, "info" as LogLevel);
@@ -57,7 +47,7 @@ function withConnectOptions(command: Command): Command {
 
 function agentOptions(opts: ConnectOpts, log: Logger): AgentOptions {
   return {
-    broker: opts.broker ?? ["tcp://127.0.0.1:5555"],
+    broker: (opts.broker ?? ["tcp://127.0.0.1:5555"]).map((e) => checkEndpoint(e)),
     cert: opts.cert,
     certs: opts.certs,
     connectTimeout: opts.connectTimeout,
@@ -97,7 +87,7 @@ function onShutdown(log: Logger, stop: () => Promise<void>, also?: (run: (why: s
   also?.(run);
 }
 
-const program = new Command("zmq-mcp").description("Bridge between MCP (stdio) and the zmcp mesh").version(VERSION);
+const program = command("zmq-mcp").description("Bridge between MCP (stdio) and the zmcp mesh");
 
 interface ExposeOpts extends ConnectOpts {
   to: string[];
@@ -128,7 +118,6 @@ withConnectOptions(
   .option("--job-timeout <ms>", "how long a job tool may run before it is cancelled", positiveInt, 600_000)
   .option("--list-timeout <ms>", "deadline of each target's tools/list", positiveInt, 5_000)
   .option("--refresh <ms>", "re-list the targets this often and notify the client of changes; 0 = never", nonNegativeInt, 30_000)
-  .showHelpAfterError()
   .action(async (opts: ExposeOpts) => {
     const log = createLogger(opts.logLevel, undefined, { service: "zmq-mcp-expose" });
     try {
@@ -214,7 +203,6 @@ withConnectOptions(
   .option("--start-timeout <ms>", "how long the server may take to start and initialize", positiveInt, 30_000)
   .option("--restart-delay <ms>", "first delay before restarting a server that exited (doubles per quick failure)", positiveInt, 500)
   .option("--max-restart-delay <ms>", "largest delay before a restart", positiveInt, 30_000)
-  .showHelpAfterError()
   .action(async (command: string, args: string[], opts: AttachOpts) => {
     const log = createLogger(opts.logLevel, undefined, { service: "zmq-mcp-attach" });
     let agent: Agent | undefined;
@@ -262,11 +250,11 @@ withConnectOptions(
       if (opts.inheritEnv) log.warn("the MCP server has zmq-mcp's whole environment (--inherit-env)");
       log.info("attach ready", { publicKey: agent.publicKey, tools: attachment.tools, services: opts.serve ?? [], pid: attachment.pid });
     } catch (err) {
-      log.error("attach failed to start", { error: err instanceof Error ? err.message : String(err) });
+      // One line for the failure: fail's {code, message}, not a log line as well.
       await attachment?.close().catch(() => undefined);
       await agent?.close().catch(() => undefined);
       fail(err);
     }
   });
 
-await program.parseAsync();
+await runAsync(program);

@@ -30,7 +30,8 @@ const say = (line: string) => process.stdout.write(line + "\n");
 
 /** Creates the development certificates that are missing. */
 function ensureDevKeys(): void {
-  for (const name of ["alice", "bob"]) {
+  // carol: the README's SDK examples serve as her, beside the demo's running bob (no shared key).
+  for (const name of ["alice", "bob", "carol"]) {
     if (existsSync(join(certs, `${name}.key_secret`))) continue;
     saveCertificate(generateCertificate({ name }), certs, name);
     say(`created development key ${join(certs, `${name}.key_secret`)}`);
@@ -97,7 +98,7 @@ async function main(): Promise<void> {
     return;
   }
   say(`\nbroker and bob keep running. In another terminal try:`);
-  say(`  node dist/bin/zmq-call.js --broker ${endpoint} --to bob batch_sum '{"numbers":[1,2,3]}'`);
+  say(`  node dist/bin/zmq-call.js --broker ${endpoint} --cert ${join(certs, "alice.key_secret")} --to bob batch_sum '{"numbers":[1,2,3]}'`);
   say(`Ctrl-C stops them.`);
   process.once("SIGINT", stopAll);
   process.once("SIGTERM", stopAll);

@@ -349,6 +349,9 @@ export class Agent {
   #loop: Promise<void> = Promise.resolve();
   #closed = false;
   #handshake: { resolve: () => void; reject: (err: Error) => void } | undefined;
+  /** Endpoints that refused a connection / ever connected, while the first handshake is awaited. */
+  readonly #refused = new Set<string>();
+  readonly #connected = new Set<string>();
   readonly #clocks = new ClockOffsets();
   readonly stats: AgentStats = { calls: 0, callFailures: {}, requests: 0, requestFailures: {}, dropped: {}, listenerErrors: 0, connects: 0, disconnects: 0, redials: 0 };
   /** Prometheus metrics of this agent (a registry of its own; serve it with `serveMetrics`). */
@@ -871,10 +874,28 @@ export class Agent {
           // A restarted broker learns our services at once, and that we keep liveness (liveness.ts).
           void this.#heartbeat(undefined, this.#brokerWatch !== undefined).catch(() => undefined);
         } else if (event.type === "handshake:error:auth" || event.type === "handshake:error:protocol" || event.type === "handshake:error:other") {
-          const err = new ZmcpError("handshake_failed", `broker at ${event.address} refused the handshake (${event.type}); is this key in its allowlist?`);
+          // Seen with zeromq 6 / libzmq 4.3.5: a key the broker's allowlist refuses gives
+          // `handshake:error:auth` (a ZAP denial); a wrong server key (a stale broker.key) makes
+          // the broker drop the connection unanswered, seen here as `handshake:error:other`.
+          const hint =
+            event.type === "handshake:error:auth"
+              ? "the broker refused this agent's key: is it in the broker's allowlist (--allow)?"
+              : "the broker closed the connection during the CURVE handshake: is the server key (serverKey, or <certs>/broker.key) the running broker's public key?";
+          const err = new ZmcpError("handshake_failed", `broker at ${event.address}: ${hint} (${event.type})`);
           this.#handshake?.reject(err);
           this.#handshake = undefined;
           this.log.warn("handshake failed", { address: event.address, type: event.type });
+        } else if (event.type === "connect") {
+          this.#refused.delete(event.address);
+          this.#connected.add(event.address);
+        } else if (event.type === "connect:retry" && this.#handshake && !this.#connected.has(event.address)) {
+          // Nothing listens at an endpoint (connection refused): say so at once, rather than
+          // let a caller wait out its connect timeout for a generic `timeout`.
+          this.#refused.add(event.address);
+          if (this.#refused.size >= this.#endpoints.length) {
+            this.#handshake.reject(new ZmcpError("unreachable", `no broker is listening at ${[...this.#refused].join(", ")} (connection refused)`));
+            this.#handshake = undefined;
+          }
         } else if (event.type === "disconnect") {
           this.stats.disconnects++;
           this.log.debug("disconnected", { address: event.address });

@@ -43,7 +43,8 @@ export const LOCAL_CODES = [
   "config", // invalid option or argument
   "cert", // certificate or key file (JWK) unreadable or invalid
   "unknown_peer", // a name that no certificate in the directory maps to a key
-  "handshake_failed", // the broker refused this agent's key (not in its allowlist)
+  "handshake_failed", // the broker refused this agent's key (not in its allowlist), or the server key is not the broker's
+  "unreachable", // nothing listens at the broker endpoint (connection refused)
   "token_unavailable", // the token provider failed, or gave no usable token, and none is left
 ] as const;
 export type LocalCode = (typeof LOCAL_CODES)[number];
