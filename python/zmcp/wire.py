@@ -29,7 +29,7 @@ KINDS = ("req", "res", "evt", "hb", "ack", "nack")
 RESPONSE_STATUSES = ("ok", "accepted", "running", "done", "error", "cancelled")
 JOB_STATUSES = ("running", "done", "error", "cancelled")
 _SERVICE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_JOB_ID = re.compile(r"^[0-9a-f]{32}")
+_JOB_ID = re.compile(r"^[0-9a-f]{96}\Z")
 
 
 def refusal(code: str, message: str) -> ZmcpError:
@@ -398,13 +398,14 @@ def service_address(name: str, replica: str | None = None) -> str:
 
 
 def new_job_id(runner_key: str) -> str:
-    return os.urandom(16).hex() + runner_key
+    """§10.1: 16 random bytes then the runner's public key, in lowercase hex (shell-safe)."""
+    return os.urandom(16).hex() + z85_decode(runner_key).hex()
 
 
 def job_runner(job_id: object) -> str | None:
-    """The Z85 key of the agent running ``job_id``: its last 40 of exactly 72 characters."""
-    if isinstance(job_id, str) and len(job_id) == 72 and _JOB_ID.match(job_id):
-        return job_id[32:]
+    """The Z85 key of the agent running ``job_id`` (96 lowercase hex: the last 64 are its key)."""
+    if isinstance(job_id, str) and _JOB_ID.match(job_id):
+        return z85_encode(bytes.fromhex(job_id[32:]))
     return None
 
 
