@@ -50,6 +50,7 @@ import { DEFAULT_HEARTBEAT_MS, isServiceName, makeServiceProof, parseServiceAddr
 import { TokenSource, type TokenProvider } from "./token-source.js";
 import { checkScopeToken, defaultToolScope, scopeCovers, TokenVerifier, type AuthorityInput, type VerifiedToken } from "./tokens.js";
 import { SocketWriter } from "./writer.js";
+import { checkZodSchema, toolJsonSchema } from "./schema/zod.js"; // hook(schemas)
 import { isZ85Key } from "./z85.js";
 
 export interface AgentOptions {
@@ -470,9 +471,12 @@ export class Agent {
     if (this.#tools.has(name)) throw new ConfigError(`tool ${JSON.stringify(name)} is already registered`);
     const scope = spec.scope ?? defaultToolScope(name);
     checkScopeToken(scope);
-    const info: ToolInfo = { name, description: spec.description ?? "", inputSchema: spec.inputSchema ?? jsonSchemaOf(spec.input), job: spec.job ?? false };
+    // hook(schemas): refuse a zod 3 (or non-zod) schema here, not silently as {type:"object"} in tools/list
+    checkZodSchema(spec.input, `tool ${JSON.stringify(name)}: input`);
+    if (spec.output !== undefined) checkZodSchema(spec.output, `tool ${JSON.stringify(name)}: output`);
+    const info: ToolInfo = { name, description: spec.description ?? "", inputSchema: spec.inputSchema ?? toolJsonSchema(spec.input, "input"), job: spec.job ?? false };
     if (spec.outputSchema) info.outputSchema = spec.outputSchema;
-    else if (spec.output) info.outputSchema = jsonSchemaOf(spec.output);
+    else if (spec.output) info.outputSchema = toolJsonSchema(spec.output, "output");
     this.#tools.set(name, { info, input: spec.input, output: spec.output, scope, handler: handler as RegisteredTool["handler"] });
     return this;
   }
@@ -1334,14 +1338,6 @@ function jobAddress(to: string, jobId: string): string {
   const service = parseServiceAddress(to);
   const runner = jobRunner(jobId);
   return service && runner ? serviceAddress(service.name, runner) : to;
-}
-
-function jsonSchemaOf(schema: z.ZodType): Record<string, unknown> {
-  try {
-    return z.toJSONSchema(schema, { unrepresentable: "any" }) as Record<string, unknown>;
-  } catch {
-    return { type: "object" }; // transforms and the like have no JSON Schema
-  }
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number, message: string, signal?: AbortSignal): Promise<T> {
