@@ -32,10 +32,10 @@ import {
 import { answererOf, jobAnswerer, KeyCounts, mismatch, type Answerer } from "./answerer.js";
 import { ConfigError, ForgedAnswerError, isWireCode, ProtocolError, remoteError, TimeoutError, ZmcpError, type WireCode } from "./errors.js";
 import type { BudgetLimits } from "./budget.js";
-import { describeThrown, failure } from "./handler.js";
+import { describeThrown, failure, logToolFailure } from "./handler.js";
 import { AnswerCache, DEFAULT_ANSWER_LIMITS, type Answer } from "./idempotency.js";
 import { BUILTIN_TOOLS, DEFAULT_JOB_LIMITS, isBuiltinTool, Job, jobRunner, JobTable, newJobId, type JobState } from "./jobs.js";
-import { silentLogger, type Logger } from "./log.js";
+import { defaultAgentLogger, toLogger, type Logger, type LoggerInput } from "./log.js";
 import { answerExp, ClockOffsets, eventExp, refusalExp, wireMs } from "./clock.js";
 import { bump, latencyHistogram, readCounter, readGauge, readLabelledCounter, Registry } from "./metrics.js";
 import { checkMsgpack } from "./msgpack-guard.js";
@@ -126,7 +126,11 @@ export interface AgentOptions {
   denyList?: string;
   /** This agent's own token, attached to every call: fixed, or a provider asked again before expiry. */
   token?: TokenProvider;
-  log?: Logger;
+  /**
+   * Where the agent logs: a zmcp {@link Logger} (`createLogger(level)`), or a pino-style logger
+   * as it is (`log: pino()`). Default: warnings and errors as JSON lines on stderr.
+   */
+  log?: LoggerInput;
 }
 
 export interface CallOptions {
@@ -361,7 +365,7 @@ export class Agent {
 
   private constructor(options: AgentOptions, cert: Required<Certificate>, serverKey: string, endpoints: string[]) {
     this.publicKey = cert.publicKey;
-    this.log = options.log ?? silentLogger;
+    this.log = toLogger(options.log, defaultAgentLogger()); // hook(logging): pino-style loggers as they are; warnings on stderr by default
     this.closed = new Promise((resolve) => (this.#closedWith = resolve));
     this.#options = options;
     this.#certsDir = options.certs;
@@ -1207,7 +1211,7 @@ export class Agent {
       } catch (err) {
         const code = err instanceof ZmcpError && isWireCode(err.code) ? err.code : "tool_failed";
         const message = describeThrown(err);
-        if (this.log.enabled("debug")) this.log.debug("tool failed", { tool: tool.info.name, code, message });
+        logToolFailure(this.log, tool.info.name, err, code); // hook(logging): warn with the stack, unless a deliberate ZmcpError
         return failure(code, message);
       }
     };

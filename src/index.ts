@@ -49,6 +49,6 @@ export { DenyList, parseDenyList } from "./denylist.js";
 export type { DenyListFile, DenyListOptions } from "./denylist.js";
 export { RateLimiter } from "./ratelimit.js";
 export type { RateLimitOptions } from "./ratelimit.js";
-export { createLogger } from "./log.js";
-export type { Logger, LogLevel } from "./log.js";
+export { createLogger, toLogger } from "./log.js";
+export type { Logger, LoggerInput, LogLevel, PinoStyleLogger } from "./log.js";
 export { z85Encode, z85Decode, isZ85Key } from "./z85.js";
