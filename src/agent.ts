@@ -1019,7 +1019,7 @@ export class Agent {
     const message = err instanceof Error ? err.message : String(err);
     const reason: DropReason = err instanceof Dropped ? err.reason : code === "bad_seal" ? "bad_seal" : "refused";
     bump(this.stats.dropped, reason);
-    this.log.warn("dropped message", { from: peer, kind: header.k, reason, message });
+    this.log.warn("dropped message", { from: peer, name: this.nameOf(peer), kind: header.k, reason, message }); // hook(peers): name the peer
     if (err instanceof Dropped || header.k !== "res" || !header.re) return;
     const key = idKey(header.re);
     // A copy replayed later finds nothing pending, so rejecting on an opened answer is safe.
@@ -1087,7 +1087,7 @@ export class Agent {
   #onRequest(reply: Reply, request: Request): void {
     this.#serveRequest(reply, request).catch((err: unknown) => {
       const message = describeThrown(err);
-      this.log.warn("request failed inside the agent", { from: reply.peer, tool: request.tool, error: message });
+      this.log.warn("request failed inside the agent", { from: reply.peer, name: this.nameOf(reply.peer), tool: request.tool, error: message }); // hook(peers): name the peer
       try {
         if (!reply.answered) this.#respond(reply, failure("tool_failed", `${request.tool}: ${message}`));
       } catch (again) {

@@ -26,6 +26,7 @@ import { DEFAULT_REPLAY_WINDOW_MS } from "./replay.js";
 import { ResponseBudget } from "./response-budget.js";
 import { DEFAULT_LOG_INTERVAL_MS, LogThrottle } from "./log-throttle.js";
 import { PeerLiveness } from "./liveness.js";
+import { connectedPeers, registerPeerMetrics, type PeerInfo } from "./ops/peers.js"; // hook(peers)
 
 export interface BrokerOptions {
   /** Endpoint to bind, e.g. `tcp://127.0.0.1:5555` (`tcp://127.0.0.1:*` picks a free port). */
@@ -452,6 +453,11 @@ export class Broker {
       : this.#refuse(from, header.id, "no_route", `no live replica of service ${name}`);
   }
 
+  /** Peers connected now (heard within the heartbeat timeout), with certificate names. */
+  peers(): PeerInfo[] {
+    return connectedPeers(this.#liveness, this.#names); // hook(peers)
+  }
+
   /** Directory of live services (service name → replica keys). */
   services(): Record<string, string[]> {
     return this.#services.snapshot();
@@ -489,7 +495,8 @@ export class Broker {
   async #refuse(to: Buffer, re: Uint8Array | undefined, code: WireCode | "forbidden", msg: string): Promise<void> {
     this.stats.refused[code] = (this.stats.refused[code] ?? 0) + 1;
     // Refusals a peer can repeat at will are logged once per interval per sender, with a count.
-    this.#throttle.write(code === "busy" || code === "rate_limited" ? "warn" : "debug", "refused", `${code} ${to.toString("latin1")}`, { from: to.toString("latin1"), code, msg });
+    const name = this.#names.get(to.toString("latin1")); // hook(peers): logs name peers by certificate name
+    this.#throttle.write(code === "busy" || code === "rate_limited" ? "warn" : "debug", "refused", `${code} ${to.toString("latin1")}`, { from: to.toString("latin1"), ...(name === undefined ? {} : { name }), code, msg });
     const nack: Header = { v: PROTOCOL_VERSION, k: "nack", id: newId(), to: to.toString("latin1"), exp: Date.now() + 60_000, code, msg: clipUtf8(msg, MAX_NACK_MSG_BYTES) };
     if (re) nack.re = re;
     try {
@@ -512,7 +519,7 @@ export class Broker {
     readCounter(r, "zmcp_broker_internal_errors_total", "Messages that hit a broker bug (logged)", () => s.internalErrors);
     readCounter(r, "zmcp_broker_connections_accepted_total", "TCP connections accepted", () => s.accepted);
     readCounter(r, "zmcp_broker_peers_connected_total", "CURVE handshakes completed (peers connected)", () => s.handshakes);
-    readCounter(r, "zmcp_broker_peers_disconnected_total", "Connections closed (peers disconnected)", () => s.disconnected);
+    readCounter(r, "zmcp_broker_peers_disconnected_total", "Connections closed, whether their handshake completed or not (not a gauge: see zmcp_broker_connected_peers)", () => s.disconnected); // hook(peers): help says what it counts
     readLabelledCounter(r, "zmcp_broker_handshake_failures_total", "Failed handshakes by reason (auth: key refused; protocol: not CURVE or garbage)", "reason", () => Object.entries(s.handshakeFailures) as Array<[string, number]>);
     readGauge(r, "zmcp_broker_rate_limited_senders", "Sender keys whose rate-limit bucket is empty now", () => this.#limiter?.limitedNow() ?? 0);
     readCounter(r, "zmcp_broker_rate_limited_senders_total", "Times a sender key started being refused rate_limited", () => this.#limiter?.limitedEpisodes ?? 0);
@@ -520,6 +527,8 @@ export class Broker {
     readCounter(r, "zmcp_broker_revocation_notices_total", "Connections told their key was revoked or removed", () => s.revocationNotices);
     readCounter(r, "zmcp_broker_log_lines_suppressed_total", "Log lines a peer caused that were skipped by the log rate limit (summarised with a count)", () => this.#throttle.suppressedTotal);
     readGauge(r, "zmcp_broker_allowed_keys", "Keys in the allowlist", () => this.#allowed.size);
+    registerPeerMetrics(r, () => this.peers()); // hook(peers): gauges of the peers connected now, by key and certificate name
+    readGauge(r, "zmcp_broker_connections_open", "Connections open now (accepted, not yet closed; handshake done or not)", () => Math.max(0, s.accepted - s.disconnected)); // hook(peers)
     readGauge(r, "zmcp_broker_service_replicas", "Live service replicas in the directory", () => Object.values(this.#services.snapshot()).reduce((n, r) => n + r.length, 0));
   }
 

@@ -4,4 +4,4 @@
  * or scrape metrics does not name these.
  */
 export { serveMetrics, scrapeMetrics, parsePrometheusText, metricSum, Registry } from "./metrics.js";
-export type { MetricsServer } from "./metrics.js";
+export type { MetricsServer, Readiness, ServeMetricsOptions } from "./metrics.js";
