@@ -51,6 +51,7 @@ import { TokenSource, type TokenProvider } from "./token-source.js";
 import { checkScopeToken, defaultToolScope, scopeCovers, TokenVerifier, type AuthorityInput, type VerifiedToken } from "./tokens.js";
 import { SocketWriter } from "./writer.js";
 import { checkZodSchema, toolJsonSchema } from "./schema/zod.js"; // hook(schemas)
+import { CircuitBreakers, registerCircuitMetrics, type CircuitOptions } from "./circuit/breaker.js"; // hook(circuit)
 import { isZ85Key } from "./z85.js";
 
 export interface AgentOptions {
@@ -68,6 +69,12 @@ export interface AgentOptions {
   timeout?: number;
   /** Retries of calls on `busy`, `no_route` and lost answers, within the deadline; `false` turns them off. Default on. */
   retry?: RetryOptions | false;
+  /**
+   * Circuit breakers per destination: after `failures` consecutive calls failing `no_route`,
+   * `timeout` or `busy`, calls to it fail at once with `circuit_open` for `openFor` ms, then one
+   * probe call decides. `false` turns them off. Default on: 5 failures, 5,000 ms.
+   */
+  circuit?: CircuitOptions | false;
   /** Accepted clock difference with peers, ms (replay window). Default 60,000. */
   replayWindow?: number;
   /**
@@ -139,6 +146,8 @@ export interface CallOptions {
   signal?: AbortSignal;
   /** Retry policy for this call; `false` sends once. Default: the agent's. */
   retry?: RetryOptions | false;
+  /** `false`: ignore the destination's circuit breaker for this call (neither refused nor counted). */
+  circuit?: false;
 }
 
 /** What a tool handler learns about the call. */
@@ -361,6 +370,7 @@ export class Agent {
   readonly stats: AgentStats = { calls: 0, callFailures: {}, requests: 0, requestFailures: {}, dropped: {}, listenerErrors: 0, connects: 0, disconnects: 0, redials: 0 };
   /** Prometheus metrics of this agent (a registry of its own; serve it with `serveMetrics`). */
   readonly metrics = new Registry();
+  readonly #circuits: CircuitBreakers; // hook(circuit)
   readonly #latency = latencyHistogram(this.metrics, "zmcp_agent_call_duration_seconds", "Call latency, from call() to its outcome (retries included)");
 
   private constructor(options: AgentOptions, cert: Required<Certificate>, serverKey: string, endpoints: string[]) {
@@ -374,6 +384,7 @@ export class Agent {
     this.#defaultTimeout = options.timeout ?? 30_000;
     this.#maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     this.#maxConcurrency = options.maxConcurrency ?? 64;
+    this.#circuits = new CircuitBreakers(options.circuit); // hook(circuit): default on (circuit/breaker.ts DEFAULT_CIRCUIT)
     if (!(this.#maxConcurrency >= 1)) throw new ConfigError("maxConcurrency must be at least 1");
     this.#jobs = new JobTable(options.jobTtl ?? 600_000, { ...DEFAULT_JOB_LIMITS, ...options.jobLimits });
     this.#answers = new AnswerCache(undefined, { ...DEFAULT_ANSWER_LIMITS, ...options.answerLimits });
@@ -629,6 +640,7 @@ export class Agent {
     readGauge(r, "zmcp_agent_handlers_running", "Tool handlers running now (jobs included)", () => this.#active);
     readGauge(r, "zmcp_agent_jobs_running", "Jobs running now", () => this.#jobs.running);
     readGauge(r, "zmcp_agent_calls_pending", "Requests waiting for an answer (each attempt of a call)", () => this.#pending.size);
+    registerCircuitMetrics(r, this.#circuits, (d) => this.#directory.byKey.get(d)); // hook(circuit): breaker state in the metrics
     readLabelledCounter(r, "zmcp_agent_messages_dropped_total", "Messages dropped with a log line, by reason", "reason", () => entries(s.dropped));
     readCounter(r, "zmcp_agent_listener_errors_total", "Job progress listeners that threw (caught; the job goes on)", () => s.listenerErrors);
     readCounter(r, "zmcp_agent_broker_connects_total", "CURVE handshakes with a broker completed", () => s.connects);
@@ -668,16 +680,19 @@ export class Agent {
     const tok = this.#token ? await this.#token.get() : undefined;
     const rid = newId();
     const what = `call ${tool} on ${to}`;
+    const circuit = this.#circuits.admit(route.to, timeout, options.circuit !== false); // hook(circuit): throws CircuitOpenError while open
     for (let attempt = 1; ; attempt++) {
       const remaining = deadline - Date.now();
       const last = attempt >= policy.attempts;
       try {
         const answered = await this.#attempt(route, { t: "req", ts: Date.now(), rid, tool, args, ...(tok === undefined ? {} : { tok }) }, deadline, attemptTimeout(policy, route.to, remaining, last), options.signal, what);
         if (answered.response.st === "error") throw remoteError(answered.response.error, "peer");
+        circuit.settle(); // hook(circuit): it answered
         return answered;
       } catch (err) {
         const delay = backoff(policy, attempt);
         if (last || !isRetryable(err) || Date.now() + delay >= deadline) {
+          circuit.settle(err); // hook(circuit): the call's outcome (only no_route, timeout, busy count against it)
           throw err instanceof TimeoutError ? new TimeoutError(`${what} got no answer within ${timeout} ms (${attempt} attempt${attempt > 1 ? "s" : ""})`) : err;
         }
         if (this.log.enabled("debug")) this.log.debug("retrying", { tool, to, attempt, error: String(err) });

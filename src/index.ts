@@ -52,3 +52,5 @@ export type { RateLimitOptions } from "./ratelimit.js";
 export { createLogger, toLogger } from "./log.js";
 export type { Logger, LoggerInput, LogLevel, PinoStyleLogger } from "./log.js";
 export { z85Encode, z85Decode, isZ85Key } from "./z85.js";
+export { CircuitOpenError } from "./circuit/breaker.js";
+export type { CircuitOptions, CircuitState } from "./circuit/breaker.js";
