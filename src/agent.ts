@@ -52,6 +52,7 @@ import { checkScopeToken, defaultToolScope, scopeCovers, TokenVerifier, type Aut
 import { SocketWriter } from "./writer.js";
 import { checkZodSchema, toolJsonSchema } from "./schema/zod.js"; // hook(schemas)
 import { CircuitBreakers, registerCircuitMetrics, type CircuitOptions } from "./circuit/breaker.js"; // hook(circuit)
+import { answerInSpan, endSpan, inJobSpan, inRequestSpan, startCallSpan, traceFields } from "./tracing/spans.js"; // hook(tracing)
 import { isZ85Key } from "./z85.js";
 
 export interface AgentOptions {
@@ -681,18 +682,22 @@ export class Agent {
     const rid = newId();
     const what = `call ${tool} on ${to}`;
     const circuit = this.#circuits.admit(route.to, timeout, options.circuit !== false); // hook(circuit): throws CircuitOpenError while open
+    const span = startCallSpan(tool, to, route.to); // hook(tracing): the caller's span, its context sealed in the request (tc)
+    const tc = traceFields(span); // hook(tracing)
     for (let attempt = 1; ; attempt++) {
       const remaining = deadline - Date.now();
       const last = attempt >= policy.attempts;
       try {
-        const answered = await this.#attempt(route, { t: "req", ts: Date.now(), rid, tool, args, ...(tok === undefined ? {} : { tok }) }, deadline, attemptTimeout(policy, route.to, remaining, last), options.signal, what);
+        const answered = await this.#attempt(route, { t: "req", ts: Date.now(), rid, tool, args, ...(tok === undefined ? {} : { tok }), ...tc }, deadline, attemptTimeout(policy, route.to, remaining, last), options.signal, what);
         if (answered.response.st === "error") throw remoteError(answered.response.error, "peer");
         circuit.settle(); // hook(circuit): it answered
+        endSpan(span); // hook(tracing)
         return answered;
       } catch (err) {
         const delay = backoff(policy, attempt);
         if (last || !isRetryable(err) || Date.now() + delay >= deadline) {
           circuit.settle(err); // hook(circuit): the call's outcome (only no_route, timeout, busy count against it)
+          endSpan(span, err); // hook(tracing)
           throw err instanceof TimeoutError ? new TimeoutError(`${what} got no answer within ${timeout} ms (${attempt} attempt${attempt > 1 ? "s" : ""})`) : err;
         }
         if (this.log.enabled("debug")) this.log.debug("retrying", { tool, to, attempt, error: String(err) });
@@ -1100,7 +1105,8 @@ export class Agent {
    * nothing reaches the receive loop or the process as an unhandled rejection.
    */
   #onRequest(reply: Reply, request: Request): void {
-    this.#serveRequest(reply, request).catch((err: unknown) => {
+    // hook(tracing): handled inside a SERVER span whose parent is the caller's span (request.tc)
+    inRequestSpan(request.tool, reply.peer, (key) => this.nameOf(key), request.tc, () => this.#serveRequest(reply, request)).catch((err: unknown) => {
       const message = describeThrown(err);
       this.log.warn("request failed inside the agent", { from: reply.peer, name: this.nameOf(reply.peer), tool: request.tool, error: message }); // hook(peers): name the peer
       try {
@@ -1181,7 +1187,7 @@ export class Agent {
     };
     let answer: Answer;
     try {
-      answer = (await this.#runTool(tool, args, ctx, undefined)).answer;
+      answer = (await inJobSpan(tool.info.name, jobId, () => this.#runTool(tool, args, ctx, undefined))).answer; // hook(tracing): the job's span
     } catch (err) {
       answer = failure("tool_failed", describeThrown(err));
     }
@@ -1297,6 +1303,7 @@ export class Agent {
       frames = this.#seal(reply.sealer, reply.peer, header, { t: "res", ts: Date.now(), ...answer });
     }
     if (answer.st === "error") bump(this.stats.requestFailures, answer.error?.code ?? "error");
+    answerInSpan(answer); // hook(tracing): the request's first answer ends its SERVER span
     this.#writer.send(frames).catch((err) => this.log.warn("response not sent", { to: reply.peer, error: String(err) }));
   }
 

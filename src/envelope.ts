@@ -95,6 +95,8 @@ export const RequestSchema = z.strictObject({
   args: z.unknown(),
   /** The caller's capability token, a compact JWT (see tokens.ts); inside the seal, so the broker never sees it. */
   tok: z.string().max(8192).optional(),
+  /** W3C trace context of the caller's span (tracing/spans.ts); inside the seal, so the broker never sees it. */
+  tc: z.strictObject({ traceparent: z.string().max(128), tracestate: z.string().max(512).optional() }).optional(),
 });
 export type Request = z.infer<typeof RequestSchema>;
 
@@ -348,7 +350,8 @@ function isPlainInner(raw: unknown): raw is Inner {
       tool.length >= 1 &&
       tool.length <= 256 &&
       "args" in raw &&
-      (!("tok" in raw) || (typeof tok === "string" && tok.length <= 8192))
+      (!("tok" in raw) || (typeof tok === "string" && tok.length <= 8192)) &&
+      !("tc" in raw) // trace context: checked by the schema (a nested map)
     );
   }
   if (raw["t"] !== "res") return false;
