@@ -6,9 +6,10 @@ import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Agent } from "../../src/agent.js";
+import { createLogger } from "../../src/log.js";
 import { Registry, scrapeMetrics, serveMetrics } from "../../src/metrics.js";
 import { tempCerts, type CertFixture } from "../support/certs.js";
-import { connectAgent } from "../support/mesh.js";
+import { connectAgent, startBroker } from "../support/mesh.js";
 import { BIN, startBrokerProcess, type BrokerProcess } from "../support/process.js";
 import { waitFor } from "../support/wait.js";
 
@@ -105,6 +106,23 @@ describe("serveMetrics probes", () => {
       expect(await scrapeMetrics(server.url)).toBeInstanceOf(Map);
     } finally {
       await server.close();
+    }
+  });
+});
+
+describe("logs name peers", () => {
+  it("a broker refusal names the sender by its certificate, next to its key", async () => {
+    const fx = tempCerts("alice", "bob");
+    const lines: Array<Record<string, unknown>> = [];
+    const broker = await startBroker(fx, { log: createLogger("debug", (l) => lines.push(JSON.parse(l) as Record<string, unknown>)), logInterval: 0 });
+    const alice = await connectAgent(fx, "alice", broker.endpoint, { retry: false });
+    try {
+      await expect(alice.call("bob", "anything", {})).rejects.toMatchObject({ code: "no_route" }); // bob is not connected
+      expect(lines.find((l) => l["code"] === "no_route" && l["from"] === alice.publicKey), JSON.stringify(lines)).toMatchObject({ from: alice.publicKey, name: "alice" });
+    } finally {
+      await alice.close();
+      await broker.close();
+      fx.cleanup();
     }
   });
 });
