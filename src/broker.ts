@@ -528,7 +528,6 @@ export class Broker {
     readCounter(r, "zmcp_broker_log_lines_suppressed_total", "Log lines a peer caused that were skipped by the log rate limit (summarised with a count)", () => this.#throttle.suppressedTotal);
     readGauge(r, "zmcp_broker_allowed_keys", "Keys in the allowlist", () => this.#allowed.size);
     registerPeerMetrics(r, () => this.peers()); // hook(peers): gauges of the peers connected now, by key and certificate name
-    readGauge(r, "zmcp_broker_connections_open", "Connections open now (accepted, not yet closed; handshake done or not)", () => Math.max(0, s.accepted - s.disconnected)); // hook(peers)
     readGauge(r, "zmcp_broker_service_replicas", "Live service replicas in the directory", () => Object.values(this.#services.snapshot()).reduce((n, r) => n + r.length, 0));
   }
 

@@ -7,8 +7,9 @@
  * longer is not (closed, killed, frozen). This is a gauge of the present, unlike the old
  * `peers_connected_total − peers_disconnected_total`: libzmq reports a disconnect for every
  * closed connection, handshake failed or not, and neither counter survives a restart, so that
- * difference went negative. The broker cannot tie libzmq's connection events to a key (they
- * carry the TCP address only), and it needs no table for this: last-heard is kept anyway.
+ * difference went negative (and an event that fires before the broker's observer is attached,
+ * right after the bind, is never seen). The broker cannot tie libzmq's connection events to a
+ * key (they carry the TCP address only), and it needs no table for this: last-heard is kept anyway.
  */
 import { Gauge, type Registry } from "prom-client";
 import type { PeerLiveness } from "../liveness.js";
