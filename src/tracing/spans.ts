@@ -17,7 +17,8 @@ import { context, isSpanContextValid, SpanKind, SpanStatusCode, trace, type Cont
 import type { Request } from "../envelope.js";
 import { ZmcpError } from "../errors.js";
 
-const TRACER = "zmcp";
+// A proxy: it delegates to whatever provider the application registers, before or after this loads.
+const tracer = trace.getTracer("zmcp");
 
 /** The inner request's `tc` field (PROTOCOL §8.1; envelope.ts RequestSchema): traceparent ≤ 128, tracestate ≤ 512. */
 export type TraceContext = NonNullable<Request["tc"]>;
@@ -70,7 +71,7 @@ export function traceFields(span: Span): { tc?: TraceContext } {
 
 /** The caller's span of one request (all its attempts): a child of the active span. */
 export function startCallSpan(tool: string, to: string, key: string): Span {
-  return trace.getTracer(TRACER).startSpan(`zmcp.call ${tool}`, {
+  return tracer.startSpan(`zmcp.call ${tool}`, {
     kind: SpanKind.CLIENT,
     attributes: { "rpc.system": "zmcp", "rpc.method": tool, "zmcp.to": to, "zmcp.peer.key": key },
   });
@@ -96,7 +97,7 @@ export function inRequestSpan<T>(tool: string, from: string, nameOf: (key: strin
   const remote = parseTraceContext(tc);
   // The parent is the caller's span or nothing: never whatever context the receive loop runs in.
   const parent: Context = remote ? trace.setSpanContext(context.active(), remote) : trace.deleteSpan(context.active());
-  const span = trace.getTracer(TRACER).startSpan(
+  const span = tracer.startSpan(
     `zmcp.handle ${tool}`,
     { kind: SpanKind.SERVER, attributes: { "rpc.system": "zmcp", "rpc.method": tool, "zmcp.from.key": from } },
     parent,
@@ -132,7 +133,7 @@ export function answerInSpan(answer: { st: string; error?: { code: string; messa
 
 /** Runs a job inside an INTERNAL span, child of the request that started it; ends with the job. */
 export async function inJobSpan<T extends { answer: { st: string; error?: { code: string; message: string } | undefined } }>(tool: string, jobId: string, fn: () => Promise<T>): Promise<T> {
-  const span = trace.getTracer(TRACER).startSpan(`zmcp.job ${tool}`, { kind: SpanKind.INTERNAL, attributes: { "rpc.system": "zmcp", "rpc.method": tool, "zmcp.job.id": jobId } });
+  const span = tracer.startSpan(`zmcp.job ${tool}`, { kind: SpanKind.INTERNAL, attributes: { "rpc.system": "zmcp", "rpc.method": tool, "zmcp.job.id": jobId } });
   if (!span.isRecording()) return fn();
   try {
     const ran = await context.with(trace.setSpan(context.active(), span), fn);
