@@ -38,6 +38,7 @@ import { silentLogger, type Logger } from "../log.js";
 import { parseServiceAddress } from "../services.js";
 import { isZ85Key } from "../z85.js";
 import { canonicalJson, SchemaCache } from "./schemas.js";
+import { isMcpBindingTool } from "./transport.js";
 
 /** Separator between a target's label and a tool's name in prefixed names: `bob__batch_sum`. */
 export const NAME_SEPARATOR = "__";
@@ -254,6 +255,8 @@ export class MeshExposer {
     let sliceStart = performance.now();
     for (const target of this.#targets) {
       for (const info of this.#listed.get(target.address) ?? []) {
+        // The MCP-over-the-mesh binding's own tools carry JSON-RPC, not work for a model.
+        if (isMcpBindingTool(info.name)) continue;
         if (performance.now() - sliceStart > SLICE_MS) {
           await new Promise((resolve) => setImmediate(resolve));
           sliceStart = performance.now();
