@@ -129,6 +129,7 @@ export class MeshExposer {
   readonly #log: Logger;
   readonly #tasks: BridgeTaskStore;
   readonly #schemas: SchemaCache;
+  readonly #serverInfo: { name: string; version: string };
   /** `target\0tool\0reason` of the skipped tools already warned about. */
   readonly #warnedSkips = new Set<string>();
   /** Last successful listing of each target (kept while a target does not answer). */
@@ -170,18 +171,41 @@ export class MeshExposer {
       ...(options.maxSchemaBytes === undefined ? {} : { maxSchemaBytes: options.maxSchemaBytes }),
       ...(options.schemaCacheBytes === undefined ? {} : { maxBytes: options.schemaCacheBytes }),
     });
-    this.server = new Server(options.serverInfo ?? { name: "zmq-mcp-expose", version: "0.1.0" }, {
+    this.#serverInfo = options.serverInfo ?? { name: "zmq-mcp-expose", version: "0.1.0" };
+    this.server = this.#newServer(true);
+  }
+
+  /**
+   * A new MCP server on the same tools, for one stateless exchange (one Streamable HTTP
+   * request): no tasks (a task would live in this process only, and the next request may go
+   * to another), and no list-changed notifications (there is no stream to send them on).
+   * Close it when its exchange ends: that aborts its calls in flight (and cancels their jobs).
+   */
+  createStatelessServer(): Server {
+    if (this.#closed) throw new ZmcpError("closed", "the exposer is closed");
+    return this.#newServer(false);
+  }
+
+  #newServer(withTasks: boolean): Server {
+    const server = new Server(this.#serverInfo, {
       capabilities: {
-        tools: { listChanged: true },
-        tasks: { list: {}, cancel: {}, requests: { tools: { call: {} } } },
+        tools: { listChanged: withTasks },
+        ...(withTasks ? { tasks: { list: {}, cancel: {}, requests: { tools: { call: {} } } } } : {}),
       },
-      taskStore: this.#tasks,
+      ...(withTasks ? { taskStore: this.#tasks } : {}),
       instructions:
         "Tools of agents on a zmcp mesh, called through a sealed, authenticated message bus. " +
         "A failed call returns isError with the mesh error code first (for example invalid_args, token_scope, no_route).",
     });
-    this.server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools: [...(await this.refresh()).values()].map((r) => r.tool) }));
-    this.server.setRequestHandler(CallToolRequestSchema, (request, extra) => this.#onCall(request, extra));
+    // Without tasks, no tool may say a task is possible (`execution.taskSupport`).
+    const advertised = (tool: Tool): Tool => {
+      if (withTasks || !tool.execution) return tool;
+      const { execution: _dropped, ...rest } = tool;
+      return rest;
+    };
+    server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools: [...(await this.refresh()).values()].map((r) => advertised(r.tool)) }));
+    server.setRequestHandler(CallToolRequestSchema, (request, extra) => this.#onCall(request, extra));
+    return server;
   }
 
   /** The exposed names and where each goes, as of the last listing. */
