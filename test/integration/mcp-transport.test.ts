@@ -5,7 +5,8 @@
  * stateless server behind `svc:NAME` with two replica processes, one killed mid-request.
  */
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import { completable } from "@modelcontextprotocol/sdk/server/completable.js";
+import { McpServer, ResourceTemplate } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { ErrorCode, McpError, type CallToolResult, type Progress } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
@@ -78,6 +79,15 @@ describe("MCP over the mesh", () => {
       aborted.push(tag);
       return { content: [] };
     });
+    server.registerResource("motd", "memo://motd", { mimeType: "text/plain" }, async (uri) => ({ contents: [{ uri: uri.href, text: "hello mesh" }] }));
+    server.registerResource("note", new ResourceTemplate("memo://notes/{id}", { list: undefined }), {}, async (uri, { id }) => ({
+      contents: [{ uri: uri.href, text: `note ${String(id)}` }],
+    }));
+    server.registerPrompt(
+      "greet",
+      { argsSchema: { lang: completable(z.string(), (value) => ["en", "fr", "de"].filter((l) => l.startsWith(value))) } },
+      ({ lang }) => ({ messages: [{ role: "user", content: { type: "text", text: `greet in ${lang}` } }] }),
+    );
     await server.connect(new MeshServerTransport({ agent: srv }));
   });
   afterAll(async () => {
@@ -101,9 +111,25 @@ describe("MCP over the mesh", () => {
       const unknown = (await client.callTool({ name: "nope", arguments: {} })) as CallToolResult;
       expect(unknown.isError).toBe(true);
       expect(text(unknown)).toMatch(/nope not found/);
-      // and a method it does not offer with the JSON-RPC error it sent.
-      const noPrompts = await mcpErrorOf(client.listPrompts());
-      expect(noPrompts.code).toBe(ErrorCode.MethodNotFound);
+      // and a request it refuses with the JSON-RPC error it sent.
+      const noResource = await mcpErrorOf(client.readResource({ uri: "memo://nowhere" }));
+      expect(noResource.code).toBe(ErrorCode.InvalidParams);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it("resources, resource templates, prompts and completion travel as they are", async () => {
+    const client = await meshClient(cli, "srv");
+    try {
+      expect((await client.listResources()).resources.map((r) => r.uri)).toEqual(["memo://motd"]);
+      expect((await client.readResource({ uri: "memo://motd" })).contents).toEqual([{ uri: "memo://motd", text: "hello mesh" }]);
+      expect((await client.listResourceTemplates()).resourceTemplates.map((t) => t.uriTemplate)).toEqual(["memo://notes/{id}"]);
+      expect((await client.readResource({ uri: "memo://notes/7" })).contents[0]).toMatchObject({ text: "note 7" });
+      expect((await client.listPrompts()).prompts.map((p) => p.name)).toEqual(["greet"]);
+      expect((await client.getPrompt({ name: "greet", arguments: { lang: "fr" } })).messages[0]!.content).toEqual({ type: "text", text: "greet in fr" });
+      const done = await client.complete({ ref: { type: "ref/prompt", name: "greet" }, argument: { name: "lang", value: "f" } });
+      expect(done.completion.values).toEqual(["fr"]);
     } finally {
       await client.close();
     }
