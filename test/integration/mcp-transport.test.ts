@@ -59,7 +59,7 @@ describe("MCP over the mesh", () => {
     cli2 = await connectAgent(fx, "cli2", broker.endpoint);
     plain = await connectAgent(fx, "plain", broker.endpoint);
     server = new McpServer({ name: "in-process", version: "1.0.0" });
-    server.registerTool("add", { inputSchema: { a: z.number(), b: z.number(), delayMs: z.number().optional() } }, async ({ a, b, delayMs }) => {
+    server.registerTool("add", { annotations: { readOnlyHint: true, idempotentHint: true }, inputSchema: { a: z.number(), b: z.number(), delayMs: z.number().optional() } }, async ({ a, b, delayMs }) => {
       await new Promise((resolve) => setTimeout(resolve, delayMs ?? 0));
       return { content: [{ type: "text", text: String(a + b) }], structuredContent: { sum: a + b } };
     });
@@ -103,6 +103,7 @@ describe("MCP over the mesh", () => {
       expect(client.getServerVersion()).toMatchObject({ name: "in-process" });
       const { tools } = await client.listTools();
       expect(tools.map((t) => t.name).sort()).toEqual(["add", "count", "hang", "whoami"]);
+      expect(tools.find((t) => t.name === "add")!.annotations).toEqual({ readOnlyHint: true, idempotentHint: true });
       const sum = (await client.callTool({ name: "add", arguments: { a: 2, b: 3 } })) as CallToolResult;
       expect(sum.structuredContent).toEqual({ sum: 5 });
       expect(text(await client.callTool({ name: "whoami", arguments: {} }))).toBe(cli.publicKey);
