@@ -10,6 +10,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { Client as Client2026, StreamableHTTPClientTransport as StreamableHTTPClientTransport2026 } from "@modelcontextprotocol/client";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import type { CallToolResult, Progress } from "@modelcontextprotocol/sdk/types.js";
@@ -121,6 +122,30 @@ describe("zmq-mcp expose --http", () => {
       await lb.close();
     }
   });
+
+  for (const mode of ["legacy", "auto"] as const) {
+    it(`the 2026 client package (@modelcontextprotocol/client 2.x, versionNegotiation ${mode}) lists and calls through the balancer`, async () => {
+      const lb = await roundRobin(exposes.map((e) => e.ready["http"] as string));
+      // "auto" first probes with server/discover (2026-07-28); expose (SDK v1) answers as a 2025 server, and the client falls back.
+      const client = new Client2026({ name: "http-test-2026", version: "1.0.0" }, { versionNegotiation: { mode } });
+      await client.connect(new StreamableHTTPClientTransport2026(new URL(lb.url), { requestInit: { headers: { authorization: `Bearer ${TOKEN}` } } }));
+      try {
+        const { tools } = await client.listTools();
+        expect(tools.map((t) => t.name).sort()).toEqual(["batch_sum", "poll_job", "server_identity", "start_long_task"]);
+        const sum = await client.callTool({ name: "batch_sum", arguments: { numbers: [4, 5] } });
+        expect(sum.structuredContent).toEqual({ count: 2, total: 9 });
+        const progress: Array<{ progress: number }> = [];
+        const long = await client.callTool({ name: "start_long_task", arguments: { seconds: 1, payload: { era: 2026 } } }, { onprogress: (p) => progress.push(p), timeout: 15_000 });
+        expect(long.structuredContent).toEqual({ payload: { era: 2026 }, seconds: 1 });
+        expect(progress.length).toBeGreaterThanOrEqual(1);
+        expect(lb.hits[0]).toBeGreaterThanOrEqual(1);
+        expect(lb.hits[1]).toBeGreaterThanOrEqual(1);
+      } finally {
+        await client.close();
+        await lb.close();
+      }
+    });
+  }
 
   it("closing the client mid-job cancels the mesh job", async () => {
     const [first] = exposes as [Child];

@@ -4,6 +4,7 @@
  * job), cancellation, the caller as the server sees it, mesh errors as JSON-RPC errors, and a
  * stateless server behind `svc:NAME` with two replica processes, one killed mid-request.
  */
+import { Client as Client2026 } from "@modelcontextprotocol/client";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { completable } from "@modelcontextprotocol/sdk/server/completable.js";
 import { McpServer, ResourceTemplate } from "@modelcontextprotocol/sdk/server/mcp.js";
@@ -131,6 +132,20 @@ describe("MCP over the mesh", () => {
       expect((await client.getPrompt({ name: "greet", arguments: { lang: "fr" } })).messages[0]!.content).toEqual({ type: "text", text: "greet in fr" });
       const done = await client.complete({ ref: { type: "ref/prompt", name: "greet" }, argument: { name: "lang", value: "f" } });
       expect(done.completion.values).toEqual(["fr"]);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it("the 2026 client package (@modelcontextprotocol/client 2.x) runs on the mesh transport too", async () => {
+    const client = new Client2026({ name: "mesh-client-2026", version: "1.0.0" }, { versionNegotiation: { mode: "auto" } });
+    await client.connect(new MeshClientTransport({ agent: cli, to: "srv" }));
+    try {
+      expect((await client.listTools()).tools.map((t) => t.name).sort()).toEqual(["add", "count", "hang", "whoami"]);
+      expect((await client.callTool({ name: "add", arguments: { a: 20, b: 22 } })).structuredContent).toEqual({ sum: 42 });
+      const progress: Array<{ progress: number }> = [];
+      expect(text(await client.callTool({ name: "count", arguments: { n: 2 } }, { onprogress: (p) => progress.push(p) }))).toBe("counted 2");
+      expect(progress.length).toBeGreaterThanOrEqual(1);
     } finally {
       await client.close();
     }
