@@ -5,6 +5,7 @@
  * stateless server behind `svc:NAME` with two replica processes, one killed mid-request.
  */
 import { Client as Client2026 } from "@modelcontextprotocol/client";
+import { McpServer as McpServer2026 } from "@modelcontextprotocol/server";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { completable } from "@modelcontextprotocol/sdk/server/completable.js";
 import { McpServer, ResourceTemplate } from "@modelcontextprotocol/sdk/server/mcp.js";
@@ -52,7 +53,7 @@ describe("MCP over the mesh", () => {
   let sawCaller: unknown;
 
   beforeAll(async () => {
-    fx = tempCerts("srv", "cli", "cli2", "plain", "r1", "r2", "locked", "rc", "granted");
+    fx = tempCerts("srv", "cli", "cli2", "plain", "r1", "r2", "locked", "rc", "granted", "srv2026");
     fx.addService("calc");
     broker = await startBroker(fx);
     srv = await connectAgent(fx, "srv", broker.endpoint);
@@ -148,6 +149,29 @@ describe("MCP over the mesh", () => {
       expect(progress.length).toBeGreaterThanOrEqual(1);
     } finally {
       await client.close();
+    }
+  });
+
+  it("a server built with @modelcontextprotocol/server 2.x on the mesh transport answers a 2.x client (auto negotiation) and a v1 client", async () => {
+    const agent = await connectAgent(fx, "srv2026", broker.endpoint);
+    // On a transport of its own, the 2.x server serves the 2025 era (its 2026-07-28 era is wired by its own stdio and HTTP entries only).
+    const modern = new McpServer2026({ name: "modern", version: "2.0.0" });
+    modern.registerTool("mul", { inputSchema: z.object({ a: z.number(), b: z.number() }) }, async ({ a, b }) => ({
+      content: [{ type: "text" as const, text: String(a * b) }],
+    }));
+    await modern.connect(new MeshServerTransport({ agent }));
+    try {
+      const auto = new Client2026({ name: "auto", version: "1.0.0" }, { versionNegotiation: { mode: "auto" } });
+      await auto.connect(new MeshClientTransport({ agent: cli, to: "srv2026" }));
+      expect((await auto.listTools()).tools.map((t) => t.name)).toEqual(["mul"]);
+      expect(text(await auto.callTool({ name: "mul", arguments: { a: 6, b: 7 } }))).toBe("42");
+      await auto.close();
+      const legacy = await meshClient(cli2, "srv2026");
+      expect(text(await legacy.callTool({ name: "mul", arguments: { a: 3, b: 3 } }))).toBe("9");
+      await legacy.close();
+    } finally {
+      await modern.close();
+      await agent.close();
     }
   });
 
