@@ -72,6 +72,7 @@ interface Running {
   callerKey: string;
   ctx: ToolContext;
   resolve(response: JSONRPCMessage): void;
+  reject(err: Error): void;
 }
 
 /**
@@ -98,6 +99,11 @@ export class MeshServerTransport implements Transport {
     this.#agent = options.agent;
     this.#scope = options.scope ?? `call:${MCP_RPC_TOOL}`;
     this.#log = options.log ?? silentLogger;
+  }
+
+  /** Requests being answered now (each ends with its response, its cancellation, or its deadline). */
+  get running(): number {
+    return this.#running.size;
   }
 
   async start(): Promise<void> {
@@ -179,7 +185,7 @@ export class MeshServerTransport implements Transport {
     let onAbort: (() => void) | undefined;
     try {
       return await new Promise<JSONRPCMessage>((resolve, reject) => {
-        this.#running.set(id, { callerId: message.id, callerKey, ctx, resolve });
+        this.#running.set(id, { callerId: message.id, callerKey, ctx, resolve, reject });
         this.#byCaller.set(callerKey, id);
         onAbort = () => {
           cancel("cancelled by the caller");
@@ -208,8 +214,11 @@ export class MeshServerTransport implements Transport {
       // Refers to the caller's id: find the request this caller has running here, if any.
       const requestId = (message.params as { requestId?: unknown } | undefined)?.requestId;
       const id = this.#byCaller.get(`${ctx.from}\0${JSON.stringify(requestId)}`);
-      if (id === undefined) return;
+      const running = id === undefined ? undefined : this.#running.get(id);
+      if (id === undefined || !running) return;
       this.onmessage?.({ ...message, params: { ...message.params, requestId: id } }, { authInfo });
+      // The SDK sends no response to a cancelled request: end the call now (its id is free again).
+      running.reject(new ZmcpError("cancelled", "cancelled by the caller"));
       return;
     }
     this.onmessage?.(message, { authInfo });

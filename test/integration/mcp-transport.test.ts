@@ -13,6 +13,7 @@ import { ErrorCode, McpError, type CallToolResult, type Progress } from "@modelc
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import type { Agent } from "../../src/agent.js";
+import { RemoteError } from "../../src/errors.js";
 import type { Broker } from "../../src/broker.js";
 import { generateAuthority, saveAuthority } from "../../src/jwk.js";
 import { MCP_RPC_JOB_TOOL, MCP_RPC_TOOL, MeshClientTransport, MeshServerTransport } from "../../src/mcp/transport.js";
@@ -51,6 +52,7 @@ describe("MCP over the mesh", () => {
   let server: McpServer;
   const aborted: string[] = [];
   let sawCaller: unknown;
+  let serverTransport: MeshServerTransport;
 
   beforeAll(async () => {
     fx = tempCerts("srv", "cli", "cli2", "plain", "r1", "r2", "locked", "rc", "granted", "srv2026");
@@ -90,7 +92,8 @@ describe("MCP over the mesh", () => {
       { argsSchema: { lang: completable(z.string(), (value) => ["en", "fr", "de"].filter((l) => l.startsWith(value))) } },
       ({ lang }) => ({ messages: [{ role: "user", content: { type: "text", text: `greet in ${lang}` } }] }),
     );
-    await server.connect(new MeshServerTransport({ agent: srv }));
+    serverTransport = new MeshServerTransport({ agent: srv });
+    await server.connect(serverTransport);
   });
   afterAll(async () => {
     await server.close();
@@ -225,6 +228,8 @@ describe("MCP over the mesh", () => {
         controller.abort("changed my mind");
         await expect(call).rejects.toThrow();
         await waitFor(() => aborted.includes(tag), 5000, `the server to see ${tag} cancelled`);
+        // The request's mesh call ended too (the SDK sends no response to a cancelled request).
+        await waitFor(() => serverTransport.running === 0, 5000, `the ${tag} request to end on the server`);
       }
     } finally {
       await client.close();
@@ -237,6 +242,39 @@ describe("MCP over the mesh", () => {
     expect(err.code).toBe(ErrorCode.InternalError);
     expect(err.data).toMatchObject({ code: "unknown_tool", origin: "peer" });
     await expect(new MeshClientTransport({ agent: cli, to: "nobody" }).start()).rejects.toMatchObject({ code: "unknown_peer" });
+  });
+
+  it("a peer's bad input: refused with invalid_args by the server, a bad answer is a JSON-RPC error at the client", async () => {
+    const refused = async (args: unknown) => {
+      const err = await cli.call("srv", MCP_RPC_TOOL, args).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(RemoteError);
+      return err as RemoteError;
+    };
+    expect(await refused({ not: "json-rpc" })).toMatchObject({ code: "invalid_args", origin: "peer" });
+    expect(await refused([1, 2, 3])).toMatchObject({ code: "invalid_args" });
+    // A response: the server sends no requests, so nothing is waiting for one.
+    expect(await refused({ jsonrpc: "2.0", id: 1, result: {} })).toMatchObject({ code: "invalid_args" });
+    // Two requests of one caller with one id at once: the second is refused, the first answered.
+    const first = cli.call("srv", MCP_RPC_TOOL, { jsonrpc: "2.0", id: "same", method: "tools/call", params: { name: "add", arguments: { a: 1, b: 1, delayMs: 300 } } });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(await refused({ jsonrpc: "2.0", id: "same", method: "tools/list" })).toMatchObject({ code: "invalid_args" });
+    expect(await first).toMatchObject({ jsonrpc: "2.0", id: "same", result: { structuredContent: { sum: 2 } } });
+    // A "server" whose mcp/rpc answers something that is not the response: the client's request fails cleanly.
+    plain.tool(MCP_RPC_TOOL, { input: z.unknown() }, () => ({ jsonrpc: "2.0", id: 999, result: {} }));
+    try {
+      const err = await mcpErrorOf(new Client({ name: "x", version: "1" }).connect(new MeshClientTransport({ agent: cli, to: "plain", timeout: 5000 })));
+      expect(err.code).toBe(ErrorCode.InternalError);
+      expect(err.data).toMatchObject({ code: "bad_frame" });
+    } finally {
+      plain.removeTool(MCP_RPC_TOOL);
+    }
+    // The server is still serving.
+    const client = await meshClient(cli, "srv");
+    expect(text(await client.callTool({ name: "add", arguments: { a: 1, b: 2 } }))).toBe("3");
+    await client.close();
   });
 
   it("tokens: the server's agent checks the caller's token scope on every MCP message", async () => {
