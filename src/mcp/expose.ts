@@ -73,6 +73,11 @@ export interface ExposeOptions {
   listTimeout?: number;
   /** Re-list the targets this often and tell the client when the tools changed, ms; 0 = never. Default 30,000. */
   refreshInterval?: number;
+  /**
+   * Tools per `tools/list` page; 0 = all in one page. Default 0. The cursor is the position in
+   * the listing, so any process exposing the same targets continues a page another one began.
+   */
+  pageSize?: number;
   /** How long a finished MCP task's result is kept, ms (a client's requested ttl is capped by it). Default 3,600,000. */
   taskTtl?: number;
   /** Largest input or output schema of one tool, bytes of JSON; a tool with a larger one is not exposed. Default 65,536. */
@@ -130,6 +135,7 @@ export class MeshExposer {
   readonly #tasks: BridgeTaskStore;
   readonly #schemas: SchemaCache;
   readonly #serverInfo: { name: string; version: string };
+  readonly #pageSize: number;
   /** `target\0tool\0reason` of the skipped tools already warned about. */
   readonly #warnedSkips = new Set<string>();
   /** Last successful listing of each target (kept while a target does not answer). */
@@ -172,6 +178,8 @@ export class MeshExposer {
       ...(options.schemaCacheBytes === undefined ? {} : { maxBytes: options.schemaCacheBytes }),
     });
     this.#serverInfo = options.serverInfo ?? { name: "zmq-mcp-expose", version: "0.1.0" };
+    this.#pageSize = options.pageSize ?? 0;
+    if (!Number.isInteger(this.#pageSize) || this.#pageSize < 0) throw new ConfigError("pageSize must be an integer >= 0");
     this.server = this.#newServer(true);
   }
 
@@ -203,7 +211,10 @@ export class MeshExposer {
       const { execution: _dropped, ...rest } = tool;
       return rest;
     };
-    server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools: [...(await this.refresh()).values()].map((r) => advertised(r.tool)) }));
+    server.setRequestHandler(ListToolsRequestSchema, async (request) => {
+      const tools = [...(await this.refresh()).values()].map((r) => advertised(r.tool));
+      return page(tools, request.params?.cursor, this.#pageSize);
+    });
     server.setRequestHandler(CallToolRequestSchema, (request, extra) => this.#onCall(request, extra));
     return server;
   }
@@ -430,6 +441,33 @@ export class MeshExposer {
       throw toMcpError(err, `${info.name} on ${target.address}`);
     }
   }
+}
+
+/**
+ * One page of a listing. The cursor is opaque to clients; here it is the offset, base64url
+ * JSON, so that it means the same in every process that lists the same targets (stateless
+ * HTTP behind a balancer). A cursor that does not decode, or points past the end, is
+ * InvalidParams, as the MCP specification asks.
+ */
+function page(tools: Tool[], cursor: string | undefined, size: number): { tools: Tool[]; nextCursor?: string } {
+  let start = 0;
+  if (cursor !== undefined) {
+    let decoded: unknown;
+    try {
+      decoded = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8"));
+    } catch {
+      decoded = undefined;
+    }
+    const offset = isObject(decoded) ? decoded["o"] : undefined;
+    if (typeof offset !== "number" || !Number.isInteger(offset) || offset < 0 || offset > tools.length) {
+      throw new McpError(ErrorCode.InvalidParams, "invalid cursor (the listing may have changed: list again from the start)");
+    }
+    start = offset;
+  }
+  const end = size === 0 ? tools.length : Math.min(tools.length, start + size);
+  const out: { tools: Tool[]; nextCursor?: string } = { tools: tools.slice(start, end) };
+  if (end < tools.length) out.nextCursor = Buffer.from(JSON.stringify({ o: end }), "utf8").toString("base64url");
+  return out;
 }
 
 /** Awaits a job's end within `ms`; rejects with TimeoutError or `aborted` (the caller then cancels it). */

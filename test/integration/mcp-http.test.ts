@@ -13,7 +13,7 @@ import { promisify } from "node:util";
 import { Client as Client2026, StreamableHTTPClientTransport as StreamableHTTPClientTransport2026 } from "@modelcontextprotocol/client";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import type { CallToolResult, Progress } from "@modelcontextprotocol/sdk/types.js";
+import { ErrorCode, McpError, type CallToolResult, type Progress } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { tempCerts, type CertFixture } from "../support/certs.js";
 import { BIN, built, spawnBroker, spawnChild, type BrokerProcess, type Child } from "../support/process.js";
@@ -75,7 +75,7 @@ describe("zmq-mcp expose --http", () => {
   const common = (cert: string) => ["--to", "bob", "--broker", broker.endpoint, "--certs", fx.dir, "--cert", fx.secretPath(cert), "--http-token", `@${tokenFile}`];
 
   beforeAll(async () => {
-    fx = tempCerts("bob", "mcp", "mcp0", "mcp1");
+    fx = tempCerts("bob", "mcp", "mcp0", "mcp1", "page0", "page1");
     dir = mkdtempSync(join(tmpdir(), "zmcp-http-"));
     tokenFile = join(dir, "http.token");
     writeFileSync(tokenFile, `${TOKEN}\n`, { mode: 0o600 });
@@ -146,6 +146,37 @@ describe("zmq-mcp expose --http", () => {
       }
     });
   }
+
+  it("pagination: tools/list pages (--page-size) continue on whichever process gets the cursor", async () => {
+    const paged: Child[] = [];
+    for (let i = 0; i < 2; i++) paged.push(await spawnChild(BIN("zmq-mcp"), ["expose", ...common(`page${i}`), "--http", "127.0.0.1:0", "--page-size", "1"], "expose ready"));
+    const lb = await roundRobin(paged.map((e) => e.ready["http"] as string));
+    const client = await httpClient(lb.url, TOKEN);
+    try {
+      const names: string[] = [];
+      let cursor: string | undefined;
+      for (let pages = 0; pages < 10; pages++) {
+        const listed = await client.listTools(cursor === undefined ? {} : { cursor });
+        expect(listed.tools.length).toBe(1);
+        names.push(...listed.tools.map((t) => t.name));
+        cursor = listed.nextCursor;
+        if (cursor === undefined) break;
+      }
+      expect(names.sort()).toEqual(["batch_sum", "poll_job", "server_identity", "start_long_task"]);
+      const bad = await client.listTools({ cursor: "not-a-cursor" }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(bad).toBeInstanceOf(McpError);
+      expect((bad as McpError).code).toBe(ErrorCode.InvalidParams);
+      expect(lb.hits[0]).toBeGreaterThanOrEqual(2);
+      expect(lb.hits[1]).toBeGreaterThanOrEqual(2);
+    } finally {
+      await client.close();
+      await lb.close();
+      for (const p of paged) await p.stop();
+    }
+  });
 
   it("closing the client mid-job cancels the mesh job", async () => {
     const [first] = exposes as [Child];
