@@ -1,6 +1,7 @@
 """Interop peer for test/integration/python-interop.test.ts (not a unittest module).
 
     interop_peer.py serve  BROKER CERT CERTS [--service NAME] [--authority JWK] [--heartbeat S]
+                           [--answer-bytes-per-caller N] [--extra-tools]
         offers py_add, py_job, py_whoami, py_fail (and svc_echo on svc:NAME), prints a
         JSON line {"msg": "ready", "key": ...} and runs until stdin closes, or until a broker
         notice closes the agent: then it prints {"msg": "closed", "code", "class", "after"}
@@ -26,7 +27,9 @@ def option(name: str) -> str | None:
 
 async def serve(broker: str, cert: str, certs: str) -> None:
     heartbeat = option("--heartbeat")
-    extra = {} if heartbeat is None else {"heartbeat_interval": float(heartbeat)}
+    extra: dict = {} if heartbeat is None else {"heartbeat_interval": float(heartbeat)}
+    if option("--answer-bytes-per-caller"):
+        extra["answer_limits"] = {"max_bytes_per_owner": int(option("--answer-bytes-per-caller"))}
     agent = await zmcp.Agent.connect(broker=broker, cert=cert, certs=certs, timeout=5, authority=option("--authority"), **extra)
 
     @agent.tool("py_add", schema={"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}},
@@ -58,6 +61,23 @@ async def serve(broker: str, cert: str, certs: str) -> None:
     agent.tool("py_fail", py_fail)
     agent.tool("svc_job", py_job, schema={"type": "object", "required": ["steps"]}, job=True)
     agent.tool("svc_echo", lambda args: {"replica": "python", "key": agent.public_key, "echo": args})
+    if "--extra-tools" in sys.argv:  # for python-trust.test.ts
+        agent.tool("py_blob", lambda args: {"blob": "x" * int(args.get("size", 0))})
+
+        def py_unsendable(args):
+            deep: object = 1
+            for _ in range(40):
+                deep = [deep]
+            return {"deep": deep}
+        agent.tool("py_unsendable", py_unsendable)
+
+        @agent.tool("py_bad_progress", job=True)
+        async def py_bad_progress(args, ctx: zmcp.ToolContext):
+            try:
+                ctx.progress(float("nan"))
+            except TypeError as err:
+                return {"refused": type(err).__name__, "message": str(err)}
+            return {"refused": None}
     service = option("--service")
     if service:
         await agent.serve(service)

@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import zmcp  # noqa: E402
 from zmcp import wire  # noqa: E402
-from zmcp.agent import Agent, ClockOffsets, ReplayGuard, ToolContext, _depth_problem, _Dropped, _Pending  # noqa: E402
+from zmcp.agent import Agent, ByteBudget, ClockOffsets, ReplayGuard, ToolContext, _depth_problem, _Dropped, _Pending  # noqa: E402
 from zmcp.certs import load_cert_directory  # noqa: E402
 
 
@@ -127,6 +127,22 @@ class SenderChecks(unittest.TestCase):
         cyclic: list = []
         cyclic.append(cyclic)
         self.assertIsNotNone(_depth_problem(cyclic, 30))
+
+
+class Budgets(unittest.TestCase):
+    def test_entries_and_bytes_per_caller_and_in_total(self):
+        b = ByteBudget({"max_entries": 3, "max_bytes": 1000, "max_entries_per_owner": 2, "max_bytes_per_owner": 600}, "answer cache")
+        b.add("a", 1, 0)
+        self.assertIsNone(b.refusal("a"))
+        b.add("a", 1, 100)
+        self.assertIn("this caller holds 2 entries", b.refusal("a"))
+        self.assertIsNone(b.refusal("b"))
+        b.add("b", 1, 900)
+        self.assertIn("3 entries held", b.refusal("c"))
+        b.add("a", -2, -100)
+        self.assertIn("900 bytes", b.refusal("b"))
+        b.add("b", -1, -900)
+        self.assertEqual((b.entries, b.bytes), (0, 0))
 
 
 def _bare_agent() -> Agent:

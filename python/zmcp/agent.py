@@ -101,6 +101,58 @@ class ClockOffsets:
         return min(c[0], c[1])
 
 
+#: Defaults of the reference (src/jobs.ts, src/idempotency.ts): entries and bytes, in total and per caller.
+DEFAULT_JOB_LIMITS = {"max_entries": 1_000, "max_bytes": 128 << 20, "max_entries_per_owner": 200, "max_bytes_per_owner": 32 << 20}
+DEFAULT_ANSWER_LIMITS = {"max_entries": 100_000, "max_bytes": 64 << 20, "max_entries_per_owner": 25_000, "max_bytes_per_owner": 16 << 20}
+ANSWER_OVERHEAD_BYTES = 256
+
+
+class ByteBudget:
+    """Memory in entries and bytes, per owner (a caller's key) and in total (§8.3). A request
+    that does not fit is answered ``busy``; nothing held is evicted (an evicted answer would
+    let a retry run a tool twice). Bytes are known when a run ends, so the total can pass
+    ``max_bytes`` by at most the runs in progress."""
+
+    def __init__(self, limits: dict, what: str):
+        for k, v in limits.items():
+            if not isinstance(v, int) or v < 1:
+                raise ConfigError(f"{what}: {k} must be a positive integer")
+        self.limits = limits
+        self.what = what
+        self._owners: dict[str, list[int]] = {}
+        self.entries = 0
+        self.bytes = 0
+
+    def refusal(self, owner: str) -> str | None:
+        lim = self.limits
+        own = self._owners.get(owner, [0, 0])
+        if own[0] >= lim["max_entries_per_owner"]:
+            return f"{self.what}: this caller holds {own[0]} entries (limit {lim['max_entries_per_owner']})"
+        if own[1] >= lim["max_bytes_per_owner"]:
+            return f"{self.what}: this caller holds {own[1]} bytes (limit {lim['max_bytes_per_owner']})"
+        if self.entries >= lim["max_entries"]:
+            return f"{self.what}: {self.entries} entries held (limit {lim['max_entries']})"
+        if self.bytes >= lim["max_bytes"]:
+            return f"{self.what}: {self.bytes} bytes held (limit {lim['max_bytes']})"
+        return None
+
+    def add(self, owner: str, entries: int, nbytes: int) -> None:
+        own = self._owners.setdefault(owner, [0, 0])
+        own[0] += entries
+        own[1] += nbytes
+        self.entries += entries
+        self.bytes += nbytes
+        if own[0] <= 0 and own[1] <= 0:
+            del self._owners[owner]
+
+
+def _encoded_size(value: Any) -> int:
+    try:
+        return len(wire.pack(value))
+    except Exception:  # noqa: BLE001 - an unsendable value is answered tool_failed elsewhere
+        return 0
+
+
 def _check_progress(p: dict) -> None:
     """The receiver's progress schema, applied by the sender (§10.2): a TypeError at once."""
     if not wire._is_number(p["progress"]):
@@ -173,6 +225,7 @@ class _JobRecord:
     owner: str
     task: asyncio.Task | None = None
     forget_at: float = float("inf")
+    nbytes: int = 0
 
 
 class Job:
@@ -236,7 +289,8 @@ class Agent:
                  max_concurrency: int, replay_window: int, max_message_bytes: int, job_ttl: float,
                  job_poll_interval: float, job_lost_after: float, service_heartbeat: float, retry: bool,
                  token: str | Callable[[], Any] | None, verifier: TokenVerifier | None, require_token: bool,
-                 heartbeat_interval: float = 2.0, start_grace: int | None = None):
+                 heartbeat_interval: float = 2.0, start_grace: int | None = None,
+                 job_limits: dict | None = None, answer_limits: dict | None = None):
         self.public_key = cert.public_key
         self._cert = cert
         self._server_key = server_key
@@ -268,7 +322,10 @@ class Agent:
         self._acks: dict[bytes, asyncio.Future] = {}
         self._tools: dict[str, _Tool] = {}
         self._answers: dict[str, Any] = {}  # peer:rid → dict answer | Future
-        self._answer_times: dict[str, float] = {}
+        self._answer_times: dict[str, float] = {}  # finished answers, in finish order → forget at
+        self._answer_owner: dict[str, tuple[str, int]] = {}  # key → (caller, bytes counted)
+        self._answer_budget = ByteBudget({**DEFAULT_ANSWER_LIMITS, **(answer_limits or {})}, "answer cache")
+        self._job_budget = ByteBudget({**DEFAULT_JOB_LIMITS, **(job_limits or {})}, "job table")
         self._jobs: dict[str, _JobRecord] = {}
         self._started: dict[str, Job] = {}
         self._served: dict[str, tuple[wire.Sealer, str]] = {}
@@ -300,7 +357,8 @@ class Agent:
                       retry: bool = True, token: str | Callable[[], Any] | None = None, authority: Any = None,
                       require_token: bool | None = None, audience: str = "mesh", clock_skew: int = 30_000,
                       deny_list: str | None = None, heartbeat_interval: float = 2.0, start_grace: int | None = None,
-                      max_token_lifetime: int = 300) -> "Agent":
+                      max_token_lifetime: int = 300, job_limits: dict | None = None,
+                      answer_limits: dict | None = None) -> "Agent":
         """Connects to the broker(s) and waits for the CURVE handshake (unless connect_timeout is 0).
 
         ``cert``: this agent's ``.key_secret`` path; ``certs``: the public certificate directory
@@ -330,7 +388,8 @@ class Agent:
                     max_concurrency=max_concurrency, replay_window=replay_window, max_message_bytes=max_message_bytes,
                     job_ttl=job_ttl, job_poll_interval=job_poll_interval, job_lost_after=job_lost_after,
                     service_heartbeat=service_heartbeat, retry=retry, token=token, verifier=verifier, require_token=require,
-                    heartbeat_interval=heartbeat_interval, start_grace=start_grace)
+                    heartbeat_interval=heartbeat_interval, start_grace=start_grace,
+                    job_limits=job_limits, answer_limits=answer_limits)
         loop = asyncio.get_running_loop()
         agent._closed_future = loop.create_future()
         agent._handshake = loop.create_future()
@@ -930,13 +989,21 @@ class Agent:
             return self._respond(reply, answer)
         if self._active >= self.max_concurrency:
             return self._respond(reply, _failure("busy", f"{self._active} tool runs in progress (max_concurrency {self.max_concurrency})"))
+        if tool.info["job"]:
+            self._prune_jobs()
+        full = self._answer_budget.refusal(reply["peer"]) or (self._job_budget.refusal(reply["peer"]) if tool.info["job"] else None)
+        if full:
+            return self._respond(reply, _failure("busy", full))
         running = asyncio.get_running_loop().create_future()
         self._answers[key] = running
+        self._answer_owner[key] = (reply["peer"], 0)
+        self._answer_budget.add(reply["peer"], 1, 0)
         ctx = ToolContext(reply["peer"], self.name_of(reply["peer"]), req["rid"].hex(), reply["exp"], grant)
         if tool.info["job"]:
             job_id = wire.new_job_id(self.public_key)
             record = _JobRecord({"job_id": job_id, "status": "running"}, reply["peer"])
             self._jobs[job_id] = record
+            self._job_budget.add(reply["peer"], 1, 0)
             accepted = {"st": "accepted", "result": {"job_id": job_id}}
             self._finish_answer(key, accepted)
             self._respond(reply, accepted)
@@ -970,10 +1037,11 @@ class Agent:
             earlier.set_result(answer)
         self._answers[key] = answer
         self._answer_times[key] = time.monotonic() + 120
-        if len(self._answer_times) > 10_000:
-            oldest = next(iter(self._answer_times))
-            self._answer_times.pop(oldest)
-            self._answers.pop(oldest, None)
+        owner, counted = self._answer_owner.get(key, (None, 0))
+        if owner is not None and counted == 0:
+            nbytes = _encoded_size(answer) + ANSWER_OVERHEAD_BYTES
+            self._answer_owner[key] = (owner, nbytes)
+            self._answer_budget.add(owner, 0, nbytes)
 
     def _prune_answers(self) -> None:
         now = time.monotonic()
@@ -982,6 +1050,9 @@ class Agent:
                 break
             self._answer_times.pop(k)
             self._answers.pop(k, None)
+            owner, nbytes = self._answer_owner.pop(k, (None, 0))
+            if owner is not None:
+                self._answer_budget.add(owner, -1, -nbytes)
 
     async def _run(self, tool: _Tool, args: Any, ctx: ToolContext) -> dict:
         self._active += 1
@@ -999,6 +1070,12 @@ class Agent:
         finally:
             self._active -= 1
 
+    def _prune_jobs(self) -> None:
+        now = time.monotonic()
+        for k in [k for k, r in self._jobs.items() if r.forget_at <= now]:
+            record = self._jobs.pop(k)
+            self._job_budget.add(record.owner, -1, -record.nbytes)
+
     def _job_get(self, job_id: str, caller: str) -> _JobRecord:
         record = self._jobs.get(job_id)
         if record is None or record.forget_at <= time.monotonic():
@@ -1012,6 +1089,8 @@ class Agent:
             return False
         record.state.update(end)
         record.forget_at = time.monotonic() + self.job_ttl
+        record.nbytes = _encoded_size(end)
+        self._job_budget.add(record.owner, 0, record.nbytes)
         return True
 
     def _builtin(self, reply: dict, req: dict, grant: VerifiedToken | None) -> dict:
@@ -1021,8 +1100,7 @@ class Agent:
         args = req["args"]
         if not isinstance(args, dict) or set(args) != {"job_id"} or not isinstance(args["job_id"], str) or len(args["job_id"]) > 128:
             return _failure("invalid_args", f"{req['tool']}: arguments must be {{job_id: string}}")
-        for k in [k for k, r in self._jobs.items() if r.forget_at <= time.monotonic()]:
-            del self._jobs[k]
+        self._prune_jobs()
         try:
             record = self._job_get(args["job_id"], reply["peer"])
         except ZmcpError as err:

@@ -282,3 +282,47 @@ describe.skipIf(problem !== undefined)("python trust edges", () => {
     expect(inner).toMatchObject({ t: "res", st: "error", error: { code: "replay" } });
   }, 30_000);
 });
+
+describe.skipIf(problem !== undefined)("python callee limits", () => {
+  let fx: CertFixture | undefined;
+  let broker: Broker | undefined;
+  const agents: Agent[] = [];
+  const peers: PythonPeer[] = [];
+  afterEach(async () => {
+    await Promise.all(peers.splice(0).map((p) => p.stop()));
+    await Promise.all(agents.splice(0).map((a) => a.close()));
+    await broker?.close();
+    broker = undefined;
+    fx?.cleanup();
+    fx = undefined;
+  });
+
+  it("the Python callee's answer cache is bounded in bytes per caller: past it, busy (not remembered); another caller still gets answers", async () => {
+    fx = tempCerts("pyb", "c1", "c2");
+    broker = await startBroker(fx);
+    const py = await startPythonPeer([broker.endpoint, fx.secretPath("pyb"), fx.dir, "--extra-tools", "--answer-bytes-per-caller", "20000"]);
+    peers.push(py);
+    const c1 = await connectAgent(fx, "c1", broker.endpoint, { retry: false });
+    const c2 = await connectAgent(fx, "c2", broker.endpoint, { retry: false });
+    agents.push(c1, c2);
+    expect(((await c1.call("pyb", "py_blob", { size: 15_000 })) as { blob: string }).blob.length).toBe(15_000);
+    expect(((await c1.call("pyb", "py_blob", { size: 15_000 })) as { blob: string }).blob.length).toBe(15_000);
+    const err = await c1.call("pyb", "py_blob", { size: 10 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RemoteError);
+    expect(err).toMatchObject({ code: "busy", origin: "peer", message: expect.stringContaining("answer cache") });
+    expect(await c2.call("pyb", "py_blob", { size: 10 })).toEqual({ blob: "x".repeat(10) });
+  }, 30_000);
+
+  it("the Python callee refuses to send what its caller could not read: a too-deep result is tool_failed at once, a NaN progress raises TypeError in the handler", async () => {
+    fx = tempCerts("pyu", "c1");
+    broker = await startBroker(fx);
+    const py = await startPythonPeer([broker.endpoint, fx.secretPath("pyu"), fx.dir, "--extra-tools"]);
+    peers.push(py);
+    const c1 = await connectAgent(fx, "c1", broker.endpoint, { retry: false, timeout: 5000 });
+    agents.push(c1);
+    const err = await c1.call("pyu", "py_unsendable", {}).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RemoteError);
+    expect(err).toMatchObject({ code: "tool_failed", origin: "peer", message: expect.stringContaining("deeper than 32") });
+    expect(await c1.call("pyu", "py_bad_progress", {})).toMatchObject({ refused: "TypeError" });
+  }, 30_000);
+});
