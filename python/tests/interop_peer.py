@@ -1,7 +1,7 @@
 """Interop peer for test/integration/python-interop.test.ts (not a unittest module).
 
     interop_peer.py serve  BROKER CERT CERTS [--service NAME] [--authority JWK] [--heartbeat S]
-                           [--answer-bytes-per-caller N] [--extra-tools]
+                           [--answer-bytes-per-caller N] [--max-concurrency N] [--extra-tools]
         offers py_add, py_job, py_whoami, py_fail (and svc_echo on svc:NAME), prints a
         JSON line {"msg": "ready", "key": ...} and runs until stdin closes, or until a broker
         notice closes the agent: then it prints {"msg": "closed", "code", "class", "after"}
@@ -28,6 +28,8 @@ def option(name: str) -> str | None:
 async def serve(broker: str, cert: str, certs: str) -> None:
     heartbeat = option("--heartbeat")
     extra: dict = {} if heartbeat is None else {"heartbeat_interval": float(heartbeat)}
+    if option("--max-concurrency"):
+        extra["max_concurrency"] = int(option("--max-concurrency"))
     if option("--answer-bytes-per-caller"):
         extra["answer_limits"] = {"max_bytes_per_owner": int(option("--answer-bytes-per-caller"))}
     agent = await zmcp.Agent.connect(broker=broker, cert=cert, certs=certs, timeout=5, authority=option("--authority"), **extra)
@@ -70,6 +72,10 @@ async def serve(broker: str, cert: str, certs: str) -> None:
                 deep = [deep]
             return {"deep": deep}
         agent.tool("py_unsendable", py_unsendable)
+
+        async def py_hang(args):
+            await asyncio.sleep(3600)
+        agent.tool("py_hang", py_hang)
 
         @agent.tool("py_bad_progress", job=True)
         async def py_bad_progress(args, ctx: zmcp.ToolContext):

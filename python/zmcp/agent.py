@@ -1027,7 +1027,14 @@ class Agent:
             if self._end_job(record, end):
                 self._push(reply, record.state)
             return
-        answer = await self._run(tool, req["args"], ctx)
+        # A plain call ends at its caller's deadline (§7 T7): the handler is cancelled then (its
+        # CancelledError is the deadline signal), its slot is released, and nothing is sent (the
+        # caller's own timer has ended the call); a retry of this rid finds the answer.
+        try:
+            answer = await asyncio.wait_for(self._run(tool, req["args"], ctx), max(0.001, (reply["exp"] - now_ms()) / 1000))
+        except asyncio.TimeoutError:
+            self._finish_answer(key, _failure("expired", f"{tool_name} was still running at the caller's deadline"))
+            return
         self._finish_answer(key, answer)
         self._respond(reply, answer)
 

@@ -325,4 +325,17 @@ describe.skipIf(problem !== undefined)("python callee limits", () => {
     expect(err).toMatchObject({ code: "tool_failed", origin: "peer", message: expect.stringContaining("deeper than 32") });
     expect(await c1.call("pyu", "py_bad_progress", {})).toMatchObject({ refused: "TypeError" });
   }, 30_000);
+
+  it("a plain call to the Python callee ends at its caller's deadline: a hung handler gives its concurrency slot back", async () => {
+    fx = tempCerts("pyh", "c1");
+    broker = await startBroker(fx);
+    const py = await startPythonPeer([broker.endpoint, fx.secretPath("pyh"), fx.dir, "--extra-tools", "--max-concurrency", "1"]);
+    peers.push(py);
+    const c1 = await connectAgent(fx, "c1", broker.endpoint, { retry: false });
+    agents.push(c1);
+    await expect(c1.call("pyh", "py_hang", {}, { timeout: 800 })).rejects.toMatchObject({ code: "timeout" });
+    // Past the deadline the one slot is free again (the old callee answered busy forever).
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await c1.call("pyh", "py_add", { a: 1, b: 2 }, { timeout: 3000 })).toEqual({ sum: 3, by: "python" });
+  }, 30_000);
 });
