@@ -12,6 +12,7 @@ import sys
 import tempfile
 import unittest
 
+import zmq.asyncio
 import zmq.auth
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -143,6 +144,57 @@ class Budgets(unittest.TestCase):
         self.assertIn("900 bytes", b.refusal("b"))
         b.add("b", -1, -900)
         self.assertEqual((b.entries, b.bytes), (0, 0))
+
+
+class Liveness(unittest.TestCase):
+    """§2.4 against a real CURVE ROUTER on 127.0.0.1 standing in for the broker."""
+
+    def _run(self, ack: bool) -> tuple[int, list[dict], list[bytes]]:
+        async def run():
+            server_public, server_secret = zmq.curve_keypair()
+            client_public, client_secret = zmq.curve_keypair()
+            ctx = zmq.asyncio.Context()
+            router = ctx.socket(zmq.ROUTER)
+            router.curve_server = True
+            router.curve_publickey, router.curve_secretkey = server_public, server_secret
+            router.setsockopt(zmq.LINGER, 0)
+            port = router.bind_to_random_port("tcp://127.0.0.1")
+            headers: list[dict] = []
+            bodies: list[bytes] = []
+
+            async def serve():
+                while True:
+                    rid, header_bytes, body = await router.recv_multipart()
+                    h = wire.decode_header(header_bytes)
+                    headers.append(h)
+                    bodies.append(body)
+                    if ack:
+                        reply = {"v": 1, "k": "ack", "id": os.urandom(16), "to": "", "exp": 1, "re": h["id"]}
+                        await router.send_multipart([rid, b"", wire.encode_header(reply), b""])
+            server = asyncio.ensure_future(serve())
+            cert = zmcp.Certificate(client_public.decode(), client_secret.decode())
+            agent = await Agent.connect(f"tcp://127.0.0.1:{port}", cert, server_key=server_public.decode(), heartbeat_interval=0.2)
+            try:
+                await asyncio.sleep(1.5)  # 2.5 x the silence that makes the agent redial
+                return agent.redials, headers, bodies
+            finally:
+                await agent.close()
+                server.cancel()
+                router.close(0)
+                ctx.term()
+        return asyncio.run(run())
+
+    def test_hb_every_interval_and_a_redial_when_the_broker_is_silent(self):
+        redials, headers, bodies = self._run(ack=False)
+        self.assertGreaterEqual(redials, 1)
+        self.assertGreaterEqual(len(headers), 4)
+        self.assertTrue(all(h["k"] == "hb" and h["to"] == "" for h in headers))
+        self.assertEqual(wire.unpack(bodies[0]), {"svc": []})
+
+    def test_no_redial_while_the_broker_acks(self):
+        redials, headers, _ = self._run(ack=True)
+        self.assertEqual(redials, 0)
+        self.assertGreaterEqual(len(headers), 4)
 
 
 def _bare_agent() -> Agent:
