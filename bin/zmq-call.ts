@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /** zmq-call: call one tool of one agent and print the result as JSON. */
 import { Command } from "commander";
-import { Agent } from "../src/agent.js";
+import { Agent } from "../src/agent/agent.js";
 import { fail, positiveInt } from "./options.js";
 import { TOKEN_ENV_HELP, TOKEN_HELP, tokenFromArgs } from "./token-option.js";
 

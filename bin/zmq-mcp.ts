@@ -8,9 +8,9 @@
 import { readFileSync } from "node:fs";
 import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
 import { Command, InvalidArgumentError, Option } from "commander";
-import { Agent, type AgentOptions } from "../src/agent.js";
+import { Agent, type AgentOptions } from "../src/agent/agent.js";
 import { ConfigError } from "../src/errors.js";
-import { createLogger, type Logger, type LogLevel } from "../src/log.js";
+import { createLogger, type Logger, type LogLevel } from "../src/support/log.js";
 import { McpAttachment } from "../src/mcp/attach.js";
 import { MeshExposer, type PrefixMode } from "../src/mcp/expose.js";
 import { fail, logLevel, positiveInt } from "./options.js";

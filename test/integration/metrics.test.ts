@@ -1,9 +1,9 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { z } from "zod";
-import type { Agent } from "../../src/agent.js";
-import type { Broker } from "../../src/broker.js";
+import type { Agent } from "../../src/agent/agent.js";
+import type { Broker } from "../../src/broker/broker.js";
 import { RemoteError, TimeoutError, ZmcpError } from "../../src/errors.js";
-import { metricSum, parsePrometheusText, scrapeMetrics, serveMetrics } from "../../src/metrics.js";
+import { metricSum, parsePrometheusText, scrapeMetrics, serveMetrics } from "../../src/support/metrics.js";
 import { tempCerts, type CertFixture } from "../support/certs.js";
 import { connectAgent, startBroker } from "../support/mesh.js";
 import { spawnBroker } from "../support/process.js";

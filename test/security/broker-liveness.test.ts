@@ -7,8 +7,8 @@
  */
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import type { Agent } from "../../src/agent.js";
-import { newId } from "../../src/envelope.js";
+import type { Agent } from "../../src/agent/agent.js";
+import { newId } from "../../src/wire/envelope.js";
 import { tempCerts as makeKeys, type CertFixture as Keys } from "../support/certs.js";
 import { DIST, spawnChild, startBrokerProcess as startBroker, startWorker, type Child } from "../support/process.js";
 import { sleep, waitFor as until } from "../support/wait.js";

@@ -6,10 +6,10 @@
 import { decode } from "@msgpack/msgpack";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
-import type { Agent } from "../../src/agent.js";
-import type { Broker } from "../../src/broker.js";
-import { ClockOffsets } from "../../src/clock.js";
-import { decodeHeader, newId } from "../../src/envelope.js";
+import type { Agent } from "../../src/agent/agent.js";
+import type { Broker } from "../../src/broker/broker.js";
+import { ClockOffsets } from "../../src/wire/clock.js";
+import { decodeHeader, newId } from "../../src/wire/envelope.js";
 import { tempCerts, type CertFixture } from "../support/certs.js";
 import { connectAgent, startBroker } from "../support/mesh.js";
 import { waitFor } from "../support/wait.js";

@@ -8,7 +8,7 @@
  * Soft state, bounded: at most `maxKeys` (event, key) pairs (least recent dropped first; a
  * dropped pair only logs its next event at once).
  */
-import type { Logger, LogLevel } from "./log.js";
+import type { Logger, LogLevel } from "../support/log.js";
 
 export const DEFAULT_LOG_INTERVAL_MS = 10_000;
 

@@ -13,9 +13,9 @@
  */
 import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
-import type { ErrorBody, JobStatus, Progress } from "./envelope.js";
-import { ByteBudget, type BudgetLimits } from "./budget.js";
-import { remoteError, ZmcpError } from "./errors.js";
+import type { ErrorBody, JobStatus, Progress } from "../wire/envelope.js";
+import { ByteBudget, type BudgetLimits } from "../support/budget.js";
+import { remoteError, ZmcpError } from "../errors.js";
 
 /** Built-in tools every agent answers. */
 export const BUILTIN_TOOLS = { list: "tools/list", poll: "jobs/poll", cancel: "jobs/cancel" } as const;

@@ -11,8 +11,8 @@
  * `busy`); a timed-out attempt to a service is not resent (see {@link attemptTimeout}), and
  * the call fails `timeout` at its deadline. A request runs at most once per service.
  */
-import { RemoteError, TimeoutError, ZmcpError } from "./errors.js";
-import { parseServiceAddress } from "./services.js";
+import { RemoteError, TimeoutError, ZmcpError } from "../errors.js";
+import { parseServiceAddress } from "../wire/services.js";
 
 export interface RetryOptions {
   /** Attempts at most, the first included. Default 8. */

@@ -7,8 +7,8 @@
  * entries and bytes, per caller and in total: a new request that does not fit is refused (the
  * agent answers `busy`) rather than evicting answers whose retries would then run again.
  */
-import { ByteBudget, type BudgetLimits } from "./budget.js";
-import type { Response } from "./envelope.js";
+import { ByteBudget, type BudgetLimits } from "../support/budget.js";
+import type { Response } from "../wire/envelope.js";
 
 /** What is sent back: a response without its header digest and timestamp. */
 export type Answer = Pick<Response, "st" | "result" | "error">;

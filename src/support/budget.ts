@@ -4,7 +4,7 @@
  * answered `busy`, and so is everyone once the total is full, so neither table grows with
  * what callers send. Bytes are those of the msgpack encoding a held answer is sent as.
  */
-import { ConfigError } from "./errors.js";
+import { ConfigError } from "../errors.js";
 
 export interface BudgetLimits {
   /** Entries at most, all owners together. */

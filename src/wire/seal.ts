@@ -6,7 +6,7 @@
  * and cached; each message then costs one secretbox.
  */
 import nacl from "tweetnacl";
-import { ProtocolError } from "./errors.js";
+import { ProtocolError } from "../errors.js";
 import { randomBytesPooled } from "./random.js";
 import { z85Decode } from "./z85.js";
 

@@ -14,10 +14,10 @@
  */
 import { readFileSync } from "node:fs";
 import { z } from "zod";
-import { ConfigError } from "./errors.js";
-import { silentLogger, type Logger } from "./log.js";
-import { DEFAULT_RELOAD_INTERVAL_MS, watchPath } from "./watch.js";
-import { isZ85Key } from "./z85.js";
+import { ConfigError } from "../errors.js";
+import { silentLogger, type Logger } from "../support/log.js";
+import { DEFAULT_RELOAD_INTERVAL_MS, watchPath } from "../support/watch.js";
+import { isZ85Key } from "../wire/z85.js";
 
 export const DenyListFileSchema = z.strictObject({
   /** Revoked token ids. */

@@ -10,7 +10,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "n
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from "node:crypto";
 import { join } from "node:path";
 import { z } from "zod";
-import { CertError } from "./errors.js";
+import { CertError } from "../errors.js";
 
 const b64u32 = z.string().regex(/^[A-Za-z0-9_-]{43}$/, { message: "expected 32 bytes in base64url (43 characters)" });
 

@@ -12,7 +12,7 @@
 import * as nodeCrypto from "node:crypto";
 import { Decoder, Encoder } from "@msgpack/msgpack";
 import { z } from "zod";
-import { ProtocolError } from "./errors.js";
+import { ProtocolError } from "../errors.js";
 import { checkMsgpack, skipValue } from "./msgpack-guard.js";
 import { randomBytesPooled } from "./random.js";
 

@@ -7,7 +7,7 @@
  * broker, or any admitted peer that learnt a header id, could answer for anyone.
  */
 import { jobRunner } from "./jobs.js";
-import { parseServiceAddress, serviceAddress } from "./services.js";
+import { parseServiceAddress, serviceAddress } from "../wire/services.js";
 
 export interface Answerer {
   /** The key that must have sealed the answer. */

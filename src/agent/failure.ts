@@ -2,7 +2,7 @@
  * Pieces of the callee's guarded pipeline (agent.ts `#onRequest`): whatever a handler, a
  * schema or a result throws is turned into an answer here, and nothing here throws itself.
  */
-import { ErrorBodySchema } from "./envelope.js";
+import { ErrorBodySchema } from "../wire/envelope.js";
 import type { Answer } from "./idempotency.js";
 
 const MAX_CODE = ErrorBodySchema.shape.code.maxLength ?? 64;

@@ -15,7 +15,7 @@
 import { randomBytes, sign as signData, verify as verifySignature, type KeyObject } from "node:crypto";
 import { z } from "zod";
 import { DenyList } from "./denylist.js";
-import { ConfigError, ProtocolError } from "./errors.js";
+import { ConfigError, ProtocolError } from "../errors.js";
 import {
   loadAuthorityPrivateKey,
   loadJwkFile,
@@ -25,9 +25,9 @@ import {
   publicKeyObject,
   type AuthorityJwk,
 } from "./jwk.js";
-import { silentLogger, type Logger } from "./log.js";
-import { DEFAULT_RELOAD_INTERVAL_MS, watchPath } from "./watch.js";
-import { isZ85Key } from "./z85.js";
+import { silentLogger, type Logger } from "../support/log.js";
+import { DEFAULT_RELOAD_INTERVAL_MS, watchPath } from "../support/watch.js";
+import { isZ85Key } from "../wire/z85.js";
 
 /** Default token lifetime, seconds. */
 export const DEFAULT_TOKEN_TTL_S = 300;

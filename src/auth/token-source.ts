@@ -8,8 +8,8 @@
  * 5-minute tokens changes tokens about 30 s before expiry, and no call goes out with a token
  * about to lapse in transit.
  */
-import { ZmcpError } from "./errors.js";
-import { silentLogger, type Logger } from "./log.js";
+import { ZmcpError } from "../errors.js";
+import { silentLogger, type Logger } from "../support/log.js";
 import { decodeTokenUnverified } from "./tokens.js";
 
 /** A fixed token, or a function that returns a fresh one (e.g. from an issuing service). */

@@ -7,25 +7,25 @@
  * (`[empty from, header{k: "nack", re, code, msg}, empty body]`); nothing is dropped in silence.
  */
 import * as zmq from "zeromq";
-import { loadCertDirectory } from "./certs.js";
-import { DenyList } from "./denylist.js";
+import { loadCertDirectory } from "../auth/certs.js";
+import { DenyList } from "../auth/denylist.js";
 import { Decoder } from "@msgpack/msgpack";
-import { clipUtf8, DEFAULT_MAX_MESSAGE_BYTES, MAX_NACK_MSG_BYTES, decodeHeader, encodeHeader, newId, PROTOCOL_VERSION, type Header } from "./envelope.js";
-import { ConfigError, ProtocolError, type WireCode } from "./errors.js";
-import { silentLogger, type Logger } from "./log.js";
-import { receiveLoop } from "./receive-loop.js";
-import { RateLimiter, type RateLimitOptions } from "./ratelimit.js";
-import { Sealer } from "./seal.js";
-import { DEFAULT_REPLICA_TTL_MS, HeartbeatSchema, parseServiceAddress, ServiceDirectory, verifyServiceProof } from "./services.js";
-import { DEFAULT_RELOAD_INTERVAL_MS } from "./watch.js";
+import { clipUtf8, DEFAULT_MAX_MESSAGE_BYTES, MAX_NACK_MSG_BYTES, decodeHeader, encodeHeader, newId, PROTOCOL_VERSION, type Header } from "../wire/envelope.js";
+import { ConfigError, ProtocolError, type WireCode } from "../errors.js";
+import { silentLogger, type Logger } from "../support/log.js";
+import { receiveLoop } from "../support/receive-loop.js";
+import { RateLimiter, type RateLimitOptions } from "../auth/ratelimit.js";
+import { Sealer } from "../wire/seal.js";
+import { DEFAULT_REPLICA_TTL_MS, HeartbeatSchema, parseServiceAddress, ServiceDirectory, verifyServiceProof } from "../wire/services.js";
+import { DEFAULT_RELOAD_INTERVAL_MS } from "../support/watch.js";
 import { ZAP_DOMAIN, ZapHandler } from "./zap.js";
-import { isZ85Key } from "./z85.js";
-import { checkMsgpack } from "./msgpack-guard.js";
-import { readCounter, readGauge, readLabelledCounter, Registry } from "./metrics.js";
-import { DEFAULT_REPLAY_WINDOW_MS } from "./replay.js";
+import { isZ85Key } from "../wire/z85.js";
+import { checkMsgpack } from "../wire/msgpack-guard.js";
+import { readCounter, readGauge, readLabelledCounter, Registry } from "../support/metrics.js";
+import { DEFAULT_REPLAY_WINDOW_MS } from "../agent/replay.js";
 import { ResponseBudget } from "./response-budget.js";
 import { DEFAULT_LOG_INTERVAL_MS, LogThrottle } from "./log-throttle.js";
-import { PeerLiveness } from "./liveness.js";
+import { PeerLiveness } from "../support/liveness.js";
 
 export interface BrokerOptions {
   /** Endpoint to bind, e.g. `tcp://127.0.0.1:5555` (`tcp://127.0.0.1:*` picks a free port). */

@@ -8,11 +8,11 @@
  * authenticated key and cannot be spoofed (guarded by test/broker.test.ts).
  */
 import * as zmq from "zeromq";
-import type { Logger } from "./log.js";
+import type { Logger } from "../support/log.js";
 import type { LogThrottle } from "./log-throttle.js";
-import { receiveLoop } from "./receive-loop.js";
-import { SocketWriter } from "./writer.js";
-import { z85Encode } from "./z85.js";
+import { receiveLoop } from "../support/receive-loop.js";
+import { SocketWriter } from "../support/writer.js";
+import { z85Encode } from "../wire/z85.js";
 
 /** The ZAP domain set on the broker socket. ZAP fails open without a non-empty, enforced domain. */
 export const ZAP_DOMAIN = "zmcp";

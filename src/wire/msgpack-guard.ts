@@ -9,7 +9,7 @@
  * a string or binary longer than the data, nesting deeper than `maxDepth`, and extension types
  * (which zmcp never sends), all in one pass over the bytes.
  */
-import { ProtocolError } from "./errors.js";
+import { ProtocolError } from "../errors.js";
 
 /**
  * Default cap on the values in one message, all containers together (a map entry counts two):

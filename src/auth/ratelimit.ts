@@ -4,7 +4,7 @@
  * used bucket is dropped, which costs nothing when it was idle (an idle bucket is full, the
  * same as a new one).
  */
-import { ConfigError } from "./errors.js";
+import { ConfigError } from "../errors.js";
 
 export interface RateLimitOptions {
   /** Messages per second allowed per sender key, sustained. */

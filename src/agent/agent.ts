@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { encode } from "@msgpack/msgpack";
 import * as zmq from "zeromq";
 import { z } from "zod";
-import { loadCertDirectory, loadCertificate, loadSecretCertificate, type Certificate, type CertDirectory } from "./certs.js";
+import { loadCertDirectory, loadCertificate, loadSecretCertificate, type Certificate, type CertDirectory } from "../auth/certs.js";
 import {
   DEFAULT_MAX_MESSAGE_BYTES,
   decodeArgs,
@@ -28,29 +28,29 @@ import {
   type Progress,
   type Request,
   type Response,
-} from "./envelope.js";
+} from "../wire/envelope.js";
 import { answererOf, jobAnswerer, KeyCounts, mismatch, type Answerer } from "./answerer.js";
-import { ConfigError, ForgedAnswerError, isWireCode, ProtocolError, remoteError, TimeoutError, ZmcpError, type WireCode } from "./errors.js";
-import type { BudgetLimits } from "./budget.js";
-import { describeThrown, failure } from "./handler.js";
+import { ConfigError, ForgedAnswerError, isWireCode, ProtocolError, remoteError, TimeoutError, ZmcpError, type WireCode } from "../errors.js";
+import type { BudgetLimits } from "../support/budget.js";
+import { describeThrown, failure } from "./failure.js";
 import { AnswerCache, DEFAULT_ANSWER_LIMITS, type Answer } from "./idempotency.js";
 import { BUILTIN_TOOLS, DEFAULT_JOB_LIMITS, isBuiltinTool, Job, jobRunner, JobTable, newJobId, type JobState } from "./jobs.js";
-import { silentLogger, type Logger } from "./log.js";
-import { answerExp, ClockOffsets, eventExp, refusalExp, wireMs } from "./clock.js";
-import { bump, latencyHistogram, readCounter, readGauge, readLabelledCounter, Registry } from "./metrics.js";
-import { checkMsgpack } from "./msgpack-guard.js";
-import { PendingCalls } from "./pending.js";
-import { receiveLoop } from "./receive-loop.js";
+import { silentLogger, type Logger } from "../support/log.js";
+import { answerExp, ClockOffsets, eventExp, refusalExp, wireMs } from "../wire/clock.js";
+import { bump, latencyHistogram, readCounter, readGauge, readLabelledCounter, Registry } from "../support/metrics.js";
+import { checkMsgpack } from "../wire/msgpack-guard.js";
+import { PendingCalls } from "../support/pending.js";
+import { receiveLoop } from "../support/receive-loop.js";
 import { DEFAULT_MAX_SEEN, DEFAULT_REPLAY_WINDOW_MS, defaultStartGrace, ReplayGuard } from "./replay.js";
 import { attemptTimeout, backoff, isRetryable, retryPolicy, sleep, type RetryOptions } from "./retry.js";
-import { Sealer } from "./seal.js";
-import { checkSendable } from "./sendable.js";
-import { AckWatch } from "./liveness.js";
-import { DEFAULT_HEARTBEAT_MS, isServiceName, makeServiceProof, parseServiceAddress, serviceAddress } from "./services.js";
-import { TokenSource, type TokenProvider } from "./token-source.js";
-import { checkScopeToken, defaultToolScope, scopeCovers, TokenVerifier, type AuthorityInput, type VerifiedToken } from "./tokens.js";
-import { SocketWriter } from "./writer.js";
-import { isZ85Key } from "./z85.js";
+import { Sealer } from "../wire/seal.js";
+import { checkSendable } from "../wire/sendable.js";
+import { AckWatch } from "../support/liveness.js";
+import { DEFAULT_HEARTBEAT_MS, isServiceName, makeServiceProof, parseServiceAddress, serviceAddress } from "../wire/services.js";
+import { TokenSource, type TokenProvider } from "../auth/token-source.js";
+import { checkScopeToken, defaultToolScope, scopeCovers, TokenVerifier, type AuthorityInput, type VerifiedToken } from "../auth/tokens.js";
+import { SocketWriter } from "../support/writer.js";
+import { isZ85Key } from "../wire/z85.js";
 
 export interface AgentOptions {
   /** Broker endpoint(s), e.g. `tcp://127.0.0.1:5555`. With several, the agent connects to all. */

@@ -8,7 +8,7 @@
  */
 import { createServer, type Server } from "node:http";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
-import { ConfigError } from "./errors.js";
+import { ConfigError } from "../errors.js";
 
 export { Registry };
 

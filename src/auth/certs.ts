@@ -18,8 +18,8 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync, chmodSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import nacl from "tweetnacl";
-import { CertError } from "./errors.js";
-import { isZ85Key, z85Decode, z85Encode } from "./z85.js";
+import { CertError } from "../errors.js";
+import { isZ85Key, z85Decode, z85Encode } from "../wire/z85.js";
 
 export interface Certificate {
   /** Z85 text of the 32-byte Curve25519 public key: the agent's address on the mesh. */

@@ -2,7 +2,7 @@
  * The one place that correlates requests with answers: a map of pending ids, each with its
  * timer and abort listener, cleared on every path and all rejected on close.
  */
-import { TimeoutError, ZmcpError } from "./errors.js";
+import { TimeoutError, ZmcpError } from "../errors.js";
 
 interface Entry<T, M> {
   resolve: (value: T) => void;

@@ -22,7 +22,7 @@
  * and leaves replayable only messages stamped within that grace before a restart. Deployments
  * with synchronised clocks set it low (`startGrace`, e.g. 2 s).
  */
-import { ProtocolError } from "./errors.js";
+import { ProtocolError } from "../errors.js";
 
 export const DEFAULT_REPLAY_WINDOW_MS = 60_000;
 export const DEFAULT_MAX_SEEN = 1_000_000;
