@@ -17,13 +17,6 @@ import type { ErrorBody, JobStatus, Progress } from "../wire/envelope.js";
 import { ByteBudget, type BudgetLimits } from "../support/budget.js";
 import { remoteError, ZmcpError } from "../errors.js";
 
-/** Built-in tools every agent answers. */
-export const BUILTIN_TOOLS = { list: "tools/list", poll: "jobs/poll", cancel: "jobs/cancel" } as const;
-const builtinNames: ReadonlySet<string> = new Set(Object.values(BUILTIN_TOOLS));
-export function isBuiltinTool(name: string): boolean {
-  return builtinNames.has(name);
-}
-
 /** What `jobs/poll` answers (and `Agent.poll` resolves with). */
 export interface JobState {
   job_id: string;

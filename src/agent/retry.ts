@@ -64,19 +64,3 @@ export function backoff(policy: RetryPolicy, n: number): number {
   const base = Math.min(policy.maxDelay, policy.minDelay * 2 ** (n - 1));
   return base * (0.5 + Math.random() / 2);
 }
-
-/** Waits `ms`, or rejects with `aborted` when `signal` fires. */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(new ZmcpError("aborted", "call aborted", { cause: signal.reason }));
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(new ZmcpError("aborted", "call aborted", { cause: signal?.reason }));
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
-}

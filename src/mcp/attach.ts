@@ -24,7 +24,7 @@ import { ErrorCode, McpError, ToolListChangedNotificationSchema, type CallToolRe
 import { z } from "zod";
 import type { Agent, ToolContext } from "../agent/agent.js";
 import { ConfigError, ZmcpError } from "../errors.js";
-import { isBuiltinTool } from "../agent/jobs.js";
+import { isBuiltinTool } from "../agent/tools.js";
 import { silentLogger, type Logger } from "../support/log.js";
 import { SchemaCache } from "./schemas.js";
 

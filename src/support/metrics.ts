@@ -66,11 +66,6 @@ export function latencyHistogram(registry: Registry, name: string, help: string)
   return { ok: histogram.labels("ok"), error: histogram.labels("error") };
 }
 
-/** Adds `key` to a count map (for `stats` objects: refusals by code, drops by reason). */
-export function bump<K extends string>(counts: Partial<Record<K, number>>, key: K, by = 1): void {
-  counts[key] = (counts[key] ?? 0) + by;
-}
-
 export interface MetricsServer {
   /** `http://host:port/metrics`, with the port resolved. */
   url: string;

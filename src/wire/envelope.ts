@@ -122,6 +122,15 @@ export const ProgressSchema = z.strictObject({
 });
 export type Progress = z.infer<typeof ProgressSchema>;
 
+/** A job's state as `jobs/poll` and `jobs/cancel` answer it (inside a response's `result`). */
+export const JobStateSchema = z.object({
+  job_id: z.string().max(128),
+  status: JobStatusSchema,
+  progress: ProgressSchema.optional(),
+  result: z.unknown().optional(),
+  error: ErrorBodySchema.optional(),
+});
+
 /** The sealed inner message of an event a job pushes to the caller that started it. */
 export const EventSchema = z.strictObject({
   t: z.literal("evt"),
