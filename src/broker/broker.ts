@@ -7,135 +7,34 @@
  * (`[empty from, header{k: "nack", re, code, msg}, empty body]`); nothing is dropped in silence.
  */
 import * as zmq from "zeromq";
-import { loadCertDirectory } from "../auth/certs.js";
 import { DenyList } from "../auth/denylist.js";
-import { Decoder } from "@msgpack/msgpack";
-import { clipUtf8, DEFAULT_MAX_MESSAGE_BYTES, MAX_NACK_MSG_BYTES, decodeHeader, encodeHeader, newId, PROTOCOL_VERSION, type Header } from "../wire/envelope.js";
+import { RateLimiter } from "../auth/ratelimit.js";
 import { ConfigError, ProtocolError, type WireCode } from "../errors.js";
-import { silentLogger, type Logger } from "../support/log.js";
-import { receiveLoop } from "../support/receive-loop.js";
-import { RateLimiter, type RateLimitOptions } from "../auth/ratelimit.js";
-import { Sealer } from "../wire/seal.js";
-import { DEFAULT_REPLICA_TTL_MS, HeartbeatSchema, parseServiceAddress, ServiceDirectory, verifyServiceProof } from "../wire/services.js";
-import { DEFAULT_RELOAD_INTERVAL_MS } from "../support/watch.js";
-import { ZAP_DOMAIN, ZapHandler } from "./zap.js";
-import { isZ85Key } from "../wire/z85.js";
-import { checkMsgpack } from "../wire/msgpack-guard.js";
-import { readCounter, readGauge, readLabelledCounter, Registry } from "../support/metrics.js";
-import { DEFAULT_REPLAY_WINDOW_MS } from "../agent/replay.js";
-import { ResponseBudget } from "./response-budget.js";
-import { DEFAULT_LOG_INTERVAL_MS, LogThrottle } from "./log-throttle.js";
 import { PeerLiveness } from "../support/liveness.js";
+import type { Logger } from "../support/log.js";
+import { Registry } from "../support/metrics.js";
+import { receiveLoop } from "../support/receive-loop.js";
+import { checkMsgpack } from "../wire/msgpack-guard.js";
+import { clipUtf8, MAX_NACK_MSG_BYTES, decodeHeader, encodeHeader, newId, PROTOCOL_VERSION, type Header } from "../wire/envelope.js";
+import { Sealer } from "../wire/seal.js";
+import { heartbeatDecoder, HeartbeatSchema, LIVENESS_HB_MAX_BYTES, parseServiceAddress, verifyServiceProof } from "../wire/services.js";
+import { isZ85Key } from "../wire/z85.js";
+import { readAllowlist, type Allowlist } from "./allowlist.js";
+import { LogThrottle } from "./log-throttle.js";
+import { resolveBrokerOptions, type BrokerOptions, type ResolvedBrokerOptions } from "./options.js";
+import { ServiceDirectory } from "./replicas.js";
+import { ResponseBudget } from "./response-budget.js";
+import { newBrokerStats, registerBrokerMetrics, type BrokerStats } from "./stats.js";
+import { ZAP_DOMAIN, ZapHandler } from "./zap.js";
 
-export interface BrokerOptions {
-  /** Endpoint to bind, e.g. `tcp://127.0.0.1:5555` (`tcp://127.0.0.1:*` picks a free port). */
-  bind: string;
-  /** The broker's curve key pair, Z85. */
-  publicKey: string;
-  secretKey: string;
-  /**
-   * Who may connect: a directory of public certificates (`*.key`, re-read by
-   * {@link Broker.reloadAllowlist}) or a list of Z85 public keys.
-   */
-  allow: string | Iterable<string>;
-  /** Largest message (header + body) forwarded, bytes. Default 1 MiB. */
-  maxMessageBytes?: number;
-  /**
-   * Bytes the broker may hold queued toward one peer (and from one peer), at most. libzmq counts
-   * its high-water marks in messages, so the default marks are derived from it: queueBytes /
-   * maxMessageBytes messages (at least 16, at most 1,000), which bounds a stalled reader's
-   * queue by bytes whatever the size of the messages sent to it. Default 256 MiB.
-   */
-  queueBytes?: number;
-  /** Messages queued per peer before sends to it answer `busy` (ZMQ_SNDHWM). Default: derived from `queueBytes`. */
-  sendHighWaterMark?: number;
-  /** Messages queued from each peer (ZMQ_RCVHWM). Default: derived from `queueBytes`. */
-  receiveHighWaterMark?: number;
-  /**
-   * Revoked keys: a deny list file (JSON `{"jti": [...], "keys": [...]}`, see denylist.ts),
-   * re-read when it changes and by {@link Broker.reloadDenyList}. A listed key is refused
-   * `revoked` on its next message, even on an open connection, and at its next handshake.
-   */
-  denyList?: string;
-  /** Polling interval of the deny list file, ms. Default 1,000. */
-  denyListInterval?: number;
-  /**
-   * Token bucket per sender key; a message above it is answered `rate_limited`. A response
-   * (`k: "res"`) is free only against a request forwarded to its sender earlier (one each,
-   * response-budget.ts); any other draws on the bucket. Default: no limit.
-   */
-  rateLimit?: RateLimitOptions;
-  /**
-   * Trusted service keys, name → Z85 public key. With a directory, also the certificates named
-   * `svc-NAME.key` (never certificate metadata, which the key's maker writes); a name bound to
-   * two different keys by the two sources is refused and logged.
-   */
-  services?: Record<string, string>;
-  /** A service replica not heard from for this long leaves the directory, ms. Default 3,000. */
-  replicaTtl?: number;
-  /**
-   * The `hb` interval agents are expected to keep, ms; only used for the default of
-   * `heartbeatTimeout`, and 0 turns liveness refusals off. ZMTP heartbeats stay off: with them
-   * libzmq 4.3.5 can abort the process on a peer's failed connection (liveness.ts). Default 2,000.
-   */
-  heartbeatInterval?: number;
-  /**
-   * A peer that sends `hb` messages (every zmcp agent does) and then is silent this long (a
-   * frozen process, a dead host) is refused `no_route` instead of filling its queue, ms.
-   * Default 3 × `heartbeatInterval`.
-   */
-  heartbeatTimeout?: number;
-  /**
-   * Clock difference allowed with senders on a header's `exp`, ms: a message is refused
-   * `expired` once `exp + clockSkew` is past. The broker cannot read the sealed timestamp, so
-   * it cannot tell a late message from a sender whose clock lags; the recipient judges deadlines
-   * precisely. Default 60,000 (the agents' default replay window).
-   */
-  clockSkew?: number;
-  /**
-   * Lines a peer can cause (refused handshakes, refusals such as `busy`, undeliverable nacks)
-   * are logged at most once per this interval per event and key, with a count of those skipped
-   * (log-throttle.ts), ms. Default 10,000.
-   */
-  logInterval?: number;
-  log?: Logger;
-}
-
-/** Counters, for tests and operators. */
-export interface BrokerStats {
-  /**
-   * Messages received; each is then routed, refused, or (a service heartbeat) acknowledged:
-   * received = routed + Σ refused + heartbeats + internalErrors.
-   */
-  received: number;
-  routed: number;
-  bytes: number;
-  refused: Partial<Record<WireCode | "forbidden", number>>;
-  /** Nacks that could not be delivered either (sender gone or full). */
-  nacksLost: number;
-  /** Service heartbeats acknowledged. */
-  heartbeats: number;
-  /** Messages that hit a bug in the broker (logged); expected to stay 0. */
-  internalErrors: number;
-  /**
-   * Handshakes of a key that was connected already: the older connection was told `displaced`
-   * (broker-notices.ts) before the new one took its route.
-   */
-  takeovers: number;
-  /** Connections told their key was revoked or removed (`revoked` notice). */
-  revocationNotices: number;
-  /** Connections accepted (TCP), CURVE handshakes completed, connections closed. */
-  accepted: number;
-  handshakes: number;
-  disconnected: number;
-  /** Failed handshakes by reason (`auth`: key refused; `protocol`: not ZMTP/CURVE, or garbage; `other`). */
-  handshakeFailures: Partial<Record<"auth" | "protocol" | "other", number>>;
-}
+export type { BrokerOptions } from "./options.js";
+export { BROKER_DEFAULTS, DEFAULT_QUEUE_BYTES, resolveBrokerOptions } from "./options.js";
+export type { BrokerStats } from "./stats.js";
 
 export class Broker {
   readonly #router: zmq.Router;
   readonly #zap: ZapHandler;
-  readonly #options: BrokerOptions;
+  readonly #options: ResolvedBrokerOptions;
   readonly #maxMessageBytes: number;
   #allowed: Set<string>;
   #serviceKeys: Map<string, string>;
@@ -149,21 +48,7 @@ export class Broker {
   #names: Map<string, string>;
   #closed = false;
   #loop: Promise<void> = Promise.resolve();
-  readonly stats: BrokerStats = {
-    received: 0,
-    routed: 0,
-    bytes: 0,
-    refused: {},
-    nacksLost: 0,
-    heartbeats: 0,
-    internalErrors: 0,
-    takeovers: 0,
-    revocationNotices: 0,
-    accepted: 0,
-    handshakes: 0,
-    disconnected: 0,
-    handshakeFailures: {},
-  };
+  readonly stats: BrokerStats = newBrokerStats();
   /** Prometheus metrics of this broker (a registry of its own; see metrics.ts). */
   readonly metrics = new Registry();
   readonly #clockSkew: number;
@@ -174,7 +59,7 @@ export class Broker {
   private constructor(
     router: zmq.Router,
     zap: ZapHandler,
-    options: BrokerOptions,
+    options: ResolvedBrokerOptions,
     allowed: Allowlist,
     log: Logger,
     denyList: DenyList | undefined,
@@ -190,14 +75,20 @@ export class Broker {
     this.#options = options;
     this.#allowed = allowed.keys;
     this.#serviceKeys = allowed.services;
-    this.#services = new ServiceDirectory(options.replicaTtl ?? DEFAULT_REPLICA_TTL_MS);
+    this.#services = new ServiceDirectory(options.replicaTtl);
     this.#sealer = new Sealer(options.secretKey);
     this.#denyList = denyList;
     this.#limiter = limiter;
-    this.#maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
-    this.#clockSkew = options.clockSkew ?? DEFAULT_REPLAY_WINDOW_MS;
+    this.#maxMessageBytes = options.maxMessageBytes;
+    this.#clockSkew = options.clockSkew;
     this.log = log;
-    this.#registerMetrics();
+    registerBrokerMetrics(this.metrics, this.stats, {
+      rateLimitedNow: () => this.#limiter?.limitedNow() ?? 0,
+      rateLimitedEpisodes: () => this.#limiter?.limitedEpisodes ?? 0,
+      logLinesSuppressed: () => this.#throttle.suppressedTotal,
+      allowedKeys: () => this.#allowed.size,
+      serviceReplicas: () => Object.values(this.#services.snapshot()).reduce((n, r) => n + r.length, 0),
+    });
   }
 
   get publicKey(): string {
@@ -205,29 +96,17 @@ export class Broker {
   }
 
   /** Starts a broker; resolves once it is bound and ready. */
-  static async start(options: BrokerOptions): Promise<Broker> {
-    const log = options.log ?? silentLogger;
-    if (!isZ85Key(options.publicKey) || !isZ85Key(options.secretKey)) throw new ConfigError("broker keys must be 40-character Z85");
-    const maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
-    if (!Number.isInteger(maxMessageBytes) || maxMessageBytes < 1024) throw new ConfigError("maxMessageBytes must be an integer >= 1024");
+  static async start(input: BrokerOptions): Promise<Broker> {
+    const options = resolveBrokerOptions(input);
+    const { log, maxMessageBytes } = options;
     const allowed = readAllowlist(options.allow, log, options.services);
-    const queueBytes = options.queueBytes ?? DEFAULT_QUEUE_BYTES;
-    if (!Number.isInteger(queueBytes) || queueBytes < maxMessageBytes) throw new ConfigError("queueBytes must be an integer >= maxMessageBytes");
-    const highWaterMark = Math.min(1000, Math.max(16, Math.floor(queueBytes / maxMessageBytes)));
     const limiter = options.rateLimit ? new RateLimiter(options.rateLimit) : undefined;
-    const heartbeatInterval = options.heartbeatInterval ?? 2000;
-    const heartbeatTimeout = options.heartbeatTimeout ?? 3 * heartbeatInterval;
-    if (!(heartbeatInterval >= 0) || !(heartbeatTimeout >= 0)) throw new ConfigError("heartbeatInterval and heartbeatTimeout must be >= 0 ms");
-    const liveness = new PeerLiveness(heartbeatInterval === 0 ? 0 : heartbeatTimeout);
-    if (options.clockSkew !== undefined && !(options.clockSkew >= 0)) throw new ConfigError("clockSkew must be >= 0 ms");
-    const reloadInterval = options.denyListInterval ?? DEFAULT_RELOAD_INTERVAL_MS;
-    const denyList = options.denyList ? DenyList.open(options.denyList, { reloadInterval, log }) : undefined;
+    const liveness = new PeerLiveness(options.heartbeatTimeout);
+    const denyList = options.denyList ? DenyList.open(options.denyList, { reloadInterval: options.denyListInterval, log }) : undefined;
     // A context of its own: the ZAP endpoint is per context, so brokers in one process stay apart.
     const context = new zmq.Context();
     let broker: Broker | undefined;
-    const logInterval = options.logInterval ?? DEFAULT_LOG_INTERVAL_MS;
-    if (!(logInterval >= 0)) throw new ConfigError("logInterval must be >= 0 ms");
-    const throttle = new LogThrottle(log, logInterval);
+    const throttle = new LogThrottle(log, options.logInterval);
     const zap = await ZapHandler.start(
       context,
       (key) => broker?.isAllowed(key) ?? (allowed.keys.has(key) && !denyList?.hasKey(key)),
@@ -245,8 +124,8 @@ export class Broker {
       handover: true, // a reconnecting agent takes over its key at once
       mandatory: true, // unknown destination: EHOSTUNREACH, not a silent drop
       sendTimeout: 0, // full destination queue: EAGAIN at once, answered `busy`
-      sendHighWaterMark: options.sendHighWaterMark ?? highWaterMark,
-      receiveHighWaterMark: options.receiveHighWaterMark ?? highWaterMark,
+      sendHighWaterMark: options.sendHighWaterMark,
+      receiveHighWaterMark: options.receiveHighWaterMark,
       // No ZMTP heartbeats (heartbeatInterval stays 0): with them libzmq 4.3.5 aborts on a
       // connection that failed while its input was stopped. Liveness is kept with `hb` messages
       // instead, and a frozen peer is refused `no_route` all the same (liveness.ts).
@@ -266,7 +145,7 @@ export class Broker {
     const started = broker;
     if (denyList) denyList.onReload = () => started.#noticeRevoked();
     broker.endpoint = router.lastEndpoint ?? options.bind;
-    broker.#loop = broker.#run();
+    broker.#loop = broker.#receiveLoop();
     void broker.#watch();
     return broker;
   }
@@ -353,7 +232,7 @@ export class Broker {
     await this.#loop;
   }
 
-  #run(): Promise<void> {
+  #receiveLoop(): Promise<void> {
     return receiveLoop(
       this.#router,
       () => this.#closed,
@@ -380,7 +259,7 @@ export class Broker {
       try {
         header = decodeHeader(frames[1]!);
       } catch (err) {
-        problem = [(err as ProtocolError).code as WireCode, (err as Error).message];
+        problem = [(err as ProtocolError).code, (err as Error).message];
       }
     }
     this.#liveness.heard(fromKey, header?.k === "hb");
@@ -404,7 +283,7 @@ export class Broker {
     if (header.k === "hb") return this.#heartbeat(from, fromKey, header, body);
     if (header.exp + this.#clockSkew < Date.now()) return this.#refuse(from, header.id, "expired", "message is past its deadline");
     const service = parseServiceAddress(header.to);
-    if (service) return this.#dispatch(from, header, headerBytes, body, service.name, service.replica);
+    if (service) return this.#toService(from, header, headerBytes, body, service.name, service.replica);
     if (!isZ85Key(header.to)) return this.#refuse(from, header.id, "no_route", `destination ${JSON.stringify(header.to)} is neither a Z85 key nor svc:NAME`);
     const failure = await this.#forward(header.to, from, headerBytes, body, header.k);
     if (failure) return this.#refuse(from, header.id, ...failure);
@@ -431,7 +310,7 @@ export class Broker {
   }
 
   /** A message for `svc:NAME` (or one replica of it): to a live replica, the next on failure. */
-  async #dispatch(from: Buffer, header: Header, headerBytes: Buffer, body: Buffer, name: string, replica: string | undefined): Promise<void> {
+  async #toService(from: Buffer, header: Header, headerBytes: Buffer, body: Buffer, name: string, replica: string | undefined): Promise<void> {
     if (replica) {
       // Addressed to one replica (a job's polls): no choice to make, but it must still serve.
       const failure = await this.#forward(replica, from, headerBytes, body, header.k);
@@ -486,7 +365,7 @@ export class Broker {
     }
   }
 
-  async #refuse(to: Buffer, re: Uint8Array | undefined, code: WireCode | "forbidden", msg: string): Promise<void> {
+  async #refuse(to: Buffer, re: Uint8Array | undefined, code: WireCode, msg: string): Promise<void> {
     this.stats.refused[code] = (this.stats.refused[code] ?? 0) + 1;
     // Refusals a peer can repeat at will are logged once per interval per sender, with a count.
     this.#throttle.write(code === "busy" || code === "rate_limited" ? "warn" : "debug", "refused", `${code} ${to.toString("latin1")}`, { from: to.toString("latin1"), code, msg });
@@ -498,29 +377,6 @@ export class Broker {
       this.stats.nacksLost++;
       this.#throttle.write("warn", "nack undeliverable", to.toString("latin1"), { to: to.toString("latin1"), code, error: String(err) });
     }
-  }
-
-  #registerMetrics(): void {
-    const r = this.metrics;
-    const s = this.stats;
-    readCounter(r, "zmcp_broker_messages_received_total", "Messages received from peers", () => s.received);
-    readCounter(r, "zmcp_broker_messages_routed_total", "Messages forwarded to their recipient", () => s.routed);
-    readCounter(r, "zmcp_broker_routed_bytes_total", "Bytes (header + body) forwarded", () => s.bytes);
-    readLabelledCounter(r, "zmcp_broker_messages_refused_total", "Messages refused with a nack, by error code", "code", () => Object.entries(s.refused) as Array<[string, number]>);
-    readCounter(r, "zmcp_broker_nacks_lost_total", "Nacks that could not be delivered (sender gone or its queue full)", () => s.nacksLost);
-    readCounter(r, "zmcp_broker_service_heartbeats_total", "Service heartbeats acknowledged", () => s.heartbeats);
-    readCounter(r, "zmcp_broker_internal_errors_total", "Messages that hit a broker bug (logged)", () => s.internalErrors);
-    readCounter(r, "zmcp_broker_connections_accepted_total", "TCP connections accepted", () => s.accepted);
-    readCounter(r, "zmcp_broker_peers_connected_total", "CURVE handshakes completed (peers connected)", () => s.handshakes);
-    readCounter(r, "zmcp_broker_peers_disconnected_total", "Connections closed (peers disconnected)", () => s.disconnected);
-    readLabelledCounter(r, "zmcp_broker_handshake_failures_total", "Failed handshakes by reason (auth: key refused; protocol: not CURVE or garbage)", "reason", () => Object.entries(s.handshakeFailures) as Array<[string, number]>);
-    readGauge(r, "zmcp_broker_rate_limited_senders", "Sender keys whose rate-limit bucket is empty now", () => this.#limiter?.limitedNow() ?? 0);
-    readCounter(r, "zmcp_broker_rate_limited_senders_total", "Times a sender key started being refused rate_limited", () => this.#limiter?.limitedEpisodes ?? 0);
-    readCounter(r, "zmcp_broker_takeovers_total", "Handshakes of a key already connected: the older connection was told it is displaced", () => s.takeovers);
-    readCounter(r, "zmcp_broker_revocation_notices_total", "Connections told their key was revoked or removed", () => s.revocationNotices);
-    readCounter(r, "zmcp_broker_log_lines_suppressed_total", "Log lines a peer caused that were skipped by the log rate limit (summarised with a count)", () => this.#throttle.suppressedTotal);
-    readGauge(r, "zmcp_broker_allowed_keys", "Keys in the allowlist", () => this.#allowed.size);
-    readGauge(r, "zmcp_broker_service_replicas", "Live service replicas in the directory", () => Object.values(this.#services.snapshot()).reduce((n, r) => n + r.length, 0));
   }
 
   async #watch(): Promise<void> {
@@ -544,45 +400,7 @@ export class Broker {
   }
 }
 
-const heartbeatDecoder = new Decoder({ maxStrLength: 1024, maxBinLength: 1024, maxArrayLength: 64, maxMapLength: 16, maxExtLength: 0 });
 
-/** Default byte budget of one peer's queue (see BrokerOptions.queueBytes). */
-export const DEFAULT_QUEUE_BYTES = 256 * 1024 * 1024;
-
-/** A `hb` body this small holds no service proofs (`{svc: []}` is 5 bytes): a sign of life only. */
-const LIVENESS_HB_MAX_BYTES = 16;
 
 /** How long a takeover's ZAP approval waits for the `displaced` notice to the old connection to be written, ms. */
 const TAKEOVER_NOTICE_MS = 50;
-
-interface Allowlist {
-  keys: Set<string>;
-  /** Certificate names by key (directory allowlists only). */
-  names: Map<string, string>;
-  /** Trusted service keys by name. */
-  services: Map<string, string>;
-}
-
-function readAllowlist(allow: string | Iterable<string>, log: Logger, services: Record<string, string> = {}): Allowlist {
-  const serviceKeys = new Map(Object.entries(services));
-  for (const [name, key] of serviceKeys) if (!isZ85Key(key)) throw new ConfigError(`service ${name}: key is not Z85`);
-  if (typeof allow === "string") {
-    const dir = loadCertDirectory(allow, (err) => log.warn("certificate skipped", { error: err.message }));
-    for (const [name, key] of dir.services) {
-      const configured = serviceKeys.get(name);
-      if (configured === undefined) serviceKeys.set(name, key);
-      else if (configured !== key) {
-        // Two operator sources disagree: trusting either would be picking by accident.
-        serviceKeys.delete(name);
-        log.error("service refused: two keys claim it", { service: name, configured, file: `svc-${name}.key`, key });
-      }
-    }
-    return { keys: new Set(dir.byKey.keys()), names: dir.byKey, services: serviceKeys };
-  }
-  const keys = new Set<string>();
-  for (const key of allow) {
-    if (!isZ85Key(key)) throw new ConfigError(`allowlist entry ${JSON.stringify(key)} is not a Z85 key`);
-    keys.add(key);
-  }
-  return { keys, names: new Map(), services: serviceKeys };
-}
