@@ -3,7 +3,7 @@
 import { existsSync } from "node:fs";
 import { basename, dirname } from "node:path";
 import { Command } from "commander";
-import { Broker } from "../src/broker/broker.js";
+import { Broker, BROKER_DEFAULTS } from "../src/broker/broker.js";
 import { generateCertificate, loadSecretCertificate, saveCertificate } from "../src/auth/certs.js";
 import { ConfigError } from "../src/errors.js";
 import { createLogger, type LogLevel } from "../src/support/log.js";
@@ -16,16 +16,16 @@ const opts = new Command("zmq-broker")
   .option("--bind <endpoint>", "endpoint to bind", "tcp://127.0.0.1:5555")
   .option("--key <file>", "broker secret certificate; created on first run if missing", "certs/broker.key_secret")
   .option("--allow <dir>", "directory of public certificates (*.key) admitted; reloaded on SIGHUP", "certs")
-  .option("--max-message-bytes <n>", "largest message forwarded, bytes", positiveInt, 1024 * 1024)
+  .option("--max-message-bytes <n>", "largest message forwarded, bytes", positiveInt, BROKER_DEFAULTS.maxMessageBytes)
   .option("--deny <file>", 'deny list, JSON {"jti": [...], "keys": [Z85...]}: listed keys are refused `revoked`; re-read on change and on SIGHUP')
   .option("--rate <perSecond>", "messages per second allowed per sender key (token bucket); above it: `rate_limited`", positiveNumber)
   .option("--burst <n>", "bucket size of --rate: messages a sender may send at once (default: --rate, at least 1)", positiveInt)
   .option("--metrics <host:port>", "serve Prometheus metrics on http://host:port/metrics (port 0 picks one; keep it on loopback or a private address)")
-  .option("--queue-bytes <n>", "bytes queued toward (and from) one peer at most; sets the high-water marks", positiveInt, 256 * 1024 * 1024)
-  .option("--heartbeat-interval <ms>", "the hb interval agents keep (default timeout 3 × this); 0: never refuse a silent peer", nonNegativeInt, 2000)
+  .option("--queue-bytes <n>", "bytes queued toward (and from) one peer at most; sets the high-water marks", positiveInt, BROKER_DEFAULTS.queueBytes)
+  .option("--heartbeat-interval <ms>", "the hb interval agents keep (default timeout 3 × this); 0: never refuse a silent peer", nonNegativeInt, BROKER_DEFAULTS.heartbeatInterval)
   .option("--heartbeat-timeout <ms>", "a peer that sends hb and then is silent this long is refused no_route (default 3 × interval)", positiveInt)
-  .option("--log-interval <ms>", "lines a peer can cause (refused handshakes, busy, lost nacks) at most once per this per key, with a count", nonNegativeInt, 10_000)
-  .option("--clock-skew <ms>", "clock difference allowed with senders on a message's deadline", nonNegativeInt, 60_000)
+  .option("--log-interval <ms>", "lines a peer can cause (refused handshakes, busy, lost nacks) at most once per this per key, with a count", nonNegativeInt, BROKER_DEFAULTS.logInterval)
+  .option("--clock-skew <ms>", "clock difference allowed with senders on a message's deadline", nonNegativeInt, BROKER_DEFAULTS.clockSkew)
   .option("--log-level <level>", "debug, info, warn, error or silent", logLevel, "info" as LogLevel)
   .showHelpAfterError()
   .parse()

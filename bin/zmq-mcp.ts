@@ -9,6 +9,7 @@ import { readFileSync } from "node:fs";
 import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { Agent, type AgentOptions } from "../src/agent/agent.js";
+import { AGENT_DEFAULTS } from "../src/agent/options.js";
 import { ConfigError } from "../src/errors.js";
 import { createLogger, type Logger, type LogLevel } from "../src/support/log.js";
 import { McpAttachment } from "../src/mcp/attach.js";
@@ -51,7 +52,7 @@ function withConnectOptions(command: Command): Command {
     .requiredOption("--cert <file>", "this bridge's secret certificate (its key on the mesh)")
     .option("--certs <dir>", "public certificates: names, service keys, broker.key", "certs")
     .option("--server-key <z85>", "broker public key (default: <certs>/broker.key)")
-    .option("--connect-timeout <ms>", "how long to wait for the broker at start", positiveInt, 10_000)
+    .option("--connect-timeout <ms>", "how long to wait for the broker at start", positiveInt, AGENT_DEFAULTS.connectTimeout)
     .option("--log-level <level>", "debug, info, warn, error or silent", logLevel, "info" as LogLevel);
 }
 

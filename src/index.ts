@@ -6,12 +6,13 @@
  * (the MCP bridge, the only part that needs `@modelcontextprotocol/sdk`).
  */
 export { Agent } from "./agent/agent.js";
+export { AGENT_DEFAULTS, resolveAgentOptions } from "./agent/options.js";
 export type { AgentOptions, AgentStats, CallOptions, DropReason, ToolContext, ToolHandler, ToolInfo, ToolSpec } from "./agent/agent.js";
 export { Job } from "./agent/jobs.js";
 export type { JobEvents, JobState } from "./agent/jobs.js";
 export type { ErrorBody, JobStatus, Progress } from "./wire/envelope.js";
 export type { RetryOptions } from "./agent/retry.js";
-export { Broker } from "./broker/broker.js";
+export { Broker, BROKER_DEFAULTS, resolveBrokerOptions } from "./broker/broker.js";
 export type { BrokerOptions, BrokerStats } from "./broker/broker.js";
 /** The type of `agent.metrics` and `broker.metrics` (a prom-client registry); serve it with `zmcp/metrics`. */
 export type { Registry } from "./support/metrics.js";
