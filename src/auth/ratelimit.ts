@@ -5,6 +5,7 @@
  * same as a new one).
  */
 import { ConfigError } from "../errors.js";
+import { RecencyMap } from "../support/recency-map.js";
 
 export interface RateLimitOptions {
   /** Messages per second allowed per sender key, sustained. */
@@ -27,7 +28,7 @@ export class RateLimiter {
   readonly perSecond: number;
   readonly burst: number;
   readonly maxKeys: number;
-  readonly #buckets = new Map<string, Bucket>();
+  readonly #buckets: RecencyMap<string, Bucket>;
   /** Times a key went from accepted to refused (refusal streaks). */
   limitedEpisodes = 0;
 
@@ -39,19 +40,17 @@ export class RateLimiter {
     if (!(this.perSecond > 0) || !Number.isFinite(this.perSecond)) throw new ConfigError("rateLimit.perSecond must be a positive number");
     if (!(this.burst >= 1) || !Number.isFinite(this.burst)) throw new ConfigError("rateLimit.burst must be a number >= 1");
     if (!Number.isInteger(this.maxKeys) || this.maxKeys < 1) throw new ConfigError("rateLimit.maxKeys must be a positive integer");
+    this.#buckets = new RecencyMap(this.maxKeys);
   }
 
   /** Takes one token from `key`'s bucket; false when it is empty (the message must be refused). */
   take(key: string, now = performance.now()): boolean {
     let bucket = this.#buckets.get(key);
     if (bucket) {
-      // Map order is recency order: move to the back.
-      this.#buckets.delete(key);
       bucket.tokens = Math.min(this.burst, bucket.tokens + ((now - bucket.at) * this.perSecond) / 1000);
       bucket.at = now;
     } else {
       bucket = { tokens: this.burst, at: now, limited: false };
-      if (this.#buckets.size >= this.maxKeys) this.#buckets.delete(this.#buckets.keys().next().value!);
     }
     this.#buckets.set(key, bucket);
     if (bucket.tokens < 1) {

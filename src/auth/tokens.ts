@@ -28,6 +28,7 @@ import {
 import { silentLogger, type Logger } from "../support/log.js";
 import { DEFAULT_RELOAD_INTERVAL_MS, watchPath } from "../support/watch.js";
 import { isZ85Key } from "../wire/z85.js";
+import { RecencyMap } from "../support/recency-map.js";
 
 /** Default token lifetime, seconds. */
 export const DEFAULT_TOKEN_TTL_S = 300;
@@ -270,7 +271,7 @@ export class TokenVerifier {
   readonly #ownsDenyList: boolean;
   readonly #stops: Array<() => void> = [];
   #keys: Map<string, TrustedKey>;
-  readonly #cache = new Map<string, VerifiedToken>();
+  readonly #cache: RecencyMap<string, VerifiedToken>;
 
   /** Throws ConfigError or CertError (unreadable or invalid authority keys or deny list). */
   constructor(options: TokenVerifierOptions) {
@@ -284,6 +285,7 @@ export class TokenVerifier {
     if (typeof this.audience !== "string" || this.audience.length === 0) throw new ConfigError("audience must be a non-empty string");
     if (!(this.clockSkew >= 0) || !Number.isFinite(this.clockSkew)) throw new ConfigError("clockSkew must be a number of ms >= 0");
     if (!Number.isInteger(this.#cacheSize) || this.#cacheSize < 1) throw new ConfigError("cacheSize must be a positive integer");
+    this.#cache = new RecencyMap(this.#cacheSize);
     const input = options.authority;
     this.#sources = typeof input === "string" || !Array.isArray(input) ? [input as string | AuthorityJwk] : [...(input as ReadonlyArray<string | AuthorityJwk>)];
     if (this.#sources.length === 0) throw new ConfigError("at least one authority key is required");
@@ -339,7 +341,7 @@ export class TokenVerifier {
    * Throws ProtocolError(token_invalid | token_expired | token_not_yet_valid | token_audience).
    */
   verify(token: string, now = Date.now()): VerifiedToken {
-    const cached = this.#cache.get(token);
+    const cached = this.#cache.peek(token);
     if (cached) {
       try {
         this.#checkTimes(cached, now);
@@ -347,9 +349,7 @@ export class TokenVerifier {
         this.#cache.delete(token);
         throw err;
       }
-      // Map order is recency order: move to the back.
-      this.#cache.delete(token);
-      this.#cache.set(token, cached);
+      this.#cache.set(token, cached); // the most recent now
       return cached;
     }
     const verified = this.#verifyUncached(token);
@@ -358,7 +358,6 @@ export class TokenVerifier {
       throw new ProtocolError("token_audience", `token is for ${JSON.stringify(verified.aud)}, not ${JSON.stringify(this.audience)}`);
     }
     this.#cache.set(token, verified);
-    if (this.#cache.size > this.#cacheSize) this.#cache.delete(this.#cache.keys().next().value!);
     return verified;
   }
 

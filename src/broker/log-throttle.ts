@@ -9,6 +9,7 @@
  * dropped pair only logs its next event at once).
  */
 import type { Logger, LogLevel } from "../support/log.js";
+import { RecencyMap } from "../support/recency-map.js";
 
 export const DEFAULT_LOG_INTERVAL_MS = 10_000;
 
@@ -19,7 +20,7 @@ interface Slot {
 }
 
 export class LogThrottle {
-  readonly #slots = new Map<string, Slot>();
+  readonly #slots: RecencyMap<string, Slot>;
   /** Lines not written (summarised later), since start. */
   suppressedTotal = 0;
 
@@ -27,21 +28,21 @@ export class LogThrottle {
     private readonly log: Logger,
     readonly intervalMs = DEFAULT_LOG_INTERVAL_MS,
     readonly maxKeys = 10_000,
-  ) {}
+  ) {
+    this.#slots = new RecencyMap(maxKeys);
+  }
 
   /** Logs `msg` for `key`, unless a line for the same pair was written less than an interval ago. */
   write(level: Exclude<LogLevel, "silent">, msg: string, key: string, fields: Record<string, unknown> = {}, now = performance.now()): void {
     if (!this.log.enabled(level)) return;
     const id = `${msg}\u0000${key}`;
-    const slot = this.#slots.get(id);
+    const slot = this.#slots.peek(id);
     if (slot && now - slot.at < this.intervalMs) {
       slot.suppressed++;
       this.suppressedTotal++;
       return;
     }
     const suppressed = slot?.suppressed ?? 0;
-    this.#slots.delete(id);
-    if (this.#slots.size >= this.maxKeys) this.#slots.delete(this.#slots.keys().next().value!);
     this.#slots.set(id, { at: now, suppressed: 0 });
     this.log[level](msg, suppressed > 0 ? { ...fields, suppressed, intervalMs: this.intervalMs } : fields);
   }

@@ -8,25 +8,27 @@
  * Soft state, bounded: at most `maxCredits` per key, at most `maxKeys` keys (least recently
  * credited dropped first; losing a key's credits only makes its answers draw on its bucket).
  */
+import { RecencyMap } from "../support/recency-map.js";
+
 export class ResponseBudget {
-  readonly #credits = new Map<string, number>();
+  readonly #credits: RecencyMap<string, number>;
 
   constructor(
     readonly maxCredits = 10_000,
     readonly maxKeys = 100_000,
-  ) {}
+  ) {
+    this.#credits = new RecencyMap(maxKeys);
+  }
 
   /** A request was forwarded to `key`: it may answer once for free. */
   credit(key: string): void {
-    const n = this.#credits.get(key) ?? 0;
-    this.#credits.delete(key); // Map order is recency order
-    if (this.#credits.size >= this.maxKeys) this.#credits.delete(this.#credits.keys().next().value!);
+    const n = this.#credits.peek(key) ?? 0;
     this.#credits.set(key, Math.min(this.maxCredits, n + 1));
   }
 
   /** Spends one of `key`'s credits; false when it has none. */
   spend(key: string): boolean {
-    const n = this.#credits.get(key);
+    const n = this.#credits.peek(key);
     if (!n) return false;
     if (n === 1) this.#credits.delete(key);
     else this.#credits.set(key, n - 1);

@@ -16,6 +16,7 @@
  * A peer that never sends `hb` (an older or minimal implementation) is routed as before: it is
  * held to no promise it did not make.
  */
+import { RecencyMap } from "./recency-map.js";
 
 interface Heard {
   /** Last message from the key, ms (monotonic). */
@@ -26,25 +27,25 @@ interface Heard {
 
 /** The broker's soft state: when each key was last heard. Bounded (least recent dropped first). */
 export class PeerLiveness {
-  readonly #heard = new Map<string, Heard>();
+  readonly #heard: RecencyMap<string, Heard>;
 
   constructor(
     /** Silence after which an announcing key is refused `no_route`, ms; 0 disables. */
     readonly timeoutMs: number,
     readonly maxKeys = 100_000,
-  ) {}
+  ) {
+    this.#heard = new RecencyMap(maxKeys);
+  }
 
   /** A message from `key` arrived (`announce`: it was a `hb`). */
   heard(key: string, announce: boolean, now = performance.now()): void {
-    const entry = this.#heard.get(key);
+    const entry = this.#heard.peek(key);
     if (entry) {
-      this.#heard.delete(key); // Map order is recency order
       entry.at = now;
       entry.announces ||= announce;
       this.#heard.set(key, entry);
       return;
     }
-    if (this.#heard.size >= this.maxKeys) this.#heard.delete(this.#heard.keys().next().value!);
     this.#heard.set(key, { at: now, announces: announce });
   }
 

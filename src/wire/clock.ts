@@ -21,6 +21,7 @@
  *    so that it is not refused as expired on the way back when clocks differ; a job event,
  *    {@link EVENT_LIFETIME_MS} ahead.
  */
+import { RecencyMap } from "../support/recency-map.js";
 
 export const DEFAULT_MAX_PEERS = 10_000;
 /** Offsets follow clock drift: the minimum is taken over the current and the previous period. */
@@ -70,7 +71,7 @@ interface PeerClock {
  * replay window already bounds it (|offset| ≤ window).
  */
 export class ClockOffsets {
-  readonly #peers = new Map<string, PeerClock>();
+  readonly #peers: RecencyMap<string, PeerClock>;
   #wallMinusMono: number | undefined;
 
   /**
@@ -80,7 +81,9 @@ export class ClockOffsets {
   constructor(
     readonly maxPeers = DEFAULT_MAX_PEERS,
     readonly periodMs = OFFSET_PERIOD_MS,
-  ) {}
+  ) {
+    this.#peers = new RecencyMap(maxPeers);
+  }
 
   /**
    * Records a message that `peer` stamped `ts` (its clock) and that arrived at `now` (ours);
@@ -97,9 +100,8 @@ export class ClockOffsets {
       this.#wallMinusMono = drift;
     }
     const sample = now - ts;
-    let clock = this.#peers.get(peer);
+    let clock = this.#peers.peek(peer);
     if (clock) {
-      this.#peers.delete(peer); // Map order is recency order: move to the back
       if (ts < clock.lastTs - CLOCK_STEP_MS) clock = { min: sample, previousMin: sample, since: now, lastTs: ts }; // the peer's clock stepped back
       else if (now - clock.since >= this.periodMs) {
         clock.previousMin = clock.min;
@@ -109,7 +111,6 @@ export class ClockOffsets {
       clock.lastTs = Math.max(clock.lastTs, ts);
     } else {
       clock = { min: sample, previousMin: sample, since: now, lastTs: ts };
-      if (this.#peers.size >= this.maxPeers) this.#peers.delete(this.#peers.keys().next().value!);
     }
     this.#peers.set(peer, clock);
     return Math.min(clock.min, clock.previousMin);

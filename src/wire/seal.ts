@@ -9,6 +9,7 @@ import nacl from "tweetnacl";
 import { ProtocolError } from "../errors.js";
 import { randomBytesPooled } from "./random.js";
 import { z85Decode } from "./z85.js";
+import { RecencyMap } from "../support/recency-map.js";
 
 export const TAG_BYTES = 16;
 export const NONCE_BYTES = 24;
@@ -76,7 +77,7 @@ export function openWith(sharedKey: Uint8Array, body: Uint8Array): Uint8Array {
  */
 export class Sealer {
   readonly #secretKey: Uint8Array;
-  readonly #cache = new Map<string, Uint8Array>();
+  readonly #cache: RecencyMap<string, Uint8Array>;
 
   /**
    * @param secretKeyZ85 the agent's Z85 secret key
@@ -87,15 +88,13 @@ export class Sealer {
     private readonly maxPeers = 10_000,
   ) {
     this.#secretKey = z85Decode(secretKeyZ85);
+    this.#cache = new RecencyMap(maxPeers);
   }
 
   /** The shared key with `peer` (Z85 public key), computed once and cached. */
   sharedKey(peer: string): Uint8Array {
     let key = this.#cache.get(peer);
     if (key) {
-      // Refresh recency: Map keeps insertion order, so the first entry is the least recent.
-      this.#cache.delete(peer);
-      this.#cache.set(peer, key);
       return key;
     }
     let peerKey: Uint8Array;
@@ -107,7 +106,6 @@ export class Sealer {
     if (peerKey.length !== 32) throw new ProtocolError("bad_seal", `peer key is ${peerKey.length} bytes, not 32`);
     key = nacl.box.before(peerKey, this.#secretKey);
     this.#cache.set(peer, key);
-    if (this.#cache.size > this.maxPeers) this.#cache.delete(this.#cache.keys().next().value!);
     return key;
   }
 
