@@ -17,17 +17,17 @@ import type { Logger } from "../support/log.js";
 import { Registry } from "../support/metrics.js";
 import { Sealer } from "../wire/seal.js";
 import { isZ85Key } from "../wire/z85.js";
-import { Caller } from "./caller.js";
+import type { Caller } from "./caller.js";
 import { Connection } from "./connection.js";
 import type { AgentCore } from "./core.js";
 import { Directory } from "./directory.js";
-import { JobFollower } from "./follower.js";
-import { Handler } from "./handler.js";
-import { Inbound } from "./inbound.js";
+import type { JobFollower } from "./follower.js";
+import type { Handler } from "./handler.js";
+import type { Inbound } from "./inbound.js";
+import { createParts } from "./parts.js";
 import type { Job, JobState } from "./jobs.js";
 import { resolveAgentOptions, type AgentOptions, type CallOptions, type ResolvedAgentOptions } from "./options.js";
-import { Replica } from "./replica.js";
-import { Responder } from "./responder.js";
+import type { Replica } from "./replica.js";
 import { newAgentStats, registerAgentMetrics, type AgentStats } from "./stats.js";
 import { BUILTIN_TOOLS, ToolRegistry, type ToolHandler, type ToolInfo, type ToolSpec } from "./tools.js";
 
@@ -82,19 +82,14 @@ export class Agent {
       closedWith: () => this.#closeReason,
       isClosed: () => this.#closed,
     };
-    const responder = new Responder(core);
-    // Before the socket exists: an unreadable key file (the token authority) throws here and leaks nothing.
-    this.#handler = new Handler(core, this.#tools, responder);
+    const parts = createParts(core, serverKey, this.#tools);
+    ({ handler: this.#handler, caller: this.#caller, follower: this.#follower, replica: this.#replica, inbound: this.#inbound } = parts);
     const latency = registerAgentMetrics(this.metrics, this.stats, {
       handlersRunning: () => this.#handler.active,
       jobsRunning: () => this.#handler.jobs.running,
       callsPending: () => this.#caller.pending,
     });
-    this.#caller = new Caller(core, (ok, seconds) => (ok ? latency.ok : latency.error).observe(seconds));
-    this.#follower = new JobFollower(core, this.#caller);
-    this.#caller.follower = this.#follower;
-    this.#replica = new Replica(core, serverKey, () => options.maxConcurrency - this.#handler.active);
-    this.#inbound = new Inbound({ core, replica: this.#replica, caller: this.#caller, follower: this.#follower, handler: this.#handler, responder });
+    parts.observeLatency = (ok, seconds) => (ok ? latency.ok : latency.error).observe(seconds);
     connection = new Connection(
       {
         serverKey,
