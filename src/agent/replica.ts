@@ -8,6 +8,7 @@ import { encode } from "@msgpack/msgpack";
 import { loadSecretCertificate, type Certificate } from "../auth/certs.js";
 import { ConfigError } from "../errors.js";
 import { PendingCalls } from "../support/pending.js";
+import { RecencyMap } from "../support/recency-map.js";
 import { encodeHeader, idKey, newId, PROTOCOL_VERSION, type Header } from "../wire/envelope.js";
 import { Sealer } from "../wire/seal.js";
 import { isServiceName, makeServiceProof } from "../wire/services.js";
@@ -23,6 +24,8 @@ export class Replica {
   readonly #served = new Map<string, Served>();
   /** The broker's acks of announcements that wait for one. */
   readonly #acks = new PendingCalls<void>();
+  /** Ids of heartbeats sent without waiting (liveness): their acks are expected, not unsolicited. */
+  readonly #unawaited = new RecencyMap<string, true>(64);
   #timer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -62,7 +65,7 @@ export class Replica {
 
   /** A broker's ack; false when it acknowledges nothing pending. */
   acked(key: string): boolean {
-    return this.#acks.resolve(key, undefined);
+    return this.#acks.resolve(key, undefined) || this.#unawaited.delete(key);
   }
 
   /** A broker's refusal of an announcement; false when it refuses nothing pending. */
@@ -95,6 +98,7 @@ export class Replica {
     for (let i = 0; i < core.options.endpoints.length; i++) {
       const header: Header = { v: PROTOCOL_VERSION, k: "hb", id: newId(), to: "", exp: ts + 2 * core.options.serviceHeartbeat };
       if (waitMs !== undefined) acks.push(this.#acks.add(idKey(header.id), waitMs, undefined, "service announcement"));
+      else this.#unawaited.set(idKey(header.id), true);
       core.transport.send([encodeHeader(header), body]).catch((err) => core.log.warn("heartbeat not sent", { error: String(err) }));
     }
     if (waitMs !== undefined) await Promise.any(acks).catch((err: AggregateError) => Promise.reject(err.errors[0]));
