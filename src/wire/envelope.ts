@@ -98,7 +98,8 @@ export const RequestSchema = z.strictObject({
 });
 export type Request = z.infer<typeof RequestSchema>;
 
-export const ResponseStatusSchema = z.enum(["ok", "accepted", "running", "done", "error", "cancelled"]);
+/** What a response says: answered, accepted as a job, or refused. Job statuses travel in events and poll answers only. */
+export const ResponseStatusSchema = z.enum(["ok", "accepted", "error"]);
 export type ResponseStatus = z.infer<typeof ResponseStatusSchema>;
 
 /** The sealed inner message of a response. */
