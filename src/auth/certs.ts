@@ -236,9 +236,3 @@ export function loadCertDirectory(dir: string, onError?: (err: CertError) => voi
   }
   return { byName, byKey, services };
 }
-
-/** The public certificate path that sits beside a secret one (`x.key_secret` → `x.key`). */
-export function publicPathFor(secretPath: string): string {
-  const file = basename(secretPath);
-  return join(dirname(secretPath), file.endsWith(".key_secret") ? file.slice(0, -"_secret".length) : `${file}.pub`);
-}

@@ -66,11 +66,6 @@ export class TokenSource {
     }
   }
 
-  /** Forgets the cached token, so the next call asks the provider. */
-  invalidate(): void {
-    this.#current = undefined;
-  }
-
   #refresh(provider: () => Promise<string> | string): Promise<string> {
     // One request to the provider at a time, shared by every call waiting for it.
     this.#inflight ??= (async () => {

@@ -34,10 +34,6 @@ export class PendingCalls<T, M = undefined> {
     });
   }
 
-  has(key: string): boolean {
-    return this.#entries.has(key);
-  }
-
   /** What was registered with `key`, while it is pending. */
   meta(key: string): M | undefined {
     return this.#entries.get(key)?.meta;

@@ -3,7 +3,6 @@
  * one writer: sends are queued and written in order, each caller told of its own outcome.
  */
 
-
 type Frames = Array<Uint8Array | string>;
 interface Pending {
   frames: Frames;
@@ -23,10 +22,6 @@ export class SocketWriter {
       this.#queue.push({ frames, resolve, reject });
       if (!this.#draining) void this.#drain();
     });
-  }
-
-  get queued(): number {
-    return this.#queue.length;
   }
 
   async #drain(): Promise<void> {
