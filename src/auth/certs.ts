@@ -16,7 +16,7 @@
  * `NAME.key` is the public certificate (no secret-key line), `NAME.key_secret` the secret one.
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync, chmodSync } from "node:fs";
-import { basename, dirname, join } from "node:path";
+import { basename, join } from "node:path";
 import nacl from "tweetnacl";
 import { CertError } from "../errors.js";
 import { isZ85Key, z85Decode, z85Encode } from "../wire/z85.js";
