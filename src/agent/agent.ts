@@ -14,7 +14,7 @@ import { TokenSource } from "../auth/token-source.js";
 import { ConfigError, ZmcpError } from "../errors.js";
 import { withDeadline } from "../support/deadline.js";
 import type { Logger } from "../support/log.js";
-import { Registry } from "../support/metrics.js";
+import { newRegistry, type Registry } from "../support/metrics.js";
 import { Sealer } from "../wire/seal.js";
 import { isZ85Key } from "../wire/z85.js";
 import type { Caller } from "./caller.js";
@@ -35,6 +35,9 @@ export type { AgentOptions, CallOptions } from "./options.js";
 export type { AgentStats, DropReason } from "./stats.js";
 export type { ToolContext, ToolHandler, ToolInfo, ToolSpec } from "./tools.js";
 
+/** Call latencies kept for the histogram until `metrics` is first read (the most recent win). */
+const EARLY_LATENCIES = 10_000;
+
 export class Agent {
   readonly publicKey: string;
   readonly log: Logger;
@@ -45,8 +48,14 @@ export class Agent {
    */
   readonly closed: Promise<ZmcpError | undefined>;
   readonly stats: AgentStats = newAgentStats();
-  /** Prometheus metrics of this agent (a registry of its own; serve it with `serveMetrics`). */
-  readonly metrics = new Registry();
+  #metrics: Registry | undefined;
+  /** Call latencies (s) observed before `metrics` was first read, fed into it then; bounded. */
+  #earlyLatencies: Array<[ok: boolean, seconds: number]> | undefined = [];
+  #observeLatency: (ok: boolean, seconds: number) => void = (ok, seconds) => {
+    const early = this.#earlyLatencies!;
+    if (early.length >= EARLY_LATENCIES) early.shift();
+    early.push([ok, seconds]);
+  };
   #closedWith!: (reason: ZmcpError | undefined) => void;
   /** Why the agent closed; undefined while open (and after close(), whose reason is `closed`). */
   #closeReason: ZmcpError | undefined;
@@ -84,12 +93,7 @@ export class Agent {
     };
     const parts = createParts(core, serverKey, this.#tools);
     ({ handler: this.#handler, caller: this.#caller, follower: this.#follower, replica: this.#replica, inbound: this.#inbound } = parts);
-    const latency = registerAgentMetrics(this.metrics, this.stats, {
-      handlersRunning: () => this.#handler.active,
-      jobsRunning: () => this.#handler.jobs.running,
-      callsPending: () => this.#caller.pending,
-    });
-    parts.observeLatency = (ok, seconds) => (ok ? latency.ok : latency.error).observe(seconds);
+    parts.observeLatency = (ok, seconds) => this.#observeLatency(ok, seconds);
     connection = new Connection(
       {
         serverKey,
@@ -118,6 +122,24 @@ export class Agent {
       },
     );
     this.#connection = connection;
+  }
+
+  /**
+   * Prometheus metrics of this agent (a registry of its own, read from `stats` at scrape time;
+   * serve it with `zmcp/metrics`). Created, and prom-client loaded, on first access.
+   */
+  get metrics(): Registry {
+    if (this.#metrics) return this.#metrics;
+    const registry = (this.#metrics = newRegistry());
+    const latency = registerAgentMetrics(registry, this.stats, {
+      handlersRunning: () => this.#handler.active,
+      jobsRunning: () => this.#handler.jobs.running,
+      callsPending: () => this.#caller.pending,
+    });
+    this.#observeLatency = (ok, seconds) => (ok ? latency.ok : latency.error).observe(seconds);
+    for (const [ok, seconds] of this.#earlyLatencies ?? []) this.#observeLatency(ok, seconds);
+    this.#earlyLatencies = undefined;
+    return registry;
   }
 
   /** Connects to the broker(s) and, unless `connectTimeout` is 0, waits for the CURVE handshake. */

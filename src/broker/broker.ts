@@ -12,7 +12,7 @@ import { RateLimiter } from "../auth/ratelimit.js";
 import { ConfigError, ProtocolError, type WireCode } from "../errors.js";
 import { PeerLiveness } from "../support/liveness.js";
 import type { Logger } from "../support/log.js";
-import { Registry } from "../support/metrics.js";
+import { newRegistry, type Registry } from "../support/metrics.js";
 import { receiveLoop } from "../support/receive-loop.js";
 import { checkMsgpack } from "../wire/msgpack-guard.js";
 import { clipUtf8, MAX_NACK_MSG_BYTES, decodeHeader, encodeHeader, newId, PROTOCOL_VERSION, type Header } from "../wire/envelope.js";
@@ -49,8 +49,7 @@ export class Broker {
   #closed = false;
   #loop: Promise<void> = Promise.resolve();
   readonly stats: BrokerStats = newBrokerStats();
-  /** Prometheus metrics of this broker (a registry of its own; see metrics.ts). */
-  readonly metrics = new Registry();
+  #metrics: Registry | undefined;
   readonly #clockSkew: number;
   readonly log: Logger;
   /** The endpoint actually bound (with the port resolved). */
@@ -82,13 +81,23 @@ export class Broker {
     this.#maxMessageBytes = options.maxMessageBytes;
     this.#clockSkew = options.clockSkew;
     this.log = log;
-    registerBrokerMetrics(this.metrics, this.stats, {
+  }
+
+  /**
+   * Prometheus metrics of this broker (a registry of its own, read from `stats` at scrape
+   * time; serve it with `zmcp/metrics`). Created, and prom-client loaded, on first access.
+   */
+  get metrics(): Registry {
+    if (this.#metrics) return this.#metrics;
+    const registry = (this.#metrics = newRegistry());
+    registerBrokerMetrics(registry, this.stats, {
       rateLimitedNow: () => this.#limiter?.limitedNow() ?? 0,
       rateLimitedEpisodes: () => this.#limiter?.limitedEpisodes ?? 0,
       logLinesSuppressed: () => this.#throttle.suppressedTotal,
       allowedKeys: () => this.#allowed.size,
       serviceReplicas: () => Object.values(this.#services.snapshot()).reduce((n, r) => n + r.length, 0),
     });
+    return registry;
   }
 
   get publicKey(): string {

@@ -7,14 +7,28 @@
  * an integer increment, not a prom-client call. Only latency histograms are fed per call.
  */
 import { createServer, type Server } from "node:http";
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { createRequire } from "node:module";
+import type { Counter, Gauge, Histogram, Registry } from "prom-client";
 import { ConfigError } from "../errors.js";
 
-export { Registry };
+export type { Registry };
+
+/**
+ * prom-client, loaded on first use: the core SDK (`zmcp`) does not load it until an agent's or
+ * a broker's `metrics` is read (it costs ~15 ms and a dependency tree at start).
+ */
+export function promClient(): typeof import("prom-client") {
+  return createRequire(import.meta.url)("prom-client") as typeof import("prom-client");
+}
+
+/** A registry of its own (never the global one), so several agents and brokers in one process do not clash. */
+export function newRegistry(): Registry {
+  return new (promClient().Registry)();
+}
 
 /** A counter whose value is read from `read()` at scrape time. */
 export function readCounter(registry: Registry, name: string, help: string, read: () => number): Counter {
-  return new Counter({
+  return new (promClient().Counter)({
     name,
     help,
     registers: [registry],
@@ -33,7 +47,7 @@ export function readLabelledCounter(
   label: string,
   read: () => Iterable<[string, number]>,
 ): Counter<string> {
-  return new Counter({
+  return new (promClient().Counter)({
     name,
     help,
     labelNames: [label],
@@ -47,7 +61,7 @@ export function readLabelledCounter(
 
 /** A gauge read from `read()` at scrape time. */
 export function readGauge(registry: Registry, name: string, help: string, read: () => number): Gauge {
-  return new Gauge({
+  return new (promClient().Gauge)({
     name,
     help,
     registers: [registry],
@@ -62,7 +76,7 @@ export const LATENCY_BUCKETS_S = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.0
 
 /** A latency histogram with one `status` label (`ok` or `error`), children created once. */
 export function latencyHistogram(registry: Registry, name: string, help: string): { ok: Histogram.Internal<string>; error: Histogram.Internal<string> } {
-  const histogram = new Histogram({ name, help, labelNames: ["status"], buckets: LATENCY_BUCKETS_S, registers: [registry] });
+  const histogram = new (promClient().Histogram)({ name, help, labelNames: ["status"], buckets: LATENCY_BUCKETS_S, registers: [registry] });
   return { ok: histogram.labels("ok"), error: histogram.labels("error") };
 }
 
