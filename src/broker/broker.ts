@@ -5,6 +5,10 @@
  *
  * Every message that cannot be forwarded comes back to its sender at once as a `nack`
  * (`[empty from, header{k: "nack", re, code, msg}, empty body]`); nothing is dropped in silence.
+ *
+ * About 400 lines: the routing path (#route → #forward / #toService → #refuse) and the admission
+ * hooks ZAP calls are kept in one file so that one read shows every way a message can go.
+ * Options, the allowlist, the replica directory and the metrics live beside it.
  */
 import * as zmq from "zeromq";
 import { DenyList } from "../auth/denylist.js";
@@ -202,7 +206,7 @@ export class Broker {
   /**
    * A broker notice: a nack with no `re` (it answers no message) sent to whichever connection
    * owns `key`'s routing id now. Agents treat `displaced` and `revoked` notices as fatal
-   * (broker-notices in agent.ts #onBroker). False if it could not be queued.
+   * (agent/connection.ts hands notices to the agent, which closes). False if it could not be queued.
    */
   async #notice(key: string, code: "displaced" | "revoked", msg: string): Promise<boolean> {
     if (this.#closed) return false;
