@@ -62,7 +62,7 @@ describe("metrics", () => {
     // 5 echo + unknown_tool + 2 timeouts (answered late or not) + hold, each a request and a response
     expect(b.get("zmcp_broker_messages_routed_total")).toBeGreaterThanOrEqual(2 * 7);
     expect(b.get('zmcp_broker_messages_refused_total{code="no_route"}')).toBe(1);
-    // Agents also send liveness heartbeats (src/liveness.ts), acknowledged, not routed.
+    // Agents also send liveness heartbeats (src/support/liveness.ts), acknowledged, not routed.
     expect(b.get("zmcp_broker_messages_received_total")).toBe(
       b.get("zmcp_broker_messages_routed_total")! + metricSum(b, "zmcp_broker_messages_refused_total") + b.get("zmcp_broker_service_heartbeats_total")!,
     );

@@ -270,7 +270,7 @@ async def main():
 asyncio.run(main())
 `;
       expect(JSON.parse(await runPython(["-c", script]))).toEqual({ with: { count: 1, total: 4 }, without: "token_missing" });
-      // TS → Python: the Python agent checks signature, binding, scope as src/tokens.ts does.
+      // TS → Python: the Python agent checks signature, binding, scope as src/auth/tokens.ts does.
       const caller2 = await connectAgent(fx, "tok-caller", broker.endpoint, {
         token: createToken({ authority: privateJwk, sub: "tok-caller", key: fx.key("tok-caller"), scope: "call:py_add call:py_whoami" }),
       });

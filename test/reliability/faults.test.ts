@@ -78,7 +78,7 @@ describe("faults", () => {
       during.push(settle(alice.call("bob", "work", { n: i })));
       await sleep(50);
     }
-    // Liveness is kept with `hb` messages, not ZMTP heartbeats (src/liveness.ts): the broker
+    // Liveness is kept with `hb` messages, not ZMTP heartbeats (src/support/liveness.ts): the broker
     // does not drop the TCP connection of a frozen peer, it refuses to route to it.
     void disconnectedBefore;
     await waitFor(

@@ -1,5 +1,5 @@
 /**
- * issue 10, callee side: the time rules (src/clock.ts) against a raw peer that seals messages
+ * issue 10, callee side: the time rules (src/wire/clock.ts) against a raw peer that seals messages
  * with the `ts` and `exp` it chooses: fractional timestamps (Python's time.time() * 1000), and a
  * clock that steps back by more than a call's timeout. Also: dropped messages are counted.
  */
