@@ -29,19 +29,10 @@ export {
 export type { Certificate, CertDirectory } from "./auth/certs.js";
 export { ZmcpError, RemoteError, TimeoutError, ForgedAnswerError, ConfigError, CertError, ProtocolError, WIRE_CODES, LOCAL_CODES } from "./errors.js";
 export type { ErrorCode, WireCode, LocalCode } from "./errors.js";
-export {
-  TokenIssuer,
-  TokenVerifier,
-  createToken,
-  decodeTokenUnverified,
-  scopeCovers,
-  defaultToolScope,
-  DEFAULT_AUDIENCE,
-  DEFAULT_CLOCK_SKEW_MS,
-  DEFAULT_TOKEN_TTL_S,
-  MAX_TOKEN_TTL_S,
-} from "./auth/tokens.js";
-export type { AuthorityInput, IssueTokenOptions, TokenIssuerOptions, TokenVerifierOptions, VerifiedToken } from "./auth/tokens.js";
+export { TokenIssuer, createToken, scopeCovers, defaultToolScope, DEFAULT_AUDIENCE, DEFAULT_CLOCK_SKEW_MS, DEFAULT_TOKEN_TTL_S, MAX_TOKEN_TTL_S } from "./auth/tokens.js";
+export { TokenVerifier, decodeTokenUnverified } from "./auth/token-verifier.js";
+export type { IssueTokenOptions, TokenIssuerOptions } from "./auth/tokens.js";
+export type { AuthorityInput, TokenVerifierOptions, VerifiedToken } from "./auth/token-verifier.js";
 export { TokenSource } from "./auth/token-source.js";
 export type { TokenProvider } from "./auth/token-source.js";
 export { generateAuthority, saveAuthority, loadJwkFile, loadAuthorityPrivateKey, parseAuthorityJwk, publicJwkOf, jwkThumbprint } from "./auth/jwk.js";

@@ -6,7 +6,8 @@
  * whatever throws becomes a `tool_failed` answer, at most one per request.
  */
 import { z } from "zod";
-import { defaultToolScope, TokenVerifier, type VerifiedToken } from "../auth/tokens.js";
+import { defaultToolScope } from "../auth/tokens.js";
+import { TokenVerifier, type VerifiedToken } from "../auth/token-verifier.js";
 import { describeThrown, isWireCode, ProtocolError, TimeoutError, ZmcpError } from "../errors.js";
 import { decodeArgs, encodedSize, idKey, MAX_DEPTH, ProgressSchema, type Progress, type Request } from "../wire/envelope.js";
 import { checkSendable } from "../wire/sendable.js";

@@ -4,7 +4,8 @@
  * resolveAgentOptions() that validates them all when the agent is built, not at first use.
  */
 import type { Certificate } from "../auth/certs.js";
-import { DEFAULT_AUDIENCE, DEFAULT_CLOCK_SKEW_MS, type AuthorityInput } from "../auth/tokens.js";
+import { DEFAULT_AUDIENCE, DEFAULT_CLOCK_SKEW_MS } from "../auth/tokens.js";
+import { type AuthorityInput } from "../auth/token-verifier.js";
 import type { TokenProvider } from "../auth/token-source.js";
 import { ConfigError } from "../errors.js";
 import type { BudgetLimits } from "../support/budget.js";

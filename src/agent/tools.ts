@@ -3,7 +3,8 @@
  * advertises, the scope each needs, and the names reserved for built-in tools.
  */
 import { z } from "zod";
-import { checkScopeToken, defaultToolScope, scopeCovers, type VerifiedToken } from "../auth/tokens.js";
+import { checkScopeToken, defaultToolScope, scopeCovers } from "../auth/tokens.js";
+import { type VerifiedToken } from "../auth/token-verifier.js";
 import { ConfigError } from "../errors.js";
 import type { Progress } from "../wire/envelope.js";
 

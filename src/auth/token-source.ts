@@ -10,7 +10,7 @@
  */
 import { ZmcpError } from "../errors.js";
 import { silentLogger, type Logger } from "../support/log.js";
-import { decodeTokenUnverified } from "./tokens.js";
+import { decodeTokenUnverified } from "./token-verifier.js";
 
 /** A fixed token, or a function that returns a fresh one (e.g. from an issuing service). */
 export type TokenProvider = string | (() => Promise<string> | string);

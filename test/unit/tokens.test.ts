@@ -14,7 +14,8 @@ import { ConfigError, ProtocolError, ZmcpError, CertError } from "../../src/erro
 import { generateAuthority, jwkThumbprint, loadJwkFile, saveAuthority, type AuthorityJwk } from "../../src/auth/jwk.js";
 import { RateLimiter } from "../../src/auth/ratelimit.js";
 import { TokenSource } from "../../src/auth/token-source.js";
-import { createToken, decodeTokenUnverified, scopeCovers, TokenIssuer, TokenVerifier } from "../../src/auth/tokens.js";
+import { createToken, scopeCovers, TokenIssuer } from "../../src/auth/tokens.js";
+import { decodeTokenUnverified, TokenVerifier } from "../../src/auth/token-verifier.js";
 import { BIN } from "../support/process.js";
 
 const alice = generateCertificate({ name: "alice" });

@@ -16,7 +16,7 @@ import { ZmcpError } from "../../src/errors.js";
 import { jobRunner } from "../../src/agent/jobs.js";
 import { openWith, Sealer, sealWith, NONCE_BYTES, TAG_BYTES } from "../../src/wire/seal.js";
 import { makeServiceProof, parseServiceAddress, verifyServiceProof } from "../../src/wire/services.js";
-import { TokenVerifier, type AuthorityInput } from "../../src/auth/tokens.js";
+import { TokenVerifier, type AuthorityInput } from "../../src/auth/token-verifier.js";
 import { z85Decode, z85Encode } from "../../src/wire/z85.js";
 import { buildVectors, fromJson } from "./generate.js";
 
