@@ -3,6 +3,7 @@
  * loop, the handshake, liveness (a `hb` every interval, a redial when the broker went silent:
  * support/liveness.ts) and the broker's own messages: acks, nacks and notices.
  */
+import { SOCKET_MESSAGE_SIZE_FACTOR } from "../wire/limits.js";
 import * as zmq from "zeromq";
 import { ConfigError, remoteError, ZmcpError, type RemoteError } from "../errors.js";
 import { AckWatch } from "../support/liveness.js";
@@ -66,7 +67,7 @@ export class Connection implements Transport {
       immediate: true,
       // No ZMTP heartbeats (support/liveness.ts): the `hb` messages of #keepAlive do their work.
       // Above the cap plus headroom libzmq drops the connection rather than buffer it.
-      maxMessageSize: 4 * options.maxMessageBytes,
+      maxMessageSize: SOCKET_MESSAGE_SIZE_FACTOR * options.maxMessageBytes,
     });
     this.#writer = new SocketWriter(this.#socket);
   }

@@ -3,6 +3,7 @@
  * runner (accepted only from the runner its id names, sealed as the job was accepted) and
  * the polls that stand in for a lost push, until the job ends or its runner is lost.
  */
+import { MAX_JOB_ID_CHARS } from "../wire/limits.js";
 import { z } from "zod";
 import { describeThrown, ForgedAnswerError, TimeoutError, ZmcpError } from "../errors.js";
 import type { Event, Header } from "../wire/envelope.js";
@@ -14,7 +15,7 @@ import { pick } from "./responder.js";
 import { bump, Dropped } from "./stats.js";
 import { BUILTIN_TOOLS } from "./tools.js";
 
-const AcceptedSchema = z.object({ job_id: z.string().min(1).max(128) });
+const AcceptedSchema = z.object({ job_id: z.string().min(1).max(MAX_JOB_ID_CHARS) });
 
 /** A job this agent started, and who may speak for it. */
 interface StartedJob {

@@ -5,6 +5,7 @@
  * run (plain, or as a job) → respond or push. Everything past the inbound checks is guarded:
  * whatever throws becomes a `tool_failed` answer, at most one per request.
  */
+import { MAX_JOB_ID_CHARS } from "../wire/limits.js";
 import { z } from "zod";
 import { defaultToolScope } from "../auth/tokens.js";
 import { TokenVerifier, type VerifiedToken } from "../auth/token-verifier.js";
@@ -18,7 +19,7 @@ import { JobTable, newJobId } from "./jobs.js";
 import type { ReplyPath, Responder } from "./responder.js";
 import { BUILTIN_TOOLS, isBuiltinTool, type RegisteredTool, type ToolContext, type ToolRegistry } from "./tools.js";
 
-const JobIdArgs = z.strictObject({ job_id: z.string().max(128) });
+const JobIdArgs = z.strictObject({ job_id: z.string().max(MAX_JOB_ID_CHARS) });
 
 /** The steps of {@link Handler.serve}, in the order they run (checked by test/unit/handler-order.test.ts). */
 export const HANDLER_STEPS = ["authorize", "decode", "builtin", "lookup", "validate", "idempotency", "concurrency", "run", "respond"] as const;

@@ -2,6 +2,7 @@
  * The tools an agent offers: their specs and handlers, the JSON Schemas `tools/list`
  * advertises, the scope each needs, and the names reserved for built-in tools.
  */
+import { MAX_TOOL_NAME_CHARS } from "../wire/limits.js";
 import { z } from "zod";
 import { checkScopeToken, defaultToolScope, scopeCovers } from "../auth/tokens.js";
 import { type VerifiedToken } from "../auth/token-verifier.js";
@@ -73,7 +74,7 @@ export interface ToolInfo {
 
 /** A `tools/list` entry as a caller reads it (the callee's ToolInfo; tool names capped as on the wire). */
 export const ToolInfoSchema = z.object({
-  name: z.string().max(256),
+  name: z.string().max(MAX_TOOL_NAME_CHARS),
   description: z.string(),
   inputSchema: z.record(z.string(), z.unknown()),
   outputSchema: z.record(z.string(), z.unknown()).optional(),
@@ -93,7 +94,7 @@ export class ToolRegistry {
 
   /** Throws ConfigError for a bad or reserved name, a name already offered, or a bad scope. */
   add<I extends z.ZodType, O extends z.ZodType | undefined>(name: string, spec: ToolSpec<I, O>, handler: ToolHandler<I, O>): void {
-    if (typeof name !== "string" || name.length === 0 || name.length > 256) throw new ConfigError("tool name must be 1 to 256 characters");
+    if (typeof name !== "string" || name.length === 0 || name.length > MAX_TOOL_NAME_CHARS) throw new ConfigError(`tool name must be 1 to ${MAX_TOOL_NAME_CHARS} characters`);
     if (isBuiltinTool(name)) throw new ConfigError(`tool name ${JSON.stringify(name)} is reserved`);
     if (this.#tools.has(name)) throw new ConfigError(`tool ${JSON.stringify(name)} is already registered`);
     const scope = spec.scope ?? defaultToolScope(name);

@@ -10,6 +10,8 @@
  * hooks ZAP calls are kept in one file so that one read shows every way a message can go.
  * Options, the allowlist, the replica directory and the metrics live beside it.
  */
+import { SOCKET_MESSAGE_SIZE_FACTOR } from "../wire/limits.js";
+import { ackHeader, brokerFrames, nackHeader } from "../wire/broker-replies.js";
 import * as zmq from "zeromq";
 import { DenyList } from "../auth/denylist.js";
 import { RateLimiter } from "../auth/ratelimit.js";
@@ -19,7 +21,7 @@ import type { Logger } from "../support/log.js";
 import { newRegistry, type Registry } from "../support/metrics.js";
 import { receiveLoop } from "../support/receive-loop.js";
 import { checkMsgpack } from "../wire/msgpack-guard.js";
-import { clipUtf8, MAX_NACK_MSG_BYTES, decodeHeader, encodeHeader, newId, PROTOCOL_VERSION, type Header } from "../wire/envelope.js";
+import { decodeHeader, type Header } from "../wire/envelope.js";
 import { Sealer } from "../wire/seal.js";
 import { heartbeatDecoder, HeartbeatSchema, LIVENESS_HB_MAX_BYTES, parseServiceAddress, verifyServiceProof } from "../wire/services.js";
 import { isZ85Key } from "../wire/z85.js";
@@ -143,7 +145,7 @@ export class Broker {
       // connection that failed while its input was stopped. Liveness is kept with `hb` messages
       // instead, and a frozen peer is refused `no_route` all the same (liveness.ts).
       // Above this libzmq drops the connection; below it, an oversized message gets `too_large`.
-      maxMessageSize: Math.max(4 * maxMessageBytes, maxMessageBytes + 1024 * 1024),
+      maxMessageSize: Math.max(SOCKET_MESSAGE_SIZE_FACTOR * maxMessageBytes, maxMessageBytes + 1024 * 1024),
       linger: 0,
     });
     try {
@@ -210,10 +212,9 @@ export class Broker {
    */
   async #notice(key: string, code: "displaced" | "revoked", msg: string): Promise<boolean> {
     if (this.#closed) return false;
-    const header: Header = { v: PROTOCOL_VERSION, k: "nack", id: newId(), to: key, exp: Date.now() + 60_000, code, msg: clipUtf8(msg, MAX_NACK_MSG_BYTES) };
     try {
       // sendTimeout is 0: this never waits, so it cannot collide with the route loop's sends.
-      await this.#router.send([key, "", encodeHeader(header), ""]);
+      await this.#router.send(brokerFrames(key, nackHeader(key, code, msg)));
       return true;
     } catch {
       return false;
@@ -370,9 +371,8 @@ export class Broker {
     }
     for (const svc of parsed.data.svc) this.#services.announce(svc.name, fromKey, svc.free, now);
     this.stats.heartbeats++;
-    const ack: Header = { v: PROTOCOL_VERSION, k: "ack", id: newId(), to: fromKey, exp: now + 60_000, re: header.id };
     try {
-      await this.#router.send([from, "", encodeHeader(ack), ""]);
+      await this.#router.send(brokerFrames(from, ackHeader(fromKey, header.id, now)));
     } catch {
       // the replica is gone; its entry will expire
     }
@@ -382,10 +382,8 @@ export class Broker {
     this.stats.refused[code] = (this.stats.refused[code] ?? 0) + 1;
     // Refusals a peer can repeat at will are logged once per interval per sender, with a count.
     this.#throttle.write(code === "busy" || code === "rate_limited" ? "warn" : "debug", "refused", `${code} ${to.toString("latin1")}`, { from: to.toString("latin1"), code, msg });
-    const nack: Header = { v: PROTOCOL_VERSION, k: "nack", id: newId(), to: to.toString("latin1"), exp: Date.now() + 60_000, code, msg: clipUtf8(msg, MAX_NACK_MSG_BYTES) };
-    if (re) nack.re = re;
     try {
-      await this.#router.send([to, "", encodeHeader(nack), ""]);
+      await this.#router.send(brokerFrames(to, nackHeader(to.toString("latin1"), code, msg, re)));
     } catch (err) {
       this.stats.nacksLost++;
       this.#throttle.write("warn", "nack undeliverable", to.toString("latin1"), { to: to.toString("latin1"), code, error: String(err) });

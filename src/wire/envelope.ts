@@ -9,6 +9,7 @@
  * plaintext holds the SHA-256 of the header bytes, so nobody on the path can change the
  * header unseen.
  */
+import { DEFAULT_MAX_MESSAGE_BYTES, MAX_DEPTH, MAX_ERROR_CODE_CHARS, MAX_ERROR_MESSAGE_CHARS, MAX_HEADER_BYTES, MAX_JOB_ID_CHARS, MAX_NACK_MSG_BYTES, MAX_TOKEN_CHARS, MAX_ADDRESS_CHARS, MAX_TOOL_NAME_CHARS, MAX_PROGRESS_MESSAGE_CHARS } from "./limits.js";
 import * as nodeCrypto from "node:crypto";
 import { Decoder, Encoder } from "@msgpack/msgpack";
 import { z } from "zod";
@@ -18,15 +19,7 @@ import { randomBytesPooled } from "./random.js";
 
 export const PROTOCOL_VERSION = 1;
 
-/** Hard cap on the header frame; a real header is under 150 bytes. */
-export const MAX_HEADER_BYTES = 512;
-/** Default cap on a whole message (header + body), bytes. */
-export const DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024;
-/**
- * Longest nack text, UTF-8 bytes: with it a nack stays well under {@link MAX_HEADER_BYTES},
- * whatever the refused message held (a longer one would be dropped by its recipient).
- */
-export const MAX_NACK_MSG_BYTES = 256;
+export { DEFAULT_MAX_MESSAGE_BYTES, MAX_DEPTH, MAX_HEADER_BYTES, MAX_NACK_MSG_BYTES } from "./limits.js";
 
 /** `text` cut to at most `maxBytes` of UTF-8, on a character boundary. */
 export function clipUtf8(text: string, maxBytes: number): string {
@@ -38,8 +31,6 @@ export function clipUtf8(text: string, maxBytes: number): string {
   return bytes.subarray(0, end).toString("utf8") + "…";
 }
 
-/** Deepest nesting accepted inside a decoded message. */
-export const MAX_DEPTH = 32;
 
 const bytes = (n: number) =>
   z.custom<Uint8Array>((v) => v instanceof Uint8Array && v.length === n, { message: `expected ${n} bytes` });
@@ -63,7 +54,7 @@ export const HeaderSchema = z.strictObject({
    * Destination: the Z85 key of the recipient (40 characters), a service (`svc:NAME`), a
    * service replica (`svc:NAME@KEY`), or empty for the broker itself (heartbeats).
    */
-  to: z.string().max(128),
+  to: z.string().max(MAX_ADDRESS_CHARS),
   /**
    * Deadline, ms since the epoch: past it the message is not forwarded or processed. Senders
    * write integers; a fraction from another implementation is accepted and floored (clock.ts).
@@ -72,14 +63,14 @@ export const HeaderSchema = z.strictObject({
   /** For responses and nacks: the id of the message answered. */
   re: bytes(16).optional(),
   /** Set on messages sealed with a service's key rather than the sender's own: `svc:NAME`. */
-  as: z.string().max(128).optional(),
+  as: z.string().max(MAX_ADDRESS_CHARS).optional(),
   /** For nacks: the error code and text. */
   code: z.string().max(64).optional(),
   msg: z.string().max(1024).optional(),
 });
 export type Header = z.infer<typeof HeaderSchema>;
 
-export const ErrorBodySchema = z.strictObject({ code: z.string().max(64), message: z.string().max(4096) });
+export const ErrorBodySchema = z.strictObject({ code: z.string().max(MAX_ERROR_CODE_CHARS), message: z.string().max(MAX_ERROR_MESSAGE_CHARS) });
 export type ErrorBody = z.infer<typeof ErrorBodySchema>;
 
 /** The sealed inner message of a request. */
@@ -91,10 +82,10 @@ export const RequestSchema = z.strictObject({
   ts: z.number(),
   /** Request id, 16 random bytes, stable across retries (idempotency key). */
   rid: bytes(16),
-  tool: z.string().min(1).max(256),
+  tool: z.string().min(1).max(MAX_TOOL_NAME_CHARS),
   args: z.unknown(),
   /** The caller's capability token, a compact JWT (see tokens.ts); inside the seal, so the broker never sees it. */
-  tok: z.string().max(8192).optional(),
+  tok: z.string().max(MAX_TOKEN_CHARS).optional(),
 });
 export type Request = z.infer<typeof RequestSchema>;
 
@@ -119,13 +110,13 @@ export type JobStatus = z.infer<typeof JobStatusSchema>;
 export const ProgressSchema = z.strictObject({
   progress: z.number(),
   total: z.number().optional(),
-  message: z.string().max(4096).optional(),
+  message: z.string().max(MAX_PROGRESS_MESSAGE_CHARS).optional(),
 });
 export type Progress = z.infer<typeof ProgressSchema>;
 
 /** A job's state as `jobs/poll` and `jobs/cancel` answer it (inside a response's `result`). */
 export const JobStateSchema = z.object({
-  job_id: z.string().max(128),
+  job_id: z.string().max(MAX_JOB_ID_CHARS),
   status: JobStatusSchema,
   progress: ProgressSchema.optional(),
   result: z.unknown().optional(),
@@ -137,7 +128,7 @@ export const EventSchema = z.strictObject({
   t: z.literal("evt"),
   h: bytes(32),
   ts: z.number(),
-  job: z.string().max(128),
+  job: z.string().max(MAX_JOB_ID_CHARS),
   st: JobStatusSchema,
   progress: ProgressSchema.optional(),
   result: z.unknown().optional(),
@@ -218,11 +209,11 @@ function isPlainHeader(raw: unknown): raw is Header {
     KINDS.has(h["k"]) &&
     isBytes(h["id"], 16) &&
     typeof h["to"] === "string" &&
-    h["to"].length <= 128 &&
+    h["to"].length <= MAX_ADDRESS_CHARS &&
     Number.isSafeInteger(h["exp"]) &&
     (h["exp"] as number) >= 0 &&
     (!("re" in h) || isBytes(h["re"], 16)) &&
-    (!("as" in h) || (typeof h["as"] === "string" && h["as"].length <= 128)) &&
+    (!("as" in h) || (typeof h["as"] === "string" && h["as"].length <= MAX_ADDRESS_CHARS)) &&
     (!("code" in h) || (typeof h["code"] === "string" && h["code"].length <= 64)) &&
     (!("msg" in h) || (typeof h["msg"] === "string" && h["msg"].length <= 1024))
   );
@@ -356,9 +347,9 @@ function isPlainInner(raw: unknown): raw is Inner {
       isBytes(raw["rid"], 16) &&
       typeof tool === "string" &&
       tool.length >= 1 &&
-      tool.length <= 256 &&
+      tool.length <= MAX_TOOL_NAME_CHARS &&
       "args" in raw &&
-      (!("tok" in raw) || (typeof tok === "string" && tok.length <= 8192))
+      (!("tok" in raw) || (typeof tok === "string" && tok.length <= MAX_TOKEN_CHARS))
     );
   }
   if (raw["t"] !== "res") return false;
@@ -369,5 +360,5 @@ function isPlainInner(raw: unknown): raw is Inner {
   if (!isPlainObject(error)) return false;
   for (const key in error) if (key !== "code" && key !== "message") return false;
   const { code, message } = error;
-  return typeof code === "string" && code.length <= 64 && typeof message === "string" && message.length <= 4096;
+  return typeof code === "string" && code.length <= MAX_ERROR_CODE_CHARS && typeof message === "string" && message.length <= MAX_ERROR_MESSAGE_CHARS;
 }
