@@ -334,6 +334,8 @@ export function decodeInner(plaintext: Uint8Array, headerBytes: Uint8Array, maxB
 const REQUEST_KEYS: ReadonlySet<string> = new Set(Object.keys(RequestSchema.shape));
 const RESPONSE_KEYS: ReadonlySet<string> = new Set(Object.keys(ResponseSchema.shape));
 const STATUSES: ReadonlySet<unknown> = new Set(ResponseStatusSchema.options);
+const EVENT_KEYS: ReadonlySet<string> = new Set(Object.keys(EventSchema.shape));
+const JOB_STATUSES: ReadonlySet<unknown> = new Set(JobStatusSchema.options);
 const isPlainObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && Object.getPrototypeOf(v) === Object.prototype;
 
 /** {@link InnerSchema}'s checks written out, as {@link isPlainHeader} is for the header. */
@@ -352,13 +354,36 @@ function isPlainInner(raw: unknown): raw is Inner {
       (!("tok" in raw) || (typeof tok === "string" && tok.length <= MAX_TOKEN_CHARS))
     );
   }
+  if (raw["t"] === "evt") {
+    for (const key in raw) if (!EVENT_KEYS.has(key)) return false;
+    const job = raw["job"];
+    if (typeof job !== "string" || job.length > MAX_JOB_ID_CHARS || !JOB_STATUSES.has(raw["st"])) return false;
+    if ("progress" in raw && !isPlainProgress(raw["progress"])) return false;
+    return !("error" in raw) || isPlainError(raw["error"]);
+  }
   if (raw["t"] !== "res") return false;
   for (const key in raw) if (!RESPONSE_KEYS.has(key)) return false;
   if (!STATUSES.has(raw["st"])) return false;
-  if (!("error" in raw)) return true;
-  const error = raw["error"];
+  return !("error" in raw) || isPlainError(raw["error"]);
+}
+
+/** {@link ErrorBodySchema} written out. */
+function isPlainError(error: unknown): boolean {
   if (!isPlainObject(error)) return false;
   for (const key in error) if (key !== "code" && key !== "message") return false;
   const { code, message } = error;
   return typeof code === "string" && code.length <= MAX_ERROR_CODE_CHARS && typeof message === "string" && message.length <= MAX_ERROR_MESSAGE_CHARS;
+}
+
+/** {@link ProgressSchema} written out (finite numbers only: anything else goes to the schema). */
+function isPlainProgress(progress: unknown): boolean {
+  if (!isPlainObject(progress)) return false;
+  for (const key in progress) if (key !== "progress" && key !== "total" && key !== "message") return false;
+  const { progress: done, total, message } = progress;
+  return (
+    typeof done === "number" &&
+    Number.isFinite(done) &&
+    (!("total" in progress) || (typeof total === "number" && Number.isFinite(total))) &&
+    (!("message" in progress) || (typeof message === "string" && message.length <= MAX_PROGRESS_MESSAGE_CHARS))
+  );
 }
