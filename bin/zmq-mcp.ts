@@ -8,9 +8,9 @@
 import { readFileSync } from "node:fs";
 import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
 import { Option, type Command, InvalidArgumentError } from "commander";
-import { Agent, type AgentOptions } from "../src/agent.js";
+import { Agent, type AgentOptions } from "../src/agent/agent.js";
 import { ConfigError } from "../src/errors.js";
-import { createLogger, type Logger, type LogLevel } from "../src/log.js";
+import { createLogger, type Logger, type LogLevel } from "../src/support/log.js";
 import { McpAttachment } from "../src/mcp/attach.js";
 import { MeshExposer, type PrefixMode } from "../src/mcp/expose.js";
 import { brokerOption, certOption, certsOption, checkEndpoint, command, runAsync, VERSION } from "./cli.js";

@@ -1,5 +1,5 @@
 """Capability tokens (docs/PROTOCOL.md §10): compact JWS, EdDSA (Ed25519), checked exactly as
-src/tokens.ts checks them: signature by ``kid``, ``exp``/``nbf`` with a clock skew, audience,
+src/auth/tokens.ts checks them: signature by ``kid``, ``exp``/``nbf`` with a clock skew, audience,
 the ``cnf["zmcp:key"]`` binding to the sender's curve key, the deny list, and the scope.
 """
 from __future__ import annotations

@@ -30,13 +30,13 @@ import {
   type Task,
   type Tool,
 } from "@modelcontextprotocol/sdk/types.js";
-import type { Agent, ToolInfo } from "../agent.js";
-import type { Progress } from "../envelope.js";
+import type { Agent, ToolInfo } from "../agent/agent.js";
+import type { Progress } from "../wire/envelope.js";
 import { ConfigError, RemoteError, ZmcpError } from "../errors.js";
-import type { Job } from "../jobs.js";
-import { silentLogger, type Logger } from "../log.js";
-import { parseServiceAddress } from "../services.js";
-import { isZ85Key } from "../z85.js";
+import type { Job } from "../agent/jobs.js";
+import { silentLogger, type Logger } from "../support/log.js";
+import { parseServiceAddress } from "../wire/services.js";
+import { isZ85Key } from "../wire/z85.js";
 import { canonicalJson, SchemaCache } from "./schemas.js";
 import { isMcpBindingTool } from "./transport.js";
 

@@ -16,7 +16,7 @@ import type { AddressInfo } from "node:net";
 import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
 import type { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import { ConfigError } from "../errors.js";
-import { silentLogger, type Logger } from "../log.js";
+import { silentLogger, type Logger } from "../support/log.js";
 import type { MeshExposer } from "./expose.js";
 
 /** Shortest bearer token accepted: a guessable token would be the only thing between the network and the mesh. */

@@ -31,11 +31,11 @@ import {
   type RequestId,
 } from "@modelcontextprotocol/sdk/types.js";
 import { z } from "zod";
-import type { Agent, ToolContext } from "../agent.js";
+import type { Agent, ToolContext } from "../agent/agent.js";
 import { ConfigError, RemoteError, ZmcpError } from "../errors.js";
-import type { Job } from "../jobs.js";
-import { silentLogger, type Logger } from "../log.js";
-import { parseServiceAddress } from "../services.js";
+import type { Job } from "../agent/jobs.js";
+import { silentLogger, type Logger } from "../support/log.js";
+import { parseServiceAddress } from "../wire/services.js";
 
 /** The reserved tool that carries one JSON-RPC message per call. */
 export const MCP_RPC_TOOL = "mcp/rpc";

@@ -12,12 +12,12 @@ import { McpServer, ResourceTemplate } from "@modelcontextprotocol/sdk/server/mc
 import { ErrorCode, McpError, type CallToolResult, type Progress } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
-import type { Agent } from "../../src/agent.js";
+import type { Agent } from "../../src/agent/agent.js";
 import { RemoteError } from "../../src/errors.js";
-import type { Broker } from "../../src/broker.js";
-import { generateAuthority, saveAuthority } from "../../src/jwk.js";
+import type { Broker } from "../../src/broker/broker.js";
+import { generateAuthority, saveAuthority } from "../../src/auth/jwk.js";
 import { MCP_RPC_JOB_TOOL, MCP_RPC_TOOL, MeshClientTransport, MeshServerTransport } from "../../src/mcp/transport.js";
-import { TokenIssuer } from "../../src/tokens.js";
+import { TokenIssuer } from "../../src/auth/tokens.js";
 import { tempCerts, type CertFixture } from "../support/certs.js";
 import { connectAgent, startBroker } from "../support/mesh.js";
 import { built, spawnChild, type Child } from "../support/process.js";

@@ -5,8 +5,8 @@
  */
 import type { ChildProcess } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Agent } from "../../src/agent.js";
-import type { Broker } from "../../src/broker.js";
+import type { Agent } from "../../src/agent/agent.js";
+import type { Broker } from "../../src/broker/broker.js";
 import { RemoteError } from "../../src/errors.js";
 import { rejectsWith } from "../support/assert.js";
 import { waitFor } from "../support/wait.js";

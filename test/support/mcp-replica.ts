@@ -9,8 +9,8 @@
 import { parseArgs } from "node:util";
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { z } from "zod";
-import { Agent } from "../../src/agent.js";
-import { createLogger } from "../../src/log.js";
+import { Agent } from "../../src/agent/agent.js";
+import { createLogger } from "../../src/support/log.js";
 import { MeshServerTransport } from "../../src/mcp/transport.js";
 
 const { values } = parseArgs({

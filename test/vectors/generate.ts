@@ -16,10 +16,10 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { encode } from "@msgpack/msgpack";
 import nacl from "tweetnacl";
-import { digest, encodeHeader, encodeInner, type Header, type InnerDraft } from "../../src/envelope.js";
-import { jwkThumbprint } from "../../src/jwk.js";
-import { NONCE_BYTES, TAG_BYTES } from "../../src/seal.js";
-import { z85Encode } from "../../src/z85.js";
+import { digest, encodeHeader, encodeInner, type Header, type InnerDraft } from "../../src/wire/envelope.js";
+import { jwkThumbprint } from "../../src/auth/jwk.js";
+import { NONCE_BYTES, TAG_BYTES } from "../../src/wire/seal.js";
+import { z85Encode } from "../../src/wire/z85.js";
 
 /** Where the files go when this runs from dist/test/vectors/. */
 const VECTORS_DIR = join(import.meta.dirname, "..", "..", "..", "test", "vectors");
