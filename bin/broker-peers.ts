@@ -5,7 +5,7 @@
  * and gives no agent a way to list the mesh.
  */
 import { Option } from "commander";
-import { parseHostPort } from "../src/metrics.js";
+import { parseHostPort } from "../src/support/metrics.js";
 import { command, run, usageError } from "./cli.js";
 import { fail } from "./options.js";
 

@@ -3,12 +3,12 @@
 import { existsSync, rmSync, writeFileSync } from "node:fs";
 import { basename, dirname } from "node:path";
 import { Option } from "commander";
-import { Broker } from "../src/broker.js";
-import { generateCertificate, loadSecretCertificate, saveCertificate } from "../src/certs.js";
+import { Broker } from "../src/broker/broker.js";
+import { generateCertificate, loadSecretCertificate, saveCertificate } from "../src/auth/certs.js";
 import { ConfigError } from "../src/errors.js";
-import { createLogger, type LogLevel } from "../src/log.js";
+import { createLogger, type LogLevel } from "../src/support/log.js";
 import { collectDefaultMetrics } from "prom-client";
-import { serveMetrics, type MetricsServer } from "../src/metrics.js";
+import { serveMetrics, type MetricsServer } from "../src/support/metrics.js";
 import { command, run } from "./cli.js";
 import { applyConfigFile } from "./config-file.js";
 import { fail, logLevel, nonNegativeInt, positiveInt, positiveNumber } from "./options.js";

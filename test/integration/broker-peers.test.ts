@@ -5,9 +5,9 @@
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Agent } from "../../src/agent.js";
-import { createLogger } from "../../src/log.js";
-import { Registry, scrapeMetrics, serveMetrics } from "../../src/metrics.js";
+import type { Agent } from "../../src/agent/agent.js";
+import { createLogger } from "../../src/support/log.js";
+import { newRegistry, scrapeMetrics, serveMetrics } from "../../src/support/metrics.js";
 import { tempCerts, type CertFixture } from "../support/certs.js";
 import { connectAgent, startBroker } from "../support/mesh.js";
 import { BIN, startBrokerProcess, type BrokerProcess } from "../support/process.js";
@@ -93,7 +93,7 @@ describe("peers connected now", () => {
 describe("serveMetrics probes", () => {
   it("/readyz is 503 with the reason while the readiness check says not ready, 200 once it does", async () => {
     let ready = false;
-    const server = await serveMetrics(new Registry(), "127.0.0.1:0", { ready: () => (ready ? { ready: true } : { ready: false, reason: "no broker connection yet" }) });
+    const server = await serveMetrics(newRegistry(), "127.0.0.1:0", { ready: () => (ready ? { ready: true } : { ready: false, reason: "no broker connection yet" }) });
     try {
       const url = server.url.replace(/\/metrics$/, "/readyz");
       const before = await fetch(url);

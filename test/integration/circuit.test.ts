@@ -5,10 +5,10 @@
  * agent. The peer is a real process, SIGKILLed and started again with the same key.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Agent } from "../../src/agent.js";
-import { CircuitOpenError } from "../../src/circuit/breaker.js";
+import type { Agent } from "../../src/agent/agent.js";
+import { CircuitOpenError } from "../../src/agent/circuit.js";
 import { RemoteError, ZmcpError } from "../../src/errors.js";
-import { metricSum, parsePrometheusText } from "../../src/metrics.js";
+import { metricSum, parsePrometheusText } from "../../src/support/metrics.js";
 import { tempCerts, type CertFixture } from "../support/certs.js";
 import { connectAgent } from "../support/mesh.js";
 import { startBrokerProcess, startWorker, type BrokerProcess, type WorkerProcess } from "../support/process.js";

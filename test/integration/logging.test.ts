@@ -6,10 +6,10 @@ import { Writable } from "node:stream";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
-import type { Agent } from "../../src/agent.js";
-import type { Broker } from "../../src/broker.js";
+import type { Agent } from "../../src/agent/agent.js";
+import type { Broker } from "../../src/broker/broker.js";
 import { RemoteError, ZmcpError } from "../../src/errors.js";
-import { createLogger } from "../../src/log.js";
+import { createLogger } from "../../src/support/log.js";
 import { tempCerts, type CertFixture } from "../support/certs.js";
 import { connectAgent, startBroker } from "../support/mesh.js";
 

@@ -8,9 +8,9 @@ import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-ho
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from "@opentelemetry/sdk-trace-base";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { z } from "zod";
-import type { Agent } from "../../src/agent.js";
-import type { Broker } from "../../src/broker.js";
-import { decodeInner, encodeHeader, encodeInner, newId, PROTOCOL_VERSION, type Header } from "../../src/envelope.js";
+import type { Agent } from "../../src/agent/agent.js";
+import type { Broker } from "../../src/broker/broker.js";
+import { decodeInner, encodeHeader, encodeInner, newId, PROTOCOL_VERSION, type Header } from "../../src/wire/envelope.js";
 import { ProtocolError } from "../../src/errors.js";
 import { tempCerts, type CertFixture } from "../support/certs.js";
 import { connectAgent, startBroker } from "../support/mesh.js";

@@ -7,9 +7,9 @@ import { createHash, randomBytes } from "node:crypto";
 import { Decoder, Encoder } from "@msgpack/msgpack";
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
-import { decodeHeader, decodeInner, digest, encodeHeader, HeaderSchema, InnerSchema, MAX_DEPTH, MAX_HEADER_BYTES, newId, PROTOCOL_VERSION } from "../../src/envelope.js";
+import { decodeHeader, decodeInner, digest, encodeHeader, HeaderSchema, InnerSchema, MAX_DEPTH, MAX_HEADER_BYTES, newId, PROTOCOL_VERSION } from "../../src/wire/envelope.js";
 import { ProtocolError } from "../../src/errors.js";
-import { checkMsgpack } from "../../src/msgpack-guard.js";
+import { checkMsgpack } from "../../src/wire/msgpack-guard.js";
 
 const encoder = new Encoder();
 const headerDecoder = new Decoder({ maxStrLength: MAX_HEADER_BYTES, maxBinLength: MAX_HEADER_BYTES, maxArrayLength: MAX_HEADER_BYTES, maxMapLength: MAX_HEADER_BYTES, maxExtLength: 0 });

@@ -5,8 +5,8 @@
 import { execFileSync } from "node:child_process";
 import nacl from "tweetnacl";
 import { describe, expect, it } from "vitest";
-import { jobRunner, newJobId } from "../../src/jobs.js";
-import { z85Encode } from "../../src/z85.js";
+import { jobRunner, newJobId } from "../../src/agent/jobs.js";
+import { z85Encode } from "../../src/wire/z85.js";
 
 /** A key whose Z85 text holds characters a shell reads as syntax (`#`, `{`, `>`, `&`, `;`...). */
 function awkwardKey(): string {

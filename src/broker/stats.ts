@@ -1,0 +1,79 @@
+/**
+ * The broker's counters (plain numbers bumped on the routing path) and the Prometheus
+ * metrics that read them at scrape time (support/metrics.ts).
+ */
+import type { WireCode } from "../errors.js";
+import { readCounter, readGauge, readGaugeSeries, readLabelledCounter, type Registry } from "../support/metrics.js";
+import type { PeerInfo } from "./peers.js";
+
+/** Counters, for tests and operators. */
+export interface BrokerStats {
+  /**
+   * Messages received; each is then routed, refused, or (a service heartbeat) acknowledged:
+   * received = routed + Σ refused + heartbeats + internalErrors.
+   */
+  received: number;
+  routed: number;
+  bytes: number;
+  refused: Partial<Record<WireCode, number>>;
+  /** Nacks that could not be delivered either (sender gone or full). */
+  nacksLost: number;
+  /** Service heartbeats acknowledged. */
+  heartbeats: number;
+  /** Messages that hit a bug in the broker (logged); expected to stay 0. */
+  internalErrors: number;
+  /**
+   * Handshakes of a key that was connected already: the older connection was told `displaced`
+   * (a broker notice) before the new one took its route.
+   */
+  takeovers: number;
+  /** Connections told their key was revoked or removed (`revoked` notice). */
+  revocationNotices: number;
+  /** Connections accepted (TCP), CURVE handshakes completed, connections closed. */
+  accepted: number;
+  handshakes: number;
+  disconnected: number;
+  /** Failed handshakes by reason (`auth`: key refused; `protocol`: not ZMTP/CURVE, or garbage; `other`). */
+  handshakeFailures: Partial<Record<"auth" | "protocol" | "other", number>>;
+}
+
+export function newBrokerStats(): BrokerStats {
+  return { received: 0, routed: 0, bytes: 0, refused: {}, nacksLost: 0, heartbeats: 0, internalErrors: 0, takeovers: 0, revocationNotices: 0, accepted: 0, handshakes: 0, disconnected: 0, handshakeFailures: {} };
+}
+
+/** What the registry reads besides the counters: gauges of the broker's parts. */
+export interface BrokerGauges {
+  rateLimitedNow(): number;
+  rateLimitedEpisodes(): number;
+  logLinesSuppressed(): number;
+  allowedKeys(): number;
+  serviceReplicas(): number;
+  /** Peers heard within the heartbeat timeout (peers.ts). */
+  connectedPeers(): PeerInfo[];
+}
+
+export function registerBrokerMetrics(r: Registry, s: BrokerStats, g: BrokerGauges): void {
+  readCounter(r, "zmcp_broker_messages_received_total", "Messages received from peers", () => s.received);
+  readCounter(r, "zmcp_broker_messages_routed_total", "Messages forwarded to their recipient", () => s.routed);
+  readCounter(r, "zmcp_broker_routed_bytes_total", "Bytes (header + body) forwarded", () => s.bytes);
+  readLabelledCounter(r, "zmcp_broker_messages_refused_total", "Messages refused with a nack, by error code", "code", () => Object.entries(s.refused) as Array<[string, number]>);
+  readCounter(r, "zmcp_broker_nacks_lost_total", "Nacks that could not be delivered (sender gone or its queue full)", () => s.nacksLost);
+  readCounter(r, "zmcp_broker_service_heartbeats_total", "Service heartbeats acknowledged", () => s.heartbeats);
+  readCounter(r, "zmcp_broker_internal_errors_total", "Messages that hit a broker bug (logged)", () => s.internalErrors);
+  readCounter(r, "zmcp_broker_connections_accepted_total", "TCP connections accepted", () => s.accepted);
+  readCounter(r, "zmcp_broker_peers_connected_total", "CURVE handshakes completed (peers connected)", () => s.handshakes);
+  readCounter(r, "zmcp_broker_peers_disconnected_total", "Connections closed, whether their handshake completed or not (not a gauge: see zmcp_broker_connected_peers)", () => s.disconnected);
+  readLabelledCounter(r, "zmcp_broker_handshake_failures_total", "Failed handshakes by reason (auth: key refused; protocol: not CURVE or garbage)", "reason", () => Object.entries(s.handshakeFailures) as Array<[string, number]>);
+  readGauge(r, "zmcp_broker_rate_limited_senders", "Sender keys whose rate-limit bucket is empty now", g.rateLimitedNow);
+  readCounter(r, "zmcp_broker_rate_limited_senders_total", "Times a sender key started being refused rate_limited", g.rateLimitedEpisodes);
+  readCounter(r, "zmcp_broker_takeovers_total", "Handshakes of a key already connected: the older connection was told it is displaced", () => s.takeovers);
+  readCounter(r, "zmcp_broker_revocation_notices_total", "Connections told their key was revoked or removed", () => s.revocationNotices);
+  readCounter(r, "zmcp_broker_log_lines_suppressed_total", "Log lines a peer caused that were skipped by the log rate limit (summarised with a count)", g.logLinesSuppressed);
+  readGauge(r, "zmcp_broker_allowed_keys", "Keys in the allowlist", g.allowedKeys);
+  // Peers connected now: bounded by the allowlist, and a peer's series is gone once it is silent.
+  readGauge(r, "zmcp_broker_connected_peers", "Peers connected now: keys heard within the heartbeat timeout", () => g.connectedPeers().length);
+  readGaugeSeries(r, "zmcp_broker_peer_last_heard_seconds", "Seconds since each connected peer was last heard, by key and certificate name", ["key", "name"], () =>
+    g.connectedPeers().map((p): [string[], number] => [[p.key, p.name ?? ""], p.lastHeardMs / 1000]),
+  );
+  readGauge(r, "zmcp_broker_service_replicas", "Live service replicas in the directory", g.serviceReplicas);
+}
