@@ -7,11 +7,18 @@
  * again. Any other answer (`invalid_args`, `tool_failed`, ...) proves the peer is there and
  * counts as a success; the caller's own `aborted`/`closed` count as nothing.
  *
+ * A service (`svc:NAME`) is judged by the broker's verdicts only: `no_route` (no live replica)
+ * and `busy` (every replica busy). A `timeout` there means the one replica that took the
+ * request died with it; the broker evicts that replica and routes the next calls to the live
+ * ones, so it counts as nothing there, neither failure nor success (a replica killed with 8
+ * calls in flight must not cut callers off the surviving replicas for `openFor`).
+ *
  * Per agent, in memory, one entry per destination that failed (a success forgets it), bounded.
  */
 import { ConfigError, ZmcpError } from "../errors.js";
 import { readCounter, readGauge, readGaugeSeries, type Registry } from "../support/metrics.js";
 import { RecencyMap } from "../support/recency-map.js";
+import { SERVICE_PREFIX } from "../wire/services.js";
 
 export interface CircuitOptions {
   /** Consecutive failed calls (`no_route`, `timeout`, `busy`, retries included) that open the circuit. Default 5. */
@@ -109,7 +116,8 @@ export class CircuitBreakers {
   #settle(destination: string, err: unknown, probe: boolean, options: Required<CircuitOptions>): void {
     const code = err === undefined ? undefined : err instanceof ZmcpError ? err.code : "error";
     const entry = this.#entries.peek(destination);
-    if (code !== undefined && NEUTRAL.has(code)) {
+    const neutral = code !== undefined && (NEUTRAL.has(code) || (code === "timeout" && destination.startsWith(SERVICE_PREFIX)));
+    if (neutral) {
       if (probe && entry) entry.probeUntil = 0; // no verdict: the next call probes
       return;
     }
