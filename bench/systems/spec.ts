@@ -64,8 +64,8 @@ export interface SystemSpec {
 }
 
 /** A caller played by a node worker process (every system but the native one). */
-export async function nodeCaller(system: string, config: Record<string, unknown>): Promise<CallerHandle> {
-  const worker = await startWorker(system, "caller", config);
+export async function nodeCaller(system: string, config: Record<string, unknown>, env?: Record<string, string>): Promise<CallerHandle> {
+  const worker = await startWorker(system, "caller", config, undefined, env);
   return {
     pid: worker.pid,
     latency(payload, warmup, calls, timeoutMs) {
