@@ -65,7 +65,6 @@ export class Sealer {
     }
     if (peerKey.length !== 32) throw new ProtocolError("bad_seal", `peer key is ${peerKey.length} bytes, not 32`);
     key = box.sharedKey(peerKey, this.#secretKey);
-    if (!key) throw new ProtocolError("bad_seal", `peer key is a low-order point (the shared key would be public)`);
     this.#cache.set(peer, key);
     if (this.#cache.size > this.maxPeers) this.#cache.delete(this.#cache.keys().next().value!);
     return key;

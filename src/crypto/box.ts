@@ -23,10 +23,10 @@ export const SEAL_OVERHEAD = TAG_BYTES + NONCE_BYTES;
 export interface BoxBackend {
   readonly name: "sodium-native" | "tweetnacl";
   /**
-   * NaCl `crypto_box_beforenm(peerPublic, secret)`: X25519 then HSalsa20. Undefined when the
-   * X25519 result is all zero (a low-order peer key, whose shared key anyone can compute).
+   * NaCl `crypto_box_beforenm(peerPublic, secret)`: X25519 then HSalsa20, exactly as
+   * tweetnacl computes it, also for a low-order peer key (see SECURITY.md, issue 12).
    */
-  sharedKey(peerPublic: Uint8Array, secret: Uint8Array): Uint8Array | undefined;
+  sharedKey(peerPublic: Uint8Array, secret: Uint8Array): Uint8Array;
   /** `[tag][nonce][XSalsa20-Poly1305 ciphertext]` of `plaintext` under `key` with `nonce`. */
   seal(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array): Uint8Array;
   /** The plaintext of a body at least {@link SEAL_OVERHEAD} long, or undefined if it does not open. */
@@ -87,9 +87,7 @@ function scratch(length: number): [Uint8Array, Uint8Array] {
 export const jsBox: BoxBackend = {
   name: "tweetnacl",
   sharedKey(peerPublic, secret) {
-    const shared = nacl.scalarMult(secret, peerPublic);
-    if (shared.every((b) => b === 0)) return undefined;
-    return hsalsa(shared);
+    return hsalsa(nacl.scalarMult(secret, peerPublic));
   },
   seal(key, nonce, plaintext) {
     // tweetnacl's low-level secretbox wants 32 zero bytes before the plaintext and writes 16
@@ -142,7 +140,9 @@ function nativeBackend(sodium: Sodium): BoxBackend {
       try {
         sodium.crypto_scalarmult(shared, secret, peerPublic);
       } catch {
-        return undefined; // libsodium refuses an all-zero result
+        // libsodium refuses an all-zero result (a low-order peer key); protocol v1 as
+        // tweetnacl speaks it does not, so the two give the same key here too.
+        return jsBox.sharedKey(peerPublic, secret);
       }
       // HSalsa20 of 32 bytes is a few µs in JS and runs once per peer (the shared key is cached).
       return hsalsa(shared);
