@@ -136,6 +136,8 @@ export interface RateResult {
   /** Completed per second over the measured interval and its drain. */
   achievedPerSecond: number;
   errors: number;
+  /** Errors by code (a zmcp error's `code`, else the message's first words). */
+  errorCodes: Record<string, number>;
   /** Still unanswered when the drain ended (counted in neither histogram). */
   unfinished: number;
   /** Largest number of requests in flight at once. */
@@ -172,6 +174,7 @@ export async function measureRate(client: Client, size: number, rate: number, du
   let offered = 0;
   let completed = 0;
   let errors = 0;
+  const errorCodes: Record<string, number> = {};
   let inFlight = 0;
   let maxInFlight = 0;
   let lastDone = start;
@@ -191,8 +194,12 @@ export async function measureRate(client: Client, size: number, rate: number, du
           lastDone = t1;
         }
       },
-      () => {
-        if (measured) errors++;
+      (err: unknown) => {
+        if (!measured) return;
+        errors++;
+        const code = (err as { code?: unknown } | null)?.code;
+        const what = typeof code === "string" ? code : String((err as Error | null)?.message ?? err).slice(0, 40);
+        errorCodes[what] = (errorCodes[what] ?? 0) + 1;
       },
     );
     const tracked = p.finally(() => {
@@ -233,6 +240,7 @@ export async function measureRate(client: Client, size: number, rate: number, du
     completed,
     achievedPerSecond: Math.round((completed * 1e9) / elapsedNs),
     errors,
+    errorCodes,
     unfinished: offered - completed - errors,
     maxInFlight,
     corrected: withP9999(corrected),

@@ -12,8 +12,12 @@
  * Prints a table (p50 to p99.99 and max, from the intended send time; p50/p99 from the actual
  * send beside it) and writes `<out>/<name>.json` with the machine, versions, load at start and
  * end, and every raw HDR histogram. A system is saturated at a rate when it completes less than
- * 90% of what was offered, leaves requests unanswered, or fails more than 1%; higher rates are
- * then skipped for it.
+ * 90% of what was offered, leaves requests unanswered, fails more than 1%, or builds a backlog
+ * of more than a second of requests in flight; higher rates are then skipped for it.
+ *
+ * Each cell gets a fresh deployment (broker, responder, caller): state a system keeps per caller
+ * over minutes (zmcp's idempotency cache holds every answer 120 s, at most 25,000 answers and
+ * 16 MiB per caller) then weighs on the cell that fills it, not on every cell after it.
  */
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
@@ -23,7 +27,7 @@ import type { RateResult } from "./driver.js";
 import { installCleanup, removeOnExit, ROOT } from "./proc.js";
 import { machineInfo } from "./run.js";
 import { findSystem } from "./systems/index.js";
-import type { CallerHandle, Deployment } from "./systems/spec.js";
+import type { CallerHandle, Deployment, SystemSpec } from "./systems/spec.js";
 
 const { values } = parseArgs({
   options: {
@@ -65,52 +69,53 @@ function version(pkg: string): string {
 }
 
 const machine = machineInfo();
-const deployed: Array<{ id: string; title: string; deployment: Deployment; caller: CallerHandle }> = [];
 const rows: Array<Row & { payload: number; rate: number }> = [];
 const startedAt = new Date().toISOString();
-try {
-  for (const id of systems) {
-    const spec = findSystem(id);
-    if (!spec) throw new Error(`unknown system ${id}`);
-    const reason = await spec.check?.(env);
-    if (reason) {
-      process.stderr.write(`${id}: skipped: ${reason}\n`);
-      continue;
-    }
-    process.stderr.write(`${id}: starting\n`);
-    const deployment = await spec.start(env, {});
-    const caller = await deployment.caller();
-    if (!caller.rate) {
-      process.stderr.write(`${id}: skipped: its caller has no offered-load mode\n`);
-      await caller.stop();
-      await deployment.stop();
-      continue;
-    }
-    deployed.push({ id, title: spec.title, deployment, caller });
+const specs: SystemSpec[] = [];
+for (const id of systems) {
+  const spec = findSystem(id);
+  if (!spec) throw new Error(`unknown system ${id}`);
+  const reason = await spec.check?.(env);
+  if (reason) process.stderr.write(`${id}: skipped: ${reason}\n`);
+  else specs.push(spec);
+}
+
+/** One cell: deploy, drive at `rate`, stop. */
+async function cell(spec: SystemSpec, payload: number, rate: number): Promise<RateResult> {
+  const deployment: Deployment = await spec.start(env, {});
+  let caller: CallerHandle | undefined;
+  try {
+    caller = await deployment.caller();
+    if (!caller.rate) throw new Error("its caller has no offered-load mode");
+    return await caller.rate(payload, rate, durationMs, warmupMs, durationMs + warmupMs + 60_000);
+  } finally {
+    await caller?.stop().catch(() => undefined);
+    await deployment.stop().catch(() => undefined);
   }
-  let turn = 0;
-  for (const payload of payloads) {
-    const saturated = new Map<string, number>();
-    for (const rate of rates) {
-      const order = deployed.map((_, i) => deployed[(i + turn) % deployed.length]!);
-      turn++;
-      for (const d of order) {
-        const row = { system: d.id, title: d.title, payload, rate };
-        if (saturated.has(d.id)) {
-          rows.push({ ...row, skipped: `saturated at ${saturated.get(d.id)}/s` });
-          continue;
-        }
-        process.stderr.write(`${d.id}: ${payload} B at ${rate}/s\n`);
-        const result = await d.caller.rate!(payload, rate, durationMs, warmupMs, durationMs + warmupMs + 60_000);
+}
+
+let turn = 0;
+for (const payload of payloads) {
+  const saturated = new Map<string, number>();
+  for (const rate of rates) {
+    const order = specs.map((_, i) => specs[(i + turn) % specs.length]!);
+    turn++;
+    for (const spec of order) {
+      const row = { system: spec.id, title: spec.title, payload, rate };
+      if (saturated.has(spec.id)) {
+        rows.push({ ...row, skipped: `saturated at ${saturated.get(spec.id)}/s` });
+        continue;
+      }
+      process.stderr.write(`${spec.id}: ${payload} B at ${rate}/s\n`);
+      try {
+        const result = await cell(spec, payload, rate);
         rows.push({ ...row, result });
-        if (result.completed < 0.9 * result.offered || result.unfinished > 0 || result.errors > 0.01 * result.offered) saturated.set(d.id, rate);
+        if (result.completed < 0.9 * result.offered || result.unfinished > 0 || result.errors > 0.01 * result.offered || result.maxInFlight > rate) saturated.set(spec.id, rate);
+      } catch (err) {
+        rows.push({ ...row, skipped: `failed: ${(err as Error).message.split("\n")[0]}` });
+        saturated.set(spec.id, rate);
       }
     }
-  }
-} finally {
-  for (const d of deployed) {
-    await d.caller.stop().catch(() => undefined);
-    await d.deployment.stop().catch(() => undefined);
   }
 }
 
@@ -123,7 +128,9 @@ out.push(`each cell: ${warmupMs} ms warm-up, ${durationMs} ms measured; latency 
 out.push(`the difference at low rates is mostly the sender's timer lateness, up to ~1 ms, the same for every system)`);
 out.push("");
 const head = ["payload", "system", "rate/s", "done/s", "p50", "p90", "p99", "p99.9", "p99.99", "max", "svc p50", "svc p99", "errors", "max in flight"];
+const codes = (r: RateResult) => Object.entries(r.errorCodes).map(([code, n]) => `${n} ${code}`).join(", ");
 const table: string[][] = [head];
+const notes: string[] = [];
 for (const r of rows) {
   const name = `${r.payload >= 1024 ? `${r.payload / 1024} KiB` : `${r.payload} B`}`;
   if (!r.result) {
@@ -133,12 +140,14 @@ for (const r of rows) {
   const c = r.result.corrected;
   const s = r.result.service;
   table.push([name, r.title, String(r.rate), String(r.result.achievedPerSecond), fmt(c.p50), fmt(c.p90), fmt(c.p99), fmt(c.p999), fmt(c.p9999), fmt(c.max), fmt(s.p50), fmt(s.p99), String(r.result.errors + r.result.unfinished), String(r.result.maxInFlight)]);
+  if (r.result.errors > 0) notes.push(`${name} ${r.title} at ${r.rate}/s: errors ${codes(r.result)}`);
 }
 const widths = head.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
 for (const [i, row] of table.entries()) {
   out.push(row.map((cell, j) => (j < 2 ? cell.padEnd(widths[j]!) : cell.padStart(widths[j]!))).join("  "));
   if (i === 0) out.push(widths.map((w) => "─".repeat(w)).join("  "));
 }
+if (notes.length) out.push("", ...notes);
 process.stdout.write(out.join("\n") + "\n");
 mkdirSync(values.out!, { recursive: true });
 const file = join(values.out!, `${values.name}.json`);
