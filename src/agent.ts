@@ -40,6 +40,7 @@ import { answerExp, ClockOffsets, eventExp, refusalExp, wireMs } from "./clock.j
 import { bump, latencyHistogram, readCounter, readGauge, readLabelledCounter, Registry } from "./metrics.js";
 import { checkMsgpack } from "./msgpack-guard.js";
 import { PendingCalls } from "./pending.js";
+import { LazySignal } from "./fastpath/lazy-signal.js"; // hook(perf): import
 import { receiveLoop } from "./receive-loop.js";
 import { DEFAULT_MAX_SEEN, DEFAULT_REPLAY_WINDOW_MS, defaultStartGrace, ReplayGuard } from "./replay.js";
 import { attemptTimeout, backoff, isRetryable, retryPolicy, sleep, type RetryOptions } from "./retry.js";
@@ -1182,8 +1183,8 @@ export class Agent {
     let timer: NodeJS.Timeout | undefined;
     let expired: Promise<{ answer: Answer; late: boolean }> | undefined;
     if (deadline !== undefined) {
-      const late = new AbortController();
-      ctx.signal = AbortSignal.any([this.#closing.signal, late.signal]);
+      const late = new LazySignal(this.#closing.signal); // hook(perf): the handler's signal is made only if the handler reads it
+      late.install(ctx); // hook(perf)
       expired = new Promise((resolve) => {
         timer = setTimeout(() => {
           resolve({ answer: failure("expired", `${tool.info.name} was still running at the caller's deadline`), late: true });
