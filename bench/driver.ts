@@ -122,3 +122,132 @@ export async function measureThroughput(
   h.destroy();
   return result;
 }
+
+/** What a fixed offered-load run measured (see {@link measureRate}). */
+export interface RateResult {
+  payload: number;
+  /** Requests per second offered: request i is due at start + i / rate. */
+  rate: number;
+  durationMs: number;
+  /** Requests due in the measured interval (every one is sent, however late). */
+  offered: number;
+  /** Of those, completed round trips. */
+  completed: number;
+  /** Completed per second over the measured interval and its drain. */
+  achievedPerSecond: number;
+  errors: number;
+  /** Errors by code (a zmcp error's `code`, else the message's first words). */
+  errorCodes: Record<string, number>;
+  /** Still unanswered when the drain ended (counted in neither histogram). */
+  unfinished: number;
+  /** Largest number of requests in flight at once. */
+  maxInFlight: number;
+  /** From each request's intended send time: what a caller that needs one call per 1/rate s sees (coordinated omission counted). */
+  corrected: Percentiles & { p9999: number };
+  /** From the moment each request was actually handed to the client. */
+  service: Percentiles & { p9999: number };
+  /** Both HDR histograms (ns), compressed base64. */
+  histograms: { corrected: string; service: string };
+}
+
+const withP9999 = (h: hdr.Histogram) => ({ ...percentiles(h), p9999: Math.round(h.getValueAtPercentile(99.99) / 10) / 100 });
+
+/**
+ * A constant request rate, as wrk2 and the OpenMessaging benchmark drive a system: request i
+ * is due at `start + i / rate` whether or not earlier ones have come back, and its latency is
+ * taken from that intended time, so a stall delays every request due during it and shows in
+ * the histogram (no coordinated omission). Due requests are sent from a timer that wakes at
+ * least every millisecond; how late a send leaves is part of the corrected latency, and the
+ * service histogram shows the latency from the actual send for comparison.
+ *
+ * `warmupMs` at the same rate is not recorded. The run then drains for up to `drainMs`.
+ */
+export async function measureRate(client: Client, size: number, rate: number, durationMs: number, warmupMs: number, drainMs = 10_000): Promise<RateResult> {
+  const payload = payloadOf(size);
+  const corrected = newHistogram();
+  const service = newHistogram();
+  const intervalNs = 1e9 / rate;
+  const start = now();
+  const measureFrom = start + BigInt(Math.round(warmupMs * 1e6));
+  const end = measureFrom + BigInt(Math.round(durationMs * 1e6));
+  let sent = 0;
+  let offered = 0;
+  let completed = 0;
+  let errors = 0;
+  const errorCodes: Record<string, number> = {};
+  let inFlight = 0;
+  let maxInFlight = 0;
+  let lastDone = start;
+  const outstanding = new Set<Promise<void>>();
+
+  const fire = (intended: bigint, measured: boolean) => {
+    const t0 = now();
+    inFlight++;
+    if (inFlight > maxInFlight) maxInFlight = inFlight;
+    const p = client.call(payload).then(
+      () => {
+        const t1 = now();
+        if (measured) {
+          corrected.recordValue(Number(t1 - intended));
+          service.recordValue(Number(t1 - t0));
+          completed++;
+          lastDone = t1;
+        }
+      },
+      (err: unknown) => {
+        if (!measured) return;
+        errors++;
+        const code = (err as { code?: unknown } | null)?.code;
+        const what = typeof code === "string" ? code : String((err as Error | null)?.message ?? err).slice(0, 40);
+        errorCodes[what] = (errorCodes[what] ?? 0) + 1;
+      },
+    );
+    const tracked = p.finally(() => {
+      inFlight--;
+      outstanding.delete(tracked);
+    });
+    outstanding.add(tracked);
+  };
+
+  await new Promise<void>((resolve) => {
+    const tick = () => {
+      const t = now();
+      // Every request due by now, however many: a late tick sends the backlog at once.
+      for (;;) {
+        const intended = start + BigInt(Math.round(sent * intervalNs));
+        if (intended > t || intended >= end) break;
+        const measured = intended >= measureFrom;
+        if (measured) offered++;
+        sent++;
+        fire(intended, measured);
+      }
+      if (start + BigInt(Math.round(sent * intervalNs)) >= end) return resolve();
+      const nextDue = Number(start + BigInt(Math.round(sent * intervalNs)) - now()) / 1e6;
+      setTimeout(tick, Math.max(0, Math.floor(nextDue)));
+    };
+    tick();
+  });
+  const drainUntil = Date.now() + drainMs;
+  while (outstanding.size > 0 && Date.now() < drainUntil) {
+    await Promise.race([Promise.all(outstanding), new Promise((r) => setTimeout(r, 100))]);
+  }
+  const elapsedNs = Number((lastDone > end ? lastDone : end) - measureFrom);
+  const result: RateResult = {
+    payload: size,
+    rate,
+    durationMs,
+    offered,
+    completed,
+    achievedPerSecond: Math.round((completed * 1e9) / elapsedNs),
+    errors,
+    errorCodes,
+    unfinished: offered - completed - errors,
+    maxInFlight,
+    corrected: withP9999(corrected),
+    service: withP9999(service),
+    histograms: { corrected: encode(corrected), service: encode(service) },
+  };
+  corrected.destroy();
+  service.destroy();
+  return result;
+}

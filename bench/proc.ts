@@ -169,8 +169,8 @@ export function setNodeFlags(flags: string[]): void {
 }
 
 /** Spawns a node script (not a worker), e.g. the real `zmq-broker` bin. */
-export function spawnNode(name: string, script: string, args: string[]): SpawnedProc {
-  return spawnProgram(name, process.execPath, [...nodeFlags, script, ...args], { pdeathsig: true });
+export function spawnNode(name: string, script: string, args: string[], env?: Record<string, string>): SpawnedProc {
+  return spawnProgram(name, process.execPath, [...nodeFlags, script, ...args], { pdeathsig: true, ...(env ? { env: { ...process.env, ...env } } : {}) });
 }
 
 /** A worker process of `dist/bench/worker.js` playing one role of one system. */
@@ -181,10 +181,11 @@ export interface Worker extends Proc {
 }
 
 /** Forks a worker, sends it `config` and waits for its `ready`. */
-export async function startWorker(system: string, role: string, config: WorkerConfig, timeoutMs = 30_000): Promise<Worker> {
+export async function startWorker(system: string, role: string, config: WorkerConfig, timeoutMs = 30_000, env?: Record<string, string>): Promise<Worker> {
   const child = fork(join(BENCH_DIR, "worker.js"), [system, role], {
     stdio: ["ignore", "ignore", "pipe", "ipc"],
     execArgv: nodeFlags,
+    ...(env ? { env: { ...process.env, ...env } } : {}),
   });
   const proc = wrap(child, `${system}/${role}`);
   const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();

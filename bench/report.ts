@@ -165,6 +165,7 @@ const COLORS: Record<string, string> = {
   "zmq-floor-curve": "#6b7280",
   "zmcp-curve": "#60a5fa",
   "zmcp-sealed": "#1d4ed8",
+  "zmcp-sealed-js": "#93c5fd",
   "zmcp-token": "#7c3aed",
   nats: "#059669",
   mcp: "#d97706",

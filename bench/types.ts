@@ -147,6 +147,7 @@ export type ToWorker =
   | { type: "init"; config: WorkerConfig }
   | { type: "latency"; seq: number; payload: number; warmup: number; calls: number }
   | { type: "throughput"; seq: number; payload: number; window: number; durationMs: number; warmupMs: number }
+  | { type: "rate"; seq: number; payload: number; rate: number; durationMs: number; warmupMs: number }
   | { type: "grow"; seq: number; agents: number }
   | { type: "stop" };
 

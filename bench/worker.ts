@@ -3,7 +3,7 @@
  * bench. It plays one role of one system (broker, responder, caller, idle agents) and exits
  * when told to, or as soon as the bench that forked it goes away.
  */
-import { measureLatency, measureThroughput } from "./driver.js";
+import { measureLatency, measureRate, measureThroughput } from "./driver.js";
 import { findRole } from "./systems/index.js";
 import type { Client, FromWorker, Service, ToWorker } from "./types.js";
 
@@ -64,6 +64,12 @@ async function handle(msg: ToWorker): Promise<void> {
     case "throughput": {
       if (!instance || !isClient(instance)) throw new Error(`${role} is not a caller`);
       const result = await measureThroughput(instance, msg.payload, msg.window, msg.durationMs, msg.warmupMs);
+      send({ type: "result", seq: msg.seq, result });
+      return;
+    }
+    case "rate": {
+      if (!instance || !isClient(instance)) throw new Error(`${role} is not a caller`);
+      const result = await measureRate(instance, msg.payload, msg.rate, msg.durationMs, msg.warmupMs);
       send({ type: "result", seq: msg.seq, result });
       return;
     }

@@ -3,6 +3,7 @@
  * responder) as processes, how it gets a caller, and the roles its worker processes play.
  */
 import { startWorker, type Proc, type Worker } from "../proc.js";
+import type { RateResult } from "../driver.js";
 import type { LatencyResult, RoleStarter, ThroughputResult } from "../types.js";
 
 export interface BenchEnv {
@@ -31,6 +32,8 @@ export interface CallerHandle {
   pid: number | undefined;
   latency(payload: number, warmup: number, calls: number, timeoutMs: number): Promise<LatencyResult>;
   throughput(payload: number, window: number, durationMs: number, warmupMs: number, timeoutMs: number): Promise<ThroughputRun>;
+  /** A fixed offered-load run (driver.ts measureRate); node callers only. */
+  rate?(payload: number, rate: number, durationMs: number, warmupMs: number, timeoutMs: number): Promise<RateResult>;
   stop(): Promise<void>;
 }
 
@@ -64,8 +67,8 @@ export interface SystemSpec {
 }
 
 /** A caller played by a node worker process (every system but the native one). */
-export async function nodeCaller(system: string, config: Record<string, unknown>): Promise<CallerHandle> {
-  const worker = await startWorker(system, "caller", config);
+export async function nodeCaller(system: string, config: Record<string, unknown>, env?: Record<string, string>): Promise<CallerHandle> {
+  const worker = await startWorker(system, "caller", config, undefined, env);
   return {
     pid: worker.pid,
     latency(payload, warmup, calls, timeoutMs) {
@@ -73,6 +76,9 @@ export async function nodeCaller(system: string, config: Record<string, unknown>
     },
     throughput(payload, window, durationMs, warmupMs, timeoutMs) {
       return worker.request<ThroughputRun>({ type: "throughput", seq: worker.nextSeq(), payload, window, durationMs, warmupMs }, timeoutMs);
+    },
+    rate(payload, rate, durationMs, warmupMs, timeoutMs) {
+      return worker.request<RateResult>({ type: "rate", seq: worker.nextSeq(), payload, rate, durationMs, warmupMs }, timeoutMs);
     },
     stop: () => worker.stop(),
   };

@@ -44,6 +44,8 @@ export interface ZmcpStep {
   callOptions?: (certDir: string) => Partial<CallOptions>;
   /** Listed but not run, with this reason. */
   skip?: string;
+  /** Environment of every process of this step (broker, responder, caller), e.g. `ZMCP_CRYPTO`. */
+  env?: Record<string, string>;
 }
 
 export const ZMCP_STEPS: ZmcpStep[] = [
@@ -58,6 +60,14 @@ export const ZMCP_STEPS: ZmcpStep[] = [
     title: "zmcp CURVE+sealed",
     describe: "real zmq-broker; Agent.call → echo tool of another Agent, payload sealed end to end (NaCl box)",
     mode: "agent",
+  },
+  {
+    // The same as zmcp-sealed with the pure-JS reference crypto: what libsodium buys, in one run.
+    id: "zmcp-sealed-js",
+    title: "zmcp CURVE+sealed, tweetnacl",
+    describe: "as zmcp-sealed with ZMCP_CRYPTO=js: the box in tweetnacl (pure JS) instead of libsodium",
+    mode: "agent",
+    env: { ZMCP_CRYPTO: "js" },
   },
   {
     id: "zmcp-token",
@@ -87,7 +97,7 @@ const BROKER_BIN = join(ROOT, "dist", "bin", "zmq-broker.js");
 export const idleName = (i: number) => `idle-${String(i).padStart(5, "0")}`;
 
 /** Spawns the real broker bin on a free port and waits for its `ready` log line. */
-async function spawnBroker(certDir: string, n: number): Promise<{ proc: SpawnedProc; endpoint: string }> {
+async function spawnBroker(certDir: string, n: number, env?: Record<string, string>): Promise<{ proc: SpawnedProc; endpoint: string }> {
   const proc = spawnNode(`zmq-broker#${n}`, BROKER_BIN, [
     "--bind",
     "tcp://127.0.0.1:*",
@@ -97,7 +107,7 @@ async function spawnBroker(certDir: string, n: number): Promise<{ proc: SpawnedP
     certDir,
     "--log-level",
     "info",
-  ]);
+  ], env);
   try {
     const match = await proc.waitFor(/"msg":"ready".*"endpoint":"([^"]+)"/, 15_000);
     return { proc, endpoint: match[1]! };
@@ -129,16 +139,16 @@ function zmcpSystem(step: ZmcpStep): SystemSpec {
       const config = () => ({ endpoints, certDir, serverKey: keys["broker"], responderKey: keys["responder"] });
       try {
         for (let i = 0; i < (options.brokers ?? 1); i++) {
-          const b = await spawnBroker(certDir, i);
+          const b = await spawnBroker(certDir, i, step.env);
           brokers.push(b.proc);
           endpoints.push(b.endpoint);
         }
-        const responder = await startWorker(step.id, "responder", config());
+        const responder = await startWorker(step.id, "responder", config(), undefined, step.env);
         return {
           brokers,
           responder,
-          caller: () => nodeCaller(step.id, config()),
-          idle: () => startWorker(step.id, "idle", config(), 60_000),
+          caller: () => nodeCaller(step.id, config(), step.env),
+          idle: () => startWorker(step.id, "idle", config(), 60_000, step.env),
           stop: () => stopAll([responder, ...brokers]),
         };
       } catch (err) {

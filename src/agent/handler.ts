@@ -19,6 +19,7 @@ import { JobTable, newJobId } from "./jobs.js";
 import type { ReplyPath, Responder } from "./responder.js";
 import { BUILTIN_TOOLS, isBuiltinTool, type RegisteredTool, type ToolContext, type ToolRegistry } from "./tools.js";
 import { inJobSpan, inRequestSpan } from "./tracing.js";
+import { LazySignal } from "../support/lazy-signal.js";
 
 const JobIdArgs = z.strictObject({ job_id: z.string().max(MAX_JOB_ID_CHARS) });
 
@@ -175,8 +176,10 @@ export class Handler {
     let timer: NodeJS.Timeout | undefined;
     let expired: Promise<{ answer: Answer; late: boolean }> | undefined;
     if (deadline !== undefined) {
-      const late = new AbortController();
-      ctx.signal = AbortSignal.any([this.core.closing, late.signal]);
+      // The handler's signal is made only if the handler reads it (an AbortSignal.any per call
+      // was a measurable share of a callee's CPU): support/lazy-signal.ts.
+      const late = new LazySignal(this.core.closing);
+      late.install(ctx);
       expired = new Promise((resolve) => {
         timer = setTimeout(() => {
           resolve({ answer: failure("expired", `${tool.info.name} was still running at the caller's deadline`), late: true });
