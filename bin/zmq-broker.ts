@@ -33,6 +33,9 @@ const program = command("zmq-broker")
   .option("--log-interval <ms>", "lines a peer can cause (refused handshakes, busy, lost nacks) at most once per this per key, with a count", nonNegativeInt, 10_000)
   .option("--clock-skew <ms>", "clock difference allowed with senders on a message's deadline", nonNegativeInt, 60_000)
   .addOption(new Option("--log-level <level>", "debug, info, warn, error or silent").argParser(logLevel).default("info" as LogLevel))
+  .option("--store <url>", "durable store (redis://host:port): messages marked durable wait there for offline or full recipients (docs/DURABLE.md)")
+  .option("--store-max-per-recipient <n>", "messages stored for one recipient at most (then busy)", positiveInt, 10_000)
+  .option("--store-max-bytes <n>", "bytes stored in all at most (then busy)", positiveInt, 1024 * 1024 * 1024)
   .option("--pid-file <file>", "write the process id here once ready (removed at exit): kill -HUP $(cat FILE)");
 run(program);
 applyConfigFile(program);
@@ -53,6 +56,9 @@ const opts = program.opts<{
   clockSkew: number;
   logLevel: LogLevel;
   pidFile?: string;
+  store?: string;
+  storeMaxPerRecipient: number;
+  storeMaxBytes: number;
 }>();
 
 const log = createLogger(opts.logLevel, undefined, { service: "zmq-broker" });
@@ -79,6 +85,7 @@ async function main(): Promise<void> {
     heartbeatInterval: opts.heartbeatInterval,
     ...(opts.heartbeatTimeout ? { heartbeatTimeout: opts.heartbeatTimeout } : {}),
     clockSkew: opts.clockSkew,
+    ...(opts.store ? { store: opts.store, storeLimits: { perRecipientCount: opts.storeMaxPerRecipient, totalBytes: opts.storeMaxBytes } } : {}),
     log,
   });
   let metrics: MetricsServer | undefined;
@@ -118,6 +125,7 @@ async function main(): Promise<void> {
     ...(opts.rate ? { rate: opts.rate, burst: opts.burst ?? Math.max(1, Math.ceil(opts.rate)) } : {}),
     ...(metrics ? { metrics: metrics.url } : {}),
     ...(pidFile ? { pidFile } : {}),
+    ...(opts.store ? { store: opts.store.replace(/\/\/([^@/]*)@/, "//***@") } : {}),
   });
 }
 

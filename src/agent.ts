@@ -42,6 +42,7 @@ import { checkMsgpack } from "./msgpack-guard.js";
 import { PendingCalls } from "./pending.js";
 import { receiveLoop } from "./receive-loop.js";
 import { DEFAULT_MAX_SEEN, DEFAULT_REPLAY_WINDOW_MS, defaultStartGrace, ReplayGuard } from "./replay.js";
+import { StoredCalls, type DurableCallOptions } from "./store/caller.js"; // hook(durable)
 import { attemptTimeout, backoff, isRetryable, retryPolicy, sleep, type RetryOptions } from "./retry.js";
 import { Sealer } from "./seal.js";
 import { checkSendable } from "./sendable.js";
@@ -128,7 +129,7 @@ export interface AgentOptions {
   log?: Logger;
 }
 
-export interface CallOptions {
+export interface CallOptions extends DurableCallOptions /* hook(durable): durable, onStored */ {
   /** Deadline, ms from now; also sent to the broker and callee. Default: the agent's `timeout`. */
   timeout?: number;
   signal?: AbortSignal;
@@ -323,6 +324,8 @@ export class Agent {
   readonly #sealer: Sealer;
   readonly #serverKey: string;
   readonly #replay: ReplayGuard;
+  /** hook(durable): durable attempts awaiting the broker's `stored` ack. */
+  readonly #storedCalls = new StoredCalls();
   readonly #pending = new PendingCalls<Omit<Answered, "answerer">, Answerer>();
   readonly #acks = new PendingCalls<void>();
   readonly #tools = new Map<string, RegisteredTool>();
@@ -664,7 +667,7 @@ export class Agent {
       const remaining = deadline - Date.now();
       const last = attempt >= policy.attempts;
       try {
-        const answered = await this.#attempt(route, { t: "req", ts: Date.now(), rid, tool, args, ...(tok === undefined ? {} : { tok }) }, deadline, attemptTimeout(policy, route.to, remaining, last), options.signal, what);
+        const answered = await this.#attempt(route, { t: "req", ts: Date.now(), rid, tool, args, ...(tok === undefined ? {} : { tok }) }, deadline, attemptTimeout(policy, route.to, remaining, last), options.signal, what, options.durable ? { to, tool, onStored: options.onStored } : undefined); // hook(durable): pass the durable flag
         if (answered.response.st === "error") throw remoteError(answered.response.error, "peer");
         return answered;
       } catch (err) {
@@ -678,13 +681,15 @@ export class Agent {
     }
   }
 
-  async #attempt(route: Route, draft: Omit<Request, "h">, deadline: number, timeout: number, signal: AbortSignal | undefined, what: string): Promise<Answered> {
+  async #attempt(route: Route, draft: Omit<Request, "h">, deadline: number, timeout: number, signal: AbortSignal | undefined, what: string, durable?: { to: string; tool: string; onStored: DurableCallOptions["onStored"] }): Promise<Answered> {
     if (this.#closed) throw this.#closeReason ?? new ZmcpError("closed", "agent is closed");
     const header: Header = { v: PROTOCOL_VERSION, k: "req", id: newId(), to: route.to, exp: deadline };
+    if (durable) header.dur = true; // hook(durable): the header flag
     const frames = this.#seal(this.#sealer, route.sealKey, header, draft);
     const key = idKey(header.id);
     const answerer = answererOf(route.to, route.sealKey);
     const answer = this.#pending.add(key, Math.max(1, timeout), signal, what, answerer);
+    if (durable) this.#storedCalls.track(key, { to: durable.to, tool: durable.tool, deadline }, durable.onStored, answer); // hook(durable)
     this.#writer.send(frames).catch((err) => {
       this.#pending.reject(key, new ZmcpError("closed", `send failed: ${(err as Error).message}`, { cause: err }));
     });
@@ -962,7 +967,7 @@ export class Agent {
       const inner = decodeInner(plaintext, headerBytes, this.#maxMessageBytes, { deferArgs: true });
       if (inner.t !== header.k) throw new ProtocolError("bad_frame", `header kind ${header.k} does not match message kind ${inner.t}`);
       const ts = wireMs(inner.ts);
-      this.#replay.check(`${peer}:${idKey(header.id)}`, ts, now);
+      this.#replay.check(`${peer}:${idKey(header.id)}`, ts, now, header.dur === true); // hook(durable): a stored message too old for the window is refused busy (retried fresh), not replay
       // The sender's deadline on this agent's clock (integer ms: clock.ts, rules 1 and 3).
       const deadline = header.exp + this.#clocks.observe(peer, ts, now, mono);
       if (deadline < now) throw new ProtocolError("expired", `message is past its deadline (by ${now - deadline} ms on this clock)`);
@@ -1040,6 +1045,12 @@ export class Agent {
       return this.log.warn("dropped invalid message from broker", { error: String(err) });
     }
     const key = header.re ? idKey(header.re) : undefined;
+    if (header.k === "ack" && header.code === "stored" && key) {
+      // hook(durable): the broker stored a durable request: wait for its answer until the deadline
+      const wait = this.#storedCalls.onStoredAck(key, (err) => this.log.error("an onStored listener threw", { error: describeThrown(err) }));
+      if (wait !== undefined) this.#pending.extend(key, wait);
+      return;
+    }
     if (header.k === "ack") {
       // An ack nobody waits for is the normal answer to a liveness hb (liveness.ts): not a drop.
       if (key) this.#acks.resolve(key, undefined);
@@ -1264,6 +1275,7 @@ export class Agent {
     reply.answered = true;
     const header: Header = { v: PROTOCOL_VERSION, k: "res", id: newId(), to: reply.peer, exp, re: reply.request.id };
     if (reply.as) header.as = reply.as;
+    if (reply.request.dur) header.dur = true; // hook(durable): the answer to a durable request waits for an offline caller too
     let frames: [Uint8Array, Uint8Array];
     try {
       if (answer.st !== "error") checkSendable(answer.result, "result", 1);
@@ -1282,6 +1294,7 @@ export class Agent {
     if (this.#closed) return;
     const header: Header = { v: PROTOCOL_VERSION, k: "evt", id: newId(), to: reply.peer, exp: eventExp() };
     if (reply.as) header.as = reply.as;
+    if (reply.request.dur) header.dur = true; // hook(durable): a durable job's events wait for an offline caller too
     const draft = { t: "evt" as const, ts: Date.now(), job: state.job_id, st: state.status, ...pick(state, "progress", "result", "error") };
     let frames: [Uint8Array, Uint8Array];
     try {

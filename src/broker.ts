@@ -26,6 +26,8 @@ import { DEFAULT_REPLAY_WINDOW_MS } from "./replay.js";
 import { ResponseBudget } from "./response-budget.js";
 import { DEFAULT_LOG_INTERVAL_MS, LogThrottle } from "./log-throttle.js";
 import { PeerLiveness } from "./liveness.js";
+import { DurableDelivery } from "./store/durable.js"; // hook(durable): store-and-forward module
+import { DEFAULT_MAX_RETENTION_MS, openStore, type DurableStore, type StoreLimits } from "./store/index.js"; // hook(durable)
 
 export interface BrokerOptions {
   /** Endpoint to bind, e.g. `tcp://127.0.0.1:5555` (`tcp://127.0.0.1:*` picks a free port). */
@@ -99,6 +101,14 @@ export interface BrokerOptions {
    */
   logInterval?: number;
   log?: Logger;
+  /**
+   * hook(durable): a durable store (`redis://host:port`, or an engine object): messages whose
+   * header says `dur` wait there for a recipient that is offline or full (docs/DURABLE.md).
+   * Without it, `dur` changes nothing. Bounds: `storeLimits`; longest kept: `storeRetention` ms (default a day).
+   */
+  store?: string | DurableStore;
+  storeLimits?: Partial<StoreLimits>;
+  storeRetention?: number;
 }
 
 /** Counters, for tests and operators. */
@@ -147,6 +157,8 @@ export class Broker {
   readonly #throttle: LogThrottle;
   readonly #liveness: PeerLiveness;
   #names: Map<string, string>;
+  /** hook(durable): store-and-forward, when a store is configured. */
+  readonly durable: DurableDelivery | undefined;
   #closed = false;
   #loop: Promise<void> = Promise.resolve();
   readonly stats: BrokerStats = {
@@ -197,6 +209,9 @@ export class Broker {
     this.#maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     this.#clockSkew = options.clockSkew ?? DEFAULT_REPLAY_WINDOW_MS;
     this.log = log;
+    // hook(durable): the store-and-forward module, handed the broker's own forward, refusal and send
+    const store = typeof options.store === "string" ? openStore(options.store, log, options.storeLimits) : options.store;
+    this.durable = store && new DurableDelivery(store, { admitted: (key) => this.isAllowed(key), forward: (...a) => this.#forward(...a), refuse: (...a) => this.#refuse(...a), send: (frames) => this.#router.send(frames) }, log, options.storeRetention ?? DEFAULT_MAX_RETENTION_MS);
     this.#registerMetrics();
   }
 
@@ -351,6 +366,7 @@ export class Broker {
     this.#zap.close();
     this.#denyList?.close();
     await this.#loop;
+    await this.durable?.close(); // hook(durable): drains in progress end, the store connection closes
   }
 
   #run(): Promise<void> {
@@ -384,6 +400,7 @@ export class Broker {
       }
     }
     this.#liveness.heard(fromKey, header?.k === "hb");
+    if (header && this.isAllowed(fromKey)) this.durable?.heard(fromKey); // hook(durable): deliver what was stored for this key
     if (this.#denyList?.hasKey(fromKey)) return this.#refuse(from, header?.id, "revoked", "key is revoked");
     // Everything draws on the sender's bucket, except a response paid for by a request that
     // was forwarded to this sender (response-budget.ts): labelling a message `res` skips nothing.
@@ -406,6 +423,7 @@ export class Broker {
     const service = parseServiceAddress(header.to);
     if (service) return this.#dispatch(from, header, headerBytes, body, service.name, service.replica);
     if (!isZ85Key(header.to)) return this.#refuse(from, header.id, "no_route", `destination ${JSON.stringify(header.to)} is neither a Z85 key nor svc:NAME`);
+    if (header.dur && this.durable) return this.durable.route(from, header, headerBytes, body); // hook(durable): forward or store
     const failure = await this.#forward(header.to, from, headerBytes, body, header.k);
     if (failure) return this.#refuse(from, header.id, ...failure);
   }
@@ -519,6 +537,12 @@ export class Broker {
     readCounter(r, "zmcp_broker_takeovers_total", "Handshakes of a key already connected: the older connection was told it is displaced", () => s.takeovers);
     readCounter(r, "zmcp_broker_revocation_notices_total", "Connections told their key was revoked or removed", () => s.revocationNotices);
     readCounter(r, "zmcp_broker_log_lines_suppressed_total", "Log lines a peer caused that were skipped by the log rate limit (summarised with a count)", () => this.#throttle.suppressedTotal);
+    // hook(durable): store-and-forward counters
+    const d = () => this.durable?.stats;
+    readCounter(r, "zmcp_broker_durable_stored_total", "Durable messages stored for a recipient that could not take them", () => d()?.stored ?? 0);
+    readCounter(r, "zmcp_broker_durable_delivered_total", "Stored messages delivered", () => d()?.delivered ?? 0);
+    readCounter(r, "zmcp_broker_durable_expired_total", "Stored messages deleted unsent at their exp", () => d()?.expired ?? 0);
+    readCounter(r, "zmcp_broker_durable_unavailable_total", "Durable messages refused because the store was unreachable", () => d()?.unavailable ?? 0);
     readGauge(r, "zmcp_broker_allowed_keys", "Keys in the allowlist", () => this.#allowed.size);
     readGauge(r, "zmcp_broker_service_replicas", "Live service replicas in the directory", () => Object.values(this.#services.snapshot()).reduce((n, r) => n + r.length, 0));
   }

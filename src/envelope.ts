@@ -73,7 +73,13 @@ export const HeaderSchema = z.strictObject({
   re: bytes(16).optional(),
   /** Set on messages sealed with a service's key rather than the sender's own: `svc:NAME`. */
   as: z.string().max(128).optional(),
-  /** For nacks: the error code and text. */
+  /**
+   * Durable (`true`): a broker with a durable store keeps the message for its recipient when it
+   * cannot take it now, and answers the sender `ack {code: "stored"}` (docs/DURABLE.md). Absent
+   * on every other message, so those stay byte-identical to what older peers send and read.
+   */
+  dur: z.literal(true).optional(),
+  /** For nacks: the error code and text; on a broker `ack`, `stored` for a message kept for later. */
   code: z.string().max(64).optional(),
   msg: z.string().max(1024).optional(),
 });

@@ -54,6 +54,18 @@ export class PendingCalls<T, M = undefined> {
     return entry !== undefined;
   }
 
+  /**
+   * Waits for `key` until `timeoutMs` from now instead (a durable request the broker stored:
+   * its answer comes when the recipient is back, within the call's deadline). False if not pending.
+   */
+  extend(key: string, timeoutMs: number, what = "call"): boolean {
+    const entry = this.#entries.get(key);
+    if (!entry) return false;
+    clearTimeout(entry.timer);
+    entry.timer = setTimeout(() => this.reject(key, this.#entries.get(key)?.refused ?? new TimeoutError(`${what} was stored for an offline recipient and got no answer within its deadline`)), Math.max(1, timeoutMs));
+    return true;
+  }
+
   resolve(key: string, value: T): boolean {
     const entry = this.#take(key);
     entry?.resolve(value);
