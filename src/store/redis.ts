@@ -192,14 +192,17 @@ export class RedisStore implements DurableStore {
       this.#downLogged = false;
     });
     // ioredis emits `error` for every failed reconnect: one line per outage, not per attempt.
-    this.#redis.on("error", (err: Error) => {
-      if (this.#downLogged || this.#closed) return;
-      this.#downLogged = true;
-      this.#log.warn("durable store unreachable; durable sends are refused `unavailable` until it is back (reconnecting with backoff)", { store: redact(url), error: err.message });
-    });
+    this.#redis.on("error", (err: Error) => this.#outage(url, err.message));
     this.#redis.on("close", () => {
       this.#up = false;
+      this.#outage(url, "connection closed");
     });
+  }
+
+  #outage(url: string, reason: string): void {
+    if (this.#downLogged || this.#closed) return;
+    this.#downLogged = true;
+    this.#log.warn("durable store unreachable; durable sends are refused `unavailable` until it is back (reconnecting with backoff)", { store: redact(url), error: reason });
   }
 
   get available(): boolean {

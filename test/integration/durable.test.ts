@@ -85,7 +85,7 @@ describe.skipIf(!redisAvailable)("durable delivery (Redis Streams)", () => {
     expect([...runs.values()].every((n) => n === 1)).toBe(true);
     // Stored in call order, delivered in that order (one caller, one recipient).
     expect(order).toEqual(Array.from({ length: 100 }, (_, i) => `m${i}`));
-    expect(b.durable!.stats.delivered).toBe(100);
+    await waitFor(() => b.durable!.stats.delivered === 100, 5000, "100 deliveries counted");
   }, 60_000);
 
   it("stores sealed bytes only: the payloads' plaintext is nowhere in Redis (keys, values, AOF)", async () => {
