@@ -532,6 +532,23 @@ export class Agent {
     return job;
   }
 
+  /**
+   * hook(durable): re-attaches to a job this agent's key started on `to` (an id kept across a
+   * restart, say): a handle fed by the runner's events (stored ones included, docs/DURABLE.md)
+   * and by polls, the first at once. Throws ZmcpError(config) for an id that names no runner;
+   * the job fails `unknown_job` when the runner no longer knows it (past its jobTtl).
+   */
+  job(to: string, jobId: string): Job {
+    const runner = jobRunner(jobId);
+    if (runner === undefined) throw new ConfigError(`job id ${JSON.stringify(jobId)} names no runner`);
+    const route = this.#routeFor(to);
+    const job = this.#adopt(to, { response: { t: "res", h: new Uint8Array(32), ts: Date.now(), st: "accepted", result: { job_id: jobId } }, from: runner, answerer: answererOf(route.to, route.sealKey) });
+    this.poll(to, jobId).then((state) => job.update(state), (err: unknown) => {
+      if (err instanceof ZmcpError && (err.code === "unknown_job" || err.code === "forbidden")) job.fail(err);
+    });
+    return job;
+  }
+
   /** Polls a job started by this agent on `to` (the same address it was started on). */
   async poll(to: string, jobId: string, options: CallOptions = {}): Promise<JobState> {
     const { response } = await this.#request(jobAddress(to, jobId), BUILTIN_TOOLS.poll, { job_id: jobId }, options);
