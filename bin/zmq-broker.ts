@@ -36,6 +36,7 @@ const program = command("zmq-broker")
   .option("--store <url>", "durable store (redis://host:port): messages marked durable wait there for offline or full recipients (docs/DURABLE.md)")
   .option("--store-max-per-recipient <n>", "messages stored for one recipient at most (then busy)", positiveInt, 10_000)
   .option("--store-max-bytes <n>", "bytes stored in all at most (then busy)", positiveInt, 1024 * 1024 * 1024)
+  .option("--store-visibility <ms>", "a durable service request unanswered this long is handed to another replica", positiveInt, 30_000)
   .option("--pid-file <file>", "write the process id here once ready (removed at exit): kill -HUP $(cat FILE)");
 run(program);
 applyConfigFile(program);
@@ -59,6 +60,7 @@ const opts = program.opts<{
   store?: string;
   storeMaxPerRecipient: number;
   storeMaxBytes: number;
+  storeVisibility: number;
 }>();
 
 const log = createLogger(opts.logLevel, undefined, { service: "zmq-broker" });
@@ -85,7 +87,7 @@ async function main(): Promise<void> {
     heartbeatInterval: opts.heartbeatInterval,
     ...(opts.heartbeatTimeout ? { heartbeatTimeout: opts.heartbeatTimeout } : {}),
     clockSkew: opts.clockSkew,
-    ...(opts.store ? { store: opts.store, storeLimits: { perRecipientCount: opts.storeMaxPerRecipient, totalBytes: opts.storeMaxBytes } } : {}),
+    ...(opts.store ? { store: opts.store, storeLimits: { perRecipientCount: opts.storeMaxPerRecipient, totalBytes: opts.storeMaxBytes }, storeVisibility: opts.storeVisibility } : {}),
     log,
   });
   let metrics: MetricsServer | undefined;

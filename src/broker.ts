@@ -109,6 +109,8 @@ export interface BrokerOptions {
   store?: string | DurableStore;
   storeLimits?: Partial<StoreLimits>;
   storeRetention?: number;
+  /** Visibility timeout of durable service requests: handed to another replica when unanswered this long, ms. Default 30,000. */
+  storeVisibility?: number;
 }
 
 /** Counters, for tests and operators. */
@@ -211,7 +213,7 @@ export class Broker {
     this.log = log;
     // hook(durable): the store-and-forward module, handed the broker's own forward, refusal and send
     const store = typeof options.store === "string" ? openStore(options.store, log, options.storeLimits) : options.store;
-    this.durable = store && new DurableDelivery(store, { admitted: (key) => this.isAllowed(key), forward: (...a) => this.#forward(...a), refuse: (...a) => this.#refuse(...a), send: (frames) => this.#router.send(frames) }, log, options.storeRetention ?? DEFAULT_MAX_RETENTION_MS);
+    this.durable = store && new DurableDelivery(store, { admitted: (key) => this.isAllowed(key), forward: (...a) => this.#forward(...a), refuse: (...a) => this.#refuse(...a), send: (frames) => this.#router.send(frames), replicas: (name) => this.#services.snapshot()[name] ?? [], replicasByService: () => Object.keys(this.#services.snapshot()) }, log, options.storeRetention ?? DEFAULT_MAX_RETENTION_MS, options.storeVisibility);
     this.#registerMetrics();
   }
 
@@ -421,6 +423,7 @@ export class Broker {
     if (header.k === "hb") return this.#heartbeat(from, fromKey, header, body);
     if (header.exp + this.#clockSkew < Date.now()) return this.#refuse(from, header.id, "expired", "message is past its deadline");
     const service = parseServiceAddress(header.to);
+    if (service && header.dur && !service.replica && this.durable) return this.durable.routeService(from, header, headerBytes, body, service.name); // hook(durable): a durable service's work queue
     if (service) return this.#dispatch(from, header, headerBytes, body, service.name, service.replica);
     if (!isZ85Key(header.to)) return this.#refuse(from, header.id, "no_route", `destination ${JSON.stringify(header.to)} is neither a Z85 key nor svc:NAME`);
     if (header.dur && this.durable) return this.durable.route(from, header, headerBytes, body); // hook(durable): forward or store

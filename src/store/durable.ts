@@ -27,6 +27,10 @@ export interface BrokerPort {
   forward(to: string, from: Buffer, header: Buffer, body: Buffer, kind: Header["k"]): Promise<[WireCode, string] | undefined>;
   /** The broker's refusal (a counted, logged `nack`). */
   refuse(to: Buffer, re: Uint8Array, code: WireCode, msg: string): Promise<void>;
+  /** Live replicas of service `name` in this broker's directory. */
+  replicas(name: string): string[];
+  /** Services with a live replica in this broker's directory. */
+  replicasByService(): string[];
   /** A raw send on the broker's socket (for the `stored` ack). */
   send(frames: Array<Buffer | Uint8Array | string>): Promise<void>;
 }
@@ -41,17 +45,25 @@ export interface DurableStats {
   /** Durable sends refused: `busy` (a bound reached), `unavailable` (store unreachable). */
   full: number;
   unavailable: number;
+  /** Durable service requests handed to a replica (a request handed out again counts again). */
+  dispatched: number;
+  /** Durable service requests retired because a replica's answer passed through this broker. */
+  served: number;
 }
 
 /** Stored messages sent per lease round trip. */
 const BATCH = 64;
 /** A recipient's store is looked at most this often on its messages, ms (its `hb`s are 2 s apart). */
 const CHECK_EVERY_MS = 1000;
+/** Durable service queues are looked at this often (for requests whose visibility timeout passed), ms. */
+const SERVE_EVERY_MS = 500;
+/** Default visibility timeout of a durable service request: handed to another replica after it, ms. */
+export const DEFAULT_VISIBILITY_MS = 30_000;
 /** Expired messages are swept this often, ms. */
 const SWEEP_EVERY_MS = 10_000;
 
 export class DurableDelivery {
-  readonly stats: DurableStats = { stored: 0, delivered: 0, expired: 0, full: 0, unavailable: 0 };
+  readonly stats: DurableStats = { stored: 0, delivered: 0, expired: 0, full: 0, unavailable: 0, dispatched: 0, served: 0 };
   readonly #store: DurableStore;
   readonly #port: BrokerPort;
   readonly #log: Logger;
@@ -59,10 +71,20 @@ export class DurableDelivery {
   readonly #checked = new Map<string, number>();
   readonly #draining = new Map<string, Promise<void>>();
   readonly #sweeper: NodeJS.Timeout;
+  readonly #server: NodeJS.Timeout;
+  readonly #visibility: number;
+  /** Services whose queue is being served now (one pass at a time per service), and the round-robin cursor. */
+  readonly #serving = new Map<string, Promise<void>>();
+  #cursor = 0;
   #closed = false;
 
   /** @param maxRetention a message is kept at most this long, whatever its exp says, ms */
-  constructor(store: DurableStore, port: BrokerPort, log: Logger, maxRetention: number) {
+  constructor(store: DurableStore, port: BrokerPort, log: Logger, maxRetention: number, visibilityMs = DEFAULT_VISIBILITY_MS) {
+    this.#visibility = visibilityMs;
+    this.#server = setInterval(() => {
+      if (!this.#store.available || this.#closed) return;
+      for (const name of this.#port.replicasByService()) this.#serve(name);
+    }, SERVE_EVERY_MS).unref();
     this.#store = store;
     this.#port = port;
     this.#log = log;
@@ -80,6 +102,7 @@ export class DurableDelivery {
   /** A durable message to the agent `to`: forwarded, stored, or refused; the sender is answered. */
   async route(from: Buffer, header: Header, headerBytes: Buffer, body: Buffer): Promise<void> {
     const to = header.to;
+    if (header.k !== "req") this.answered(header);
     const now = Date.now();
     if (!this.#port.admitted(to)) {
       const failure = await this.#port.forward(to, from, headerBytes, body, header.k); // the broker's own words for why
@@ -108,6 +131,83 @@ export class DurableDelivery {
       if (!(err instanceof StoreUnavailableError)) throw err;
       this.stats.unavailable++;
       return this.#port.refuse(from, header.id, "unavailable", "the durable store is unreachable; durable messages cannot be accepted now");
+    }
+  }
+
+  /**
+   * A durable request to `svc:NAME`: into the service's work queue (a consumer group), acked
+   * `stored`, then handed to a live replica; re-handed to another after the visibility timeout
+   * unless a replica's answer to it has passed through a broker by then ({@link answered}).
+   */
+  async routeService(from: Buffer, header: Header, headerBytes: Buffer, body: Buffer, name: string): Promise<void> {
+    const now = Date.now();
+    if (header.exp <= now) return this.#port.refuse(from, header.id, "expired", "a durable message is stored only until its exp, which has passed");
+    const requestId = Buffer.from(header.id).toString("hex");
+    try {
+      const outcome = await this.#store.enqueue(name, { from: from.toString("latin1"), header: headerBytes, body, exp: Math.min(header.exp, now + this.#maxRetention), requestId });
+      if (outcome === "full") {
+        this.stats.full++;
+        return this.#port.refuse(from, header.id, "busy", `the durable queue of service ${name} is full (or the store is)`);
+      }
+      this.stats.stored++;
+      const ack: Header = { v: PROTOCOL_VERSION, k: "ack", id: newId(), to: from.toString("latin1"), exp: now + 60_000, re: header.id, code: "stored" };
+      await this.#port.send([from, "", encodeHeader(ack), ""]).catch(() => undefined);
+      this.#serve(name);
+    } catch (err) {
+      if (!(err instanceof StoreUnavailableError)) throw err;
+      this.stats.unavailable++;
+      return this.#port.refuse(from, header.id, "unavailable", "the durable store is unreachable; durable messages cannot be accepted now");
+    }
+  }
+
+  /** A durable answer sealed as `svc:NAME` passes: its request leaves the service's queue. */
+  answered(header: Header): void {
+    const name = header.as?.startsWith("svc:") ? header.as.slice(4) : undefined;
+    if (!name || !header.re || !this.#store.available) return;
+    this.#store.done(name, Buffer.from(header.re).toString("hex")).then(
+      (found) => {
+        if (found) this.stats.served++;
+      },
+      () => undefined, // unreachable: the request is handed out again after its visibility timeout (at least once)
+    );
+  }
+
+  #serve(name: string): void {
+    if (this.#serving.has(name) || this.#closed) return;
+    const run = this.#servePass(name).finally(() => this.#serving.delete(name));
+    this.#serving.set(name, run);
+  }
+
+  async #servePass(name: string): Promise<void> {
+    try {
+      for (let round = 0; round < 16; round++) {
+        const replicas = this.#port.replicas(name);
+        if (replicas.length === 0) return; // kept in the queue; handed out when a replica heartbeats
+        const batch = await this.#store.take(name, BATCH, this.#visibility);
+        this.stats.expired = this.#store.expired;
+        if (batch.length === 0) return;
+        for (const m of batch) {
+          let kind: Header["k"] = "req";
+          try {
+            kind = decodeHeader(m.header).k;
+          } catch {
+            // read before it was stored; cannot happen
+          }
+          const from = Buffer.from(m.from, "latin1");
+          // Round robin over the live replicas; one that fails is skipped, and a request no
+          // replica took stays pending: it is handed out again after the visibility timeout.
+          for (let i = 0; i < replicas.length; i++) {
+            const replica = replicas[this.#cursor++ % replicas.length]!;
+            if (!(await this.#port.forward(replica, from, m.header, m.body, kind))) {
+              this.stats.dispatched++;
+              break;
+            }
+          }
+        }
+        if (batch.length < BATCH) return;
+      }
+    } catch (err) {
+      if (!(err instanceof StoreUnavailableError)) this.#log.error("durable service dispatch failed", { service: name, error: String(err) });
     }
   }
 
@@ -161,7 +261,8 @@ export class DurableDelivery {
   async close(): Promise<void> {
     this.#closed = true;
     clearInterval(this.#sweeper);
-    await Promise.allSettled([...this.#draining.values()]);
+    clearInterval(this.#server);
+    await Promise.allSettled([...this.#draining.values(), ...this.#serving.values()]);
     await this.#store.close();
   }
 }

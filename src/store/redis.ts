@@ -134,6 +134,68 @@ redis.call('ZREM', KEYS[4], ARGV[1])
 return #entries
 `;
 
+/** A service queue: the stream, its consumer group made with it (from id 0, so nothing is skipped). */
+const ENQUEUE = `
+if redis.call('XLEN', KEYS[1]) + 1 > tonumber(ARGV[6]) then return 'full' end
+local size = tonumber(ARGV[5])
+if tonumber(redis.call('HGET', KEYS[3], 'count') or '0') + 1 > tonumber(ARGV[7]) then return 'full' end
+if tonumber(redis.call('HGET', KEYS[3], 'bytes') or '0') + size > tonumber(ARGV[8]) then return 'full' end
+if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('XGROUP', 'CREATE', KEYS[1], 'replicas', '0', 'MKSTREAM') end
+local id = redis.call('XADD', KEYS[1], '*', 'f', ARGV[1], 'h', ARGV[2], 'b', ARGV[3], 'e', ARGV[4], 's', ARGV[5], 'i', ARGV[9])
+redis.call('HSET', KEYS[2], ARGV[9], id .. '|' .. ARGV[5])
+redis.call('HINCRBY', KEYS[3], 'count', 1)
+redis.call('HINCRBY', KEYS[3], 'bytes', size)
+redis.call('PEXPIREAT', KEYS[1], ARGV[10])
+redis.call('PEXPIREAT', KEYS[2], ARGV[10])
+redis.call('SADD', KEYS[4], ARGV[11])
+return 'stored'
+`;
+
+/** Requests to dispatch: those idle past the visibility timeout (XAUTOCLAIM), then new ones (XREADGROUP). */
+const TAKE = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, {}} end
+local max = tonumber(ARGV[2])
+local entries = {}
+local claimed = redis.call('XAUTOCLAIM', KEYS[1], 'replicas', ARGV[1], ARGV[3], '0-0', 'COUNT', max)
+for _, e in ipairs(claimed[2]) do if e then table.insert(entries, e) end end
+if #entries < max then
+  local fresh = redis.call('XREADGROUP', 'GROUP', 'replicas', ARGV[1], 'COUNT', max - #entries, 'STREAMS', KEYS[1], '>')
+  if fresh then for _, e in ipairs(fresh[1][2]) do table.insert(entries, e) end end
+end
+local now = tonumber(ARGV[4])
+local out = {}
+local expired = 0
+for _, e in ipairs(entries) do
+  local f = {}
+  for i = 1, #e[2], 2 do f[e[2][i]] = e[2][i + 1] end
+  if tonumber(f['e']) < now then
+    redis.call('XACK', KEYS[1], 'replicas', e[1])
+    if redis.call('XDEL', KEYS[1], e[1]) == 1 then
+      redis.call('HINCRBY', KEYS[3], 'count', -1)
+      redis.call('HINCRBY', KEYS[3], 'bytes', -tonumber(f['s']))
+    end
+    redis.call('HDEL', KEYS[2], f['i'])
+    expired = expired + 1
+  else
+    table.insert(out, {e[1], f['f'], f['h'], f['b'], f['e']})
+  end
+end
+return {expired, out}
+`;
+
+const DONE = `
+local v = redis.call('HGET', KEYS[2], ARGV[1])
+if not v then return 0 end
+local id, size = string.match(v, '([^|]+)|(%d+)')
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('XACK', KEYS[1], 'replicas', id)
+if redis.call('XDEL', KEYS[1], id) == 1 then
+  redis.call('HINCRBY', KEYS[3], 'count', -1)
+  redis.call('HINCRBY', KEYS[3], 'bytes', -tonumber(size))
+end
+return 1
+`;
+
 type ScriptReply = Array<Buffer | number | ScriptReply>;
 
 interface Scripted {
@@ -142,6 +204,9 @@ interface Scripted {
   zmcpClaimBuffer(...args: Array<string | Buffer | number>): Promise<ScriptReply>;
   zmcpRelease(...args: Array<string | Buffer | number>): Promise<number>;
   zmcpPurge(...args: Array<string | Buffer | number>): Promise<number>;
+  zmcpEnqueue(...args: Array<string | Buffer | number>): Promise<string>;
+  zmcpTakeBuffer(...args: Array<string | Buffer | number>): Promise<ScriptReply>;
+  zmcpDone(...args: Array<string | Buffer | number>): Promise<number>;
 }
 
 /** Reconnection backoff: 100 ms doubling to 5 s, jittered. */
@@ -186,6 +251,9 @@ export class RedisStore implements DurableStore {
     this.#redis.defineCommand("zmcpClaim", { numberOfKeys: 5, lua: CLAIM });
     this.#redis.defineCommand("zmcpRelease", { numberOfKeys: 1, lua: RELEASE });
     this.#redis.defineCommand("zmcpPurge", { numberOfKeys: 4, lua: PURGE });
+    this.#redis.defineCommand("zmcpEnqueue", { numberOfKeys: 4, lua: ENQUEUE });
+    this.#redis.defineCommand("zmcpTake", { numberOfKeys: 3, lua: TAKE });
+    this.#redis.defineCommand("zmcpDone", { numberOfKeys: 3, lua: DONE });
     this.#redis.on("ready", () => {
       this.#up = true;
       if (this.#downLogged) this.#log.info("durable store reachable again", { store: redact(url) });
@@ -251,6 +319,35 @@ export class RedisStore implements DurableStore {
     await this.#run(() => this.#redis.zmcpRelease(`zmcp:{${recipientTag(recipient)}}:lease`, this.#owner));
   }
 
+  async enqueue(service: string, message: StoredMessage & { requestId: string }): Promise<PutOutcome> {
+    const size = message.header.length + message.body.length;
+    const l = this.#limits;
+    const reply = await this.#run(() =>
+      this.#redis.zmcpEnqueue(
+        ...serviceKeys(service), "zmcp:total", "zmcp:services",
+        message.from, message.header, message.body, String(message.exp), String(size),
+        String(l.perRecipientCount), String(l.totalCount), String(l.totalBytes), message.requestId, String(message.exp + SAFETY_MS), service,
+      ),
+    );
+    return String(reply) as PutOutcome;
+  }
+
+  async take(service: string, max: number, visibilityMs: number): Promise<ClaimedMessage[]> {
+    const reply = await this.#run(() => this.#redis.zmcpTakeBuffer(...serviceKeys(service), "zmcp:total", this.#owner, String(max), String(visibilityMs), String(Date.now())));
+    this.expired += Number(reply[0]);
+    return ((reply[1] ?? []) as Buffer[][]).map((e) => ({
+      id: e[0]!.toString("latin1"),
+      from: e[1]!.toString("latin1"),
+      header: e[2]!,
+      body: e[3]!,
+      exp: Number(e[4]!.toString("latin1")),
+    }));
+  }
+
+  async done(service: string, requestId: string): Promise<boolean> {
+    return (await this.#run(() => this.#redis.zmcpDone(...serviceKeys(service), "zmcp:total", requestId))) === 1;
+  }
+
   async sweep(): Promise<number> {
     const now = Date.now();
     const due = await this.#run(() => this.#redis.zrangebyscore("zmcp:due", "-inf", String(now - 1), "LIMIT", 0, 100));
@@ -279,6 +376,11 @@ export class RedisStore implements DurableStore {
 /** A recipient's Z85 key as hex: Z85 holds `{` and `}`, which Redis would read as a hash tag. */
 function recipientTag(recipient: string): string {
   return Buffer.from(z85Decode(recipient)).toString("hex");
+}
+
+/** A service's queue keys; service names are `[A-Za-z0-9_.-]`, safe inside a hash tag. */
+function serviceKeys(service: string): string[] {
+  return [`zmcp:svc:{${service}}:q`, `zmcp:svc:{${service}}:ids`];
 }
 
 function keys(tag: string, ...names: string[]): string[] {

@@ -68,6 +68,16 @@ export interface DurableStore {
   delivered(recipient: string, messages: readonly ClaimedMessage[]): Promise<void>;
   /** Gives the lease of `recipient` back. */
   release(recipient: string): Promise<void>;
+  /**
+   * Work queues of durable services (a consumer group per service): `enqueue` adds a request to
+   * `svc:NAME`'s queue (bounds as for a recipient); `take` hands this broker up to `max`
+   * requests to dispatch: first those handed out more than `visibilityMs` ago and not `done`
+   * (their replica died or is too slow), then new ones; `done` retires the request whose header
+   * id is `requestId` (hex) once a replica's answer to it passes through any broker.
+   */
+  enqueue(service: string, message: StoredMessage & { requestId: string }): Promise<PutOutcome>;
+  take(service: string, max: number, visibilityMs: number): Promise<ClaimedMessage[]>;
+  done(service: string, requestId: string): Promise<boolean>;
   /** Deletes every expired message (any broker may run it; idempotent). Returns how many. */
   sweep(): Promise<number>;
   /** True while the engine is reachable. */
