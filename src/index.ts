@@ -12,6 +12,10 @@ export type { JobEvents, JobState } from "./jobs.js";
 export type { ErrorBody, JobStatus, Progress } from "./envelope.js";
 export type { RetryOptions } from "./retry.js";
 export { Broker } from "./broker.js";
+export { RedisStore, StoreUnavailableError, openStore, DEFAULT_STORE_LIMITS } from "./store/index.js";
+export type { DurableStore, StoreLimits, StoredMessage, ClaimedMessage, PutOutcome } from "./store/index.js";
+export type { StoredNotice, DurableCallOptions } from "./store/caller.js";
+export type { DurableStats } from "./store/durable.js";
 export type { BrokerOptions, BrokerStats } from "./broker.js";
 /** The type of `agent.metrics` and `broker.metrics` (a prom-client registry); serve it with `zmcp/metrics`. */
 export type { Registry } from "./metrics.js";
