@@ -219,6 +219,7 @@ function isPlainHeader(raw: unknown): raw is Header {
     (h["exp"] as number) >= 0 &&
     (!("re" in h) || isBytes(h["re"], 16)) &&
     (!("as" in h) || (typeof h["as"] === "string" && h["as"].length <= 128)) &&
+    (!("dur" in h) || h["dur"] === true) &&
     (!("code" in h) || (typeof h["code"] === "string" && h["code"].length <= 64)) &&
     (!("msg" in h) || (typeof h["msg"] === "string" && h["msg"].length <= 1024))
   );
