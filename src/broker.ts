@@ -118,6 +118,8 @@ export interface BrokerStats {
   /**
    * Messages received; each is then routed, refused, or (a service heartbeat) acknowledged:
    * received = routed + Σ refused + heartbeats + internalErrors.
+   * hook(durable): with a store, received + durable.delivered = that sum + durable.stored (a
+   * stored message counts as routed when it is delivered).
    */
   received: number;
   routed: number;
