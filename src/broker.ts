@@ -284,6 +284,7 @@ export class Broker {
     broker = new Broker(router, zap, options, allowed, log, denyList, limiter, throttle, liveness);
     const started = broker;
     if (denyList) denyList.onReload = () => started.#noticeRevoked();
+    await broker.durable?.store.whenAvailable(STORE_CONNECT_WAIT_MS); // hook(durable): ready means ready to store, when Redis is up (a Redis down does not hold the start longer)
     broker.endpoint = router.lastEndpoint ?? options.bind;
     broker.#loop = broker.#run();
     void broker.#watch();
@@ -574,6 +575,9 @@ export class Broker {
 }
 
 const heartbeatDecoder = new Decoder({ maxStrLength: 1024, maxBinLength: 1024, maxArrayLength: 64, maxMapLength: 16, maxExtLength: 0 });
+
+/** hook(durable): how long a start waits for the durable store to connect, ms. */
+const STORE_CONNECT_WAIT_MS = 2000;
 
 /** Default byte budget of one peer's queue (see BrokerOptions.queueBytes). */
 export const DEFAULT_QUEUE_BYTES = 256 * 1024 * 1024;

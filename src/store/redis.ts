@@ -229,6 +229,7 @@ export class RedisStore implements DurableStore {
   readonly #owner = randomBytes(12).toString("hex");
   #up = false;
   #downLogged = false;
+  #everUp = false;
   #closed = false;
   expired = 0;
 
@@ -257,6 +258,8 @@ export class RedisStore implements DurableStore {
     this.#redis.on("ready", () => {
       this.#up = true;
       if (this.#downLogged) this.#log.info("durable store reachable again", { store: redact(url) });
+      else if (!this.#everUp) this.#log.info("durable store connected", { store: redact(url) });
+      this.#everUp = true;
       this.#downLogged = false;
     });
     // ioredis emits `error` for every failed reconnect: one line per outage, not per attempt.
@@ -275,6 +278,20 @@ export class RedisStore implements DurableStore {
 
   get available(): boolean {
     return this.#up && this.#redis.status === "ready";
+  }
+
+  whenAvailable(timeoutMs: number): Promise<boolean> {
+    if (this.available) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const done = (ok: boolean) => {
+        clearTimeout(timer);
+        this.#redis.off("ready", onReady);
+        resolve(ok);
+      };
+      const onReady = () => done(true);
+      const timer = setTimeout(() => done(false), timeoutMs);
+      this.#redis.on("ready", onReady);
+    });
   }
 
   async put(recipient: string, message: StoredMessage, onlyIfBacklog: boolean): Promise<PutOutcome> {

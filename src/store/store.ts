@@ -80,6 +80,8 @@ export interface DurableStore {
   done(service: string, requestId: string): Promise<boolean>;
   /** Deletes every expired message (any broker may run it; idempotent). Returns how many. */
   sweep(): Promise<number>;
+  /** Resolves true once the engine is reachable, false if it is not within `timeoutMs` (never rejects). */
+  whenAvailable(timeoutMs: number): Promise<boolean>;
   /** True while the engine is reachable. */
   readonly available: boolean;
   /** Messages found expired (and deleted) by this process. */
