@@ -57,6 +57,8 @@ const BATCH = 64;
 const CHECK_EVERY_MS = 1000;
 /** Durable service queues are looked at this often (for requests whose visibility timeout passed), ms. */
 const SERVE_EVERY_MS = 500;
+/** The store's list of durable queues is re-read this often, ms. */
+const QUEUES_EVERY_MS = 5000;
 /** Default visibility timeout of a durable service request: handed to another replica after it, ms. */
 export const DEFAULT_VISIBILITY_MS = 30_000;
 /** Expired messages are swept this often, ms. */
@@ -76,6 +78,9 @@ export class DurableDelivery {
   /** Services whose queue is being served now (one pass at a time per service), and the round-robin cursor. */
   readonly #serving = new Map<string, Promise<void>>();
   #cursor = 0;
+  /** Services known to have a durable queue (from the store, re-read every QUEUES_EVERY_MS, and from this broker's own enqueues). */
+  readonly #queues = new Set<string>();
+  #queuesRead = 0;
   #closed = false;
 
   /** @param maxRetention a message is kept at most this long, whatever its exp says, ms */
@@ -83,7 +88,15 @@ export class DurableDelivery {
     this.#visibility = visibilityMs;
     this.#server = setInterval(() => {
       if (!this.#store.available || this.#closed) return;
-      for (const name of this.#port.replicasByService()) this.#serve(name);
+      if (Date.now() - this.#queuesRead > QUEUES_EVERY_MS) {
+        this.#queuesRead = Date.now();
+        this.#store.queues().then(
+          (names) => names.forEach((n) => this.#queues.add(n)),
+          () => undefined,
+        );
+      }
+      // Only services with a durable queue and a replica here: one look each per tick.
+      for (const name of this.#port.replicasByService()) if (this.#queues.has(name)) this.#serve(name);
     }, SERVE_EVERY_MS).unref();
     this.#store = store;
     this.#port = port;
@@ -150,6 +163,7 @@ export class DurableDelivery {
         return this.#port.refuse(from, header.id, "busy", `the durable queue of service ${name} is full (or the store is)`);
       }
       this.stats.stored++;
+      this.#queues.add(name);
       const ack: Header = { v: PROTOCOL_VERSION, k: "ack", id: newId(), to: from.toString("latin1"), exp: now + 60_000, re: header.id, code: "stored" };
       await this.#port.send([from, "", encodeHeader(ack), ""]).catch(() => undefined);
       this.#serve(name);

@@ -365,6 +365,10 @@ export class RedisStore implements DurableStore {
     return (await this.#run(() => this.#redis.zmcpDone(...serviceKeys(service), "zmcp:total", requestId))) === 1;
   }
 
+  async queues(): Promise<string[]> {
+    return this.#run(() => this.#redis.smembers("zmcp:services"));
+  }
+
   async sweep(): Promise<number> {
     const now = Date.now();
     const due = await this.#run(() => this.#redis.zrangebyscore("zmcp:due", "-inf", String(now - 1), "LIMIT", 0, 100));

@@ -78,6 +78,8 @@ export interface DurableStore {
   enqueue(service: string, message: StoredMessage & { requestId: string }): Promise<PutOutcome>;
   take(service: string, max: number, visibilityMs: number): Promise<ClaimedMessage[]>;
   done(service: string, requestId: string): Promise<boolean>;
+  /** Names of the services that have had a durable queue (so brokers look only at those). */
+  queues(): Promise<string[]>;
   /** Deletes every expired message (any broker may run it; idempotent). Returns how many. */
   sweep(): Promise<number>;
   /** Resolves true once the engine is reachable, false if it is not within `timeoutMs` (never rejects). */
