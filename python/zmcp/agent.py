@@ -42,7 +42,11 @@ class ReplayGuard:
         self.max_seen = max_seen
         self._seen: dict[str, int] = {}
 
-    def check(self, key: str, ts: float, now: int) -> None:
+    def check(self, key: str, ts: float, now: int, durable: bool = False) -> None:
+        # A durable message may have waited in a broker's store (docs/DURABLE.md): too old to be
+        # checked against the seen ids, it is refused busy (nothing runs; the caller resends fresh).
+        if durable and now - ts > self.window_ms:
+            raise error_for("busy", f"durable message stamped {now - ts} ms ago, older than the {self.window_ms} ms replay window; send it again")
         if abs(now - ts) > self.window_ms:
             raise error_for("replay", f"timestamp {ts} is outside the {self.window_ms} ms replay window (clock {now})")
         for k in list(self._seen):
@@ -667,12 +671,12 @@ class Agent:
             inner = wire.decode_inner(sealer.open(sealed_by, body), header_bytes)
             if inner["t"] != header["k"]:
                 raise error_for("bad_frame", f"header kind {header['k']} does not match message kind {inner['t']}")
-            self._replay.check(f"{peer}:{header['id'].hex()}", inner["ts"], now)
+            self._replay.check(f"{peer}:{header['id'].hex()}", inner["ts"], now, header.get("dur") is True)
             deadline = header["exp"] + self._clocks.observe(peer, inner["ts"], now)
             if deadline < now:
                 raise error_for("expired", f"message is past its deadline (by {now - deadline} ms on this clock)")
             if inner["t"] == "req":
-                reply = {"peer": peer, "id": header["id"], "exp": int(deadline), "sealer": sealer, "as": reply_as}
+                reply = {"peer": peer, "id": header["id"], "exp": int(deadline), "sealer": sealer, "as": reply_as, "dur": header.get("dur") is True}
                 self._spawn(self._on_request(reply, inner))
             elif inner["t"] == "res":
                 self._on_response(peer, sealed_by, header, inner)
@@ -680,7 +684,7 @@ class Agent:
                 self._on_event(peer, sealed_by, inner)
         except ZmcpError as err:
             if header["k"] == "req":
-                reply = {"peer": peer, "id": header["id"], "exp": max(header["exp"], now_ms() + 30_000), "sealer": self._sealer, "as": None}
+                reply = {"peer": peer, "id": header["id"], "exp": max(header["exp"], now_ms() + 30_000), "sealer": self._sealer, "as": None, "dur": header.get("dur") is True}
                 self._respond(reply, {"st": "error", "error": {"code": err.code if err.code in WIRE_CODES else "bad_frame", "message": err.message}})
 
     def _service_key_of(self, as_: str) -> str:
@@ -873,6 +877,8 @@ class Agent:
                   "exp": max(reply["exp"], now_ms() + 1000), "re": reply["id"]}
         if reply["as"]:
             header["as"] = reply["as"]
+        if reply.get("dur"):
+            header["dur"] = True  # the answer to a durable request waits for an offline caller too
         draft = {"t": "res", "ts": now_ms(), "st": answer["st"]}
         if "result" in answer:
             draft["result"] = answer["result"]
@@ -892,6 +898,8 @@ class Agent:
         header = {"v": wire.PROTOCOL_VERSION, "k": "evt", "id": os.urandom(16), "to": reply["peer"], "exp": now_ms() + 60_000}
         if reply["as"]:
             header["as"] = reply["as"]
+        if reply.get("dur"):
+            header["dur"] = True
         draft = {"t": "evt", "ts": now_ms(), "job": state["job_id"], "st": state["status"]}
         for k in ("progress", "result", "error"):
             if k in state:

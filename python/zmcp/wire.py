@@ -198,7 +198,7 @@ def _str(v: object, max_len: int, min_len: int = 0) -> bool:
     return isinstance(v, str) and min_len <= len(v.encode("utf-16-le")) // 2 <= max_len
 
 
-# "dur": a durable message (docs/DURABLE.md); read and forwarded, this package never sets it.
+# "dur": a durable message (docs/DURABLE.md): set on the answers and events of a durable request.
 HEADER_KEYS = ("v", "k", "id", "to", "exp", "re", "as", "dur", "code", "msg")
 
 
