@@ -43,6 +43,7 @@ import { PendingCalls } from "./pending.js";
 import { receiveLoop } from "./receive-loop.js";
 import { DEFAULT_MAX_SEEN, DEFAULT_REPLAY_WINDOW_MS, defaultStartGrace, ReplayGuard } from "./replay.js";
 import { StoredCalls, type DurableCallOptions } from "./store/caller.js"; // hook(durable)
+import { OrphanEvents } from "./store/orphans.js"; // hook(durable)
 import { attemptTimeout, backoff, isRetryable, retryPolicy, sleep, type RetryOptions } from "./retry.js";
 import { Sealer } from "./seal.js";
 import { checkSendable } from "./sendable.js";
@@ -326,6 +327,8 @@ export class Agent {
   readonly #replay: ReplayGuard;
   /** hook(durable): durable attempts awaiting the broker's `stored` ack. */
   readonly #storedCalls = new StoredCalls();
+  /** hook(durable): durable events of jobs not (yet) re-attached. */
+  readonly #orphans = new OrphanEvents();
   readonly #pending = new PendingCalls<Omit<Answered, "answerer">, Answerer>();
   readonly #acks = new PendingCalls<void>();
   readonly #tools = new Map<string, RegisteredTool>();
@@ -543,6 +546,7 @@ export class Agent {
     if (runner === undefined) throw new ConfigError(`job id ${JSON.stringify(jobId)} names no runner`);
     const route = this.#routeFor(to);
     const job = this.#adopt(to, { response: { t: "res", h: new Uint8Array(32), ts: Date.now(), st: "accepted", result: { job_id: jobId } }, from: runner, answerer: answererOf(route.to, route.sealKey) });
+    for (const frames of this.#orphans.take(runner)) this.#dispatch(frames); // events stored for it that came before this call
     this.poll(to, jobId).then((state) => job.update(state), (err: unknown) => {
       if (err instanceof ZmcpError && (err.code === "unknown_job" || err.code === "forbidden")) job.fail(err);
     });
@@ -977,6 +981,7 @@ export class Agent {
       // Sealed as a service (a replica's answer): opened with that service's public key.
       const sealedBy = header.as === undefined ? peer : this.#serviceKeyOf(header.as);
       if (header.k === "res") this.#checkResponder(header, peer, sealedBy);
+      else if (header.k === "evt" && header.dur && !this.#eventSealers.has(sealedBy) && this.#orphans.keep(peer, frames)) return; // hook(durable): kept for a job re-attached later (agent.job)
       else if (header.k === "evt" && !this.#eventSealers.has(sealedBy)) throw new Dropped(this.#started.size ? "bad_seal" : "unsolicited", `event sealed by ${sealedBy}, which runs no job of ours`);
       const plaintext = reply.sealer.open(sealedBy, body);
       opened = true;

@@ -62,6 +62,20 @@ describe.skipIf(!redisAvailable)("durable jobs", () => {
     await waitFor(() => broker.durable!.stats.delivered >= 1, 5000, "the stored event delivered on reconnect");
   }, 30_000);
 
+  it("the stored end event alone brings the result to a re-attached job: its runner is gone by then, so no poll can", async () => {
+    const bob = await startBob();
+    const first = await connect("alice");
+    const job = await first.start("bob", "slow", { n: 4 }, { durable: true, timeout: 10_000 });
+    await first.close();
+    await waitFor(() => ran === 1 && broker.durable!.stats.stored >= 1, 10_000, "the end event stored");
+    await bob.close(); // the runner leaves: polls are answered no_route from now on
+    const delivered = broker.durable!.stats.delivered;
+    const again = await connect("alice");
+    await waitFor(() => broker.durable!.stats.delivered > delivered, 10_000, "the stored event delivered at connect, before job() is called");
+    await sleep(100);
+    expect(await again.job("bob", job.id).result).toEqual({ twice: 8 });
+  }, 30_000);
+
   it("a job started durable while its runner is offline is stored, runs once when the runner starts, and its result reaches the caller", async () => {
     const alice = await connect("alice");
     const stored: StoredNotice[] = [];
