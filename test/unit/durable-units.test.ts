@@ -75,3 +75,20 @@ describe("durable: stored acks", () => {
     expect(errors).toHaveLength(1);
   });
 });
+
+describe("durable: events kept for a job not yet re-attached", () => {
+  it("bounded by count and bytes, forgotten after keepMs, handed out per runner once", async () => {
+    const { OrphanEvents } = await import("../../src/store/orphans.js");
+    const kept = new OrphanEvents(100, 3, 1000);
+    const f = (n: number) => [Buffer.alloc(n)];
+    expect(kept.keep("r1", f(40), 0)).toBe(true);
+    expect(kept.keep("r1", f(40), 0)).toBe(true);
+    expect(kept.keep("r2", f(40), 0)).toBe(false); // 120 bytes > 100
+    expect(kept.keep("r2", f(10), 0)).toBe(true);
+    expect(kept.keep("r2", f(1), 0)).toBe(false); // 4 events > 3
+    expect(kept.take("r1", 10).map((x) => x[0]!.length)).toEqual([40, 40]);
+    expect(kept.take("r1", 10)).toEqual([]);
+    expect(kept.take("r2", 2000)).toEqual([]); // past keepMs
+    expect(kept.size).toBe(0);
+  });
+});
