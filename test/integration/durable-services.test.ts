@@ -7,6 +7,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { Agent } from "../../src/agent.js";
 import type { Broker } from "../../src/broker.js";
+import { z } from "zod";
 import type { StoredNotice } from "../../src/store/caller.js";
 import { tempCerts, type CertFixture } from "../support/certs.js";
 import { connectAgent, startBroker } from "../support/mesh.js";
@@ -61,4 +62,27 @@ describe.skipIf(!redisAvailable)("durable services: a work queue with a visibili
     expect(total).toBe(12 + (r1Ran - r1Answered));
     await waitFor(() => broker.durable!.stats.served === 12, 5000, "12 retired from the queue");
   }, 60_000);
+
+  it("a durable service request stored through one broker is handed to a replica connected to another broker of the store", async () => {
+    const other = await startBroker(fx, { store: redis.url, storeVisibility: 3000 });
+    try {
+      const replica = await connectAgent(fx, "r1", other.endpoint);
+      let ran = 0;
+      replica.tool("summarize", { input: z.strictObject({ text: z.string() }) }, ({ text }) => {
+        ran++;
+        return { words: text.split(" ").length };
+      });
+      await replica.serve("summarize");
+      alice = await connectAgent(fx, "alice", broker.endpoint); // only the first broker
+      const stored: StoredNotice[] = [];
+      const calls = Array.from({ length: 5 }, (_, i) => alice!.call("svc:summarize", "summarize", { text: `a b ${i}` }, { durable: true, timeout: 30_000, onStored: (n) => stored.push(n) }));
+      await waitFor(() => stored.length === 5, 5000, "stored through the first broker");
+      expect(await Promise.all(calls)).toEqual(Array(5).fill({ words: 3 }));
+      expect(ran).toBe(5);
+      expect(other.durable!.stats.dispatched).toBe(5);
+      await replica.close();
+    } finally {
+      await other.close();
+    }
+  }, 40_000);
 });
