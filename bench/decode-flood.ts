@@ -10,9 +10,9 @@ import { join } from "node:path";
 import { tempCerts } from "../test/support/certs.js";
 import { connectAgent, startBroker } from "../test/support/mesh.js";
 import { rawPeer } from "../test/support/raw-peer.js";
-import { encodeHeader, encodeInner, newId, PROTOCOL_VERSION, type Header } from "../src/envelope.js";
-import { generateAuthority, saveAuthority } from "../src/jwk.js";
-import { createToken } from "../src/tokens.js";
+import { encodeHeader, encodeInner, newId, PROTOCOL_VERSION, type Header } from "../src/wire/envelope.js";
+import { generateAuthority, saveAuthority } from "../src/auth/jwk.js";
+import { createToken } from "../src/auth/tokens.js";
 
 const [keys = 120_000, perSecond = 4, seconds = 10] = process.argv.slice(2).map(Number);
 const fx = tempCerts("alice", "bob", "mallory");

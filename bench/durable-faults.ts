@@ -7,8 +7,8 @@
  */
 import { parseArgs } from "node:util";
 import { z } from "zod";
-import type { Agent } from "../src/agent.js";
-import type { Broker } from "../src/broker.js";
+import type { Agent } from "../src/agent/agent.js";
+import type { Broker } from "../src/broker/broker.js";
 import { tempCerts, type CertFixture } from "../test/support/certs.js";
 import { connectAgent, startBroker } from "../test/support/mesh.js";
 import { built, spawnChild, startBrokerProcess, type Child } from "../test/support/process.js";

@@ -12,8 +12,8 @@
  * otherwise the peers run the same software and share 40 schemas.
  */
 import { parseArgs } from "node:util";
-import type { Agent, ToolInfo } from "../src/agent.js";
-import { generateCertificate } from "../src/certs.js";
+import type { Agent, ToolInfo } from "../src/agent/agent.js";
+import { generateCertificate } from "../src/auth/certs.js";
 import { MeshExposer } from "../src/mcp/expose.js";
 
 const { values } = parseArgs({

@@ -6,9 +6,9 @@
  * lost or memory grew past `--max-growth-mib` after warm-up. Not part of CI.
  */
 import { parseArgs } from "node:util";
-import { Agent } from "../src/agent.js";
+import { Agent } from "../src/agent/agent.js";
 import { ZmcpError } from "../src/errors.js";
-import { metricSum } from "../src/metrics.js";
+import { metricSum } from "../src/support/metrics.js";
 import { tempCerts } from "../test/support/certs.js";
 import { MiB, rssOf, startBrokerProcess, startWorker, type BrokerProcess, type WorkerProcess } from "../test/support/process.js";
 import { sleep } from "../test/support/wait.js";

@@ -10,12 +10,12 @@
  */
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { decodeHeader, newId } from "../src/envelope.js";
+import { decodeHeader, newId } from "../src/wire/envelope.js";
 import { tempCerts as makeKeys } from "../test/support/certs.js";
 import { DIST, MiB, RssSampler, rssOf, spawnChild, startBrokerProcess as startBroker } from "../test/support/process.js";
 import { sleep } from "../test/support/wait.js";
 import * as zmq from "zeromq";
-import { encodeHeader, PROTOCOL_VERSION, type Header } from "../src/envelope.js";
+import { encodeHeader, PROTOCOL_VERSION, type Header } from "../src/wire/envelope.js";
 
 const { values, positionals } = parseArgs({
   options: { size: { type: "string", default: String(512 * 1024) }, count: { type: "string", default: "2000" } },

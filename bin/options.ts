@@ -1,6 +1,6 @@
 /** Option parsers shared by the command-line tools. */
 import { InvalidArgumentError } from "commander";
-import { LOG_LEVELS, type LogLevel } from "../src/log.js";
+import { LOG_LEVELS, type LogLevel } from "../src/support/log.js";
 
 export function positiveInt(value: string): number {
   const n = Number(value);

@@ -12,7 +12,7 @@
  */
 import { readFileSync } from "node:fs";
 import { ConfigError } from "../src/errors.js";
-import type { TokenProvider } from "../src/token-source.js";
+import type { TokenProvider } from "../src/auth/token-source.js";
 
 /** The environment variable read when neither `--token` nor `--token-env` is given. */
 export const TOKEN_ENV = "ZMCP_TOKEN";

@@ -3,12 +3,12 @@
 import { existsSync, rmSync, writeFileSync } from "node:fs";
 import { basename, dirname } from "node:path";
 import { Option } from "commander";
-import { Broker } from "../src/broker.js";
-import { generateCertificate, loadSecretCertificate, saveCertificate } from "../src/certs.js";
+import { Broker, BROKER_DEFAULTS } from "../src/broker/broker.js";
+import { generateCertificate, loadSecretCertificate, saveCertificate } from "../src/auth/certs.js";
 import { ConfigError } from "../src/errors.js";
-import { createLogger, type LogLevel } from "../src/log.js";
+import { createLogger, type LogLevel } from "../src/support/log.js";
 import { collectDefaultMetrics } from "prom-client";
-import { serveMetrics, type MetricsServer } from "../src/metrics.js";
+import { serveMetrics, type MetricsServer } from "../src/support/metrics.js";
 import { command, run } from "./cli.js";
 import { applyConfigFile } from "./config-file.js";
 import { fail, logLevel, nonNegativeInt, positiveInt, positiveNumber } from "./options.js";
@@ -34,9 +34,9 @@ const program = command("zmq-broker")
   .option("--clock-skew <ms>", "clock difference allowed with senders on a message's deadline", nonNegativeInt, 60_000)
   .addOption(new Option("--log-level <level>", "debug, info, warn, error or silent").argParser(logLevel).default("info" as LogLevel))
   .option("--store <url>", "durable store (redis://host:port): messages marked durable wait there for offline or full recipients (docs/DURABLE.md)")
-  .option("--store-max-per-recipient <n>", "messages stored for one recipient at most (then busy)", positiveInt, 10_000)
-  .option("--store-max-bytes <n>", "bytes stored in all at most (then busy)", positiveInt, 1024 * 1024 * 1024)
-  .option("--store-visibility <ms>", "a durable service request unanswered this long is handed to another replica", positiveInt, 30_000)
+  .option("--store-max-per-recipient <n>", "messages stored for one recipient at most (then busy)", positiveInt, BROKER_DEFAULTS.storeLimits.perRecipientCount)
+  .option("--store-max-bytes <n>", "bytes stored in all at most (then busy)", positiveInt, BROKER_DEFAULTS.storeLimits.totalBytes)
+  .option("--store-visibility <ms>", "a durable service request unanswered this long is handed to another replica", positiveInt, BROKER_DEFAULTS.storeVisibility)
   .option("--pid-file <file>", "write the process id here once ready (removed at exit): kill -HUP $(cat FILE)");
 run(program);
 applyConfigFile(program);

@@ -4,11 +4,12 @@
  * it (`--job`), poll it (`--poll ID`) or cancel it (`--cancel ID`).
  */
 import { createInterface } from "node:readline";
-import { Agent } from "../src/agent.js";
+import { Agent } from "../src/agent/agent.js";
 import { ZmcpError } from "../src/errors.js";
-import { silentLogger } from "../src/log.js";
-import { BUILTIN_TOOLS, jobRunner, type Job, type JobState } from "../src/jobs.js";
-import { parseServiceAddress, serviceAddress } from "../src/services.js";
+import { silentLogger } from "../src/support/log.js";
+import { jobRunner, type Job, type JobState } from "../src/agent/jobs.js";
+import { BUILTIN_TOOLS } from "../src/agent/tools.js";
+import { parseServiceAddress, serviceAddress } from "../src/wire/services.js";
 import type { Progress } from "../src/index.js";
 import { brokerOption, certOption, certsOption, checkEndpoint, command, ENV, run, usageError } from "./cli.js";
 import { fail, positiveInt } from "./options.js";

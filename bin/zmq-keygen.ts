@@ -1,11 +1,11 @@
 #!/usr/bin/env node
 /** zmq-keygen: curve certificates in the czmq/pyzmq format, token authorities and tokens. */
 import { renameSync, writeFileSync } from "node:fs";
-import { generateCertificate, loadCertificate, saveCertificate } from "../src/certs.js";
+import { generateCertificate, loadCertificate, saveCertificate } from "../src/auth/certs.js";
 import { ConfigError } from "../src/errors.js";
-import { generateAuthority, saveAuthority } from "../src/jwk.js";
-import { DEFAULT_AUDIENCE, DEFAULT_ISSUER, DEFAULT_TOKEN_TTL_S, MAX_TOKEN_TTL_S, TokenIssuer } from "../src/tokens.js";
-import { isZ85Key } from "../src/z85.js";
+import { generateAuthority, saveAuthority } from "../src/auth/jwk.js";
+import { DEFAULT_AUDIENCE, DEFAULT_ISSUER, DEFAULT_TOKEN_TTL_S, MAX_TOKEN_TTL_S, TokenIssuer } from "../src/auth/tokens.js";
+import { isZ85Key } from "../src/wire/z85.js";
 import { Option } from "commander";
 import { command, ENV, run } from "./cli.js";
 import { fail } from "./options.js";

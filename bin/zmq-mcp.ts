@@ -5,14 +5,16 @@
  *   attach  a stdio MCP server joins the mesh as an agent (for MCP servers)
  * stdout is the MCP channel (expose) or unused (attach); logs are JSON lines on stderr.
  */
+import { readFileSync } from "node:fs";
 import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
 import { Option, type Command, InvalidArgumentError } from "commander";
-import { Agent, type AgentOptions } from "../src/agent.js";
+import { Agent, type AgentOptions } from "../src/agent/agent.js";
 import { ConfigError } from "../src/errors.js";
-import { createLogger, type Logger, type LogLevel } from "../src/log.js";
+import { createLogger, type Logger, type LogLevel } from "../src/support/log.js";
 import { McpAttachment } from "../src/mcp/attach.js";
 import { MeshExposer, type PrefixMode } from "../src/mcp/expose.js";
 import { brokerOption, certOption, certsOption, checkEndpoint, command, runAsync, VERSION } from "./cli.js";
+import { checkHttpSetup, parseHostPort, serveHttp } from "../src/mcp/http.js";
 import { fail, logLevel, positiveInt } from "./options.js";
 import { TOKEN_ENV_HELP, TOKEN_HELP, tokenFromArgs } from "./token-option.js";
 
@@ -98,6 +100,34 @@ interface ExposeOpts extends ConnectOpts {
   jobTimeout: number;
   listTimeout: number;
   refresh: number;
+  pageSize: number;
+  http?: string;
+  httpPublic?: boolean;
+  httpToken?: string;
+  httpTokenEnv?: string;
+}
+
+/** The environment variable read for the HTTP bearer token when neither --http-token nor --http-token-env is given. */
+const HTTP_TOKEN_ENV = "ZMCP_HTTP_TOKEN";
+
+/**
+ * The bearer token HTTP clients must present: from a file (`--http-token @FILE`) or the
+ * environment, never the command line (readable by every local user in /proc/PID/cmdline).
+ */
+function httpToken(opts: ExposeOpts): string {
+  if (opts.httpToken !== undefined && opts.httpTokenEnv !== undefined) throw new ConfigError("give --http-token @FILE or --http-token-env NAME, not both");
+  if (opts.httpToken !== undefined) {
+    if (!opts.httpToken.startsWith("@")) throw new ConfigError(`a token on the command line is readable by every local user; use --http-token @FILE or ${HTTP_TOKEN_ENV}`);
+    try {
+      return readFileSync(opts.httpToken.slice(1), "utf8").trim();
+    } catch (err) {
+      throw new ConfigError(`cannot read --http-token file: ${(err as Error).message}`);
+    }
+  }
+  const name = opts.httpTokenEnv ?? HTTP_TOKEN_ENV;
+  const value = process.env[name]?.trim();
+  if (!value) throw new ConfigError(`--http needs a bearer token: --http-token @FILE, --http-token-env NAME or ${HTTP_TOKEN_ENV}`);
+  return value;
 }
 
 withConnectOptions(
@@ -118,9 +148,20 @@ withConnectOptions(
   .option("--job-timeout <ms>", "how long a job tool may run before it is cancelled", positiveInt, 600_000)
   .option("--list-timeout <ms>", "deadline of each target's tools/list", positiveInt, 5_000)
   .option("--refresh <ms>", "re-list the targets this often and notify the client of changes; 0 = never", nonNegativeInt, 30_000)
+  .option("--page-size <n>", "tools per tools/list page; 0 = all in one page", nonNegativeInt, 0)
+  .option("--http <host:port>", "serve MCP over stateless Streamable HTTP at http://HOST:PORT/mcp instead of stdio (port 0: a free one)")
+  .option("--http-public", "allow --http on an address other than loopback")
+  .option("--http-token <@file>", `bearer token HTTP clients must send, from a file (default: ${HTTP_TOKEN_ENV})`)
+  .option("--http-token-env <name>", "bearer token HTTP clients must send, from this environment variable")
   .action(async (opts: ExposeOpts) => {
     const log = createLogger(opts.logLevel, undefined, { service: "zmq-mcp-expose" });
     try {
+      if (opts.http === undefined && (opts.httpPublic || opts.httpToken !== undefined || opts.httpTokenEnv !== undefined)) {
+        throw new ConfigError("--http-public, --http-token and --http-token-env go with --http");
+      }
+      // Checked before connecting: a bad HTTP setup fails at once.
+      const http = opts.http === undefined ? undefined : { ...parseHostPort(opts.http), token: httpToken(opts) };
+      if (http) checkHttpSetup({ ...http, allowPublic: opts.httpPublic === true });
       const token = tokenFromArgs(opts);
       const agent = await Agent.connect({ ...agentOptions(opts, log), timeout: opts.timeout, ...(token ? { token } : {}) });
       const exposer = new MeshExposer({
@@ -131,9 +172,21 @@ withConnectOptions(
         jobTimeout: opts.jobTimeout,
         listTimeout: opts.listTimeout,
         refreshInterval: opts.refresh,
+        pageSize: opts.pageSize,
         serverInfo: { name: "zmq-mcp-expose", version: VERSION },
         log,
       });
+      if (http) {
+        const served = await serveHttp({ exposer, ...http, allowPublic: opts.httpPublic === true, log });
+        onShutdown(log, async () => {
+          await served.close();
+          await exposer.close();
+          await agent.close();
+        });
+        log.info("expose ready", { publicKey: agent.publicKey, targets: opts.to, http: served.url });
+        void exposer.refresh().catch((err: Error) => log.warn("no target answered tools/list yet", { error: err.message }));
+        return;
+      }
       const transport = new StdioServerTransport();
       onShutdown(
         log,

@@ -21,7 +21,7 @@ export const WIRE_CODES = [
   "forbidden", // sender's key no longer admitted by the broker; a job polled by another caller; an unproven service
   "unknown_job", // no such job, or forgotten after its TTL
   "cancelled", // the job was cancelled
-  // Authorization (see src/tokens.ts and docs/SECURITY.md), answered by the called agent:
+  // Authorization (see src/auth/tokens.ts and docs/SECURITY.md), answered by the called agent:
   "token_missing", // request carries no capability token and the recipient requires one
   "token_invalid", // token malformed, bad signature, unknown kid or untrusted authority
   "token_expired", // token past its exp (beyond the recipient's clock skew)
@@ -32,7 +32,7 @@ export const WIRE_CODES = [
   "revoked", // token id or key on the deny list (agent), or sender key revoked (broker)
   "rate_limited", // sender above its rate at the broker (token bucket per key)
   "unavailable", // broker: a durable message could not be stored, the durable store is unreachable (docs/DURABLE.md)
-  "displaced", // broker notice: another connection with this agent's key took its route (broker-notices.ts)
+  "displaced", // broker notice: another connection with this agent's key took its route (agent/connection.ts)
 ] as const;
 export type WireCode = (typeof WIRE_CODES)[number];
 
@@ -131,6 +131,8 @@ export class CertError extends ZmcpError {
  */
 export class ProtocolError extends ZmcpError {
   override name = "ProtocolError";
+  /** Always a wire code: a ProtocolError is what a peer is told. */
+  declare readonly code: WireCode;
   constructor(code: WireCode, message: string, options?: { cause?: unknown }) {
     super(code, message, options);
   }
@@ -141,4 +143,22 @@ export function remoteError(body: { code: string; message: string } | undefined,
   if (!body) return new RemoteError("bad_frame", "error answer without an error", origin);
   if (isWireCode(body.code)) return new RemoteError(body.code, body.message, origin);
   return new RemoteError("tool_failed", `${body.code}: ${body.message}`, origin);
+}
+
+/**
+ * The text of anything thrown, without throwing: `String()` of a null-prototype object, a
+ * Proxy or an object whose `toString` throws raises a TypeError of its own, which used to
+ * escape the handler's catch and kill the agent.
+ */
+export function describeThrown(err: unknown): string {
+  try {
+    if (err instanceof Error) return String(err.message);
+    return String(err);
+  } catch {
+    try {
+      return `a thrown ${Object.prototype.toString.call(err)}`;
+    } catch {
+      return "an unprintable thrown value";
+    }
+  }
 }

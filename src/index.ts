@@ -5,20 +5,21 @@
  * Prometheus metrics), `zmcp/testing` (internals a test of zmcp itself pokes at), `zmcp/mcp`
  * (the MCP bridge, the only part that needs `@modelcontextprotocol/sdk`).
  */
-export { Agent } from "./agent.js";
-export type { AgentOptions, AgentStats, CallOptions, DropReason, ToolContext, ToolHandler, ToolInfo, ToolSpec } from "./agent.js";
-export { Job } from "./jobs.js";
-export type { JobEvents, JobState } from "./jobs.js";
-export type { ErrorBody, JobStatus, Progress } from "./envelope.js";
-export type { RetryOptions } from "./retry.js";
-export { Broker } from "./broker.js";
+export { Agent } from "./agent/agent.js";
+export { AGENT_DEFAULTS, resolveAgentOptions } from "./agent/options.js";
+export type { AgentOptions, AgentStats, CallOptions, DropReason, ToolContext, ToolHandler, ToolInfo, ToolSpec } from "./agent/agent.js";
+export { Job } from "./agent/jobs.js";
+export type { JobEvents, JobState } from "./agent/jobs.js";
+export type { ErrorBody, JobStatus, Progress } from "./wire/envelope.js";
+export type { RetryOptions } from "./agent/retry.js";
+export { Broker, BROKER_DEFAULTS, resolveBrokerOptions } from "./broker/broker.js";
+export type { BrokerOptions, BrokerStats } from "./broker/broker.js";
 export { RedisStore, StoreUnavailableError, openStore, DEFAULT_STORE_LIMITS } from "./store/index.js";
 export type { DurableStore, StoreLimits, StoredMessage, ClaimedMessage, PutOutcome } from "./store/index.js";
 export type { StoredNotice, DurableCallOptions } from "./store/caller.js";
 export type { DurableStats } from "./store/durable.js";
-export type { BrokerOptions, BrokerStats } from "./broker.js";
 /** The type of `agent.metrics` and `broker.metrics` (a prom-client registry); serve it with `zmcp/metrics`. */
-export type { Registry } from "./metrics.js";
+export type { Registry } from "./support/metrics.js";
 export {
   generateCertificate,
   loadCertificate,
@@ -28,31 +29,22 @@ export {
   formatCertificate,
   saveCertificate,
   publicKeyOf,
-} from "./certs.js";
-export type { Certificate, CertDirectory } from "./certs.js";
+} from "./auth/certs.js";
+export type { Certificate, CertDirectory } from "./auth/certs.js";
 export { ZmcpError, RemoteError, TimeoutError, ForgedAnswerError, ConfigError, CertError, ProtocolError, WIRE_CODES, LOCAL_CODES } from "./errors.js";
 export type { ErrorCode, WireCode, LocalCode } from "./errors.js";
-export {
-  TokenIssuer,
-  TokenVerifier,
-  createToken,
-  decodeTokenUnverified,
-  scopeCovers,
-  defaultToolScope,
-  DEFAULT_AUDIENCE,
-  DEFAULT_CLOCK_SKEW_MS,
-  DEFAULT_TOKEN_TTL_S,
-  MAX_TOKEN_TTL_S,
-} from "./tokens.js";
-export type { AuthorityInput, IssueTokenOptions, TokenIssuerOptions, TokenVerifierOptions, VerifiedToken } from "./tokens.js";
-export { TokenSource } from "./token-source.js";
-export type { TokenProvider } from "./token-source.js";
-export { generateAuthority, saveAuthority, loadJwkFile, loadAuthorityPrivateKey, parseAuthorityJwk, publicJwkOf, jwkThumbprint } from "./jwk.js";
-export type { AuthorityJwk } from "./jwk.js";
-export { DenyList, parseDenyList } from "./denylist.js";
-export type { DenyListFile, DenyListOptions } from "./denylist.js";
-export { RateLimiter } from "./ratelimit.js";
-export type { RateLimitOptions } from "./ratelimit.js";
-export { createLogger } from "./log.js";
-export type { Logger, LogLevel } from "./log.js";
-export { z85Encode, z85Decode, isZ85Key } from "./z85.js";
+export { TokenIssuer, createToken, scopeCovers, defaultToolScope, DEFAULT_AUDIENCE, DEFAULT_CLOCK_SKEW_MS, DEFAULT_TOKEN_TTL_S, MAX_TOKEN_TTL_S } from "./auth/tokens.js";
+export { TokenVerifier, decodeTokenUnverified } from "./auth/token-verifier.js";
+export type { IssueTokenOptions, TokenIssuerOptions } from "./auth/tokens.js";
+export type { AuthorityInput, TokenVerifierOptions, VerifiedToken } from "./auth/token-verifier.js";
+export { TokenSource } from "./auth/token-source.js";
+export type { TokenProvider } from "./auth/token-source.js";
+export { generateAuthority, saveAuthority, loadJwkFile, loadAuthorityPrivateKey, parseAuthorityJwk, publicJwkOf, jwkThumbprint } from "./auth/jwk.js";
+export type { AuthorityJwk } from "./auth/jwk.js";
+export { DenyList, parseDenyList } from "./auth/denylist.js";
+export type { DenyListFile, DenyListOptions } from "./auth/denylist.js";
+export { RateLimiter } from "./auth/ratelimit.js";
+export type { RateLimitOptions } from "./auth/ratelimit.js";
+export { createLogger } from "./support/log.js";
+export type { Logger, LogLevel } from "./support/log.js";
+export { z85Encode, z85Decode, isZ85Key } from "./wire/z85.js";

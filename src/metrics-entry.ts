@@ -3,5 +3,6 @@
  * back (scrape, parse, sum). Apart from the core entry so an application that does not serve
  * or scrape metrics does not name these.
  */
-export { serveMetrics, scrapeMetrics, parsePrometheusText, metricSum, Registry } from "./metrics.js";
-export type { MetricsServer } from "./metrics.js";
+export { Registry } from "prom-client";
+export { serveMetrics, scrapeMetrics, parsePrometheusText, metricSum } from "./support/metrics.js";
+export type { MetricsServer } from "./support/metrics.js";

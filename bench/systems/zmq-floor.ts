@@ -8,9 +8,9 @@
  * responder every pipe is FIFO, so the caller matches echoes to calls in order.
  */
 import * as zmq from "zeromq";
-import { generateCertificate } from "../../src/certs.js";
-import { receiveLoop } from "../../src/receive-loop.js";
-import { SocketWriter } from "../../src/writer.js";
+import { generateCertificate } from "../../src/auth/certs.js";
+import { receiveLoop } from "../../src/support/receive-loop.js";
+import { SocketWriter } from "../../src/support/writer.js";
 import { startWorker } from "../proc.js";
 import type { Client, Service, WorkerConfig } from "../types.js";
 import { nodeCaller, stopAll, type SystemSpec } from "./spec.js";

@@ -1,8 +1,11 @@
 """Interop peer for test/integration/python-interop.test.ts (not a unittest module).
 
-    interop_peer.py serve  BROKER CERT CERTS [--service NAME] [--authority JWK]
+    interop_peer.py serve  BROKER CERT CERTS [--service NAME] [--authority JWK] [--heartbeat S]
+                           [--answer-bytes-per-caller N] [--max-concurrency N] [--extra-tools]
         offers py_add, py_job, py_whoami, py_fail (and svc_echo on svc:NAME), prints a
-        JSON line {"msg": "ready", "key": ...} and runs until stdin closes.
+        JSON line {"msg": "ready", "key": ...} and runs until stdin closes, or until a broker
+        notice closes the agent: then it prints {"msg": "closed", "code", "class", "after"}
+        ("after": the class a call raises once closed) and exits.
     interop_peer.py client BROKER CERT CERTS TARGET [--service NAME] [--token TOKEN]
         exercises TARGET (a TS agent with the reference tools) and prints one JSON summary.
 """
@@ -23,7 +26,13 @@ def option(name: str) -> str | None:
 
 
 async def serve(broker: str, cert: str, certs: str) -> None:
-    agent = await zmcp.Agent.connect(broker=broker, cert=cert, certs=certs, timeout=5, authority=option("--authority"))
+    heartbeat = option("--heartbeat")
+    extra: dict = {} if heartbeat is None else {"heartbeat_interval": float(heartbeat)}
+    if option("--max-concurrency"):
+        extra["max_concurrency"] = int(option("--max-concurrency"))
+    if option("--answer-bytes-per-caller"):
+        extra["answer_limits"] = {"max_bytes_per_owner": int(option("--answer-bytes-per-caller"))}
+    agent = await zmcp.Agent.connect(broker=broker, cert=cert, certs=certs, timeout=5, authority=option("--authority"), **extra)
 
     @agent.tool("py_add", schema={"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}},
                                   "required": ["a", "b"], "additionalProperties": False}, description="a + b, in Python")
@@ -54,11 +63,42 @@ async def serve(broker: str, cert: str, certs: str) -> None:
     agent.tool("py_fail", py_fail)
     agent.tool("svc_job", py_job, schema={"type": "object", "required": ["steps"]}, job=True)
     agent.tool("svc_echo", lambda args: {"replica": "python", "key": agent.public_key, "echo": args})
+    if "--extra-tools" in sys.argv:  # for python-trust.test.ts
+        agent.tool("py_blob", lambda args: {"blob": "x" * int(args.get("size", 0))})
+
+        def py_unsendable(args):
+            deep: object = 1
+            for _ in range(40):
+                deep = [deep]
+            return {"deep": deep}
+        agent.tool("py_unsendable", py_unsendable)
+
+        async def py_hang(args):
+            await asyncio.sleep(3600)
+        agent.tool("py_hang", py_hang)
+
+        @agent.tool("py_bad_progress", job=True)
+        async def py_bad_progress(args, ctx: zmcp.ToolContext):
+            try:
+                ctx.progress(float("nan"))
+            except TypeError as err:
+                return {"refused": type(err).__name__, "message": str(err)}
+            return {"refused": None}
     service = option("--service")
     if service:
         await agent.serve(service)
     print(json.dumps({"msg": "ready", "key": agent.public_key}), flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    stdin = asyncio.ensure_future(asyncio.get_running_loop().run_in_executor(None, sys.stdin.read))
+    await asyncio.wait([stdin, agent.closed], return_when=asyncio.FIRST_COMPLETED)
+    if agent.closed.done() and agent.closed.result() is not None:
+        err = agent.closed.result()
+        try:
+            await agent.call("py_add", "py_add", {"a": 1, "b": 1})
+            after = None
+        except zmcp.ZmcpError as e:
+            after = type(e).__name__
+        print(json.dumps({"msg": "closed", "code": err.code, "class": type(err).__name__, "origin": err.origin, "after": after}), flush=True)
+        os._exit(0)  # stdin's reader thread would keep the process
     await agent.close()
 
 

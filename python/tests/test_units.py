@@ -51,7 +51,7 @@ class Schema(unittest.TestCase):
 
 class Guards(unittest.TestCase):
     def test_replay_guard(self):
-        g = ReplayGuard(window_ms=1000)
+        g = ReplayGuard(window_ms=1000, not_before=0)
         g.check("p:1", 10_000, 10_500)
         with self.assertRaises(zmcp.ReplayError):
             g.check("p:1", 10_000, 10_600)

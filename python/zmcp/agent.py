@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
+import math
 import os
 import random
 import time
@@ -35,11 +37,16 @@ def now_ms() -> int:
 
 
 class ReplayGuard:
-    """Each (peer, message id) once, and only while |now - ts| <= window (§6)."""
+    """Each (peer, message id) once, and only while |now - ts| <= window (§7 T4, T5). Seen ids
+    live in memory, so messages stamped more than ``start_grace`` ms before the guard was
+    created are refused ``busy`` (T14): this process cannot know whether its predecessor ran
+    them; the caller's retry, with a fresh ``ts``, goes through."""
 
-    def __init__(self, window_ms: int = 60_000, max_seen: int = 1_000_000):
+    def __init__(self, window_ms: int = 60_000, max_seen: int = 1_000_000, start_grace: int | None = None,
+                 not_before: int | None = None):
         self.window_ms = window_ms
         self.max_seen = max_seen
+        self.not_before = not_before if not_before is not None else now_ms() - (window_ms // 2 if start_grace is None else start_grace)
         self._seen: dict[str, int] = {}
 
     def check(self, key: str, ts: float, now: int, durable: bool = False) -> None:
@@ -49,6 +56,8 @@ class ReplayGuard:
             raise error_for("busy", f"durable message stamped {now - ts} ms ago, older than the {self.window_ms} ms replay window; send it again")
         if abs(now - ts) > self.window_ms:
             raise error_for("replay", f"timestamp {ts} is outside the {self.window_ms} ms replay window (clock {now})")
+        if ts < self.not_before:
+            raise error_for("busy", f"message stamped {self.not_before - ts} ms before this agent started (possibly a replay it cannot check); send it again")
         for k in list(self._seen):
             if self._seen[k] > now:
                 break
@@ -60,27 +69,118 @@ class ReplayGuard:
         self._seen[key] = now + 2 * self.window_ms
 
 
+CLOCK_STEP_MS = 1000
+
+
 class ClockOffsets:
-    """Per peer: min over the current and previous 60 s of (arrival - sealed ts) (§6)."""
+    """Per peer: min over the current and previous 60 s of (arrival - sealed ts) (§7 T6).
+    Restarts when a clock steps: the peer's ``ts`` going back by more than 1 s, or this
+    process's wall clock moving against its monotonic clock by more than that."""
 
     def __init__(self, period_ms: int = 60_000, max_peers: int = 10_000):
         self.period_ms = period_ms
         self.max_peers = max_peers
         self._peers: dict[str, list] = {}
+        self._wall_minus_mono: int | None = None
 
-    def observe(self, peer: str, ts: float, now: int) -> float:
+    def observe(self, peer: str, ts: float, now: int, mono: float | None = None) -> int:
+        ts, now = math.floor(ts), math.floor(now)
+        if mono is not None:
+            drift = now - int(mono * 1000)
+            if self._wall_minus_mono is not None and abs(drift - self._wall_minus_mono) > CLOCK_STEP_MS:
+                self._peers.clear()
+            self._wall_minus_mono = drift
         sample = now - ts
-        c = self._peers.pop(peer, None)
-        if c is None:
-            c = [sample, sample, now]
+        c = self._peers.pop(peer, None)  # [min, previous min, since, last ts]
+        if c is None or ts < c[3] - CLOCK_STEP_MS:
+            c = [sample, sample, now, ts]
             if len(self._peers) >= self.max_peers:
                 self._peers.pop(next(iter(self._peers)))
         elif now - c[2] >= self.period_ms:
-            c = [sample, c[0], now]
-        elif sample < c[0]:
-            c[0] = sample
+            c = [sample, c[0], now, max(c[3], ts)]
+        else:
+            c[0] = min(c[0], sample)
+            c[3] = max(c[3], ts)
         self._peers[peer] = c
         return min(c[0], c[1])
+
+
+#: Defaults of the reference (src/jobs.ts, src/idempotency.ts): entries and bytes, in total and per caller.
+DEFAULT_JOB_LIMITS = {"max_entries": 1_000, "max_bytes": 128 << 20, "max_entries_per_owner": 200, "max_bytes_per_owner": 32 << 20}
+DEFAULT_ANSWER_LIMITS = {"max_entries": 100_000, "max_bytes": 64 << 20, "max_entries_per_owner": 25_000, "max_bytes_per_owner": 16 << 20}
+ANSWER_OVERHEAD_BYTES = 256
+
+
+class ByteBudget:
+    """Memory in entries and bytes, per owner (a caller's key) and in total (§8.3). A request
+    that does not fit is answered ``busy``; nothing held is evicted (an evicted answer would
+    let a retry run a tool twice). Bytes are known when a run ends, so the total can pass
+    ``max_bytes`` by at most the runs in progress."""
+
+    def __init__(self, limits: dict, what: str):
+        for k, v in limits.items():
+            if not isinstance(v, int) or v < 1:
+                raise ConfigError(f"{what}: {k} must be a positive integer")
+        self.limits = limits
+        self.what = what
+        self._owners: dict[str, list[int]] = {}
+        self.entries = 0
+        self.bytes = 0
+
+    def refusal(self, owner: str) -> str | None:
+        lim = self.limits
+        own = self._owners.get(owner, [0, 0])
+        if own[0] >= lim["max_entries_per_owner"]:
+            return f"{self.what}: this caller holds {own[0]} entries (limit {lim['max_entries_per_owner']})"
+        if own[1] >= lim["max_bytes_per_owner"]:
+            return f"{self.what}: this caller holds {own[1]} bytes (limit {lim['max_bytes_per_owner']})"
+        if self.entries >= lim["max_entries"]:
+            return f"{self.what}: {self.entries} entries held (limit {lim['max_entries']})"
+        if self.bytes >= lim["max_bytes"]:
+            return f"{self.what}: {self.bytes} bytes held (limit {lim['max_bytes']})"
+        return None
+
+    def add(self, owner: str, entries: int, nbytes: int) -> None:
+        own = self._owners.setdefault(owner, [0, 0])
+        own[0] += entries
+        own[1] += nbytes
+        self.entries += entries
+        self.bytes += nbytes
+        if own[0] <= 0 and own[1] <= 0:
+            del self._owners[owner]
+
+
+def _encoded_size(value: Any) -> int:
+    try:
+        return len(wire.pack(value))
+    except Exception:  # noqa: BLE001 - an unsendable value is answered tool_failed elsewhere
+        return 0
+
+
+def _check_progress(p: dict) -> None:
+    """The receiver's progress schema, applied by the sender (§10.2): a TypeError at once."""
+    if not wire._is_number(p["progress"]):
+        raise TypeError(f"progress must be a finite number, not {p['progress']!r}")
+    if "total" in p and not wire._is_number(p["total"]):
+        raise TypeError(f"progress total must be a finite number, not {p['total']!r}")
+    if "message" in p and not wire._str(p["message"], 4096):
+        raise TypeError("progress message must be a string of at most 4096 characters")
+
+
+def _depth_problem(value: Any, max_depth: int) -> str | None:
+    """Containers nested deeper than ``max_depth`` (or a cycle), walked without recursion."""
+    stack = [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, (dict, list, tuple)):
+            if d > max_depth:
+                return f"result is nested deeper than the {max_depth} levels a peer accepts"
+            stack.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v))
+    return None
+
+
+class _Dropped(Exception):
+    """An answer that is silently dropped (unsolicited, or forged and noted on its call)."""
 
 
 @dataclass
@@ -102,6 +202,7 @@ class ToolContext:
                 p["total"] = total
             if message is not None:
                 p["message"] = message
+            _check_progress(p)
             self._progress(p)
 
 
@@ -119,6 +220,7 @@ class _Pending:
     future: asyncio.Future
     seal_key: str
     peer: str | None  # the exact sender required (a replica for svc:NAME@KEY), None for any replica
+    refused: ZmcpError | None = None  # a forged or unreadable answer: the call's error if nothing better comes
 
 
 @dataclass
@@ -127,6 +229,7 @@ class _JobRecord:
     owner: str
     task: asyncio.Task | None = None
     forget_at: float = float("inf")
+    nbytes: int = 0
 
 
 class Job:
@@ -189,7 +292,9 @@ class Agent:
     def __init__(self, *, cert: Certificate, server_key: str, endpoints: list[str], certs: str | None, timeout: float,
                  max_concurrency: int, replay_window: int, max_message_bytes: int, job_ttl: float,
                  job_poll_interval: float, job_lost_after: float, service_heartbeat: float, retry: bool,
-                 token: str | Callable[[], Any] | None, verifier: TokenVerifier | None, require_token: bool):
+                 token: str | Callable[[], Any] | None, verifier: TokenVerifier | None, require_token: bool,
+                 heartbeat_interval: float = 2.0, start_grace: int | None = None,
+                 job_limits: dict | None = None, answer_limits: dict | None = None):
         self.public_key = cert.public_key
         self._cert = cert
         self._server_key = server_key
@@ -204,18 +309,27 @@ class Agent:
         self.job_poll_interval = job_poll_interval
         self.job_lost_after = job_lost_after
         self.service_heartbeat = service_heartbeat
+        self.heartbeat_interval = heartbeat_interval
         self.retry = retry
+        self.redials = 0
+        self._last_heard = time.monotonic()
+        #: The error that closed the agent (``displaced``, ``revoked``), None for close().
+        self.closed_error: ZmcpError | None = None
+        self._closed_future: asyncio.Future | None = None
         self._token = token
         self._verifier = verifier
         self._require_token = require_token
         self._sealer = wire.Sealer(cert.secret_key)
-        self._replay = ReplayGuard(replay_window)
+        self._replay = ReplayGuard(replay_window, start_grace=start_grace)
         self._clocks = ClockOffsets()
         self._pending: dict[bytes, _Pending] = {}
         self._acks: dict[bytes, asyncio.Future] = {}
         self._tools: dict[str, _Tool] = {}
         self._answers: dict[str, Any] = {}  # peer:rid → dict answer | Future
-        self._answer_times: dict[str, float] = {}
+        self._answer_times: dict[str, float] = {}  # finished answers, in finish order → forget at
+        self._answer_owner: dict[str, tuple[str, int]] = {}  # key → (caller, bytes counted)
+        self._answer_budget = ByteBudget({**DEFAULT_ANSWER_LIMITS, **(answer_limits or {})}, "answer cache")
+        self._job_budget = ByteBudget({**DEFAULT_JOB_LIMITS, **(job_limits or {})}, "job table")
         self._jobs: dict[str, _JobRecord] = {}
         self._started: dict[str, Job] = {}
         self._served: dict[str, tuple[wire.Sealer, str]] = {}
@@ -231,8 +345,7 @@ class Agent:
         s.setsockopt(zmq.ROUTING_ID, cert.public_key.encode())
         s.setsockopt(zmq.LINGER, 0)
         s.setsockopt(zmq.IMMEDIATE, 1)
-        s.setsockopt(zmq.HEARTBEAT_IVL, 2000)
-        s.setsockopt(zmq.HEARTBEAT_TIMEOUT, 6000)
+        # No ZMTP heartbeats (libzmq #4364/#4767 abort): liveness is the `hb` messages (§2.4).
         s.setsockopt(zmq.MAXMSGSIZE, 4 * max_message_bytes)
         self._socket = s
         self._reload_directory()
@@ -247,12 +360,20 @@ class Agent:
                       job_poll_interval: float = 2.0, job_lost_after: float = 30.0, service_heartbeat: float = 1.0,
                       retry: bool = True, token: str | Callable[[], Any] | None = None, authority: Any = None,
                       require_token: bool | None = None, audience: str = "mesh", clock_skew: int = 30_000,
-                      deny_list: str | None = None) -> "Agent":
+                      deny_list: str | None = None, heartbeat_interval: float = 2.0, start_grace: int | None = None,
+                      max_token_lifetime: int = 300, job_limits: dict | None = None,
+                      answer_limits: dict | None = None) -> "Agent":
         """Connects to the broker(s) and waits for the CURVE handshake (unless connect_timeout is 0).
 
         ``cert``: this agent's ``.key_secret`` path; ``certs``: the public certificate directory
         (names, service keys, ``broker.key``). Times are in seconds, except the protocol's
-        millisecond windows (replay_window, clock_skew)."""
+        millisecond windows (replay_window, clock_skew, start_grace).
+
+        ``heartbeat_interval``: a liveness ``hb`` this often, and a redial when the broker was
+        silent 3 × as long (0 turns liveness off). ``start_grace``: requests stamped more than
+        this many ms before the agent started are refused ``busy`` (default half the replay
+        window). Await ``agent.closed`` to learn when a broker notice (``displaced``,
+        ``revoked``) closed the agent."""
         c = load_secret_certificate(cert) if isinstance(cert, str) else cert
         if server_key is None:
             if not certs:
@@ -266,12 +387,15 @@ class Agent:
         require = authority is not None if require_token is None else require_token
         if authority is None and (require or deny_list):
             raise ConfigError("require_token and deny_list need an authority (trusted public JWK)")
-        verifier = TokenVerifier(authority, audience, clock_skew, deny_list) if authority is not None else None
+        verifier = TokenVerifier(authority, audience, clock_skew, deny_list, max_token_lifetime) if authority is not None else None
         agent = cls(cert=c, server_key=server_key, endpoints=endpoints, certs=certs, timeout=timeout,
                     max_concurrency=max_concurrency, replay_window=replay_window, max_message_bytes=max_message_bytes,
                     job_ttl=job_ttl, job_poll_interval=job_poll_interval, job_lost_after=job_lost_after,
-                    service_heartbeat=service_heartbeat, retry=retry, token=token, verifier=verifier, require_token=require)
+                    service_heartbeat=service_heartbeat, retry=retry, token=token, verifier=verifier, require_token=require,
+                    heartbeat_interval=heartbeat_interval, start_grace=start_grace,
+                    job_limits=job_limits, answer_limits=answer_limits)
         loop = asyncio.get_running_loop()
+        agent._closed_future = loop.create_future()
         agent._handshake = loop.create_future()
         monitor = agent._socket.get_monitor_socket(
             zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
@@ -279,6 +403,8 @@ class Agent:
         for e in endpoints:
             agent._socket.connect(e)
         agent._spawn(agent._receive_loop())
+        if heartbeat_interval > 0:
+            agent._spawn(agent._keep_alive())
         if connect_timeout > 0:
             try:
                 await asyncio.wait_for(asyncio.shield(agent._handshake), connect_timeout)
@@ -290,11 +416,21 @@ class Agent:
                 raise
         return agent
 
-    async def close(self) -> None:
+    @property
+    def closed(self) -> asyncio.Future:
+        """Resolves when the agent closes: with None after close(), with the error that closed
+        it after a broker notice (``DisplacedError``, ``RevokedError``). Never raises."""
+        assert self._closed_future is not None
+        return self._closed_future
+
+    async def close(self, error: ZmcpError | None = None) -> None:
         if self._closed:
             return
         self._closed = True
-        closed = ClosedError("agent closed")
+        self.closed_error = error
+        if self._closed_future is not None and not self._closed_future.done():
+            self._closed_future.set_result(error)
+        closed = error or ClosedError("agent closed")
         for p in self._pending.values():
             if not p.future.done():
                 p.future.set_exception(closed)
@@ -332,10 +468,12 @@ class Agent:
             while True:
                 event = parse_monitor_message(await monitor.recv_multipart())
                 if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                    self._last_heard = time.monotonic()
                     if self._handshake and not self._handshake.done():
                         self._handshake.set_result(None)
-                    if self._served:
-                        self._spawn(self._heartbeat())
+                    # A restarted broker learns our services at once, and that we keep liveness.
+                    if self._served or self.heartbeat_interval > 0:
+                        self._spawn(self._heartbeat(even_without_services=self.heartbeat_interval > 0))
                 elif self._handshake and not self._handshake.done():
                     self._handshake.set_exception(ERROR_CLASSES["handshake_failed"](
                         f"broker refused the handshake ({event['event']}); is this key in its allowlist?"))
@@ -378,7 +516,7 @@ class Agent:
         if key is None and self._reload_directory():
             key = self._directory.services.get(name)
         if key is None:
-            raise error_for("unknown_peer", f"no certificate for service {name!r} (metadata service = \"{name}\")")
+            raise error_for("unknown_peer", f"no certificate for service {name!r} (svc-{name}.key in the certificate directory)")
         return key
 
     def _route(self, to: str) -> tuple[str, str, str | None]:
@@ -442,7 +580,7 @@ class Agent:
         """One request, retried on busy/no_route/lost answers within the deadline: the same
         ``rid`` every attempt, a fresh message ``id`` each (§7)."""
         if self._closed:
-            raise ClosedError("agent is closed")
+            raise self.closed_error or ClosedError("agent is closed")
         header_to, seal_key, peer = self._route(to)
         timeout = self.timeout if timeout is None else timeout
         if not timeout > 0:
@@ -451,6 +589,10 @@ class Agent:
         deadline_ms = now_ms() + int(timeout * 1000)
         attempts = 8 if self.retry else 1
         attempt_timeout = min(2.0, max(0.5, timeout / 4)) if self.retry else timeout
+        # §8.2: replicas do not share answer caches, so an attempt to svc:NAME waits for the whole
+        # deadline (a resend could run the tool on a second replica); only explicit refusals
+        # (busy, no_route) are retried there.
+        whole_deadline = header_to.startswith(wire.SERVICE_PREFIX) and peer is None
         tok = await self._token_value()
         rid = os.urandom(16)
         for attempt in range(1, attempts + 1):
@@ -461,14 +603,14 @@ class Agent:
                 draft["tok"] = tok
             try:
                 answer = await self._attempt(header_to, seal_key, peer, draft, deadline_ms,
-                                             remaining if last else min(attempt_timeout, remaining))
+                                             remaining if last or whole_deadline else min(attempt_timeout, remaining))
                 if answer["st"] == "error":
                     raise remote_error(answer.get("error"), "peer")
                 return answer
             except ZmcpError as err:
                 delay = min(1.0, 0.05 * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
-                if last or err.code not in RETRYABLE or time.monotonic() + delay >= deadline:
-                    if err.code == "timeout":
+                if last or err.code not in RETRYABLE or time.monotonic() + delay >= deadline or (whole_deadline and err.code == "timeout"):
+                    if err.code == "timeout" and isinstance(err, TimeoutError_):
                         raise TimeoutError_(f"call {tool} on {to} got no answer within {timeout} s ({attempt} attempts)") from None
                     raise
                 await asyncio.sleep(delay)
@@ -480,7 +622,7 @@ class Agent:
         header = {"v": wire.PROTOCOL_VERSION, "k": "req", "id": os.urandom(16), "to": to, "exp": exp}
         frames = self._seal(self._sealer, seal_key, header, draft)
         future = asyncio.get_running_loop().create_future()
-        self._pending[header["id"]] = _Pending(future, seal_key, peer)
+        pending = self._pending[header["id"]] = _Pending(future, seal_key, peer)
         try:
             if _timeout is not None:  # Python >= 3.11: no task per call
                 async with _timeout(max(0.001, timeout)):
@@ -488,6 +630,8 @@ class Agent:
                     return await future
             return await asyncio.wait_for(self._send(frames, future), max(0.001, timeout))
         except asyncio.TimeoutError:
+            if pending.refused is not None:
+                raise pending.refused from None  # e.g. bad_seal: only forged answers came
             raise TimeoutError_("no answer") from None
         finally:
             self._pending.pop(header["id"], None)
@@ -502,6 +646,12 @@ class Agent:
             plaintext = wire.encode_inner(draft, header_bytes)
         except (TypeError, ValueError, OverflowError) as err:
             raise error_for("invalid_args", f"cannot encode message: {err}") from err
+        # The receiver's own structural limits (depth, values per message): what it would drop
+        # is refused here, with the reason, instead of lost on the way (§5.2).
+        try:
+            wire.check_msgpack(plaintext, wire.MAX_DEPTH)
+        except ZmcpError as err:
+            raise error_for("invalid_args", f"message not readable by its receiver: {err.message}") from None
         body = sealer.seal(to, plaintext)
         if len(header_bytes) + len(body) > self.max_message_bytes:
             raise error_for("too_large", f"message of {len(header_bytes) + len(body)} bytes exceeds {self.max_message_bytes}")
@@ -588,10 +738,40 @@ class Agent:
             except (ZmcpError, zmq.ZMQError):
                 pass
 
-    async def _heartbeat(self, wait: float | None = None) -> None:
-        """§9: a ``hb`` to the broker (to = "") with every served service and its proof; one per
-        broker endpoint (DEALER spreads sends over connections). Waits for the first ack if asked."""
-        if self._closed or not self._served:
+    async def _keep_alive(self) -> None:
+        """§2.4 liveness: a ``hb`` every ``heartbeat_interval`` (the service heartbeats count when
+        there are services), and a redial of every endpoint when nothing at all came from a broker
+        for 3 × the interval (a frozen broker, a half-open TCP connection)."""
+        interval = self.heartbeat_interval
+        while not self._closed:
+            await asyncio.sleep(interval)
+            if self._closed:
+                return
+            if not self._served:
+                try:
+                    await self._heartbeat(even_without_services=True)
+                except (ZmcpError, zmq.ZMQError):
+                    pass
+            if time.monotonic() - self._last_heard <= 3 * interval:
+                continue
+            self._last_heard = time.monotonic()  # one redial per timeout
+            self.redials += 1
+            logging.getLogger("zmcp").warning("broker silent for %.1f s; redialling %s", 3 * interval, self._endpoints)
+            for e in self._endpoints:
+                try:
+                    self._socket.disconnect(e)
+                except zmq.ZMQError:
+                    pass
+                try:
+                    self._socket.connect(e)
+                except zmq.ZMQError as err:
+                    logging.getLogger("zmcp").error("redial of %s failed: %s", e, err)
+
+    async def _heartbeat(self, wait: float | None = None, even_without_services: bool = False) -> None:
+        """§11.3: a ``hb`` to the broker (to = "") with every served service and its proof, or
+        none (liveness only, §2.4); one per broker endpoint (DEALER spreads sends over
+        connections). Waits for the first ack if asked."""
+        if self._closed or (not self._served and not even_without_services):
             return
         ts = now_ms()
         svc = [{"name": n, "key": pub, "ts": ts,
@@ -627,6 +807,7 @@ class Agent:
         while not self._closed:
             try:
                 frames = await self._socket.recv_multipart()
+                self._last_heard = time.monotonic()  # anything from a broker shows the connection is alive
             except asyncio.CancelledError:
                 return
             except zmq.ZMQError:
@@ -658,6 +839,7 @@ class Agent:
         served = self._served.get(svc[0]) if svc else None
         sealer = served[0] if served else self._sealer
         reply_as = wire.service_address(svc[0]) if served else None
+        opened = False
         try:
             if svc and not served:
                 raise error_for("no_route", f"this agent does not serve {svc[0]}")
@@ -668,11 +850,17 @@ class Agent:
             if size > self.max_message_bytes:
                 raise error_for("too_large", f"message of {size} bytes exceeds {self.max_message_bytes}")
             sealed_by = peer if "as" not in header else self._service_key_of(header["as"])
-            inner = wire.decode_inner(sealer.open(sealed_by, body), header_bytes)
+            if header["k"] == "res":
+                self._check_responder(header, peer, sealed_by)
+            plaintext = sealer.open(sealed_by, body)
+            opened = True
+            # A request's args stay undecoded until its token is checked (§5.2, §12.3).
+            inner = wire.decode_inner(plaintext, header_bytes, defer_args=True)
             if inner["t"] != header["k"]:
                 raise error_for("bad_frame", f"header kind {header['k']} does not match message kind {inner['t']}")
-            self._replay.check(f"{peer}:{header['id'].hex()}", inner["ts"], now, header.get("dur") is True)
-            deadline = header["exp"] + self._clocks.observe(peer, inner["ts"], now)
+            ts = math.floor(inner["ts"])  # §7 T0: a fractional ts is read floored
+            self._replay.check(f"{peer}:{header['id'].hex()}", ts, now, header.get("dur") is True)
+            deadline = header["exp"] + self._clocks.observe(peer, ts, now, time.monotonic())
             if deadline < now:
                 raise error_for("expired", f"message is past its deadline (by {now - deadline} ms on this clock)")
             if inner["t"] == "req":
@@ -682,10 +870,22 @@ class Agent:
                 self._on_response(peer, sealed_by, header, inner)
             else:
                 self._on_event(peer, sealed_by, inner)
+        except _Dropped:
+            return
         except ZmcpError as err:
             if header["k"] == "req":
-                reply = {"peer": peer, "id": header["id"], "exp": max(header["exp"], now_ms() + 30_000), "sealer": self._sealer, "as": None, "dur": header.get("dur") is True}
+                # §6.4: sealed as what was asked (the service, when served here), so that a
+                # binding caller can read the refusal; exp per §7 T8.
+                reply = {"peer": peer, "id": header["id"], "exp": max(header["exp"], now_ms() + 30_000), "sealer": sealer, "as": reply_as, "dur": header.get("dur") is True}
                 self._respond(reply, {"st": "error", "error": {"code": err.code if err.code in WIRE_CODES else "bad_frame", "message": err.message}})
+            elif header["k"] == "res" and "re" in header:
+                pending = self._pending.get(header["re"])
+                if pending is None or pending.future.done():
+                    return
+                if opened:  # the asked party's own word (e.g. its clock outside the window)
+                    pending.future.set_exception(error_for(err.code, err.message, "peer"))
+                elif pending.refused is None:
+                    pending.refused = error_for(err.code, f"refused an answer: {err.message}", "peer")
 
     def _service_key_of(self, as_: str) -> str:
         svc = wire.parse_service_address(as_)
@@ -696,10 +896,20 @@ class Agent:
         except ZmcpError:
             raise error_for("bad_seal", f"sealed as service {svc[0]}, whose key is unknown here") from None
 
+    def _check_responder(self, header: dict, peer: str, sealed_by: str) -> None:
+        """§6.5 binding, before opening: an answer counts only if sealed by the key that was
+        addressed (and, for a named replica or a plain agent, sent by it). A forgery is noted on
+        the call (its error if the real answer never comes: bad_seal) and dropped; it cannot
+        end the call, so a peer that learnt an id cannot cut calls off."""
+        pending = self._pending.get(header.get("re", b""))
+        if pending is None or pending.future.done():
+            raise _Dropped()
+        if sealed_by != pending.seal_key or (pending.peer is not None and peer != pending.peer):
+            pending.refused = error_for("bad_seal", f"refused an answer not sealed by the party asked (from {peer}, sealed by {sealed_by})", "peer")
+            raise _Dropped()
+
     def _on_response(self, peer: str, sealed_by: str, header: dict, inner: dict) -> None:
         pending = self._pending.get(header.get("re", b""))
-        # §5.4 binding: an answer counts only if sealed by the key that was addressed (and, for a
-        # named replica or a plain agent, sent by it). Anything else is dropped, not trusted.
         if pending is None or pending.future.done() or sealed_by != pending.seal_key or (pending.peer is not None and peer != pending.peer):
             return
         inner["_from"] = peer
@@ -732,6 +942,15 @@ class Agent:
         if header["k"] != "nack":
             return
         err = remote_error({"code": header.get("code", "bad_frame"), "message": header.get("msg", "refused by broker")}, "broker")
+        if re_ is None and err.code in ("displaced", "revoked"):
+            # §3.4 broker notice: this connection will receive nothing more. Staying up would look
+            # alive while every call to this key fails, so the agent closes, loudly.
+            logging.getLogger("zmcp").error(
+                "%s: %s (key %s)", err.code,
+                "another process connected with this agent's key" if err.code == "displaced" else "the broker no longer admits this agent's key",
+                self.public_key)
+            self._spawn(self.close(err))
+            return
         pending = self._pending.get(re_)
         if pending and not pending.future.done():
             pending.future.set_exception(err)
@@ -753,6 +972,10 @@ class Agent:
                 grant = self._verifier.authorize(req.get("tok"), reply["peer"], scope)
             except ZmcpError as err:
                 return self._respond(reply, _failure(err.code, err.message))
+        try:
+            req["args"] = wire.decode_args(req["args"])
+        except ZmcpError as err:
+            return self._respond(reply, _failure(err.code, err.message))
         if builtin:
             return self._respond(reply, self._builtin(reply, req, grant))
         if tool is None:
@@ -770,13 +993,21 @@ class Agent:
             return self._respond(reply, answer)
         if self._active >= self.max_concurrency:
             return self._respond(reply, _failure("busy", f"{self._active} tool runs in progress (max_concurrency {self.max_concurrency})"))
+        if tool.info["job"]:
+            self._prune_jobs()
+        full = self._answer_budget.refusal(reply["peer"]) or (self._job_budget.refusal(reply["peer"]) if tool.info["job"] else None)
+        if full:
+            return self._respond(reply, _failure("busy", full))
         running = asyncio.get_running_loop().create_future()
         self._answers[key] = running
+        self._answer_owner[key] = (reply["peer"], 0)
+        self._answer_budget.add(reply["peer"], 1, 0)
         ctx = ToolContext(reply["peer"], self.name_of(reply["peer"]), req["rid"].hex(), reply["exp"], grant)
         if tool.info["job"]:
             job_id = wire.new_job_id(self.public_key)
             record = _JobRecord({"job_id": job_id, "status": "running"}, reply["peer"])
             self._jobs[job_id] = record
+            self._job_budget.add(reply["peer"], 1, 0)
             accepted = {"st": "accepted", "result": {"job_id": job_id}}
             self._finish_answer(key, accepted)
             self._respond(reply, accepted)
@@ -793,10 +1024,21 @@ class Agent:
             except asyncio.CancelledError:
                 return  # cancelled by jobs/cancel (already pushed) or by close()
             end = {"status": "done", "result": answer.get("result")} if answer["st"] == "ok" else {"status": "error", "error": answer["error"]}
+            # A poll answer carries the result two levels down: check it against that depth (§5.2).
+            problem = _depth_problem(end.get("result"), wire.MAX_JOB_RESULT_DEPTH) if end["status"] == "done" else None
+            if problem:
+                end = {"status": "error", "error": {"code": "tool_failed", "message": f"result not sendable: {problem}"}}
             if self._end_job(record, end):
                 self._push(reply, record.state)
             return
-        answer = await self._run(tool, req["args"], ctx)
+        # A plain call ends at its caller's deadline (§7 T7): the handler is cancelled then (its
+        # CancelledError is the deadline signal), its slot is released, and nothing is sent (the
+        # caller's own timer has ended the call); a retry of this rid finds the answer.
+        try:
+            answer = await asyncio.wait_for(self._run(tool, req["args"], ctx), max(0.001, (reply["exp"] - now_ms()) / 1000))
+        except asyncio.TimeoutError:
+            self._finish_answer(key, _failure("expired", f"{tool_name} was still running at the caller's deadline"))
+            return
         self._finish_answer(key, answer)
         self._respond(reply, answer)
 
@@ -806,10 +1048,11 @@ class Agent:
             earlier.set_result(answer)
         self._answers[key] = answer
         self._answer_times[key] = time.monotonic() + 120
-        if len(self._answer_times) > 10_000:
-            oldest = next(iter(self._answer_times))
-            self._answer_times.pop(oldest)
-            self._answers.pop(oldest, None)
+        owner, counted = self._answer_owner.get(key, (None, 0))
+        if owner is not None and counted == 0:
+            nbytes = _encoded_size(answer) + ANSWER_OVERHEAD_BYTES
+            self._answer_owner[key] = (owner, nbytes)
+            self._answer_budget.add(owner, 0, nbytes)
 
     def _prune_answers(self) -> None:
         now = time.monotonic()
@@ -818,6 +1061,9 @@ class Agent:
                 break
             self._answer_times.pop(k)
             self._answers.pop(k, None)
+            owner, nbytes = self._answer_owner.pop(k, (None, 0))
+            if owner is not None:
+                self._answer_budget.add(owner, -1, -nbytes)
 
     async def _run(self, tool: _Tool, args: Any, ctx: ToolContext) -> dict:
         self._active += 1
@@ -835,6 +1081,12 @@ class Agent:
         finally:
             self._active -= 1
 
+    def _prune_jobs(self) -> None:
+        now = time.monotonic()
+        for k in [k for k, r in self._jobs.items() if r.forget_at <= now]:
+            record = self._jobs.pop(k)
+            self._job_budget.add(record.owner, -1, -record.nbytes)
+
     def _job_get(self, job_id: str, caller: str) -> _JobRecord:
         record = self._jobs.get(job_id)
         if record is None or record.forget_at <= time.monotonic():
@@ -848,6 +1100,8 @@ class Agent:
             return False
         record.state.update(end)
         record.forget_at = time.monotonic() + self.job_ttl
+        record.nbytes = _encoded_size(end)
+        self._job_budget.add(record.owner, 0, record.nbytes)
         return True
 
     def _builtin(self, reply: dict, req: dict, grant: VerifiedToken | None) -> dict:
@@ -857,8 +1111,7 @@ class Agent:
         args = req["args"]
         if not isinstance(args, dict) or set(args) != {"job_id"} or not isinstance(args["job_id"], str) or len(args["job_id"]) > 128:
             return _failure("invalid_args", f"{req['tool']}: arguments must be {{job_id: string}}")
-        for k in [k for k, r in self._jobs.items() if r.forget_at <= time.monotonic()]:
-            del self._jobs[k]
+        self._prune_jobs()
         try:
             record = self._job_get(args["job_id"], reply["peer"])
         except ZmcpError as err:

@@ -83,24 +83,50 @@ class CertDirectory:
     services: dict[str, str] = field(default_factory=dict)
 
 
-def load_cert_directory(path: str) -> CertDirectory:
-    """Every ``*.key`` of ``path``: names (file name, metadata ``name``) and service keys
-    (metadata ``service``). Invalid files are skipped."""
+def service_of_file_name(name: str) -> str | None:
+    """The service a certificate file name binds (``svc-pay`` → ``pay``), if any."""
+    return name[4:] if name.startswith("svc-") and len(name) > 4 else None
+
+
+def load_cert_directory(path: str, on_error=None) -> CertDirectory:
+    """Every ``*.key`` of ``path`` (PROTOCOL §1). Names and service bindings come from the
+    operator, never from certificate metadata (self-declared by whoever made the key pair): a
+    certificate's name is its file name, a service's key is the certificate ``svc-NAME.key``.
+    Metadata ``name``/``service`` that disagrees is ignored (reported); one key filed under two
+    names is refused under both, so nothing depends on the order files sort in. Invalid files
+    are skipped. ``on_error(message)`` hears every report."""
     d = CertDirectory()
+    duplicates: set[str] = set()
+    report = on_error or (lambda _msg: None)
     for file in sorted(os.listdir(path)):
         if not file.endswith(".key"):
             continue
         try:
             cert = load_certificate(os.path.join(path, file))
-        except CertError:
+        except CertError as err:
+            report(str(err))
             continue
         name = file[:-4]
+        service = service_of_file_name(name)
+        meta_name, meta_service = cert.metadata.get("name"), cert.metadata.get("service")
+        if meta_name is not None and meta_name != name:
+            report(f"{file}: metadata name = \"{meta_name}\" ignored; a certificate's name is its file name ({name})")
+        if meta_service is not None and meta_service != service:
+            report(f"{file}: metadata service = \"{meta_service}\" ignored; a service's key is the certificate svc-NAME.key")
+        if cert.public_key in d.by_key or cert.public_key in duplicates:
+            duplicates.add(cert.public_key)
+            report(f"{file}: key {cert.public_key} is also filed as {d.by_key.get(cert.public_key, 'another certificate')}; refused under both names")
+            continue
         d.by_name[name] = cert.public_key
-        meta_name = cert.metadata.get("name")
-        if meta_name and meta_name not in d.by_name:
-            d.by_name[meta_name] = cert.public_key
-        d.by_key.setdefault(cert.public_key, name)
-        service = cert.metadata.get("service")
-        if service and service not in d.services:
+        d.by_key[cert.public_key] = name
+        if service:
             d.services[service] = cert.public_key
+    for key in duplicates:
+        name = d.by_key.pop(key, None)
+        if name is None:
+            continue
+        d.by_name.pop(name, None)
+        service = service_of_file_name(name)
+        if service:
+            d.services.pop(service, None)
     return d

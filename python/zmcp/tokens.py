@@ -1,5 +1,5 @@
 """Capability tokens (docs/PROTOCOL.md §10): compact JWS, EdDSA (Ed25519), checked exactly as
-src/tokens.ts checks them: signature by ``kid``, ``exp``/``nbf`` with a clock skew, audience,
+src/auth/tokens.ts checks them: signature by ``kid``, ``exp``/``nbf`` with a clock skew, audience,
 the ``cnf["zmcp:key"]`` binding to the sender's curve key, the deny list, and the scope.
 """
 from __future__ import annotations
@@ -100,8 +100,12 @@ def _is_num(v) -> bool:
 
 class TokenVerifier:
     def __init__(self, authority, audience: str = DEFAULT_AUDIENCE, clock_skew: int = DEFAULT_CLOCK_SKEW_MS,
-                 deny_list: str | None = None):
+                 deny_list: str | None = None, max_token_lifetime: int = 300):
         self.keys = load_authority(authority)
+        if not isinstance(max_token_lifetime, int) or max_token_lifetime <= 0:
+            raise ValueError("max_token_lifetime must be a positive integer of seconds")
+        #: Longest lifetime accepted, ms (PROTOCOL §12.3): the issuer's default cap.
+        self.max_token_lifetime = max_token_lifetime * 1000
         self.audience = audience
         self.clock_skew = clock_skew
         self.deny_list = deny_list
@@ -120,11 +124,18 @@ class TokenVerifier:
     def verify(self, token: str, now: int | None = None) -> VerifiedToken:
         now = int(time.time() * 1000) if now is None else now
         v = self._cache.get(token) or self._verify_uncached(token)
+        cap = self.max_token_lifetime
+        # exp - iat catches a long-lived token at once (even back-dated); exp - now, checked
+        # after nbf, catches one with no iat or an iat placed near a far exp (exp: 1e308).
+        if v.iat is not None and v.exp - v.iat > cap:
+            raise error_for("token_invalid", f"token lifetime of {(v.exp - v.iat) / 1000:g} s exceeds the maximum of {cap / 1000:g} s")
         if now - self.clock_skew >= v.exp:
             self._cache.pop(token, None)
             raise error_for("token_expired", f"token expired at {v.exp} ms")
         if v.nbf is not None and now + self.clock_skew < v.nbf:
             raise error_for("token_not_yet_valid", f"token is not valid before {v.nbf} ms")
+        if v.exp - now > cap + self.clock_skew:
+            raise error_for("token_invalid", f"token expires {(v.exp - now) / 1000:g} s from now, beyond the maximum lifetime of {cap / 1000:g} s")
         if self.audience not in v.aud:
             raise error_for("token_audience", f"token is for {list(v.aud)}, not {self.audience!r}")
         if len(self._cache) > 10_000:

@@ -19,6 +19,10 @@ PROTOCOL_VERSION = 1
 MAX_HEADER_BYTES = 512
 DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
 MAX_DEPTH = 32
+#: Values in one message, all containers together (a map entry counts two): PROTOCOL §5.2.
+MAX_ELEMENTS = 100_000
+#: A job result travels two levels down in a poll answer ({st, result: {..., result}}).
+MAX_JOB_RESULT_DEPTH = MAX_DEPTH - 2
 MAX_NACK_MSG_BYTES = 256
 TAG_BYTES = 16
 NONCE_BYTES = 24
@@ -26,7 +30,7 @@ SEAL_OVERHEAD = TAG_BYTES + NONCE_BYTES
 SERVICE_PREFIX = "svc:"
 PROOF_WINDOW_MS = 30_000
 KINDS = ("req", "res", "evt", "hb", "ack", "nack")
-RESPONSE_STATUSES = ("ok", "accepted", "running", "done", "error", "cancelled")
+RESPONSE_STATUSES = ("ok", "accepted", "error")
 JOB_STATUSES = ("running", "done", "error", "cancelled")
 _SERVICE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _JOB_ID = re.compile(r"^[0-9a-f]{32}")
@@ -90,9 +94,11 @@ def _is_z85_key_text(text: str) -> bool:
 
 # ---- msgpack ------------------------------------------------------------------------------
 
-def check_msgpack(data: bytes, max_depth: int) -> None:
+def check_msgpack(data: bytes, max_depth: int, max_elements: int = MAX_ELEMENTS) -> None:
     """Structural check before decoding (refuses ext types, 0xc1, truncation, excess depth,
-    containers declaring more values than bytes remain, trailing bytes). Raises bad_frame."""
+    containers declaring more values than bytes remain, more than ``max_elements`` values in
+    all containers together (a map entry counts two), trailing bytes). Raises bad_frame."""
+    elements = 0
     end = len(data)
     p = 0
 
@@ -154,6 +160,9 @@ def check_msgpack(data: bytes, max_depth: int) -> None:
         if count:
             if count > end - p:
                 raise bad(f"a container declares {count} values but {end - p} bytes remain")
+            elements += count
+            if elements > max_elements:
+                raise bad(f"more than {max_elements} values in one message")
             if len(open_) > max_depth:
                 raise bad(f"nested deeper than {max_depth}")
             open_.append(count)
@@ -316,9 +325,90 @@ def _inner_problem(m: dict) -> str | None:
     return _error_body_problem(m["error"]) if "error" in m else None
 
 
-def decode_inner(plaintext: bytes, header_bytes: bytes) -> dict:
-    """Opened plaintext → inner dict, bound to ``header_bytes``. Raises bad_frame | bad_seal."""
-    m = unpack(plaintext)
+class RawArgs:
+    """A request's ``args`` set aside undecoded (``decode_inner(..., defer_args=True)``): the
+    callee checks the token first, so a caller without one never makes it decode them."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes):
+        self.data = data
+
+
+def decode_args(args: object) -> object:
+    """A request's ``args``, decoded if they were set aside. Raises bad_frame."""
+    if not isinstance(args, RawArgs):
+        return args
+    try:
+        return msgpack.unpackb(args.data, raw=False, strict_map_key=False, ext_hook=_no_ext, use_list=True)
+    except Exception as err:  # noqa: BLE001 - e.g. invalid UTF-8, an unhashable map key
+        raise refusal("bad_frame", f"arguments are not msgpack: {err}") from err
+
+
+def skip_value(data: bytes, p: int) -> int:
+    """The offset just past the value at ``p`` in msgpack that check_msgpack accepted."""
+    pending = 1
+    while pending > 0:
+        pending -= 1
+        b = data[p]
+        p += 1
+        if b <= 0x7F or b >= 0xE0 or b in (0xC0, 0xC2, 0xC3):
+            continue
+        if b <= 0x8F:
+            pending += (b & 0x0F) * 2
+        elif b <= 0x9F:
+            pending += b & 0x0F
+        elif b <= 0xBF:
+            p += b & 0x1F
+        elif b in (0xC4, 0xD9, 0xC5, 0xDA, 0xC6, 0xDB):
+            n = {0xC4: 1, 0xD9: 1, 0xC5: 2, 0xDA: 2, 0xC6: 4, 0xDB: 4}[b]
+            p += n + int.from_bytes(data[p:p + n], "big")
+        elif b in (0xCC, 0xD0):
+            p += 1
+        elif b in (0xCD, 0xD1):
+            p += 2
+        elif b in (0xCA, 0xCE, 0xD2):
+            p += 4
+        elif b in (0xCB, 0xCF, 0xD3):
+            p += 8
+        elif b in (0xDC, 0xDD, 0xDE, 0xDF):
+            n = 2 if b in (0xDC, 0xDE) else 4
+            pending += int.from_bytes(data[p:p + n], "big") * (2 if b >= 0xDE else 1)
+            p += n
+        else:
+            raise refusal("bad_frame", f"message is not acceptable msgpack (at byte {p - 1})")
+    return p
+
+
+def _args_range(data: bytes) -> tuple[int, int] | None:
+    b = data[0]
+    if 0x80 <= b <= 0x8F:
+        entries, p = b & 0x0F, 1
+    elif b == 0xDE:
+        entries, p = int.from_bytes(data[1:3], "big"), 3
+    else:
+        return None
+    for _ in range(entries):
+        key_end = skip_value(data, p)
+        value_end = skip_value(data, key_end)
+        if data[p:key_end] == b"\xa4args":
+            return key_end, value_end
+        p = value_end
+    return None
+
+
+def decode_inner(plaintext: bytes, header_bytes: bytes, defer_args: bool = False) -> dict:
+    """Opened plaintext → inner dict, bound to ``header_bytes``. Raises bad_frame | bad_seal.
+    With ``defer_args``, a request's ``args`` stay undecoded as :class:`RawArgs` (§5.2)."""
+    check_msgpack(plaintext, MAX_DEPTH)
+    span = _args_range(plaintext) if defer_args else None
+    if span:
+        raw = RawArgs(bytes(plaintext[span[0]:span[1]]))
+        m = unpack(plaintext[:span[0]] + b"\xc0" + plaintext[span[1]:])
+        if isinstance(m, dict) and m.get("t") == "req" and "args" in m:
+            m["args"] = raw
+    else:
+        m = unpack(plaintext)
     if not isinstance(m, dict):
         raise refusal("bad_frame", "invalid message: not a map")
     problem = _inner_problem(m)

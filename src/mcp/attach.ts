@@ -22,10 +22,10 @@ import { getDefaultEnvironment, StdioClientTransport } from "@modelcontextprotoc
 import type { JsonSchemaValidator, jsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/types.js";
 import { ErrorCode, McpError, ToolListChangedNotificationSchema, type CallToolResult, type Tool } from "@modelcontextprotocol/sdk/types.js";
 import { z } from "zod";
-import type { Agent, ToolContext } from "../agent.js";
+import type { Agent, ToolContext } from "../agent/agent.js";
 import { ConfigError, ZmcpError } from "../errors.js";
-import { isBuiltinTool } from "../jobs.js";
-import { silentLogger, type Logger } from "../log.js";
+import { isBuiltinTool } from "../agent/tools.js";
+import { silentLogger, type Logger } from "../support/log.js";
 import { SchemaCache } from "./schemas.js";
 
 export interface AttachOptions {

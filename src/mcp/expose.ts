@@ -30,14 +30,15 @@ import {
   type Task,
   type Tool,
 } from "@modelcontextprotocol/sdk/types.js";
-import type { Agent, ToolInfo } from "../agent.js";
-import type { Progress } from "../envelope.js";
+import type { Agent, ToolInfo } from "../agent/agent.js";
+import type { Progress } from "../wire/envelope.js";
 import { ConfigError, RemoteError, ZmcpError } from "../errors.js";
-import type { Job } from "../jobs.js";
-import { silentLogger, type Logger } from "../log.js";
-import { parseServiceAddress } from "../services.js";
-import { isZ85Key } from "../z85.js";
+import type { Job } from "../agent/jobs.js";
+import { silentLogger, type Logger } from "../support/log.js";
+import { parseServiceAddress } from "../wire/services.js";
+import { isZ85Key } from "../wire/z85.js";
 import { canonicalJson, SchemaCache } from "./schemas.js";
+import { isMcpBindingTool } from "./transport.js";
 
 /** Separator between a target's label and a tool's name in prefixed names: `bob__batch_sum`. */
 export const NAME_SEPARATOR = "__";
@@ -72,6 +73,11 @@ export interface ExposeOptions {
   listTimeout?: number;
   /** Re-list the targets this often and tell the client when the tools changed, ms; 0 = never. Default 30,000. */
   refreshInterval?: number;
+  /**
+   * Tools per `tools/list` page; 0 = all in one page. Default 0. The cursor is the position in
+   * the listing, so any process exposing the same targets continues a page another one began.
+   */
+  pageSize?: number;
   /** How long a finished MCP task's result is kept, ms (a client's requested ttl is capped by it). Default 3,600,000. */
   taskTtl?: number;
   /** Largest input or output schema of one tool, bytes of JSON; a tool with a larger one is not exposed. Default 65,536. */
@@ -128,6 +134,8 @@ export class MeshExposer {
   readonly #log: Logger;
   readonly #tasks: BridgeTaskStore;
   readonly #schemas: SchemaCache;
+  readonly #serverInfo: { name: string; version: string };
+  readonly #pageSize: number;
   /** `target\0tool\0reason` of the skipped tools already warned about. */
   readonly #warnedSkips = new Set<string>();
   /** Last successful listing of each target (kept while a target does not answer). */
@@ -169,18 +177,46 @@ export class MeshExposer {
       ...(options.maxSchemaBytes === undefined ? {} : { maxSchemaBytes: options.maxSchemaBytes }),
       ...(options.schemaCacheBytes === undefined ? {} : { maxBytes: options.schemaCacheBytes }),
     });
-    this.server = new Server(options.serverInfo ?? { name: "zmq-mcp-expose", version: "0.1.0" }, {
+    this.#serverInfo = options.serverInfo ?? { name: "zmq-mcp-expose", version: "0.1.0" };
+    this.#pageSize = options.pageSize ?? 0;
+    if (!Number.isInteger(this.#pageSize) || this.#pageSize < 0) throw new ConfigError("pageSize must be an integer >= 0");
+    this.server = this.#newServer(true);
+  }
+
+  /**
+   * A new MCP server on the same tools, for one stateless exchange (one Streamable HTTP
+   * request): no tasks (a task would live in this process only, and the next request may go
+   * to another), and no list-changed notifications (there is no stream to send them on).
+   * Close it when its exchange ends: that aborts its calls in flight (and cancels their jobs).
+   */
+  createStatelessServer(): Server {
+    if (this.#closed) throw new ZmcpError("closed", "the exposer is closed");
+    return this.#newServer(false);
+  }
+
+  #newServer(withTasks: boolean): Server {
+    const server = new Server(this.#serverInfo, {
       capabilities: {
-        tools: { listChanged: true },
-        tasks: { list: {}, cancel: {}, requests: { tools: { call: {} } } },
+        tools: { listChanged: withTasks },
+        ...(withTasks ? { tasks: { list: {}, cancel: {}, requests: { tools: { call: {} } } } } : {}),
       },
-      taskStore: this.#tasks,
+      ...(withTasks ? { taskStore: this.#tasks } : {}),
       instructions:
         "Tools of agents on a zmcp mesh, called through a sealed, authenticated message bus. " +
         "A failed call returns isError with the mesh error code first (for example invalid_args, token_scope, no_route).",
     });
-    this.server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools: [...(await this.refresh()).values()].map((r) => r.tool) }));
-    this.server.setRequestHandler(CallToolRequestSchema, (request, extra) => this.#onCall(request, extra));
+    // Without tasks, no tool may say a task is possible (`execution.taskSupport`).
+    const advertised = (tool: Tool): Tool => {
+      if (withTasks || !tool.execution) return tool;
+      const { execution: _dropped, ...rest } = tool;
+      return rest;
+    };
+    server.setRequestHandler(ListToolsRequestSchema, async (request) => {
+      const tools = [...(await this.refresh()).values()].map((r) => advertised(r.tool));
+      return page(tools, request.params?.cursor, this.#pageSize);
+    });
+    server.setRequestHandler(CallToolRequestSchema, (request, extra) => this.#onCall(request, extra));
+    return server;
   }
 
   /** The exposed names and where each goes, as of the last listing. */
@@ -254,6 +290,8 @@ export class MeshExposer {
     let sliceStart = performance.now();
     for (const target of this.#targets) {
       for (const info of this.#listed.get(target.address) ?? []) {
+        // The MCP-over-the-mesh binding's own tools carry JSON-RPC, not work for a model.
+        if (isMcpBindingTool(info.name)) continue;
         if (performance.now() - sliceStart > SLICE_MS) {
           await new Promise((resolve) => setImmediate(resolve));
           sliceStart = performance.now();
@@ -403,6 +441,33 @@ export class MeshExposer {
       throw toMcpError(err, `${info.name} on ${target.address}`);
     }
   }
+}
+
+/**
+ * One page of a listing. The cursor is opaque to clients; here it is the offset, base64url
+ * JSON, so that it means the same in every process that lists the same targets (stateless
+ * HTTP behind a balancer). A cursor that does not decode, or points past the end, is
+ * InvalidParams, as the MCP specification asks.
+ */
+function page(tools: Tool[], cursor: string | undefined, size: number): { tools: Tool[]; nextCursor?: string } {
+  let start = 0;
+  if (cursor !== undefined) {
+    let decoded: unknown;
+    try {
+      decoded = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8"));
+    } catch {
+      decoded = undefined;
+    }
+    const offset = isObject(decoded) ? decoded["o"] : undefined;
+    if (typeof offset !== "number" || !Number.isInteger(offset) || offset < 0 || offset > tools.length) {
+      throw new McpError(ErrorCode.InvalidParams, "invalid cursor (the listing may have changed: list again from the start)");
+    }
+    start = offset;
+  }
+  const end = size === 0 ? tools.length : Math.min(tools.length, start + size);
+  const out: { tools: Tool[]; nextCursor?: string } = { tools: tools.slice(start, end) };
+  if (end < tools.length) out.nextCursor = Buffer.from(JSON.stringify({ o: end }), "utf8").toString("base64url");
+  return out;
 }
 
 /** Awaits a job's end within `ms`; rejects with TimeoutError or `aborted` (the caller then cancels it). */

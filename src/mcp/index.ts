@@ -6,3 +6,7 @@ export type { AttachOptions } from "./attach.js";
 export { serverEnv } from "./attach.js";
 export { SchemaCache, DEFAULT_MAX_SCHEMA_BYTES, DEFAULT_SCHEMA_CACHE_BYTES } from "./schemas.js";
 export type { SchemaCacheOptions, SchemaVerdict } from "./schemas.js";
+export { MeshClientTransport, MeshServerTransport, MCP_RPC_TOOL, MCP_RPC_JOB_TOOL, isMcpBindingTool } from "./transport.js";
+export type { MeshClientTransportOptions, MeshServerTransportOptions } from "./transport.js";
+export { serveHttp, checkHttpSetup, isLoopback, parseHostPort, MIN_HTTP_TOKEN_LENGTH } from "./http.js";
+export type { HttpExpose, HttpExposeOptions } from "./http.js";

@@ -12,11 +12,11 @@
  * (replay cache, then the request id's idempotency).
  *
  * The broker is handed in as a few functions (its own forward, refusal and send), so this module
- * holds no socket and broker.ts only calls in (hooks marked `hook(durable)`).
+ * holds no socket and broker/broker.ts only calls in (its routing path, start and close).
  */
-import { encodeHeader, newId, PROTOCOL_VERSION, decodeHeader, type Header } from "../envelope.js";
+import { encodeHeader, newId, PROTOCOL_VERSION, decodeHeader, type Header } from "../wire/envelope.js";
 import type { WireCode } from "../errors.js";
-import type { Logger } from "../log.js";
+import type { Logger } from "../support/log.js";
 import { StoreUnavailableError } from "./redis.js";
 import type { DurableStore, StoredMessage } from "./store.js";
 

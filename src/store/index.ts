@@ -3,7 +3,7 @@
  * Redis (redis.ts); the scheme picks the engine, so another can be added beside it.
  */
 import { ConfigError } from "../errors.js";
-import type { Logger } from "../log.js";
+import type { Logger } from "../support/log.js";
 import { RedisStore } from "./redis.js";
 import type { DurableStore, StoreLimits } from "./store.js";
 

@@ -21,8 +21,8 @@
 import { randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
 import { ConfigError, ZmcpError } from "../errors.js";
-import type { Logger } from "../log.js";
-import { z85Decode } from "../z85.js";
+import type { Logger } from "../support/log.js";
+import { z85Decode } from "../wire/z85.js";
 import { DEFAULT_STORE_LIMITS, type ClaimedMessage, type DurableStore, type PutOutcome, type StoredMessage, type StoreLimits } from "./store.js";
 
 /** The store cannot be reached (or failed): durable sends are refused `unavailable`. */

@@ -37,12 +37,12 @@ export interface StoreLimits {
   totalBytes: number;
 }
 
-export const DEFAULT_STORE_LIMITS: StoreLimits = {
+export const DEFAULT_STORE_LIMITS: Readonly<StoreLimits> = Object.freeze({
   perRecipientCount: 10_000,
   perRecipientBytes: 64 * 1024 * 1024,
   totalCount: 1_000_000,
   totalBytes: 1024 * 1024 * 1024,
-};
+});
 
 /**
  * `stored`: kept; `full`: a bound is reached (nothing kept); `live`: (with `onlyIfBacklog`) the

@@ -1,9 +1,9 @@
 import { decode } from "@msgpack/msgpack";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { z } from "zod";
-import type { Agent } from "../../src/agent.js";
-import type { Broker } from "../../src/broker.js";
-import { decodeHeader, newId, type Header } from "../../src/envelope.js";
+import type { Agent } from "../../src/agent/agent.js";
+import type { Broker } from "../../src/broker/broker.js";
+import { decodeHeader, newId, type Header } from "../../src/wire/envelope.js";
 import { ConfigError, RemoteError, TimeoutError, ZmcpError } from "../../src/errors.js";
 import { tempCerts, type CertFixture } from "../support/certs.js";
 import { rejectsWith } from "../support/assert.js";

@@ -15,7 +15,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import ts from "typescript";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { generateCertificate, saveCertificate } from "../../src/certs.js";
+import { generateCertificate, saveCertificate } from "../../src/auth/certs.js";
 import { createInterface } from "node:readline";
 import { BIN, built, ROOT, spawnBroker, spawnChild, type BrokerProcess, type Child } from "../support/process.js";
 import { waitFor } from "../support/wait.js";

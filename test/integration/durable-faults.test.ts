@@ -7,10 +7,10 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { Redis } from "ioredis";
-import type { Agent } from "../../src/agent.js";
-import type { Broker } from "../../src/broker.js";
+import type { Agent } from "../../src/agent/agent.js";
+import type { Broker } from "../../src/broker/broker.js";
 import { RemoteError, TimeoutError } from "../../src/errors.js";
-import { createLogger } from "../../src/log.js";
+import { createLogger } from "../../src/support/log.js";
 import type { StoredNotice } from "../../src/store/caller.js";
 import { rejectsWith } from "../support/assert.js";
 import { tempCerts, type CertFixture } from "../support/certs.js";

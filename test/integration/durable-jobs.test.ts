@@ -5,8 +5,8 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { z } from "zod";
-import type { Agent } from "../../src/agent.js";
-import type { Broker } from "../../src/broker.js";
+import type { Agent } from "../../src/agent/agent.js";
+import type { Broker } from "../../src/broker/broker.js";
 import { ConfigError, ZmcpError } from "../../src/errors.js";
 import type { StoredNotice } from "../../src/store/caller.js";
 import { tempCerts, type CertFixture } from "../support/certs.js";

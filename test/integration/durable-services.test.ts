@@ -5,8 +5,8 @@
  * what ran twice is exactly what the killed replica had started and not answered.
  */
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import type { Agent } from "../../src/agent.js";
-import type { Broker } from "../../src/broker.js";
+import type { Agent } from "../../src/agent/agent.js";
+import type { Broker } from "../../src/broker/broker.js";
 import { z } from "zod";
 import type { StoredNotice } from "../../src/store/caller.js";
 import { tempCerts, type CertFixture } from "../support/certs.js";

@@ -1,8 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { z } from "zod";
-import type { Agent } from "../../src/agent.js";
-import type { Broker } from "../../src/broker.js";
-import { decodeHeader, newId } from "../../src/envelope.js";
+import type { Agent } from "../../src/agent/agent.js";
+import type { Broker } from "../../src/broker/broker.js";
+import { decodeHeader, newId } from "../../src/wire/envelope.js";
 import { RemoteError, TimeoutError, ZmcpError } from "../../src/errors.js";
 import { addReferenceTools } from "../../examples/reference-agent.js";
 import { tempCerts, type CertFixture } from "../support/certs.js";

@@ -14,11 +14,11 @@ import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js"
 import { CallToolResultSchema, ErrorCode, McpError, type CallToolResult, type Progress } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
-import type { Agent } from "../../src/agent.js";
+import type { Agent } from "../../src/agent/agent.js";
 import { RemoteError, ZmcpError } from "../../src/errors.js";
-import { generateAuthority, saveAuthority } from "../../src/jwk.js";
+import { generateAuthority, saveAuthority } from "../../src/auth/jwk.js";
 import { errorResult, parseTarget, toMcpError, toolResult } from "../../src/mcp/expose.js";
-import { TokenIssuer } from "../../src/tokens.js";
+import { TokenIssuer } from "../../src/auth/tokens.js";
 import { tempCerts, type CertFixture } from "../support/certs.js";
 import { connectAgent } from "../support/mesh.js";
 import { BIN, built, ROOT, spawnBroker, spawnChild, type BrokerProcess, type Child } from "../support/process.js";

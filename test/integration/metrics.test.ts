@@ -1,9 +1,9 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { z } from "zod";
-import type { Agent } from "../../src/agent.js";
-import type { Broker } from "../../src/broker.js";
+import type { Agent } from "../../src/agent/agent.js";
+import type { Broker } from "../../src/broker/broker.js";
 import { RemoteError, TimeoutError, ZmcpError } from "../../src/errors.js";
-import { metricSum, parsePrometheusText, scrapeMetrics, serveMetrics } from "../../src/metrics.js";
+import { metricSum, parsePrometheusText, scrapeMetrics, serveMetrics } from "../../src/support/metrics.js";
 import { tempCerts, type CertFixture } from "../support/certs.js";
 import { connectAgent, startBroker } from "../support/mesh.js";
 import { spawnBroker } from "../support/process.js";
@@ -62,7 +62,7 @@ describe("metrics", () => {
     // 5 echo + unknown_tool + 2 timeouts (answered late or not) + hold, each a request and a response
     expect(b.get("zmcp_broker_messages_routed_total")).toBeGreaterThanOrEqual(2 * 7);
     expect(b.get('zmcp_broker_messages_refused_total{code="no_route"}')).toBe(1);
-    // Agents also send liveness heartbeats (src/liveness.ts), acknowledged, not routed.
+    // Agents also send liveness heartbeats (src/support/liveness.ts), acknowledged, not routed.
     expect(b.get("zmcp_broker_messages_received_total")).toBe(
       b.get("zmcp_broker_messages_routed_total")! + metricSum(b, "zmcp_broker_messages_refused_total") + b.get("zmcp_broker_service_heartbeats_total")!,
     );

@@ -11,12 +11,12 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
-import type { Agent } from "../../src/agent.js";
-import type { Broker } from "../../src/broker.js";
+import type { Agent } from "../../src/agent/agent.js";
+import type { Broker } from "../../src/broker/broker.js";
 import { RemoteError } from "../../src/errors.js";
-import { decodeHeader, decodeInner, encodeHeader, encodeInner, newId, type Header, type Response } from "../../src/envelope.js";
-import { generateAuthority } from "../../src/jwk.js";
-import { createToken } from "../../src/tokens.js";
+import { decodeHeader, decodeInner, encodeHeader, encodeInner, newId, type Header, type Response } from "../../src/wire/envelope.js";
+import { generateAuthority } from "../../src/auth/jwk.js";
+import { createToken } from "../../src/auth/tokens.js";
 import { addReferenceTools } from "../../examples/reference-agent.js";
 import { type CertFixture, tempCerts } from "../support/certs.js";
 import { connectAgent, startBroker } from "../support/mesh.js";
@@ -270,7 +270,7 @@ async def main():
 asyncio.run(main())
 `;
       expect(JSON.parse(await runPython(["-c", script]))).toEqual({ with: { count: 1, total: 4 }, without: "token_missing" });
-      // TS → Python: the Python agent checks signature, binding, scope as src/tokens.ts does.
+      // TS → Python: the Python agent checks signature, binding, scope as src/auth/tokens.ts does.
       const caller2 = await connectAgent(fx, "tok-caller", broker.endpoint, {
         token: createToken({ authority: privateJwk, sub: "tok-caller", key: fx.key("tok-caller"), scope: "call:py_add call:py_whoami" }),
       });

@@ -1,9 +1,9 @@
 import { encode } from "@msgpack/msgpack";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import type { Agent } from "../../src/agent.js";
-import { decodeHeader, encodeHeader, newId, PROTOCOL_VERSION } from "../../src/envelope.js";
+import type { Agent } from "../../src/agent/agent.js";
+import { decodeHeader, encodeHeader, newId, PROTOCOL_VERSION } from "../../src/wire/envelope.js";
 import { RemoteError, TimeoutError, ZmcpError } from "../../src/errors.js";
-import { generateCertificate } from "../../src/certs.js";
+import { generateCertificate } from "../../src/auth/certs.js";
 import { tempCerts, type CertFixture } from "../support/certs.js";
 import { rejectsWith } from "../support/assert.js";
 import { connectAgent } from "../support/mesh.js";

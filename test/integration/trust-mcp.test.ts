@@ -15,9 +15,9 @@ import { DEFAULT_INHERITED_ENV_VARS, StdioClientTransport } from "@modelcontextp
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
-import type { Agent, ToolInfo } from "../../src/agent.js";
-import type { Broker } from "../../src/broker.js";
-import { generateCertificate } from "../../src/certs.js";
+import type { Agent, ToolInfo } from "../../src/agent/agent.js";
+import type { Broker } from "../../src/broker/broker.js";
+import { generateCertificate } from "../../src/auth/certs.js";
 import { serverEnv } from "../../src/mcp/attach.js";
 import { MeshExposer } from "../../src/mcp/expose.js";
 import { canonicalJson, SchemaCache } from "../../src/mcp/schemas.js";

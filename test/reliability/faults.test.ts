@@ -5,11 +5,11 @@
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { z } from "zod";
-import { Agent } from "../../src/agent.js";
-import type { Broker } from "../../src/broker.js";
+import { Agent } from "../../src/agent/agent.js";
+import type { Broker } from "../../src/broker/broker.js";
 import { RemoteError, TimeoutError, ZmcpError } from "../../src/errors.js";
-import { newId } from "../../src/envelope.js";
-import { metricSum } from "../../src/metrics.js";
+import { newId } from "../../src/wire/envelope.js";
+import { metricSum } from "../../src/support/metrics.js";
 import { tempCerts, type CertFixture } from "../support/certs.js";
 import { startBroker } from "../support/mesh.js";
 import { MiB, RssSampler, rssOf, startBrokerProcess, startWorker, type Child } from "../support/process.js";
@@ -78,7 +78,7 @@ describe("faults", () => {
       during.push(settle(alice.call("bob", "work", { n: i })));
       await sleep(50);
     }
-    // Liveness is kept with `hb` messages, not ZMTP heartbeats (src/liveness.ts): the broker
+    // Liveness is kept with `hb` messages, not ZMTP heartbeats (src/support/liveness.ts): the broker
     // does not drop the TCP connection of a frozen peer, it refuses to route to it.
     void disconnectedBefore;
     await waitFor(

@@ -6,9 +6,9 @@
 import { encode } from "@msgpack/msgpack";
 import { describe, expect, it } from "vitest";
 import { fuzzAgent, fuzzBroker, fuzzFromBroker } from "./hostile.js";
-import { decodeHeader, decodeInner, encodeHeader, MAX_HEADER_BYTES, newId, PROTOCOL_VERSION } from "../../src/envelope.js";
+import { decodeHeader, decodeInner, encodeHeader, MAX_HEADER_BYTES, newId, PROTOCOL_VERSION } from "../../src/wire/envelope.js";
 import { ProtocolError } from "../../src/errors.js";
-import { checkMsgpack } from "../../src/msgpack-guard.js";
+import { checkMsgpack } from "../../src/wire/msgpack-guard.js";
 import { tempCerts } from "../support/certs.js";
 import { startBroker } from "../support/mesh.js";
 import { rawPeer } from "../support/raw-peer.js";

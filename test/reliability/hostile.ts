@@ -15,13 +15,13 @@ import { decode, encode } from "@msgpack/msgpack";
 import fc from "fast-check";
 import * as zmq from "zeromq";
 import { z } from "zod";
-import { Agent } from "../../src/agent.js";
-import { Broker } from "../../src/broker.js";
-import { generateCertificate, type Certificate } from "../../src/certs.js";
-import { decodeHeader, decodeInner, encodeHeader, encodeInner, newId, PROTOCOL_VERSION, type Header } from "../../src/envelope.js";
+import { Agent } from "../../src/agent/agent.js";
+import { Broker } from "../../src/broker/broker.js";
+import { generateCertificate, type Certificate } from "../../src/auth/certs.js";
+import { decodeHeader, decodeInner, encodeHeader, encodeInner, newId, PROTOCOL_VERSION, type Header } from "../../src/wire/envelope.js";
 import { isWireCode, WIRE_CODES } from "../../src/errors.js";
-import { Sealer } from "../../src/seal.js";
-import { z85Encode } from "../../src/z85.js";
+import { Sealer } from "../../src/wire/seal.js";
+import { z85Encode } from "../../src/wire/z85.js";
 
 const te = new TextEncoder();
 const bytes = (...parts: Array<number | number[] | Uint8Array | string>): Uint8Array => {

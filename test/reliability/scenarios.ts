@@ -6,10 +6,10 @@
  */
 import { connect as tcpConnect } from "node:net";
 import * as zmq from "zeromq";
-import type { Agent, AgentOptions } from "../../src/agent.js";
-import { encodeHeader, newId, PROTOCOL_VERSION } from "../../src/envelope.js";
+import type { Agent, AgentOptions } from "../../src/agent/agent.js";
+import { encodeHeader, newId, PROTOCOL_VERSION } from "../../src/wire/envelope.js";
 import { RemoteError, TimeoutError, ZmcpError } from "../../src/errors.js";
-import { metricSum } from "../../src/metrics.js";
+import { metricSum } from "../../src/support/metrics.js";
 import { tempCerts, type CertFixture } from "../support/certs.js";
 import { connectAgent as connectFixtureAgent } from "../support/mesh.js";
 import { MiB, RssSampler, rssOf, startBrokerProcess, startWorker, type BrokerProcess } from "../support/process.js";
@@ -279,7 +279,7 @@ export async function stalledReader(messages: number, pad = 16 * 1024): Promise<
     bob.tool("echo", { input: (await import("zod")).z.object({ n: (await import("zod")).z.number() }) }, ({ n }) => ({ n }));
     const alice = await connectAgent(keys, "alice", [broker.endpoint], { retry: false, timeout: 5000 });
     agents.push(bob, alice);
-    const { encodeHeader, PROTOCOL_VERSION } = await import("../../src/envelope.js");
+    const { encodeHeader, PROTOCOL_VERSION } = await import("../../src/wire/envelope.js");
     const body = new Uint8Array(pad);
     // Other traffic, all along.
     let otherOk = 0;
@@ -299,7 +299,7 @@ export async function stalledReader(messages: number, pad = 16 * 1024): Promise<
       for (;;) {
         try {
           const [, h] = await sender.receive();
-          const { decodeHeader } = await import("../../src/envelope.js");
+          const { decodeHeader } = await import("../../src/wire/envelope.js");
           const code = decodeHeader(h!).code ?? "?";
           codes[code] = (codes[code] ?? 0) + 1;
           nacks++;

@@ -14,10 +14,10 @@
 import { parseArgs } from "node:util";
 import { collectDefaultMetrics } from "prom-client";
 import { z } from "zod";
-import { Agent } from "../../src/agent.js";
+import { Agent } from "../../src/agent/agent.js";
 import { RemoteError, ZmcpError } from "../../src/errors.js";
-import { serveMetrics, type MetricsServer } from "../../src/metrics.js";
-import { createLogger } from "../../src/log.js";
+import { serveMetrics, type MetricsServer } from "../../src/support/metrics.js";
+import { createLogger } from "../../src/support/log.js";
 
 const { values } = parseArgs({
   options: {

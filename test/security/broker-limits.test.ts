@@ -4,10 +4,10 @@
  */
 import { afterEach, describe, expect, it } from "vitest";
 import * as zmq from "zeromq";
-import { generateCertificate } from "../../src/certs.js";
-import { decodeHeader, newId } from "../../src/envelope.js";
-import { createLogger } from "../../src/log.js";
-import type { Broker } from "../../src/broker.js";
+import { generateCertificate } from "../../src/auth/certs.js";
+import { decodeHeader, newId } from "../../src/wire/envelope.js";
+import { createLogger } from "../../src/support/log.js";
+import type { Broker } from "../../src/broker/broker.js";
 import { tempCerts, type CertFixture } from "../support/certs.js";
 import { startBroker } from "../support/mesh.js";
 import { rawPeer, type RawPeer } from "../support/raw-peer.js";

@@ -3,12 +3,12 @@
  * `Assertion failed: !_io_error (stream_engine_base.cpp)` (upstream #4364/#4767: a ZMTP
  * heartbeat timer firing on a connection that failed while its input was stopped), driven
  * against real broker and agent processes, which must be found alive afterwards. Liveness is
- * now kept with `hb` messages (src/liveness.ts); frozen peers are still cut off (faults.test.ts).
+ * now kept with `hb` messages (src/support/liveness.ts); frozen peers are still cut off (faults.test.ts).
  */
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import type { Agent } from "../../src/agent.js";
-import { newId } from "../../src/envelope.js";
+import type { Agent } from "../../src/agent/agent.js";
+import { newId } from "../../src/wire/envelope.js";
 import { tempCerts as makeKeys, type CertFixture as Keys } from "../support/certs.js";
 import { DIST, spawnChild, startBrokerProcess as startBroker, startWorker, type Child } from "../support/process.js";
 import { sleep, waitFor as until } from "../support/wait.js";

@@ -3,13 +3,13 @@
  * never from certificate metadata, which whoever made the key pair writes.
  */
 import { afterEach, describe, expect, it } from "vitest";
-import { generateCertificate, loadCertDirectory, saveCertificate } from "../../src/certs.js";
+import { generateCertificate, loadCertDirectory, saveCertificate } from "../../src/auth/certs.js";
 import { CertError, RemoteError } from "../../src/errors.js";
-import { createLogger } from "../../src/log.js";
+import { createLogger } from "../../src/support/log.js";
 import { tempCerts, type CertFixture } from "../support/certs.js";
 import { connectAgent, startBroker } from "../support/mesh.js";
-import type { Broker } from "../../src/broker.js";
-import type { Agent } from "../../src/agent.js";
+import type { Broker } from "../../src/broker/broker.js";
+import type { Agent } from "../../src/agent/agent.js";
 
 let fx: CertFixture | undefined;
 const open: Array<Broker | Agent> = [];

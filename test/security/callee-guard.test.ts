@@ -5,10 +5,11 @@
  */
 import type { ChildProcess } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Agent } from "../../src/agent.js";
-import type { Broker } from "../../src/broker.js";
+import type { Agent } from "../../src/agent/agent.js";
+import type { Broker } from "../../src/broker/broker.js";
 import { RemoteError } from "../../src/errors.js";
 import { rejectsWith } from "../support/assert.js";
+import { waitFor } from "../support/wait.js";
 import { tempCerts, type CertFixture } from "../support/certs.js";
 import { connectAgent, startBroker } from "../support/mesh.js";
 import { stopProcess, spawnReady } from "../support/process.js";
@@ -97,6 +98,10 @@ describe("hung handlers do not eat the agent", () => {
     for (let round = 0; round < 2; round++) {
       const hung = [0, 1].map(() => alice.call("bob", "hang", {}, { timeout: 600, retry: false }).catch((e: unknown) => e));
       for (const err of await Promise.all(hung)) expect((err as { code?: string }).code).toMatch(/^(timeout|expired)$/);
+      // bob reads the deadline on its own clock, a moment after alice's timer: wait until both
+      // signals have fired (a busy answer meanwhile is the slot still held, not yet released).
+      const fired = 2 * (round + 1);
+      await waitFor(async () => (await alice.call("bob", "aborted", {}, { retry: false }).catch(() => -1)) === fired, 5000, `${fired} signals`);
     }
     expect(await alice.call("bob", "aborted", {}, { retry: false })).toBe(4);
     await stillServes();

@@ -4,8 +4,8 @@
  * Usage: node callee-hostile-agent.js BROKER CERT CERTS MAX_CONCURRENCY
  */
 import { z } from "zod";
-import { Agent } from "../../src/agent.js";
-import { createLogger } from "../../src/log.js";
+import { Agent } from "../../src/agent/agent.js";
+import { createLogger } from "../../src/support/log.js";
 
 const [broker, cert, certs, maxConcurrency] = process.argv.slice(2) as [string, string, string, string];
 const agent = await Agent.connect({ broker, cert, certs, maxConcurrency: Number(maxConcurrency), jobLostAfter: 60_000, log: createLogger("warn") });

@@ -5,15 +5,15 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
-import type { Agent } from "../../src/agent.js";
-import type { Broker } from "../../src/broker.js";
+import type { Agent } from "../../src/agent/agent.js";
+import type { Broker } from "../../src/broker/broker.js";
 import { ProtocolError, RemoteError } from "../../src/errors.js";
-import { checkMsgpack } from "../../src/msgpack-guard.js";
+import { checkMsgpack } from "../../src/wire/msgpack-guard.js";
 import { encode } from "@msgpack/msgpack";
 import { decode } from "@msgpack/msgpack";
-import { decodeHeader, encodeHeader, encodeInner, newId, PROTOCOL_VERSION, type Header } from "../../src/envelope.js";
-import { generateAuthority, saveAuthority } from "../../src/jwk.js";
-import { createToken } from "../../src/tokens.js";
+import { decodeHeader, encodeHeader, encodeInner, newId, PROTOCOL_VERSION, type Header } from "../../src/wire/envelope.js";
+import { generateAuthority, saveAuthority } from "../../src/auth/jwk.js";
+import { createToken } from "../../src/auth/tokens.js";
 import { rejectsWith } from "../support/assert.js";
 import { tempCerts, type CertFixture } from "../support/certs.js";
 import { connectAgent, startBroker } from "../support/mesh.js";

@@ -1,15 +1,15 @@
 /**
- * issue 10, callee side: the time rules (src/clock.ts) against a raw peer that seals messages
+ * issue 10, callee side: the time rules (src/wire/clock.ts) against a raw peer that seals messages
  * with the `ts` and `exp` it chooses: fractional timestamps (Python's time.time() * 1000), and a
  * clock that steps back by more than a call's timeout. Also: dropped messages are counted.
  */
 import { decode } from "@msgpack/msgpack";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
-import type { Agent } from "../../src/agent.js";
-import type { Broker } from "../../src/broker.js";
-import { ClockOffsets } from "../../src/clock.js";
-import { decodeHeader, newId } from "../../src/envelope.js";
+import type { Agent } from "../../src/agent/agent.js";
+import type { Broker } from "../../src/broker/broker.js";
+import { ClockOffsets } from "../../src/wire/clock.js";
+import { decodeHeader, newId } from "../../src/wire/envelope.js";
 import { tempCerts, type CertFixture } from "../support/certs.js";
 import { connectAgent, startBroker } from "../support/mesh.js";
 import { waitFor } from "../support/wait.js";

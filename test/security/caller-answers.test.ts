@@ -5,11 +5,11 @@
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { z } from "zod";
-import type { Agent } from "../../src/agent.js";
-import type { Broker } from "../../src/broker.js";
-import { decodeHeader, decodeInner, newId, type Request } from "../../src/envelope.js";
+import type { Agent } from "../../src/agent/agent.js";
+import type { Broker } from "../../src/broker/broker.js";
+import { decodeHeader, decodeInner, newId, type Request } from "../../src/wire/envelope.js";
 import { ZmcpError } from "../../src/errors.js";
-import { newJobId } from "../../src/jobs.js";
+import { newJobId } from "../../src/agent/jobs.js";
 import { rejectsWith } from "../support/assert.js";
 import { tempCerts, type CertFixture } from "../support/certs.js";
 import { connectAgent, startBroker } from "../support/mesh.js";

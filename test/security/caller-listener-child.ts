@@ -4,7 +4,7 @@
  * the job's result. Run: node dist/test/security/caller-listener-child.js BROKER CERTS_DIR ALICE_SECRET PATH
  * where PATH is "push" or "poll".
  */
-import { Agent } from "../../src/agent.js";
+import { Agent } from "../../src/agent/agent.js";
 
 const [broker, certs, cert, path] = process.argv.slice(2) as [string, string, string, "push" | "poll"];
 process.on("exit", (code) => process.stderr.write(JSON.stringify({ msg: "exit", code }) + "\n"));

@@ -5,7 +5,7 @@
  * every run is counted from the replicas' own logs.
  */
 import { afterEach, describe, expect, it } from "vitest";
-import type { Agent } from "../../src/agent.js";
+import type { Agent } from "../../src/agent/agent.js";
 import { TimeoutError } from "../../src/errors.js";
 import { tempCerts, type CertFixture } from "../support/certs.js";
 import { connectAgent } from "../support/mesh.js";

@@ -5,9 +5,9 @@
  * Real replica processes; every run is counted from their own logs.
  */
 import { afterEach, describe, expect, it } from "vitest";
-import type { Agent } from "../../src/agent.js";
-import { decodeHeader, decodeInner } from "../../src/envelope.js";
-import { Sealer } from "../../src/seal.js";
+import type { Agent } from "../../src/agent/agent.js";
+import { decodeHeader, decodeInner } from "../../src/wire/envelope.js";
+import { Sealer } from "../../src/wire/seal.js";
 import { tempCerts, type CertFixture } from "../support/certs.js";
 import { connectAgent } from "../support/mesh.js";
 import { waitFor } from "../support/wait.js";

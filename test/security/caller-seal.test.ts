@@ -7,13 +7,13 @@
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { z } from "zod";
-import type { Agent } from "../../src/agent.js";
-import { generateCertificate } from "../../src/certs.js";
-import { encodeHeader, encodeInner, newId, PROTOCOL_VERSION, type Header, type InnerDraft } from "../../src/envelope.js";
+import type { Agent } from "../../src/agent/agent.js";
+import { generateCertificate } from "../../src/auth/certs.js";
+import { encodeHeader, encodeInner, newId, PROTOCOL_VERSION, type Header, type InnerDraft } from "../../src/wire/envelope.js";
 import { ForgedAnswerError } from "../../src/errors.js";
-import { newJobId } from "../../src/jobs.js";
-import { metricSum } from "../../src/metrics.js";
-import { Sealer } from "../../src/seal.js";
+import { newJobId } from "../../src/agent/jobs.js";
+import { metricSum } from "../../src/support/metrics.js";
+import { Sealer } from "../../src/wire/seal.js";
 import { rejectsWith } from "../support/assert.js";
 import { tempCerts, type CertFixture } from "../support/certs.js";
 import { connectAgent } from "../support/mesh.js";

@@ -2,7 +2,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { generateCertificate, saveCertificate, type Certificate } from "../../src/certs.js";
+import { generateCertificate, saveCertificate, type Certificate } from "../../src/auth/certs.js";
 
 export interface CertFixture {
   dir: string;

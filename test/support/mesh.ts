@@ -1,6 +1,6 @@
 /** A broker and agents in the test's own process, on free loopback ports. */
-import { Agent, type AgentOptions } from "../../src/agent.js";
-import { Broker, type BrokerOptions } from "../../src/broker.js";
+import { Agent, type AgentOptions } from "../../src/agent/agent.js";
+import { Broker, type BrokerOptions } from "../../src/broker/broker.js";
 import type { CertFixture } from "./certs.js";
 
 /** A broker in this process on a free loopback port. */

@@ -11,7 +11,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { metricSum, scrapeMetrics } from "../../src/metrics.js";
+import { metricSum, scrapeMetrics } from "../../src/support/metrics.js";
 import type { CertFixture } from "./certs.js";
 import { waitFor } from "./wait.js";
 

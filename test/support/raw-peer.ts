@@ -1,7 +1,7 @@
 /** A raw CURVE DEALER for tests that must send exactly the frames they choose. */
 import * as zmq from "zeromq";
-import { encodeHeader, encodeInner, newId, PROTOCOL_VERSION, type Header, type InnerDraft } from "../../src/envelope.js";
-import { Sealer } from "../../src/seal.js";
+import { encodeHeader, encodeInner, newId, PROTOCOL_VERSION, type Header, type InnerDraft } from "../../src/wire/envelope.js";
+import { Sealer } from "../../src/wire/seal.js";
 import type { CertFixture } from "./certs.js";
 
 export interface RawPeer {

@@ -9,7 +9,7 @@
  */
 import { parseArgs } from "node:util";
 import * as zmq from "zeromq";
-import { loadSecretCertificate } from "../../src/certs.js";
+import { loadSecretCertificate } from "../../src/auth/certs.js";
 
 const { values } = parseArgs({
   options: {

@@ -9,9 +9,9 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { decode } from "@msgpack/msgpack";
 import * as zmq from "zeromq";
-import { decodeHeader, encodeHeader, newId, PROTOCOL_VERSION, type Header } from "../../src/envelope.js";
-import { parseServiceAddress } from "../../src/services.js";
-import { SocketWriter } from "../../src/writer.js";
+import { decodeHeader, encodeHeader, newId, PROTOCOL_VERSION, type Header } from "../../src/wire/envelope.js";
+import { parseServiceAddress } from "../../src/wire/services.js";
+import { SocketWriter } from "../../src/support/writer.js";
 import type { CertFixture } from "./certs.js";
 import { ROOT } from "./process.js";
 

@@ -4,9 +4,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import nacl from "tweetnacl";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { loadCertDirectory, loadCertificate, parseCertificate, publicKeyOf } from "../../src/certs.js";
+import { loadCertDirectory, loadCertificate, parseCertificate, publicKeyOf } from "../../src/auth/certs.js";
 import { CertError } from "../../src/errors.js";
-import { isZ85Key, z85Decode, z85Encode } from "../../src/z85.js";
+import { isZ85Key, z85Decode, z85Encode } from "../../src/wire/z85.js";
 import { BIN } from "../support/process.js";
 
 describe("z85", () => {

@@ -7,9 +7,9 @@ import { createHash, randomBytes } from "node:crypto";
 import { Decoder, Encoder } from "@msgpack/msgpack";
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
-import { decodeHeader, decodeInner, digest, encodeHeader, HeaderSchema, InnerSchema, MAX_DEPTH, MAX_HEADER_BYTES, newId, PROTOCOL_VERSION } from "../../src/envelope.js";
+import { decodeHeader, decodeInner, digest, encodeHeader, HeaderSchema, InnerSchema, MAX_DEPTH, MAX_HEADER_BYTES, newId, PROTOCOL_VERSION } from "../../src/wire/envelope.js";
 import { ProtocolError } from "../../src/errors.js";
-import { checkMsgpack } from "../../src/msgpack-guard.js";
+import { checkMsgpack } from "../../src/wire/msgpack-guard.js";
 
 const encoder = new Encoder();
 const headerDecoder = new Decoder({ maxStrLength: MAX_HEADER_BYTES, maxBinLength: MAX_HEADER_BYTES, maxArrayLength: MAX_HEADER_BYTES, maxMapLength: MAX_HEADER_BYTES, maxExtLength: 0 });
@@ -65,7 +65,7 @@ const ODD: unknown[] = [
   "", "req", "res", "evt", "hb", "ack", "nack", "svc:x", "x".repeat(64), "x".repeat(65), "x".repeat(128), "x".repeat(129), "x".repeat(1024), "x".repeat(1025), "é".repeat(100),
   new Uint8Array(0), new Uint8Array(15), new Uint8Array(16), new Uint8Array(17), new Uint8Array(32), [], [1, 2], {}, { a: 1 },
 ];
-const KEYS = ["v", "k", "id", "to", "exp", "re", "as", "code", "msg"];
+const KEYS = ["v", "k", "id", "to", "exp", "re", "as", "dur", "code", "msg"];
 
 function headerCases(): unknown[] {
   const id = new Uint8Array(16).fill(7);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { newId } from "../../src/envelope.js";
-import { randomBytesPooled } from "../../src/random.js";
+import { newId } from "../../src/wire/envelope.js";
+import { randomBytesPooled } from "../../src/wire/random.js";
 
 describe("pooled random bytes", () => {
   it("gives each call its own bytes, across pool refills", () => {

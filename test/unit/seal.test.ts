@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 import nacl from "tweetnacl";
 import { describe, expect, it } from "vitest";
 import { ProtocolError } from "../../src/errors.js";
-import { NONCE_BYTES, openWith, SEAL_OVERHEAD, sealWith, TAG_BYTES } from "../../src/seal.js";
+import { NONCE_BYTES, openWith, SEAL_OVERHEAD, sealWith, TAG_BYTES } from "../../src/wire/seal.js";
 
 /** The layout as DESIGN.md states it, built with tweetnacl's high-level API. */
 function referenceSeal(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array): Uint8Array {

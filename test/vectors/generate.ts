@@ -16,10 +16,10 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { encode } from "@msgpack/msgpack";
 import nacl from "tweetnacl";
-import { digest, encodeHeader, encodeInner, type Header, type InnerDraft } from "../../src/envelope.js";
-import { jwkThumbprint } from "../../src/jwk.js";
-import { NONCE_BYTES, TAG_BYTES } from "../../src/seal.js";
-import { z85Encode } from "../../src/z85.js";
+import { digest, encodeHeader, encodeInner, type Header, type InnerDraft } from "../../src/wire/envelope.js";
+import { jwkThumbprint } from "../../src/auth/jwk.js";
+import { NONCE_BYTES, TAG_BYTES } from "../../src/wire/seal.js";
+import { z85Encode } from "../../src/wire/z85.js";
 
 /** Where the files go when this runs from dist/test/vectors/. */
 const VECTORS_DIR = join(import.meta.dirname, "..", "..", "..", "test", "vectors");
@@ -228,6 +228,12 @@ export function buildVectors(): Record<string, unknown> {
       { name: "no cnf", token: sign({ ...claims(), cnf: {} }), from: keys.alice.public, scope: "call:batch_sum", now, expect: "token_invalid" },
       { name: "not a JWS", token: "abc.def", from: keys.alice.public, scope: "call:batch_sum", now, expect: "token_invalid" },
       { name: "missing", token: null, from: keys.alice.public, scope: "call:batch_sum", now, expect: "token_missing" },
+      // The verifier's maximum lifetime (300 s by default, as issuing): exp - iat, then exp - now.
+      { name: "lifetime of 300 s: the maximum", token: sign(claims({ exp: iat + 300 })), from: keys.alice.public, scope: "call:batch_sum", now, expect: "ok" },
+      { name: "lifetime of 301 s: over the maximum", token: sign(claims({ exp: iat + 301 })), from: keys.alice.public, scope: "call:batch_sum", now, expect: "token_invalid" },
+      { name: "exp 1e308", token: sign(claims({ exp: 1e308 })), from: keys.alice.public, scope: "call:batch_sum", now, expect: "token_invalid" },
+      { name: "no iat, exp beyond now + maximum + skew", token: sign({ ...claims({ exp: iat + 1 + 300 + 31 }), iat: undefined }), from: keys.alice.public, scope: "call:batch_sum", now, expect: "token_invalid" },
+      { name: "no iat, exp within now + maximum + skew", token: sign({ ...claims({ exp: iat + 1 + 300 + 30 }), iat: undefined }), from: keys.alice.public, scope: "call:batch_sum", now, expect: "ok" },
     ],
   };
 
@@ -277,6 +283,7 @@ export function buildVectors(): Record<string, unknown> {
       { name: "re of 8 bytes", bytes: h({ re: new Uint8Array(8) }), expect: "bad_frame" },
       { name: "code longer than 64", bytes: h({ code: "c".repeat(65) }), expect: "bad_frame" },
       { name: "version 2", bytes: h({ v: 2 }), expect: "unsupported_version" },
+      { name: "broker notice: nack without re, code displaced", bytes: h({ k: "nack", to: "", code: "displaced", msg: "another connection with this key took its route" }), expect: "ok" },
     ],
     inner: [
       { name: "accepted as is", plaintext: hex(plaintext), expect: "ok" },
@@ -294,6 +301,11 @@ export function buildVectors(): Record<string, unknown> {
       { name: "nested 34 deep in args", plaintext: innerOf({ args: deep }), expect: "bad_frame" },
       { name: "array declaring 65535 items in 3 bytes", plaintext: "81a161dcffff", expect: "bad_frame" },
       { name: "digest of another header", plaintext: innerOf({ h: digest(Buffer.from("other")) }), expect: "bad_seal" },
+      { name: "ts fractional: read floored, accepted", plaintext: innerOf({ ts: ts + 0.5 }), expect: "ok" },
+      // Values per message, all containers together, a map entry counting two: the top map's 6
+      // entries are 12, args {a, b} 4 more, so the two arrays may hold 99,984 between them.
+      { name: "100,000 values across containers: the cap", plaintext: innerOf({ args: { a: new Array(50_000).fill(0), b: new Array(49_984).fill(0) } }), expect: "ok" },
+      { name: "100,001 values across containers: over the cap", plaintext: innerOf({ args: { a: new Array(50_000).fill(0), b: new Array(49_985).fill(0) } }), expect: "bad_frame" },
     ],
     sealed: [
       { name: "opens", body: hex(body), expect: "ok" },

@@ -1,0 +1,270 @@
+/**
+ * The agent SDK: one DEALER socket, one curve key. An agent offers tools (arguments checked
+ * with zod), calls other agents' tools, runs long tools as jobs, and may serve as a replica of
+ * a named service. Every payload is sealed end to end.
+ *
+ * This class is a facade: it wires the parts, each with one job (connection, inbound checks,
+ * caller, job follower, tools, handler, responder, replica, directory, stats), and closes them.
+ */
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import type { z } from "zod";
+import { loadCertificate, loadSecretCertificate, type Certificate } from "../auth/certs.js";
+import { TokenSource } from "../auth/token-source.js";
+import { ConfigError, ZmcpError } from "../errors.js";
+import { withDeadline } from "../support/deadline.js";
+import type { Logger } from "../support/log.js";
+import { newRegistry, type Registry } from "../support/metrics.js";
+import { Sealer } from "../wire/seal.js";
+import { isZ85Key } from "../wire/z85.js";
+import type { Caller } from "./caller.js";
+import { Connection } from "./connection.js";
+import type { AgentCore } from "./core.js";
+import { Directory } from "./directory.js";
+import type { JobFollower } from "./follower.js";
+import type { Handler } from "./handler.js";
+import type { Inbound } from "./inbound.js";
+import { createParts } from "./parts.js";
+import type { Job, JobState } from "./jobs.js";
+import { resolveAgentOptions, type AgentOptions, type CallOptions, type ResolvedAgentOptions } from "./options.js";
+import type { Replica } from "./replica.js";
+import { newAgentStats, registerAgentMetrics, type AgentStats } from "./stats.js";
+import { BUILTIN_TOOLS, ToolRegistry, type ToolHandler, type ToolInfo, type ToolSpec } from "./tools.js";
+
+export type { AgentOptions, CallOptions } from "./options.js";
+export type { AgentStats, DropReason } from "./stats.js";
+export type { ToolContext, ToolHandler, ToolInfo, ToolSpec } from "./tools.js";
+
+/** Call latencies kept for the histogram until `metrics` is first read (the most recent win). */
+const EARLY_LATENCIES = 10_000;
+
+export class Agent {
+  readonly publicKey: string;
+  readonly log: Logger;
+  /**
+   * Resolves once the agent is closed: with undefined after {@link Agent.close}, or with the
+   * error that closed it otherwise: `displaced` (another connection with this key took its
+   * route at a broker) or `revoked` (the broker no longer admits this key). Never rejects.
+   */
+  readonly closed: Promise<ZmcpError | undefined>;
+  readonly stats: AgentStats = newAgentStats();
+  #metrics: Registry | undefined;
+  /** Call latencies (s) observed before `metrics` was first read, fed into it then; bounded. */
+  #earlyLatencies: Array<[ok: boolean, seconds: number]> | undefined = [];
+  #observeLatency: (ok: boolean, seconds: number) => void = (ok, seconds) => {
+    const early = this.#earlyLatencies!;
+    if (early.length >= EARLY_LATENCIES) early.shift();
+    early.push([ok, seconds]);
+  };
+  #closedWith!: (reason: ZmcpError | undefined) => void;
+  /** Why the agent closed; undefined while open (and after close(), whose reason is `closed`). */
+  #closeReason: ZmcpError | undefined;
+  #closed = false;
+  readonly #closing = new AbortController();
+  readonly #options: ResolvedAgentOptions;
+  readonly #directory: Directory;
+  readonly #tools = new ToolRegistry();
+  readonly #connection: Connection;
+  readonly #caller: Caller;
+  readonly #follower: JobFollower;
+  readonly #handler: Handler;
+  readonly #replica: Replica;
+  readonly #inbound: Inbound;
+
+  private constructor(options: ResolvedAgentOptions, cert: Required<Certificate>, serverKey: string) {
+    this.publicKey = cert.publicKey;
+    this.log = options.log;
+    this.closed = new Promise((resolve) => (this.#closedWith = resolve));
+    this.#options = options;
+    this.#directory = new Directory(options.certs, this.log);
+    let connection: Connection | undefined;
+    const core: AgentCore = {
+      publicKey: cert.publicKey,
+      sealer: new Sealer(cert.secretKey),
+      options,
+      transport: { send: (frames) => connection!.send(frames) },
+      directory: this.#directory,
+      stats: this.stats,
+      log: this.log,
+      tokenSource: options.token === undefined ? undefined : new TokenSource(options.token, this.log),
+      closing: this.#closing.signal,
+      closedWith: () => this.#closeReason,
+      isClosed: () => this.#closed,
+    };
+    const parts = createParts(core, serverKey, this.#tools);
+    ({ handler: this.#handler, caller: this.#caller, follower: this.#follower, replica: this.#replica, inbound: this.#inbound } = parts);
+    parts.observeLatency = (ok, seconds) => this.#observeLatency(ok, seconds);
+    connection = new Connection(
+      {
+        serverKey,
+        publicKey: cert.publicKey,
+        secretKey: cert.secretKey,
+        endpoints: options.endpoints,
+        maxMessageBytes: options.maxMessageBytes,
+        heartbeatInterval: options.heartbeatInterval,
+        log: this.log,
+        stats: this.stats,
+      },
+      {
+        onPeer: (frames) => this.#inbound.accept(frames),
+        onAck: (key) => this.#replica.acked(key),
+        onStored: (key) => this.#caller.stored(key),
+        onNack: (key, err) => this.#caller.nacked(key, err) || this.#replica.refused(key, err),
+        onNotice: (err, message) => {
+          // This connection will receive nothing more. Staying up would look alive while every
+          // call to this key fails, so the agent closes, loudly.
+          this.log.error(err.code === "displaced" ? "displaced: another process connected with this agent's key" : "revoked: the broker no longer admits this agent's key", {
+            key: this.publicKey,
+            message,
+          });
+          void this.#shutdown(err);
+        },
+        onLivenessTick: (handshake) => this.#replica.livenessTick(handshake, this.#connection.keepsLiveness),
+      },
+    );
+    this.#connection = connection;
+  }
+
+  /**
+   * Prometheus metrics of this agent (a registry of its own, read from `stats` at scrape time;
+   * serve it with `zmcp/metrics`). Created, and prom-client loaded, on first access.
+   */
+  get metrics(): Registry {
+    if (this.#metrics) return this.#metrics;
+    const registry = (this.#metrics = newRegistry());
+    const latency = registerAgentMetrics(registry, this.stats, {
+      handlersRunning: () => this.#handler.active,
+      jobsRunning: () => this.#handler.jobs.running,
+      callsPending: () => this.#caller.pending,
+    });
+    this.#observeLatency = (ok, seconds) => (ok ? latency.ok : latency.error).observe(seconds);
+    for (const [ok, seconds] of this.#earlyLatencies ?? []) this.#observeLatency(ok, seconds);
+    this.#earlyLatencies = undefined;
+    return registry;
+  }
+
+  /** Connects to the broker(s) and, unless `connectTimeout` is 0, waits for the CURVE handshake. */
+  static async connect(options: AgentOptions): Promise<Agent> {
+    const resolved = resolveAgentOptions(options);
+    const cert = typeof options.cert === "string" ? loadSecretCertificate(options.cert) : options.cert;
+    let serverKey = options.serverKey;
+    if (!serverKey) {
+      if (!options.certs) throw new ConfigError("serverKey or certs (holding broker.key) is required");
+      const brokerCert = join(options.certs, "broker.key");
+      if (!existsSync(brokerCert)) throw new ConfigError(`no serverKey given and ${brokerCert} does not exist`);
+      serverKey = loadCertificate(brokerCert).publicKey;
+    }
+    if (!isZ85Key(serverKey)) throw new ConfigError("serverKey must be a 40-character Z85 key");
+
+    const agent = new Agent(resolved, cert, serverKey);
+    const { connectTimeout, endpoints } = resolved;
+    try {
+      const handshake = agent.#connection.open(connectTimeout > 0);
+      if (connectTimeout > 0) await withDeadline(handshake, connectTimeout, `no CURVE handshake with ${endpoints.join(", ")} within ${connectTimeout} ms`);
+    } catch (err) {
+      await agent.close();
+      throw err;
+    }
+    return agent;
+  }
+
+  /** The certificate name of a key, if known. */
+  nameOf(key: string): string | undefined {
+    return this.#directory.nameOf(key);
+  }
+
+  /** A name (from `certs`) or a Z85 key → Z85 key. Throws ZmcpError(unknown_peer). */
+  resolve(to: string): string {
+    return this.#directory.resolve(to);
+  }
+
+  /** Offers a tool. Its arguments are validated with `spec.input` before `handler` runs. */
+  tool<I extends z.ZodType, O extends z.ZodType | undefined = undefined>(name: string, spec: ToolSpec<I, O>, handler: ToolHandler<I, O>): this {
+    this.#tools.add(name, spec, handler);
+    return this;
+  }
+
+  /**
+   * Withdraws a tool: it leaves `tools/list` and new requests for it are answered
+   * `unknown_tool`; runs already started finish. Returns false if no such tool was offered.
+   */
+  removeTool(name: string): boolean {
+    return this.#tools.remove(name);
+  }
+
+  /**
+   * Calls `tool` on `to` (a certificate name, a Z85 key, or `svc:NAME`) and resolves with its
+   * result; for a job tool, with the job's result. Retries on `busy`, `no_route` and lost
+   * answers within the deadline (the callee runs the tool once). Rejects with RemoteError (the
+   * broker's or the peer's code), TimeoutError, or ZmcpError(aborted | closed | unknown_peer |
+   * too_large | invalid_args).
+   */
+  call(to: string, tool: string, args: unknown = {}, options: CallOptions = {}): Promise<unknown> {
+    return this.#caller.call(to, tool, args, options);
+  }
+
+  /**
+   * Starts a job tool and returns its handle at once: `await job.result`,
+   * `job.on("progress", ...)`, `job.cancel()`. The options' timeout covers the start only.
+   */
+  start(to: string, tool: string, args: unknown = {}, options: CallOptions = {}): Promise<Job> {
+    return this.#caller.start(to, tool, args, options);
+  }
+
+  /** Polls a job started by this agent on `to` (the same address it was started on). */
+  poll(to: string, jobId: string, options: CallOptions = {}): Promise<JobState> {
+    return this.#caller.jobRequest(BUILTIN_TOOLS.poll, to, jobId, options);
+  }
+
+  /**
+   * Re-attaches to a job this agent's key started on `to` (an id kept across a restart, say):
+   * a handle fed by the runner's events (stored ones included, docs/DURABLE.md) and by polls,
+   * the first at once. Throws ZmcpError(config) for an id that names no runner; the job fails
+   * `unknown_job` when the runner no longer knows it (past its jobTtl).
+   */
+  job(to: string, jobId: string): Job {
+    return this.#follower.job(to, jobId);
+  }
+
+  /** The tools `to` offers (its built-in `tools/list`), filtered by what this agent's token covers. */
+  listTools(to: string, options: CallOptions = {}): Promise<ToolInfo[]> {
+    return this.#caller.listTools(to, options);
+  }
+
+  /**
+   * Serves as a replica of service `name`: callers address `svc:NAME` and the broker hands
+   * their requests to a live replica. `cert` is the service's secret certificate, shared by
+   * its replicas (default `<certs>/svc-NAME.key_secret`); the broker admits the replica only
+   * if it proves it holds that key. Resolves once the broker has accepted the announcement.
+   */
+  serve(name: string, options: { cert?: string | Required<Certificate>; timeout?: number } = {}): Promise<void> {
+    return this.#replica.serve(name, options);
+  }
+
+  /**
+   * The state of a job this agent runs, as `caller` may see it (for tools that expose polling
+   * under their own name, like the reference protocol's `poll_job`). Throws ZmcpError(unknown_job | forbidden).
+   */
+  jobState(jobId: string, caller: string): JobState {
+    return { ...this.#handler.jobs.get(jobId, caller) };
+  }
+
+  /** Closes the socket; pending calls reject with `closed`, running handlers and jobs see `signal` fire. */
+  async close(): Promise<void> {
+    return this.#shutdown(undefined);
+  }
+
+  async #shutdown(reason: ZmcpError | undefined): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#closeReason = reason;
+    this.#closedWith(reason);
+    this.#closing.abort();
+    this.#handler.close();
+    const closed = reason ?? new ZmcpError("closed", "agent closed");
+    this.#caller.close(closed);
+    this.#replica.close(closed);
+    this.#follower.close(closed);
+    await this.#connection.close();
+  }
+}

@@ -1,0 +1,242 @@
+/**
+ * The caller's side: calls, starts, polls and `tools/list`, each one request with retries
+ * (retry.ts) inside its deadline; the pending calls; and answer binding, which accepts a
+ * response only from the party the request was addressed to (answerer.ts).
+ */
+import { z } from "zod";
+import { ConfigError, describeThrown, ForgedAnswerError, remoteError, TimeoutError, ZmcpError } from "../errors.js";
+import { withDeadline, sleep } from "../support/deadline.js";
+import { PendingCalls } from "../support/pending.js";
+import { idKey, JobStateSchema, newId, PROTOCOL_VERSION, type Header, type Request, type Response } from "../wire/envelope.js";
+import { parseServiceAddress, serviceAddress } from "../wire/services.js";
+import { answererOf, mismatch, type Answerer } from "./answerer.js";
+import { seal, type AgentCore } from "./core.js";
+import type { JobFollower } from "./follower.js";
+import { Job, jobRunner, type JobState } from "./jobs.js";
+import type { CallOptions } from "./options.js";
+import { attemptTimeout, backoff, isRetryable, retryPolicy } from "./retry.js";
+import { bump, Dropped } from "./stats.js";
+import { BUILTIN_TOOLS, ToolInfoSchema, type ToolInfo } from "./tools.js";
+import { StoredCalls, type DurableCallOptions } from "../store/caller.js";
+
+/** A response, who sent it, and who was asked (and so who may speak for a job it accepted). */
+export interface Answered {
+  response: Response;
+  /** The key of the agent (or service replica) that answered. */
+  from: string;
+  answerer: Answerer;
+}
+
+/** Where a request goes: the header's `to`, and the public key it is sealed to. */
+export interface Destination {
+  to: string;
+  sealKey: string;
+}
+
+export class Caller {
+  readonly #pending = new PendingCalls<Omit<Answered, "answerer">, Answerer>();
+  /** Durable attempts awaiting the broker's `stored` ack (docs/DURABLE.md). */
+  readonly #storedCalls = new StoredCalls();
+  /** Set by the facade: the follower that adopts accepted jobs. */
+  follower!: JobFollower;
+
+  constructor(
+    private readonly core: AgentCore,
+    /** Call latency, seconds, by outcome (the agent's metrics). */
+    private readonly observe: (ok: boolean, seconds: number) => void,
+  ) {}
+
+  /** Requests waiting for an answer (each attempt of a call). */
+  get pending(): number {
+    return this.#pending.size;
+  }
+
+  /** See Agent.call. */
+  async call(to: string, tool: string, args: unknown, options: CallOptions): Promise<unknown> {
+    this.core.stats.calls++;
+    const started = performance.now();
+    try {
+      const result = await this.#call(to, tool, args, options);
+      this.observe(true, (performance.now() - started) / 1000);
+      return result;
+    } catch (err) {
+      this.observe(false, (performance.now() - started) / 1000);
+      bump(this.core.stats.callFailures, err instanceof ZmcpError ? err.code : "error");
+      throw err;
+    }
+  }
+
+  async #call(to: string, tool: string, args: unknown, options: CallOptions): Promise<unknown> {
+    const deadline = Date.now() + (options.timeout ?? this.core.options.timeout);
+    const answered = await this.request(to, tool, args, options);
+    if (answered.response.st !== "accepted") return answered.response.result;
+    const job = this.follower.adopt(to, answered);
+    const remaining = deadline - Date.now();
+    return withDeadline(job.result, Math.max(1, remaining), `job ${job.id} did not end within the call's deadline`, options.signal);
+  }
+
+  /** See Agent.start. */
+  async start(to: string, tool: string, args: unknown, options: CallOptions): Promise<Job> {
+    const answered = await this.request(to, tool, args, options);
+    const { response, from } = answered;
+    if (response.st === "accepted") return this.follower.adopt(to, answered);
+    // Not a job tool: a handle that is already done, so callers need not care.
+    const job = new Job("", to, from, () => Promise.reject(new ZmcpError("unknown_job", "not a job")));
+    job.update({ status: "done", result: response.result });
+    return job;
+  }
+
+  /** `jobs/poll` (or `jobs/cancel`) of a job started on `to`. */
+  async jobRequest(tool: typeof BUILTIN_TOOLS.poll | typeof BUILTIN_TOOLS.cancel, to: string, jobId: string, options: CallOptions): Promise<JobState> {
+    const { response } = await this.request(jobAddress(to, jobId), tool, { job_id: jobId }, options);
+    return this.#jobStateOf(response, jobId, tool);
+  }
+
+  /**
+   * A `jobs/poll` or `jobs/cancel` answer → the job's state. Throws ZmcpError(bad_frame) when it
+   * cannot be read, or is about another job: the caller cannot tell what became of its job, and
+   * waiting for another poll would only repeat the same answer.
+   */
+  #jobStateOf(response: Response, jobId: string, tool: string): JobState {
+    const parsed = JobStateSchema.safeParse(response.result);
+    const why = !parsed.success ? z.prettifyError(parsed.error) : parsed.data.job_id !== jobId ? `it is about job ${parsed.data.job_id}` : undefined;
+    if (why !== undefined) {
+      bump(this.core.stats.dropped, "invalid_answer");
+      throw new ZmcpError("bad_frame", `invalid ${tool} answer for job ${jobId}: ${why}`);
+    }
+    return parsed.data as JobState;
+  }
+
+  /** See Agent.listTools. */
+  async listTools(to: string, options: CallOptions): Promise<ToolInfo[]> {
+    const { response } = await this.request(to, BUILTIN_TOOLS.list, {}, options);
+    const parsed = z.object({ tools: z.array(ToolInfoSchema) }).safeParse(response.result);
+    if (!parsed.success) throw new ZmcpError("bad_frame", `invalid tools/list answer: ${z.prettifyError(parsed.error)}`);
+    return parsed.data.tools as ToolInfo[];
+  }
+
+  /** Where a message to `to` goes and which key seals it. */
+  destination(to: string): Destination {
+    const service = parseServiceAddress(to);
+    if (service) return { to, sealKey: this.core.directory.serviceKey(service.name) };
+    const key = this.core.directory.resolve(to);
+    return { to: key, sealKey: key };
+  }
+
+  /**
+   * One request with retries: the same request id every attempt, a fresh message id each.
+   * Retried after a timed-out attempt only where the retry reaches the agent that may still be
+   * running the first one (see retry.ts, {@link attemptTimeout}): never across service replicas.
+   */
+  async request(to: string, tool: string, args: unknown, options: CallOptions): Promise<Answered> {
+    const core = this.core;
+    if (core.isClosed()) throw core.closedWith() ?? new ZmcpError("closed", "agent is closed");
+    const dest = this.destination(to);
+    const timeout = options.timeout ?? core.options.timeout;
+    if (!(timeout > 0)) throw new ConfigError("timeout must be a positive number of ms");
+    const deadline = Date.now() + timeout;
+    const policy = retryPolicy(options.retry ?? core.options.retry, timeout);
+    const tokens = core.tokenSource;
+    const tok = tokens ? await tokens.get() : undefined;
+    const rid = newId();
+    const what = `call ${tool} on ${to}`;
+    for (let attempt = 1; ; attempt++) {
+      const remaining = deadline - Date.now();
+      const last = attempt >= policy.attempts;
+      try {
+        const draft: Omit<Request, "h"> = { t: "req", ts: Date.now(), rid, tool, args, ...(tok === undefined ? {} : { tok }) };
+        const durable = options.durable ? { to, tool, onStored: options.onStored } : undefined;
+        const answered = await this.#attempt(dest, draft, deadline, attemptTimeout(policy, dest.to, remaining, last), options.signal, what, durable);
+        if (answered.response.st === "error") throw remoteError(answered.response.error, "peer");
+        return answered;
+      } catch (err) {
+        const delay = backoff(policy, attempt);
+        if (last || !isRetryable(err) || Date.now() + delay >= deadline) {
+          throw err instanceof TimeoutError ? new TimeoutError(`${what} got no answer within ${timeout} ms (${attempt} attempt${attempt > 1 ? "s" : ""})`) : err;
+        }
+        if (core.log.enabled("debug")) core.log.debug("retrying", { tool, to, attempt, error: String(err) });
+        await sleep(delay, options.signal);
+      }
+    }
+  }
+
+  async #attempt(dest: Destination, draft: Omit<Request, "h">, deadline: number, timeout: number, signal: AbortSignal | undefined, what: string, durable?: { to: string; tool: string; onStored: DurableCallOptions["onStored"] }): Promise<Answered> {
+    const core = this.core;
+    if (core.isClosed()) throw core.closedWith() ?? new ZmcpError("closed", "agent is closed");
+    const header: Header = { v: PROTOCOL_VERSION, k: "req", id: newId(), to: dest.to, exp: deadline };
+    if (durable) header.dur = true;
+    const frames = seal(core, core.sealer, dest.sealKey, header, draft);
+    const key = idKey(header.id);
+    const answerer = answererOf(dest.to, dest.sealKey);
+    const answer = this.#pending.add(key, Math.max(1, timeout), signal, what, answerer);
+    if (durable) this.#storedCalls.track(key, { to: durable.to, tool: durable.tool, deadline }, durable.onStored, answer);
+    core.transport.send(frames).catch((err) => {
+      this.#pending.reject(key, new ZmcpError("closed", `send failed: ${(err as Error).message}`, { cause: err }));
+    });
+    return { ...(await answer), answerer };
+  }
+
+  // ---- answers, as the inbound checks hand them over ----------------------------------------
+
+  /**
+   * Throws Dropped unless this response answers a pending request and comes from the party
+   * that request was addressed to: the broker's `from`, the header's `as` and the sealing key.
+   * A forged response is noted on the request, so that if the real answer never comes the call
+   * fails with `bad_seal` (ForgedAnswerError) rather than a plain timeout.
+   */
+  bind(header: Header, peer: string, sealedBy: string): void {
+    const key = header.re ? idKey(header.re) : undefined;
+    const expected = key === undefined ? undefined : this.#pending.meta(key);
+    if (!expected) throw new Dropped("unsolicited", "response to nothing pending");
+    const why = mismatch(expected, peer, header.as, sealedBy);
+    if (why !== undefined) {
+      this.#pending.refuse(key!, new ForgedAnswerError(`refused an answer not sealed by the party asked: ${why}`));
+      throw new Dropped("bad_seal", why);
+    }
+  }
+
+  /** A response that passed every check. Throws Dropped when it answers nothing pending. */
+  answered(header: Header, peer: string, response: Response): void {
+    if (!this.#pending.resolve(idKey(header.re!), { response, from: peer })) throw new Dropped("unsolicited", "response to nothing pending");
+  }
+
+  /**
+   * A response refused by the inbound checks. One that opened with the key of the party asked
+   * but failed a later check (its clock outside the window, a malformed message) fails its call
+   * with that code, as it is that party's answer; anything not proven to come from it (forged,
+   * not opening, refused before opening) only notes the refusal, and the real answer may still come.
+   */
+  refused(re: Uint8Array, code: string, message: string, opened: boolean): void {
+    const key = idKey(re);
+    // A copy replayed later finds nothing pending, so rejecting on an opened answer is safe.
+    if (opened) this.#pending.reject(key, remoteError({ code, message }, "peer"));
+    else if (code === "bad_seal") this.#pending.refuse(key, new ForgedAnswerError(`refused an answer that did not open with the key of the party asked: ${message}`));
+    else this.#pending.refuse(key, remoteError({ code, message }, "peer"));
+  }
+
+  /**
+   * The broker stored a durable request (`ack {code: "stored"}`): its answer comes when the
+   * recipient is back, so the attempt waits until the call's deadline. False for an ack that
+   * answers no durable attempt of ours.
+   */
+  stored(key: string): boolean {
+    const wait = this.#storedCalls.onStoredAck(key, (err) => this.core.log.error("an onStored listener threw", { error: describeThrown(err) }));
+    return wait !== undefined && this.#pending.extend(key, wait);
+  }
+
+  /** A broker's refusal of a request; false when it refuses nothing pending. */
+  nacked(key: string, err: Error): boolean {
+    return this.#pending.reject(key, err);
+  }
+
+  close(err: Error): void {
+    this.#pending.rejectAll(err);
+  }
+}
+
+/** A job's polls and cancels go to the agent that runs it: for a service, that very replica. */
+export function jobAddress(to: string, jobId: string): string {
+  const service = parseServiceAddress(to);
+  const runner = jobRunner(jobId);
+  return service && runner ? serviceAddress(service.name, runner) : to;
+}

@@ -1,0 +1,36 @@
+/**
+ * What every part of the agent shares: its identity and sealer, its resolved options, the
+ * transport it sends through, its directory, counters and log, and whether it is closed.
+ */
+import type { TokenSource } from "../auth/token-source.js";
+import type { ZmcpError } from "../errors.js";
+import type { Logger } from "../support/log.js";
+import type { Header, InnerDraft } from "../wire/envelope.js";
+import { sealMessage } from "../wire/message.js";
+import type { Sealer } from "../wire/seal.js";
+import type { Directory } from "./directory.js";
+import type { ResolvedAgentOptions } from "./options.js";
+import type { AgentStats } from "./stats.js";
+import type { Transport } from "./transport.js";
+
+export interface AgentCore {
+  readonly publicKey: string;
+  readonly sealer: Sealer;
+  readonly options: ResolvedAgentOptions;
+  readonly transport: Transport;
+  readonly directory: Directory;
+  readonly stats: AgentStats;
+  readonly log: Logger;
+  /** This agent's own token source, when it sends tokens. */
+  readonly tokenSource: TokenSource | undefined;
+  /** Fires when the agent closes: handlers and jobs see it. */
+  readonly closing: AbortSignal;
+  /** Undefined while open; once closed, the error later calls throw. */
+  closedWith(): ZmcpError | undefined;
+  isClosed(): boolean;
+}
+
+/** Seals one message with the agent's size cap (wire/message.ts). */
+export function seal(core: AgentCore, sealer: Sealer, to: string, header: Header, draft: InnerDraft): [Uint8Array, Uint8Array] {
+  return sealMessage(sealer, to, header, draft, core.options.maxMessageBytes);
+}

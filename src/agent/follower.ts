@@ -1,0 +1,156 @@
+/**
+ * Following the jobs this agent started: the Job handle of each, the events pushed by its
+ * runner (accepted only from the runner its id names, sealed as the job was accepted) and
+ * the polls that stand in for a lost push, until the job ends or its runner is lost.
+ */
+import { MAX_JOB_ID_CHARS } from "../wire/limits.js";
+import { z } from "zod";
+import { describeThrown, ForgedAnswerError, TimeoutError, ZmcpError } from "../errors.js";
+import type { Event, Header } from "../wire/envelope.js";
+import { jobAnswerer, KeyCounts, mismatch, type Answerer } from "./answerer.js";
+import type { Answered, Caller } from "./caller.js";
+import type { AgentCore } from "./core.js";
+import { Job } from "./jobs.js";
+import { pick } from "./responder.js";
+import { bump, Dropped } from "./stats.js";
+import { BUILTIN_TOOLS } from "./tools.js";
+import { answererOf } from "./answerer.js";
+import { OrphanEvents } from "../store/orphans.js";
+import { ConfigError } from "../errors.js";
+import { jobRunner } from "./jobs.js";
+
+const AcceptedSchema = z.object({ job_id: z.string().min(1).max(MAX_JOB_ID_CHARS) });
+
+/** A job this agent started, and who may speak for it. */
+interface StartedJob {
+  job: Job;
+  answerer: Answerer;
+}
+
+export class JobFollower {
+  readonly #started = new Map<string, StartedJob>();
+  /** The keys that may seal a job event now: the runners (or service keys) of #started. */
+  readonly #eventSealers = new KeyCounts();
+  /** Durable events of jobs not (yet) re-attached (docs/DURABLE.md). */
+  readonly #orphans = new OrphanEvents();
+  /** Set by parts.ts: hands kept frames back to the inbound checks. */
+  redeliver: (frames: Buffer[]) => void = () => undefined;
+
+  constructor(
+    private readonly core: AgentCore,
+    private readonly caller: Caller,
+  ) {}
+
+  /**
+   * Wraps an `accepted` answer into a Job that gathers pushes and polls as a fallback. Throws
+   * ZmcpError(bad_frame) for an answer without a job id, ForgedAnswerError when the id names
+   * another runner than the one that accepted it.
+   */
+  adopt(to: string, { response, from, answerer: asked }: Answered): Job {
+    const core = this.core;
+    const parsed = AcceptedSchema.safeParse(response.result);
+    if (!parsed.success) {
+      bump(core.stats.dropped, "invalid_answer");
+      throw new ZmcpError("bad_frame", `accepted answer without a job id: ${z.prettifyError(parsed.error)}`);
+    }
+    const jobId = parsed.data.job_id;
+    const answerer = jobAnswerer(asked, jobId, from);
+    if (typeof answerer === "string") {
+      bump(core.stats.dropped, "bad_seal");
+      throw new ForgedAnswerError(answerer);
+    }
+    if (this.#started.has(jobId)) throw new ZmcpError("bad_frame", `job ${jobId} was already accepted once`);
+    const onListenerError = (err: unknown) => {
+      core.stats.listenerErrors++;
+      core.log.error("a job progress listener threw", { job: jobId, error: describeThrown(err) });
+    };
+    const job = new Job(jobId, to, from, () => this.caller.jobRequest(BUILTIN_TOOLS.cancel, to, jobId, {}), onListenerError);
+    this.#started.set(jobId, { job, answerer });
+    this.#eventSealers.add(answerer.sealKey);
+    const timer = this.#pollUntilEnd(job, to);
+    void job.result
+      .finally(() => {
+        clearInterval(timer);
+        this.#started.delete(jobId);
+        this.#eventSealers.delete(answerer.sealKey);
+      })
+      .catch(() => undefined);
+    return job;
+  }
+
+  /**
+   * Re-attaches to a job this agent's key started on `to` (an id kept across a restart, say): a
+   * handle fed by the runner's events (stored ones included, docs/DURABLE.md) and by polls, the
+   * first at once. Throws ZmcpError(config) for an id that names no runner; the job fails
+   * `unknown_job` when the runner no longer knows it (past its jobTtl).
+   */
+  job(to: string, jobId: string): Job {
+    const runner = jobRunner(jobId);
+    if (runner === undefined) throw new ConfigError(`job id ${JSON.stringify(jobId)} names no runner`);
+    const dest = this.caller.destination(to);
+    const response = { t: "res" as const, h: new Uint8Array(32), ts: Date.now(), st: "accepted" as const, result: { job_id: jobId } };
+    const job = this.adopt(to, { response, from: runner, answerer: answererOf(dest.to, dest.sealKey) });
+    for (const frames of this.#orphans.take(runner)) this.redeliver(frames); // events stored for it that came before this call
+    this.caller.jobRequest(BUILTIN_TOOLS.poll, to, jobId, {}).then(
+      (state) => job.update(state),
+      (err: unknown) => {
+        if (err instanceof ZmcpError && (err.code === "unknown_job" || err.code === "forbidden")) job.fail(err);
+      },
+    );
+    return job;
+  }
+
+  /**
+   * A durable event sealed by no runner of ours (yet): kept unopened, bounded, for a job
+   * re-attached later with {@link job}. False when it is not kept (a runner of ours sealed it,
+   * or the buffer is full): the usual checks go on.
+   */
+  keepForJob(peer: string, sealedBy: string, frames: Buffer[]): boolean {
+    return !this.#eventSealers.has(sealedBy) && this.#orphans.keep(peer, frames);
+  }
+
+  /** Polls every `jobPollInterval` in case a push was lost; fails the job once its runner is lost. */
+  #pollUntilEnd(job: Job, to: string): NodeJS.Timeout | undefined {
+    const { jobPollInterval: every, jobLostAfter: lostAfter } = this.core.options;
+    if (!(every > 0)) return undefined;
+    let heard = Date.now();
+    job.on("progress", () => (heard = Date.now()));
+    return setInterval(() => {
+      this.caller.jobRequest(BUILTIN_TOOLS.poll, to, job.id, { timeout: Math.max(1000, every) }).then(
+        (state) => {
+          heard = Date.now();
+          job.update(state);
+        },
+        (err: unknown) => {
+          // The job is gone for good (or its runner's answers cannot be read: asking again
+          // would give the same); a transient failure waits for the next poll, unless the
+          // runner has been unreachable for too long (killed and not back): without this,
+          // `await job.result` would wait forever.
+          if (err instanceof ZmcpError && (err.code === "unknown_job" || err.code === "forbidden" || err.code === "bad_frame" || err.code === "bad_seal")) job.fail(err);
+          else if (Date.now() - heard > lostAfter) {
+            const code = err instanceof ZmcpError ? err.code : "timeout";
+            job.fail(new TimeoutError(`job ${job.id}: its runner has not answered a poll for ${lostAfter} ms (last: ${code})`));
+          }
+        },
+      );
+    }, every).unref();
+  }
+
+  /** Throws Dropped unless `sealedBy` runs a job of ours (checked before the event is opened). */
+  checkSealer(sealedBy: string): void {
+    if (!this.#eventSealers.has(sealedBy)) throw new Dropped(this.#started.size ? "bad_seal" : "unsolicited", `event sealed by ${sealedBy}, which runs no job of ours`);
+  }
+
+  /** A job's event: accepted only from the runner its id names, sealed as the job was accepted. */
+  onEvent(peer: string, header: Header, sealedBy: string, event: Event): void {
+    const started = this.#started.get(event.job);
+    if (!started) throw new Dropped("unsolicited", `event for job ${event.job}, which is not ours (or has ended)`);
+    const why = mismatch(started.answerer, peer, header.as, sealedBy);
+    if (why !== undefined) throw new Dropped("bad_seal", `event for job ${event.job}: ${why}`);
+    started.job.update({ status: event.st, ...pick(event, "progress", "result", "error") });
+  }
+
+  close(err: Error): void {
+    for (const { job } of this.#started.values()) job.fail(err);
+  }
+}

@@ -1,0 +1,263 @@
+/**
+ * The callee's side of a request, in this order: authorize (before the tool is even looked
+ * up, so an unauthorized caller learns nothing of the tools offered) → decode the arguments →
+ * built-in or lookup → validate → idempotency (a retry gets the first answer) → concurrency →
+ * run (plain, or as a job) → respond or push. Everything past the inbound checks is guarded:
+ * whatever throws becomes a `tool_failed` answer, at most one per request.
+ */
+import { MAX_JOB_ID_CHARS } from "../wire/limits.js";
+import { z } from "zod";
+import { defaultToolScope } from "../auth/tokens.js";
+import { TokenVerifier, type VerifiedToken } from "../auth/token-verifier.js";
+import { describeThrown, isWireCode, ProtocolError, TimeoutError, ZmcpError } from "../errors.js";
+import { decodeArgs, encodedSize, idKey, MAX_DEPTH, ProgressSchema, type Progress, type Request } from "../wire/envelope.js";
+import { checkSendable } from "../wire/sendable.js";
+import type { AgentCore } from "./core.js";
+import { failure } from "./failure.js";
+import { AnswerCache, type Answer } from "./idempotency.js";
+import { JobTable, newJobId } from "./jobs.js";
+import type { ReplyPath, Responder } from "./responder.js";
+import { BUILTIN_TOOLS, isBuiltinTool, type RegisteredTool, type ToolContext, type ToolRegistry } from "./tools.js";
+
+const JobIdArgs = z.strictObject({ job_id: z.string().max(MAX_JOB_ID_CHARS) });
+
+/** The steps of {@link Handler.serve}, in the order they run (checked by test/unit/handler-order.test.ts). */
+export const HANDLER_STEPS = ["authorize", "decode", "builtin", "lookup", "validate", "idempotency", "concurrency", "run", "respond"] as const;
+
+export class Handler {
+  readonly jobs: JobTable;
+  readonly #answers: AnswerCache;
+  readonly #verifier: TokenVerifier | undefined;
+  #active = 0;
+
+  constructor(
+    private readonly core: AgentCore,
+    private readonly tools: ToolRegistry,
+    private readonly responder: Responder,
+  ) {
+    const o = core.options;
+    this.jobs = new JobTable(o.jobTtl, o.jobLimits);
+    this.#answers = new AnswerCache(undefined, o.answerLimits);
+    this.#verifier =
+      o.authority === undefined
+        ? undefined
+        : new TokenVerifier({ authority: o.authority, log: core.log, audience: o.audience, clockSkew: o.tokenClockSkew, ...(o.denyList === undefined ? {} : { denyList: o.denyList }) });
+  }
+
+  /** Tool runs (calls and jobs) in progress. */
+  get active(): number {
+    return this.#active;
+  }
+
+  close(): void {
+    this.jobs.abortAll();
+    this.#verifier?.close();
+  }
+
+  /** The guard: nothing reaches the receive loop or the process as an unhandled rejection. */
+  onRequest(reply: ReplyPath, request: Request): void {
+    const { log } = this.core;
+    this.serve(reply, request).catch((err: unknown) => {
+      const message = describeThrown(err);
+      log.warn("request failed inside the agent", { from: reply.peer, tool: request.tool, error: message });
+      try {
+        if (!reply.answered) this.responder.respond(reply, failure("tool_failed", `${request.tool}: ${message}`));
+      } catch (again) {
+        log.error("could not answer a failed request", { from: reply.peer, error: describeThrown(again) });
+      }
+    });
+  }
+
+  /** The steps of HANDLER_STEPS. */
+  async serve(reply: ReplyPath, request: Request): Promise<void> {
+    const respond = (answer: Answer) => this.responder.respond(reply, answer);
+    const builtin = isBuiltinTool(request.tool);
+    const tool = builtin ? undefined : this.tools.get(request.tool);
+    // authorize: built-ins need a valid token but no scope (tools/list is filtered by it, jobs by owner).
+    const grant = this.#authorize(reply, request, builtin ? undefined : (tool?.scope ?? defaultToolScope(request.tool)));
+    if (grant === false) return;
+    // decode: the arguments stayed undecoded until the token was checked.
+    try {
+      request.args = decodeArgs(request.args);
+    } catch (err) {
+      return respond(failure("bad_frame", describeThrown(err)));
+    }
+    if (builtin) return respond(this.#builtin(reply, request, grant));
+    if (!tool) return respond(failure("unknown_tool", `no tool named ${JSON.stringify(request.tool)}`));
+    // validate
+    let parsed: ReturnType<z.ZodType["safeParse"]>;
+    try {
+      parsed = tool.input.safeParse(request.args);
+    } catch (err) {
+      // A transform or refinement that throws (JSON.parse, new URL) rejects these arguments.
+      return respond(failure("invalid_args", `${tool.info.name}: arguments refused by the schema: ${describeThrown(err)}`));
+    }
+    if (!parsed.success) {
+      const issues = parsed.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ");
+      return respond(failure("invalid_args", `${tool.info.name}: ${issues}`));
+    }
+    // idempotency: a retried request (same id from the same caller) gets the first answer; the tool runs once.
+    const key = `${reply.peer}:${idKey(request.rid)}`;
+    const begun = this.#answers.begin(key, reply.peer);
+    if (begun.kind === "earlier") return void begun.answer.then(respond);
+    if (begun.kind === "full") return respond(failure("busy", begun.reason));
+    // concurrency
+    const max = this.core.options.maxConcurrency;
+    const full = this.#active >= max ? `${this.#active} tool runs in progress (maxConcurrency ${max})` : tool.info.job ? this.jobs.refusal(reply.peer) : undefined;
+    if (full !== undefined) {
+      const busy = failure("busy", full);
+      this.#answers.finish(key, busy, 0, false); // not remembered: a retry may find room
+      return respond(busy);
+    }
+    // run
+    const ctx: ToolContext = {
+      from: reply.peer,
+      fromName: this.core.directory.nameOf(reply.peer),
+      requestId: idKey(request.rid),
+      deadline: reply.inReplyTo.exp,
+      signal: this.core.closing,
+      token: grant,
+      jobId: undefined,
+      progress: (progress) => void checkProgress(progress),
+    };
+    if (tool.info.job) return this.#startJob(tool, parsed.data, ctx, reply, key);
+    const ran = await this.#runTool(tool, parsed.data, ctx, reply.inReplyTo.exp);
+    const answer = sendable(ran.answer, 1);
+    this.#answers.finish(key, answer, encodedSize(answer));
+    // respond. Past the deadline the caller has given up (its own timer says `timeout`):
+    // nothing is sent, but a retry of this request id still finds the answer.
+    if (ran.late) reply.answered = true;
+    else respond(answer);
+  }
+
+  async #startJob(tool: RegisteredTool, args: unknown, ctx: ToolContext, reply: ReplyPath, key: string): Promise<void> {
+    const jobId = newJobId(this.core.publicKey);
+    const { signal } = this.jobs.create(jobId, reply.peer);
+    const accepted: Answer = { st: "accepted", result: { job_id: jobId } };
+    this.#answers.finish(key, accepted, encodedSize(accepted));
+    this.responder.respond(reply, accepted);
+    ctx.jobId = jobId;
+    ctx.signal = AbortSignal.any([this.core.closing, signal]);
+    ctx.progress = (progress) => {
+      checkProgress(progress);
+      const state = this.jobs.progress(jobId, { ...progress });
+      if (state) this.responder.push(reply, state);
+    };
+    let answer: Answer;
+    try {
+      answer = (await this.#runTool(tool, args, ctx, undefined)).answer;
+    } catch (err) {
+      answer = failure("tool_failed", describeThrown(err));
+    }
+    // The result is served by polls too: inside a poll answer it sits one level deeper.
+    answer = sendable(answer, 2);
+    const bytes = encodedSize(answer);
+    const state =
+      answer.st === "ok"
+        ? this.jobs.finish(jobId, { status: "done", result: answer.result }, bytes)
+        : this.jobs.finish(jobId, { status: "error", error: answer.error! }, bytes);
+    if (state) this.responder.push(reply, state); // undefined: cancelled meanwhile, already pushed
+  }
+
+  /**
+   * Runs a handler: never throws; a failure becomes an error answer, and so does a result a
+   * caller could not read (sendable.ts). With a `deadline` (plain calls), the handler's signal
+   * fires then and its concurrency slot is given back even if it never returns (`late`).
+   */
+  async #runTool(tool: RegisteredTool, args: unknown, ctx: ToolContext, deadline: number | undefined): Promise<{ answer: Answer; late: boolean }> {
+    this.#active++;
+    let timer: NodeJS.Timeout | undefined;
+    let expired: Promise<{ answer: Answer; late: boolean }> | undefined;
+    if (deadline !== undefined) {
+      const late = new AbortController();
+      ctx.signal = AbortSignal.any([this.core.closing, late.signal]);
+      expired = new Promise((resolve) => {
+        timer = setTimeout(() => {
+          resolve({ answer: failure("expired", `${tool.info.name} was still running at the caller's deadline`), late: true });
+          late.abort(new TimeoutError("the caller's deadline passed"));
+        }, Math.max(0, deadline - Date.now()));
+      });
+    }
+    const attempt = async (): Promise<Answer> => {
+      try {
+        let result = await tool.handler(args, ctx);
+        if (tool.output) {
+          const checked = tool.output.safeParse(result);
+          if (!checked.success) return failure("tool_failed", `${tool.info.name} returned a result that fails its output schema`);
+          result = checked.data;
+        }
+        return { st: "ok", result: result ?? null };
+      } catch (err) {
+        const code = err instanceof ZmcpError && isWireCode(err.code) ? err.code : "tool_failed";
+        const message = describeThrown(err);
+        if (this.core.log.enabled("debug")) this.core.log.debug("tool failed", { tool: tool.info.name, code, message });
+        return failure(code, message);
+      }
+    };
+    const run = (async (): Promise<{ answer: Answer; late: boolean }> => ({ answer: await attempt(), late: false }))();
+    try {
+      return await (expired ? Promise.race([run, expired]) : run);
+    } finally {
+      clearTimeout(timer);
+      this.#active--;
+    }
+  }
+
+  /** tools/list, jobs/poll, jobs/cancel. */
+  #builtin(reply: ReplyPath, request: Request, grant: VerifiedToken | undefined): Answer {
+    if (request.tool === BUILTIN_TOOLS.list) return { st: "ok", result: { tools: this.tools.list(grant) } };
+    const args = JobIdArgs.safeParse(request.args);
+    if (!args.success) return failure("invalid_args", `${request.tool}: ${z.prettifyError(args.error)}`);
+    try {
+      const state = this.jobs.get(args.data.job_id, reply.peer);
+      if (request.tool === BUILTIN_TOOLS.cancel && state.status === "running") {
+        const ended = this.jobs.finish(state.job_id, { status: "cancelled", error: { code: "cancelled", message: "cancelled by its caller" } });
+        if (ended) this.responder.push(reply, ended);
+      }
+      return { st: "ok", result: state };
+    } catch (err) {
+      const code = err instanceof ZmcpError && isWireCode(err.code) ? err.code : "tool_failed";
+      return failure(code, describeThrown(err));
+    }
+  }
+
+  /**
+   * Checks the request's token. Returns the verified token (undefined when no check applies),
+   * or false once the refusal is answered.
+   */
+  #authorize(reply: ReplyPath, request: Request, scope: string | undefined): VerifiedToken | undefined | false {
+    if (!this.#verifier || (!this.core.options.requireToken && request.tok === undefined)) return undefined;
+    try {
+      return this.#verifier.authorize(request.tok, reply.peer, scope);
+    } catch (err) {
+      const code = err instanceof ProtocolError ? err.code : "token_invalid";
+      const message = err instanceof Error ? err.message : String(err);
+      if (this.core.log.enabled("debug")) this.core.log.debug("request refused", { from: reply.peer, tool: request.tool, code, message });
+      this.responder.respond(reply, failure(code, message));
+      return false;
+    }
+  }
+}
+
+/**
+ * Throws TypeError unless `progress` is what a caller accepts (envelope.ts ProgressSchema, the
+ * receiver's own definition: finite numbers, a message of at most 4,096 characters).
+ */
+function checkProgress(progress: unknown): asserts progress is Progress {
+  const parsed = ProgressSchema.safeParse(progress);
+  if (!parsed.success) throw new TypeError(`ctx.progress: not a progress a caller can read: ${z.prettifyError(parsed.error)}`);
+}
+
+/**
+ * `answer`, or for a result a peer could not read (checked `depth` levels below the top of
+ * the message that carries it), the `tool_failed` answer saying what was wrong.
+ */
+function sendable(answer: Answer, depth: number): Answer {
+  if (answer.st === "error") return answer;
+  try {
+    checkSendable(answer.result, "result", depth, MAX_DEPTH);
+    return answer;
+  } catch (err) {
+    return failure("tool_failed", `result not sendable: ${describeThrown(err)}`);
+  }
+}

@@ -1,0 +1,111 @@
+/**
+ * Idempotency on the callee's side: a request retried with the same request id (after a
+ * timeout, a lost answer, a broker restart) gets the first answer; the tool runs once.
+ * A retry that arrives while the first run is still going waits for that run.
+ *
+ * Entries are kept `ttlMs` after they finish. Memory is bounded by a {@link ByteBudget} in
+ * entries and bytes, per caller and in total: a new request that does not fit is refused (the
+ * agent answers `busy`) rather than evicting answers whose retries would then run again.
+ */
+import { ByteBudget, type BudgetLimits } from "../support/budget.js";
+import type { Response } from "../wire/envelope.js";
+
+/** What is sent back: a response without its header digest and timestamp. */
+export type Answer = Pick<Response, "st" | "result" | "error">;
+
+interface Entry {
+  owner: string;
+  answer: Answer | undefined;
+  bytes: number;
+  waiters: Array<(answer: Answer) => void>;
+  forgetAt: number;
+}
+
+/**
+ * Defaults: an honest caller at a few hundred calls a second holds tens of thousands of small
+ * answers for the 120 s they are kept, so the counts are generous and the bytes are the cap.
+ */
+export const DEFAULT_ANSWER_LIMITS: BudgetLimits = {
+  maxEntries: 100_000,
+  maxBytes: 64 * 1024 * 1024,
+  maxEntriesPerOwner: 25_000,
+  maxBytesPerOwner: 16 * 1024 * 1024,
+};
+
+/** Bytes counted per entry besides its answer: the key and the bookkeeping. */
+export const ENTRY_OVERHEAD_BYTES = 256;
+
+/** What {@link AnswerCache.begin} found: a new run, an earlier answer to wait for, or no room. */
+export type Begun = { kind: "new" } | { kind: "earlier"; answer: Promise<Answer> } | { kind: "full"; reason: string };
+
+export class AnswerCache {
+  readonly #entries = new Map<string, Entry>();
+  readonly budget: ByteBudget;
+
+  /**
+   * @param ttlMs how long a finished answer is kept, ms; default 120,000
+   * @param limits entries and bytes held at most, per caller and in total
+   */
+  constructor(
+    readonly ttlMs = 120_000,
+    limits: BudgetLimits = DEFAULT_ANSWER_LIMITS,
+  ) {
+    this.budget = new ByteBudget(limits, "answer cache");
+  }
+
+  /**
+   * For a new key: records it as running (the caller runs the tool and then calls
+   * {@link finish}). For a known key: the first answer, when it comes.
+   */
+  begin(key: string, owner: string, now = Date.now()): Begun {
+    this.#prune(now);
+    const entry = this.#entries.get(key);
+    if (!entry) {
+      const reason = this.budget.refusal(owner);
+      if (reason !== undefined) return { kind: "full", reason: `idempotency cache full: ${reason}` };
+      this.#entries.set(key, { owner, answer: undefined, bytes: 0, waiters: [], forgetAt: Infinity });
+      this.budget.add(owner, 1, 0);
+      return { kind: "new" };
+    }
+    if (entry.answer) return { kind: "earlier", answer: Promise.resolve(entry.answer) };
+    return { kind: "earlier", answer: new Promise((resolve) => entry.waiters.push(resolve)) };
+  }
+
+  /**
+   * Stores the answer, counted as `bytes` (or forgets the key when `keep` is false, e.g. for
+   * `busy`), and wakes waiters.
+   */
+  finish(key: string, answer: Answer, bytes: number, keep = true, now = Date.now()): void {
+    const entry = this.#entries.get(key);
+    if (!entry || entry.answer) return;
+    if (keep) {
+      entry.answer = answer;
+      entry.bytes = bytes + ENTRY_OVERHEAD_BYTES;
+      this.budget.add(entry.owner, 0, entry.bytes);
+      entry.forgetAt = now + this.ttlMs;
+      // Re-insert so that insertion order follows finish time (pruning walks from the front).
+      this.#entries.delete(key);
+      this.#entries.set(key, entry);
+    } else this.#forget(key, entry);
+    for (const wake of entry.waiters.splice(0)) wake(answer);
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  #forget(key: string, entry: Entry): void {
+    this.#entries.delete(key);
+    this.budget.add(entry.owner, -1, -entry.bytes);
+  }
+
+  #prune(now: number): void {
+    for (const [key, entry] of this.#entries) {
+      if (entry.forgetAt > now) {
+        if (entry.answer) break; // finished entries are in finish order: the rest are younger
+        continue; // a running entry: skip it
+      }
+      this.#forget(key, entry);
+    }
+  }
+}

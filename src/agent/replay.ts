@@ -1,0 +1,84 @@
+/**
+ * Replay protection: a message is accepted once, and only while its timestamp is inside a
+ * window around the receiver's clock.
+ *
+ * A message stamped `ts` is accepted only while |now - ts| <= window, and its first arrival
+ * was at or after ts - window, so a replay can succeed no later than first arrival + 2 windows.
+ * Keeping each seen id that long is enough, and makes the cache bounded by the window.
+ *
+ * The seen ids live in memory, so a process that restarts forgets them: a message captured
+ * before the restart (by the broker, the only party that sees whole frames) could run again
+ * inside its window, and so could one handed to a replica started since. So a guard also
+ * refuses every message stamped more than a grace before it was created: such a message may
+ * have been seen by the previous process, and this one cannot tell. It is refused with `busy`
+ * (nothing ran, nothing is remembered), which the caller's SDK retries with a fresh message
+ * and timestamp, so honest calls go through.
+ *
+ * The grace is the clock difference tolerated with callers during an agent's first moments:
+ * a caller whose clock lags by more than it is refused until the agent's uptime passes its lag.
+ * Timestamps are the sender's clock and nothing in-band can prove a message fresh without a
+ * round trip, so the grace is a trade: the default, half the replay window, keeps every clock
+ * difference the window accepts working (within half of it at once, the rest after a wait),
+ * and leaves replayable only messages stamped within that grace before a restart. Deployments
+ * with synchronised clocks set it low (`startGrace`, e.g. 2 s).
+ */
+import { ProtocolError } from "../errors.js";
+
+export const DEFAULT_REPLAY_WINDOW_MS = 60_000;
+export const DEFAULT_MAX_SEEN = 1_000_000;
+/** Clock difference allowed on messages stamped before the guard's start: half the window by default. */
+export function defaultStartGrace(windowMs: number): number {
+  return windowMs / 2;
+}
+
+export class ReplayGuard {
+  /** key → time after which it may be forgotten; insertion order is arrival order. */
+  readonly #seen = new Map<string, number>();
+
+  /**
+   * @param windowMs accepted clock difference, ms; default 60,000
+   * @param maxSeen ids remembered at most; past it new messages are refused with `busy`
+   *   (failing closed rather than forgetting ids that could then be replayed); default 1,000,000
+   * @param notBefore messages stamped before this (ms since the epoch, sender's clock) are
+   *   refused with `busy`: the guard cannot know whether they were seen before it existed;
+   *   default: its creation time less {@link defaultStartGrace}
+   */
+  constructor(
+    readonly windowMs = DEFAULT_REPLAY_WINDOW_MS,
+    readonly maxSeen = DEFAULT_MAX_SEEN,
+    readonly notBefore = Date.now() - defaultStartGrace(windowMs),
+  ) {}
+
+  /**
+   * Throws ProtocolError(replay | busy) if the message must be refused; records it otherwise.
+   * `durable`: the message may have waited in a broker's durable store, so a timestamp older
+   * than the window is refused `busy` instead of `replay`: nothing runs (its id could have been
+   * forgotten, so it cannot be checked), and the caller, still waiting, sends it again fresh.
+   */
+  check(key: string, ts: number, now = Date.now(), durable = false): void {
+    if (durable && Number.isFinite(ts) && now - ts > this.windowMs) {
+      throw new ProtocolError("busy", `durable message stamped ${now - ts} ms ago, older than the ${this.windowMs} ms replay window; send it again`);
+    }
+    if (!Number.isFinite(ts) || Math.abs(now - ts) > this.windowMs) {
+      throw new ProtocolError("replay", `timestamp ${ts} is outside the ${this.windowMs} ms replay window (clock ${now})`);
+    }
+    if (ts < this.notBefore) {
+      throw new ProtocolError("busy", `message stamped ${this.notBefore - ts} ms before this agent started (possibly a replay it cannot check); send it again`);
+    }
+    this.#prune(now);
+    if (this.#seen.has(key)) throw new ProtocolError("replay", "message id seen before (replayed)");
+    if (this.#seen.size >= this.maxSeen) throw new ProtocolError("busy", "replay cache full");
+    this.#seen.set(key, now + 2 * this.windowMs);
+  }
+
+  get size(): number {
+    return this.#seen.size;
+  }
+
+  #prune(now: number): void {
+    for (const [key, forgetAt] of this.#seen) {
+      if (forgetAt > now) break;
+      this.#seen.delete(key);
+    }
+  }
+}

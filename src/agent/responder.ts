@@ -1,0 +1,83 @@
+/**
+ * Sending what a callee owes a caller: the response to a request (at most one) and the
+ * events of a job it started, sealed as the party the caller asked (this agent, or the
+ * service it addressed) so that the caller, who accepts answers only from whom it asked,
+ * can read them.
+ */
+import { describeThrown, ZmcpError } from "../errors.js";
+import { answerExp, eventExp } from "../wire/clock.js";
+import { newId, PROTOCOL_VERSION, type Header } from "../wire/envelope.js";
+import type { Sealer } from "../wire/seal.js";
+import { checkSendable } from "../wire/sendable.js";
+import { seal, type AgentCore } from "./core.js";
+import { failure } from "./failure.js";
+import type { Answer } from "./idempotency.js";
+import type { JobState } from "./jobs.js";
+import { bump } from "./stats.js";
+
+/** Where the answers to one request go, and how they are sealed. */
+export interface ReplyPath {
+  /** The caller's key. */
+  peer: string;
+  /** The request's header (its `exp` read on this agent's clock). */
+  inReplyTo: Header;
+  /** This agent's sealer, or the served service's. */
+  sealer: Sealer;
+  /** `svc:NAME` when sealed with a service's key. */
+  as: string | undefined;
+  /** Set once a response is sent, so that the guard answers at most once. */
+  answered?: boolean;
+}
+
+export class Responder {
+  constructor(private readonly core: AgentCore) {}
+
+  /**
+   * Sends a sealed response; a result that a caller could not read (sendable.ts) or that is
+   * too large becomes a `tool_failed` / `too_large` error naming what was wrong.
+   */
+  respond(reply: ReplyPath, answer: Answer, exp = answerExp(reply.inReplyTo.exp)): void {
+    const core = this.core;
+    if (core.isClosed()) return;
+    reply.answered = true;
+    const header: Header = { v: PROTOCOL_VERSION, k: "res", id: newId(), to: reply.peer, exp, re: reply.inReplyTo.id };
+    if (reply.as) header.as = reply.as;
+    if (reply.inReplyTo.dur) header.dur = true; // the answer to a durable request waits for an offline caller too (docs/DURABLE.md)
+    let frames: [Uint8Array, Uint8Array];
+    try {
+      if (answer.st !== "error") checkSendable(answer.result, "result", 1);
+      frames = seal(core, reply.sealer, reply.peer, header, { t: "res", ts: Date.now(), ...answer });
+    } catch (err) {
+      const code = err instanceof ZmcpError && err.code === "too_large" ? "too_large" : "tool_failed";
+      answer = failure(code, `result not sendable: ${describeThrown(err)}`);
+      frames = seal(core, reply.sealer, reply.peer, header, { t: "res", ts: Date.now(), ...answer });
+    }
+    if (answer.st === "error") bump(core.stats.requestFailures, answer.error?.code ?? "error");
+    core.transport.send(frames).catch((err) => core.log.warn("response not sent", { to: reply.peer, error: String(err) }));
+  }
+
+  /** Pushes a job's state to the caller that started it (progress, or its end). */
+  push(reply: ReplyPath, state: JobState): void {
+    const core = this.core;
+    if (core.isClosed()) return;
+    const header: Header = { v: PROTOCOL_VERSION, k: "evt", id: newId(), to: reply.peer, exp: eventExp() };
+    if (reply.as) header.as = reply.as;
+    if (reply.inReplyTo.dur) header.dur = true; // a durable job's events wait for an offline caller too
+    const draft = { t: "evt" as const, ts: Date.now(), job: state.job_id, st: state.status, ...pick(state, "progress", "result", "error") };
+    let frames: [Uint8Array, Uint8Array];
+    try {
+      frames = seal(core, reply.sealer, reply.peer, header, draft);
+    } catch (err) {
+      const error = failure("tool_failed", `result not sendable: ${describeThrown(err)}`).error;
+      frames = seal(core, reply.sealer, reply.peer, header, { t: "evt", ts: draft.ts, job: draft.job, st: "error", error });
+    }
+    core.transport.send(frames).catch((err) => core.log.warn("event not sent", { to: reply.peer, error: String(err) }));
+  }
+}
+
+/** Copies the listed keys that are defined (exactOptionalPropertyTypes forbids explicit undefined). */
+export function pick<T extends object, K extends keyof T>(source: T, ...keys: K[]): Partial<Pick<T, K>> {
+  const out: Partial<Pick<T, K>> = {};
+  for (const key of keys) if (source[key] !== undefined) out[key] = source[key];
+  return out;
+}

@@ -1,0 +1,128 @@
+/**
+ * The tools an agent offers: their specs and handlers, the JSON Schemas `tools/list`
+ * advertises, the scope each needs, and the names reserved for built-in tools.
+ */
+import { MAX_TOOL_NAME_CHARS } from "../wire/limits.js";
+import { z } from "zod";
+import { checkScopeToken, defaultToolScope, scopeCovers } from "../auth/tokens.js";
+import { type VerifiedToken } from "../auth/token-verifier.js";
+import { ConfigError } from "../errors.js";
+import type { Progress } from "../wire/envelope.js";
+
+/** Built-in tools every agent answers. */
+export const BUILTIN_TOOLS = { list: "tools/list", poll: "jobs/poll", cancel: "jobs/cancel" } as const;
+const builtinNames: ReadonlySet<string> = new Set(Object.values(BUILTIN_TOOLS));
+export function isBuiltinTool(name: string): boolean {
+  return builtinNames.has(name);
+}
+
+/** What a tool handler learns about the call. */
+export interface ToolContext {
+  /** The caller's Z85 key, as authenticated by the broker's CURVE handshake. */
+  from: string;
+  /** The caller's certificate name, if its public certificate is in `certs`. */
+  fromName: string | undefined;
+  /** Hex request id (stable across retries). */
+  requestId: string;
+  /** The request's deadline, ms since the epoch (for a job: when it was accepted). */
+  deadline: number;
+  /** Fires when the agent closes, when the caller's deadline passes (plain calls), or when the job is cancelled. */
+  signal: AbortSignal;
+  /** The caller's verified token, when this agent checks tokens and the request carried one. */
+  token: VerifiedToken | undefined;
+  /** The job id, for a tool registered with `job: true`. */
+  jobId: string | undefined;
+  /**
+   * Reports progress to the caller of a job (pushed, and kept for polls); a no-op for other
+   * tools. Throws TypeError for what a caller could not read (not a `{progress, total?,
+   * message?}` object of finite numbers), whatever the tool.
+   */
+  progress(progress: Progress): void;
+}
+
+export interface ToolSpec<I extends z.ZodType, O extends z.ZodType | undefined = undefined> {
+  description?: string;
+  /** Arguments schema; a request whose arguments fail it is answered `invalid_args`. */
+  input: I;
+  /** Result schema; a result that fails it is answered `tool_failed`. */
+  output?: O;
+  /** Run as a job: answer `accepted` with a job id at once, push progress and the end. */
+  job?: boolean;
+  /** Scope a caller's token must cover (wildcards like `call:jobs.*` in tokens). Default `call:<name>`. */
+  scope?: string;
+  /** JSON Schema advertised by `tools/list` instead of the one derived from `input` (e.g. a wrapped MCP tool's). */
+  inputSchema?: Record<string, unknown>;
+  /** JSON Schema of the result advertised by `tools/list` instead of the one derived from `output` (not checked here). */
+  outputSchema?: Record<string, unknown>;
+}
+
+export type ToolHandler<I extends z.ZodType, O extends z.ZodType | undefined> = (
+  args: z.output<I>,
+  ctx: ToolContext,
+) => Promise<O extends z.ZodType ? z.input<O> : unknown> | (O extends z.ZodType ? z.input<O> : unknown);
+
+/** One entry of `tools/list`. */
+export interface ToolInfo {
+  name: string;
+  description: string;
+  /** JSON Schema of the arguments (zod 4 `z.toJSONSchema`). */
+  inputSchema: Record<string, unknown>;
+  outputSchema?: Record<string, unknown>;
+  /** True when the tool runs as a job (answers `accepted`, then pushes its end). */
+  job: boolean;
+}
+
+/** A `tools/list` entry as a caller reads it (the callee's ToolInfo; tool names capped as on the wire). */
+export const ToolInfoSchema = z.object({
+  name: z.string().max(MAX_TOOL_NAME_CHARS),
+  description: z.string(),
+  inputSchema: z.record(z.string(), z.unknown()),
+  outputSchema: z.record(z.string(), z.unknown()).optional(),
+  job: z.boolean(),
+});
+
+export interface RegisteredTool {
+  info: ToolInfo;
+  input: z.ZodType;
+  output: z.ZodType | undefined;
+  scope: string;
+  handler: (args: unknown, ctx: ToolContext) => unknown;
+}
+
+export class ToolRegistry {
+  readonly #tools = new Map<string, RegisteredTool>();
+
+  /** Throws ConfigError for a bad or reserved name, a name already offered, or a bad scope. */
+  add<I extends z.ZodType, O extends z.ZodType | undefined>(name: string, spec: ToolSpec<I, O>, handler: ToolHandler<I, O>): void {
+    if (typeof name !== "string" || name.length === 0 || name.length > MAX_TOOL_NAME_CHARS) throw new ConfigError(`tool name must be 1 to ${MAX_TOOL_NAME_CHARS} characters`);
+    if (isBuiltinTool(name)) throw new ConfigError(`tool name ${JSON.stringify(name)} is reserved`);
+    if (this.#tools.has(name)) throw new ConfigError(`tool ${JSON.stringify(name)} is already registered`);
+    const scope = spec.scope ?? defaultToolScope(name);
+    checkScopeToken(scope);
+    const info: ToolInfo = { name, description: spec.description ?? "", inputSchema: spec.inputSchema ?? jsonSchemaOf(spec.input), job: spec.job ?? false };
+    if (spec.outputSchema) info.outputSchema = spec.outputSchema;
+    else if (spec.output) info.outputSchema = jsonSchemaOf(spec.output);
+    this.#tools.set(name, { info, input: spec.input, output: spec.output, scope, handler: handler as RegisteredTool["handler"] });
+  }
+
+  remove(name: string): boolean {
+    return this.#tools.delete(name);
+  }
+
+  get(name: string): RegisteredTool | undefined {
+    return this.#tools.get(name);
+  }
+
+  /** `tools/list`: the tools `grant` covers (all of them when no token is checked). */
+  list(grant: VerifiedToken | undefined): ToolInfo[] {
+    return [...this.#tools.values()].filter((t) => !grant || scopeCovers(grant.scopes, t.scope)).map((t) => t.info);
+  }
+}
+
+function jsonSchemaOf(schema: z.ZodType): Record<string, unknown> {
+  try {
+    return z.toJSONSchema(schema, { unrepresentable: "any" }) as Record<string, unknown>;
+  } catch {
+    return { type: "object" }; // transforms and the like have no JSON Schema
+  }
+}

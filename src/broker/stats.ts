@@ -1,0 +1,80 @@
+/**
+ * The broker's counters (plain numbers bumped on the routing path) and the Prometheus
+ * metrics that read them at scrape time (support/metrics.ts).
+ */
+import type { WireCode } from "../errors.js";
+import type { DurableStats } from "../store/durable.js";
+import { readCounter, readGauge, readLabelledCounter, type Registry } from "../support/metrics.js";
+
+/** Counters, for tests and operators. */
+export interface BrokerStats {
+  /**
+   * Messages received; each is then routed, refused, or (a service heartbeat) acknowledged:
+   * received = routed + Σ refused + heartbeats + internalErrors.
+   * With a durable store, received + durable.delivered = that sum + durable.stored (a stored
+   * message counts as routed when it is delivered).
+   */
+  received: number;
+  routed: number;
+  bytes: number;
+  refused: Partial<Record<WireCode, number>>;
+  /** Nacks that could not be delivered either (sender gone or full). */
+  nacksLost: number;
+  /** Service heartbeats acknowledged. */
+  heartbeats: number;
+  /** Messages that hit a bug in the broker (logged); expected to stay 0. */
+  internalErrors: number;
+  /**
+   * Handshakes of a key that was connected already: the older connection was told `displaced`
+   * (a broker notice) before the new one took its route.
+   */
+  takeovers: number;
+  /** Connections told their key was revoked or removed (`revoked` notice). */
+  revocationNotices: number;
+  /** Connections accepted (TCP), CURVE handshakes completed, connections closed. */
+  accepted: number;
+  handshakes: number;
+  disconnected: number;
+  /** Failed handshakes by reason (`auth`: key refused; `protocol`: not ZMTP/CURVE, or garbage; `other`). */
+  handshakeFailures: Partial<Record<"auth" | "protocol" | "other", number>>;
+}
+
+export function newBrokerStats(): BrokerStats {
+  return { received: 0, routed: 0, bytes: 0, refused: {}, nacksLost: 0, heartbeats: 0, internalErrors: 0, takeovers: 0, revocationNotices: 0, accepted: 0, handshakes: 0, disconnected: 0, handshakeFailures: {} };
+}
+
+/** What the registry reads besides the counters: gauges of the broker's parts. */
+export interface BrokerGauges {
+  rateLimitedNow(): number;
+  rateLimitedEpisodes(): number;
+  logLinesSuppressed(): number;
+  allowedKeys(): number;
+  serviceReplicas(): number;
+  /** The store-and-forward counters, when a store is configured. */
+  durable(): DurableStats | undefined;
+}
+
+export function registerBrokerMetrics(r: Registry, s: BrokerStats, g: BrokerGauges): void {
+  readCounter(r, "zmcp_broker_messages_received_total", "Messages received from peers", () => s.received);
+  readCounter(r, "zmcp_broker_messages_routed_total", "Messages forwarded to their recipient", () => s.routed);
+  readCounter(r, "zmcp_broker_routed_bytes_total", "Bytes (header + body) forwarded", () => s.bytes);
+  readLabelledCounter(r, "zmcp_broker_messages_refused_total", "Messages refused with a nack, by error code", "code", () => Object.entries(s.refused) as Array<[string, number]>);
+  readCounter(r, "zmcp_broker_nacks_lost_total", "Nacks that could not be delivered (sender gone or its queue full)", () => s.nacksLost);
+  readCounter(r, "zmcp_broker_service_heartbeats_total", "Service heartbeats acknowledged", () => s.heartbeats);
+  readCounter(r, "zmcp_broker_internal_errors_total", "Messages that hit a broker bug (logged)", () => s.internalErrors);
+  readCounter(r, "zmcp_broker_connections_accepted_total", "TCP connections accepted", () => s.accepted);
+  readCounter(r, "zmcp_broker_peers_connected_total", "CURVE handshakes completed (peers connected)", () => s.handshakes);
+  readCounter(r, "zmcp_broker_peers_disconnected_total", "Connections closed (peers disconnected)", () => s.disconnected);
+  readLabelledCounter(r, "zmcp_broker_handshake_failures_total", "Failed handshakes by reason (auth: key refused; protocol: not CURVE or garbage)", "reason", () => Object.entries(s.handshakeFailures) as Array<[string, number]>);
+  readGauge(r, "zmcp_broker_rate_limited_senders", "Sender keys whose rate-limit bucket is empty now", g.rateLimitedNow);
+  readCounter(r, "zmcp_broker_rate_limited_senders_total", "Times a sender key started being refused rate_limited", g.rateLimitedEpisodes);
+  readCounter(r, "zmcp_broker_takeovers_total", "Handshakes of a key already connected: the older connection was told it is displaced", () => s.takeovers);
+  readCounter(r, "zmcp_broker_revocation_notices_total", "Connections told their key was revoked or removed", () => s.revocationNotices);
+  readCounter(r, "zmcp_broker_log_lines_suppressed_total", "Log lines a peer caused that were skipped by the log rate limit (summarised with a count)", g.logLinesSuppressed);
+  readCounter(r, "zmcp_broker_durable_stored_total", "Durable messages stored for a recipient that could not take them", () => g.durable()?.stored ?? 0);
+  readCounter(r, "zmcp_broker_durable_delivered_total", "Stored messages delivered", () => g.durable()?.delivered ?? 0);
+  readCounter(r, "zmcp_broker_durable_expired_total", "Stored messages deleted unsent at their exp", () => g.durable()?.expired ?? 0);
+  readCounter(r, "zmcp_broker_durable_unavailable_total", "Durable messages refused because the store was unreachable", () => g.durable()?.unavailable ?? 0);
+  readGauge(r, "zmcp_broker_allowed_keys", "Keys in the allowlist", g.allowedKeys);
+  readGauge(r, "zmcp_broker_service_replicas", "Live service replicas in the directory", g.serviceReplicas);
+}

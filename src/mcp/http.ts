@@ -1,0 +1,139 @@
+/**
+ * `zmq-mcp expose --http`: the exposed mesh tools over stateless Streamable HTTP.
+ *
+ * Every POST is one exchange with a fresh MCP server and a fresh SDK
+ * `StreamableHTTPServerTransport` without session ids, sharing the exposer's listing: nothing
+ * is kept between requests, so several `expose --http` processes behind any balancer serve
+ * one client. GET (a standalone event stream) and DELETE (a session's end) are answered 405:
+ * there are no sessions, and nothing to push outside a request.
+ *
+ * A bearer token is required on every request (compared in constant time: both sides are
+ * hashed to equal length first); the listener binds loopback unless `allowPublic` is set.
+ */
+import { createHash, timingSafeEqual } from "node:crypto";
+import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
+import type { Server } from "@modelcontextprotocol/sdk/server/index.js";
+import { ConfigError } from "../errors.js";
+import { silentLogger, type Logger } from "../support/log.js";
+import type { MeshExposer } from "./expose.js";
+
+/** Shortest bearer token accepted: a guessable token would be the only thing between the network and the mesh. */
+export const MIN_HTTP_TOKEN_LENGTH = 16;
+
+export interface HttpExposeOptions {
+  exposer: MeshExposer;
+  /** Address to bind, e.g. `127.0.0.1`. A non-loopback address needs `allowPublic`. */
+  host: string;
+  /** Port; 0 picks a free one (see the returned `url`). */
+  port: number;
+  /** The bearer token clients must send (`Authorization: Bearer <token>`), at least 16 characters. */
+  token: string;
+  /** Allow binding an address other than loopback. Default false. */
+  allowPublic?: boolean;
+  /** The endpoint's path. Default `/mcp`. */
+  path?: string;
+  log?: Logger;
+}
+
+export interface HttpExpose {
+  /** `http://host:port/mcp`. */
+  url: string;
+  /** Stops listening, ends the exchanges in flight (their mesh jobs are cancelled). */
+  close(): Promise<void>;
+}
+
+/** True for 127.0.0.0/8, ::1 and `localhost`. */
+export function isLoopback(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, "").toLowerCase();
+  return h === "localhost" || h === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h) || /^::ffff:127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
+
+/** `127.0.0.1:8080`, `[::1]:8080`, `localhost:0` → host and port; throws ConfigError. */
+export function parseHostPort(value: string): { host: string; port: number } {
+  const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(value);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || !(port >= 0 && port <= 65535)) throw new ConfigError(`--http ${JSON.stringify(value)}: expected HOST:PORT, e.g. 127.0.0.1:8080`);
+  return { host: m[1]!.replace(/^\[|\]$/g, ""), port };
+}
+
+/** Throws ConfigError for a short token, or a non-loopback host without `allowPublic`. */
+export function checkHttpSetup(options: { host: string; token: string; allowPublic?: boolean }): void {
+  if (typeof options.token !== "string" || options.token.length < MIN_HTTP_TOKEN_LENGTH) {
+    throw new ConfigError(`the HTTP bearer token must be at least ${MIN_HTTP_TOKEN_LENGTH} characters`);
+  }
+  if (!isLoopback(options.host) && !options.allowPublic) {
+    throw new ConfigError(`refusing to serve MCP over HTTP on ${options.host}, which is not a loopback address; give --http-public to mean it (and put TLS in front)`);
+  }
+}
+
+const digest = (value: string) => createHash("sha256").update(value, "utf8").digest();
+
+/** Serves `exposer` over stateless Streamable HTTP. Rejects with ConfigError for an unsafe setup. */
+export async function serveHttp(options: HttpExposeOptions): Promise<HttpExpose> {
+  const log = options.log ?? silentLogger;
+  const path = options.path ?? "/mcp";
+  checkHttpSetup(options);
+  const expected = digest(options.token);
+  const live = new Set<Server>();
+
+  const authorized = (req: IncomingMessage): boolean => {
+    const header = req.headers.authorization ?? "";
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
+    // Hashing first makes both sides 32 bytes, so the comparison takes the same time whatever was sent.
+    return timingSafeEqual(digest(m?.[1] ?? ""), expected) && m !== null;
+  };
+
+  const reject = (res: ServerResponse, status: number, message: string, headers: Record<string, string> = {}) => {
+    res.writeHead(status, { "content-type": "application/json", ...headers });
+    res.end(JSON.stringify({ jsonrpc: "2.0", error: { code: -32000, message }, id: null }));
+  };
+
+  const handle = async (req: IncomingMessage, res: ServerResponse) => {
+    const url = new URL(req.url ?? "/", "http://localhost");
+    if (url.pathname !== path) return reject(res, 404, `not found; the MCP endpoint is ${path}`);
+    if (!authorized(req)) {
+      log.warn("http request refused", { reason: "bad or missing bearer token", remote: req.socket.remoteAddress });
+      return reject(res, 401, "Unauthorized", { "www-authenticate": 'Bearer realm="zmcp", error="invalid_token"' });
+    }
+    if (req.method !== "POST") return reject(res, 405, "stateless server: POST one JSON-RPC message per request", { allow: "POST" });
+    const server = options.exposer.createStatelessServer();
+    // No session id generator: the SDK's stateless mode (no Mcp-Session-Id, no session checks).
+    const transport = new StreamableHTTPServerTransport({});
+    live.add(server);
+    res.on("close", () => {
+      live.delete(server);
+      // The exchange is over (answered, or the client went away): abort what still runs.
+      void transport.close().catch(() => undefined);
+      void server.close().catch(() => undefined);
+    });
+    await server.connect(transport);
+    await transport.handleRequest(req, res);
+  };
+
+  const http: HttpServer = createServer((req, res) => {
+    handle(req, res).catch((err: Error) => {
+      log.error("http request failed", { error: err.message });
+      if (!res.headersSent) reject(res, 500, "internal error");
+      else res.destroy();
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    http.once("error", reject);
+    http.listen(options.port, options.host, () => {
+      http.off("error", reject);
+      resolve();
+    });
+  });
+  const address = http.address() as AddressInfo;
+  const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
+  return {
+    url: `http://${host}:${address.port}${path}`,
+    async close() {
+      await Promise.allSettled([...live].map((s) => s.close()));
+      http.closeAllConnections();
+      await new Promise<void>((resolve) => http.close(() => resolve()));
+    },
+  };
+}

@@ -1,0 +1,161 @@
+/**
+ * A structural check of msgpack bytes before they are decoded.
+ *
+ * The decoder allocates an array of the declared size as soon as it reads an array header, so
+ * five bytes (`dd 00 0f ff ff`) make it allocate a million slots (8 MB) before it has read a
+ * single element; a few hundred such headers nested in a sealed body exhausted an agent's heap
+ * and killed the process (found by test/fuzz.test.ts). This walk allocates nothing: it rejects
+ * a container that declares more elements than bytes remain (each element takes at least one),
+ * a string or binary longer than the data, nesting deeper than `maxDepth`, and extension types
+ * (which zmcp never sends), all in one pass over the bytes.
+ */
+import { ProtocolError } from "../errors.js";
+
+/**
+ * Default cap on the values in one message, all containers together (a map entry counts two):
+ * decoding cost grows with it, and the inner message is decoded before its token is checked.
+ */
+export const MAX_ELEMENTS = 100_000;
+
+/**
+ * Throws ProtocolError(bad_frame) unless `data` is structurally sound msgpack (see above) with
+ * at most `maxElements` values in its containers, all together.
+ */
+export function checkMsgpack(data: Uint8Array, maxDepth: number, maxElements = MAX_ELEMENTS): void {
+  let elements = 0;
+  const end = data.length;
+  let p = 0;
+  const bad = (why: string) => new ProtocolError("bad_frame", `message is not acceptable msgpack: ${why} (at byte ${p})`);
+  const need = (n: number) => {
+    if (p + n > end) throw bad("truncated");
+  };
+  const u8 = () => {
+    need(1);
+    return data[p++]!;
+  };
+  const u16 = () => {
+    need(2);
+    const v = (data[p]! << 8) | data[p + 1]!;
+    p += 2;
+    return v;
+  };
+  const u32 = () => {
+    need(4);
+    const v = data[p]! * 0x1000000 + ((data[p + 1]! << 16) | (data[p + 2]! << 8) | data[p + 3]!);
+    p += 4;
+    return v;
+  };
+  // Values still to read in each open container; the bottom entry is the one top-level value.
+  const open: number[] = [1];
+  while (open.length > 0) {
+    const top = open.length - 1;
+    if (open[top] === 0) {
+      open.pop();
+      continue;
+    }
+    open[top]!--;
+    const b = u8();
+    let skip = 0;
+    let count = 0;
+    if (b <= 0x7f || b >= 0xe0 || b === 0xc0 || b === 0xc2 || b === 0xc3) {
+      // fixint, nil, false, true
+    } else if (b <= 0x8f) count = (b & 0x0f) * 2;
+    else if (b <= 0x9f) count = b & 0x0f;
+    else if (b <= 0xbf) skip = b & 0x1f;
+    else {
+      switch (b) {
+        case 0xc4:
+        case 0xd9:
+          skip = u8();
+          break;
+        case 0xc5:
+        case 0xda:
+          skip = u16();
+          break;
+        case 0xc6:
+        case 0xdb:
+          skip = u32();
+          break;
+        case 0xcc:
+        case 0xd0:
+          skip = 1;
+          break;
+        case 0xcd:
+        case 0xd1:
+          skip = 2;
+          break;
+        case 0xca:
+        case 0xce:
+        case 0xd2:
+          skip = 4;
+          break;
+        case 0xcb:
+        case 0xcf:
+        case 0xd3:
+          skip = 8;
+          break;
+        case 0xdc:
+          count = u16();
+          break;
+        case 0xdd:
+          count = u32();
+          break;
+        case 0xde:
+          count = u16() * 2;
+          break;
+        case 0xdf:
+          count = u32() * 2;
+          break;
+        default:
+          throw bad(b === 0xc1 ? "the never-used byte 0xc1" : "extension types are not accepted");
+      }
+    }
+    if (skip > 0) {
+      need(skip);
+      p += skip;
+    }
+    if (count > 0) {
+      if (count > end - p) throw bad(`a container declares ${count} values but ${end - p} bytes remain`);
+      elements += count;
+      if (elements > maxElements) throw bad(`more than ${maxElements} values in one message`);
+      if (open.length > maxDepth) throw bad(`nested deeper than ${maxDepth}`);
+      open.push(count);
+    }
+  }
+  if (p !== end) throw bad(`${end - p} bytes after the value`);
+}
+
+/**
+ * The offset just past the value starting at `p`, in msgpack that {@link checkMsgpack} has
+ * accepted (so every length is in range): lets a decoder set one value aside undecoded.
+ */
+export function skipValue(data: Uint8Array, p: number): number {
+  const u16 = (at: number) => (data[at]! << 8) | data[at + 1]!;
+  const u32 = (at: number) => data[at]! * 0x1000000 + ((data[at + 1]! << 16) | (data[at + 2]! << 8) | data[at + 3]!);
+  let pending = 1;
+  while (pending > 0) {
+    pending--;
+    const b = data[p++]!;
+    if (b <= 0x7f || b >= 0xe0 || b === 0xc0 || b === 0xc2 || b === 0xc3) continue;
+    if (b <= 0x8f) pending += (b & 0x0f) * 2;
+    else if (b <= 0x9f) pending += b & 0x0f;
+    else if (b <= 0xbf) p += b & 0x1f;
+    else {
+      switch (b) {
+        case 0xc4: case 0xd9: p += 1 + data[p]!; break;
+        case 0xc5: case 0xda: p += 2 + u16(p); break;
+        case 0xc6: case 0xdb: p += 4 + u32(p); break;
+        case 0xcc: case 0xd0: p += 1; break;
+        case 0xcd: case 0xd1: p += 2; break;
+        case 0xca: case 0xce: case 0xd2: p += 4; break;
+        case 0xcb: case 0xcf: case 0xd3: p += 8; break;
+        case 0xdc: pending += u16(p); p += 2; break;
+        case 0xdd: pending += u32(p); p += 4; break;
+        case 0xde: pending += u16(p) * 2; p += 2; break;
+        case 0xdf: pending += u32(p) * 2; p += 4; break;
+        default: throw new ProtocolError("bad_frame", `message is not acceptable msgpack (at byte ${p - 1})`);
+      }
+    }
+  }
+  return p;
+}
