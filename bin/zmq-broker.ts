@@ -12,12 +12,19 @@ import { serveMetrics, type MetricsServer } from "../src/support/metrics.js";
 import { command, run } from "./cli.js";
 import { applyConfigFile } from "./config-file.js";
 import { fail, logLevel, nonNegativeInt, positiveInt, positiveNumber } from "./options.js";
+import { peersMain } from "./broker-peers.js";
+
+// `zmq-broker peers`: a client of a running broker's metrics endpoint, not a broker.
+if (process.argv[2] === "peers") {
+  await peersMain(process.argv.slice(3)).catch((err: unknown) => fail(err));
+  process.exit(0);
+}
 
 // What `ps`, `pidof zmq-broker` and `pkill zmq-broker` see (node rewrites argv and the comm name).
 process.title = "zmq-broker";
 
 const program = command("zmq-broker")
-  .description("Route sealed zmcp messages between CURVE-authenticated agents. Logs are JSON lines on stderr.")
+  .description("Route sealed zmcp messages between CURVE-authenticated agents. Logs are JSON lines on stderr. `zmq-broker peers --metrics HOST:PORT` lists a running broker's connected peers.")
   .option("--config <file>", "JSON file of options (keys are these flags' long names); flags given on the command line win")
   .option("--bind <endpoint>", "endpoint to bind", "tcp://127.0.0.1:5555")
   .option("--key <file>", "broker secret certificate; created on first run if missing", "certs/broker.key_secret")
@@ -26,7 +33,7 @@ const program = command("zmq-broker")
   .option("--deny <file>", 'deny list, JSON {"jti": [...], "keys": [Z85...]}: listed keys are refused `revoked`; re-read on change and on SIGHUP')
   .option("--rate <perSecond>", "messages per second allowed per sender key (token bucket); above it: `rate_limited`", positiveNumber)
   .option("--burst <n>", "bucket size of --rate: messages a sender may send at once (default: --rate, at least 1)", positiveInt)
-  .option("--metrics <host:port>", "serve Prometheus metrics on http://host:port/metrics (port 0 picks one; keep it on loopback or a private address)")
+  .option("--metrics <host:port>", "serve Prometheus metrics on http://host:port/metrics, with /healthz, /readyz and /peers (port 0 picks one; keep it on loopback or a private address)")
   .option("--queue-bytes <n>", "bytes queued toward (and from) one peer at most; sets the high-water marks", positiveInt, 256 * 1024 * 1024)
   .option("--heartbeat-interval <ms>", "the hb interval agents keep (default timeout 3 × this); 0: never refuse a silent peer", nonNegativeInt, 2000)
   .option("--heartbeat-timeout <ms>", "a peer that sends hb and then is silent this long is refused no_route (default 3 × interval)", positiveInt)
@@ -91,10 +98,15 @@ async function main(): Promise<void> {
     log,
   });
   let metrics: MetricsServer | undefined;
+  let stopping = false;
   if (opts.metrics) {
     // Process metrics (RSS, heap, handles, event loop lag) belong to the process: only here.
     collectDefaultMetrics({ register: broker.metrics });
-    metrics = await serveMetrics(broker.metrics, opts.metrics);
+    metrics = await serveMetrics(broker.metrics, opts.metrics, {
+      // Not ready once shutting down: a load balancer stops sending before the socket closes.
+      ready: () => (stopping ? { ready: false, reason: "shutting down" } : { ready: true, endpoint: broker.endpoint, allowed: broker.allowedCount, peers: broker.peers().length }),
+      json: { "/peers": () => broker.peers() },
+    });
   }
   // Signal handlers before the pid file and the ready line: whoever reads them may signal at once.
   process.on("SIGHUP", () => {
@@ -107,6 +119,7 @@ async function main(): Promise<void> {
     broker.reloadDenyList(); // logs its own outcome
   });
   const stop = (signal: string) => {
+    stopping = true;
     log.info("shutting down", { signal, routed: broker.stats.routed });
     void Promise.all([broker.close(), metrics?.close()]).then(() => process.exit(0));
   };

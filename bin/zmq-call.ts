@@ -56,7 +56,7 @@ const opts = program.opts<{
   tokenEnv?: string;
 }>();
 
-/** A job id as a shell word: Z85 holds `#{]>` and the like, but never a single quote. */
+/** An address as a shell word (a job id is hex, a Z85 key may hold `#{]>`, never a single quote). */
 const shellWord = (s: string) => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s}'`);
 const how = (to: string, id: string) =>
   `follow it with: zmq-call --to ${shellWord(to)} --poll ${shellWord(id)}; stop it with: zmq-call --to ${shellWord(to)} --cancel ${shellWord(id)}`;
@@ -89,7 +89,7 @@ async function main(): Promise<void> {
   const jobId = opts.poll ?? opts.cancel;
   // A job id ends with the key of the agent running it, so --poll/--cancel need no --to.
   const runner = jobId === undefined ? undefined : jobRunner(jobId);
-  if (jobId !== undefined && runner === undefined) usageError(`${JSON.stringify(jobId)} is not a job id (32 hex characters, then the runner's key)`);
+  if (jobId !== undefined && runner === undefined) usageError(`${JSON.stringify(jobId)} is not a job id (96 lowercase hex characters: the job's 16 random bytes, then the runner's key)`);
   const to = opts.to ?? runner;
   if (to === undefined) usageError("--to is required: certificate name, Z85 key or svc:NAME");
   let args: unknown;

@@ -47,6 +47,7 @@ export const LOCAL_CODES = [
   "handshake_failed", // the broker refused this agent's key (not in its allowlist), or the server key is not the broker's
   "unreachable", // nothing listens at the broker endpoint (connection refused)
   "token_unavailable", // the token provider failed, or gave no usable token, and none is left
+  "circuit_open", // the destination's circuit breaker is open: its last calls failed (src/agent/circuit.ts)
 ] as const;
 export type LocalCode = (typeof LOCAL_CODES)[number];
 

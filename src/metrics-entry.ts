@@ -5,4 +5,4 @@
  */
 export { Registry } from "prom-client";
 export { serveMetrics, scrapeMetrics, parsePrometheusText, metricSum } from "./support/metrics.js";
-export type { MetricsServer } from "./support/metrics.js";
+export type { MetricsServer, Readiness, ServeMetricsOptions } from "./support/metrics.js";

@@ -33,7 +33,7 @@ KINDS = ("req", "res", "evt", "hb", "ack", "nack")
 RESPONSE_STATUSES = ("ok", "accepted", "error")
 JOB_STATUSES = ("running", "done", "error", "cancelled")
 _SERVICE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_JOB_ID = re.compile(r"^[0-9a-f]{32}")
+_JOB_ID = re.compile(r"^[0-9a-f]{96}\Z")
 
 
 def refusal(code: str, message: str) -> ZmcpError:
@@ -273,7 +273,7 @@ def encode_inner(draft: dict, header_bytes: bytes) -> bytes:
 
 
 _INNER_KEYS = {
-    "req": {"t", "h", "ts", "rid", "tool", "args", "tok"},
+    "req": {"t", "h", "ts", "rid", "tool", "args", "tok", "tc"},
     "res": {"t", "h", "ts", "st", "result", "error"},
     "evt": {"t", "h", "ts", "job", "st", "progress", "result", "error"},
 }
@@ -284,6 +284,16 @@ def _error_body_problem(e: object) -> str | None:
         return "error must be {code, message}"
     if not _str(e["code"], 64) or not _str(e["message"], 4096):
         return "error.code (<= 64) and error.message (<= 4096) must be strings"
+    return None
+
+
+def _trace_context_problem(tc: object) -> str | None:
+    """§8.1: the caller's W3C trace context, {traceparent: str <= 128, tracestate?: str <= 512}.
+    Accepted and not used here (this agent records no spans); never identity or authorization."""
+    if not isinstance(tc, dict) or "traceparent" not in tc or not set(tc) <= {"traceparent", "tracestate"}:
+        return "tc must be {traceparent, tracestate?}"
+    if not _str(tc["traceparent"], 128) or "tracestate" in tc and not _str(tc["tracestate"], 512):
+        return "tc.traceparent (<= 128) and tc.tracestate (<= 512) must be strings"
     return None
 
 
@@ -307,6 +317,8 @@ def _inner_problem(m: dict) -> str | None:
             return "args is required"
         if "tok" in m and not _str(m["tok"], 8192):
             return "tok must be a string of at most 8192 characters"
+        if "tc" in m:
+            return _trace_context_problem(m["tc"])
         return None
     if t == "res":
         if m.get("st") not in RESPONSE_STATUSES:
@@ -491,13 +503,14 @@ def service_address(name: str, replica: str | None = None) -> str:
 
 
 def new_job_id(runner_key: str) -> str:
-    return os.urandom(16).hex() + runner_key
+    """§10.1: 16 random bytes then the runner's public key, in lowercase hex (shell-safe)."""
+    return os.urandom(16).hex() + z85_decode(runner_key).hex()
 
 
 def job_runner(job_id: object) -> str | None:
-    """The Z85 key of the agent running ``job_id``: its last 40 of exactly 72 characters."""
-    if isinstance(job_id, str) and len(job_id) == 72 and _JOB_ID.match(job_id):
-        return job_id[32:]
+    """The Z85 key of the agent running ``job_id`` (96 lowercase hex: the last 64 are its key)."""
+    if isinstance(job_id, str) and _JOB_ID.match(job_id):
+        return z85_encode(bytes.fromhex(job_id[32:]))
     return None
 
 

@@ -18,6 +18,7 @@ import { newRegistry, type Registry } from "../support/metrics.js";
 import { Sealer } from "../wire/seal.js";
 import { isZ85Key } from "../wire/z85.js";
 import type { Caller } from "./caller.js";
+import { registerCircuitMetrics } from "./circuit.js";
 import { Connection } from "./connection.js";
 import type { AgentCore } from "./core.js";
 import { Directory } from "./directory.js";
@@ -137,6 +138,7 @@ export class Agent {
       jobsRunning: () => this.#handler.jobs.running,
       callsPending: () => this.#caller.pending,
     });
+    registerCircuitMetrics(registry, this.#caller.circuits, (destination) => this.#directory.nameOf(destination));
     this.#observeLatency = (ok, seconds) => (ok ? latency.ok : latency.error).observe(seconds);
     for (const [ok, seconds] of this.#earlyLatencies ?? []) this.#observeLatency(ok, seconds);
     this.#earlyLatencies = undefined;

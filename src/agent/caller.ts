@@ -1,7 +1,9 @@
 /**
  * The caller's side: calls, starts, polls and `tools/list`, each one request with retries
- * (retry.ts) inside its deadline; the pending calls; and answer binding, which accepts a
- * response only from the party the request was addressed to (answerer.ts).
+ * (retry.ts) inside its deadline and a circuit breaker per destination (circuit.ts), in a
+ * CLIENT span whose context is sealed into the request (tracing.ts); the pending calls; and
+ * answer binding, which accepts a response only from the party the request was addressed to
+ * (answerer.ts).
  */
 import { z } from "zod";
 import { ConfigError, describeThrown, ForgedAnswerError, remoteError, TimeoutError, ZmcpError } from "../errors.js";
@@ -10,6 +12,7 @@ import { PendingCalls } from "../support/pending.js";
 import { idKey, JobStateSchema, newId, PROTOCOL_VERSION, type Header, type Request, type Response } from "../wire/envelope.js";
 import { parseServiceAddress, serviceAddress } from "../wire/services.js";
 import { answererOf, mismatch, type Answerer } from "./answerer.js";
+import { CircuitBreakers } from "./circuit.js";
 import { seal, type AgentCore } from "./core.js";
 import type { JobFollower } from "./follower.js";
 import { Job, jobRunner, type JobState } from "./jobs.js";
@@ -18,6 +21,7 @@ import { attemptTimeout, backoff, isRetryable, retryPolicy } from "./retry.js";
 import { bump, Dropped } from "./stats.js";
 import { BUILTIN_TOOLS, ToolInfoSchema, type ToolInfo } from "./tools.js";
 import { StoredCalls, type DurableCallOptions } from "../store/caller.js";
+import { endSpan, startCallSpan, traceFields } from "./tracing.js";
 
 /** A response, who sent it, and who was asked (and so who may speak for a job it accepted). */
 export interface Answered {
@@ -37,6 +41,8 @@ export class Caller {
   readonly #pending = new PendingCalls<Omit<Answered, "answerer">, Answerer>();
   /** Durable attempts awaiting the broker's `stored` ack (docs/DURABLE.md). */
   readonly #storedCalls = new StoredCalls();
+  /** One breaker per destination (a key, or `svc:NAME`); the facade reads them for its metrics. */
+  readonly circuits: CircuitBreakers;
   /** Set by the facade: the follower that adopts accepted jobs. */
   follower!: JobFollower;
 
@@ -44,7 +50,9 @@ export class Caller {
     private readonly core: AgentCore,
     /** Call latency, seconds, by outcome (the agent's metrics). */
     private readonly observe: (ok: boolean, seconds: number) => void,
-  ) {}
+  ) {
+    this.circuits = new CircuitBreakers(core.options.circuit);
+  }
 
   /** Requests waiting for an answer (each attempt of a call). */
   get pending(): number {
@@ -140,22 +148,38 @@ export class Caller {
     const tok = tokens ? await tokens.get() : undefined;
     const rid = newId();
     const what = `call ${tool} on ${to}`;
+    // Before any attempt: an open circuit fails the call at once (CircuitOpenError), nothing sent.
+    // A durable call is for a recipient that may be away (docs/DURABLE.md): like `circuit: false`,
+    // it neither waits on nor counts against the breaker that plain calls to it opened.
+    const circuit = this.circuits.admit(dest.to, timeout, options.circuit !== false && options.durable !== true);
+    const span = startCallSpan(tool, to, dest.to);
+    const tc = traceFields(span); // {} unless an OpenTelemetry SDK gave the span a context
     for (let attempt = 1; ; attempt++) {
       const remaining = deadline - Date.now();
       const last = attempt >= policy.attempts;
       try {
-        const draft: Omit<Request, "h"> = { t: "req", ts: Date.now(), rid, tool, args, ...(tok === undefined ? {} : { tok }) };
+        const draft: Omit<Request, "h"> = { t: "req", ts: Date.now(), rid, tool, args, ...(tok === undefined ? {} : { tok }), ...tc };
         const durable = options.durable ? { to, tool, onStored: options.onStored } : undefined;
         const answered = await this.#attempt(dest, draft, deadline, attemptTimeout(policy, dest.to, remaining, last), options.signal, what, durable);
         if (answered.response.st === "error") throw remoteError(answered.response.error, "peer");
+        circuit.settle();
+        endSpan(span);
         return answered;
       } catch (err) {
         const delay = backoff(policy, attempt);
         if (last || !isRetryable(err) || Date.now() + delay >= deadline) {
+          circuit.settle(err); // the call's outcome: only no_route, timeout and busy count against it
+          endSpan(span, err);
           throw err instanceof TimeoutError ? new TimeoutError(`${what} got no answer within ${timeout} ms (${attempt} attempt${attempt > 1 ? "s" : ""})`) : err;
         }
         if (core.log.enabled("debug")) core.log.debug("retrying", { tool, to, attempt, error: String(err) });
-        await sleep(delay, options.signal);
+        try {
+          await sleep(delay, options.signal);
+        } catch (aborted) {
+          circuit.settle(aborted); // aborted: neutral, but a probe must not stay out
+          endSpan(span, aborted);
+          throw aborted;
+        }
       }
     }
   }

@@ -1,7 +1,10 @@
 /**
  * Pieces of the callee's guarded pipeline (handler.ts): whatever a handler, a
- * schema or a result throws is turned into an answer here, and nothing here throws itself.
+ * schema or a result throws is turned into an answer (and a log line) here, and nothing here
+ * throws itself.
  */
+import { describeThrown, isWireCode, ZmcpError } from "../errors.js";
+import type { Logger } from "../support/log.js";
 import { ErrorBodySchema } from "../wire/envelope.js";
 import type { Answer } from "./idempotency.js";
 
@@ -13,4 +16,22 @@ const MAX_MESSAGE = ErrorBodySchema.shape.message.maxLength ?? 4096;
 /** An error answer, clipped to what a receiver accepts (ErrorBodySchema's limits). */
 export function failure(code: string, message: string): Answer & { st: "error"; error: { code: string; message: string } } {
   return { st: "error", error: { code: code.slice(0, MAX_CODE), message: message.length > MAX_MESSAGE ? message.slice(0, MAX_MESSAGE - 1) + "…" : message } };
+}
+
+/**
+ * Logs a tool that threw. A ZmcpError with a wire code (`busy`, `invalid_args`, ...) is the
+ * tool's deliberate answer: debug. Anything else is a bug or an outage in the tool: warn, with
+ * its stack, so that the operator sees where (the caller only gets `tool_failed` and a message).
+ */
+export function logToolFailure(log: Logger, tool: string, err: unknown, code: string): void {
+  const deliberate = err instanceof ZmcpError && isWireCode(err.code);
+  const level = deliberate ? "debug" : "warn";
+  if (!log.enabled(level)) return;
+  let stack: string | undefined;
+  try {
+    stack = err instanceof Error && typeof err.stack === "string" ? err.stack : undefined;
+  } catch {
+    stack = undefined; // a hostile getter: the message is enough
+  }
+  log[level]("tool failed", { tool, code, error: describeThrown(err), ...(stack === undefined ? {} : { stack }) });
 }

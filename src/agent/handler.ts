@@ -13,11 +13,12 @@ import { describeThrown, isWireCode, ProtocolError, TimeoutError, ZmcpError } fr
 import { decodeArgs, encodedSize, idKey, MAX_DEPTH, ProgressSchema, type Progress, type Request } from "../wire/envelope.js";
 import { checkSendable } from "../wire/sendable.js";
 import type { AgentCore } from "./core.js";
-import { failure } from "./failure.js";
+import { failure, logToolFailure } from "./failure.js";
 import { AnswerCache, type Answer } from "./idempotency.js";
 import { JobTable, newJobId } from "./jobs.js";
 import type { ReplyPath, Responder } from "./responder.js";
 import { BUILTIN_TOOLS, isBuiltinTool, type RegisteredTool, type ToolContext, type ToolRegistry } from "./tools.js";
+import { inJobSpan, inRequestSpan } from "./tracing.js";
 
 const JobIdArgs = z.strictObject({ job_id: z.string().max(MAX_JOB_ID_CHARS) });
 
@@ -54,12 +55,16 @@ export class Handler {
     this.#verifier?.close();
   }
 
-  /** The guard: nothing reaches the receive loop or the process as an unhandled rejection. */
+  /**
+   * The guard: nothing reaches the receive loop or the process as an unhandled rejection. The
+   * request is served inside a SERVER span whose parent is the caller's (`request.tc`), so the
+   * calls its handler makes join the caller's trace (tracing.ts).
+   */
   onRequest(reply: ReplyPath, request: Request): void {
-    const { log } = this.core;
-    this.serve(reply, request).catch((err: unknown) => {
+    const { log, directory } = this.core;
+    inRequestSpan(request.tool, reply.peer, (key) => directory.nameOf(key), request.tc, () => this.serve(reply, request)).catch((err: unknown) => {
       const message = describeThrown(err);
-      log.warn("request failed inside the agent", { from: reply.peer, tool: request.tool, error: message });
+      log.warn("request failed inside the agent", { from: reply.peer, name: directory.nameOf(reply.peer), tool: request.tool, error: message });
       try {
         if (!reply.answered) this.responder.respond(reply, failure("tool_failed", `${request.tool}: ${message}`));
       } catch (again) {
@@ -145,7 +150,8 @@ export class Handler {
     };
     let answer: Answer;
     try {
-      answer = (await this.#runTool(tool, args, ctx, undefined)).answer;
+      // The job's own span, a child of the request's: it outlives the `accepted` answer.
+      answer = (await inJobSpan(tool.info.name, jobId, () => this.#runTool(tool, args, ctx, undefined))).answer;
     } catch (err) {
       answer = failure("tool_failed", describeThrown(err));
     }
@@ -189,9 +195,8 @@ export class Handler {
         return { st: "ok", result: result ?? null };
       } catch (err) {
         const code = err instanceof ZmcpError && isWireCode(err.code) ? err.code : "tool_failed";
-        const message = describeThrown(err);
-        if (this.core.log.enabled("debug")) this.core.log.debug("tool failed", { tool: tool.info.name, code, message });
-        return failure(code, message);
+        logToolFailure(this.core.log, tool.info.name, err, code); // warn with the stack, unless a deliberate ZmcpError
+        return failure(code, describeThrown(err));
       }
     };
     const run = (async (): Promise<{ answer: Answer; late: boolean }> => ({ answer: await attempt(), late: false }))();

@@ -187,7 +187,7 @@ export class Inbound {
     const message = err instanceof Error ? err.message : describeThrown(err);
     const reason: DropReason = err instanceof Dropped ? err.reason : code === "bad_seal" ? "bad_seal" : "refused";
     bump(core.stats.dropped, reason);
-    core.log.warn("dropped message", { from: m.peer, kind: m.header.k, reason, message });
+    core.log.warn("dropped message", { from: m.peer, name: core.directory.nameOf(m.peer), kind: m.header.k, reason, message });
     if (err instanceof Dropped || m.header.k !== "res" || !m.header.re) return;
     caller.refused(m.header.re, code, message, m.opened);
   }

@@ -16,6 +16,7 @@ import { EventEmitter } from "node:events";
 import type { ErrorBody, JobStatus, Progress } from "../wire/envelope.js";
 import { ByteBudget, type BudgetLimits } from "../support/budget.js";
 import { remoteError, ZmcpError } from "../errors.js";
+import { z85Decode, z85Encode } from "../wire/z85.js";
 
 /** What `jobs/poll` answers (and `Agent.poll` resolves with). */
 export interface JobState {
@@ -27,16 +28,21 @@ export interface JobState {
 }
 
 /**
- * A job id: 32 hex characters (128 random bits) then the Z85 key of the agent running it, so a
- * caller (even one that restarted) can route a poll back to the very replica of a service.
+ * A job id: 96 lowercase hex characters, the 16 random bytes of the job then the 32 bytes of
+ * the runner's public key, so a caller (even one that restarted) can route a poll back to the
+ * very replica of a service. Hex, not the key's Z85 text: Z85 holds `#{]>&;` and the like, and
+ * an id is pasted into shells (`zmq-call --poll ID`), URLs and log queries.
  */
+export const JOB_ID_LENGTH = 96;
+const JOB_ID = /^[0-9a-f]{96}$/;
+
 export function newJobId(agentKey: string): string {
-  return randomBytes(16).toString("hex") + agentKey;
+  return randomBytes(16).toString("hex") + Buffer.from(z85Decode(agentKey)).toString("hex");
 }
 
-/** The key of the agent that runs `jobId`, or undefined for a malformed id. */
+/** The Z85 key of the agent that runs `jobId`, or undefined for a malformed id. */
 export function jobRunner(jobId: string): string | undefined {
-  return /^[0-9a-f]{32}/.test(jobId) && jobId.length === 72 ? jobId.slice(32) : undefined;
+  return JOB_ID.test(jobId) ? z85Encode(Buffer.from(jobId.slice(32), "hex")) : undefined;
 }
 
 interface Record_ {

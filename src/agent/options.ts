@@ -10,9 +10,10 @@ import { type AuthorityInput } from "../auth/token-verifier.js";
 import type { TokenProvider } from "../auth/token-source.js";
 import { ConfigError } from "../errors.js";
 import type { BudgetLimits } from "../support/budget.js";
-import { silentLogger, type Logger } from "../support/log.js";
+import { defaultAgentLogger, toLogger, type Logger, type LoggerInput } from "../support/log.js";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "../wire/envelope.js";
 import { DEFAULT_HEARTBEAT_MS } from "../wire/services.js";
+import { DEFAULT_CIRCUIT, resolveCircuitOptions, type CircuitOptions } from "./circuit.js";
 import { DEFAULT_ANSWER_LIMITS } from "./idempotency.js";
 import { DEFAULT_JOB_LIMITS } from "./jobs.js";
 import { DEFAULT_REPLAY_WINDOW_MS, defaultStartGrace } from "./replay.js";
@@ -33,6 +34,12 @@ export interface AgentOptions {
   timeout?: number;
   /** Retries of calls on `busy`, `no_route` and lost answers, within the deadline; `false` turns them off. Default on. */
   retry?: RetryOptions | false;
+  /**
+   * Circuit breakers per destination (circuit.ts): after `failures` consecutive calls failing
+   * `no_route`, `timeout` or `busy`, calls to it fail at once with `circuit_open` for `openFor`
+   * ms, then one probe call decides. `false` turns them off. Default on: 5 failures, 5,000 ms.
+   */
+  circuit?: CircuitOptions | false;
   /** Accepted clock difference with peers, ms (replay window). Default 60,000. */
   replayWindow?: number;
   /**
@@ -96,7 +103,11 @@ export interface AgentOptions {
   denyList?: string;
   /** This agent's own token, attached to every call: fixed, or a provider asked again before expiry. */
   token?: TokenProvider;
-  log?: Logger;
+  /**
+   * Where the agent logs: a zmcp {@link Logger} (`createLogger(level)`), or a pino-style logger
+   * as it is (`log: pino()`). Default: warnings and errors as JSON lines on stderr.
+   */
+  log?: LoggerInput;
 }
 
 export interface CallOptions extends DurableCallOptions /* durable, onStored: docs/DURABLE.md */ {
@@ -105,12 +116,15 @@ export interface CallOptions extends DurableCallOptions /* durable, onStored: do
   signal?: AbortSignal;
   /** Retry policy for this call; `false` sends once. Default: the agent's. */
   retry?: RetryOptions | false;
+  /** `false`: ignore the destination's circuit breaker for this call (neither refused nor counted). */
+  circuit?: false;
 }
 
 /** Every default of AgentOptions (ms, bytes, counts); `startGrace` defaults to half of `replayWindow`. */
 export const AGENT_DEFAULTS = Object.freeze({
   connectTimeout: 10_000,
   timeout: 30_000,
+  circuit: DEFAULT_CIRCUIT,
   replayWindow: DEFAULT_REPLAY_WINDOW_MS,
   maxMessageBytes: DEFAULT_MAX_MESSAGE_BYTES,
   maxConcurrency: 64,
@@ -134,6 +148,7 @@ export interface ResolvedAgentOptions {
   connectTimeout: number;
   timeout: number;
   retry: RetryOptions | false | undefined;
+  circuit: Required<CircuitOptions> | false;
   replayWindow: number;
   startGrace: number;
   maxMessageBytes: number;
@@ -172,6 +187,7 @@ export function resolveAgentOptions(options: AgentOptions): ResolvedAgentOptions
     connectTimeout: atLeastZero("connectTimeout", options.connectTimeout ?? d.connectTimeout),
     timeout: positive("timeout", options.timeout ?? d.timeout),
     retry: options.retry,
+    circuit: resolveCircuitOptions(options.circuit),
     replayWindow,
     startGrace: atLeastZero("startGrace", options.startGrace ?? defaultStartGrace(replayWindow)),
     maxMessageBytes: positive("maxMessageBytes", options.maxMessageBytes ?? d.maxMessageBytes),
@@ -189,7 +205,7 @@ export function resolveAgentOptions(options: AgentOptions): ResolvedAgentOptions
     tokenClockSkew: atLeastZero("tokenClockSkew", options.tokenClockSkew ?? options.clockSkew ?? d.tokenClockSkew),
     denyList: options.denyList,
     token: options.token,
-    log: options.log ?? silentLogger,
+    log: toLogger(options.log, defaultAgentLogger()),
   };
 }
 

@@ -14,6 +14,7 @@ import { failure } from "./failure.js";
 import type { Answer } from "./idempotency.js";
 import type { JobState } from "./jobs.js";
 import { bump } from "./stats.js";
+import { answerInSpan } from "./tracing.js";
 
 /** Where the answers to one request go, and how they are sealed. */
 export interface ReplyPath {
@@ -53,6 +54,7 @@ export class Responder {
       frames = seal(core, reply.sealer, reply.peer, header, { t: "res", ts: Date.now(), ...answer });
     }
     if (answer.st === "error") bump(core.stats.requestFailures, answer.error?.code ?? "error");
+    answerInSpan(answer); // the request's first answer ends its SERVER span (if one is active)
     core.transport.send(frames).catch((err) => core.log.warn("response not sent", { to: reply.peer, error: String(err) }));
   }
 

@@ -1,6 +1,12 @@
 /**
  * The tools an agent offers: their specs and handlers, the JSON Schemas `tools/list`
  * advertises, the scope each needs, and the names reserved for built-in tools.
+ *
+ * zod is a peer dependency (`^4`): the SDK validates with the schema's own methods, but derives
+ * JSON Schema with zod 4's `z.toJSONSchema`, which reads zod 4 internals (`_zod`). A zod 3
+ * schema (the `zod@3` package, or `zod/v3`) has none, so it used to be advertised as a bare
+ * `{type: "object"}`: MCP clients and LLMs were told nothing of its fields. It is refused at
+ * registration instead, with the fix in the message.
  */
 import { MAX_TOOL_NAME_CHARS } from "../wire/limits.js";
 import { z } from "zod";
@@ -92,16 +98,19 @@ export interface RegisteredTool {
 export class ToolRegistry {
   readonly #tools = new Map<string, RegisteredTool>();
 
-  /** Throws ConfigError for a bad or reserved name, a name already offered, or a bad scope. */
+  /** Throws ConfigError for a bad or reserved name, a name already offered, a bad scope, or a schema that is not zod 4. */
   add<I extends z.ZodType, O extends z.ZodType | undefined>(name: string, spec: ToolSpec<I, O>, handler: ToolHandler<I, O>): void {
     if (typeof name !== "string" || name.length === 0 || name.length > MAX_TOOL_NAME_CHARS) throw new ConfigError(`tool name must be 1 to ${MAX_TOOL_NAME_CHARS} characters`);
     if (isBuiltinTool(name)) throw new ConfigError(`tool name ${JSON.stringify(name)} is reserved`);
     if (this.#tools.has(name)) throw new ConfigError(`tool ${JSON.stringify(name)} is already registered`);
     const scope = spec.scope ?? defaultToolScope(name);
     checkScopeToken(scope);
-    const info: ToolInfo = { name, description: spec.description ?? "", inputSchema: spec.inputSchema ?? jsonSchemaOf(spec.input), job: spec.job ?? false };
+    // Refused here, not advertised as {type: "object"} in tools/list.
+    checkZodSchema(spec.input, `tool ${JSON.stringify(name)}: input`);
+    if (spec.output !== undefined) checkZodSchema(spec.output, `tool ${JSON.stringify(name)}: output`);
+    const info: ToolInfo = { name, description: spec.description ?? "", inputSchema: spec.inputSchema ?? toolJsonSchema(spec.input, "input"), job: spec.job ?? false };
     if (spec.outputSchema) info.outputSchema = spec.outputSchema;
-    else if (spec.output) info.outputSchema = jsonSchemaOf(spec.output);
+    else if (spec.output) info.outputSchema = toolJsonSchema(spec.output, "output");
     this.#tools.set(name, { info, input: spec.input, output: spec.output, scope, handler: handler as RegisteredTool["handler"] });
   }
 
@@ -119,10 +128,31 @@ export class ToolRegistry {
   }
 }
 
-function jsonSchemaOf(schema: z.ZodType): Record<string, unknown> {
+/** The zod versions whose schemas `agent.tool()` accepts (package.json's peer range). */
+export const SUPPORTED_ZOD = "^4.0.0 (zod 4 and zod/mini; from zod 3.25, the zod/v4 entry)";
+
+/** Throws ConfigError unless `schema` is a zod 4 schema. `what` names it in the message. */
+export function checkZodSchema(schema: unknown, what: string): asserts schema is z.ZodType {
+  if (typeof schema !== "object" || schema === null) throw new ConfigError(`${what} must be a zod schema, got ${schema === null ? "null" : typeof schema}`);
+  if ("_zod" in schema) return;
+  const zod3 = "_def" in schema && typeof (schema as { safeParse?: unknown }).safeParse === "function";
+  throw new ConfigError(
+    zod3
+      ? `${what} is a zod 3 schema; zmcp reads zod ${SUPPORTED_ZOD}: import { z } from "zod" with zod 4 installed (its JSON Schema could not be advertised in tools/list)`
+      : `${what} is not a zod schema (zod ${SUPPORTED_ZOD})`,
+  );
+}
+
+/**
+ * JSON Schema of a tool's input (`io: "input"`: what a caller may send, so a field with a
+ * `.default()` is optional, and a transform is described by what it accepts) or output
+ * (`io: "output"`: what the tool returns). Anything zod cannot express (a custom check, a
+ * transform's output) becomes `{}` (any), never an error.
+ */
+export function toolJsonSchema(schema: z.ZodType, io: "input" | "output"): Record<string, unknown> {
   try {
-    return z.toJSONSchema(schema, { unrepresentable: "any" }) as Record<string, unknown>;
+    return z.toJSONSchema(schema, { io, unrepresentable: "any" }) as Record<string, unknown>;
   } catch {
-    return { type: "object" }; // transforms and the like have no JSON Schema
+    return io === "input" ? { type: "object" } : {};
   }
 }

@@ -32,6 +32,7 @@ import { ServiceDirectory } from "./replicas.js";
 import { ResponseBudget } from "./response-budget.js";
 import { DurableDelivery } from "../store/durable.js";
 import { openStore } from "../store/index.js";
+import { connectedPeers, type PeerInfo } from "./peers.js";
 import { newBrokerStats, registerBrokerMetrics, type BrokerStats } from "./stats.js";
 import { ZAP_DOMAIN, ZapHandler } from "./zap.js";
 
@@ -110,6 +111,7 @@ export class Broker {
       allowedKeys: () => this.#allowed.size,
       serviceReplicas: () => Object.values(this.#services.snapshot()).reduce((n, r) => n + r.length, 0),
       durable: () => this.durable?.stats,
+      connectedPeers: () => this.peers(),
     });
     return registry;
   }
@@ -358,6 +360,11 @@ export class Broker {
       : this.#refuse(from, header.id, "no_route", `no live replica of service ${name}`);
   }
 
+  /** Peers connected now (heard within the heartbeat timeout), with certificate names. */
+  peers(): PeerInfo[] {
+    return connectedPeers(this.#liveness, this.#names);
+  }
+
   /** Directory of live services (service name → replica keys). */
   services(): Record<string, string[]> {
     return this.#services.snapshot();
@@ -394,7 +401,9 @@ export class Broker {
   async #refuse(to: Buffer, re: Uint8Array | undefined, code: WireCode, msg: string): Promise<void> {
     this.stats.refused[code] = (this.stats.refused[code] ?? 0) + 1;
     // Refusals a peer can repeat at will are logged once per interval per sender, with a count.
-    this.#throttle.write(code === "busy" || code === "rate_limited" ? "warn" : "debug", "refused", `${code} ${to.toString("latin1")}`, { from: to.toString("latin1"), code, msg });
+    // Named by certificate where the allowlist knows one: operators read names, not Z85 keys.
+    const name = this.#names.get(to.toString("latin1"));
+    this.#throttle.write(code === "busy" || code === "rate_limited" ? "warn" : "debug", "refused", `${code} ${to.toString("latin1")}`, { from: to.toString("latin1"), ...(name === undefined ? {} : { name }), code, msg });
     try {
       await this.#router.send(brokerFrames(to, nackHeader(to.toString("latin1"), code, msg, re)));
     } catch (err) {

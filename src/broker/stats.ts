@@ -4,7 +4,8 @@
  */
 import type { WireCode } from "../errors.js";
 import type { DurableStats } from "../store/durable.js";
-import { readCounter, readGauge, readLabelledCounter, type Registry } from "../support/metrics.js";
+import { readCounter, readGauge, readGaugeSeries, readLabelledCounter, type Registry } from "../support/metrics.js";
+import type { PeerInfo } from "./peers.js";
 
 /** Counters, for tests and operators. */
 export interface BrokerStats {
@@ -52,6 +53,8 @@ export interface BrokerGauges {
   serviceReplicas(): number;
   /** The store-and-forward counters, when a store is configured. */
   durable(): DurableStats | undefined;
+  /** Peers heard within the heartbeat timeout (peers.ts). */
+  connectedPeers(): PeerInfo[];
 }
 
 export function registerBrokerMetrics(r: Registry, s: BrokerStats, g: BrokerGauges): void {
@@ -64,7 +67,7 @@ export function registerBrokerMetrics(r: Registry, s: BrokerStats, g: BrokerGaug
   readCounter(r, "zmcp_broker_internal_errors_total", "Messages that hit a broker bug (logged)", () => s.internalErrors);
   readCounter(r, "zmcp_broker_connections_accepted_total", "TCP connections accepted", () => s.accepted);
   readCounter(r, "zmcp_broker_peers_connected_total", "CURVE handshakes completed (peers connected)", () => s.handshakes);
-  readCounter(r, "zmcp_broker_peers_disconnected_total", "Connections closed (peers disconnected)", () => s.disconnected);
+  readCounter(r, "zmcp_broker_peers_disconnected_total", "Connections closed, whether their handshake completed or not (not a gauge: see zmcp_broker_connected_peers)", () => s.disconnected);
   readLabelledCounter(r, "zmcp_broker_handshake_failures_total", "Failed handshakes by reason (auth: key refused; protocol: not CURVE or garbage)", "reason", () => Object.entries(s.handshakeFailures) as Array<[string, number]>);
   readGauge(r, "zmcp_broker_rate_limited_senders", "Sender keys whose rate-limit bucket is empty now", g.rateLimitedNow);
   readCounter(r, "zmcp_broker_rate_limited_senders_total", "Times a sender key started being refused rate_limited", g.rateLimitedEpisodes);
@@ -76,5 +79,10 @@ export function registerBrokerMetrics(r: Registry, s: BrokerStats, g: BrokerGaug
   readCounter(r, "zmcp_broker_durable_expired_total", "Stored messages deleted unsent at their exp", () => g.durable()?.expired ?? 0);
   readCounter(r, "zmcp_broker_durable_unavailable_total", "Durable messages refused because the store was unreachable", () => g.durable()?.unavailable ?? 0);
   readGauge(r, "zmcp_broker_allowed_keys", "Keys in the allowlist", g.allowedKeys);
+  // Peers connected now: bounded by the allowlist, and a peer's series is gone once it is silent.
+  readGauge(r, "zmcp_broker_connected_peers", "Peers connected now: keys heard within the heartbeat timeout", () => g.connectedPeers().length);
+  readGaugeSeries(r, "zmcp_broker_peer_last_heard_seconds", "Seconds since each connected peer was last heard, by key and certificate name", ["key", "name"], () =>
+    g.connectedPeers().map((p): [string[], number] => [[p.key, p.name ?? ""], p.lastHeardMs / 1000]),
+  );
   readGauge(r, "zmcp_broker_service_replicas", "Live service replicas in the directory", g.serviceReplicas);
 }

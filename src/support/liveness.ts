@@ -64,6 +64,14 @@ export class PeerLiveness {
     return entry !== undefined && (this.timeoutMs === 0 || now - entry.at <= this.timeoutMs);
   }
 
+  /** Keys heard within the timeout (all heard keys when it is off), with their silence, ms. */
+  *recent(now = performance.now()): IterableIterator<[string, { silenceMs: number; announces: boolean }]> {
+    for (const [key, entry] of this.#heard.entries()) {
+      const silenceMs = now - entry.at;
+      if (this.timeoutMs === 0 || silenceMs <= this.timeoutMs) yield [key, { silenceMs, announces: entry.announces }];
+    }
+  }
+
   forget(key: string): void {
     this.#heard.delete(key);
   }

@@ -6,7 +6,7 @@
  * Broker and Agent); the registry reads them when it is scraped, so routing a message costs
  * an integer increment, not a prom-client call. Only latency histograms are fed per call.
  */
-import { createServer, type Server } from "node:http";
+import { createServer, type Server, type ServerResponse } from "node:http";
 import { createRequire } from "node:module";
 import type { Counter, Gauge, Histogram, Registry } from "prom-client";
 import { ConfigError } from "../errors.js";
@@ -71,6 +71,30 @@ export function readGauge(registry: Registry, name: string, help: string, read: 
   });
 }
 
+/**
+ * A gauge whose series are all read from `read()` at scrape time (label values → value); a
+ * series not read again is gone, so the set of series follows what exists now (peers
+ * connected, circuits open). Keep the label values bounded.
+ */
+export function readGaugeSeries(
+  registry: Registry,
+  name: string,
+  help: string,
+  labelNames: readonly string[],
+  read: () => Iterable<[labels: string[], value: number]>,
+): Gauge<string> {
+  return new (promClient().Gauge)({
+    name,
+    help,
+    labelNames: [...labelNames],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [labels, value] of read()) this.labels(...labels).set(value);
+    },
+  });
+}
+
 /** Call latency buckets, seconds: 0.5 ms to 30 s. */
 export const LATENCY_BUCKETS_S = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
@@ -97,12 +121,52 @@ export function parseHostPort(text: string): { host: string; port: number } {
   return { host: m[1]!.replace(/^\[(.*)\]$/, "$1"), port };
 }
 
-/** Serves `registry` as Prometheus text on `GET /metrics` at `address` (`host:port`). */
-export async function serveMetrics(registry: Registry, address: string): Promise<MetricsServer> {
+/** What `/readyz` reports: ready (HTTP 200) or not (503), with why and any detail. */
+export interface Readiness {
+  ready: boolean;
+  reason?: string;
+  [detail: string]: unknown;
+}
+
+export interface ServeMetricsOptions {
+  /** Asked on every `GET /readyz`: 200 when ready, 503 otherwise. Default: always ready. */
+  ready?: () => Readiness;
+  /** Further read-only JSON endpoints, path → value (the broker's `/peers`). */
+  json?: Record<string, () => unknown>;
+}
+
+/**
+ * Serves `registry` as Prometheus text on `GET /metrics` at `address` (`host:port`), and for
+ * probes `GET /healthz` (200 while the process serves: liveness) and `GET /readyz` (200 when
+ * `options.ready` says so, 503 with its reason otherwise: readiness), as JSON.
+ */
+export async function serveMetrics(registry: Registry, address: string, options: ServeMetricsOptions = {}): Promise<MetricsServer> {
   const { host, port } = parseHostPort(address);
+  const json = (res: ServerResponse, status: number, value: unknown) =>
+    res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(value) + "\n");
   const server: Server = createServer((req, res) => {
-    if (req.method !== "GET" || (req.url !== "/metrics" && req.url !== "/")) {
-      res.writeHead(404, { "content-type": "text/plain" }).end("not found; try /metrics\n");
+    const path = (req.url ?? "/").split("?")[0]!;
+    if (req.method === "GET" && path === "/healthz") return void json(res, 200, { status: "ok" });
+    if (req.method === "GET" && path === "/readyz") {
+      let readiness: Readiness;
+      try {
+        readiness = options.ready?.() ?? { ready: true };
+      } catch (err) {
+        readiness = { ready: false, reason: `readiness check failed: ${String(err)}` };
+      }
+      return void json(res, readiness.ready ? 200 : 503, { status: readiness.ready ? "ready" : "not ready", ...readiness });
+    }
+    const extra = req.method === "GET" ? options.json?.[path] : undefined;
+    if (extra) {
+      try {
+        return void json(res, 200, extra());
+      } catch (err) {
+        return void json(res, 500, { error: String(err) });
+      }
+    }
+    if (req.method !== "GET" || (path !== "/metrics" && path !== "/")) {
+      const paths = ["/metrics", "/healthz", "/readyz", ...Object.keys(options.json ?? {})].join(", ");
+      res.writeHead(404, { "content-type": "text/plain" }).end(`not found; try ${paths}\n`);
       return;
     }
     registry.metrics().then(

@@ -56,4 +56,9 @@ export class RecencyMap<K, V> {
   values(): IterableIterator<V> {
     return this.#map.values();
   }
+
+  /** Entries, least recent first (reading them does not make them recent). */
+  entries(): IterableIterator<[K, V]> {
+    return this.#map.entries();
+  }
 }

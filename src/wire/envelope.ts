@@ -9,7 +9,7 @@
  * plaintext holds the SHA-256 of the header bytes, so nobody on the path can change the
  * header unseen.
  */
-import { DEFAULT_MAX_MESSAGE_BYTES, MAX_DEPTH, MAX_ERROR_CODE_CHARS, MAX_ERROR_MESSAGE_CHARS, MAX_HEADER_BYTES, MAX_JOB_ID_CHARS, MAX_NACK_MSG_BYTES, MAX_TOKEN_CHARS, MAX_ADDRESS_CHARS, MAX_TOOL_NAME_CHARS, MAX_PROGRESS_MESSAGE_CHARS } from "./limits.js";
+import { DEFAULT_MAX_MESSAGE_BYTES, MAX_DEPTH, MAX_ERROR_CODE_CHARS, MAX_ERROR_MESSAGE_CHARS, MAX_HEADER_BYTES, MAX_JOB_ID_CHARS, MAX_NACK_MSG_BYTES, MAX_TOKEN_CHARS, MAX_TRACEPARENT_CHARS, MAX_TRACESTATE_CHARS, MAX_ADDRESS_CHARS, MAX_TOOL_NAME_CHARS, MAX_PROGRESS_MESSAGE_CHARS } from "./limits.js";
 import * as nodeCrypto from "node:crypto";
 import { Decoder, Encoder } from "@msgpack/msgpack";
 import { z } from "zod";
@@ -92,6 +92,8 @@ export const RequestSchema = z.strictObject({
   args: z.unknown(),
   /** The caller's capability token, a compact JWT (see tokens.ts); inside the seal, so the broker never sees it. */
   tok: z.string().max(MAX_TOKEN_CHARS).optional(),
+  /** W3C trace context of the caller's span (agent/tracing.ts); inside the seal, so the broker never sees it. */
+  tc: z.strictObject({ traceparent: z.string().max(MAX_TRACEPARENT_CHARS), tracestate: z.string().max(MAX_TRACESTATE_CHARS).optional() }).optional(),
 });
 export type Request = z.infer<typeof RequestSchema>;
 
@@ -358,7 +360,8 @@ function isPlainInner(raw: unknown): raw is Inner {
       tool.length >= 1 &&
       tool.length <= MAX_TOOL_NAME_CHARS &&
       "args" in raw &&
-      (!("tok" in raw) || (typeof tok === "string" && tok.length <= MAX_TOKEN_CHARS))
+      (!("tok" in raw) || (typeof tok === "string" && tok.length <= MAX_TOKEN_CHARS)) &&
+      !("tc" in raw) // trace context: checked by the schema (a nested map)
     );
   }
   if (raw["t"] === "evt") {

@@ -28,6 +28,9 @@ export const MAX_ERROR_MESSAGE_CHARS = 4096;
 export const MAX_PROGRESS_MESSAGE_CHARS = 4096;
 /** A capability token inside a request, characters. */
 export const MAX_TOKEN_CHARS = 8192;
+/** A request's W3C trace context (`tc`): its `traceparent` (55 in version 00) and `tracestate` (W3C: at most 32 members), characters. */
+export const MAX_TRACEPARENT_CHARS = 128;
+export const MAX_TRACESTATE_CHARS = 512;
 /** How long the broker's acks, nacks and notices live (`exp` = now + this), ms. */
 export const BROKER_REPLY_LIFETIME_MS = 60_000;
 /**

@@ -9,6 +9,7 @@ import type { Agent } from "../../src/agent/agent.js";
 import type { Broker } from "../../src/broker/broker.js";
 import { ConfigError, ZmcpError } from "../../src/errors.js";
 import type { StoredNotice } from "../../src/store/caller.js";
+import { z85Decode } from "../../src/wire/z85.js";
 import { tempCerts, type CertFixture } from "../support/certs.js";
 import { connectAgent, startBroker } from "../support/mesh.js";
 import { redisAvailable, startRedis, type RedisFixture } from "../support/redis.js";
@@ -101,7 +102,7 @@ describe.skipIf(!redisAvailable)("durable jobs", () => {
     expect(thrown).toBeInstanceOf(ConfigError);
     expect((thrown as ConfigError).code).toBe("config");
     const bobKey = fx.key("bob");
-    const unknown = alice.job("bob", "0".repeat(32) + bobKey);
+    const unknown = alice.job("bob", "0".repeat(32) + Buffer.from(z85Decode(bobKey)).toString("hex")) // a well-formed id (hex: random part + runner key) bob never issued;
     const err = await unknown.result.then(() => undefined, (e: unknown) => e);
     expect(err).toBeInstanceOf(ZmcpError);
     expect((err as ZmcpError).code).toBe("unknown_job");

@@ -17,6 +17,7 @@ const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as {
   version: string;
   license: string;
   dependencies: Record<string, string>;
+  peerDependencies: Record<string, string>;
   bin: Record<string, string>;
   engines: Record<string, string>;
   scripts: Record<string, string>;
@@ -37,11 +38,12 @@ describe("npm pack → install in a fresh folder → npx", () => {
     const tarball = stdout.trim().split("\n").at(-1)!;
     const lock = JSON.parse(readFileSync(join(ROOT, "package-lock.json"), "utf8")) as { packages: Record<string, LockEntry> };
     const packages: Record<string, unknown> = {
-      "": { name: "fresh", dependencies: { zmcp: `file:${tarball}` } },
-      "node_modules/zmcp": { version: pkg.version, resolved: `file:${tarball}`, license: pkg.license, dependencies: pkg.dependencies, bin: pkg.bin, engines: pkg.engines },
+      // zod is a peer dependency: the user's project installs it next to zmcp.
+      "": { name: "fresh", dependencies: { zmcp: `file:${tarball}`, zod: pkg.peerDependencies.zod! } },
+      "node_modules/zmcp": { version: pkg.version, resolved: `file:${tarball}`, license: pkg.license, dependencies: pkg.dependencies, peerDependencies: pkg.peerDependencies, bin: pkg.bin, engines: pkg.engines },
     };
     for (const [path, entry] of Object.entries(lock.packages)) if (path !== "" && !entry.dev && !entry.link) packages[path] = entry;
-    writeFileSync(join(fresh, "package.json"), JSON.stringify({ name: "fresh", private: true, dependencies: { zmcp: `file:${tarball}` } }));
+    writeFileSync(join(fresh, "package.json"), JSON.stringify({ name: "fresh", private: true, dependencies: { zmcp: `file:${tarball}`, zod: pkg.peerDependencies.zod } }));
     writeFileSync(join(fresh, "package-lock.json"), JSON.stringify({ name: "fresh", lockfileVersion: 3, requires: true, packages }));
     await run("npm", ["ci", "--offline", "--no-audit", "--no-fund"], { cwd: fresh, timeout: 120_000 });
     installed = join(fresh, "node_modules", "zmcp");

@@ -3,6 +3,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { Agent } from "../../src/agent/agent.js";
 import { decodeHeader, encodeHeader, newId, PROTOCOL_VERSION } from "../../src/wire/envelope.js";
 import { RemoteError, TimeoutError, ZmcpError } from "../../src/errors.js";
+import { jobRunner } from "../../src/agent/jobs.js";
 import { generateCertificate } from "../../src/auth/certs.js";
 import { tempCerts, type CertFixture } from "../support/certs.js";
 import { rejectsWith } from "../support/assert.js";
@@ -84,7 +85,7 @@ describe("services: replicas behind one name", () => {
 
   it("a job on a replica is polled on that same replica", async () => {
     const job = await alice.start("svc:summarize", "long_summary", { text: "x y z", seconds: 0.5 });
-    expect(job.id.slice(32)).toBe(job.runner);
+    expect(jobRunner(job.id)).toBe(job.runner); // the id names its runner (hex, PROTOCOL §10.1)
     const state = await waitFor(async () => {
       const s = await alice.poll("svc:summarize", job.id);
       return s.status === "done" ? s : undefined;

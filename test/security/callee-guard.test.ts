@@ -23,7 +23,8 @@ beforeAll(async () => {
   fx = tempCerts("alice", "bob");
   broker = await startBroker(fx);
   bob = await spawnReady("test/security/callee-hostile-agent.js", [broker.endpoint, fx.secretPath("bob"), fx.dir, "2"], "agent ready");
-  alice = await connectAgent(fx, "alice", broker.endpoint, { timeout: 5000, jobPollInterval: 500 });
+  // circuit: false: the hung handler's `busy` answers are the subject here, not the breaker they would open.
+  alice = await connectAgent(fx, "alice", broker.endpoint, { timeout: 5000, jobPollInterval: 500, circuit: false });
 });
 
 afterAll(async () => {

@@ -38,6 +38,7 @@ const NOT_IN_TABLE: Record<string, string> = {
   jobLimits: "an object, stated in words (checked below)",
   answerLimits: "an object, stated in words (checked below)",
   storeLimits: "an object, stated in words (checked below)",
+  circuit: "an object, stated in words (checked below)",
 };
 
 describe("one home for defaults", () => {
@@ -67,6 +68,8 @@ describe("one home for defaults", () => {
       `${l.maxEntries.toLocaleString("en-US")} / ${mib(l.maxBytes)} total, ${l.maxEntriesPerOwner.toLocaleString("en-US")} / ${mib(l.maxBytesPerOwner)} per caller`;
     expect(rows.get("jobLimits")).toContain(words(AGENT_DEFAULTS.jobLimits));
     expect(rows.get("answerLimits")).toContain(words(AGENT_DEFAULTS.answerLimits));
+    const { failures, openFor } = AGENT_DEFAULTS.circuit;
+    expect(rows.get("circuit")).toContain(`${failures} failures, ${openFor.toLocaleString("en-US")} ms`);
   });
 
   it("the store limits in the README are the constants'", () => {
@@ -78,7 +81,7 @@ describe("one home for defaults", () => {
   });
 
   it("the constants are frozen", () => {
-    expect(Object.isFrozen(AGENT_DEFAULTS) && Object.isFrozen(BROKER_DEFAULTS) && Object.isFrozen(AGENT_DEFAULTS.jobLimits)).toBe(true);
+    expect(Object.isFrozen(AGENT_DEFAULTS) && Object.isFrozen(BROKER_DEFAULTS) && Object.isFrozen(AGENT_DEFAULTS.jobLimits) && Object.isFrozen(AGENT_DEFAULTS.circuit)).toBe(true);
   });
 
   it("resolveAgentOptions applies every default and refuses bad values at construction", () => {
@@ -89,7 +92,9 @@ describe("one home for defaults", () => {
     expect(r.tokenClockSkew).toBe(AGENT_DEFAULTS.tokenClockSkew);
     expect(resolveAgentOptions({ ...base, clockSkew: 5 }).tokenClockSkew).toBe(5); // the deprecated alias
     expect(resolveAgentOptions({ ...base, tokenClockSkew: 7, clockSkew: 5 }).tokenClockSkew).toBe(7);
-    for (const bad of [{ timeout: -1 }, { timeout: 0 }, { maxConcurrency: 0 }, { startGrace: -1 }, { jobTtl: Number.NaN }, { heartbeatInterval: -5 }, { broker: [] as string[] }, { requireToken: true }]) {
+    expect(r.circuit).toEqual(AGENT_DEFAULTS.circuit);
+    expect(resolveAgentOptions({ ...base, circuit: false }).circuit).toBe(false);
+    for (const bad of [{ timeout: -1 }, { timeout: 0 }, { maxConcurrency: 0 }, { startGrace: -1 }, { jobTtl: Number.NaN }, { heartbeatInterval: -5 }, { broker: [] as string[] }, { requireToken: true }, { circuit: { failures: 0 } }, { circuit: { openFor: -1 } }, { log: {} as never }]) {
       const err = (() => {
         try {
           resolveAgentOptions({ ...base, ...bad });

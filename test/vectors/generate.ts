@@ -19,7 +19,7 @@ import nacl from "tweetnacl";
 import { digest, encodeHeader, encodeInner, type Header, type InnerDraft } from "../../src/wire/envelope.js";
 import { jwkThumbprint } from "../../src/auth/jwk.js";
 import { NONCE_BYTES, TAG_BYTES } from "../../src/wire/seal.js";
-import { z85Encode } from "../../src/wire/z85.js";
+import { z85Decode, z85Encode } from "../../src/wire/z85.js";
 
 /** Where the files go when this runs from dist/test/vectors/. */
 const VECTORS_DIR = join(import.meta.dirname, "..", "..", "..", "test", "vectors");
@@ -126,7 +126,9 @@ export function buildVectors(): Record<string, unknown> {
     "res-err",
     "an error answer",
   );
-  const jobId = hex(seed("job", 16)) + keys.bob.public;
+  // §10.1: the job's random bytes then the runner's key, both in lowercase hex (shell-safe).
+  const bobKeyHex = hex(z85Decode(keys.bob.public));
+  const jobId = hex(seed("job", 16)) + bobKeyHex;
   add(
     "accepted",
     { v: 1, k: "res", id: seed("id|res-acc", 16), to: keys.alice.public, exp, re: reqId },
@@ -185,9 +187,12 @@ export function buildVectors(): Record<string, unknown> {
   // ---- job ids -------------------------------------------------------------------------------
   const jobs = [
     { job_id: jobId, runner: keys.bob.public },
-    { job_id: hex(seed("job", 16)).toUpperCase() + keys.bob.public, runner: null },
-    { job_id: hex(seed("job", 16)) + keys.bob.public.slice(1), runner: null },
+    { job_id: hex(seed("job", 16)).toUpperCase() + bobKeyHex.toUpperCase(), runner: null },
+    { job_id: hex(seed("job", 16)) + bobKeyHex.slice(1), runner: null },
+    { job_id: jobId + "0", runner: null },
     { job_id: hex(seed("job", 16)), runner: null },
+    // the pre-hex form (32 hex characters then the Z85 key) names no runner
+    { job_id: hex(seed("job", 16)) + keys.bob.public, runner: null },
   ];
 
   // ---- tokens --------------------------------------------------------------------------------
@@ -322,7 +327,7 @@ export function buildVectors(): Record<string, unknown> {
     keys: { note: "secret keys are SHA-256('zmcp-vector|curve|<name>'); public = X25519 base point multiple; shared keys are crypto_box_beforenm", pairs: keys, shared_alice_bob: hex(shared), z85 },
     messages: { note: "every message's exact bytes; body = tag(16) || nonce(24) || XSalsa20 ciphertext", messages },
     services,
-    jobs: { note: "a job id is 32 lowercase hex characters then the runner's 40-character Z85 key", cases: jobs },
+    jobs: { note: "a job id is 96 lowercase hex characters: 16 random bytes then the runner's 32-byte public key; runner = Z85 of the last 32 bytes", cases: jobs },
     tokens,
     refusals,
   };
