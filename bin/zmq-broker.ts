@@ -3,7 +3,7 @@
 import { existsSync, rmSync, writeFileSync } from "node:fs";
 import { basename, dirname } from "node:path";
 import { Option } from "commander";
-import { Broker } from "../src/broker/broker.js";
+import { Broker, BROKER_DEFAULTS } from "../src/broker/broker.js";
 import { generateCertificate, loadSecretCertificate, saveCertificate } from "../src/auth/certs.js";
 import { ConfigError } from "../src/errors.js";
 import { createLogger, type LogLevel } from "../src/support/log.js";
@@ -40,6 +40,10 @@ const program = command("zmq-broker")
   .option("--log-interval <ms>", "lines a peer can cause (refused handshakes, busy, lost nacks) at most once per this per key, with a count", nonNegativeInt, 10_000)
   .option("--clock-skew <ms>", "clock difference allowed with senders on a message's deadline", nonNegativeInt, 60_000)
   .addOption(new Option("--log-level <level>", "debug, info, warn, error or silent").argParser(logLevel).default("info" as LogLevel))
+  .option("--store <url>", "durable store (redis://host:port): messages marked durable wait there for offline or full recipients (docs/DURABLE.md)")
+  .option("--store-max-per-recipient <n>", "messages stored for one recipient at most (then busy)", positiveInt, BROKER_DEFAULTS.storeLimits.perRecipientCount)
+  .option("--store-max-bytes <n>", "bytes stored in all at most (then busy)", positiveInt, BROKER_DEFAULTS.storeLimits.totalBytes)
+  .option("--store-visibility <ms>", "a durable service request unanswered this long is handed to another replica", positiveInt, BROKER_DEFAULTS.storeVisibility)
   .option("--pid-file <file>", "write the process id here once ready (removed at exit): kill -HUP $(cat FILE)");
 run(program);
 applyConfigFile(program);
@@ -60,6 +64,10 @@ const opts = program.opts<{
   clockSkew: number;
   logLevel: LogLevel;
   pidFile?: string;
+  store?: string;
+  storeMaxPerRecipient: number;
+  storeMaxBytes: number;
+  storeVisibility: number;
 }>();
 
 const log = createLogger(opts.logLevel, undefined, { service: "zmq-broker" });
@@ -86,6 +94,7 @@ async function main(): Promise<void> {
     heartbeatInterval: opts.heartbeatInterval,
     ...(opts.heartbeatTimeout ? { heartbeatTimeout: opts.heartbeatTimeout } : {}),
     clockSkew: opts.clockSkew,
+    ...(opts.store ? { store: opts.store, storeLimits: { perRecipientCount: opts.storeMaxPerRecipient, totalBytes: opts.storeMaxBytes }, storeVisibility: opts.storeVisibility } : {}),
     log,
   });
   let metrics: MetricsServer | undefined;
@@ -131,6 +140,7 @@ async function main(): Promise<void> {
     ...(opts.rate ? { rate: opts.rate, burst: opts.burst ?? Math.max(1, Math.ceil(opts.rate)) } : {}),
     ...(metrics ? { metrics: metrics.url } : {}),
     ...(pidFile ? { pidFile } : {}),
+    ...(opts.store ? { store: opts.store.replace(/\/\/([^@/]*)@/, "//***@") } : {}),
   });
 }
 

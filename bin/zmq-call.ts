@@ -32,6 +32,7 @@ const program = command("zmq-call")
   .addOption(certsOption("public certificates (names, and broker.key)"))
   .option("--server-key <z85>", "broker public key (default: <certs>/broker.key)")
   .option("--timeout <ms>", "deadline of the call; with --job, of following the job", positiveInt, 10_000)
+  .option("--durable", "a broker with a durable store keeps the call for an offline recipient until --timeout (docs/DURABLE.md); a line on stderr says when it is stored", false)
   .option("--connect-timeout <ms>", "how long to wait for the broker's CURVE handshake", positiveInt, 10_000)
   .option("--token <@file>", TOKEN_HELP)
   .option("--token-env <name>", TOKEN_ENV_HELP);
@@ -40,6 +41,7 @@ run(program);
 const [tool, rawArgs] = program.processedArgs as [string | undefined, string];
 const opts = program.opts<{
   list: boolean;
+  durable: boolean;
   job: boolean;
   poll?: string;
   cancel?: string;
@@ -113,7 +115,7 @@ async function main(): Promise<void> {
     ...(token ? { token } : {}),
   });
   try {
-    const call = { timeout: opts.timeout };
+    const call = { timeout: opts.timeout, ...(opts.durable ? { durable: true, onStored: () => process.stderr.write(`stored by the broker: ${to} cannot take it now; waiting until the deadline\n`) } : {}) };
     if (opts.list) write(await agent.listTools(to, call));
     else if (opts.poll !== undefined) write(await agent.poll(to, opts.poll, call));
     else if (opts.cancel !== undefined) write(await agent.call(jobAddress(to, opts.cancel), BUILTIN_TOOLS.cancel, { job_id: opts.cancel }, call));

@@ -31,6 +31,7 @@ export const WIRE_CODES = [
   "token_scope", // token's scope does not cover the tool called
   "revoked", // token id or key on the deny list (agent), or sender key revoked (broker)
   "rate_limited", // sender above its rate at the broker (token bucket per key)
+  "unavailable", // broker: a durable message could not be stored, the durable store is unreachable (docs/DURABLE.md)
   "displaced", // broker notice: another connection with this agent's key took its route (agent/connection.ts)
 ] as const;
 export type WireCode = (typeof WIRE_CODES)[number];

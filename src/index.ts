@@ -14,6 +14,10 @@ export type { ErrorBody, JobStatus, Progress } from "./wire/envelope.js";
 export type { RetryOptions } from "./agent/retry.js";
 export { Broker, BROKER_DEFAULTS, resolveBrokerOptions } from "./broker/broker.js";
 export type { BrokerOptions, BrokerStats } from "./broker/broker.js";
+export { RedisStore, StoreUnavailableError, openStore, DEFAULT_STORE_LIMITS } from "./store/index.js";
+export type { DurableStore, StoreLimits, StoredMessage, ClaimedMessage, PutOutcome } from "./store/index.js";
+export type { StoredNotice, DurableCallOptions } from "./store/caller.js";
+export type { DurableStats } from "./store/durable.js";
 /** The type of `agent.metrics` and `broker.metrics` (a prom-client registry); serve it with `zmcp/metrics`. */
 export type { Registry } from "./support/metrics.js";
 export {

@@ -140,3 +140,24 @@ class AnswerBinding(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class Durable(unittest.TestCase):
+    """The dur header field (docs/DURABLE.md): read, refused when not true; the replay rule for stored messages."""
+
+    def test_header_field(self):
+        h = {"v": 1, "k": "req", "id": os.urandom(16), "to": "x", "exp": 5, "dur": True}
+        self.assertIs(wire.decode_header(wire.encode_header(h))["dur"], True)
+        with self.assertRaises(zmcp.ZmcpError) as cm:
+            wire.decode_header(wire.encode_header({**h, "dur": False}))
+        self.assertEqual(cm.exception.code, "bad_frame")
+
+    def test_stale_durable_is_busy_not_replay(self):
+        guard = ReplayGuard(60_000)
+        now = 10_000_000
+        with self.assertRaises(zmcp.ZmcpError) as cm:
+            guard.check("a", now - 90_000, now, True)
+        self.assertEqual(cm.exception.code, "busy")
+        with self.assertRaises(zmcp.ZmcpError) as cm:
+            guard.check("b", now - 90_000, now, False)
+        self.assertEqual(cm.exception.code, "replay")

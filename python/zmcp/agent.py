@@ -49,7 +49,11 @@ class ReplayGuard:
         self.not_before = not_before if not_before is not None else now_ms() - (window_ms // 2 if start_grace is None else start_grace)
         self._seen: dict[str, int] = {}
 
-    def check(self, key: str, ts: float, now: int) -> None:
+    def check(self, key: str, ts: float, now: int, durable: bool = False) -> None:
+        # A durable message may have waited in a broker's store (docs/DURABLE.md): too old to be
+        # checked against the seen ids, it is refused busy (nothing runs; the caller resends fresh).
+        if durable and now - ts > self.window_ms:
+            raise error_for("busy", f"durable message stamped {now - ts} ms ago, older than the {self.window_ms} ms replay window; send it again")
         if abs(now - ts) > self.window_ms:
             raise error_for("replay", f"timestamp {ts} is outside the {self.window_ms} ms replay window (clock {now})")
         if ts < self.not_before:
@@ -855,12 +859,12 @@ class Agent:
             if inner["t"] != header["k"]:
                 raise error_for("bad_frame", f"header kind {header['k']} does not match message kind {inner['t']}")
             ts = math.floor(inner["ts"])  # §7 T0: a fractional ts is read floored
-            self._replay.check(f"{peer}:{header['id'].hex()}", ts, now)
+            self._replay.check(f"{peer}:{header['id'].hex()}", ts, now, header.get("dur") is True)
             deadline = header["exp"] + self._clocks.observe(peer, ts, now, time.monotonic())
             if deadline < now:
                 raise error_for("expired", f"message is past its deadline (by {now - deadline} ms on this clock)")
             if inner["t"] == "req":
-                reply = {"peer": peer, "id": header["id"], "exp": int(deadline), "sealer": sealer, "as": reply_as}
+                reply = {"peer": peer, "id": header["id"], "exp": int(deadline), "sealer": sealer, "as": reply_as, "dur": header.get("dur") is True}
                 self._spawn(self._on_request(reply, inner))
             elif inner["t"] == "res":
                 self._on_response(peer, sealed_by, header, inner)
@@ -872,7 +876,7 @@ class Agent:
             if header["k"] == "req":
                 # §6.4: sealed as what was asked (the service, when served here), so that a
                 # binding caller can read the refusal; exp per §7 T8.
-                reply = {"peer": peer, "id": header["id"], "exp": max(header["exp"], now_ms() + 30_000), "sealer": sealer, "as": reply_as}
+                reply = {"peer": peer, "id": header["id"], "exp": max(header["exp"], now_ms() + 30_000), "sealer": sealer, "as": reply_as, "dur": header.get("dur") is True}
                 self._respond(reply, {"st": "error", "error": {"code": err.code if err.code in WIRE_CODES else "bad_frame", "message": err.message}})
             elif header["k"] == "res" and "re" in header:
                 pending = self._pending.get(header["re"])
@@ -1126,6 +1130,8 @@ class Agent:
                   "exp": max(reply["exp"], now_ms() + 1000), "re": reply["id"]}
         if reply["as"]:
             header["as"] = reply["as"]
+        if reply.get("dur"):
+            header["dur"] = True  # the answer to a durable request waits for an offline caller too
         draft = {"t": "res", "ts": now_ms(), "st": answer["st"]}
         if "result" in answer:
             draft["result"] = answer["result"]
@@ -1145,6 +1151,8 @@ class Agent:
         header = {"v": wire.PROTOCOL_VERSION, "k": "evt", "id": os.urandom(16), "to": reply["peer"], "exp": now_ms() + 60_000}
         if reply["as"]:
             header["as"] = reply["as"]
+        if reply.get("dur"):
+            header["dur"] = True
         draft = {"t": "evt", "ts": now_ms(), "job": state["job_id"], "st": state["status"]}
         for k in ("progress", "result", "error"):
             if k in state:

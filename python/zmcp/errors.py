@@ -11,7 +11,7 @@ WIRE_CODES = (
     "unknown_tool", "invalid_args", "tool_failed", "unsupported_version", "forbidden",
     "unknown_job", "cancelled", "token_missing", "token_invalid", "token_expired",
     "token_not_yet_valid", "token_audience", "token_key_mismatch", "token_scope",
-    "revoked", "rate_limited", "displaced",
+    "revoked", "rate_limited", "unavailable", "displaced",
 )
 LOCAL_CODES = ("timeout", "aborted", "closed", "config", "cert", "unknown_peer", "handshake_failed", "token_unavailable")
 #: Codes worth another attempt with the same request id (nothing ran, or the answer was lost).

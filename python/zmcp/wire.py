@@ -207,7 +207,8 @@ def _str(v: object, max_len: int, min_len: int = 0) -> bool:
     return isinstance(v, str) and min_len <= len(v.encode("utf-16-le")) // 2 <= max_len
 
 
-HEADER_KEYS = ("v", "k", "id", "to", "exp", "re", "as", "code", "msg")
+# "dur": a durable message (docs/DURABLE.md): set on the answers and events of a durable request.
+HEADER_KEYS = ("v", "k", "id", "to", "exp", "re", "as", "dur", "code", "msg")
 
 
 def encode_header(header: dict) -> bytes:
@@ -251,6 +252,8 @@ def _header_problem(h: dict) -> str | None:
         return "re must be 16 bytes (bin)"
     if "as" in h and not _str(h["as"], 128):
         return "as must be a string of at most 128 characters"
+    if "dur" in h and h["dur"] is not True:
+        return "dur must be true when present"
     if "code" in h and not _str(h["code"], 64):
         return "code must be a string of at most 64 characters"
     if "msg" in h and not _str(h["msg"], 1024):

@@ -109,6 +109,7 @@ export class Agent {
       {
         onPeer: (frames) => this.#inbound.accept(frames),
         onAck: (key) => this.#replica.acked(key),
+        onStored: (key) => this.#caller.stored(key),
         onNack: (key, err) => this.#caller.nacked(key, err) || this.#replica.refused(key, err),
         onNotice: (err, message) => {
           // This connection will receive nothing more. Staying up would look alive while every
@@ -215,6 +216,16 @@ export class Agent {
   /** Polls a job started by this agent on `to` (the same address it was started on). */
   poll(to: string, jobId: string, options: CallOptions = {}): Promise<JobState> {
     return this.#caller.jobRequest(BUILTIN_TOOLS.poll, to, jobId, options);
+  }
+
+  /**
+   * Re-attaches to a job this agent's key started on `to` (an id kept across a restart, say):
+   * a handle fed by the runner's events (stored ones included, docs/DURABLE.md) and by polls,
+   * the first at once. Throws ZmcpError(config) for an id that names no runner; the job fails
+   * `unknown_job` when the runner no longer knows it (past its jobTtl).
+   */
+  job(to: string, jobId: string): Job {
+    return this.#follower.job(to, jobId);
   }
 
   /** The tools `to` offers (its built-in `tools/list`), filtered by what this agent's token covers. */

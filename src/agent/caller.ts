@@ -6,7 +6,7 @@
  * (answerer.ts).
  */
 import { z } from "zod";
-import { ConfigError, ForgedAnswerError, remoteError, TimeoutError, ZmcpError } from "../errors.js";
+import { ConfigError, describeThrown, ForgedAnswerError, remoteError, TimeoutError, ZmcpError } from "../errors.js";
 import { withDeadline, sleep } from "../support/deadline.js";
 import { PendingCalls } from "../support/pending.js";
 import { idKey, JobStateSchema, newId, PROTOCOL_VERSION, type Header, type Request, type Response } from "../wire/envelope.js";
@@ -20,6 +20,7 @@ import type { CallOptions } from "./options.js";
 import { attemptTimeout, backoff, isRetryable, retryPolicy } from "./retry.js";
 import { bump, Dropped } from "./stats.js";
 import { BUILTIN_TOOLS, ToolInfoSchema, type ToolInfo } from "./tools.js";
+import { StoredCalls, type DurableCallOptions } from "../store/caller.js";
 import { endSpan, startCallSpan, traceFields } from "./tracing.js";
 
 /** A response, who sent it, and who was asked (and so who may speak for a job it accepted). */
@@ -31,13 +32,15 @@ export interface Answered {
 }
 
 /** Where a request goes: the header's `to`, and the public key it is sealed to. */
-interface Destination {
+export interface Destination {
   to: string;
   sealKey: string;
 }
 
 export class Caller {
   readonly #pending = new PendingCalls<Omit<Answered, "answerer">, Answerer>();
+  /** Durable attempts awaiting the broker's `stored` ack (docs/DURABLE.md). */
+  readonly #storedCalls = new StoredCalls();
   /** One breaker per destination (a key, or `svc:NAME`); the facade reads them for its metrics. */
   readonly circuits: CircuitBreakers;
   /** Set by the facade: the follower that adopts accepted jobs. */
@@ -121,7 +124,7 @@ export class Caller {
   }
 
   /** Where a message to `to` goes and which key seals it. */
-  #destination(to: string): Destination {
+  destination(to: string): Destination {
     const service = parseServiceAddress(to);
     if (service) return { to, sealKey: this.core.directory.serviceKey(service.name) };
     const key = this.core.directory.resolve(to);
@@ -136,7 +139,7 @@ export class Caller {
   async request(to: string, tool: string, args: unknown, options: CallOptions): Promise<Answered> {
     const core = this.core;
     if (core.isClosed()) throw core.closedWith() ?? new ZmcpError("closed", "agent is closed");
-    const dest = this.#destination(to);
+    const dest = this.destination(to);
     const timeout = options.timeout ?? core.options.timeout;
     if (!(timeout > 0)) throw new ConfigError("timeout must be a positive number of ms");
     const deadline = Date.now() + timeout;
@@ -146,7 +149,9 @@ export class Caller {
     const rid = newId();
     const what = `call ${tool} on ${to}`;
     // Before any attempt: an open circuit fails the call at once (CircuitOpenError), nothing sent.
-    const circuit = this.circuits.admit(dest.to, timeout, options.circuit !== false);
+    // A durable call is for a recipient that may be away (docs/DURABLE.md): like `circuit: false`,
+    // it neither waits on nor counts against the breaker that plain calls to it opened.
+    const circuit = this.circuits.admit(dest.to, timeout, options.circuit !== false && options.durable !== true);
     const span = startCallSpan(tool, to, dest.to);
     const tc = traceFields(span); // {} unless an OpenTelemetry SDK gave the span a context
     for (let attempt = 1; ; attempt++) {
@@ -154,7 +159,8 @@ export class Caller {
       const last = attempt >= policy.attempts;
       try {
         const draft: Omit<Request, "h"> = { t: "req", ts: Date.now(), rid, tool, args, ...(tok === undefined ? {} : { tok }), ...tc };
-        const answered = await this.#attempt(dest, draft, deadline, attemptTimeout(policy, dest.to, remaining, last), options.signal, what);
+        const durable = options.durable ? { to, tool, onStored: options.onStored } : undefined;
+        const answered = await this.#attempt(dest, draft, deadline, attemptTimeout(policy, dest.to, remaining, last), options.signal, what, durable);
         if (answered.response.st === "error") throw remoteError(answered.response.error, "peer");
         circuit.settle();
         endSpan(span);
@@ -178,14 +184,16 @@ export class Caller {
     }
   }
 
-  async #attempt(dest: Destination, draft: Omit<Request, "h">, deadline: number, timeout: number, signal: AbortSignal | undefined, what: string): Promise<Answered> {
+  async #attempt(dest: Destination, draft: Omit<Request, "h">, deadline: number, timeout: number, signal: AbortSignal | undefined, what: string, durable?: { to: string; tool: string; onStored: DurableCallOptions["onStored"] }): Promise<Answered> {
     const core = this.core;
     if (core.isClosed()) throw core.closedWith() ?? new ZmcpError("closed", "agent is closed");
     const header: Header = { v: PROTOCOL_VERSION, k: "req", id: newId(), to: dest.to, exp: deadline };
+    if (durable) header.dur = true;
     const frames = seal(core, core.sealer, dest.sealKey, header, draft);
     const key = idKey(header.id);
     const answerer = answererOf(dest.to, dest.sealKey);
     const answer = this.#pending.add(key, Math.max(1, timeout), signal, what, answerer);
+    if (durable) this.#storedCalls.track(key, { to: durable.to, tool: durable.tool, deadline }, durable.onStored, answer);
     core.transport.send(frames).catch((err) => {
       this.#pending.reject(key, new ZmcpError("closed", `send failed: ${(err as Error).message}`, { cause: err }));
     });
@@ -228,6 +236,16 @@ export class Caller {
     if (opened) this.#pending.reject(key, remoteError({ code, message }, "peer"));
     else if (code === "bad_seal") this.#pending.refuse(key, new ForgedAnswerError(`refused an answer that did not open with the key of the party asked: ${message}`));
     else this.#pending.refuse(key, remoteError({ code, message }, "peer"));
+  }
+
+  /**
+   * The broker stored a durable request (`ack {code: "stored"}`): its answer comes when the
+   * recipient is back, so the attempt waits until the call's deadline. False for an ack that
+   * answers no durable attempt of ours.
+   */
+  stored(key: string): boolean {
+    const wait = this.#storedCalls.onStoredAck(key, (err) => this.core.log.error("an onStored listener threw", { error: describeThrown(err) }));
+    return wait !== undefined && this.#pending.extend(key, wait);
   }
 
   /** A broker's refusal of a request; false when it refuses nothing pending. */

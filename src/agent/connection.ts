@@ -20,6 +20,8 @@ export interface ConnectionEvents {
   onPeer(frames: Buffer[]): void;
   /** A broker's ack of a heartbeat; false when it acknowledges nothing pending. */
   onAck(key: string): boolean;
+  /** The broker stored a durable message of ours (`ack {code: "stored"}`, docs/DURABLE.md); false when it names nothing pending. */
+  onStored(key: string): boolean;
   /** A broker's refusal of a message we sent; false when it refuses nothing pending. */
   onNack(key: string, err: RemoteError): boolean;
   /** A broker notice (`displaced`, `revoked`): this connection will receive nothing more. */
@@ -140,6 +142,12 @@ export class Connection implements Transport {
       return log.warn("dropped invalid message from broker", { error: String(err) });
     }
     const key = header.re ? idKey(header.re) : undefined;
+    if (header.k === "ack" && header.code === "stored" && key) {
+      // A durable request kept for an offline recipient: its call waits until its deadline. One
+      // whose call has ended meanwhile (answered, aborted) is no drop.
+      this.#events.onStored(key);
+      return;
+    }
     if (header.k === "ack") {
       if (!key || !this.#events.onAck(key)) bump(stats.dropped, "unsolicited");
       return;

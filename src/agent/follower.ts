@@ -14,6 +14,10 @@ import { Job } from "./jobs.js";
 import { pick } from "./responder.js";
 import { bump, Dropped } from "./stats.js";
 import { BUILTIN_TOOLS } from "./tools.js";
+import { answererOf } from "./answerer.js";
+import { OrphanEvents } from "../store/orphans.js";
+import { ConfigError } from "../errors.js";
+import { jobRunner } from "./jobs.js";
 
 const AcceptedSchema = z.object({ job_id: z.string().min(1).max(MAX_JOB_ID_CHARS) });
 
@@ -27,6 +31,10 @@ export class JobFollower {
   readonly #started = new Map<string, StartedJob>();
   /** The keys that may seal a job event now: the runners (or service keys) of #started. */
   readonly #eventSealers = new KeyCounts();
+  /** Durable events of jobs not (yet) re-attached (docs/DURABLE.md). */
+  readonly #orphans = new OrphanEvents();
+  /** Set by parts.ts: hands kept frames back to the inbound checks. */
+  redeliver: (frames: Buffer[]) => void = () => undefined;
 
   constructor(
     private readonly core: AgentCore,
@@ -68,6 +76,37 @@ export class JobFollower {
       })
       .catch(() => undefined);
     return job;
+  }
+
+  /**
+   * Re-attaches to a job this agent's key started on `to` (an id kept across a restart, say): a
+   * handle fed by the runner's events (stored ones included, docs/DURABLE.md) and by polls, the
+   * first at once. Throws ZmcpError(config) for an id that names no runner; the job fails
+   * `unknown_job` when the runner no longer knows it (past its jobTtl).
+   */
+  job(to: string, jobId: string): Job {
+    const runner = jobRunner(jobId);
+    if (runner === undefined) throw new ConfigError(`job id ${JSON.stringify(jobId)} names no runner`);
+    const dest = this.caller.destination(to);
+    const response = { t: "res" as const, h: new Uint8Array(32), ts: Date.now(), st: "accepted" as const, result: { job_id: jobId } };
+    const job = this.adopt(to, { response, from: runner, answerer: answererOf(dest.to, dest.sealKey) });
+    for (const frames of this.#orphans.take(runner)) this.redeliver(frames); // events stored for it that came before this call
+    this.caller.jobRequest(BUILTIN_TOOLS.poll, to, jobId, {}).then(
+      (state) => job.update(state),
+      (err: unknown) => {
+        if (err instanceof ZmcpError && (err.code === "unknown_job" || err.code === "forbidden")) job.fail(err);
+      },
+    );
+    return job;
+  }
+
+  /**
+   * A durable event sealed by no runner of ours (yet): kept unopened, bounded, for a job
+   * re-attached later with {@link job}. False when it is not kept (a runner of ours sealed it,
+   * or the buffer is full): the usual checks go on.
+   */
+  keepForJob(peer: string, sealedBy: string, frames: Buffer[]): boolean {
+    return !this.#eventSealers.has(sealedBy) && this.#orphans.keep(peer, frames);
   }
 
   /** Polls every `jobPollInterval` in case a push was lost; fails the job once its runner is lost. */

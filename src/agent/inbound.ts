@@ -36,6 +36,8 @@ export interface Arrival {
   sealedBy: string;
   /** True once the body opened with the sender's key: what follows is its own word. */
   opened: boolean;
+  /** Set by a step that keeps the message for later (a durable job event, follower.ts): no further step runs. */
+  kept?: boolean;
   inner: Inner;
   now: number;
   mono: number;
@@ -56,7 +58,7 @@ export interface InboundParts {
   core: AgentCore;
   replica: Pick<Replica, "sealerOf">;
   caller: Pick<Caller, "bind" | "answered" | "refused">;
-  follower: Pick<JobFollower, "checkSealer" | "onEvent">;
+  follower: Pick<JobFollower, "checkSealer" | "onEvent" | "keepForJob">;
   handler: Pick<Handler, "onRequest">;
   responder: Pick<Responder, "respond">;
 }
@@ -78,7 +80,7 @@ export class Inbound {
     const m = { frames, opened: false } as Arrival;
     let i = 0;
     try {
-      for (; i < this.steps.length; i++) this.steps[i]!.run(m);
+      for (; i < this.steps.length && !m.kept; i++) this.steps[i]!.run(m);
     } catch (err) {
       if (i < ROUTED_FROM) return this.#dropUnrouted(m, this.steps[i]!.name, err);
       if (m.header.k !== "req") return this.#dropAnswer(m, err);
@@ -135,6 +137,7 @@ export class Inbound {
         // Sealed as a service (a replica's answer): opened with that service's public key.
         m.sealedBy = m.header.as === undefined ? m.peer : core.directory.sealedAs(m.header.as);
         if (m.header.k === "res") caller.bind(m.header, m.peer, m.sealedBy);
+        else if (m.header.k === "evt" && m.header.dur && follower.keepForJob(m.peer, m.sealedBy, m.frames)) m.kept = true;
         else if (m.header.k === "evt") follower.checkSealer(m.sealedBy);
       },
       open: (m) => {
@@ -147,7 +150,9 @@ export class Inbound {
         if (m.inner.t !== m.header.k) throw new ProtocolError("bad_frame", `header kind ${m.header.k} does not match message kind ${m.inner.t}`);
       },
       replay: (m) => {
-        replay.check(`${m.peer}:${idKey(m.header.id)}`, wireMs(m.inner.ts), m.now);
+        // A durable message may have waited in a broker's store: one older than the window is
+        // refused busy (resent fresh by a caller still waiting), not replay (agent/replay.ts).
+        replay.check(`${m.peer}:${idKey(m.header.id)}`, wireMs(m.inner.ts), m.now, m.header.dur === true);
       },
       deadline: (m) => {
         // The sender's deadline on this agent's clock (integer ms: wire/clock.ts, rules 1 and 3).

@@ -3,6 +3,7 @@
  * CLIs and stated in the README's table, which a unit test compares), and one
  * resolveAgentOptions() that validates them all when the agent is built, not at first use.
  */
+import type { DurableCallOptions } from "../store/caller.js";
 import type { Certificate } from "../auth/certs.js";
 import { DEFAULT_AUDIENCE, DEFAULT_CLOCK_SKEW_MS } from "../auth/tokens.js";
 import { type AuthorityInput } from "../auth/token-verifier.js";
@@ -109,7 +110,7 @@ export interface AgentOptions {
   log?: LoggerInput;
 }
 
-export interface CallOptions {
+export interface CallOptions extends DurableCallOptions /* durable, onStored: docs/DURABLE.md */ {
   /** Deadline, ms from now; also sent to the broker and callee. Default: the agent's `timeout`. */
   timeout?: number;
   signal?: AbortSignal;

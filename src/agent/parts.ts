@@ -34,5 +34,6 @@ export function createParts(core: AgentCore, serverKey: string, tools: ToolRegis
   caller.follower = follower;
   const replica = new Replica(core, serverKey, () => core.options.maxConcurrency - handler.active);
   const inbound = new Inbound({ core, replica, caller, follower, handler, responder });
+  follower.redeliver = (frames) => inbound.accept(frames);
   return Object.assign(parts, { caller, follower, replica, inbound }) as AgentParts;
 }

@@ -49,8 +49,16 @@ export class ReplayGuard {
     readonly notBefore = Date.now() - defaultStartGrace(windowMs),
   ) {}
 
-  /** Throws ProtocolError(replay | busy) if the message must be refused; records it otherwise. */
-  check(key: string, ts: number, now = Date.now()): void {
+  /**
+   * Throws ProtocolError(replay | busy) if the message must be refused; records it otherwise.
+   * `durable`: the message may have waited in a broker's durable store, so a timestamp older
+   * than the window is refused `busy` instead of `replay`: nothing runs (its id could have been
+   * forgotten, so it cannot be checked), and the caller, still waiting, sends it again fresh.
+   */
+  check(key: string, ts: number, now = Date.now(), durable = false): void {
+    if (durable && Number.isFinite(ts) && now - ts > this.windowMs) {
+      throw new ProtocolError("busy", `durable message stamped ${now - ts} ms ago, older than the ${this.windowMs} ms replay window; send it again`);
+    }
     if (!Number.isFinite(ts) || Math.abs(now - ts) > this.windowMs) {
       throw new ProtocolError("replay", `timestamp ${ts} is outside the ${this.windowMs} ms replay window (clock ${now})`);
     }

@@ -43,6 +43,7 @@ export class Responder {
     reply.answered = true;
     const header: Header = { v: PROTOCOL_VERSION, k: "res", id: newId(), to: reply.peer, exp, re: reply.inReplyTo.id };
     if (reply.as) header.as = reply.as;
+    if (reply.inReplyTo.dur) header.dur = true; // the answer to a durable request waits for an offline caller too (docs/DURABLE.md)
     let frames: [Uint8Array, Uint8Array];
     try {
       if (answer.st !== "error") checkSendable(answer.result, "result", 1);
@@ -63,6 +64,7 @@ export class Responder {
     if (core.isClosed()) return;
     const header: Header = { v: PROTOCOL_VERSION, k: "evt", id: newId(), to: reply.peer, exp: eventExp() };
     if (reply.as) header.as = reply.as;
+    if (reply.inReplyTo.dur) header.dur = true; // a durable job's events wait for an offline caller too
     const draft = { t: "evt" as const, ts: Date.now(), job: state.job_id, st: state.status, ...pick(state, "progress", "result", "error") };
     let frames: [Uint8Array, Uint8Array];
     try {

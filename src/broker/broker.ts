@@ -30,6 +30,8 @@ import { LogThrottle } from "./log-throttle.js";
 import { resolveBrokerOptions, type BrokerOptions, type ResolvedBrokerOptions } from "./options.js";
 import { ServiceDirectory } from "./replicas.js";
 import { ResponseBudget } from "./response-budget.js";
+import { DurableDelivery } from "../store/durable.js";
+import { openStore } from "../store/index.js";
 import { connectedPeers, type PeerInfo } from "./peers.js";
 import { newBrokerStats, registerBrokerMetrics, type BrokerStats } from "./stats.js";
 import { ZAP_DOMAIN, ZapHandler } from "./zap.js";
@@ -53,6 +55,8 @@ export class Broker {
   readonly #throttle: LogThrottle;
   readonly #liveness: PeerLiveness;
   #names: Map<string, string>;
+  /** Store-and-forward, when a store is configured (docs/DURABLE.md). */
+  readonly durable: DurableDelivery | undefined;
   #closed = false;
   #loop: Promise<void> = Promise.resolve();
   readonly stats: BrokerStats = newBrokerStats();
@@ -88,6 +92,9 @@ export class Broker {
     this.#maxMessageBytes = options.maxMessageBytes;
     this.#clockSkew = options.clockSkew;
     this.log = log;
+    // Store-and-forward (docs/DURABLE.md), handed the broker's own forward, refusal and send.
+    const store = typeof options.store === "string" ? openStore(options.store, log, options.storeLimits) : options.store;
+    this.durable = store && new DurableDelivery(store, { admitted: (key) => this.isAllowed(key), forward: (...a) => this.#forward(...a), refuse: (...a) => this.#refuse(...a), send: (frames) => this.#router.send(frames), replicas: (name) => this.#services.snapshot()[name] ?? [], replicasByService: () => Object.keys(this.#services.snapshot()) }, log, options.storeRetention, options.storeVisibility);
   }
 
   /**
@@ -103,6 +110,7 @@ export class Broker {
       logLinesSuppressed: () => this.#throttle.suppressedTotal,
       allowedKeys: () => this.#allowed.size,
       serviceReplicas: () => Object.values(this.#services.snapshot()).reduce((n, r) => n + r.length, 0),
+      durable: () => this.durable?.stats,
       connectedPeers: () => this.peers(),
     });
     return registry;
@@ -161,6 +169,7 @@ export class Broker {
     broker = new Broker(router, zap, options, allowed, log, denyList, limiter, throttle, liveness);
     const started = broker;
     if (denyList) denyList.onReload = () => started.#noticeRevoked();
+    await broker.durable?.store.whenAvailable(STORE_CONNECT_WAIT_MS); // ready means ready to store, when Redis is up (a Redis down does not hold the start longer)
     broker.endpoint = router.lastEndpoint ?? options.bind;
     broker.#loop = broker.#receiveLoop();
     void broker.#watch();
@@ -246,6 +255,7 @@ export class Broker {
     this.#zap.close();
     this.#denyList?.close();
     await this.#loop;
+    await this.durable?.close(); // drains in progress end, the store connection closes
   }
 
   #receiveLoop(): Promise<void> {
@@ -279,6 +289,7 @@ export class Broker {
       }
     }
     this.#liveness.heard(fromKey, header?.k === "hb");
+    if (header && this.isAllowed(fromKey)) this.durable?.heard(fromKey); // deliver what was stored for this key (store/durable.ts)
     if (this.#denyList?.hasKey(fromKey)) return this.#refuse(from, header?.id, "revoked", "key is revoked");
     // Everything draws on the sender's bucket, except a response paid for by a request that
     // was forwarded to this sender (response-budget.ts): labelling a message `res` skips nothing.
@@ -299,8 +310,10 @@ export class Broker {
     if (header.k === "hb") return this.#heartbeat(from, fromKey, header, body);
     if (header.exp + this.#clockSkew < Date.now()) return this.#refuse(from, header.id, "expired", "message is past its deadline");
     const service = parseServiceAddress(header.to);
+    if (service && header.dur && !service.replica && this.durable) return this.durable.routeService(from, header, headerBytes, body, service.name); // a durable service's work queue
     if (service) return this.#toService(from, header, headerBytes, body, service.name, service.replica);
     if (!isZ85Key(header.to)) return this.#refuse(from, header.id, "no_route", `destination ${JSON.stringify(header.to)} is neither a Z85 key nor svc:NAME`);
+    if (header.dur && this.durable) return this.durable.route(from, header, headerBytes, body); // forward or store (store/durable.ts)
     const failure = await this.#forward(header.to, from, headerBytes, body, header.k);
     if (failure) return this.#refuse(from, header.id, ...failure);
   }
@@ -421,6 +434,8 @@ export class Broker {
 }
 
 
+/** How long a start waits for the durable store to connect, ms. */
+const STORE_CONNECT_WAIT_MS = 2000;
 
 /** How long a takeover's ZAP approval waits for the `displaced` notice to the old connection to be written, ms. */
 const TAKEOVER_NOTICE_MS = 50;

@@ -12,6 +12,8 @@ import { DEFAULT_REPLICA_TTL_MS } from "../wire/services.js";
 import { isZ85Key } from "../wire/z85.js";
 import { DEFAULT_REPLAY_WINDOW_MS } from "../agent/replay.js";
 import { DEFAULT_LOG_INTERVAL_MS } from "./log-throttle.js";
+import { DEFAULT_VISIBILITY_MS } from "../store/durable.js";
+import { DEFAULT_MAX_RETENTION_MS, DEFAULT_STORE_LIMITS, type DurableStore, type StoreLimits } from "../store/index.js";
 
 export interface BrokerOptions {
   /** Endpoint to bind, e.g. `tcp://127.0.0.1:5555` (`tcp://127.0.0.1:*` picks a free port). */
@@ -85,6 +87,17 @@ export interface BrokerOptions {
    */
   logInterval?: number;
   log?: Logger;
+  /**
+   * A durable store (`redis://host:port`, or an engine object): messages whose header says
+   * `dur` wait there for a recipient that is offline or full (docs/DURABLE.md). Without it,
+   * `dur` changes nothing. Bounds: `storeLimits` (defaults: store/store.ts DEFAULT_STORE_LIMITS).
+   */
+  store?: string | DurableStore;
+  storeLimits?: Partial<StoreLimits>;
+  /** Longest time a message is stored whatever its `exp`, ms. Default a day. */
+  storeRetention?: number;
+  /** Visibility timeout of durable service requests: handed to another replica when unanswered this long, ms. Default 30,000. */
+  storeVisibility?: number;
 }
 
 /** Every default of BrokerOptions (bytes, ms); the high-water marks derive from `queueBytes`, `heartbeatTimeout` from `heartbeatInterval`. */
@@ -97,6 +110,9 @@ export const BROKER_DEFAULTS = Object.freeze({
   /** The agents' default replay window: the broker allows the same clock difference. */
   clockSkew: DEFAULT_REPLAY_WINDOW_MS,
   logInterval: DEFAULT_LOG_INTERVAL_MS,
+  storeLimits: DEFAULT_STORE_LIMITS,
+  storeRetention: DEFAULT_MAX_RETENTION_MS,
+  storeVisibility: DEFAULT_VISIBILITY_MS,
 });
 
 /** Default byte budget of one peer's queue (see BrokerOptions.queueBytes). */
@@ -123,6 +139,10 @@ export interface ResolvedBrokerOptions {
   clockSkew: number;
   logInterval: number;
   log: Logger;
+  store: string | DurableStore | undefined;
+  storeLimits: Partial<StoreLimits>;
+  storeRetention: number;
+  storeVisibility: number;
 }
 
 /** Applies BROKER_DEFAULTS and validates every option. Throws ConfigError naming the option. */
@@ -142,6 +162,9 @@ export function resolveBrokerOptions(options: BrokerOptions): ResolvedBrokerOpti
   if (!(clockSkew >= 0)) throw new ConfigError("clockSkew must be >= 0 ms");
   const logInterval = options.logInterval ?? d.logInterval;
   if (!(logInterval >= 0)) throw new ConfigError("logInterval must be >= 0 ms");
+  const storeRetention = options.storeRetention ?? d.storeRetention;
+  const storeVisibility = options.storeVisibility ?? d.storeVisibility;
+  if (!(storeRetention > 0) || !(storeVisibility > 0)) throw new ConfigError("storeRetention and storeVisibility must be > 0 ms");
   return {
     bind: options.bind,
     publicKey: options.publicKey,
@@ -161,5 +184,9 @@ export function resolveBrokerOptions(options: BrokerOptions): ResolvedBrokerOpti
     clockSkew,
     logInterval,
     log: options.log ?? silentLogger,
+    store: options.store,
+    storeLimits: options.storeLimits ?? {},
+    storeRetention,
+    storeVisibility,
   };
 }

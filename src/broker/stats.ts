@@ -3,6 +3,7 @@
  * metrics that read them at scrape time (support/metrics.ts).
  */
 import type { WireCode } from "../errors.js";
+import type { DurableStats } from "../store/durable.js";
 import { readCounter, readGauge, readGaugeSeries, readLabelledCounter, type Registry } from "../support/metrics.js";
 import type { PeerInfo } from "./peers.js";
 
@@ -11,6 +12,8 @@ export interface BrokerStats {
   /**
    * Messages received; each is then routed, refused, or (a service heartbeat) acknowledged:
    * received = routed + Σ refused + heartbeats + internalErrors.
+   * With a durable store, received + durable.delivered = that sum + durable.stored (a stored
+   * message counts as routed when it is delivered).
    */
   received: number;
   routed: number;
@@ -48,6 +51,8 @@ export interface BrokerGauges {
   logLinesSuppressed(): number;
   allowedKeys(): number;
   serviceReplicas(): number;
+  /** The store-and-forward counters, when a store is configured. */
+  durable(): DurableStats | undefined;
   /** Peers heard within the heartbeat timeout (peers.ts). */
   connectedPeers(): PeerInfo[];
 }
@@ -69,6 +74,10 @@ export function registerBrokerMetrics(r: Registry, s: BrokerStats, g: BrokerGaug
   readCounter(r, "zmcp_broker_takeovers_total", "Handshakes of a key already connected: the older connection was told it is displaced", () => s.takeovers);
   readCounter(r, "zmcp_broker_revocation_notices_total", "Connections told their key was revoked or removed", () => s.revocationNotices);
   readCounter(r, "zmcp_broker_log_lines_suppressed_total", "Log lines a peer caused that were skipped by the log rate limit (summarised with a count)", g.logLinesSuppressed);
+  readCounter(r, "zmcp_broker_durable_stored_total", "Durable messages stored for a recipient that could not take them", () => g.durable()?.stored ?? 0);
+  readCounter(r, "zmcp_broker_durable_delivered_total", "Stored messages delivered", () => g.durable()?.delivered ?? 0);
+  readCounter(r, "zmcp_broker_durable_expired_total", "Stored messages deleted unsent at their exp", () => g.durable()?.expired ?? 0);
+  readCounter(r, "zmcp_broker_durable_unavailable_total", "Durable messages refused because the store was unreachable", () => g.durable()?.unavailable ?? 0);
   readGauge(r, "zmcp_broker_allowed_keys", "Keys in the allowlist", g.allowedKeys);
   // Peers connected now: bounded by the allowlist, and a peer's series is gone once it is silent.
   readGauge(r, "zmcp_broker_connected_peers", "Peers connected now: keys heard within the heartbeat timeout", () => g.connectedPeers().length);

@@ -86,6 +86,23 @@ export class PendingCalls<T, M = undefined> {
     return entry !== undefined;
   }
 
+  /**
+   * Waits for `key` until `timeoutMs` from now instead (a durable request the broker stored:
+   * its answer comes when the recipient is back, within the call's deadline). False if not pending.
+   */
+  extend(key: string, timeoutMs: number, what = "call"): boolean {
+    const entry = this.#entries.get(key);
+    if (!entry) return false;
+    // A later deadline: the shared timer, when it fires for the old one, finds this entry not
+    // yet due and re-arms for the earliest deadline left (#sweep).
+    entry.deadline = performance.now() + Math.max(1, timeoutMs);
+    entry.timeoutMs = Math.max(1, timeoutMs);
+    entry.what = `${what} (stored for an offline recipient)`;
+    if (entry.deadline < this.#timerAt) this.#arm(entry.deadline);
+    return true;
+  }
+
+
   resolve(key: string, value: T): boolean {
     const entry = this.#take(key);
     entry?.resolve(value);

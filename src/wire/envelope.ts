@@ -64,7 +64,13 @@ export const HeaderSchema = z.strictObject({
   re: bytes(16).optional(),
   /** Set on messages sealed with a service's key rather than the sender's own: `svc:NAME`. */
   as: z.string().max(MAX_ADDRESS_CHARS).optional(),
-  /** For nacks: the error code and text. */
+  /**
+   * Durable (`true`): a broker with a durable store keeps the message for its recipient when it
+   * cannot take it now, and answers the sender `ack {code: "stored"}` (docs/DURABLE.md). Absent
+   * on every other message, so those stay byte-identical to what older peers send and read.
+   */
+  dur: z.literal(true).optional(),
+  /** For nacks: the error code and text; on a broker `ack`, `stored` for a message kept for later. */
   code: z.string().max(64).optional(),
   msg: z.string().max(1024).optional(),
 });
@@ -216,6 +222,7 @@ function isPlainHeader(raw: unknown): raw is Header {
     (h["exp"] as number) >= 0 &&
     (!("re" in h) || isBytes(h["re"], 16)) &&
     (!("as" in h) || (typeof h["as"] === "string" && h["as"].length <= MAX_ADDRESS_CHARS)) &&
+    (!("dur" in h) || h["dur"] === true) &&
     (!("code" in h) || (typeof h["code"] === "string" && h["code"].length <= 64)) &&
     (!("msg" in h) || (typeof h["msg"] === "string" && h["msg"].length <= 1024))
   );

@@ -65,7 +65,7 @@ const ODD: unknown[] = [
   "", "req", "res", "evt", "hb", "ack", "nack", "svc:x", "x".repeat(64), "x".repeat(65), "x".repeat(128), "x".repeat(129), "x".repeat(1024), "x".repeat(1025), "é".repeat(100),
   new Uint8Array(0), new Uint8Array(15), new Uint8Array(16), new Uint8Array(17), new Uint8Array(32), [], [1, 2], {}, { a: 1 },
 ];
-const KEYS = ["v", "k", "id", "to", "exp", "re", "as", "code", "msg"];
+const KEYS = ["v", "k", "id", "to", "exp", "re", "as", "dur", "code", "msg"];
 
 function headerCases(): unknown[] {
   const id = new Uint8Array(16).fill(7);

@@ -37,6 +37,7 @@ const NOT_IN_TABLE: Record<string, string> = {
   serveTimeout: "an argument of serve(), not an AgentOptions field",
   jobLimits: "an object, stated in words (checked below)",
   answerLimits: "an object, stated in words (checked below)",
+  storeLimits: "an object, stated in words (checked below)",
   circuit: "an object, stated in words (checked below)",
 };
 
@@ -69,6 +70,14 @@ describe("one home for defaults", () => {
     expect(rows.get("answerLimits")).toContain(words(AGENT_DEFAULTS.answerLimits));
     const { failures, openFor } = AGENT_DEFAULTS.circuit;
     expect(rows.get("circuit")).toContain(`${failures} failures, ${openFor.toLocaleString("en-US")} ms`);
+  });
+
+  it("the store limits in the README are the constants'", () => {
+    const l = BROKER_DEFAULTS.storeLimits;
+    const mib = (n: number) => (n >= 1024 ** 3 ? `${n / 1024 ** 3} GiB` : `${n / 1024 ** 2} MiB`);
+    expect(table(readme, "Broker.start` option").get("storeLimits")).toBe(
+      `${l.perRecipientCount.toLocaleString("en-US")} / ${mib(l.perRecipientBytes)} per recipient, ${l.totalCount.toLocaleString("en-US")} / ${mib(l.totalBytes)} total`,
+    );
   });
 
   it("the constants are frozen", () => {
