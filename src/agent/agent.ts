@@ -30,13 +30,16 @@ import { resolveAgentOptions, type AgentOptions, type CallOptions, type Resolved
 import type { Replica } from "./replica.js";
 import { newAgentStats, registerAgentMetrics, type AgentStats } from "./stats.js";
 import * as catalog from "./resources.js";
-import type { GetPromptResult, PromptGetter, PromptInfo, PromptSpec, ReadResourceResult, ResourceInfo, ResourceReader, ResourceSpec, ResourceTemplateInfo } from "./resources.js";
+import type { CompleteResult, CompletionRef, GetPromptResult, PromptGetter, PromptInfo, PromptSpec, ReadResourceResult, ResourceInfo, ResourceReader, ResourceSpec, ResourceTemplateInfo } from "./resources.js";
 import { BUILTIN_TOOLS, ToolRegistry, type ToolHandler, type ToolInfo, type ToolSpec } from "./tools.js";
 
 export type { AgentOptions, CallOptions } from "./options.js";
 export type { AgentStats, DropReason } from "./stats.js";
 export type { ToolAnnotations, ToolContext, ToolHandler, ToolInfo, ToolSpec } from "./tools.js";
 export type {
+  CompleteResult,
+  Completer,
+  CompletionRef,
   GetPromptResult,
   PromptArgument,
   PromptGetter,
@@ -289,6 +292,20 @@ export class Agent {
   /** Gets a prompt of `to` with its arguments (`prompts/get`). */
   getPrompt(to: string, name: string, args: Record<string, string> = {}, options: CallOptions = {}): Promise<GetPromptResult> {
     return catalog.getPrompt(this.#catalogRequest(to, options), name, args);
+  }
+
+  /**
+   * Asks `to` for completions of one argument of a prompt, or one variable of a resource
+   * template (`completion/complete`); `context` holds the arguments already chosen.
+   */
+  complete(
+    to: string,
+    ref: CompletionRef,
+    argument: { name: string; value: string },
+    context: Record<string, string> = {},
+    options: CallOptions = {},
+  ): Promise<CompleteResult["completion"]> {
+    return catalog.complete(this.#catalogRequest(to, options), ref, argument, context);
   }
 
   #catalogRequest(to: string, options: CallOptions): catalog.CatalogRequest {

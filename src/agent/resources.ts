@@ -3,7 +3,8 @@
  * tools that serve them, and the caller's side of those built-ins.
  *
  * The built-ins are `resources/list`, `resources/templates/list`, `resources/read`,
- * `prompts/list` and `prompts/get`. They are authorized like `tools/list`: a valid token when
+ * `prompts/list`, `prompts/get` and `completion/complete` (argument completion for a prompt
+ * or a resource template that has a `complete` function). They are authorized like `tools/list`: a valid token when
  * the agent checks tokens, no scope to call the built-in itself. Each resource and prompt then
  * needs a scope of its own, checked per item, as a tool's is:
  *
@@ -11,7 +12,8 @@
  * - a resource template: listed when the token covers `read:<uriTemplate>`, and a read of a
  *   URI it matches needs `read:<that uri>` (so a token `read:file:///docs/*` covers both the
  *   template `file:///docs/{name}` and every read under it), or the spec's fixed `scope`;
- * - a prompt `prompt:<name>` (default), or the spec's `scope`.
+ * - a prompt `prompt:<name>` (default), or the spec's `scope`;
+ * - a completion: the scope that lists the prompt or template it is about.
  *
  * Listings are filtered by the token (as `tools/list` is); a read or get that the token does
  * not cover is answered `token_scope` before the resource or prompt is looked up, so that a
@@ -36,6 +38,7 @@ export const CATALOG_BUILTINS = {
   read: "resources/read",
   prompts: "prompts/list",
   getPrompt: "prompts/get",
+  complete: "completion/complete",
 } as const;
 const catalogNames: ReadonlySet<string> = new Set(Object.values(CATALOG_BUILTINS));
 export function isCatalogBuiltin(name: string): boolean {
@@ -98,6 +101,33 @@ export type PromptMessage = z.infer<typeof PromptMessageSchema>;
 export const GetPromptResultSchema = z.object({ description: z.string().optional(), messages: z.array(PromptMessageSchema) });
 export type GetPromptResult = z.infer<typeof GetPromptResultSchema>;
 
+export const CompleteResultSchema = z.object({
+  completion: z.object({ values: z.array(z.string()).max(100), total: z.number().int().nonnegative().optional(), hasMore: z.boolean().optional() }),
+});
+export type CompleteResult = z.infer<typeof CompleteResultSchema>;
+
+/** What a completion is about: a prompt (by name) or a resource template (by its URI template). */
+export type CompletionRef = { type: "ref/prompt"; name: string } | { type: "ref/resource"; uri: string };
+const CompleteArgs = z.strictObject({
+  ref: z.discriminatedUnion("type", [
+    z.object({ type: z.literal("ref/prompt"), name: z.string().min(1).max(MAX_NAME_CHARS) }),
+    z.object({ type: z.literal("ref/resource"), uri: z.string().min(1).max(MAX_URI_CHARS) }),
+  ]),
+  argument: z.object({ name: z.string().max(MAX_NAME_CHARS), value: z.string().max(MAX_URI_CHARS) }),
+  context: z.object({ arguments: z.record(z.string(), z.string()).optional() }).optional(),
+});
+
+/**
+ * Suggests values for one argument of a prompt (or variable of a resource template), given
+ * what is typed so far and the other arguments already chosen. Returns at most 100 values
+ * (MCP's cap; more are cut, and `hasMore` set), or MCP's `{values, total?, hasMore?}`.
+ */
+export type Completer = (
+  argument: { name: string; value: string },
+  context: { arguments: Record<string, string> },
+  ctx: ToolContext,
+) => string[] | CompleteResult["completion"] | Promise<string[] | CompleteResult["completion"]>;
+
 const ListArgs = z.strictObject({ cursor: z.string().max(64).optional() });
 const ReadArgs = z.strictObject({ uri: z.string().min(1).max(MAX_URI_CHARS) });
 const GetArgs = z.strictObject({ name: z.string().min(1).max(MAX_NAME_CHARS), arguments: z.record(z.string(), z.string()).optional() });
@@ -121,6 +151,8 @@ export interface ResourceSpec {
   annotations?: Record<string, unknown>;
   /** A fixed scope instead of `read:<uri>` (see the file header). */
   scope?: string;
+  /** Completion of a template's variables (`completion/complete` with a `ref/resource`). */
+  complete?: Completer;
 }
 
 /** What a reader returns: MCP's `{contents}`, or a string (one text content with the spec's mimeType). */
@@ -133,6 +165,8 @@ export interface PromptSpec {
   arguments?: PromptArgument[];
   /** A fixed scope instead of `prompt:<name>`. */
   scope?: string;
+  /** Completion of the arguments (`completion/complete` with a `ref/prompt`). */
+  complete?: Completer;
 }
 
 /** What a prompt getter returns: MCP's `{description?, messages}`, or a string (one user text message). */
@@ -148,11 +182,13 @@ interface RegisteredTemplate {
   match: (uri: string) => Record<string, string> | undefined;
   scope: string | undefined;
   reader: ResourceReader;
+  complete: Completer | undefined;
 }
 interface RegisteredPrompt {
   info: PromptInfo;
   scope: string;
   getter: PromptGetter;
+  complete: Completer | undefined;
 }
 
 /** The default scope of a read of `uri`. */
@@ -242,7 +278,7 @@ export class CatalogRegistry {
     };
     if (isUriTemplate(uri)) {
       if (this.#templates.has(uri)) throw new ConfigError(`resource template ${JSON.stringify(uri)} is already registered`);
-      this.#templates.set(uri, { info: { uriTemplate: uri, ...common }, match: uriTemplateMatcher(uri), scope: spec.scope, reader });
+      this.#templates.set(uri, { info: { uriTemplate: uri, ...common }, match: uriTemplateMatcher(uri), scope: spec.scope, reader, complete: spec.complete });
     } else {
       if (this.#resources.has(uri)) throw new ConfigError(`resource ${JSON.stringify(uri)} is already registered`);
       this.#resources.set(uri, { info: { uri, ...common, ...(spec.size === undefined ? {} : { size: spec.size }) }, scope: spec.scope, reader });
@@ -268,7 +304,7 @@ export class CatalogRegistry {
       ...(spec.description === undefined ? {} : { description: spec.description }),
       ...(args === undefined ? {} : { arguments: args }),
     };
-    this.#prompts.set(name, { info, scope, getter });
+    this.#prompts.set(name, { info, scope, getter, complete: spec.complete });
   }
 
   removePrompt(name: string): boolean {
@@ -313,6 +349,18 @@ export class CatalogRegistry {
         const { reader, params, mimeType } = found;
         return readTool(uri, reader, params, mimeType);
       }
+      case CATALOG_BUILTINS.complete: {
+        const parsed = CompleteArgs.safeParse(args);
+        if (!parsed.success) return failure("invalid_args", `${tool}: ${z.prettifyError(parsed.error)}`);
+        const { ref, argument, context } = parsed.data;
+        const target = ref.type === "ref/prompt" ? this.#prompts.get(ref.name) : this.#templates.get(ref.uri);
+        const scope = ref.type === "ref/prompt" ? (target?.scope ?? promptScope(ref.name)) : (target?.scope ?? readScope(ref.uri));
+        if (!covers(scope)) return failure("token_scope", `token scope does not cover ${JSON.stringify(scope)}`);
+        if (!target) return failure("unknown_tool", ref.type === "ref/prompt" ? `no prompt ${JSON.stringify(ref.name)}` : `no resource template ${JSON.stringify(ref.uri)}`);
+        // No completer: no suggestions (as MCP servers answer), not an error.
+        if (!target.complete) return { st: "ok", result: { completion: { values: [] } } };
+        return completeTool(scope, target.complete, argument, context?.arguments ?? {});
+      }
       default: {
         const parsed = GetArgs.safeParse(args);
         if (!parsed.success) return failure("invalid_args", `${tool}: ${z.prettifyError(parsed.error)}`);
@@ -350,6 +398,22 @@ function readTool(uri: string, reader: ResourceReader, params: Record<string, st
       const result = await reader(uri, { ...ctx, params });
       if (typeof result === "string") return { contents: [{ uri, text: result, ...(mimeType === undefined ? {} : { mimeType }) }] };
       return result;
+    },
+  };
+}
+
+function completeTool(scope: string, complete: Completer, argument: { name: string; value: string }, args: Record<string, string>): RegisteredTool {
+  return {
+    info: { name: CATALOG_BUILTINS.complete, description: "", inputSchema: {}, job: false },
+    input: z.unknown(),
+    output: CompleteResultSchema,
+    scope,
+    handler: async (_args: unknown, ctx: ToolContext) => {
+      const out = await complete(argument, { arguments: args }, ctx);
+      const list = Array.isArray(out) ? { values: out } : out;
+      if (!Array.isArray(list?.values)) return list; // refused by the output schema: tool_failed
+      if (list.values.length <= 100) return { completion: list };
+      return { completion: { ...list, values: list.values.slice(0, 100), hasMore: true, total: list.total ?? list.values.length } };
     },
   };
 }
@@ -405,6 +469,16 @@ export function listPrompts(request: CatalogRequest): Promise<PromptInfo[]> {
 export async function readResource(request: CatalogRequest, uri: string): Promise<ReadResourceResult> {
   return parseAnswer(ReadResourceResultSchema, await request(CATALOG_BUILTINS.read, { uri }), CATALOG_BUILTINS.read);
 }
+export async function complete(
+  request: CatalogRequest,
+  ref: CompletionRef,
+  argument: { name: string; value: string },
+  context: Record<string, string> = {},
+): Promise<CompleteResult["completion"]> {
+  const args = { ref, argument, ...(Object.keys(context).length > 0 ? { context: { arguments: context } } : {}) };
+  return parseAnswer(CompleteResultSchema, await request(CATALOG_BUILTINS.complete, args), CATALOG_BUILTINS.complete).completion;
+}
+
 export async function getPrompt(request: CatalogRequest, name: string, args: Record<string, string> = {}): Promise<GetPromptResult> {
   return parseAnswer(GetPromptResultSchema, await request(CATALOG_BUILTINS.getPrompt, { name, arguments: args }), CATALOG_BUILTINS.getPrompt);
 }

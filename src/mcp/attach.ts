@@ -33,7 +33,7 @@ import {
   type Tool,
 } from "@modelcontextprotocol/sdk/types.js";
 import { z } from "zod";
-import type { Agent, GetPromptResult, ReadResourceResult, ToolAnnotations, ToolContext } from "../agent/agent.js";
+import type { Agent, CompleteResult, Completer, CompletionRef, GetPromptResult, ReadResourceResult, ToolAnnotations, ToolContext } from "../agent/agent.js";
 import { ConfigError, ZmcpError } from "../errors.js";
 import { isBuiltinTool } from "../agent/tools.js";
 import { silentLogger, type Logger } from "../support/log.js";
@@ -379,6 +379,9 @@ export class McpAttachment {
     }
     if (caps.prompts && o.prompts !== false) prompts.push(...(await listPages((cursor) => child.client.listPrompts(cursor), (p) => p.prompts)));
     if (this.#closed) return;
+    // Completion passes through when the server offers it (for prompts and templates alike).
+    const completer = (ref: CompletionRef): { complete?: Completer } =>
+      caps.completions ? { complete: (argument, context, ctx) => this.#complete(ref, argument, context.arguments, ctx) } : {};
 
     const seenResources = new Set<string>();
     for (const [uri, r] of resources) {
@@ -397,6 +400,7 @@ export class McpAttachment {
             ...(r.mimeType === undefined ? {} : { mimeType: r.mimeType }),
             ...("size" in r && typeof r.size === "number" ? { size: r.size } : {}),
             ...(r.annotations === undefined ? {} : { annotations: r.annotations as Record<string, unknown> }),
+            ...("uriTemplate" in r ? completer({ type: "ref/resource", uri: uri }) : {}),
           },
           (target, ctx) => this.#read(target, ctx),
         );
@@ -434,6 +438,7 @@ export class McpAttachment {
                     ...(a.required === undefined ? {} : { required: a.required }),
                   })),
                 }),
+            ...completer({ type: "ref/prompt", name: p.name }),
           },
           (args, ctx) => this.#getPrompt(p.name, args, ctx),
         );
@@ -458,6 +463,17 @@ export class McpAttachment {
       return (await child.client.readResource({ uri }, { timeout: Math.max(1, ctx.deadline - Date.now()), signal: ctx.signal })) as ReadResourceResult;
     } catch (err) {
       throw meshError(err, uri);
+    }
+  }
+
+  /** A mesh `completion/complete` → the server's. */
+  async #complete(ref: CompletionRef, argument: { name: string; value: string }, args: Record<string, string>, ctx: ToolContext): Promise<CompleteResult["completion"]> {
+    const child = await this.#ready(ctx.deadline, ctx.signal);
+    try {
+      const params = { ref, argument, ...(Object.keys(args).length > 0 ? { context: { arguments: args } } : {}) };
+      return (await child.client.complete(params, { timeout: Math.max(1, ctx.deadline - Date.now()), signal: ctx.signal })).completion;
+    } catch (err) {
+      throw meshError(err, "completion/complete");
     }
   }
 

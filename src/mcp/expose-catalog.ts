@@ -19,6 +19,7 @@
  */
 import type { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import {
+  CompleteRequestSchema,
   ErrorCode,
   GetPromptRequestSchema,
   ListPromptsRequestSchema,
@@ -26,6 +27,7 @@ import {
   ListResourceTemplatesRequestSchema,
   McpError,
   ReadResourceRequestSchema,
+  type CompleteResult,
   type GetPromptResult,
   type Prompt,
   type ReadResourceResult,
@@ -153,6 +155,23 @@ export function addCatalogHandlers(server: Server, o: CatalogOptions): void {
     throw new McpError(ErrorCode.InvalidParams, `Prompt ${name} not found`);
   }
 
+  addCompletion(server, o, {
+    prompt: routePrompt,
+    // A template is named by its exposed URI template: prefixed, the label says where it goes; unprefixed, the target that lists it.
+    template: async (uri) => {
+      if (!o.prefixed) {
+        const found = o.targets.length === 1 ? { target: o.targets[0]! } : (await templates()).find((t) => t.original === uri);
+        if (found) return { target: found.target, uri };
+      }
+      if (uri.startsWith(URI_SCHEME)) {
+        const rest = uri.slice(URI_SCHEME.length);
+        const slash = rest.indexOf("/");
+        const target = slash > 0 ? byLabel.get(rest.slice(0, slash)) : undefined;
+        if (target) return { target, uri: rest.slice(slash + 1) };
+      }
+      throw new McpError(ErrorCode.InvalidParams, `Resource template ${uri} not found`);
+    },
+  });
   server.setRequestHandler(ListResourcesRequestSchema, async (request) => {
     const { items, nextCursor } = o.page((await resources()).map((r) => r.resource), request.params?.cursor, o.pageSize);
     return { resources: items, ...(nextCursor === undefined ? {} : { nextCursor }) };
@@ -181,6 +200,20 @@ export function addCatalogHandlers(server: Server, o: CatalogOptions): void {
       return (await o.agent.getPrompt(route.target.address, route.name, request.params.arguments ?? {}, { timeout: o.timeout, signal: extra.signal })) as GetPromptResult;
     } catch (err) {
       throw catalogError(err, `prompt ${request.params.name}`, ErrorCode.InvalidParams);
+    }
+  });
+}
+
+/** Adds the `completion/complete` handler (the server must declare the `completions` capability). */
+function addCompletion(server: Server, o: CatalogOptions, route: { prompt: (name: string) => Promise<{ target: ExposeTarget; name: string }>; template: (uri: string) => Promise<{ target: ExposeTarget; uri: string }> }): void {
+  server.setRequestHandler(CompleteRequestSchema, async (request, extra): Promise<CompleteResult> => {
+    const { ref, argument, context } = request.params;
+    const routed = ref.type === "ref/prompt" ? await route.prompt(ref.name).then((r) => ({ target: r.target, ref: { type: "ref/prompt" as const, name: r.name } })) : await route.template(ref.uri).then((r) => ({ target: r.target, ref: { type: "ref/resource" as const, uri: r.uri } }));
+    try {
+      const completion = await o.agent.complete(routed.target.address, routed.ref, argument, context?.arguments ?? {}, { timeout: o.timeout, signal: extra.signal });
+      return { completion };
+    } catch (err) {
+      throw catalogError(err, `completion of ${ref.type === "ref/prompt" ? ref.name : ref.uri}`, ErrorCode.InvalidParams);
     }
   });
 }

@@ -202,6 +202,7 @@ export class MeshExposer {
         // Listed afresh at every client listing (expose-catalog.ts), so there is no change to announce.
         resources: {},
         prompts: {},
+        completions: {},
         ...(withTasks ? { tasks: { list: {}, cancel: {}, requests: { tools: { call: {} } } } } : {}),
       },
       ...(withTasks ? { taskStore: this.#tasks } : {}),

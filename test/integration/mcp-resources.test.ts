@@ -67,7 +67,15 @@ describe("resources, prompts and annotations through the bridge", () => {
       .tool("lookup", { description: "Looks a note up", input: z.object({ id: z.string() }), annotations: { title: "Look up", readOnlyHint: true, idempotentHint: true } }, ({ id }) => ({ id }))
       .resource("notes://index", { name: "index", mimeType: "text/plain", description: "All notes" }, () => "a\nb")
       .resource("notes://note/{id}", { name: "note", mimeType: "text/markdown" }, (uri, ctx) => ({ contents: [{ uri, mimeType: "text/markdown", text: `# note ${ctx.params["id"]}` }] }))
-      .prompt("summarize", { description: "Summarize a note", arguments: [{ name: "id", required: true }, { name: "style" }] }, (args) => `Summarize note ${args["id"]} ${args["style"] ?? "briefly"}.`);
+      .prompt(
+        "summarize",
+        {
+          description: "Summarize a note",
+          arguments: [{ name: "id", required: true }, { name: "style" }],
+          complete: (arg) => (arg.name === "style" ? ["briefly", "in French", "in verse"].filter((v) => v.startsWith(arg.value)) : []),
+        },
+        (args) => `Summarize note ${args["id"]} ${args["style"] ?? "briefly"}.`,
+      );
   });
   afterAll(async () => {
     await alice?.close();
@@ -101,6 +109,12 @@ describe("resources, prompts and annotations through the bridge", () => {
     expect((await rejection(alice.getPrompt("everything", "args-prompt", {}), RemoteError)).code).toBe("invalid_args");
     // Something the server does not offer.
     expect((await rejection(alice.readResource("everything", "nothing://here"), RemoteError)).code).toBe("unknown_tool");
+
+    // Completion passes through to the server, context included.
+    const teams = await alice.complete("everything", { type: "ref/prompt", name: "completable-prompt" }, { name: "department", value: "S" });
+    expect(teams.values).toEqual(["Sales", "Support"]);
+    const leads = await alice.complete("everything", { type: "ref/prompt", name: "completable-prompt" }, { name: "name", value: "" }, { department: "Engineering" });
+    expect(leads.values).toEqual(["Alice", "Bob", "Charlie"]);
 
     // Tool annotations pass from the MCP server into tools/list.
     const echo = (await alice.listTools("everything")).find((t) => t.name === "echo")!;
@@ -176,6 +190,10 @@ describe("resources, prompts and annotations through the bridge", () => {
       expect(summary.messages).toEqual([{ role: "user", content: { type: "text", text: "Summarize note 1 in French." } }]);
       const weather = await client.getPrompt({ name: "evt__args-prompt", arguments: { city: "Oslo" } });
       expect(weather.messages[0]!.content).toEqual({ type: "text", text: "What's weather in Oslo?" });
+      const styles = await client.complete({ ref: { type: "ref/prompt", name: "notes__summarize" }, argument: { name: "style", value: "in" } });
+      expect(styles.completion.values).toEqual(["in French", "in verse"]);
+      const departments = await client.complete({ ref: { type: "ref/prompt", name: "evt__completable-prompt" }, argument: { name: "department", value: "M" } });
+      expect(departments.completion.values).toEqual(["Marketing"]);
       const badPrompt = await rejection(client.getPrompt({ name: "notes__summarize", arguments: {} }), McpError);
       expect(badPrompt.code).toBe(ErrorCode.InvalidParams);
 
