@@ -13,6 +13,8 @@ import type { Readable } from "node:stream";
 import { join } from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { writeFileSync } from "node:fs";
 import { ErrorCode, McpError } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
@@ -139,6 +141,32 @@ describe("resources, prompts and annotations through the bridge", () => {
     })();
     expect(dup).toBeInstanceOf(ConfigError);
     expect((dup as ConfigError).code).toBe("config");
+  });
+
+  it("over expose --http (stateless): resources, templates, prompts, completion and annotations", async () => {
+    const token = "resources-http-token-0123456789abcdef";
+    const tokenFile = join(fx.dir, "http.token");
+    writeFileSync(tokenFile, token, { mode: 0o600 });
+    const http = await spawnChild(
+      BIN("zmq-mcp"),
+      ["expose", "--to", "notes", "--broker", broker.endpoint, "--certs", fx.dir, "--cert", fx.secretPath("mcp"), "--http", "127.0.0.1:0", "--http-token", `@${tokenFile}`],
+      "expose ready",
+    );
+    const client = new Client({ name: "zmcp-test-http", version: "1.0.0" });
+    try {
+      await client.connect(new StreamableHTTPClientTransport(new URL(http.ready["http"] as string), { requestInit: { headers: { authorization: `Bearer ${token}` } } }));
+      // One target: the agent's own URIs and names.
+      expect((await client.listResources()).resources.map((r) => r.uri)).toEqual(["notes://index"]);
+      expect((await client.listResourceTemplates()).resourceTemplates.map((t) => t.uriTemplate)).toEqual(["notes://note/{id}"]);
+      expect((await client.readResource({ uri: "notes://note/5" })).contents).toEqual([{ uri: "notes://note/5", mimeType: "text/markdown", text: "# note 5" }]);
+      expect((await client.listPrompts()).prompts.map((p) => p.name)).toEqual(["summarize"]);
+      expect((await client.getPrompt({ name: "summarize", arguments: { id: "5" } })).messages[0]!.content).toEqual({ type: "text", text: "Summarize note 5 briefly." });
+      expect((await client.complete({ ref: { type: "ref/prompt", name: "summarize" }, argument: { name: "style", value: "b" } })).completion.values).toEqual(["briefly"]);
+      expect((await client.listTools()).tools.find((t) => t.name === "lookup")!.annotations).toMatchObject({ readOnlyHint: true });
+    } finally {
+      await client.close();
+      await http.stop();
+    }
   });
 
   it("an MCP client sees both agents' resources, templates and prompts through expose, and tool annotations", async () => {
