@@ -22,7 +22,8 @@ import type { Agent } from "../../src/agent/agent.js";
 import { generateAuthority } from "../../src/auth/jwk.js";
 import { TokenIssuer } from "../../src/auth/tokens.js";
 import { ConfigError, RemoteError } from "../../src/errors.js";
-import { RESOURCE_NOT_FOUND } from "../../src/mcp/expose-catalog.js";
+/** MCP's "resource not found" (src/mcp/expose-catalog.ts RESOURCE_NOT_FOUND). */
+const RESOURCE_NOT_FOUND = -32002;
 import { tempCerts, type CertFixture } from "../support/certs.js";
 import { connectAgent } from "../support/mesh.js";
 import { BIN, ROOT, spawnBroker, spawnChild, type BrokerProcess, type Child } from "../support/process.js";
