@@ -27,6 +27,7 @@ import { z } from "zod";
 import { checkScopeToken, scopeCovers } from "../auth/tokens.js";
 import type { VerifiedToken } from "../auth/token-verifier.js";
 import { ConfigError, ZmcpError } from "../errors.js";
+import { checkSendable } from "../wire/sendable.js";
 import type { Answer } from "./idempotency.js";
 import type { RegisteredTool, ToolContext } from "./tools.js";
 import { failure } from "./failure.js";
@@ -268,6 +269,14 @@ export class CatalogRegistry {
     if (typeof uri !== "string" || uri.length === 0 || uri.length > MAX_URI_CHARS) throw new ConfigError(`resource URI must be 1 to ${MAX_URI_CHARS} characters`);
     if (typeof reader !== "function") throw new ConfigError("a resource needs a reader function");
     if (spec.scope !== undefined) checkScopeToken(spec.scope);
+    if (spec.annotations !== undefined) {
+      // Listed to every caller: what a caller could not read is refused here, not at each listing.
+      try {
+        checkSendable(spec.annotations, "annotations", 5); // message → result → resources → entry → annotations
+      } catch (err) {
+        throw new ConfigError(`resource ${JSON.stringify(uri.slice(0, 256))}: ${(err as Error).message}`);
+      }
+    }
     const name = (spec.name ?? uri).slice(0, MAX_NAME_CHARS);
     const common = {
       name,

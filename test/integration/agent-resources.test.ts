@@ -112,6 +112,7 @@ describe("agent resources and prompts", () => {
     configError(() => owner.resource("mem://x", { scope: "has space" }, () => ""));
     configError(() => owner.resource("mem://{a}}", {}, () => ""));
     configError(() => owner.prompt("chat", {}, () => ""));
+    configError(() => owner.resource("mem://annotated", { annotations: { f: () => 1 } }, () => ""));
     configError(() => owner.tool("resources/read", { input: z.object({}) }, () => 1));
     configError(() => owner.tool("annotated", { input: z.object({}), annotations: { readOnlyHint: "yes" as unknown as boolean } }, () => 1));
     expect(owner.removeResource("mem://blob")).toBe(true);
