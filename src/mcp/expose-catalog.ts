@@ -71,7 +71,9 @@ export function addCatalogHandlers(server: Server, o: CatalogOptions): void {
           return [t, await list(t)];
         } catch (err) {
           const e = err as ZmcpError;
-          o.log.warn(`${what} failed`, { target: t.address, code: e.code, message: e.message });
+          // An agent without these built-ins (the Python client's, an older one) offers none: not worth a warning each listing.
+          if (e.code === "unknown_tool") o.log.debug(`${what}: not offered`, { target: t.address });
+          else o.log.warn(`${what} failed`, { target: t.address, code: e.code, message: e.message });
           return [t, []];
         }
       }),
