@@ -148,7 +148,7 @@ withConnectOptions(
   .option("--job-timeout <ms>", "how long a job tool may run before it is cancelled", positiveInt, 600_000)
   .option("--list-timeout <ms>", "deadline of each target's tools/list", positiveInt, 5_000)
   .option("--refresh <ms>", "re-list the targets this often and notify the client of changes; 0 = never", nonNegativeInt, 30_000)
-  .option("--page-size <n>", "tools per tools/list page; 0 = all in one page", nonNegativeInt, 0)
+  .option("--page-size <n>", "entries per page of tools/list, resources/list, resources/templates/list and prompts/list; 0 = all in one page", nonNegativeInt, 0)
   .option("--http <host:port>", "serve MCP over stateless Streamable HTTP at http://HOST:PORT/mcp instead of stdio (port 0: a free one)")
   .option("--http-public", "allow --http on an address other than loopback")
   .option("--http-token <@file>", `bearer token HTTP clients must send, from a file (default: ${HTTP_TOKEN_ENV})`)
