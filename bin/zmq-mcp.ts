@@ -148,7 +148,7 @@ withConnectOptions(
   .option("--job-timeout <ms>", "how long a job tool may run before it is cancelled", positiveInt, 600_000)
   .option("--list-timeout <ms>", "deadline of each target's tools/list", positiveInt, 5_000)
   .option("--refresh <ms>", "re-list the targets this often and notify the client of changes; 0 = never", nonNegativeInt, 30_000)
-  .option("--page-size <n>", "tools per tools/list page; 0 = all in one page", nonNegativeInt, 0)
+  .option("--page-size <n>", "entries per page of tools/list, resources/list, resources/templates/list and prompts/list; 0 = all in one page", nonNegativeInt, 0)
   .option("--http <host:port>", "serve MCP over stateless Streamable HTTP at http://HOST:PORT/mcp instead of stdio (port 0: a free one)")
   .option("--http-public", "allow --http on an address other than loopback")
   .option("--http-token <@file>", `bearer token HTTP clients must send, from a file (default: ${HTTP_TOKEN_ENV})`)
@@ -223,6 +223,8 @@ interface AttachOpts extends ConnectOpts {
   env?: string[];
   passEnv?: string[];
   inheritEnv?: boolean;
+  resources?: boolean;
+  prompts?: boolean;
   jobTimeout: number;
   startTimeout: number;
   restartDelay: number;
@@ -252,6 +254,8 @@ withConnectOptions(
   .option("--env <NAME=VALUE>", "set this variable in the server's environment; repeatable (the server gets only HOME, LOGNAME, PATH, SHELL, TERM, USER by default)", collect)
   .option("--pass-env <name>", "copy this variable from zmq-mcp's environment to the server's; repeatable", collect)
   .option("--inherit-env", "give the server zmq-mcp's whole environment (credentials included)")
+  .option("--no-resources", "do not offer the server's resources and resource templates on the mesh")
+  .option("--no-prompts", "do not offer the server's prompts on the mesh")
   .option("--job-timeout <ms>", "how long a job tool may run", positiveInt, 600_000)
   .option("--start-timeout <ms>", "how long the server may take to start and initialize", positiveInt, 30_000)
   .option("--restart-delay <ms>", "first delay before restarting a server that exited (doubles per quick failure)", positiveInt, 500)
@@ -285,6 +289,8 @@ withConnectOptions(
         env,
         passEnv: opts.passEnv ?? [],
         inheritEnv: opts.inheritEnv === true,
+        resources: opts.resources !== false,
+        prompts: opts.prompts !== false,
         jobTimeout: opts.jobTimeout,
         startTimeout: opts.startTimeout,
         restartDelay: opts.restartDelay,
@@ -301,7 +307,7 @@ withConnectOptions(
         });
       }
       if (opts.inheritEnv) log.warn("the MCP server has zmq-mcp's whole environment (--inherit-env)");
-      log.info("attach ready", { publicKey: agent.publicKey, tools: attachment.tools, services: opts.serve ?? [], pid: attachment.pid });
+      log.info("attach ready", { publicKey: agent.publicKey, tools: attachment.tools, resources: attachment.resources.length, prompts: attachment.prompts, services: opts.serve ?? [], pid: attachment.pid });
     } catch (err) {
       // One line for the failure: fail's {code, message}, not a log line as well.
       await attachment?.close().catch(() => undefined);

@@ -7,7 +7,25 @@
  */
 export { Agent } from "./agent/agent.js";
 export { AGENT_DEFAULTS, resolveAgentOptions } from "./agent/options.js";
-export type { AgentOptions, AgentStats, CallOptions, DropReason, ToolContext, ToolHandler, ToolInfo, ToolSpec } from "./agent/agent.js";
+export type { AgentOptions, AgentStats, CallOptions, DropReason, ToolAnnotations, ToolContext, ToolHandler, ToolInfo, ToolSpec } from "./agent/agent.js";
+export type {
+  CompleteResult,
+  Completer,
+  CompletionRef,
+  GetPromptResult,
+  PromptArgument,
+  PromptGetter,
+  PromptInfo,
+  PromptMessage,
+  PromptSpec,
+  ReadResourceResult,
+  ResourceContents,
+  ResourceContext,
+  ResourceInfo,
+  ResourceReader,
+  ResourceSpec,
+  ResourceTemplateInfo,
+} from "./agent/agent.js";
 export { Job } from "./agent/jobs.js";
 export type { JobEvents, JobState } from "./agent/jobs.js";
 export type { ErrorBody, JobStatus, Progress } from "./wire/envelope.js";

@@ -30,11 +30,31 @@ import type { Job, JobState } from "./jobs.js";
 import { resolveAgentOptions, type AgentOptions, type CallOptions, type ResolvedAgentOptions } from "./options.js";
 import type { Replica } from "./replica.js";
 import { newAgentStats, registerAgentMetrics, type AgentStats } from "./stats.js";
+import * as catalog from "./resources.js";
+import type { CompleteResult, CompletionRef, GetPromptResult, PromptGetter, PromptInfo, PromptSpec, ReadResourceResult, ResourceInfo, ResourceReader, ResourceSpec, ResourceTemplateInfo } from "./resources.js";
 import { BUILTIN_TOOLS, ToolRegistry, type ToolHandler, type ToolInfo, type ToolSpec } from "./tools.js";
 
 export type { AgentOptions, CallOptions } from "./options.js";
 export type { AgentStats, DropReason } from "./stats.js";
-export type { ToolContext, ToolHandler, ToolInfo, ToolSpec } from "./tools.js";
+export type { ToolAnnotations, ToolContext, ToolHandler, ToolInfo, ToolSpec } from "./tools.js";
+export type {
+  CompleteResult,
+  Completer,
+  CompletionRef,
+  GetPromptResult,
+  PromptArgument,
+  PromptGetter,
+  PromptInfo,
+  PromptMessage,
+  PromptSpec,
+  ReadResourceResult,
+  ResourceContents,
+  ResourceContext,
+  ResourceInfo,
+  ResourceReader,
+  ResourceSpec,
+  ResourceTemplateInfo,
+} from "./resources.js";
 
 /** Call latencies kept for the histogram until `metrics` is first read (the most recent win). */
 const EARLY_LATENCIES = 10_000;
@@ -231,6 +251,78 @@ export class Agent {
   /** The tools `to` offers (its built-in `tools/list`), filtered by what this agent's token covers. */
   listTools(to: string, options: CallOptions = {}): Promise<ToolInfo[]> {
     return this.#caller.listTools(to, options);
+  }
+
+  // ---- resources and prompts (resources.ts) ----------------------------------------------
+
+  /**
+   * Offers a resource at `uri`, or a resource template when `uri` has `{...}` expressions
+   * (`notes://{id}`: the reader gets `ctx.params.id`). Served by the built-ins
+   * `resources/list`, `resources/templates/list` and `resources/read`; a read needs the scope
+   * `read:<uri>` (or `spec.scope`) when tokens are checked.
+   */
+  resource(uri: string, spec: ResourceSpec, reader: ResourceReader): this {
+    this.#tools.catalog.addResource(uri, spec, reader);
+    return this;
+  }
+
+  /** Withdraws a resource or template. Returns false if none was offered under `uri`. */
+  removeResource(uri: string): boolean {
+    return this.#tools.catalog.removeResource(uri);
+  }
+
+  /** Offers a prompt, served by `prompts/list` and `prompts/get` (scope `prompt:<name>`, or `spec.scope`). */
+  prompt(name: string, spec: PromptSpec, getter: PromptGetter): this {
+    this.#tools.catalog.addPrompt(name, spec, getter);
+    return this;
+  }
+
+  /** Withdraws a prompt. Returns false if no such prompt was offered. */
+  removePrompt(name: string): boolean {
+    return this.#tools.catalog.removePrompt(name);
+  }
+
+  /** The resources `to` offers (every page of its `resources/list`), filtered by this agent's token. */
+  listResources(to: string, options: CallOptions = {}): Promise<ResourceInfo[]> {
+    return catalog.listResources(this.#catalogRequest(to, options));
+  }
+
+  /** The resource templates `to` offers (`resources/templates/list`). */
+  listResourceTemplates(to: string, options: CallOptions = {}): Promise<ResourceTemplateInfo[]> {
+    return catalog.listResourceTemplates(this.#catalogRequest(to, options));
+  }
+
+  /** Reads a resource of `to` (`resources/read`). Rejects like {@link call}: a resource not offered is RemoteError(unknown_tool). */
+  readResource(to: string, uri: string, options: CallOptions = {}): Promise<ReadResourceResult> {
+    return catalog.readResource(this.#catalogRequest(to, options), uri);
+  }
+
+  /** The prompts `to` offers (`prompts/list`). */
+  listPrompts(to: string, options: CallOptions = {}): Promise<PromptInfo[]> {
+    return catalog.listPrompts(this.#catalogRequest(to, options));
+  }
+
+  /** Gets a prompt of `to` with its arguments (`prompts/get`). */
+  getPrompt(to: string, name: string, args: Record<string, string> = {}, options: CallOptions = {}): Promise<GetPromptResult> {
+    return catalog.getPrompt(this.#catalogRequest(to, options), name, args);
+  }
+
+  /**
+   * Asks `to` for completions of one argument of a prompt, or one variable of a resource
+   * template (`completion/complete`); `context` holds the arguments already chosen.
+   */
+  complete(
+    to: string,
+    ref: CompletionRef,
+    argument: { name: string; value: string },
+    context: Record<string, string> = {},
+    options: CallOptions = {},
+  ): Promise<CompleteResult["completion"]> {
+    return catalog.complete(this.#catalogRequest(to, options), ref, argument, context);
+  }
+
+  #catalogRequest(to: string, options: CallOptions): catalog.CatalogRequest {
+    return (tool, args) => this.#caller.call(to, tool, args, options);
   }
 
   /**

@@ -78,7 +78,7 @@ export class Handler {
   async serve(reply: ReplyPath, request: Request): Promise<void> {
     const respond = (answer: Answer) => this.responder.respond(reply, answer);
     const builtin = isBuiltinTool(request.tool);
-    const tool = builtin ? undefined : this.tools.get(request.tool);
+    let tool = builtin ? undefined : this.tools.get(request.tool);
     // authorize: built-ins need a valid token but no scope (tools/list is filtered by it, jobs by owner).
     const grant = this.#authorize(reply, request, builtin ? undefined : (tool?.scope ?? defaultToolScope(request.tool)));
     if (grant === false) return;
@@ -88,7 +88,13 @@ export class Handler {
     } catch (err) {
       return respond(failure("bad_frame", describeThrown(err)));
     }
-    if (builtin) return respond(this.#builtin(reply, request, grant));
+    if (builtin) {
+      // resources/* and prompts/* (resources.ts): a listing answers here; a read or get goes on as a tool run.
+      const catalog = this.tools.catalog.resolve(request.tool, request.args, grant);
+      if (catalog === undefined) return respond(this.#builtin(reply, request, grant));
+      if ("st" in catalog) return respond(catalog);
+      tool = catalog;
+    }
     if (!tool) return respond(failure("unknown_tool", `no tool named ${JSON.stringify(request.tool)}`));
     // validate
     let parsed: ReturnType<z.ZodType["safeParse"]>;

@@ -14,12 +14,13 @@ import { checkScopeToken, defaultToolScope, scopeCovers } from "../auth/tokens.j
 import { type VerifiedToken } from "../auth/token-verifier.js";
 import { ConfigError } from "../errors.js";
 import type { Progress } from "../wire/envelope.js";
+import { CatalogRegistry, isCatalogBuiltin } from "./resources.js";
 
 /** Built-in tools every agent answers. */
 export const BUILTIN_TOOLS = { list: "tools/list", poll: "jobs/poll", cancel: "jobs/cancel" } as const;
 const builtinNames: ReadonlySet<string> = new Set(Object.values(BUILTIN_TOOLS));
 export function isBuiltinTool(name: string): boolean {
-  return builtinNames.has(name);
+  return builtinNames.has(name) || isCatalogBuiltin(name); // resources/*, prompts/*: resources.ts
 }
 
 /** What a tool handler learns about the call. */
@@ -60,7 +61,26 @@ export interface ToolSpec<I extends z.ZodType, O extends z.ZodType | undefined =
   inputSchema?: Record<string, unknown>;
   /** JSON Schema of the result advertised by `tools/list` instead of the one derived from `output` (not checked here). */
   outputSchema?: Record<string, unknown>;
+  /** MCP tool annotations, carried in `tools/list` (hints for a client: nothing here enforces them). */
+  annotations?: ToolAnnotations;
 }
+
+/** MCP's tool annotations: hints about a tool's behaviour, for clients and models; never trusted for authorization. */
+export interface ToolAnnotations {
+  title?: string;
+  readOnlyHint?: boolean;
+  destructiveHint?: boolean;
+  idempotentHint?: boolean;
+  openWorldHint?: boolean;
+}
+
+export const ToolAnnotationsSchema = z.object({
+  title: z.string().max(1024).optional(),
+  readOnlyHint: z.boolean().optional(),
+  destructiveHint: z.boolean().optional(),
+  idempotentHint: z.boolean().optional(),
+  openWorldHint: z.boolean().optional(),
+});
 
 export type ToolHandler<I extends z.ZodType, O extends z.ZodType | undefined> = (
   args: z.output<I>,
@@ -76,6 +96,7 @@ export interface ToolInfo {
   outputSchema?: Record<string, unknown>;
   /** True when the tool runs as a job (answers `accepted`, then pushes its end). */
   job: boolean;
+  annotations?: ToolAnnotations;
 }
 
 /** A `tools/list` entry as a caller reads it (the callee's ToolInfo; tool names capped as on the wire). */
@@ -85,6 +106,8 @@ export const ToolInfoSchema = z.object({
   inputSchema: z.record(z.string(), z.unknown()),
   outputSchema: z.record(z.string(), z.unknown()).optional(),
   job: z.boolean(),
+  // Hints only: a peer's malformed annotations are dropped, not a reason to refuse its whole listing.
+  annotations: ToolAnnotationsSchema.optional().catch(undefined),
 });
 
 export interface RegisteredTool {
@@ -97,6 +120,8 @@ export interface RegisteredTool {
 
 export class ToolRegistry {
   readonly #tools = new Map<string, RegisteredTool>();
+  /** The agent's resources and prompts (resources.ts), served by built-ins next to tools/list. */
+  readonly catalog = new CatalogRegistry();
 
   /** Throws ConfigError for a bad or reserved name, a name already offered, a bad scope, or a schema that is not zod 4. */
   add<I extends z.ZodType, O extends z.ZodType | undefined>(name: string, spec: ToolSpec<I, O>, handler: ToolHandler<I, O>): void {
@@ -111,6 +136,11 @@ export class ToolRegistry {
     const info: ToolInfo = { name, description: spec.description ?? "", inputSchema: spec.inputSchema ?? toolJsonSchema(spec.input, "input"), job: spec.job ?? false };
     if (spec.outputSchema) info.outputSchema = spec.outputSchema;
     else if (spec.output) info.outputSchema = toolJsonSchema(spec.output, "output");
+    if (spec.annotations !== undefined) {
+      const annotations = ToolAnnotationsSchema.safeParse(spec.annotations);
+      if (!annotations.success) throw new ConfigError(`tool ${JSON.stringify(name)}: bad annotations: ${z.prettifyError(annotations.error)}`);
+      info.annotations = annotations.data as ToolAnnotations;
+    }
     this.#tools.set(name, { info, input: spec.input, output: spec.output, scope, handler: handler as RegisteredTool["handler"] });
   }
 

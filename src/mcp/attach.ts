@@ -20,9 +20,20 @@ import type { Readable } from "node:stream";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { getDefaultEnvironment, StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import type { JsonSchemaValidator, jsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/types.js";
-import { ErrorCode, McpError, ToolListChangedNotificationSchema, type CallToolResult, type Tool } from "@modelcontextprotocol/sdk/types.js";
+import {
+  ErrorCode,
+  McpError,
+  PromptListChangedNotificationSchema,
+  ResourceListChangedNotificationSchema,
+  ToolListChangedNotificationSchema,
+  type CallToolResult,
+  type Prompt,
+  type Resource,
+  type ResourceTemplate,
+  type Tool,
+} from "@modelcontextprotocol/sdk/types.js";
 import { z } from "zod";
-import type { Agent, ToolContext } from "../agent/agent.js";
+import type { Agent, CompleteResult, Completer, CompletionRef, GetPromptResult, ReadResourceResult, ToolAnnotations, ToolContext } from "../agent/agent.js";
 import { ConfigError, ZmcpError } from "../errors.js";
 import { isBuiltinTool } from "../agent/tools.js";
 import { silentLogger, type Logger } from "../support/log.js";
@@ -62,6 +73,10 @@ export interface AttachOptions {
   maxRestartDelay?: number;
   /** A server that ran this long before it exited is restarted after the first delay again, ms. Default 10,000. */
   stableAfter?: number;
+  /** Offer the server's resources and resource templates on the mesh (read scope `read:<uri>`). Default true. */
+  resources?: boolean;
+  /** Offer the server's prompts on the mesh (scope `prompt:<name>`). Default true. */
+  prompts?: boolean;
   /** Client name and version announced to the server. */
   clientInfo?: { name: string; version: string };
   log?: Logger;
@@ -98,6 +113,9 @@ export class McpAttachment {
   readonly #schemas = new SchemaCache();
   /** Mesh name → what it was registered as. */
   readonly #attached = new Map<string, Attached>();
+  /** Resource URIs and templates, and prompt names, registered on the agent → their signature. */
+  readonly #resources = new Map<string, string>();
+  readonly #prompts = new Map<string, string>();
   #child: Child | undefined;
   #waiters: Array<(child: Child) => void> = [];
   #restarts = 0;
@@ -150,6 +168,20 @@ export class McpAttachment {
     await this.#supervisor;
     for (const name of this.#attached.keys()) this.#agent.removeTool(name);
     this.#attached.clear();
+    for (const uri of this.#resources.keys()) this.#agent.removeResource(uri);
+    this.#resources.clear();
+    for (const name of this.#prompts.keys()) this.#agent.removePrompt(name);
+    this.#prompts.clear();
+  }
+
+  /** The resource URIs and templates offered on the mesh. */
+  get resources(): string[] {
+    return [...this.#resources.keys()];
+  }
+
+  /** The prompt names offered on the mesh. */
+  get prompts(): string[] {
+    return [...this.#prompts.keys()];
   }
 
   // ---- the child process ------------------------------------------------------------------
@@ -181,6 +213,8 @@ export class McpAttachment {
     const server = client.getServerVersion();
     this.#log.info("MCP server started", { pid: child.pid, server: server?.name, version: server?.version, restarts: this.#restarts });
     client.setNotificationHandler(ToolListChangedNotificationSchema, () => void this.#sync(child).catch(() => undefined));
+    client.setNotificationHandler(ResourceListChangedNotificationSchema, () => void this.#sync(child).catch(() => undefined));
+    client.setNotificationHandler(PromptListChangedNotificationSchema, () => void this.#sync(child).catch(() => undefined));
     try {
       await this.#sync(child);
     } catch (err) {
@@ -256,7 +290,11 @@ export class McpAttachment {
 
   /** Lists the server's tools and brings the agent's registrations in line (one sync at a time). */
   #sync(child: Child): Promise<void> {
-    this.#syncing = this.#syncing.catch(() => undefined).then(() => this.#syncNow(child));
+    this.#syncing = this.#syncing
+      .catch(() => undefined)
+      .then(() => this.#syncNow(child))
+      // Resources and prompts are extras: a server that fails to list them still serves its tools.
+      .then(() => this.#syncCatalog(child).catch((err: unknown) => this.#log.warn("resources and prompts not listed", { error: (err as Error).message })));
     return this.#syncing;
   }
 
@@ -284,7 +322,7 @@ export class McpAttachment {
       }
       seen.add(meshName);
       const job = this.#jobs.has("*") || this.#jobs.has(tool.name);
-      const signature = JSON.stringify([tool.description, tool.inputSchema, tool.outputSchema, job]);
+      const signature = JSON.stringify([tool.description, tool.inputSchema, tool.outputSchema, job, tool.annotations, tool.title]);
       const known = this.#attached.get(meshName);
       if (known?.signature === signature) continue;
       if (known) {
@@ -316,10 +354,137 @@ export class McpAttachment {
         input: this.#argsSchema(tool),
         inputSchema: tool.inputSchema as Record<string, unknown>,
         ...(tool.outputSchema ? { outputSchema: tool.outputSchema as Record<string, unknown> } : {}),
+        ...annotationsOf(tool),
         job,
       },
       (args, ctx) => this.#call(tool, args, ctx, job),
     );
+  }
+
+  // ---- resources and prompts ----------------------------------------------------------------
+
+  /**
+   * Lists the server's resources, resource templates and prompts (each kind only if the
+   * server has the capability, and only if not turned off) and brings the agent's
+   * registrations in line: added, changed (registered again), withdrawn.
+   */
+  async #syncCatalog(child: Child): Promise<void> {
+    const caps = child.client.getServerCapabilities() ?? {};
+    const o = this.#options;
+    const resources: Array<[string, Resource | ResourceTemplate]> = [];
+    const prompts: Prompt[] = [];
+    if (caps.resources && o.resources !== false) {
+      for (const r of await listPages((cursor) => child.client.listResources(cursor), (p) => p.resources)) resources.push([r.uri, r]);
+      for (const t of await listPages((cursor) => child.client.listResourceTemplates(cursor), (p) => p.resourceTemplates)) resources.push([t.uriTemplate, t]);
+    }
+    if (caps.prompts && o.prompts !== false) prompts.push(...(await listPages((cursor) => child.client.listPrompts(cursor), (p) => p.prompts)));
+    if (this.#closed) return;
+    // Completion passes through when the server offers it (for prompts and templates alike).
+    const completer = (ref: CompletionRef): { complete?: Completer } =>
+      caps.completions ? { complete: (argument, context, ctx) => this.#complete(ref, argument, context.arguments, ctx) } : {};
+
+    const seenResources = new Set<string>();
+    for (const [uri, r] of resources) {
+      if (seenResources.has(uri)) continue;
+      seenResources.add(uri);
+      const signature = JSON.stringify(r);
+      if (this.#resources.get(uri) === signature) continue;
+      if (this.#resources.delete(uri)) this.#agent.removeResource(uri);
+      try {
+        this.#agent.resource(
+          uri,
+          {
+            name: r.name,
+            ...(r.title === undefined ? {} : { title: r.title }),
+            ...(r.description === undefined ? {} : { description: r.description }),
+            ...(r.mimeType === undefined ? {} : { mimeType: r.mimeType }),
+            ...("size" in r && typeof r.size === "number" ? { size: r.size } : {}),
+            ...(r.annotations === undefined ? {} : { annotations: r.annotations as Record<string, unknown> }),
+            ...("uriTemplate" in r ? completer({ type: "ref/resource", uri: uri }) : {}),
+          },
+          (target, ctx) => this.#read(target, ctx),
+        );
+        this.#resources.set(uri, signature);
+      } catch (err) {
+        this.#log.warn("resource skipped", { uri: uri.slice(0, 256), error: (err as Error).message });
+      }
+    }
+    for (const uri of [...this.#resources.keys()]) {
+      if (!seenResources.has(uri)) {
+        this.#agent.removeResource(uri);
+        this.#resources.delete(uri);
+      }
+    }
+
+    const seenPrompts = new Set<string>();
+    for (const p of prompts) {
+      if (seenPrompts.has(p.name)) continue;
+      seenPrompts.add(p.name);
+      const signature = JSON.stringify(p);
+      if (this.#prompts.get(p.name) === signature) continue;
+      if (this.#prompts.delete(p.name)) this.#agent.removePrompt(p.name);
+      try {
+        this.#agent.prompt(
+          p.name,
+          {
+            ...(p.title === undefined ? {} : { title: p.title }),
+            ...(p.description === undefined ? {} : { description: p.description }),
+            ...(p.arguments === undefined
+              ? {}
+              : {
+                  arguments: p.arguments.map((a) => ({
+                    name: a.name,
+                    ...(a.description === undefined ? {} : { description: a.description }),
+                    ...(a.required === undefined ? {} : { required: a.required }),
+                  })),
+                }),
+            ...completer({ type: "ref/prompt", name: p.name }),
+          },
+          (args, ctx) => this.#getPrompt(p.name, args, ctx),
+        );
+        this.#prompts.set(p.name, signature);
+      } catch (err) {
+        this.#log.warn("prompt skipped", { prompt: p.name.slice(0, 256), error: (err as Error).message });
+      }
+    }
+    for (const name of [...this.#prompts.keys()]) {
+      if (!seenPrompts.has(name)) {
+        this.#agent.removePrompt(name);
+        this.#prompts.delete(name);
+      }
+    }
+    if (resources.length + prompts.length > 0) this.#log.info("resources and prompts", { resources: this.#resources.size, prompts: [...this.#prompts.keys()] });
+  }
+
+  /** A mesh `resources/read` → the server's, within the caller's deadline (waiting for a restart). */
+  async #read(uri: string, ctx: ToolContext): Promise<ReadResourceResult> {
+    const child = await this.#ready(ctx.deadline, ctx.signal);
+    try {
+      return (await child.client.readResource({ uri }, { timeout: Math.max(1, ctx.deadline - Date.now()), signal: ctx.signal })) as ReadResourceResult;
+    } catch (err) {
+      throw meshError(err, uri);
+    }
+  }
+
+  /** A mesh `completion/complete` → the server's. */
+  async #complete(ref: CompletionRef, argument: { name: string; value: string }, args: Record<string, string>, ctx: ToolContext): Promise<CompleteResult["completion"]> {
+    const child = await this.#ready(ctx.deadline, ctx.signal);
+    try {
+      const params = { ref, argument, ...(Object.keys(args).length > 0 ? { context: { arguments: args } } : {}) };
+      return (await child.client.complete(params, { timeout: Math.max(1, ctx.deadline - Date.now()), signal: ctx.signal })).completion;
+    } catch (err) {
+      throw meshError(err, "completion/complete");
+    }
+  }
+
+  /** A mesh `prompts/get` → the server's. */
+  async #getPrompt(name: string, args: Record<string, string>, ctx: ToolContext): Promise<GetPromptResult> {
+    const child = await this.#ready(ctx.deadline, ctx.signal);
+    try {
+      return (await child.client.getPrompt({ name, arguments: args }, { timeout: Math.max(1, ctx.deadline - Date.now()), signal: ctx.signal })) as GetPromptResult;
+    } catch (err) {
+      throw meshError(err, name);
+    }
   }
 
   /** Arguments: an object, checked against the tool's JSON Schema when a validator can be made from it. */
@@ -378,6 +543,29 @@ function meshError(err: unknown, tool: string): ZmcpError {
     return new ZmcpError("tool_failed", `${tool}: ${err.message}`);
   }
   return new ZmcpError("tool_failed", `${tool}: ${err instanceof Error ? err.message : String(err)}`);
+}
+
+/** A listing's every page (capped at 100 pages, as tools are). */
+async function listPages<P extends { nextCursor?: string | undefined }, T>(list: (params: { cursor?: string }) => Promise<P>, items: (page: P) => T[]): Promise<T[]> {
+  const out: T[] = [];
+  let cursor: string | undefined;
+  for (let page = 0; page < 100; page++) {
+    const listed = await list(cursor === undefined ? {} : { cursor });
+    out.push(...items(listed));
+    cursor = listed.nextCursor;
+    if (!cursor) break;
+  }
+  return out;
+}
+
+/** A tool's MCP annotations (and its title), as the agent's tool spec carries them. */
+function annotationsOf(tool: Tool): { annotations?: ToolAnnotations } {
+  const a = tool.annotations ?? {};
+  const out: ToolAnnotations = {};
+  const title = a.title ?? tool.title;
+  if (typeof title === "string") out.title = title;
+  for (const k of ["readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint"] as const) if (typeof a[k] === "boolean") out[k] = a[k];
+  return Object.keys(out).length > 0 ? { annotations: out } : {};
 }
 
 function textOf(result: CallToolResult): string {

@@ -39,6 +39,7 @@ import { parseServiceAddress } from "../wire/services.js";
 import { isZ85Key } from "../wire/z85.js";
 import { canonicalJson, SchemaCache } from "./schemas.js";
 import { isMcpBindingTool } from "./transport.js";
+import { addCatalogHandlers } from "./expose-catalog.js";
 
 /** Separator between a target's label and a tool's name in prefixed names: `bob__batch_sum`. */
 export const NAME_SEPARATOR = "__";
@@ -198,6 +199,10 @@ export class MeshExposer {
     const server = new Server(this.#serverInfo, {
       capabilities: {
         tools: { listChanged: withTasks },
+        // Listed afresh at every client listing (expose-catalog.ts), so there is no change to announce.
+        resources: {},
+        prompts: {},
+        completions: {},
         ...(withTasks ? { tasks: { list: {}, cancel: {}, requests: { tools: { call: {} } } } } : {}),
       },
       ...(withTasks ? { taskStore: this.#tasks } : {}),
@@ -213,9 +218,21 @@ export class MeshExposer {
     };
     server.setRequestHandler(ListToolsRequestSchema, async (request) => {
       const tools = [...(await this.refresh()).values()].map((r) => advertised(r.tool));
-      return page(tools, request.params?.cursor, this.#pageSize);
+      const { items, nextCursor } = pageOf(tools, request.params?.cursor, this.#pageSize);
+      return { tools: items, ...(nextCursor === undefined ? {} : { nextCursor }) };
     });
     server.setRequestHandler(CallToolRequestSchema, (request, extra) => this.#onCall(request, extra));
+    addCatalogHandlers(server, {
+      agent: this.#agent,
+      targets: this.#targets,
+      prefixed: this.#prefixed,
+      separator: NAME_SEPARATOR,
+      timeout: this.#timeout,
+      listTimeout: this.#listTimeout,
+      pageSize: this.#pageSize,
+      log: this.#log,
+      page: pageOf,
+    });
     return server;
   }
 
@@ -344,6 +361,7 @@ export class MeshExposer {
     const output = this.#outputSchema(info);
     if (output) tool.outputSchema = output;
     if (info.job) tool.execution = { taskSupport: "optional" };
+    if (info.annotations) tool.annotations = { ...info.annotations };
     const checked = ToolSchema.safeParse(tool);
     if (!checked.success) {
       const issue = checked.error.issues[0];
@@ -449,7 +467,7 @@ export class MeshExposer {
  * HTTP behind a balancer). A cursor that does not decode, or points past the end, is
  * InvalidParams, as the MCP specification asks.
  */
-function page(tools: Tool[], cursor: string | undefined, size: number): { tools: Tool[]; nextCursor?: string } {
+function pageOf<T>(tools: T[], cursor: string | undefined, size: number): { items: T[]; nextCursor?: string } {
   let start = 0;
   if (cursor !== undefined) {
     let decoded: unknown;
@@ -465,7 +483,7 @@ function page(tools: Tool[], cursor: string | undefined, size: number): { tools:
     start = offset;
   }
   const end = size === 0 ? tools.length : Math.min(tools.length, start + size);
-  const out: { tools: Tool[]; nextCursor?: string } = { tools: tools.slice(start, end) };
+  const out: { items: T[]; nextCursor?: string } = { items: tools.slice(start, end) };
   if (end < tools.length) out.nextCursor = Buffer.from(JSON.stringify({ o: end }), "utf8").toString("base64url");
   return out;
 }
