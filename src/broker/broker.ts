@@ -23,9 +23,10 @@ import { receiveLoop } from "../support/receive-loop.js";
 import { checkMsgpack } from "../wire/msgpack-guard.js";
 import { decodeHeader, type Header } from "../wire/envelope.js";
 import { Sealer } from "../wire/seal.js";
-import { heartbeatDecoder, HeartbeatSchema, LIVENESS_HB_MAX_BYTES, parseServiceAddress, verifyServiceProof } from "../wire/services.js";
+import { heartbeatDecoder, HeartbeatSchema, parseServiceAddress, verifyServiceProof } from "../wire/services.js";
 import { isZ85Key } from "../wire/z85.js";
 import { readAllowlist, type Allowlist } from "./allowlist.js";
+import { LivenessAllowance } from "./liveness-allowance.js";
 import { LogThrottle } from "./log-throttle.js";
 import { resolveBrokerOptions, type BrokerOptions, type ResolvedBrokerOptions } from "./options.js";
 import { ServiceDirectory } from "./replicas.js";
@@ -49,6 +50,7 @@ export class Broker {
   readonly #denyList: DenyList | undefined;
   readonly #limiter: RateLimiter | undefined;
   readonly #responses = new ResponseBudget();
+  readonly #livenessAllowance: LivenessAllowance;
   readonly #throttle: LogThrottle;
   readonly #liveness: PeerLiveness;
   #names: Map<string, string>;
@@ -84,6 +86,7 @@ export class Broker {
     this.#sealer = new Sealer(options.secretKey);
     this.#denyList = denyList;
     this.#limiter = limiter;
+    this.#livenessAllowance = new LivenessAllowance(options.heartbeatInterval);
     this.#maxMessageBytes = options.maxMessageBytes;
     this.#clockSkew = options.clockSkew;
     this.log = log;
@@ -280,10 +283,11 @@ export class Broker {
     if (this.#denyList?.hasKey(fromKey)) return this.#refuse(from, header?.id, "revoked", "key is revoked");
     // Everything draws on the sender's bucket, except a response paid for by a request that
     // was forwarded to this sender (response-budget.ts): labelling a message `res` skips nothing.
-    // A liveness heartbeat (no service proofs, so cheap to answer) is free too: an agent's sign
-    // of life must not be refused for its traffic, nor eat into it (liveness.ts).
-    const liveness = header?.k === "hb" && frames[2]!.length <= LIVENESS_HB_MAX_BYTES;
-    if (this.#limiter && !liveness && !(header?.k === "res" && this.#responses.spend(fromKey)) && !this.#limiter.take(fromKey)) {
+    // A liveness heartbeat `{svc: []}` is free within a small allowance of its own (2 per
+    // heartbeat interval): an agent's sign of life is not refused for its traffic, and a flood
+    // of `hb` draws on the bucket like anything else (liveness-allowance.ts).
+    const liveness = () => header?.k === "hb" && this.#livenessAllowance.take(fromKey, frames[2]!);
+    if (this.#limiter && !liveness() && !(header?.k === "res" && this.#responses.spend(fromKey)) && !this.#limiter.take(fromKey)) {
       return this.#refuse(from, header?.id, "rate_limited", `above ${this.#limiter.perSecond} messages/s (burst ${this.#limiter.burst})`);
     }
     if (!header) return this.#refuse(from, undefined, ...(problem ?? ["bad_frame", "invalid message"]));
