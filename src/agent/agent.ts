@@ -14,6 +14,7 @@ import { TokenSource } from "../auth/token-source.js";
 import { ConfigError, ZmcpError } from "../errors.js";
 import { withDeadline } from "../support/deadline.js";
 import type { Logger } from "../support/log.js";
+import { LogThrottle } from "../support/log-throttle.js";
 import { newRegistry, type Registry } from "../support/metrics.js";
 import { Sealer } from "../wire/seal.js";
 import { isZ85Key } from "../wire/z85.js";
@@ -78,6 +79,7 @@ export class Agent {
     this.#options = options;
     this.#directory = new Directory(options.certs, this.log);
     let connection: Connection | undefined;
+    const throttle = new LogThrottle(this.log, options.logInterval);
     const core: AgentCore = {
       publicKey: cert.publicKey,
       sealer: new Sealer(cert.secretKey),
@@ -86,6 +88,7 @@ export class Agent {
       directory: this.#directory,
       stats: this.stats,
       log: this.log,
+      throttle,
       tokenSource: options.token === undefined ? undefined : new TokenSource(options.token, this.log),
       closing: this.#closing.signal,
       closedWith: () => this.#closeReason,
@@ -103,6 +106,7 @@ export class Agent {
         maxMessageBytes: options.maxMessageBytes,
         heartbeatInterval: options.heartbeatInterval,
         log: this.log,
+        throttle,
         stats: this.stats,
       },
       {

@@ -56,14 +56,14 @@ export class Handler {
 
   /** The guard: nothing reaches the receive loop or the process as an unhandled rejection. */
   onRequest(reply: ReplyPath, request: Request): void {
-    const { log } = this.core;
+    const { throttle } = this.core;
     this.serve(reply, request).catch((err: unknown) => {
       const message = describeThrown(err);
-      log.warn("request failed inside the agent", { from: reply.peer, tool: request.tool, error: message });
+      throttle.write("warn", "request failed inside the agent", reply.peer, { from: reply.peer, tool: request.tool, error: message });
       try {
         if (!reply.answered) this.responder.respond(reply, failure("tool_failed", `${request.tool}: ${message}`));
       } catch (again) {
-        log.error("could not answer a failed request", { from: reply.peer, error: describeThrown(again) });
+        throttle.write("error", "could not answer a failed request", reply.peer, { from: reply.peer, error: describeThrown(again) });
       }
     });
   }
@@ -190,7 +190,7 @@ export class Handler {
       } catch (err) {
         const code = err instanceof ZmcpError && isWireCode(err.code) ? err.code : "tool_failed";
         const message = describeThrown(err);
-        if (this.core.log.enabled("debug")) this.core.log.debug("tool failed", { tool: tool.info.name, code, message });
+        this.core.throttle.write("debug", "tool failed", `${tool.info.name} ${code}`, { tool: tool.info.name, code, message });
         return failure(code, message);
       }
     };
@@ -232,7 +232,7 @@ export class Handler {
     } catch (err) {
       const code = err instanceof ProtocolError ? err.code : "token_invalid";
       const message = err instanceof Error ? err.message : String(err);
-      if (this.core.log.enabled("debug")) this.core.log.debug("request refused", { from: reply.peer, tool: request.tool, code, message });
+      this.core.throttle.write("debug", "request refused", `${reply.peer} ${code}`, { from: reply.peer, tool: request.tool, code, message });
       this.responder.respond(reply, failure(code, message));
       return false;
     }

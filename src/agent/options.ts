@@ -3,6 +3,7 @@
  * CLIs and stated in the README's table, which a unit test compares), and one
  * resolveAgentOptions() that validates them all when the agent is built, not at first use.
  */
+import { DEFAULT_LOG_INTERVAL_MS } from "../support/log-throttle.js";
 import type { Certificate } from "../auth/certs.js";
 import { DEFAULT_AUDIENCE, DEFAULT_CLOCK_SKEW_MS } from "../auth/tokens.js";
 import { type AuthorityInput } from "../auth/token-verifier.js";
@@ -96,6 +97,12 @@ export interface AgentOptions {
   /** This agent's own token, attached to every call: fixed, or a provider asked again before expiry. */
   token?: TokenProvider;
   log?: Logger;
+  /**
+   * Log lines a peer can cause (dropped answers, refused or failed requests, ...) are written at
+   * most once per this interval per event and peer, the next one saying how many were skipped
+   * (`suppressed`), ms. Default 10,000 (support/log-throttle.ts).
+   */
+  logInterval?: number;
 }
 
 export interface CallOptions {
@@ -124,6 +131,7 @@ export const AGENT_DEFAULTS = Object.freeze({
   tokenClockSkew: DEFAULT_CLOCK_SKEW_MS,
   /** How long `serve()` waits for the broker to accept an announcement. */
   serveTimeout: 5000,
+  logInterval: DEFAULT_LOG_INTERVAL_MS,
 });
 
 /** AgentOptions with every default applied and every value checked. */
@@ -151,6 +159,7 @@ export interface ResolvedAgentOptions {
   denyList: string | undefined;
   token: TokenProvider | undefined;
   log: Logger;
+  logInterval: number;
 }
 
 /** Applies AGENT_DEFAULTS and validates every option. Throws ConfigError naming the option. */
@@ -189,6 +198,7 @@ export function resolveAgentOptions(options: AgentOptions): ResolvedAgentOptions
     denyList: options.denyList,
     token: options.token,
     log: options.log ?? silentLogger,
+    logInterval: atLeastZero("logInterval", options.logInterval ?? d.logInterval),
   };
 }
 

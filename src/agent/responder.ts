@@ -52,7 +52,7 @@ export class Responder {
       frames = seal(core, reply.sealer, reply.peer, header, { t: "res", ts: Date.now(), ...answer });
     }
     if (answer.st === "error") bump(core.stats.requestFailures, answer.error?.code ?? "error");
-    core.transport.send(frames).catch((err) => core.log.warn("response not sent", { to: reply.peer, error: String(err) }));
+    core.transport.send(frames).catch((err) => core.throttle.write("warn", "response not sent", reply.peer, { to: reply.peer, error: String(err) }));
   }
 
   /** Pushes a job's state to the caller that started it (progress, or its end). */
@@ -69,7 +69,7 @@ export class Responder {
       const error = failure("tool_failed", `result not sendable: ${describeThrown(err)}`).error;
       frames = seal(core, reply.sealer, reply.peer, header, { t: "evt", ts: draft.ts, job: draft.job, st: "error", error });
     }
-    core.transport.send(frames).catch((err) => core.log.warn("event not sent", { to: reply.peer, error: String(err) }));
+    core.transport.send(frames).catch((err) => core.throttle.write("warn", "event not sent", reply.peer, { to: reply.peer, error: String(err) }));
   }
 }
 

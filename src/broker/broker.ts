@@ -27,7 +27,7 @@ import { heartbeatDecoder, HeartbeatSchema, parseServiceAddress, verifyServicePr
 import { isZ85Key } from "../wire/z85.js";
 import { readAllowlist, type Allowlist } from "./allowlist.js";
 import { LivenessAllowance } from "./liveness-allowance.js";
-import { LogThrottle } from "./log-throttle.js";
+import { LogThrottle } from "../support/log-throttle.js";
 import { resolveBrokerOptions, type BrokerOptions, type ResolvedBrokerOptions } from "./options.js";
 import { ServiceDirectory } from "./replicas.js";
 import { ResponseBudget } from "./response-budget.js";
