@@ -19,6 +19,7 @@ import { newRegistry, type Registry } from "../support/metrics.js";
 import { Sealer } from "../wire/seal.js";
 import { isZ85Key } from "../wire/z85.js";
 import type { Caller } from "./caller.js";
+import { AliveMark, markPath } from "./alive-mark.js";
 import { Connection } from "./connection.js";
 import type { AgentCore } from "./core.js";
 import { Directory } from "./directory.js";
@@ -71,6 +72,7 @@ export class Agent {
   readonly #handler: Handler;
   readonly #replica: Replica;
   readonly #inbound: Inbound;
+  #aliveMark: AliveMark | undefined;
 
   private constructor(options: ResolvedAgentOptions, cert: Required<Certificate>, serverKey: string) {
     this.publicKey = cert.publicKey;
@@ -126,6 +128,16 @@ export class Agent {
       },
     );
     this.#connection = connection;
+    // After the parts: the inbound checks have read the previous process's mark (alive-mark.ts).
+    if (options.stateDir !== undefined) {
+      const mark = new AliveMark(markPath(options.stateDir, cert.publicKey));
+      try {
+        mark.start();
+      } catch (err) {
+        throw new ConfigError(`stateDir ${options.stateDir} cannot be written: ${(err as Error).message}`, { cause: err });
+      }
+      this.#aliveMark = mark;
+    }
   }
 
   /**
@@ -253,6 +265,7 @@ export class Agent {
     this.#closeReason = reason;
     this.#closedWith(reason);
     this.#closing.abort();
+    this.#aliveMark?.stop();
     this.#handler.close();
     const closed = reason ?? new ZmcpError("closed", "agent closed");
     this.#caller.close(closed);

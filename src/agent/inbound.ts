@@ -16,6 +16,7 @@ import type { AgentCore } from "./core.js";
 import { failure } from "./failure.js";
 import type { JobFollower } from "./follower.js";
 import type { Handler } from "./handler.js";
+import { markPath, replayNotBefore } from "./alive-mark.js";
 import { DEFAULT_MAX_SEEN, ReplayGuard } from "./replay.js";
 import type { Replica } from "./replica.js";
 import type { ReplyPath, Responder } from "./responder.js";
@@ -66,8 +67,10 @@ export class Inbound {
   readonly steps: readonly InboundStep[];
 
   constructor(private readonly parts: InboundParts) {
-    const { replayWindow, startGrace } = parts.core.options;
-    this.#replay = new ReplayGuard(replayWindow, DEFAULT_MAX_SEEN, Date.now() - startGrace);
+    const { replayWindow, startGrace, stateDir } = parts.core.options;
+    // Refuse what a previous process with this key may have run (alive-mark.ts).
+    const mark = stateDir === undefined ? undefined : markPath(stateDir, parts.core.publicKey);
+    this.#replay = new ReplayGuard(replayWindow, DEFAULT_MAX_SEEN, replayNotBefore(mark, startGrace));
     this.steps = this.#steps();
   }
 

@@ -15,7 +15,7 @@ import { DEFAULT_MAX_MESSAGE_BYTES } from "../wire/envelope.js";
 import { DEFAULT_HEARTBEAT_MS } from "../wire/services.js";
 import { DEFAULT_ANSWER_LIMITS } from "./idempotency.js";
 import { DEFAULT_JOB_LIMITS } from "./jobs.js";
-import { DEFAULT_REPLAY_WINDOW_MS, defaultStartGrace } from "./replay.js";
+import { DEFAULT_REPLAY_WINDOW_MS, DEFAULT_START_GRACE_MS } from "./replay.js";
 import type { RetryOptions } from "./retry.js";
 
 export interface AgentOptions {
@@ -39,9 +39,17 @@ export interface AgentOptions {
    * Requests stamped more than this before the agent started are refused `busy` (callers
    * retry them with a fresh timestamp): a message the previous process may have run cannot be
    * replayed to this one. Also the clock lag tolerated from callers during the first moments
-   * after a start (see replay.ts), ms. Default: half of `replayWindow` (30,000).
+   * after a start (see replay.ts): peers' clocks are assumed within this of each other, ms.
+   * Default 2,000.
    */
   startGrace?: number;
+  /**
+   * A directory where the agent keeps an "alive until" mark per key (agent/alive-mark.ts), so
+   * that a restarted process refuses replays of what the previous one may have run, however
+   * quick the restart. Default: none (then a restart quicker than `startGrace` leaves requests
+   * stamped in that gap replayable; docs/SECURITY.md).
+   */
+  stateDir?: string;
   /** Largest message sent or accepted (header + body), bytes. Default 1 MiB (the broker's default). */
   maxMessageBytes?: number;
   /** Tool runs (calls and jobs) at once; past it requests are answered `busy`. Default 64. */
@@ -113,7 +121,7 @@ export interface CallOptions {
   retry?: RetryOptions | false;
 }
 
-/** Every default of AgentOptions (ms, bytes, counts); `startGrace` defaults to half of `replayWindow`. */
+/** Every default of AgentOptions (ms, bytes, counts). */
 export const AGENT_DEFAULTS = Object.freeze({
   connectTimeout: 10_000,
   timeout: 30_000,
@@ -127,6 +135,7 @@ export const AGENT_DEFAULTS = Object.freeze({
   jobLostAfter: 30_000,
   serviceHeartbeat: DEFAULT_HEARTBEAT_MS,
   heartbeatInterval: 2000,
+  startGrace: DEFAULT_START_GRACE_MS,
   audience: DEFAULT_AUDIENCE,
   tokenClockSkew: DEFAULT_CLOCK_SKEW_MS,
   /** How long `serve()` waits for the broker to accept an announcement. */
@@ -143,6 +152,7 @@ export interface ResolvedAgentOptions {
   retry: RetryOptions | false | undefined;
   replayWindow: number;
   startGrace: number;
+  stateDir: string | undefined;
   maxMessageBytes: number;
   maxConcurrency: number;
   jobTtl: number;
@@ -181,7 +191,8 @@ export function resolveAgentOptions(options: AgentOptions): ResolvedAgentOptions
     timeout: positive("timeout", options.timeout ?? d.timeout),
     retry: options.retry,
     replayWindow,
-    startGrace: atLeastZero("startGrace", options.startGrace ?? defaultStartGrace(replayWindow)),
+    startGrace: atLeastZero("startGrace", options.startGrace ?? d.startGrace),
+    stateDir: options.stateDir,
     maxMessageBytes: positive("maxMessageBytes", options.maxMessageBytes ?? d.maxMessageBytes),
     maxConcurrency,
     jobTtl: positive("jobTtl", options.jobTtl ?? d.jobTtl),
