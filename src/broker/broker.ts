@@ -16,7 +16,9 @@ import * as zmq from "zeromq";
 import { DenyList } from "../auth/denylist.js";
 import { RateLimiter } from "../auth/ratelimit.js";
 import { ConfigError, ProtocolError, type WireCode } from "../errors.js";
+import { sleep } from "../support/deadline.js";
 import { PeerLiveness } from "../support/liveness.js";
+import { RecencyMap } from "../support/recency-map.js";
 import type { Logger } from "../support/log.js";
 import { newRegistry, type Registry } from "../support/metrics.js";
 import { receiveLoop } from "../support/receive-loop.js";
@@ -53,6 +55,8 @@ export class Broker {
   readonly #livenessAllowance: LivenessAllowance;
   readonly #throttle: LogThrottle;
   readonly #liveness: PeerLiveness;
+  /** When each key was last approved by ZAP (monotonic ms): a connection on its way owns the route too. */
+  readonly #approvedAt = new RecencyMap<string, number>(100_000);
   #names: Map<string, string>;
   #closed = false;
   #loop: Promise<void> = Promise.resolve();
@@ -180,18 +184,43 @@ export class Broker {
 
   /**
    * Called by the ZAP handler for an admitted key before it approves the handshake; returns how
-   * much longer to hold the approval, ms. If the key was heard within the liveness timeout, its
-   * current connection still owns the routing id: it is told `displaced` now, before `handover`
-   * gives the id to the new connection (after which it could never be reached again), and the
-   * approval waits for that notice to be written. A process that redials after a network blip
-   * is not hurt: its old connection, which gets the notice, is the one it has dropped already.
+   * much longer to hold the approval, ms. If the key was heard within the liveness timeout, or
+   * approved within it (a connection still on its way: two processes started at once), its
+   * current connection owns the routing id: it is told `displaced` now, before `handover` gives
+   * the id to the new connection (after which it could never be reached again), and the
+   * approval waits for that notice to be written. A connection approved but not yet through its
+   * handshake has no route to send to yet, so the notice is retried for a moment.
+   *
+   * Counted and logged as a takeover only when the old connection was live: heard (or approved)
+   * within one heartbeat interval. Silent longer, it is most likely this same process's own
+   * dropped connection (a redial after a freeze or a blip the broker did not see): the notice
+   * still goes to it (harmless if nobody reads it), but the broker logs and counts a reconnect.
    */
   async admitting(key: string): Promise<number> {
-    if (!this.#liveness.recentlyHeard(key)) return 0;
+    const now = performance.now();
+    const approvedAgo = this.#approvedAt.has(key) ? now - this.#approvedAt.peek(key)! : undefined;
+    this.#approvedAt.set(key, now);
+    const window = this.#liveness.timeoutMs > 0 ? this.#liveness.timeoutMs : DEFAULT_OWNERSHIP_MS;
+    const heard = this.#liveness.recentlyHeard(key, now);
+    const onItsWay = approvedAgo !== undefined && approvedAgo <= window;
+    if (!heard && !onItsWay) return 0;
     const name = this.#names.get(key);
-    if (!(await this.#notice(key, "displaced", `another connection with this key (${name ?? key}) was admitted; this one no longer receives anything`))) return 0;
-    this.stats.takeovers++;
-    this.log.warn("key taken over by a new connection; the previous one was told it is displaced", { key, name });
+    const msg = `another connection with this key (${name ?? key}) was admitted; this one no longer receives anything`;
+    let sent = await this.#notice(key, "displaced", msg);
+    for (let i = 0; !sent && !heard && i < NOTICE_RETRIES; i++) {
+      await sleep(NOTICE_RETRY_MS);
+      sent = await this.#notice(key, "displaced", msg);
+    }
+    if (!sent) return 0;
+    const heardAgo = this.#liveness.heardAgo(key, now);
+    const live = this.#options.heartbeatInterval;
+    if (live === 0 || (heardAgo !== undefined && heardAgo <= live) || (approvedAgo !== undefined && approvedAgo <= live)) {
+      this.stats.takeovers++;
+      this.log.warn("key taken over by a new connection; the previous one was told it is displaced", { key, name });
+    } else {
+      this.stats.reconnects++;
+      this.log.info("key reconnected; its previous connection, silent, was told it is displaced", { key, name, silentMs: Math.round(heardAgo ?? approvedAgo ?? 0) });
+    }
     return TAKEOVER_NOTICE_MS;
   }
 
@@ -419,3 +448,9 @@ export class Broker {
 
 /** How long a takeover's ZAP approval waits for the `displaced` notice to the old connection to be written, ms. */
 const TAKEOVER_NOTICE_MS = 50;
+/** A notice to a connection approved but not yet routable is retried this often, this many times (0.5 s). */
+const NOTICE_RETRY_MS = 20;
+const NOTICE_RETRIES = 25;
+/** With liveness off, how long an approval counts as owning the route, ms. */
+const DEFAULT_OWNERSHIP_MS = 6000;
+
