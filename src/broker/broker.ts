@@ -310,13 +310,14 @@ export class Broker {
     }
     this.#liveness.heard(fromKey, header?.k === "hb");
     if (this.#denyList?.hasKey(fromKey)) return this.#refuse(from, header?.id, "revoked", "key is revoked");
-    // Everything draws on the sender's bucket, except a response paid for by a request that
-    // was forwarded to this sender (response-budget.ts): labelling a message `res` skips nothing.
+    // Everything draws on the sender's bucket, except a response paid for by the request it
+    // answers, forwarded to this sender by that requester (response-budget.ts): labelling a
+    // message `res` skips nothing, and a credit pays for that one answer only.
     // A liveness heartbeat `{svc: []}` is free within a small allowance of its own (2 per
     // heartbeat interval): an agent's sign of life is not refused for its traffic, and a flood
     // of `hb` draws on the bucket like anything else (liveness-allowance.ts).
     const liveness = () => header?.k === "hb" && this.#livenessAllowance.take(fromKey, frames[2]!);
-    if (this.#limiter && !liveness() && !(header?.k === "res" && this.#responses.spend(fromKey)) && !this.#limiter.take(fromKey)) {
+    if (this.#limiter && !liveness() && !(header?.k === "res" && this.#responses.spend(fromKey, header.to, header.re)) && !this.#limiter.take(fromKey)) {
       return this.#refuse(from, header?.id, "rate_limited", `above ${this.#limiter.perSecond} messages/s (burst ${this.#limiter.burst})`);
     }
     if (!header) return this.#refuse(from, undefined, ...(problem ?? ["bad_frame", "invalid message"]));
@@ -332,19 +333,19 @@ export class Broker {
     const service = parseServiceAddress(header.to);
     if (service) return this.#toService(from, header, headerBytes, body, service.name, service.replica);
     if (!isZ85Key(header.to)) return this.#refuse(from, header.id, "no_route", `destination ${JSON.stringify(header.to)} is neither a Z85 key nor svc:NAME`);
-    const failure = await this.#forward(header.to, from, headerBytes, body, header.k);
+    const failure = await this.#forward(header.to, from, headerBytes, body, header);
     if (failure) return this.#refuse(from, header.id, ...failure);
   }
 
   /** One send; resolves with the refusal to answer, or undefined once forwarded. */
-  async #forward(to: string, from: Buffer, headerBytes: Buffer, body: Buffer, kind: Header["k"]): Promise<[WireCode, string] | undefined> {
+  async #forward(to: string, from: Buffer, headerBytes: Buffer, body: Buffer, header: Header): Promise<[WireCode, string] | undefined> {
     // A revoked or removed key receives nothing either, whether or not it is still connected.
     if (!this.isAllowed(to)) return this.#denyList?.hasKey(to) ? ["revoked", `${to} is revoked`] : ["no_route", `${to} is not admitted`];
     const silence = this.#liveness.silentFor(to);
     if (silence !== undefined) return ["no_route", `${to} has not been heard for ${Math.round(silence)} ms`];
     try {
       await this.#router.send([to, from, headerBytes, body]);
-      if (kind === "req" && this.#limiter) this.#responses.credit(to);
+      if (header.k === "req" && this.#limiter) this.#responses.credit(to, from.toString("latin1"), header.id, header.exp + this.#clockSkew);
       this.stats.routed++;
       this.stats.bytes += headerBytes.length + body.length;
       return undefined;
@@ -360,7 +361,7 @@ export class Broker {
   async #toService(from: Buffer, header: Header, headerBytes: Buffer, body: Buffer, name: string, replica: string | undefined): Promise<void> {
     if (replica) {
       // Addressed to one replica (a job's polls): no choice to make, but it must still serve.
-      const failure = await this.#forward(replica, from, headerBytes, body, header.k);
+      const failure = await this.#forward(replica, from, headerBytes, body, header);
       if (failure?.[0] === "no_route") this.#services.evict(name, replica);
       return failure ? this.#refuse(from, header.id, ...failure) : undefined;
     }
@@ -368,7 +369,7 @@ export class Broker {
     for (let tries = 0; tries < 16; tries++) {
       const chosen = this.#services.pick(name);
       if (!chosen) break;
-      const failure = await this.#forward(chosen, from, headerBytes, body, header.k);
+      const failure = await this.#forward(chosen, from, headerBytes, body, header);
       if (!failure) return;
       if (failure[0] === "no_route") this.#services.evict(name, chosen);
       else sawBusy = true;
