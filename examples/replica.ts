@@ -18,13 +18,15 @@ const { values } = parseArgs({
     "work-ms": { type: "string", default: "0" },
     /** Log one line per run of a tool (`{"msg":"ran",...}`), so tests can count executions. */
     "log-runs": { type: "boolean", default: false },
-    /** Agent option `startGrace`, ms (default: half the replay window). */
+    /** Agent option `startGrace`, ms (default 2,000). */
     "start-grace": { type: "string" },
+    /** Agent option `stateDir`: keep an "alive until" mark so a restart refuses replays. */
+    "state-dir": { type: "string" },
     help: { type: "boolean", short: "h" },
   },
 });
 if (values.help || !values.cert) {
-  process.stdout.write("usage: replica --cert certs/NAME.key_secret [--broker tcp://127.0.0.1:5555 ...] [--certs certs] [--service summarize] [--work-ms 0] [--log-runs] [--start-grace ms]\n");
+  process.stdout.write("usage: replica --cert certs/NAME.key_secret [--broker tcp://127.0.0.1:5555 ...] [--certs certs] [--service summarize] [--work-ms 0] [--log-runs] [--start-grace ms] [--state-dir DIR]\n");
   process.exit(values.help ? 0 : 2);
 }
 const workMs = Number(values["work-ms"]);
@@ -33,6 +35,7 @@ const agent = await Agent.connect({
   cert: values.cert,
   certs: values.certs,
   ...(values["start-grace"] === undefined ? {} : { startGrace: Number(values["start-grace"]) }),
+  ...(values["state-dir"] === undefined ? {} : { stateDir: values["state-dir"] }),
 });
 let served = 0;
 agent

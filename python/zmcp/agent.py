@@ -39,14 +39,15 @@ def now_ms() -> int:
 class ReplayGuard:
     """Each (peer, message id) once, and only while |now - ts| <= window (§7 T4, T5). Seen ids
     live in memory, so messages stamped more than ``start_grace`` ms before the guard was
-    created are refused ``busy`` (T14): this process cannot know whether its predecessor ran
-    them; the caller's retry, with a fresh ``ts``, goes through."""
+    created are refused ``busy`` (T14; default 2,000 ms, peers' clocks agreeing within that):
+    this process cannot know whether its predecessor ran them; the caller's retry, with a fresh
+    ``ts``, goes through."""
 
     def __init__(self, window_ms: int = 60_000, max_seen: int = 1_000_000, start_grace: int | None = None,
                  not_before: int | None = None):
         self.window_ms = window_ms
         self.max_seen = max_seen
-        self.not_before = not_before if not_before is not None else now_ms() - (window_ms // 2 if start_grace is None else start_grace)
+        self.not_before = not_before if not_before is not None else now_ms() - (2_000 if start_grace is None else start_grace)
         self._seen: dict[str, int] = {}
 
     def check(self, key: str, ts: float, now: int, durable: bool = False) -> None:
@@ -371,8 +372,8 @@ class Agent:
 
         ``heartbeat_interval``: a liveness ``hb`` this often, and a redial when the broker was
         silent 3 × as long (0 turns liveness off). ``start_grace``: requests stamped more than
-        this many ms before the agent started are refused ``busy`` (default half the replay
-        window). Await ``agent.closed`` to learn when a broker notice (``displaced``,
+        this many ms before the agent started are refused ``busy`` (default 2,000; the
+        peers' clocks agree within it). Await ``agent.closed`` to learn when a broker notice (``displaced``,
         ``revoked``) closed the agent."""
         c = load_secret_certificate(cert) if isinstance(cert, str) else cert
         if server_key is None:

@@ -14,11 +14,13 @@ import { TokenSource } from "../auth/token-source.js";
 import { ConfigError, ZmcpError } from "../errors.js";
 import { withDeadline } from "../support/deadline.js";
 import type { Logger } from "../support/log.js";
+import { LogThrottle } from "../support/log-throttle.js";
 import { newRegistry, type Registry } from "../support/metrics.js";
 import { Sealer } from "../wire/seal.js";
 import { isZ85Key } from "../wire/z85.js";
 import type { Caller } from "./caller.js";
 import { registerCircuitMetrics } from "./circuit.js";
+import { AliveMark, markPath } from "./alive-mark.js";
 import { Connection } from "./connection.js";
 import type { AgentCore } from "./core.js";
 import { Directory } from "./directory.js";
@@ -91,6 +93,7 @@ export class Agent {
   readonly #handler: Handler;
   readonly #replica: Replica;
   readonly #inbound: Inbound;
+  #aliveMark: AliveMark | undefined;
 
   private constructor(options: ResolvedAgentOptions, cert: Required<Certificate>, serverKey: string) {
     this.publicKey = cert.publicKey;
@@ -99,6 +102,7 @@ export class Agent {
     this.#options = options;
     this.#directory = new Directory(options.certs, this.log);
     let connection: Connection | undefined;
+    const throttle = new LogThrottle(this.log, options.logInterval);
     const core: AgentCore = {
       publicKey: cert.publicKey,
       sealer: new Sealer(cert.secretKey),
@@ -107,6 +111,7 @@ export class Agent {
       directory: this.#directory,
       stats: this.stats,
       log: this.log,
+      throttle,
       tokenSource: options.token === undefined ? undefined : new TokenSource(options.token, this.log),
       closing: this.#closing.signal,
       closedWith: () => this.#closeReason,
@@ -124,6 +129,7 @@ export class Agent {
         maxMessageBytes: options.maxMessageBytes,
         heartbeatInterval: options.heartbeatInterval,
         log: this.log,
+        throttle,
         stats: this.stats,
       },
       {
@@ -144,6 +150,16 @@ export class Agent {
       },
     );
     this.#connection = connection;
+    // After the parts: the inbound checks have read the previous process's mark (alive-mark.ts).
+    if (options.stateDir !== undefined) {
+      const mark = new AliveMark(markPath(options.stateDir, cert.publicKey));
+      try {
+        mark.start();
+      } catch (err) {
+        throw new ConfigError(`stateDir ${options.stateDir} cannot be written: ${(err as Error).message}`, { cause: err });
+      }
+      this.#aliveMark = mark;
+    }
   }
 
   /**
@@ -354,6 +370,7 @@ export class Agent {
     this.#closeReason = reason;
     this.#closedWith(reason);
     this.#closing.abort();
+    this.#aliveMark?.stop();
     this.#handler.close();
     const closed = reason ?? new ZmcpError("closed", "agent closed");
     this.#caller.close(closed);

@@ -8,6 +8,7 @@ import * as zmq from "zeromq";
 import { ConfigError, remoteError, ZmcpError, type RemoteError } from "../errors.js";
 import { AckWatch } from "../support/liveness.js";
 import type { Logger } from "../support/log.js";
+import type { LogThrottle } from "../support/log-throttle.js";
 import { receiveLoop } from "../support/receive-loop.js";
 import { SocketWriter } from "../support/writer.js";
 import { decodeHeader, idKey, type Header } from "../wire/envelope.js";
@@ -38,6 +39,7 @@ export interface ConnectionOptions {
   maxMessageBytes: number;
   heartbeatInterval: number;
   log: Logger;
+  throttle: LogThrottle;
   stats: AgentStats;
 }
 
@@ -133,13 +135,13 @@ export class Connection implements Transport {
 
   /** The broker's own answers: acks (a heartbeat accepted), nacks (a message refused), notices. */
   #fromBroker(headerBytes: Buffer): void {
-    const { log, stats } = this.#options;
+    const { throttle, stats } = this.#options;
     let header: Header;
     try {
       header = decodeHeader(headerBytes);
     } catch (err) {
       bump(stats.dropped, "broker_header");
-      return log.warn("dropped invalid message from broker", { error: String(err) });
+      return throttle.write("warn", "dropped invalid message from broker", "", { error: String(err) });
     }
     const key = header.re ? idKey(header.re) : undefined;
     if (header.k === "ack" && header.code === "stored" && key) {
@@ -156,7 +158,8 @@ export class Connection implements Transport {
     if (key && this.#events.onNack(key, err)) return;
     if (!key && (err.code === "displaced" || err.code === "revoked")) return this.#events.onNotice(err, header.msg);
     bump(stats.dropped, "nack");
-    log.warn("broker refused a message", { code: err.code, message: header.msg });
+    // A peer can make the broker refuse our messages at will (busy, no_route): one line per code per interval.
+    throttle.write("warn", "broker refused a message", err.code, { code: err.code, message: header.msg });
   }
 
   /**

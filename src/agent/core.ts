@@ -5,6 +5,7 @@
 import type { TokenSource } from "../auth/token-source.js";
 import type { ZmcpError } from "../errors.js";
 import type { Logger } from "../support/log.js";
+import type { LogThrottle } from "../support/log-throttle.js";
 import type { Header, InnerDraft } from "../wire/envelope.js";
 import { sealMessage } from "../wire/message.js";
 import type { Sealer } from "../wire/seal.js";
@@ -21,6 +22,8 @@ export interface AgentCore {
   readonly directory: Directory;
   readonly stats: AgentStats;
   readonly log: Logger;
+  /** Every line a peer can cause goes through it: one per event and peer per interval, with a count. */
+  readonly throttle: LogThrottle;
   /** This agent's own token source, when it sends tokens. */
   readonly tokenSource: TokenSource | undefined;
   /** Fires when the agent closes: handlers and jobs see it. */

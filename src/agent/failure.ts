@@ -4,8 +4,9 @@
  * throws itself.
  */
 import { describeThrown, isWireCode, ZmcpError } from "../errors.js";
-import type { Logger } from "../support/log.js";
+import type { LogThrottle } from "../support/log-throttle.js";
 import { ErrorBodySchema } from "../wire/envelope.js";
+import { wellFormed } from "../wire/sendable.js";
 import type { Answer } from "./idempotency.js";
 
 export { describeThrown } from "../errors.js";
@@ -14,8 +15,10 @@ const MAX_CODE = ErrorBodySchema.shape.code.maxLength ?? 64;
 const MAX_MESSAGE = ErrorBodySchema.shape.message.maxLength ?? 4096;
 
 /** An error answer, clipped to what a receiver accepts (ErrorBodySchema's limits). */
-export function failure(code: string, message: string): Answer & { st: "error"; error: { code: string; message: string } } {
-  return { st: "error", error: { code: code.slice(0, MAX_CODE), message: message.length > MAX_MESSAGE ? message.slice(0, MAX_MESSAGE - 1) + "…" : message } };
+export function failure(code: string, text: string): Answer & { st: "error"; error: { code: string; message: string } } {
+  // A thrown message may hold a lone surrogate, which no receiver can decode (sendable.ts).
+  const message = wellFormed(text);
+  return { st: "error", error: { code: wellFormed(code).slice(0, MAX_CODE), message: message.length > MAX_MESSAGE ? message.slice(0, MAX_MESSAGE - 1) + "…" : message } };
 }
 
 /**
@@ -23,15 +26,15 @@ export function failure(code: string, message: string): Answer & { st: "error"; 
  * tool's deliberate answer: debug. Anything else is a bug or an outage in the tool: warn, with
  * its stack, so that the operator sees where (the caller only gets `tool_failed` and a message).
  */
-export function logToolFailure(log: Logger, tool: string, err: unknown, code: string): void {
+export function logToolFailure(throttle: LogThrottle, tool: string, err: unknown, code: string): void {
   const deliberate = err instanceof ZmcpError && isWireCode(err.code);
   const level = deliberate ? "debug" : "warn";
-  if (!log.enabled(level)) return;
   let stack: string | undefined;
   try {
     stack = err instanceof Error && typeof err.stack === "string" ? err.stack : undefined;
   } catch {
     stack = undefined; // a hostile getter: the message is enough
   }
-  log[level]("tool failed", { tool, code, error: describeThrown(err), ...(stack === undefined ? {} : { stack }) });
+  // Through the throttle: a peer can make a tool fail at will (one line per tool and code per interval).
+  throttle.write(level, "tool failed", `${tool} ${code}`, { tool, code, error: describeThrown(err), ...(stack === undefined ? {} : { stack }) });
 }

@@ -62,7 +62,7 @@ export class JobFollower {
     if (this.#started.has(jobId)) throw new ZmcpError("bad_frame", `job ${jobId} was already accepted once`);
     const onListenerError = (err: unknown) => {
       core.stats.listenerErrors++;
-      core.log.error("a job progress listener threw", { job: jobId, error: describeThrown(err) });
+      core.throttle.write("error", "a job progress listener threw", jobId, { job: jobId, error: describeThrown(err) });
     };
     const job = new Job(jobId, to, from, () => this.caller.jobRequest(BUILTIN_TOOLS.cancel, to, jobId, {}), onListenerError);
     this.#started.set(jobId, { job, answerer });

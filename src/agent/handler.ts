@@ -62,14 +62,14 @@ export class Handler {
    * calls its handler makes join the caller's trace (tracing.ts).
    */
   onRequest(reply: ReplyPath, request: Request): void {
-    const { log, directory } = this.core;
+    const { throttle, directory } = this.core;
     inRequestSpan(request.tool, reply.peer, (key) => directory.nameOf(key), request.tc, () => this.serve(reply, request)).catch((err: unknown) => {
       const message = describeThrown(err);
-      log.warn("request failed inside the agent", { from: reply.peer, name: directory.nameOf(reply.peer), tool: request.tool, error: message });
+      throttle.write("warn", "request failed inside the agent", reply.peer, { from: reply.peer, name: directory.nameOf(reply.peer), tool: request.tool, error: message });
       try {
         if (!reply.answered) this.responder.respond(reply, failure("tool_failed", `${request.tool}: ${message}`));
       } catch (again) {
-        log.error("could not answer a failed request", { from: reply.peer, error: describeThrown(again) });
+        throttle.write("error", "could not answer a failed request", reply.peer, { from: reply.peer, error: describeThrown(again) });
       }
     });
   }
@@ -204,7 +204,7 @@ export class Handler {
         return { st: "ok", result: result ?? null };
       } catch (err) {
         const code = err instanceof ZmcpError && isWireCode(err.code) ? err.code : "tool_failed";
-        logToolFailure(this.core.log, tool.info.name, err, code); // warn with the stack, unless a deliberate ZmcpError
+        logToolFailure(this.core.throttle, tool.info.name, err, code); // warn with the stack (unless a deliberate ZmcpError), throttled
         return failure(code, describeThrown(err));
       }
     };
@@ -246,7 +246,7 @@ export class Handler {
     } catch (err) {
       const code = err instanceof ProtocolError ? err.code : "token_invalid";
       const message = err instanceof Error ? err.message : String(err);
-      if (this.core.log.enabled("debug")) this.core.log.debug("request refused", { from: reply.peer, tool: request.tool, code, message });
+      this.core.throttle.write("debug", "request refused", `${reply.peer} ${code}`, { from: reply.peer, tool: request.tool, code, message });
       this.responder.respond(reply, failure(code, message));
       return false;
     }

@@ -6,7 +6,6 @@
  * opened, and an answer is bound to the party asked before it is opened.
  */
 import { describeThrown, ProtocolError, ZmcpError } from "../errors.js";
-import type { Logger } from "../support/log.js";
 import { ClockOffsets, refusalExp, wireMs } from "../wire/clock.js";
 import { decodeHeader, decodeInner, idKey, type Header, type Inner } from "../wire/envelope.js";
 import type { Sealer } from "../wire/seal.js";
@@ -17,6 +16,7 @@ import type { AgentCore } from "./core.js";
 import { failure } from "./failure.js";
 import type { JobFollower } from "./follower.js";
 import type { Handler } from "./handler.js";
+import { markPath, replayNotBefore, durableNotBefore } from "./alive-mark.js";
 import { DEFAULT_MAX_SEEN, ReplayGuard } from "./replay.js";
 import type { Replica } from "./replica.js";
 import type { ReplyPath, Responder } from "./responder.js";
@@ -69,8 +69,10 @@ export class Inbound {
   readonly steps: readonly InboundStep[];
 
   constructor(private readonly parts: InboundParts) {
-    const { replayWindow, startGrace } = parts.core.options;
-    this.#replay = new ReplayGuard(replayWindow, DEFAULT_MAX_SEEN, Date.now() - startGrace);
+    const { replayWindow, startGrace, stateDir } = parts.core.options;
+    // Refuse what a previous process with this key may have run (alive-mark.ts).
+    const mark = stateDir === undefined ? undefined : markPath(stateDir, parts.core.publicKey);
+    this.#replay = new ReplayGuard(replayWindow, DEFAULT_MAX_SEEN, replayNotBefore(mark, startGrace), durableNotBefore(mark, startGrace));
     this.steps = this.#steps();
   }
 
@@ -86,7 +88,7 @@ export class Inbound {
       if (m.header.k !== "req") return this.#dropAnswer(m, err);
       const code = err instanceof ProtocolError ? err.code : "bad_frame";
       const message = err instanceof Error ? err.message : String(err);
-      if (core.log.enabled("debug")) core.log.debug("refused message", { from: m.peer, code, message });
+      core.throttle.write("debug", "refused message", `${m.peer} ${code}`, { from: m.peer, code, message });
       // Sealed as what was asked (the service, when it is served here), so that callers, who
       // accept answers only from whom they addressed, can read the refusal.
       this.parts.responder.respond(m.reply, failure(code, message), refusalExp(m.header.exp));
@@ -174,10 +176,11 @@ export class Inbound {
   #dropUnrouted(m: Arrival, reason: DropReason, err: unknown): void {
     const { core } = this.parts;
     bump(core.stats.dropped, reason);
-    const log: Logger = core.log;
-    if (reason === "frames") log.warn("dropped message with wrong frame count", { frames: m.frames.length });
-    else if (reason === "sender") log.warn("dropped message with an invalid sender", { from: m.frames[0]!.toString("hex").slice(0, 120) });
-    else log.warn("dropped message with invalid header", { from: m.peer, error: String(err) });
+    // Only a faulty broker forwards these; keyed by event alone (the sender is not a key yet).
+    const { throttle } = core;
+    if (reason === "frames") throttle.write("warn", "dropped message with wrong frame count", "", { frames: m.frames.length });
+    else if (reason === "sender") throttle.write("warn", "dropped message with an invalid sender", "", { from: m.frames[0]!.toString("hex").slice(0, 120) });
+    else throttle.write("warn", "dropped message with invalid header", m.peer, { from: m.peer, error: String(err) });
   }
 
   /** A response or event that is dropped: counted by reason and logged; the caller learns of a refused response. */
@@ -187,7 +190,8 @@ export class Inbound {
     const message = err instanceof Error ? err.message : describeThrown(err);
     const reason: DropReason = err instanceof Dropped ? err.reason : code === "bad_seal" ? "bad_seal" : "refused";
     bump(core.stats.dropped, reason);
-    core.log.warn("dropped message", { from: m.peer, name: core.directory.nameOf(m.peer), kind: m.header.k, reason, message });
+    // Any admitted peer can send answers to nothing: one line per peer and reason per interval.
+    core.throttle.write("warn", "dropped message", `${m.peer} ${reason}`, { from: m.peer, name: core.directory.nameOf(m.peer), kind: m.header.k, reason, message });
     if (err instanceof Dropped || m.header.k !== "res" || !m.header.re) return;
     caller.refused(m.header.re, code, message, m.opened);
   }

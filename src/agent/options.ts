@@ -4,6 +4,7 @@
  * resolveAgentOptions() that validates them all when the agent is built, not at first use.
  */
 import type { DurableCallOptions } from "../store/caller.js";
+import { DEFAULT_LOG_INTERVAL_MS } from "../support/log-throttle.js";
 import type { Certificate } from "../auth/certs.js";
 import { DEFAULT_AUDIENCE, DEFAULT_CLOCK_SKEW_MS } from "../auth/tokens.js";
 import { type AuthorityInput } from "../auth/token-verifier.js";
@@ -16,7 +17,7 @@ import { DEFAULT_HEARTBEAT_MS } from "../wire/services.js";
 import { DEFAULT_CIRCUIT, resolveCircuitOptions, type CircuitOptions } from "./circuit.js";
 import { DEFAULT_ANSWER_LIMITS } from "./idempotency.js";
 import { DEFAULT_JOB_LIMITS } from "./jobs.js";
-import { DEFAULT_REPLAY_WINDOW_MS, defaultStartGrace } from "./replay.js";
+import { DEFAULT_REPLAY_WINDOW_MS, DEFAULT_START_GRACE_MS } from "./replay.js";
 import type { RetryOptions } from "./retry.js";
 
 export interface AgentOptions {
@@ -46,9 +47,17 @@ export interface AgentOptions {
    * Requests stamped more than this before the agent started are refused `busy` (callers
    * retry them with a fresh timestamp): a message the previous process may have run cannot be
    * replayed to this one. Also the clock lag tolerated from callers during the first moments
-   * after a start (see replay.ts), ms. Default: half of `replayWindow` (30,000).
+   * after a start (see replay.ts): peers' clocks are assumed within this of each other, ms.
+   * Default 2,000.
    */
   startGrace?: number;
+  /**
+   * A directory where the agent keeps an "alive until" mark per key (agent/alive-mark.ts), so
+   * that a restarted process refuses replays of what the previous one may have run, however
+   * quick the restart. Default: none (then a restart quicker than `startGrace` leaves requests
+   * stamped in that gap replayable; docs/SECURITY.md).
+   */
+  stateDir?: string;
   /** Largest message sent or accepted (header + body), bytes. Default 1 MiB (the broker's default). */
   maxMessageBytes?: number;
   /** Tool runs (calls and jobs) at once; past it requests are answered `busy`. Default 64. */
@@ -108,6 +117,12 @@ export interface AgentOptions {
    * as it is (`log: pino()`). Default: warnings and errors as JSON lines on stderr.
    */
   log?: LoggerInput;
+  /**
+   * Log lines a peer can cause (dropped answers, refused or failed requests, ...) are written at
+   * most once per this interval per event and peer, the next one saying how many were skipped
+   * (`suppressed`), ms. Default 10,000 (support/log-throttle.ts).
+   */
+  logInterval?: number;
 }
 
 export interface CallOptions extends DurableCallOptions /* durable, onStored: docs/DURABLE.md */ {
@@ -120,7 +135,7 @@ export interface CallOptions extends DurableCallOptions /* durable, onStored: do
   circuit?: false;
 }
 
-/** Every default of AgentOptions (ms, bytes, counts); `startGrace` defaults to half of `replayWindow`. */
+/** Every default of AgentOptions (ms, bytes, counts). */
 export const AGENT_DEFAULTS = Object.freeze({
   connectTimeout: 10_000,
   timeout: 30_000,
@@ -135,10 +150,12 @@ export const AGENT_DEFAULTS = Object.freeze({
   jobLostAfter: 30_000,
   serviceHeartbeat: DEFAULT_HEARTBEAT_MS,
   heartbeatInterval: 2000,
+  startGrace: DEFAULT_START_GRACE_MS,
   audience: DEFAULT_AUDIENCE,
   tokenClockSkew: DEFAULT_CLOCK_SKEW_MS,
   /** How long `serve()` waits for the broker to accept an announcement. */
   serveTimeout: 5000,
+  logInterval: DEFAULT_LOG_INTERVAL_MS,
 });
 
 /** AgentOptions with every default applied and every value checked. */
@@ -151,6 +168,7 @@ export interface ResolvedAgentOptions {
   circuit: Required<CircuitOptions> | false;
   replayWindow: number;
   startGrace: number;
+  stateDir: string | undefined;
   maxMessageBytes: number;
   maxConcurrency: number;
   jobTtl: number;
@@ -167,6 +185,7 @@ export interface ResolvedAgentOptions {
   denyList: string | undefined;
   token: TokenProvider | undefined;
   log: Logger;
+  logInterval: number;
 }
 
 /** Applies AGENT_DEFAULTS and validates every option. Throws ConfigError naming the option. */
@@ -189,7 +208,8 @@ export function resolveAgentOptions(options: AgentOptions): ResolvedAgentOptions
     retry: options.retry,
     circuit: resolveCircuitOptions(options.circuit),
     replayWindow,
-    startGrace: atLeastZero("startGrace", options.startGrace ?? defaultStartGrace(replayWindow)),
+    startGrace: atLeastZero("startGrace", options.startGrace ?? d.startGrace),
+    stateDir: options.stateDir,
     maxMessageBytes: positive("maxMessageBytes", options.maxMessageBytes ?? d.maxMessageBytes),
     maxConcurrency,
     jobTtl: positive("jobTtl", options.jobTtl ?? d.jobTtl),
@@ -206,6 +226,7 @@ export function resolveAgentOptions(options: AgentOptions): ResolvedAgentOptions
     denyList: options.denyList,
     token: options.token,
     log: toLogger(options.log, defaultAgentLogger()),
+    logInterval: atLeastZero("logInterval", options.logInterval ?? d.logInterval),
   };
 }
 

@@ -17,19 +17,22 @@
  * The grace is the clock difference tolerated with callers during an agent's first moments:
  * a caller whose clock lags by more than it is refused until the agent's uptime passes its lag.
  * Timestamps are the sender's clock and nothing in-band can prove a message fresh without a
- * round trip, so the grace is a trade: the default, half the replay window, keeps every clock
- * difference the window accepts working (within half of it at once, the rest after a wait),
- * and leaves replayable only messages stamped within that grace before a restart. Deployments
- * with synchronised clocks set it low (`startGrace`, e.g. 2 s).
+ * round trip, so the grace is a trade: the default, 2 s, asks peers' clocks to agree within
+ * that (a caller lagging more is refused `busy` until the agent's uptime passes its lag) and
+ * leaves replayable only messages stamped within 2 s before a restart; with a `stateDir` the
+ * agent keeps an "alive until" mark and refuses what the previous process may have seen,
+ * however quick the restart (alive-mark.ts).
  */
 import { ProtocolError } from "../errors.js";
 
 export const DEFAULT_REPLAY_WINDOW_MS = 60_000;
 export const DEFAULT_MAX_SEEN = 1_000_000;
-/** Clock difference allowed on messages stamped before the guard's start: half the window by default. */
-export function defaultStartGrace(windowMs: number): number {
-  return windowMs / 2;
-}
+/**
+ * Clock difference allowed on messages stamped before the guard's start, ms. Small: every ms of
+ * it is a gap in which a request seen by a previous process can be replayed to a new one that
+ * keeps no alive mark (alive-mark.ts). It asks peers' clocks to agree within 2 s (NTP does).
+ */
+export const DEFAULT_START_GRACE_MS = 2000;
 
 export class ReplayGuard {
   /** key → time after which it may be forgotten; insertion order is arrival order. */
@@ -41,12 +44,14 @@ export class ReplayGuard {
    *   (failing closed rather than forgetting ids that could then be replayed); default 1,000,000
    * @param notBefore messages stamped before this (ms since the epoch, sender's clock) are
    *   refused with `busy`: the guard cannot know whether they were seen before it existed;
-   *   default: its creation time less {@link defaultStartGrace}
+   *   default: its creation time less {@link DEFAULT_START_GRACE_MS}; see alive-mark.ts
    */
   constructor(
     readonly windowMs = DEFAULT_REPLAY_WINDOW_MS,
     readonly maxSeen = DEFAULT_MAX_SEEN,
-    readonly notBefore = Date.now() - defaultStartGrace(windowMs),
+    readonly notBefore = Date.now() - DEFAULT_START_GRACE_MS,
+    /** The floor for durable messages (held by a store while this key was away): alive-mark.ts durableNotBefore. */
+    readonly durableNotBefore = -Infinity,
   ) {}
 
   /**
@@ -62,8 +67,9 @@ export class ReplayGuard {
     if (!Number.isFinite(ts) || Math.abs(now - ts) > this.windowMs) {
       throw new ProtocolError("replay", `timestamp ${ts} is outside the ${this.windowMs} ms replay window (clock ${now})`);
     }
-    if (ts < this.notBefore) {
-      throw new ProtocolError("busy", `message stamped ${this.notBefore - ts} ms before this agent started (possibly a replay it cannot check); send it again`);
+    const floor = durable ? this.durableNotBefore : this.notBefore;
+    if (ts < floor) {
+      throw new ProtocolError("busy", `message stamped ${floor - ts} ms before this agent could have seen it (possibly a replay it cannot check); send it again`);
     }
     this.#prune(now);
     if (this.#seen.has(key)) throw new ProtocolError("replay", "message id seen before (replayed)");

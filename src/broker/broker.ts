@@ -16,17 +16,20 @@ import * as zmq from "zeromq";
 import { DenyList } from "../auth/denylist.js";
 import { RateLimiter } from "../auth/ratelimit.js";
 import { ConfigError, ProtocolError, type WireCode } from "../errors.js";
+import { sleep } from "../support/deadline.js";
 import { PeerLiveness } from "../support/liveness.js";
+import { RecencyMap } from "../support/recency-map.js";
 import type { Logger } from "../support/log.js";
 import { newRegistry, type Registry } from "../support/metrics.js";
 import { receiveLoop } from "../support/receive-loop.js";
 import { checkMsgpack } from "../wire/msgpack-guard.js";
 import { decodeHeader, type Header } from "../wire/envelope.js";
 import { Sealer } from "../wire/seal.js";
-import { heartbeatDecoder, HeartbeatSchema, LIVENESS_HB_MAX_BYTES, parseServiceAddress, verifyServiceProof } from "../wire/services.js";
+import { heartbeatDecoder, HeartbeatSchema, parseServiceAddress, verifyServiceProof } from "../wire/services.js";
 import { isZ85Key } from "../wire/z85.js";
 import { readAllowlist, type Allowlist } from "./allowlist.js";
-import { LogThrottle } from "./log-throttle.js";
+import { LivenessAllowance } from "./liveness-allowance.js";
+import { LogThrottle } from "../support/log-throttle.js";
 import { resolveBrokerOptions, type BrokerOptions, type ResolvedBrokerOptions } from "./options.js";
 import { ServiceDirectory } from "./replicas.js";
 import { ResponseBudget } from "./response-budget.js";
@@ -52,8 +55,11 @@ export class Broker {
   readonly #denyList: DenyList | undefined;
   readonly #limiter: RateLimiter | undefined;
   readonly #responses = new ResponseBudget();
+  readonly #livenessAllowance: LivenessAllowance;
   readonly #throttle: LogThrottle;
   readonly #liveness: PeerLiveness;
+  /** When each key was last approved by ZAP (monotonic ms): a connection on its way owns the route too. */
+  readonly #approvedAt = new RecencyMap<string, number>(100_000);
   #names: Map<string, string>;
   /** Store-and-forward, when a store is configured (docs/DURABLE.md). */
   readonly durable: DurableDelivery | undefined;
@@ -89,6 +95,7 @@ export class Broker {
     this.#sealer = new Sealer(options.secretKey);
     this.#denyList = denyList;
     this.#limiter = limiter;
+    this.#livenessAllowance = new LivenessAllowance(options.heartbeatInterval);
     this.#maxMessageBytes = options.maxMessageBytes;
     this.#clockSkew = options.clockSkew;
     this.log = log;
@@ -188,18 +195,43 @@ export class Broker {
 
   /**
    * Called by the ZAP handler for an admitted key before it approves the handshake; returns how
-   * much longer to hold the approval, ms. If the key was heard within the liveness timeout, its
-   * current connection still owns the routing id: it is told `displaced` now, before `handover`
-   * gives the id to the new connection (after which it could never be reached again), and the
-   * approval waits for that notice to be written. A process that redials after a network blip
-   * is not hurt: its old connection, which gets the notice, is the one it has dropped already.
+   * much longer to hold the approval, ms. If the key was heard within the liveness timeout, or
+   * approved within it (a connection still on its way: two processes started at once), its
+   * current connection owns the routing id: it is told `displaced` now, before `handover` gives
+   * the id to the new connection (after which it could never be reached again), and the
+   * approval waits for that notice to be written. A connection approved but not yet through its
+   * handshake has no route to send to yet, so the notice is retried for a moment.
+   *
+   * Counted and logged as a takeover only when the old connection was live: heard (or approved)
+   * within one heartbeat interval. Silent longer, it is most likely this same process's own
+   * dropped connection (a redial after a freeze or a blip the broker did not see): the notice
+   * still goes to it (harmless if nobody reads it), but the broker logs and counts a reconnect.
    */
   async admitting(key: string): Promise<number> {
-    if (!this.#liveness.recentlyHeard(key)) return 0;
+    const now = performance.now();
+    const approvedAgo = this.#approvedAt.has(key) ? now - this.#approvedAt.peek(key)! : undefined;
+    this.#approvedAt.set(key, now);
+    const window = this.#liveness.timeoutMs > 0 ? this.#liveness.timeoutMs : DEFAULT_OWNERSHIP_MS;
+    const heard = this.#liveness.recentlyHeard(key, now);
+    const onItsWay = approvedAgo !== undefined && approvedAgo <= window;
+    if (!heard && !onItsWay) return 0;
     const name = this.#names.get(key);
-    if (!(await this.#notice(key, "displaced", `another connection with this key (${name ?? key}) was admitted; this one no longer receives anything`))) return 0;
-    this.stats.takeovers++;
-    this.log.warn("key taken over by a new connection; the previous one was told it is displaced", { key, name });
+    const msg = `another connection with this key (${name ?? key}) was admitted; this one no longer receives anything`;
+    let sent = await this.#notice(key, "displaced", msg);
+    for (let i = 0; !sent && !heard && i < NOTICE_RETRIES; i++) {
+      await sleep(NOTICE_RETRY_MS);
+      sent = await this.#notice(key, "displaced", msg);
+    }
+    if (!sent) return 0;
+    const heardAgo = this.#liveness.heardAgo(key, now);
+    const live = this.#options.heartbeatInterval;
+    if (live === 0 || (heardAgo !== undefined && heardAgo <= live) || (approvedAgo !== undefined && approvedAgo <= live)) {
+      this.stats.takeovers++;
+      this.log.warn("key taken over by a new connection; the previous one was told it is displaced", { key, name });
+    } else {
+      this.stats.reconnects++;
+      this.log.info("key reconnected; its previous connection, silent, was told it is displaced", { key, name, silentMs: Math.round(heardAgo ?? approvedAgo ?? 0) });
+    }
     return TAKEOVER_NOTICE_MS;
   }
 
@@ -291,12 +323,14 @@ export class Broker {
     this.#liveness.heard(fromKey, header?.k === "hb");
     if (header && this.isAllowed(fromKey)) this.durable?.heard(fromKey); // deliver what was stored for this key (store/durable.ts)
     if (this.#denyList?.hasKey(fromKey)) return this.#refuse(from, header?.id, "revoked", "key is revoked");
-    // Everything draws on the sender's bucket, except a response paid for by a request that
-    // was forwarded to this sender (response-budget.ts): labelling a message `res` skips nothing.
-    // A liveness heartbeat (no service proofs, so cheap to answer) is free too: an agent's sign
-    // of life must not be refused for its traffic, nor eat into it (liveness.ts).
-    const liveness = header?.k === "hb" && frames[2]!.length <= LIVENESS_HB_MAX_BYTES;
-    if (this.#limiter && !liveness && !(header?.k === "res" && this.#responses.spend(fromKey)) && !this.#limiter.take(fromKey)) {
+    // Everything draws on the sender's bucket, except a response paid for by the request it
+    // answers, forwarded to this sender by that requester (response-budget.ts): labelling a
+    // message `res` skips nothing, and a credit pays for that one answer only.
+    // A liveness heartbeat `{svc: []}` is free within a small allowance of its own (2 per
+    // heartbeat interval): an agent's sign of life is not refused for its traffic, and a flood
+    // of `hb` draws on the bucket like anything else (liveness-allowance.ts).
+    const liveness = () => header?.k === "hb" && this.#livenessAllowance.take(fromKey, frames[2]!);
+    if (this.#limiter && !liveness() && !(header?.k === "res" && this.#responses.spend(fromKey, header.to, header.re)) && !this.#limiter.take(fromKey)) {
       return this.#refuse(from, header?.id, "rate_limited", `above ${this.#limiter.perSecond} messages/s (burst ${this.#limiter.burst})`);
     }
     if (!header) return this.#refuse(from, undefined, ...(problem ?? ["bad_frame", "invalid message"]));
@@ -314,19 +348,19 @@ export class Broker {
     if (service) return this.#toService(from, header, headerBytes, body, service.name, service.replica);
     if (!isZ85Key(header.to)) return this.#refuse(from, header.id, "no_route", `destination ${JSON.stringify(header.to)} is neither a Z85 key nor svc:NAME`);
     if (header.dur && this.durable) return this.durable.route(from, header, headerBytes, body); // forward or store (store/durable.ts)
-    const failure = await this.#forward(header.to, from, headerBytes, body, header.k);
+    const failure = await this.#forward(header.to, from, headerBytes, body, header);
     if (failure) return this.#refuse(from, header.id, ...failure);
   }
 
   /** One send; resolves with the refusal to answer, or undefined once forwarded. */
-  async #forward(to: string, from: Buffer, headerBytes: Buffer, body: Buffer, kind: Header["k"]): Promise<[WireCode, string] | undefined> {
+  async #forward(to: string, from: Buffer, headerBytes: Buffer, body: Buffer, header: Header): Promise<[WireCode, string] | undefined> {
     // A revoked or removed key receives nothing either, whether or not it is still connected.
     if (!this.isAllowed(to)) return this.#denyList?.hasKey(to) ? ["revoked", `${to} is revoked`] : ["no_route", `${to} is not admitted`];
     const silence = this.#liveness.silentFor(to);
     if (silence !== undefined) return ["no_route", `${to} has not been heard for ${Math.round(silence)} ms`];
     try {
       await this.#router.send([to, from, headerBytes, body]);
-      if (kind === "req" && this.#limiter) this.#responses.credit(to);
+      if (header.k === "req" && this.#limiter) this.#responses.credit(to, from.toString("latin1"), header.id, header.exp + this.#clockSkew);
       this.stats.routed++;
       this.stats.bytes += headerBytes.length + body.length;
       return undefined;
@@ -342,7 +376,7 @@ export class Broker {
   async #toService(from: Buffer, header: Header, headerBytes: Buffer, body: Buffer, name: string, replica: string | undefined): Promise<void> {
     if (replica) {
       // Addressed to one replica (a job's polls): no choice to make, but it must still serve.
-      const failure = await this.#forward(replica, from, headerBytes, body, header.k);
+      const failure = await this.#forward(replica, from, headerBytes, body, header);
       if (failure?.[0] === "no_route") this.#services.evict(name, replica);
       return failure ? this.#refuse(from, header.id, ...failure) : undefined;
     }
@@ -350,7 +384,7 @@ export class Broker {
     for (let tries = 0; tries < 16; tries++) {
       const chosen = this.#services.pick(name);
       if (!chosen) break;
-      const failure = await this.#forward(chosen, from, headerBytes, body, header.k);
+      const failure = await this.#forward(chosen, from, headerBytes, body, header);
       if (!failure) return;
       if (failure[0] === "no_route") this.#services.evict(name, chosen);
       else sawBusy = true;
@@ -439,3 +473,9 @@ const STORE_CONNECT_WAIT_MS = 2000;
 
 /** How long a takeover's ZAP approval waits for the `displaced` notice to the old connection to be written, ms. */
 const TAKEOVER_NOTICE_MS = 50;
+/** A notice to a connection approved but not yet routable is retried this often, this many times (0.5 s). */
+const NOTICE_RETRY_MS = 20;
+const NOTICE_RETRIES = 25;
+/** With liveness off, how long an approval counts as owning the route, ms. */
+const DEFAULT_OWNERSHIP_MS = 6000;
+

@@ -11,7 +11,7 @@ import { DEFAULT_MAX_MESSAGE_BYTES } from "../wire/envelope.js";
 import { DEFAULT_REPLICA_TTL_MS } from "../wire/services.js";
 import { isZ85Key } from "../wire/z85.js";
 import { DEFAULT_REPLAY_WINDOW_MS } from "../agent/replay.js";
-import { DEFAULT_LOG_INTERVAL_MS } from "./log-throttle.js";
+import { DEFAULT_LOG_INTERVAL_MS } from "../support/log-throttle.js";
 import { DEFAULT_VISIBILITY_MS } from "../store/durable.js";
 import { DEFAULT_MAX_RETENTION_MS, DEFAULT_STORE_LIMITS, type DurableStore, type StoreLimits } from "../store/index.js";
 

@@ -30,6 +30,11 @@ export interface BrokerStats {
    * (a broker notice) before the new one took its route.
    */
   takeovers: number;
+  /**
+   * Handshakes of a key whose older connection was silent longer than a heartbeat interval (most
+   * likely the same process redialling): told `displaced` all the same, but not a takeover.
+   */
+  reconnects: number;
   /** Connections told their key was revoked or removed (`revoked` notice). */
   revocationNotices: number;
   /** Connections accepted (TCP), CURVE handshakes completed, connections closed. */
@@ -41,7 +46,7 @@ export interface BrokerStats {
 }
 
 export function newBrokerStats(): BrokerStats {
-  return { received: 0, routed: 0, bytes: 0, refused: {}, nacksLost: 0, heartbeats: 0, internalErrors: 0, takeovers: 0, revocationNotices: 0, accepted: 0, handshakes: 0, disconnected: 0, handshakeFailures: {} };
+  return { received: 0, routed: 0, bytes: 0, refused: {}, nacksLost: 0, heartbeats: 0, internalErrors: 0, takeovers: 0, reconnects: 0, revocationNotices: 0, accepted: 0, handshakes: 0, disconnected: 0, handshakeFailures: {} };
 }
 
 /** What the registry reads besides the counters: gauges of the broker's parts. */
@@ -72,6 +77,7 @@ export function registerBrokerMetrics(r: Registry, s: BrokerStats, g: BrokerGaug
   readGauge(r, "zmcp_broker_rate_limited_senders", "Sender keys whose rate-limit bucket is empty now", g.rateLimitedNow);
   readCounter(r, "zmcp_broker_rate_limited_senders_total", "Times a sender key started being refused rate_limited", g.rateLimitedEpisodes);
   readCounter(r, "zmcp_broker_takeovers_total", "Handshakes of a key already connected: the older connection was told it is displaced", () => s.takeovers);
+  readCounter(r, "zmcp_broker_reconnects_total", "Handshakes of a key whose older connection was silent (a redial, not a takeover); the old one was told it is displaced", () => s.reconnects);
   readCounter(r, "zmcp_broker_revocation_notices_total", "Connections told their key was revoked or removed", () => s.revocationNotices);
   readCounter(r, "zmcp_broker_log_lines_suppressed_total", "Log lines a peer caused that were skipped by the log rate limit (summarised with a count)", g.logLinesSuppressed);
   readCounter(r, "zmcp_broker_durable_stored_total", "Durable messages stored for a recipient that could not take them", () => g.durable()?.stored ?? 0);

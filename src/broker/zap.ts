@@ -9,7 +9,7 @@
  */
 import * as zmq from "zeromq";
 import type { Logger } from "../support/log.js";
-import type { LogThrottle } from "./log-throttle.js";
+import type { LogThrottle } from "../support/log-throttle.js";
 import { receiveLoop } from "../support/receive-loop.js";
 import { SocketWriter } from "../support/writer.js";
 import { z85Encode } from "../wire/z85.js";

@@ -24,7 +24,7 @@ export interface BrokerPort {
   /** Admitted (in the allowlist, not revoked): nothing is stored for anyone else. */
   admitted(key: string): boolean;
   /** The broker's forward: undefined once sent, else the refusal (`no_route`, `busy`, ...). */
-  forward(to: string, from: Buffer, header: Buffer, body: Buffer, kind: Header["k"]): Promise<[WireCode, string] | undefined>;
+  forward(to: string, from: Buffer, headerBytes: Buffer, body: Buffer, header: Header): Promise<[WireCode, string] | undefined>;
   /** The broker's refusal (a counted, logged `nack`). */
   refuse(to: Buffer, re: Uint8Array, code: WireCode, msg: string): Promise<void>;
   /** Live replicas of service `name` in this broker's directory. */
@@ -118,7 +118,7 @@ export class DurableDelivery {
     if (header.k !== "req") this.answered(header);
     const now = Date.now();
     if (!this.#port.admitted(to)) {
-      const failure = await this.#port.forward(to, from, headerBytes, body, header.k); // the broker's own words for why
+      const failure = await this.#port.forward(to, from, headerBytes, body, header); // the broker's own words for why
       return this.#port.refuse(from, header.id, ...(failure ?? ["no_route", `${to} is not admitted`]));
     }
     if (header.exp <= now) return this.#port.refuse(from, header.id, "expired", "a durable message is stored only until its exp, which has passed");
@@ -126,7 +126,7 @@ export class DurableDelivery {
     try {
       let outcome = await this.#store.put(to, message, true);
       if (outcome === "live") {
-        const failure = await this.#port.forward(to, from, headerBytes, body, header.k);
+        const failure = await this.#port.forward(to, from, headerBytes, body, header);
         if (!failure) return;
         if (failure[0] !== "no_route" && failure[0] !== "busy") return this.#port.refuse(from, header.id, ...failure);
         outcome = await this.#store.put(to, message, false);
@@ -201,18 +201,18 @@ export class DurableDelivery {
         this.stats.expired = this.#store.expired;
         if (batch.length === 0) return;
         for (const m of batch) {
-          let kind: Header["k"] = "req";
+          let decoded: Header;
           try {
-            kind = decodeHeader(m.header).k;
+            decoded = decodeHeader(m.header);
           } catch {
-            // read before it was stored; cannot happen
+            continue; // cannot happen (it was read before it was stored); it expires in the queue
           }
           const from = Buffer.from(m.from, "latin1");
           // Round robin over the live replicas; one that fails is skipped, and a request no
           // replica took stays pending: it is handed out again after the visibility timeout.
           for (let i = 0; i < replicas.length; i++) {
             const replica = replicas[this.#cursor++ % replicas.length]!;
-            if (!(await this.#port.forward(replica, from, m.header, m.body, kind))) {
+            if (!(await this.#port.forward(replica, from, m.header, m.body, decoded))) {
               this.stats.dispatched++;
               break;
             }
@@ -246,14 +246,14 @@ export class DurableDelivery {
         const sent: typeof batch = [];
         let stopped = false;
         for (const m of batch) {
-          let kind: Header["k"];
+          let decoded: Header;
           try {
-            kind = decodeHeader(m.header).k;
+            decoded = decodeHeader(m.header);
           } catch {
             sent.push(m); // cannot happen (it was read before it was stored): dropped, not retried forever
             continue;
           }
-          const failure = await this.#port.forward(key, Buffer.from(m.from, "latin1"), m.header, m.body, kind);
+          const failure = await this.#port.forward(key, Buffer.from(m.from, "latin1"), m.header, m.body, decoded);
           if (failure) {
             stopped = true; // gone again, or full: the rest waits for its next hb, in order
             break;

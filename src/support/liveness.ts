@@ -72,6 +72,12 @@ export class PeerLiveness {
     }
   }
 
+  /** Ms since `key` was last heard (any message), if it was heard at all. */
+  heardAgo(key: string, now = performance.now()): number | undefined {
+    const entry = this.#heard.peek(key);
+    return entry === undefined ? undefined : now - entry.at;
+  }
+
   forget(key: string): void {
     this.#heard.delete(key);
   }

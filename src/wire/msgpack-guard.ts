@@ -6,9 +6,14 @@
  * single element; a few hundred such headers nested in a sealed body exhausted an agent's heap
  * and killed the process (found by test/fuzz.test.ts). This walk allocates nothing: it rejects
  * a container that declares more elements than bytes remain (each element takes at least one),
- * a string or binary longer than the data, nesting deeper than `maxDepth`, and extension types
- * (which zmcp never sends), all in one pass over the bytes.
+ * a string or binary longer than the data, nesting deeper than `maxDepth`, extension types
+ * (which zmcp never sends), and strings (map keys included) that are not valid UTF-8, all in
+ * one pass over the bytes. The UTF-8 check makes decoding strict: the decoder would otherwise
+ * turn bad bytes into U+FFFD or lone surrogates, and a peer that decodes strictly (Python)
+ * would refuse the same message, so both sides refuse it alike. Senders run this check too
+ * (message.ts), so what a receiver would refuse is never sent.
  */
+import { isUtf8 } from "node:buffer";
 import { ProtocolError } from "../errors.js";
 
 /**
@@ -57,24 +62,31 @@ export function checkMsgpack(data: Uint8Array, maxDepth: number, maxElements = M
     const b = u8();
     let skip = 0;
     let count = 0;
+    /** The value is a str (not bin): its bytes must be UTF-8. */
+    let text = false;
     if (b <= 0x7f || b >= 0xe0 || b === 0xc0 || b === 0xc2 || b === 0xc3) {
       // fixint, nil, false, true
     } else if (b <= 0x8f) count = (b & 0x0f) * 2;
     else if (b <= 0x9f) count = b & 0x0f;
-    else if (b <= 0xbf) skip = b & 0x1f;
-    else {
+    else if (b <= 0xbf) {
+      skip = b & 0x1f;
+      text = true;
+    } else {
       switch (b) {
         case 0xc4:
         case 0xd9:
           skip = u8();
+          text = b === 0xd9;
           break;
         case 0xc5:
         case 0xda:
           skip = u16();
+          text = b === 0xda;
           break;
         case 0xc6:
         case 0xdb:
           skip = u32();
+          text = b === 0xdb;
           break;
         case 0xcc:
         case 0xd0:
@@ -112,6 +124,7 @@ export function checkMsgpack(data: Uint8Array, maxDepth: number, maxElements = M
     }
     if (skip > 0) {
       need(skip);
+      if (text && !isUtf8(data.subarray(p, p + skip))) throw bad("a string that is not valid UTF-8");
       p += skip;
     }
     if (count > 0) {

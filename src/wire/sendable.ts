@@ -9,6 +9,9 @@
  * Everything else is refused by name: a `Date` (encoded as a msgpack extension, which
  * receivers refuse), a `Map` or `Set` (encoded as `{}`: silently lost), a BigInt (not
  * encodable), functions, symbols, and class instances (whose prototype is lost on the wire).
+ * So is a string or map key that is not well-formed Unicode (a lone UTF-16 surrogate): msgpack
+ * carries UTF-8, which cannot encode one, and a strict receiver (Python, or this SDK since the
+ * adversarial review of issue 10) refuses the whole message as `bad_frame`.
  */
 import { MAX_DEPTH } from "./envelope.js";
 
@@ -30,6 +33,8 @@ export function checkSendable(value: unknown, path: string, depth: number, maxDe
     const [v, at, d] = stack.pop()!;
     switch (typeof v) {
       case "string":
+        if (!isWellFormed(v)) throw new UnsendableError(at, "is a string that is not well-formed Unicode (a lone surrogate), which UTF-8 cannot carry");
+        continue;
       case "boolean":
       case "undefined": // dropped from objects by the encoder; nil in arrays
         continue;
@@ -50,6 +55,20 @@ export function checkSendable(value: unknown, path: string, depth: number, maxDe
     }
     if (d + 1 > maxDepth) throw new UnsendableError(at, `is nested deeper than the ${maxDepth} levels a peer accepts (or refers to itself)`);
     if (Array.isArray(obj)) for (let i = 0; i < obj.length; i++) stack.push([obj[i], `${at}[${i}]`, d + 1]);
-    else for (const key of Object.keys(obj)) stack.push([(obj as Record<string, unknown>)[key], `${at}.${key}`, d + 1]);
+    else
+      for (const key of Object.keys(obj)) {
+        if (!isWellFormed(key)) throw new UnsendableError(`${at}.${wellFormed(key)}`, "is a key that is not well-formed Unicode (a lone surrogate), which UTF-8 cannot carry");
+        stack.push([(obj as Record<string, unknown>)[key], `${at}.${key}`, d + 1]);
+      }
   }
+}
+
+/** ES2024's String.prototype.isWellFormed (Node 20), typed here: the project's lib is ES2022. */
+export function isWellFormed(s: string): boolean {
+  return (s as string & { isWellFormed(): boolean }).isWellFormed();
+}
+
+/** `s` with each lone surrogate replaced by U+FFFD: for text this side writes (error messages). */
+export function wellFormed(s: string): string {
+  return (s as string & { toWellFormed(): string }).toWellFormed();
 }

@@ -90,6 +90,3 @@ export type Heartbeat = z.infer<typeof HeartbeatSchema>;
 
 /** Decodes a heartbeat body within the caps of HeartbeatSchema (no extension types). */
 export const heartbeatDecoder = new Decoder({ maxStrLength: 1024, maxBinLength: 1024, maxArrayLength: 64, maxMapLength: 16, maxExtLength: 0 });
-
-/** A `hb` body this small holds no service proofs (`{svc: []}` is 5 bytes): a sign of life only. */
-export const LIVENESS_HB_MAX_BYTES = 16;

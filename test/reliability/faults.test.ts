@@ -43,9 +43,9 @@ describe("faults", () => {
     await Promise.all(brokers.splice(0).map((b) => b.close()));
     keys?.cleanup();
   });
-  const connect = async (name: string, endpoint: string | string[], timeout = 3000) => {
+  const connect = async (name: string, endpoint: string | string[], timeout = 3000, startGrace?: number) => {
     // circuit: false: these faults are judged by the codes the broker and the peer answer (circuit.test.ts covers the breaker).
-    const agent = await Agent.connect({ broker: endpoint, cert: keys.secretPath(name), certs: keys.dir, connectTimeout: 10_000, timeout, circuit: false });
+    const agent = await Agent.connect({ broker: endpoint, cert: keys.secretPath(name), certs: keys.dir, connectTimeout: 10_000, timeout, circuit: false, ...(startGrace === undefined ? {} : { startGrace }) });
     agents.push(agent);
     return agent;
   };
@@ -136,9 +136,11 @@ describe("faults", () => {
       keys = tempCerts("alice", "bob");
       const broker = await startBroker(keys);
       brokers.push(broker);
-      const alice = await connect("alice", broker.endpoint);
+      // Both agents were just started: a start grace covering the skew (the default, 2 s, asks
+      // clocks to agree within 2 s; a larger skew is refused busy until the callee's uptime passes it).
+      const alice = await connect("alice", broker.endpoint, 3000, 30_000);
       alice.tool("ping", { input: z.object({}) }, () => "pong");
-      const bob = await startWorker(keys, "bob", [broker.endpoint], { clockOffsetMs: offsetMs, ...(probe ? { probe } : {}) });
+      const bob = await startWorker(keys, "bob", [broker.endpoint], { clockOffsetMs: offsetMs, args: ["--start-grace", "30000"], ...(probe ? { probe } : {}) });
       children.push(bob);
       return { broker, alice, bob };
     };

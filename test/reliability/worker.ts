@@ -29,6 +29,8 @@ const { values } = parseArgs({
     "clock-offset": { type: "string" },
     heartbeat: { type: "string" },
     probe: { type: "string" },
+    /** Agent option `startGrace`, ms (clock-skew scenarios: a skew larger than the default 2 s). */
+    "start-grace": { type: "string" },
   },
 });
 
@@ -49,6 +51,7 @@ const agent = await Agent.connect({
   connectTimeout: 15_000,
   log: createLogger("warn"),
   ...(values.heartbeat ? { heartbeatInterval: Number(values.heartbeat) } : {}),
+  ...(values["start-grace"] ? { startGrace: Number(values["start-grace"]) } : {}),
 });
 agent
   .tool("work", { input: z.strictObject({ n: z.number(), ms: z.number().min(0).max(60_000).optional(), pad: z.string().optional() }) }, async ({ n, ms }, ctx) => {

@@ -23,7 +23,8 @@ let m: RawPeer;
 beforeAll(async () => {
   fx = tempCerts("bob", "mallory");
   broker = await startBroker(fx);
-  bob = await connectAgent(fx, "bob", broker.endpoint);
+  // A start grace covering the 20 s step: bob was just started (the default grace is 2 s).
+  bob = await connectAgent(fx, "bob", broker.endpoint, { startGrace: 30_000 });
   bob.tool("echo", { input: z.object({ n: z.number() }) }, ({ n }) => ({ n }));
   m = await rawPeer(fx, "mallory", broker.endpoint);
 });

@@ -18,6 +18,7 @@ import { newAgentStats, type AgentStats } from "../../src/agent/stats.js";
 import { ToolRegistry } from "../../src/agent/tools.js";
 import { linkedPair, type MemoryEnd } from "../../src/agent/transport.js";
 import { silentLogger } from "../../src/support/log.js";
+import { LogThrottle } from "../../src/support/log-throttle.js";
 import { decodeHeader, type Header } from "../../src/wire/envelope.js";
 import { Sealer } from "../../src/wire/seal.js";
 
@@ -44,6 +45,7 @@ function memoryPeer(end: MemoryEnd, options: Partial<AgentOptions> = {}): Memory
     directory: new Directory(undefined, silentLogger),
     stats,
     log: silentLogger,
+    throttle: new LogThrottle(silentLogger),
     tokenSource: undefined,
     closing: closing.signal,
     closedWith: () => undefined,

@@ -88,7 +88,7 @@ describe("one home for defaults", () => {
     const base = { broker: "tcp://127.0.0.1:1", cert: "unused" };
     const r = resolveAgentOptions(base);
     expect(r.timeout).toBe(AGENT_DEFAULTS.timeout);
-    expect(r.startGrace).toBe(AGENT_DEFAULTS.replayWindow / 2);
+    expect(r.startGrace).toBe(AGENT_DEFAULTS.startGrace);
     expect(r.tokenClockSkew).toBe(AGENT_DEFAULTS.tokenClockSkew);
     expect(resolveAgentOptions({ ...base, clockSkew: 5 }).tokenClockSkew).toBe(5); // the deprecated alias
     expect(resolveAgentOptions({ ...base, tokenClockSkew: 7, clockSkew: 5 }).tokenClockSkew).toBe(7);

@@ -1,15 +1,15 @@
 /**
- * Log lines a peer can cause, bounded. A refused handshake, an undeliverable nack or a `busy`
- * refusal is logged at most once per interval per (event, key); the lines skipped meanwhile are
- * counted and summarised in the next line of that pair (`suppressed: N`), and counted in total
- * for the metrics. So one peer cannot turn its traffic into log volume, and no event goes
+ * Log lines a peer can cause, bounded (the broker's and the agent's). A refused handshake, an
+ * undeliverable nack, a `busy` refusal, a dropped answer or a failed request is logged at most
+ * once per interval per (event, key); the lines skipped meanwhile are counted and summarised in
+ * the next line of that pair (`suppressed: N`), and counted in total for the metrics. So one peer cannot turn its traffic into log volume, and no event goes
  * unseen: the count says how many.
  *
  * Soft state, bounded: at most `maxKeys` (event, key) pairs (least recent dropped first; a
  * dropped pair only logs its next event at once).
  */
-import type { Logger, LogLevel } from "../support/log.js";
-import { RecencyMap } from "../support/recency-map.js";
+import type { Logger, LogLevel } from "./log.js";
+import { RecencyMap } from "./recency-map.js";
 
 export const DEFAULT_LOG_INTERVAL_MS = 10_000;
 
