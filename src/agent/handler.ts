@@ -110,7 +110,7 @@ export class Handler {
     }
     // idempotency: a retried request (same id from the same caller) gets the first answer; the tool runs once.
     const key = `${reply.peer}:${idKey(request.rid)}`;
-    const begun = this.#answers.begin(key, reply.peer);
+    const begun = this.#answers.begin(key, reply.peer, Date.now(), reply.inReplyTo.exp);
     if (begun.kind === "earlier") return void begun.answer.then(respond);
     if (begun.kind === "full") return respond(failure("busy", begun.reason));
     // concurrency

@@ -4,8 +4,11 @@
  * A retry that arrives while the first run is still going waits for that run.
  *
  * Entries are kept `ttlMs` after they finish. Memory is bounded by a {@link ByteBudget} in
- * entries and bytes, per caller and in total: a new request that does not fit is refused (the
- * agent answers `busy`) rather than evicting answers whose retries would then run again.
+ * entries and bytes, per caller and in total. When a new request does not fit, answers whose
+ * request deadline has passed are dropped first (their caller has stopped retrying: a later
+ * copy could only be a replay, which the replay guard refuses); only if that frees nothing is
+ * the request refused (`busy`), rather than evicting answers whose retries would run again.
+ * Without that, a caller at a few hundred calls a second filled its budget in two minutes.
  */
 import { ByteBudget, type BudgetLimits } from "../support/budget.js";
 import type { Response } from "../wire/envelope.js";
@@ -19,6 +22,8 @@ interface Entry {
   bytes: number;
   waiters: Array<(answer: Answer) => void>;
   forgetAt: number;
+  /** The request's deadline (ms, this agent's clock): past it no honest retry comes. */
+  deadline: number;
 }
 
 /**
@@ -41,6 +46,7 @@ export type Begun = { kind: "new" } | { kind: "earlier"; answer: Promise<Answer>
 export class AnswerCache {
   readonly #entries = new Map<string, Entry>();
   readonly budget: ByteBudget;
+  #lastSweep = -Infinity;
 
   /**
    * @param ttlMs how long a finished answer is kept, ms; default 120,000
@@ -57,13 +63,14 @@ export class AnswerCache {
    * For a new key: records it as running (the caller runs the tool and then calls
    * {@link finish}). For a known key: the first answer, when it comes.
    */
-  begin(key: string, owner: string, now = Date.now()): Begun {
+  begin(key: string, owner: string, now = Date.now(), deadline = now + this.ttlMs): Begun {
     this.#prune(now);
     const entry = this.#entries.get(key);
     if (!entry) {
-      const reason = this.budget.refusal(owner);
+      let reason = this.budget.refusal(owner);
+      if (reason !== undefined && this.#dropPastDeadline(now)) reason = this.budget.refusal(owner);
       if (reason !== undefined) return { kind: "full", reason: `idempotency cache full: ${reason}` };
-      this.#entries.set(key, { owner, answer: undefined, bytes: 0, waiters: [], forgetAt: Infinity });
+      this.#entries.set(key, { owner, answer: undefined, bytes: 0, waiters: [], forgetAt: Infinity, deadline });
       this.budget.add(owner, 1, 0);
       return { kind: "new" };
     }
@@ -97,6 +104,22 @@ export class AnswerCache {
   #forget(key: string, entry: Entry): void {
     this.#entries.delete(key);
     this.budget.add(entry.owner, -1, -entry.bytes);
+  }
+
+  /** Drops finished answers whose request deadline has passed (a full sweep: only when full). */
+  #dropPastDeadline(now: number): boolean {
+    // At most one sweep per 100 ms: a caller that keeps the cache full cannot make every
+    // request pay for a walk over all of it.
+    if (now - this.#lastSweep < 100) return false;
+    this.#lastSweep = now;
+    let dropped = false;
+    for (const [key, entry] of this.#entries) {
+      if (entry.answer && entry.deadline < now) {
+        this.#forget(key, entry);
+        dropped = true;
+      }
+    }
+    return dropped;
   }
 
   #prune(now: number): void {
