@@ -346,7 +346,7 @@ export class Broker {
     const service = parseServiceAddress(header.to);
     // A durable service's work queue: a request marked `dur`, or any request to a service a
     // replica declared durable (its heartbeat's `dur`, docs/DURABLE.md).
-    if (service && !service.replica && this.durable && (header.dur || (header.k === "req" && this.durable.queues(service.name)))) return this.durable.routeService(from, header, headerBytes, body, service.name);
+    if (service && !service.replica && this.durable && (header.dur || (header.k === "req" && this.durable.isDeclared(service.name)))) return this.durable.routeService(from, header, headerBytes, body, service.name);
     if (!header.dur && header.k === "res") this.durable?.answeredPlain(header); // a plain answer retires its request from a declared service's queue
     if (service) return this.#toService(from, header, headerBytes, body, service.name, service.replica);
     if (!isZ85Key(header.to)) return this.#refuse(from, header.id, "no_route", `destination ${JSON.stringify(header.to)} is neither a Z85 key nor svc:NAME`);

@@ -209,7 +209,7 @@ export class DurableDelivery {
    * service is declared durable and the store is reachable (while it is not, the request is
    * dispatched live, as without a store: plain traffic keeps flowing).
    */
-  queues(name: string): boolean {
+  isDeclared(name: string): boolean {
     const until = this.#declared.get(name);
     if (until === undefined) return false;
     if (until < Date.now()) {
@@ -220,13 +220,13 @@ export class DurableDelivery {
   }
 
   /**
-   * An answer (durable or not) sealed as `svc:NAME` passes: when the service has a queue here,
-   * its request leaves it. A plain answer counts too: a declared-durable service's callers
-   * need not mark anything durable.
+   * A plain answer sealed as `svc:NAME` passes: when the service is declared durable, its
+   * request (queued although its caller did not mark it `dur`) leaves the queue. Plain answers
+   * of other services answer plain requests, which were never queued: no store call for them.
    */
   answeredPlain(header: Header): void {
     const name = header.as?.startsWith("svc:") ? header.as.slice(4) : undefined;
-    if (name !== undefined && header.k === "res" && this.#queues.has(name)) this.answered(header);
+    if (name !== undefined && header.k === "res" && this.#declared.has(name)) this.answered(header);
   }
 
   /** A durable answer sealed as `svc:NAME` passes: its request leaves the service's queue. */
