@@ -22,11 +22,13 @@ const { values } = parseArgs({
     "start-grace": { type: "string" },
     /** Agent option `stateDir`: keep an "alive until" mark so a restart refuses replays. */
     "state-dir": { type: "string" },
+    /** Declare the service durable: a broker with a store queues every request to it (docs/DURABLE.md). */
+    durable: { type: "boolean", default: false },
     help: { type: "boolean", short: "h" },
   },
 });
 if (values.help || !values.cert) {
-  process.stdout.write("usage: replica --cert certs/NAME.key_secret [--broker tcp://127.0.0.1:5555 ...] [--certs certs] [--service summarize] [--work-ms 0] [--log-runs] [--start-grace ms] [--state-dir DIR]\n");
+  process.stdout.write("usage: replica --cert certs/NAME.key_secret [--broker tcp://127.0.0.1:5555 ...] [--certs certs] [--service summarize] [--work-ms 0] [--log-runs] [--start-grace ms] [--state-dir DIR] [--durable]\n");
   process.exit(values.help ? 0 : 2);
 }
 const workMs = Number(values["work-ms"]);
@@ -56,7 +58,7 @@ agent
       return { replica: agent.publicKey, words: text.split(/\s+/).filter(Boolean).length };
     },
   );
-await agent.serve(values.service);
+await agent.serve(values.service, { durable: values.durable });
 process.stderr.write(JSON.stringify({ level: "info", msg: "replica ready", service: values.service, publicKey: agent.publicKey }) + "\n");
 const stop = () => void agent.close().then(() => process.exit(0));
 process.once("SIGTERM", stop);

@@ -86,6 +86,10 @@ class Vectors(unittest.TestCase):
         body = msgpack.unpackb(bytes.fromhex(hb["body"]), raw=False)
         svc = body["svc"][0]
         self.assertEqual(wire.pack({"svc": [{"name": svc["name"], "key": svc["key"], "ts": svc["ts"], "proof": bytes.fromhex(p["proof"]), "free": svc["free"]}]}).hex(), hb["body"])
+        self.assertNotIn("dur", svc)
+        durable = msgpack.unpackb(bytes.fromhex(s["heartbeat_durable"]["body"]), raw=False)["svc"][0]
+        self.assertIs(durable["dur"], True)
+        self.assertEqual(wire.pack({"svc": [{"name": svc["name"], "key": svc["key"], "ts": svc["ts"], "proof": bytes.fromhex(p["proof"]), "free": svc["free"], "dur": True}]}).hex(), s["heartbeat_durable"]["body"])
         for a in s["addresses"]:
             parsed = wire.parse_service_address(a["to"])
             self.assertEqual(parsed or (None, None), (a["name"], a["replica"]), a["to"])

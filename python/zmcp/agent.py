@@ -334,6 +334,7 @@ class Agent:
         self._jobs: dict[str, _JobRecord] = {}
         self._started: dict[str, Job] = {}
         self._served: dict[str, tuple[wire.Sealer, str]] = {}
+        self._durable: set[str] = set()  # served services declared durable (heartbeat ``dur``)
         self._active = 0
         self._tasks: set[asyncio.Task] = set()
         self._closed = False
@@ -712,9 +713,11 @@ class Agent:
     def remove_tool(self, name: str) -> bool:
         return self._tools.pop(name, None) is not None
 
-    async def serve(self, name: str, cert: str | Certificate | None = None, *, timeout: float = 5.0) -> None:
+    async def serve(self, name: str, cert: str | Certificate | None = None, *, timeout: float = 5.0, durable: bool = False) -> None:
         """Serves as a replica of ``svc:NAME``; ``cert`` is the service's secret certificate
-        (default ``<certs>/svc-NAME.key_secret``). Returns once the broker acked the proof."""
+        (default ``<certs>/svc-NAME.key_secret``). Returns once the broker acked the proof.
+        ``durable=True`` declares the service durable (heartbeat ``dur``, docs/DURABLE.md): a
+        broker with a store queues every request to it."""
         if not wire.is_service_name(name):
             raise ConfigError(f"invalid service name {name!r}")
         source = cert or (os.path.join(self._certs_dir, f"svc-{name}.key_secret") if self._certs_dir else None)
@@ -723,10 +726,15 @@ class Agent:
         c = load_secret_certificate(source) if isinstance(source, str) else source
         first = not self._served
         self._served[name] = (wire.Sealer(c.secret_key), c.public_key)
+        if durable:
+            self._durable.add(name)
+        else:
+            self._durable.discard(name)
         try:
             await self._heartbeat(timeout)
         except BaseException:
             self._served.pop(name, None)
+            self._durable.discard(name)
             raise
         if first:
             self._spawn(self._heartbeat_loop())
@@ -777,7 +785,8 @@ class Agent:
         ts = now_ms()
         svc = [{"name": n, "key": pub, "ts": ts,
                 "proof": wire.make_service_proof(sealer.shared(self._server_key), self.public_key, ts),
-                "free": max(0, self.max_concurrency - self._active)} for n, (sealer, pub) in self._served.items()]
+                "free": max(0, self.max_concurrency - self._active),
+                **({"dur": True} if n in self._durable else {})} for n, (sealer, pub) in self._served.items()]
         body = wire.pack({"svc": svc})
         acks = []
         for _ in self._endpoints:
@@ -860,7 +869,10 @@ class Agent:
             if inner["t"] != header["k"]:
                 raise error_for("bad_frame", f"header kind {header['k']} does not match message kind {inner['t']}")
             ts = math.floor(inner["ts"])  # §7 T0: a fractional ts is read floored
-            self._replay.check(f"{peer}:{header['id'].hex()}", ts, now, header.get("dur") is True)
+            # A request to a service declared durable here may have waited in its queue without
+            # ``dur`` from the caller (docs/DURABLE.md): judged like a ``dur`` message.
+            declared = header["k"] == "req" and svc is not None and svc[1] is None and svc[0] in self._durable
+            self._replay.check(f"{peer}:{header['id'].hex()}", ts, now, header.get("dur") is True or declared)
             deadline = header["exp"] + self._clocks.observe(peer, ts, now, time.monotonic())
             if deadline < now:
                 raise error_for("expired", f"message is past its deadline (by {now - deadline} ms on this clock)")

@@ -346,8 +346,12 @@ export class Agent {
    * their requests to a live replica. `cert` is the service's secret certificate, shared by
    * its replicas (default `<certs>/svc-NAME.key_secret`); the broker admits the replica only
    * if it proves it holds that key. Resolves once the broker has accepted the announcement.
+   * With `durable: true` the service is declared durable (docs/DURABLE.md): a broker with a
+   * store queues every request to `svc:NAME` in the service's work queue, `dur` or not, so
+   * requests made while no replica is up wait for one. A broker older than this field refuses
+   * the announcement `bad_frame` (serve rejects): durability is never silently dropped.
    */
-  serve(name: string, options: { cert?: string | Required<Certificate>; timeout?: number } = {}): Promise<void> {
+  serve(name: string, options: { cert?: string | Required<Certificate>; timeout?: number; durable?: boolean } = {}): Promise<void> {
     return this.#replica.serve(name, options);
   }
 

@@ -56,7 +56,7 @@ export interface InboundStep {
 /** The parts the inbound checks hand messages to. */
 export interface InboundParts {
   core: AgentCore;
-  replica: Pick<Replica, "sealerOf">;
+  replica: Pick<Replica, "sealerOf" | "isDurable">;
   caller: Pick<Caller, "bind" | "answered" | "refused">;
   follower: Pick<JobFollower, "checkSealer" | "onEvent" | "keepForJob">;
   handler: Pick<Handler, "onRequest">;
@@ -154,7 +154,11 @@ export class Inbound {
       replay: (m) => {
         // A durable message may have waited in a broker's store: one older than the window is
         // refused busy (resent fresh by a caller still waiting), not replay (agent/replay.ts).
-        replay.check(`${m.peer}:${idKey(m.header.id)}`, wireMs(m.inner.ts), m.now, m.header.dur === true);
+        // A request to a service this replica declared durable may have waited in the service's
+        // queue without `dur` from its caller (docs/DURABLE.md): judged the same way.
+        const service = m.header.k === "req" ? parseServiceAddress(m.header.to) : undefined;
+        const durable = m.header.dur === true || (service !== undefined && service.replica === undefined && replica.isDurable(service.name));
+        replay.check(`${m.peer}:${idKey(m.header.id)}`, wireMs(m.inner.ts), m.now, durable);
       },
       deadline: (m) => {
         // The sender's deadline on this agent's clock (integer ms: wire/clock.ts, rules 1 and 3).

@@ -18,6 +18,8 @@ import { AGENT_DEFAULTS } from "./options.js";
 interface Served {
   sealer: Sealer;
   publicKey: string;
+  /** Declared durable: announced with `dur: true` (docs/DURABLE.md). */
+  durable: boolean;
 }
 
 export class Replica {
@@ -40,14 +42,22 @@ export class Replica {
     return this.#served.get(name)?.sealer;
   }
 
+  /**
+   * True when service `name` is served here and declared durable: its requests may have waited
+   * in a broker's store, so they are judged like `dur` messages (agent/replay.ts).
+   */
+  isDurable(name: string): boolean {
+    return this.#served.get(name)?.durable === true;
+  }
+
   /** See Agent.serve. */
-  async serve(name: string, options: { cert?: string | Required<Certificate>; timeout?: number }): Promise<void> {
+  async serve(name: string, options: { cert?: string | Required<Certificate>; timeout?: number; durable?: boolean }): Promise<void> {
     const core = this.core;
     if (!isServiceName(name)) throw new ConfigError(`invalid service name ${JSON.stringify(name)}`);
     const source = options.cert ?? (core.options.certs ? join(core.options.certs, `svc-${name}.key_secret`) : undefined);
     if (!source) throw new ConfigError("serve() needs the service's secret certificate (cert) or a certs directory");
     const cert = typeof source === "string" ? loadSecretCertificate(source) : source;
-    this.#served.set(name, { sealer: new Sealer(cert.secretKey), publicKey: cert.publicKey });
+    this.#served.set(name, { sealer: new Sealer(cert.secretKey), publicKey: cert.publicKey, durable: options.durable === true });
     this.#timer ??= setInterval(() => void this.heartbeat().catch(() => undefined), core.options.serviceHeartbeat).unref();
     try {
       await this.heartbeat(options.timeout ?? AGENT_DEFAULTS.serveTimeout);
@@ -92,6 +102,7 @@ export class Replica {
       ts,
       proof: makeServiceProof(s.sealer.sharedKey(this.serverKey), core.publicKey, ts),
       free: Math.max(0, this.free()),
+      ...(s.durable ? { dur: true as const } : {}),
     }));
     const body = encode({ svc });
     const acks: Array<Promise<void>> = [];

@@ -344,7 +344,10 @@ export class Broker {
     if (header.k === "hb") return this.#heartbeat(from, fromKey, header, body);
     if (header.exp + this.#clockSkew < Date.now()) return this.#refuse(from, header.id, "expired", "message is past its deadline");
     const service = parseServiceAddress(header.to);
-    if (service && header.dur && !service.replica && this.durable) return this.durable.routeService(from, header, headerBytes, body, service.name); // a durable service's work queue
+    // A durable service's work queue: a request marked `dur`, or any request to a service a
+    // replica declared durable (its heartbeat's `dur`, docs/DURABLE.md).
+    if (service && !service.replica && this.durable && (header.dur || (header.k === "req" && this.durable.isDeclared(service.name)))) return this.durable.routeService(from, header, headerBytes, body, service.name);
+    if (!header.dur && header.k === "res") this.durable?.answeredPlain(header); // a plain answer retires its request from a declared service's queue
     if (service) return this.#toService(from, header, headerBytes, body, service.name, service.replica);
     if (!isZ85Key(header.to)) return this.#refuse(from, header.id, "no_route", `destination ${JSON.stringify(header.to)} is neither a Z85 key nor svc:NAME`);
     if (header.dur && this.durable) return this.durable.route(from, header, headerBytes, body); // forward or store (store/durable.ts)
@@ -423,7 +426,10 @@ export class Broker {
         return this.#refuse(from, header.id, "forbidden", `proof of the key of service ${svc.name} does not hold`);
       }
     }
-    for (const svc of parsed.data.svc) this.#services.announce(svc.name, fromKey, svc.free, now);
+    for (const svc of parsed.data.svc) {
+      this.#services.announce(svc.name, fromKey, svc.free, now);
+      if (svc.dur) this.durable?.declare(svc.name); // without a store, the declaration changes nothing
+    }
     this.stats.heartbeats++;
     try {
       await this.#router.send(brokerFrames(from, ackHeader(fromKey, header.id, now)));

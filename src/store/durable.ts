@@ -61,6 +61,10 @@ const SERVE_EVERY_MS = 500;
 const QUEUES_EVERY_MS = 5000;
 /** Default visibility timeout of a durable service request: handed to another replica after it, ms. */
 export const DEFAULT_VISIBILITY_MS = 30_000;
+/** A declaration is written to the store at most this often per service, ms. */
+const DECLARE_EVERY_MS = 60_000;
+/** Declared-durable services remembered at most (as the broker's replica directory, bounded). */
+const MAX_DECLARED = 10_000;
 /** Expired messages are swept this often, ms. */
 const SWEEP_EVERY_MS = 10_000;
 
@@ -81,6 +85,10 @@ export class DurableDelivery {
   /** Services known to have a durable queue (from the store, re-read every QUEUES_EVERY_MS, and from this broker's own enqueues). */
   readonly #queues = new Set<string>();
   #queuesRead = 0;
+  /** Services declared durable (a replica's heartbeat `dur: true`, here or through the store) → until when, ms. */
+  readonly #declared = new Map<string, number>();
+  /** When this broker last wrote each declaration to the store (heartbeats come every second; one write a minute is plenty). */
+  readonly #declaredWritten = new Map<string, number>();
   #closed = false;
 
   /** @param maxRetention a message is kept at most this long, whatever its exp says, ms */
@@ -92,6 +100,12 @@ export class DurableDelivery {
         this.#queuesRead = Date.now();
         this.#store.queues().then(
           (names) => names.forEach((n) => this.#queues.add(n)),
+          () => undefined,
+        );
+        // Declarations made through other brokers of the store (or before this one restarted).
+        const until = Date.now() + QUEUES_EVERY_MS * 2;
+        this.#store.declared().then(
+          (names) => names.forEach((n) => this.#declared.set(n, Math.max(this.#declared.get(n) ?? 0, until))),
           () => undefined,
         );
       }
@@ -172,6 +186,47 @@ export class DurableDelivery {
       this.stats.unavailable++;
       return this.#port.refuse(from, header.id, "unavailable", "the durable store is unreachable; durable messages cannot be accepted now");
     }
+  }
+
+  /**
+   * A replica of `name` declared it durable in a verified heartbeat: requests to it are queued
+   * from now on, by this broker at once and by the others of the store within QUEUES_EVERY_MS.
+   * The declaration lasts the store's retention after the last heartbeat that made it (a
+   * replica down for less than that still finds its requests waiting).
+   */
+  declare(name: string): void {
+    const now = Date.now();
+    if (!this.#declared.has(name) && this.#declared.size >= MAX_DECLARED) return; // bounded (names come from verified heartbeats only)
+    this.#declared.set(name, now + this.#maxRetention);
+    this.#queues.add(name);
+    if ((this.#declaredWritten.get(name) ?? 0) + DECLARE_EVERY_MS > now || !this.#store.available) return;
+    this.#declaredWritten.set(name, now);
+    this.#store.declare(name, now + this.#maxRetention).catch(() => this.#declaredWritten.delete(name)); // tried again on the next heartbeat
+  }
+
+  /**
+   * True when a request to `svc:NAME` without `dur` goes to the service's queue all the same: the
+   * service is declared durable and the store is reachable (while it is not, the request is
+   * dispatched live, as without a store: plain traffic keeps flowing).
+   */
+  isDeclared(name: string): boolean {
+    const until = this.#declared.get(name);
+    if (until === undefined) return false;
+    if (until < Date.now()) {
+      this.#declared.delete(name);
+      return false;
+    }
+    return this.#store.available;
+  }
+
+  /**
+   * A plain answer sealed as `svc:NAME` passes: when the service is declared durable, its
+   * request (queued although its caller did not mark it `dur`) leaves the queue. Plain answers
+   * of other services answer plain requests, which were never queued: no store call for them.
+   */
+  answeredPlain(header: Header): void {
+    const name = header.as?.startsWith("svc:") ? header.as.slice(4) : undefined;
+    if (name !== undefined && header.k === "res" && this.#declared.has(name)) this.answered(header);
   }
 
   /** A durable answer sealed as `svc:NAME` passes: its request leaves the service's queue. */

@@ -369,6 +369,16 @@ export class RedisStore implements DurableStore {
     return this.#run(() => this.#redis.smembers("zmcp:services"));
   }
 
+  async declare(service: string, until: number): Promise<void> {
+    await this.#run(() => this.#redis.zadd("zmcp:declared", String(until), service));
+  }
+
+  async declared(): Promise<string[]> {
+    const now = String(Date.now());
+    await this.#run(() => this.#redis.zremrangebyscore("zmcp:declared", "-inf", `(${now}`));
+    return this.#run(() => this.#redis.zrangebyscore("zmcp:declared", now, "+inf"));
+  }
+
   async sweep(): Promise<number> {
     const now = Date.now();
     const due = await this.#run(() => this.#redis.zrangebyscore("zmcp:due", "-inf", String(now - 1), "LIMIT", 0, 100));

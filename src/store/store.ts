@@ -80,6 +80,13 @@ export interface DurableStore {
   done(service: string, requestId: string): Promise<boolean>;
   /** Names of the services that have had a durable queue (so brokers look only at those). */
   queues(): Promise<string[]>;
+  /**
+   * Services declared durable by a replica's heartbeat (`dur: true`, wire/services.ts): every
+   * request to them goes to their queue. `declare` records it until `until` (ms since the
+   * epoch; a later call moves it); `declared` lists those whose declaration has not lapsed.
+   */
+  declare(service: string, until: number): Promise<void>;
+  declared(): Promise<string[]>;
   /** Deletes every expired message (any broker may run it; idempotent). Returns how many. */
   sweep(): Promise<number>;
   /** Resolves true once the engine is reachable, false if it is not within `timeoutMs` (never rejects). */

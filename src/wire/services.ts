@@ -82,6 +82,11 @@ export const HeartbeatSchema = z.strictObject({
         proof: z.custom<Uint8Array>((v) => v instanceof Uint8Array && v.length <= 256),
         /** Requests this replica can take now. */
         free: z.number().int().nonnegative(),
+        /**
+         * The service is declared durable (docs/DURABLE.md): a broker with a store queues every
+         * request to it. Sent only when true, so other heartbeats stay byte for byte as before.
+         */
+        dur: z.literal(true).optional(),
       }),
     )
     .max(64),

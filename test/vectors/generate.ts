@@ -170,9 +170,12 @@ export function buildVectors(): Record<string, unknown> {
   const proof = sealFixed(proofKey, Buffer.from(proofText, "utf8"), seed("nonce|proof", NONCE_BYTES));
   const hbBody = encode({ svc: [{ name: "calc", key: keys.service_calc.public, ts: proofTs, proof, free: 64 }] });
   const hbHeader: Header = { v: 1, k: "hb", id: seed("id|hb", 16), to: "", exp: proofTs + 2000 };
+  // A replica that declares the service durable adds `dur: true` last (absent otherwise).
+  const hbDurableBody = encode({ svc: [{ name: "calc", key: keys.service_calc.public, ts: proofTs, proof, free: 64, dur: true }] });
   const services = {
     proof: { replica: keys.bob.public, service: "calc", ts: proofTs, plaintext: proofText, nonce: hex(seed("nonce|proof", NONCE_BYTES)), shared_key: hex(proofKey), proof: hex(proof) },
     heartbeat: { header: toJson(hbHeader), header_bytes: hex(encodeHeader(hbHeader)), body: hex(hbBody), note: "body is plain msgpack (not sealed), read by the broker" },
+    heartbeat_durable: { body: hex(hbDurableBody), note: "the same heartbeat from a replica that declared the service durable (docs/DURABLE.md)" },
     addresses: [
       { to: "svc:calc", name: "calc", replica: null },
       { to: `svc:calc@${keys.bob.public}`, name: "calc", replica: keys.bob.public },

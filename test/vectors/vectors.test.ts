@@ -7,7 +7,7 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { decode } from "@msgpack/msgpack";
+import { decode, encode } from "@msgpack/msgpack";
 import nacl from "tweetnacl";
 import { describe, expect, it } from "vitest";
 import { publicKeyOf } from "../../src/auth/certs.js";
@@ -15,7 +15,7 @@ import { decodeHeader, decodeInner, encodeHeader, encodeInner, type Header, type
 import { ZmcpError } from "../../src/errors.js";
 import { jobRunner } from "../../src/agent/jobs.js";
 import { openWith, Sealer, sealWith, NONCE_BYTES, TAG_BYTES } from "../../src/wire/seal.js";
-import { makeServiceProof, parseServiceAddress, verifyServiceProof } from "../../src/wire/services.js";
+import { HeartbeatSchema, makeServiceProof, parseServiceAddress, verifyServiceProof } from "../../src/wire/services.js";
 import { TokenVerifier, type AuthorityInput } from "../../src/auth/token-verifier.js";
 import { z85Decode, z85Encode } from "../../src/wire/z85.js";
 import { buildVectors, fromJson } from "./generate.js";
@@ -84,7 +84,7 @@ describe("conformance vectors (protocol v1) against src/", () => {
 
   it("the replica proof, the heartbeat, and service addresses", () => {
     const { pairs } = load("keys");
-    const { proof, heartbeat, addresses } = load("services");
+    const { proof, heartbeat, heartbeat_durable, addresses } = load("services");
     const brokerShared = new Sealer(pairs.broker.secret).sharedKey(pairs.service_calc.public);
     expect(hex(brokerShared)).toBe(proof.shared_key);
     expect(hex(openWith(brokerShared, bytes(proof.proof)))).toBe(Buffer.from(proof.plaintext).toString("hex"));
@@ -95,6 +95,10 @@ describe("conformance vectors (protocol v1) against src/", () => {
     expect(hex(encodeHeader(fromJson(heartbeat.header) as Header))).toBe(heartbeat.header_bytes);
     const body = decode(bytes(heartbeat.body)) as { svc: Array<{ proof: Uint8Array }> };
     expect(hex(body.svc[0]!.proof)).toBe(proof.proof);
+    expect(HeartbeatSchema.parse(body).svc[0]!.dur).toBeUndefined();
+    const durable = HeartbeatSchema.parse(decode(bytes(heartbeat_durable.body))).svc[0]!;
+    expect(durable.dur).toBe(true);
+    expect(hex(encode({ svc: [{ ...body.svc[0]!, dur: true }] }))).toBe(heartbeat_durable.body);
     for (const a of addresses as Array<{ to: string; name: string | null; replica: string | null }>) {
       const parsed = parseServiceAddress(a.to);
       expect(parsed ? { name: parsed.name, replica: parsed.replica ?? null } : { name: null, replica: null }, a.to).toEqual({ name: a.name, replica: a.replica });
