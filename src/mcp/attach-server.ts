@@ -1,0 +1,93 @@
+/**
+ * `zmq-mcp attach`, the server process: its environment, starting it as a child behind the
+ * MCP SDK's stdio client, and what talking to it shares (listing every page, turning its
+ * failures into mesh errors). Kept apart from the mirroring (attach-tools.ts,
+ * attach-catalog.ts) and the supervision (attach.ts) because the environment is a trust
+ * edge of its own: what the server sees is what any mesh caller may get out of it.
+ */
+import { createInterface } from "node:readline";
+import type { Readable } from "node:stream";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { getDefaultEnvironment, StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import type { JsonSchemaValidator, jsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/types.js";
+import { ErrorCode, McpError } from "@modelcontextprotocol/sdk/types.js";
+import { ZmcpError } from "../errors.js";
+import type { Logger } from "../support/log.js";
+import type { AttachOptions } from "./attach.js";
+
+/** One run of the server. */
+export interface Child {
+  client: Client;
+  pid: number | null;
+  startedAt: number;
+  /** Resolves when the server's connection closes (the process exited). */
+  exited: Promise<void>;
+}
+
+/** Validates nothing: results are passed on as they are, and checking them is the caller's business. */
+const passAll: jsonSchemaValidator = {
+  getValidator: <T>(): JsonSchemaValidator<T> => (input: unknown) => ({ valid: true, data: input as T, errorMessage: undefined }),
+};
+
+/** Starts the server and connects to it (`initialize` within `startTimeout`); rejects with a `config` ZmcpError if it does not answer. */
+export async function connectServer(o: AttachOptions, log: Logger): Promise<Child> {
+  const transport = new StdioClientTransport({
+    command: o.command,
+    args: o.args ?? [],
+    env: serverEnv(o),
+    stderr: "pipe",
+    ...(o.cwd === undefined ? {} : { cwd: o.cwd }),
+  });
+  // The server's stderr is its log: passed on, a line at a time, into ours (stdout is MCP).
+  const stderr = transport.stderr as Readable | null;
+  if (stderr) createInterface({ input: stderr }).on("line", (line) => log.info("server stderr", { line }));
+  const client = new Client(o.clientInfo ?? { name: "zmq-mcp-attach", version: "0.1.0" }, { capabilities: {}, jsonSchemaValidator: passAll });
+  let onExit!: () => void;
+  const exited = new Promise<void>((resolve) => (onExit = resolve));
+  client.onclose = () => onExit();
+  client.onerror = (err) => log.debug("MCP client error", { error: err.message });
+  try {
+    await client.connect(transport, { timeout: o.startTimeout ?? 30_000 });
+  } catch (err) {
+    await client.close().catch(() => undefined);
+    throw new ZmcpError("config", `MCP server ${o.command} did not start: ${(err as Error).message}`, { cause: err });
+  }
+  return { client, pid: transport.pid, startedAt: Date.now(), exited };
+}
+
+/** The server's environment: the SDK's safe default (or everything, on request), the names passed on, then `env`. */
+export function serverEnv(options: Pick<AttachOptions, "env" | "passEnv" | "inheritEnv">, from: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  const env: Record<string, string> = options.inheritEnv ? {} : getDefaultEnvironment();
+  if (options.inheritEnv) for (const [k, v] of Object.entries(from)) if (v !== undefined) env[k] = v;
+  for (const name of options.passEnv ?? []) {
+    const value = from[name];
+    if (value !== undefined) env[name] = value;
+  }
+  return { ...env, ...options.env };
+}
+
+/** An MCP failure → the mesh error the caller gets: the server refusing the arguments is `invalid_args`. */
+export function meshError(err: unknown, tool: string): ZmcpError {
+  if (err instanceof McpError) {
+    if (err.code === ErrorCode.InvalidParams) return new ZmcpError("invalid_args", `${tool}: ${err.message}`);
+    if (err.code === ErrorCode.ConnectionClosed) return new ZmcpError("tool_failed", `${tool}: the MCP server exited during the call`);
+    return new ZmcpError("tool_failed", `${tool}: ${err.message}`);
+  }
+  return new ZmcpError("tool_failed", `${tool}: ${err instanceof Error ? err.message : String(err)}`);
+}
+
+/** A listing's every page (capped at 100 pages, as tools are). */
+export async function listPages<P extends { nextCursor?: string | undefined }, T>(list: (params: { cursor?: string }) => Promise<P>, items: (page: P) => T[]): Promise<T[]> {
+  const out: T[] = [];
+  let cursor: string | undefined;
+  for (let page = 0; page < 100; page++) {
+    const listed = await list(cursor === undefined ? {} : { cursor });
+    out.push(...items(listed));
+    cursor = listed.nextCursor;
+    if (!cursor) break;
+  }
+  return out;
+}
+
+/** Waits for the server while it restarts: resolves with the running one, or rejects `busy` at `deadline` / `cancelled` on abort. */
+export type ReadyFn = (deadline: number, signal: AbortSignal) => Promise<Child>;
