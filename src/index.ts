@@ -25,7 +25,7 @@ export type {
   ResourceReader,
   ResourceSpec,
   ResourceTemplateInfo,
-} from "./agent/agent.js";
+} from "./agent/resources.js";
 export { Job } from "./agent/jobs.js";
 export type { JobEvents, JobState } from "./agent/jobs.js";
 export type { ErrorBody, JobStatus, Progress } from "./wire/envelope.js";

@@ -39,24 +39,6 @@ import { BUILTIN_TOOLS, ToolRegistry, type ToolHandler, type ToolInfo, type Tool
 export type { AgentOptions, CallOptions } from "./options.js";
 export type { AgentStats, DropReason } from "./stats.js";
 export type { ToolAnnotations, ToolContext, ToolHandler, ToolInfo, ToolSpec } from "./tools.js";
-export type {
-  CompleteResult,
-  Completer,
-  CompletionRef,
-  GetPromptResult,
-  PromptArgument,
-  PromptGetter,
-  PromptInfo,
-  PromptMessage,
-  PromptSpec,
-  ReadResourceResult,
-  ResourceContents,
-  ResourceContext,
-  ResourceInfo,
-  ResourceReader,
-  ResourceSpec,
-  ResourceTemplateInfo,
-} from "./resources.js";
 
 /** Call latencies kept for the histogram until `metrics` is first read (the most recent win). */
 const EARLY_LATENCIES = 10_000;

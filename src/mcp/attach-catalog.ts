@@ -6,7 +6,8 @@
  * server has the capability, and a server that fails to list them still serves its tools.
  */
 import type { Prompt, Resource, ResourceTemplate } from "@modelcontextprotocol/sdk/types.js";
-import type { Agent, CompleteResult, Completer, CompletionRef, GetPromptResult, ReadResourceResult, ToolContext } from "../agent/agent.js";
+import type { Agent, ToolContext } from "../agent/agent.js";
+import type { CompleteResult, Completer, CompletionRef, GetPromptResult, ReadResourceResult } from "../agent/resources.js";
 import type { Logger } from "../support/log.js";
 import type { AttachOptions } from "./attach.js";
 import { listPages, meshError, type Child, type ReadyFn } from "./attach-server.js";
