@@ -21,21 +21,11 @@ import { addReferenceTools } from "../../examples/reference-agent.js";
 import { type CertFixture, tempCerts } from "../support/certs.js";
 import { connectAgent, startBroker } from "../support/mesh.js";
 import { ROOT } from "../support/process.js";
+import { PYTHON, PYTHON_PEER, pythonProblem } from "../support/python.js";
 import { rawPeer } from "../support/raw-peer.js";
 
-const PYTHON = "/usr/bin/python3";
-const PEER = join(ROOT, "python", "tests", "interop_peer.py");
-
-function pythonProblem(): string | undefined {
-  try {
-    execFileSync(PYTHON, ["-c", "import zmq, nacl.bindings, nacl.signing, msgpack; assert zmq.has('curve')"], { stdio: "pipe" });
-    return undefined;
-  } catch (err) {
-    return `${PYTHON} lacks pyzmq (with CURVE), PyNaCl or msgpack: ${(err as Error).message.split("\n")[0]}`;
-  }
-}
-const problem = pythonProblem();
-if (problem) console.warn(`python-interop skipped: ${problem} (apt-get install python3-zmq python3-nacl python3-msgpack)`);
+const PEER = PYTHON_PEER;
+const problem = pythonProblem("python-interop");
 
 /** Runs a Python script to its end; resolves with stdout (and stderr after it with `withStderr`), rejects on a non-zero exit. */
 function runPython(args: string[], timeoutMs = 60_000, cwd = ROOT, withStderr = false): Promise<string> {

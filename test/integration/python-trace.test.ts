@@ -3,8 +3,7 @@
  * its trace context into every request (`tc`, PROTOCOL §8.1); the Python agent must accept the
  * field (it records no spans of its own), or every traced call to it fails `bad_frame`.
  */
-import { spawn, execFileSync } from "node:child_process";
-import { join } from "node:path";
+import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { context, trace } from "@opentelemetry/api";
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
@@ -14,21 +13,10 @@ import type { Agent } from "../../src/agent/agent.js";
 import type { Broker } from "../../src/broker/broker.js";
 import { type CertFixture, tempCerts } from "../support/certs.js";
 import { connectAgent, startBroker } from "../support/mesh.js";
-import { ROOT } from "../support/process.js";
+import { PYTHON, PYTHON_PEER, pythonProblem } from "../support/python.js";
 
-const PYTHON = "/usr/bin/python3";
-const PEER = join(ROOT, "python", "tests", "interop_peer.py");
-
-function pythonProblem(): string | undefined {
-  try {
-    execFileSync(PYTHON, ["-c", "import zmq, nacl.bindings, nacl.signing, msgpack; assert zmq.has('curve')"], { stdio: "pipe" });
-    return undefined;
-  } catch (err) {
-    return `${PYTHON} lacks pyzmq (with CURVE), PyNaCl or msgpack: ${(err as Error).message.split("\n")[0]}`;
-  }
-}
-const problem = pythonProblem();
-if (problem) console.warn(`python-trace skipped: ${problem}`);
+const PEER = PYTHON_PEER;
+const problem = pythonProblem("python-trace");
 
 describe.skipIf(problem !== undefined)("TypeScript → Python with tracing on", () => {
   const exporter = new InMemorySpanExporter();

@@ -6,7 +6,7 @@
  * resent after a timed-out attempt (one run per service); a Python replica's refusal is sealed
  * with the service key. Skipped, with a message, without /usr/bin/python3 and its modules.
  */
-import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { afterEach, describe, expect, it } from "vitest";
@@ -20,22 +20,12 @@ import { Sealer } from "../../src/wire/seal.js";
 import { type CertFixture, tempCerts } from "../support/certs.js";
 import { connectAgent, startBroker } from "../support/mesh.js";
 import { ROOT } from "../support/process.js";
+import { PYTHON, PYTHON_PEER, pythonProblem } from "../support/python.js";
 import { rawPeer, type RawPeer } from "../support/raw-peer.js";
 import { startRelay, type Relay } from "../support/stand-in-broker.js";
 
-const PYTHON = "/usr/bin/python3";
-const PEER = join(ROOT, "python", "tests", "interop_peer.py");
-
-function pythonProblem(): string | undefined {
-  try {
-    execFileSync(PYTHON, ["-c", "import zmq, nacl.bindings, nacl.signing, msgpack; assert zmq.has('curve')"], { stdio: "pipe" });
-    return undefined;
-  } catch (err) {
-    return `${PYTHON} lacks pyzmq (with CURVE), PyNaCl or msgpack: ${(err as Error).message.split("\n")[0]}`;
-  }
-}
-const problem = pythonProblem();
-if (problem) console.warn(`python-trust skipped: ${problem}`);
+const PEER = PYTHON_PEER;
+const problem = pythonProblem("python-trust");
 
 /** Runs a Python script to its end and parses its last stdout line as JSON. */
 function runPythonJson(script: string, timeoutMs = 30_000): Promise<Record<string, unknown>> {

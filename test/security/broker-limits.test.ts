@@ -10,7 +10,7 @@ import { createLogger } from "../../src/support/log.js";
 import type { Broker } from "../../src/broker/broker.js";
 import { tempCerts, type CertFixture } from "../support/certs.js";
 import { startBroker } from "../support/mesh.js";
-import { rawPeer, type RawPeer } from "../support/raw-peer.js";
+import { drain, rawPeer, type RawPeer } from "../support/raw-peer.js";
 
 let fx: CertFixture | undefined;
 let broker: Broker | undefined;
@@ -26,18 +26,6 @@ afterEach(async () => {
 const response = () => ({ t: "res" as const, ts: Date.now(), st: "ok" as const, result: 1 });
 const request = () => ({ t: "req" as const, ts: Date.now(), rid: newId(), tool: "x", args: {} });
 
-/** Receives until `timeoutMs` of silence; returns the frames seen. */
-async function drain(peer: RawPeer, timeoutMs = 400): Promise<Buffer[][]> {
-  const got: Buffer[][] = [];
-  for (let i = 0; i < 10_000; i++) {
-    try {
-      got.push(await peer.receive(timeoutMs));
-    } catch {
-      return got;
-    }
-  }
-  return got;
-}
 
 describe("the broker's rate limit covers responses", () => {
   it("a flood labelled k: res is refused rate_limited past the burst; a response a request paid for passes", async () => {

@@ -9,7 +9,7 @@ import type { Broker } from "../../src/broker/broker.js";
 import { decodeHeader, newId } from "../../src/wire/envelope.js";
 import { tempCerts, type CertFixture } from "../support/certs.js";
 import { startBroker } from "../support/mesh.js";
-import { rawPeer, type RawPeer } from "../support/raw-peer.js";
+import { drain, rawPeer, type RawPeer } from "../support/raw-peer.js";
 import { sleep } from "../support/wait.js";
 
 let fx: CertFixture | undefined;
@@ -26,18 +26,6 @@ afterEach(async () => {
 const response = () => ({ t: "res" as const, ts: Date.now(), st: "ok" as const, result: 1 });
 const request = () => ({ t: "req" as const, ts: Date.now(), rid: newId(), tool: "x", args: {} });
 
-/** Receives until `timeoutMs` of silence. */
-async function drain(peer: RawPeer, timeoutMs = 400): Promise<Buffer[][]> {
-  const got: Buffer[][] = [];
-  for (let i = 0; i < 10_000; i++) {
-    try {
-      got.push(await peer.receive(timeoutMs));
-    } catch {
-      return got;
-    }
-  }
-  return got;
-}
 const codes = async (peer: RawPeer) => (await drain(peer)).filter((f) => f[0]!.length === 0).map((f) => decodeHeader(f[1]!).code);
 
 describe("response credits are bound to the request they answer", () => {

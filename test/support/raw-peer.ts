@@ -45,3 +45,16 @@ export async function rawPeer(fx: CertFixture, name: string, endpoint: string, o
     close: () => socket.close(),
   };
 }
+
+/** Receives until `timeoutMs` of silence (at most 10,000 messages); returns the frames seen. */
+export async function drain(peer: RawPeer, timeoutMs = 400): Promise<Buffer[][]> {
+  const got: Buffer[][] = [];
+  for (let i = 0; i < 10_000; i++) {
+    try {
+      got.push(await peer.receive(timeoutMs));
+    } catch {
+      return got;
+    }
+  }
+  return got;
+}
