@@ -73,13 +73,7 @@ export function run(program: Command, argv: readonly string[] = process.argv): v
   try {
     program.parse(argv as string[]);
   } catch (err) {
-    if (err instanceof CommanderError) {
-      if (err.exitCode === 0 || err.code === "commander.helpDisplayed" || err.code === "commander.version") process.exit(0);
-      // `zmq-keygen` with no subcommand prints its help and ends with this code: that is usage.
-      if (err.code === "commander.help") process.exit(USAGE_EXIT);
-      usageError(err.message.replace(/^error: /, "").replace(/\n/g, " "));
-    }
-    throw err;
+    exitOnCommanderError(err);
   }
 }
 
@@ -88,13 +82,19 @@ export async function runAsync(program: Command, argv: readonly string[] = proce
   try {
     await program.parseAsync(argv as string[]);
   } catch (err) {
-    if (err instanceof CommanderError) {
-      if (err.exitCode === 0 || err.code === "commander.helpDisplayed" || err.code === "commander.version") process.exit(0);
-      if (err.code === "commander.help") process.exit(USAGE_EXIT);
-      usageError(err.message.replace(/^error: /, "").replace(/\n/g, " "));
-    }
-    throw err;
+    exitOnCommanderError(err);
   }
+}
+
+/** Help and version end in exit 0; any other commander error is a usage error; anything else is rethrown. */
+function exitOnCommanderError(err: unknown): never {
+  if (err instanceof CommanderError) {
+    if (err.exitCode === 0 || err.code === "commander.helpDisplayed" || err.code === "commander.version") process.exit(0);
+    // `zmq-keygen` with no subcommand prints its help and ends with this code: that is usage.
+    if (err.code === "commander.help") process.exit(USAGE_EXIT);
+    usageError(err.message.replace(/^error: /, "").replace(/\n/g, " "));
+  }
+  throw err;
 }
 
 /**
