@@ -172,7 +172,7 @@ export class Caller {
           endSpan(span, err);
           throw err instanceof TimeoutError ? new TimeoutError(`${what} got no answer within ${timeout} ms (${attempt} attempt${attempt > 1 ? "s" : ""})`) : err;
         }
-        if (core.log.enabled("debug")) core.log.debug("retrying", { tool, to, attempt, error: String(err) });
+        if (core.log.enabled("debug")) core.log.debug("retrying", { tool, to, attempt, error: describeThrown(err) });
         try {
           await sleep(delay, options.signal);
         } catch (aborted) {

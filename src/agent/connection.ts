@@ -5,7 +5,7 @@
  */
 import { SOCKET_MESSAGE_SIZE_FACTOR } from "../wire/limits.js";
 import * as zmq from "zeromq";
-import { ConfigError, remoteError, ZmcpError, type RemoteError } from "../errors.js";
+import { ConfigError, remoteError, ZmcpError, type RemoteError, describeThrown } from "../errors.js";
 import { AckWatch } from "../support/liveness.js";
 import type { Logger } from "../support/log.js";
 import type { LogThrottle } from "../support/log-throttle.js";
@@ -111,7 +111,7 @@ export class Connection implements Transport {
       this.#socket,
       () => this.#closed,
       (frames) => this.#receive(frames),
-      (what, err) => this.#options.log.error(what === "receive" ? "receive failed" : "dispatch failed", { error: String(err) }),
+      (what, err) => this.#options.log.error(what === "receive" ? "receive failed" : "dispatch failed", { error: describeThrown(err) }),
     );
     return handshake;
   }
@@ -141,7 +141,7 @@ export class Connection implements Transport {
       header = decodeHeader(headerBytes);
     } catch (err) {
       bump(stats.dropped, "broker_header");
-      return throttle.write("warn", "dropped invalid message from broker", "", { error: String(err) });
+      return throttle.write("warn", "dropped invalid message from broker", "", { error: describeThrown(err) });
     }
     const key = header.re ? idKey(header.re) : undefined;
     if (header.k === "ack" && header.code === "stored" && key) {
@@ -185,7 +185,7 @@ export class Connection implements Transport {
         try {
           this.#socket.connect(endpoint);
         } catch (err) {
-          log.error("redial failed", { endpoint, error: String(err) });
+          log.error("redial failed", { endpoint, error: describeThrown(err) });
         }
       }
     }, interval).unref();

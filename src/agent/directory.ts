@@ -4,7 +4,7 @@
  */
 import { statSync } from "node:fs";
 import { loadCertDirectory, type CertDirectory } from "../auth/certs.js";
-import { ProtocolError, ZmcpError } from "../errors.js";
+import { ProtocolError, ZmcpError, describeThrown } from "../errors.js";
 import type { Logger } from "../support/log.js";
 import { parseServiceAddress } from "../wire/services.js";
 import { isZ85Key } from "../wire/z85.js";
@@ -62,7 +62,7 @@ export class Directory {
     try {
       mtime = statSync(this.dir).mtimeMs;
     } catch (err) {
-      this.log.warn("certificate directory unreadable", { error: String(err) });
+      this.log.warn("certificate directory unreadable", { error: describeThrown(err) });
       return false;
     }
     if (mtime === this.#mtime) return false;
@@ -70,7 +70,7 @@ export class Directory {
     try {
       this.#directory = loadCertDirectory(this.dir, (err) => this.log.warn("certificate skipped", { error: err.message }));
     } catch (err) {
-      this.log.warn("certificate directory unreadable", { error: String(err) });
+      this.log.warn("certificate directory unreadable", { error: describeThrown(err) });
     }
     return true;
   }

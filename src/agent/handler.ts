@@ -245,7 +245,7 @@ export class Handler {
       return this.#verifier.authorize(request.tok, reply.peer, scope);
     } catch (err) {
       const code = err instanceof ProtocolError ? err.code : "token_invalid";
-      const message = err instanceof Error ? err.message : String(err);
+      const message = describeThrown(err);
       this.core.throttle.write("debug", "request refused", `${reply.peer} ${code}`, { from: reply.peer, tool: request.tool, code, message });
       this.responder.respond(reply, failure(code, message));
       return false;

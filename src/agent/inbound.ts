@@ -87,7 +87,7 @@ export class Inbound {
       if (i < ROUTED_FROM) return this.#dropUnrouted(m, this.steps[i]!.name, err);
       if (m.header.k !== "req") return this.#dropAnswer(m, err);
       const code = err instanceof ProtocolError ? err.code : "bad_frame";
-      const message = err instanceof Error ? err.message : String(err);
+      const message = describeThrown(err);
       core.throttle.write("debug", "refused message", `${m.peer} ${code}`, { from: m.peer, code, message });
       // Sealed as what was asked (the service, when it is served here), so that callers, who
       // accept answers only from whom they addressed, can read the refusal.
@@ -184,7 +184,7 @@ export class Inbound {
     const { throttle } = core;
     if (reason === "frames") throttle.write("warn", "dropped message with wrong frame count", "", { frames: m.frames.length });
     else if (reason === "sender") throttle.write("warn", "dropped message with an invalid sender", "", { from: m.frames[0]!.toString("hex").slice(0, 120) });
-    else throttle.write("warn", "dropped message with invalid header", m.peer, { from: m.peer, error: String(err) });
+    else throttle.write("warn", "dropped message with invalid header", m.peer, { from: m.peer, error: describeThrown(err) });
   }
 
   /** A response or event that is dropped: counted by reason and logged; the caller learns of a refused response. */

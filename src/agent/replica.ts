@@ -6,7 +6,7 @@
 import { join } from "node:path";
 import { encode } from "@msgpack/msgpack";
 import { loadSecretCertificate, type Certificate } from "../auth/certs.js";
-import { ConfigError } from "../errors.js";
+import { ConfigError, describeThrown } from "../errors.js";
 import { PendingCalls } from "../support/pending.js";
 import { RecencyMap } from "../support/recency-map.js";
 import { encodeHeader, idKey, newId, PROTOCOL_VERSION, type Header } from "../wire/envelope.js";
@@ -110,7 +110,7 @@ export class Replica {
       const header: Header = { v: PROTOCOL_VERSION, k: "hb", id: newId(), to: "", exp: ts + 2 * core.options.serviceHeartbeat };
       if (waitMs !== undefined) acks.push(this.#acks.add(idKey(header.id), waitMs, undefined, "service announcement"));
       else this.#unawaited.set(idKey(header.id), true);
-      core.transport.send([encodeHeader(header), body]).catch((err) => core.log.warn("heartbeat not sent", { error: String(err) }));
+      core.transport.send([encodeHeader(header), body]).catch((err) => core.log.warn("heartbeat not sent", { error: describeThrown(err) }));
     }
     if (waitMs !== undefined) await Promise.any(acks).catch((err: AggregateError) => Promise.reject(err.errors[0]));
   }

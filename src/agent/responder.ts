@@ -55,7 +55,7 @@ export class Responder {
     }
     if (answer.st === "error") bump(core.stats.requestFailures, answer.error?.code ?? "error");
     answerInSpan(answer); // the request's first answer ends its SERVER span (if one is active)
-    core.transport.send(frames).catch((err) => core.throttle.write("warn", "response not sent", reply.peer, { to: reply.peer, error: String(err) }));
+    core.transport.send(frames).catch((err) => core.throttle.write("warn", "response not sent", reply.peer, { to: reply.peer, error: describeThrown(err) }));
   }
 
   /** Pushes a job's state to the caller that started it (progress, or its end). */
@@ -73,7 +73,7 @@ export class Responder {
       const error = failure("tool_failed", `result not sendable: ${describeThrown(err)}`).error;
       frames = seal(core, reply.sealer, reply.peer, header, { t: "evt", ts: draft.ts, job: draft.job, st: "error", error });
     }
-    core.transport.send(frames).catch((err) => core.throttle.write("warn", "event not sent", reply.peer, { to: reply.peer, error: String(err) }));
+    core.transport.send(frames).catch((err) => core.throttle.write("warn", "event not sent", reply.peer, { to: reply.peer, error: describeThrown(err) }));
   }
 }
 

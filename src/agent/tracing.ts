@@ -15,7 +15,7 @@
  */
 import { context, isSpanContextValid, SpanKind, SpanStatusCode, trace, type Context, type Span, type SpanContext } from "@opentelemetry/api";
 import type { Request } from "../wire/envelope.js";
-import { ZmcpError } from "../errors.js";
+import { ZmcpError, describeThrown } from "../errors.js";
 
 // A proxy: it delegates to whatever provider the application registers, before or after this loads.
 const tracer = trace.getTracer("zmcp");
@@ -83,7 +83,7 @@ export function endSpan(span: Span, err?: unknown): void {
   if (err !== undefined) {
     const code = err instanceof ZmcpError ? err.code : "error";
     span.setAttribute("zmcp.error.code", code);
-    span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) });
+    span.setStatus({ code: SpanStatusCode.ERROR, message: describeThrown(err) });
   }
   span.end();
 }
@@ -145,7 +145,7 @@ export async function inJobSpan<T extends { answer: { st: string; error?: { code
     }
     return ran;
   } catch (err) {
-    span.setStatus({ code: SpanStatusCode.ERROR, message: String(err) });
+    span.setStatus({ code: SpanStatusCode.ERROR, message: describeThrown(err) });
     throw err;
   } finally {
     span.end();

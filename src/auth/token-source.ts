@@ -8,7 +8,7 @@
  * 5-minute tokens changes tokens about 30 s before expiry, and no call goes out with a token
  * about to lapse in transit.
  */
-import { ZmcpError } from "../errors.js";
+import { ZmcpError, describeThrown } from "../errors.js";
 import { silentLogger, type Logger } from "../support/log.js";
 import { decodeTokenUnverified } from "./token-verifier.js";
 
@@ -52,14 +52,14 @@ export class TokenSource {
     const current = this.#current;
     if (current && now < current.refreshAt) return current.token;
     if (current && now < current.mustRefreshAt) {
-      this.#refresh(provider).catch((err) => this.#log.warn("token refresh failed; still using the current token", { error: String(err) }));
+      this.#refresh(provider).catch((err) => this.#log.warn("token refresh failed; still using the current token", { error: describeThrown(err) }));
       return current.token;
     }
     try {
       return await this.#refresh(provider);
     } catch (err) {
       if (current && Date.now() < current.exp) {
-        this.#log.warn("token refresh failed; using the current token until it expires", { error: String(err) });
+        this.#log.warn("token refresh failed; using the current token until it expires", { error: describeThrown(err) });
         return current.token;
       }
       throw err;
@@ -74,7 +74,7 @@ export class TokenSource {
         try {
           token = await provider();
         } catch (err) {
-          throw new ZmcpError("token_unavailable", `token provider failed: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+          throw new ZmcpError("token_unavailable", `token provider failed: ${describeThrown(err)}`, { cause: err });
         }
         if (typeof token !== "string") throw new ZmcpError("token_unavailable", "token provider returned no string");
         this.#current = schedule(token);

@@ -13,6 +13,7 @@ import type { LogThrottle } from "../support/log-throttle.js";
 import { receiveLoop } from "../support/receive-loop.js";
 import { SocketWriter } from "../support/writer.js";
 import { z85Encode } from "../wire/z85.js";
+import { describeThrown } from "../errors.js";
 
 /** The ZAP domain set on the broker socket. ZAP fails open without a non-empty, enforced domain. */
 export const ZAP_DOMAIN = "zmcp";
@@ -82,7 +83,7 @@ export class ZapHandler {
       this.#socket,
       () => this.#closed,
       (frames) => this.#answer(frames),
-      (what, err) => this.log.error(`zap ${what} failed`, { error: String(err) }),
+      (what, err) => this.log.error(`zap ${what} failed`, { error: describeThrown(err) }),
     );
   }
 
@@ -121,7 +122,7 @@ export class ZapHandler {
       setTimeout(() => {
         if (this.#closed) return;
         this.#writer.send(reply).catch((err) => {
-          if (!this.#closed) this.log.error("zap reply failed", { error: String(err) });
+          if (!this.#closed) this.log.error("zap reply failed", { error: describeThrown(err) });
         });
       }, REPLY_DELAY_MS + extra),
     );

@@ -212,6 +212,12 @@ describe("TokenSource (the caller's refresh schedule)", () => {
     const err = await junk.get().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ZmcpError);
     expect((err as ZmcpError).code).toBe("token_unavailable");
+    // A provider (the application's code) that throws a value String() cannot print is still a
+    // typed token_unavailable, not a TypeError out of the error path itself.
+    const odd = new TokenSource(() => Promise.reject(Object.create(null)));
+    const oddErr = await odd.get().catch((e: unknown) => e);
+    expect(oddErr).toBeInstanceOf(ZmcpError);
+    expect((oddErr as ZmcpError).code).toBe("token_unavailable");
   });
 });
 
