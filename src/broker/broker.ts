@@ -320,17 +320,10 @@ export class Broker {
         problem = [(err as ProtocolError).code, (err as Error).message];
       }
     }
-    this.#liveness.heard(fromKey, header?.k === "hb");
-    if (header && this.isAllowed(fromKey)) this.durable?.heard(fromKey); // deliver what was stored for this key (store/durable.ts)
     if (this.#denyList?.hasKey(fromKey)) return this.#refuse(from, header?.id, "revoked", "key is revoked");
-    // Everything draws on the sender's bucket, except a response paid for by the request it
-    // answers, forwarded to this sender by that requester (response-budget.ts): labelling a
-    // message `res` skips nothing, and a credit pays for that one answer only.
-    // A liveness heartbeat `{svc: []}` is free within a small allowance of its own (2 per
-    // heartbeat interval): an agent's sign of life is not refused for its traffic, and a flood
-    // of `hb` draws on the bucket like anything else (liveness-allowance.ts).
-    const liveness = () => header?.k === "hb" && this.#livenessAllowance.take(fromKey, frames[2]!);
-    if (this.#limiter && !liveness() && !(header?.k === "res" && this.#responses.spend(fromKey, header.to, header.re)) && !this.#limiter.take(fromKey)) {
+    this.#liveness.heard(fromKey, header?.k === "hb");
+    if (header) this.durable?.heard(fromKey); // deliver what was stored for this key (store/durable.ts)
+    if (this.#limiter && !this.#freeOfLimit(fromKey, header, frames[2]) && !this.#limiter.take(fromKey)) {
       return this.#refuse(from, header?.id, "rate_limited", `above ${this.#limiter.perSecond} messages/s (burst ${this.#limiter.burst})`);
     }
     if (!header) return this.#refuse(from, undefined, ...(problem ?? ["bad_frame", "invalid message"]));
@@ -353,6 +346,19 @@ export class Broker {
     if (header.dur && this.durable) return this.durable.route(from, header, headerBytes, body); // forward or store (store/durable.ts)
     const failure = await this.#forward(header.to, from, headerBytes, body, header);
     if (failure) return this.#refuse(from, header.id, ...failure);
+  }
+
+  /**
+   * Everything draws on the sender's bucket, except a response paid for by the request it
+   * answers, forwarded to this sender by that requester (response-budget.ts): labelling a
+   * message `res` skips nothing, and a credit pays for that one answer only. A liveness
+   * heartbeat `{svc: []}` is free within a small allowance of its own (2 per heartbeat
+   * interval): an agent's sign of life is not refused for its traffic, and a flood of `hb`
+   * draws on the bucket like anything else (liveness-allowance.ts).
+   */
+  #freeOfLimit(fromKey: string, header: Header | undefined, body: Buffer | undefined): boolean {
+    if (header?.k === "hb") return body !== undefined && this.#livenessAllowance.take(fromKey, body);
+    return header?.k === "res" && this.#responses.spend(fromKey, header.to, header.re);
   }
 
   /** One send; resolves with the refusal to answer, or undefined once forwarded. */
