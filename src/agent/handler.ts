@@ -134,12 +134,25 @@ export class Handler {
     };
     if (tool.info.job) return this.#startJob(tool, parsed.data, ctx, reply, key);
     const ran = await this.#runTool(tool, parsed.data, ctx, reply.inReplyTo.exp);
-    const answer = sendable(ran.answer, 1);
-    this.#answers.finish(key, answer, encodedSize(answer));
+    const [answer, bytes] = this.#fitting(sendable(ran.answer, 1));
+    this.#answers.finish(key, answer, bytes);
     // respond. Past the deadline the caller has given up (its own timer says `timeout`):
     // nothing is sent, but a retry of this request id still finds the answer.
     if (ran.late) reply.answered = true;
     else respond(answer);
+  }
+
+  /**
+   * The answer as it will be kept and sent, with its size: a result larger than a message may be
+   * becomes the `too_large` error here, before the answer cache or the job table holds it (held
+   * whole, one 70 MiB result kept every caller `busy` for two minutes).
+   */
+  #fitting(answer: Answer): [Answer, number] {
+    const bytes = encodedSize(answer);
+    const max = this.core.options.maxMessageBytes;
+    if (bytes <= max) return [answer, bytes];
+    const tooLarge = failure("too_large", `result of ${bytes} bytes exceeds the ${max}-byte message cap`);
+    return [tooLarge, encodedSize(tooLarge)];
   }
 
   async #startJob(tool: RegisteredTool, args: unknown, ctx: ToolContext, reply: ReplyPath, key: string): Promise<void> {
@@ -163,8 +176,8 @@ export class Handler {
       answer = failure("tool_failed", describeThrown(err));
     }
     // The result is served by polls too: inside a poll answer it sits one level deeper.
-    answer = sendable(answer, 2);
-    const bytes = encodedSize(answer);
+    const [fitted, bytes] = this.#fitting(sendable(answer, 2));
+    answer = fitted;
     const state =
       answer.st === "ok"
         ? this.jobs.finish(jobId, { status: "done", result: answer.result }, bytes)

@@ -117,3 +117,28 @@ describe("authorization before decoding the arguments", () => {
     }
   });
 });
+
+describe("a result larger than a message", () => {
+  it("becomes too_large before it is remembered: other callers are not refused busy for holding it", async () => {
+    const fx2 = tempCerts("alice", "bob", "carol");
+    const broker2 = await startBroker(fx2);
+    const agents: Agent[] = [];
+    try {
+      // A total of 1.5 MB for remembered answers: one 2 MB result held whole would fill it alone.
+      const bob2 = await connectAgent(fx2, "bob", broker2.endpoint, { answerLimits: { maxBytes: 1_500_000, maxBytesPerOwner: 1_500_000 } });
+      agents.push(bob2);
+      bob2.tool("huge", { input: z.object({}) }, () => ({ blob: "x".repeat(2_000_000) }));
+      bob2.tool("ping", { input: z.object({}) }, () => "pong");
+      const alice2 = await connectAgent(fx2, "alice", broker2.endpoint, { retry: false, timeout: 5000 });
+      const carol2 = await connectAgent(fx2, "carol", broker2.endpoint, { retry: false, timeout: 5000 });
+      agents.push(alice2, carol2);
+      await rejectsWith(alice2.call("bob", "huge", {}), RemoteError, "too_large");
+      expect(await carol2.call("bob", "ping", {})).toBe("pong");
+      expect(await alice2.call("bob", "ping", {})).toBe("pong");
+    } finally {
+      for (const a of agents) await a.close();
+      await broker2.close();
+      fx2.cleanup();
+    }
+  });
+});
