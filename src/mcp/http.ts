@@ -15,7 +15,7 @@ import { createServer, type IncomingMessage, type Server as HttpServer, type Ser
 import type { AddressInfo } from "node:net";
 import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
 import type { Server } from "@modelcontextprotocol/sdk/server/index.js";
-import { ConfigError } from "../errors.js";
+import { ConfigError, describeThrown } from "../errors.js";
 import { silentLogger, type Logger } from "../support/log.js";
 import type { MeshExposer } from "./expose.js";
 
@@ -113,12 +113,19 @@ export async function serveHttp(options: HttpExposeOptions): Promise<HttpExpose>
   };
 
   const http: HttpServer = createServer((req, res) => {
-    handle(req, res).catch((err: Error) => {
-      log.error("http request failed", { error: err.message });
+    handle(req, res).catch((err: unknown) => {
+      log.error("http request failed", { error: describeThrown(err) });
       if (!res.headersSent) reject(res, 500, "internal error");
       else res.destroy();
     });
   });
+  // A client that trickles its headers or body does not hold a socket for long: 10 s to send the
+  // headers, 30 s to send the whole request (Node's limits on receiving it; a response, a job's
+  // progress stream included, is not bound by them), and a cap on open connections (a review
+  // held 2,200 stalled sockets open for over a minute).
+  http.headersTimeout = 10_000;
+  http.requestTimeout = 30_000;
+  http.maxConnections = 1024;
   await new Promise<void>((resolve, reject) => {
     http.once("error", reject);
     http.listen(options.port, options.host, () => {
