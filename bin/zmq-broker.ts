@@ -42,6 +42,7 @@ const program = command("zmq-broker")
   .addOption(new Option("--log-level <level>", "debug, info, warn, error or silent").argParser(logLevel).default("info" as LogLevel))
   .option("--store <url>", "durable store (redis://host:port): messages marked durable wait there for offline or full recipients (docs/DURABLE.md)")
   .option("--store-max-per-recipient <n>", "messages stored for one recipient at most (then busy)", positiveInt, BROKER_DEFAULTS.storeLimits.perRecipientCount)
+  .option("--store-max-per-sender <n>", "messages one sender may have stored for one recipient at most (then busy; default: a quarter of --store-max-per-recipient)", positiveInt)
   .option("--store-max-bytes <n>", "bytes stored in all at most (then busy)", positiveInt, BROKER_DEFAULTS.storeLimits.totalBytes)
   .option("--store-visibility <ms>", "a durable service request unanswered this long is handed to another replica", positiveInt, BROKER_DEFAULTS.storeVisibility)
   .option("--pid-file <file>", "write the process id here once ready (removed at exit): kill -HUP $(cat FILE)");
@@ -66,6 +67,7 @@ const opts = program.opts<{
   pidFile?: string;
   store?: string;
   storeMaxPerRecipient: number;
+  storeMaxPerSender?: number;
   storeMaxBytes: number;
   storeVisibility: number;
 }>();
@@ -94,7 +96,7 @@ async function main(): Promise<void> {
     heartbeatInterval: opts.heartbeatInterval,
     ...(opts.heartbeatTimeout ? { heartbeatTimeout: opts.heartbeatTimeout } : {}),
     clockSkew: opts.clockSkew,
-    ...(opts.store ? { store: opts.store, storeLimits: { perRecipientCount: opts.storeMaxPerRecipient, totalBytes: opts.storeMaxBytes }, storeVisibility: opts.storeVisibility } : {}),
+    ...(opts.store ? { store: opts.store, storeLimits: { perRecipientCount: opts.storeMaxPerRecipient, totalBytes: opts.storeMaxBytes, ...(opts.storeMaxPerSender ? { perSenderRecipientCount: opts.storeMaxPerSender } : {}) }, storeVisibility: opts.storeVisibility } : {}),
     log,
   });
   let metrics: MetricsServer | undefined;

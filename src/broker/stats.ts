@@ -83,6 +83,8 @@ export function registerBrokerMetrics(r: Registry, s: BrokerStats, g: BrokerGaug
   readCounter(r, "zmcp_broker_durable_stored_total", "Durable messages stored for a recipient that could not take them", () => g.durable()?.stored ?? 0);
   readCounter(r, "zmcp_broker_durable_delivered_total", "Stored messages delivered", () => g.durable()?.delivered ?? 0);
   readCounter(r, "zmcp_broker_durable_expired_total", "Stored messages deleted unsent at their exp", () => g.durable()?.expired ?? 0);
+  readCounter(r, "zmcp_broker_durable_full_total", "Durable messages refused busy because a store bound was reached", () => g.durable()?.full ?? 0);
+  readCounter(r, "zmcp_broker_durable_quota_total", "Durable messages refused busy because their sender's share of the store was used up", () => g.durable()?.quota ?? 0);
   readCounter(r, "zmcp_broker_durable_unavailable_total", "Durable messages refused because the store was unreachable", () => g.durable()?.unavailable ?? 0);
   readGauge(r, "zmcp_broker_allowed_keys", "Keys in the allowlist", g.allowedKeys);
   // Peers connected now: bounded by the allowlist, and a peer's series is gone once it is silent.

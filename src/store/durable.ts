@@ -42,8 +42,9 @@ export interface DurableStats {
   delivered: number;
   /** Stored messages deleted unsent because their exp passed. */
   expired: number;
-  /** Durable sends refused: `busy` (a bound reached), `unavailable` (store unreachable). */
+  /** Durable sends refused: `busy` (a bound reached; `quota`: the sender's own share), `unavailable` (store unreachable). */
   full: number;
+  quota: number;
   unavailable: number;
   /** Durable service requests handed to a replica (a request handed out again counts again). */
   dispatched: number;
@@ -69,7 +70,7 @@ const MAX_DECLARED = 10_000;
 const SWEEP_EVERY_MS = 10_000;
 
 export class DurableDelivery {
-  readonly stats: DurableStats = { stored: 0, delivered: 0, expired: 0, full: 0, unavailable: 0, dispatched: 0, served: 0 };
+  readonly stats: DurableStats = { stored: 0, delivered: 0, expired: 0, full: 0, quota: 0, unavailable: 0, dispatched: 0, served: 0 };
   readonly #store: DurableStore;
   readonly #port: BrokerPort;
   readonly #log: Logger;
@@ -145,6 +146,10 @@ export class DurableDelivery {
         if (failure[0] !== "no_route" && failure[0] !== "busy") return this.#port.refuse(from, header.id, ...failure);
         outcome = await this.#store.put(to, message, false);
       }
+      if (outcome === "quota") {
+        this.stats.quota++;
+        return this.#port.refuse(from, header.id, "busy", `your share of the durable store is used up (messages or bytes stored from your key for ${to}, or in all); they leave as they are delivered or expire`);
+      }
       if (outcome === "full") {
         this.stats.full++;
         return this.#port.refuse(from, header.id, "busy", `the durable store is full for ${to} (or in all)`);
@@ -172,6 +177,10 @@ export class DurableDelivery {
     const requestId = Buffer.from(header.id).toString("hex");
     try {
       const outcome = await this.#store.enqueue(name, { from: from.toString("latin1"), header: headerBytes, body, exp: Math.min(header.exp, now + this.#maxRetention), requestId });
+      if (outcome === "quota") {
+        this.stats.quota++;
+        return this.#port.refuse(from, header.id, "busy", `your share of the durable store is used up (requests stored from your key for service ${name}, or in all)`);
+      }
       if (outcome === "full") {
         this.stats.full++;
         return this.#port.refuse(from, header.id, "busy", `the durable queue of service ${name} is full (or the store is)`);

@@ -8,7 +8,7 @@ import { RedisStore } from "./redis.js";
 import type { DurableStore, StoreLimits } from "./store.js";
 
 export type { DurableStore, StoreLimits, StoredMessage, ClaimedMessage, PutOutcome } from "./store.js";
-export { DEFAULT_STORE_LIMITS } from "./store.js";
+export { DEFAULT_STORE_LIMITS, resolveStoreLimits } from "./store.js";
 export { RedisStore, StoreUnavailableError } from "./redis.js";
 
 /** Default longest time a message is stored, whatever its exp: a day, ms. */

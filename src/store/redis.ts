@@ -7,8 +7,11 @@
  *                  b (sealed body), e (exp, ms), s (size) — the broker's bytes, nothing opened;
  * - `zmcp:{R}:m`   a hash: bytes stored for R, the latest exp stored (maxexp);
  * - `zmcp:{R}:lease` the delivery lease: which broker delivers to R now (SET NX PX);
- * and for the whole store `zmcp:total` (count, bytes) and `zmcp:due` (R → its maxexp), which
- * the sweep reads to delete recipients whose every message has expired.
+ * and for the whole store `zmcp:total` (count, bytes), `zmcp:senders` (per sender key S: `c:S`,
+ * `b:S`, its messages and bytes in all) and `zmcp:due` (R → its maxexp), which the sweep reads
+ * to delete recipients whose every message has expired. A sender's count for one recipient
+ * lives in that recipient's `m` hash (`c:S`, `b:S`; for a service queue, in its `ids` hash), so
+ * it shares the recipient's Cluster slot.
  *
  * Every change is one Lua script, so bounds and counters stay exact with many brokers. Keys
  * also carry a Redis expiry a day past their last exp: if no broker runs to sweep, nothing is
@@ -23,7 +26,7 @@ import { Redis } from "ioredis";
 import { ConfigError, ZmcpError } from "../errors.js";
 import type { Logger } from "../support/log.js";
 import { z85Decode } from "../wire/z85.js";
-import { DEFAULT_STORE_LIMITS, type ClaimedMessage, type DurableStore, type PutOutcome, type StoredMessage, type StoreLimits } from "./store.js";
+import { resolveStoreLimits, type ClaimedMessage, type DurableStore, type PutOutcome, type StoredMessage, type StoreLimits } from "./store.js";
 
 /** The store cannot be reached (or failed): durable sends are refused `unavailable`. */
 export class StoreUnavailableError extends ZmcpError {
@@ -38,7 +41,33 @@ const SAFETY_MS = 24 * 60 * 60 * 1000;
 /** A delivery lease lasts this long unless renewed by the next batch, ms. */
 const LEASE_MS = 10_000;
 
-const PUT = `
+/**
+ * Shared by the scripts: a sender's counters, in the recipient's hash (`local`) and in
+ * `zmcp:senders` (`all`). A counter that reaches 0 is deleted, so the hashes hold only senders
+ * with something stored (and counters from before the fields existed heal instead of drifting).
+ */
+const SENDERS = `
+local function senderFull(loc, all, who, size, lc, lb, ac, ab)
+  if tonumber(redis.call('HGET', loc, 'c:' .. who) or '0') + 1 > tonumber(lc) then return true end
+  if tonumber(redis.call('HGET', loc, 'b:' .. who) or '0') + size > tonumber(lb) then return true end
+  if tonumber(redis.call('HGET', all, 'c:' .. who) or '0') + 1 > tonumber(ac) then return true end
+  if tonumber(redis.call('HGET', all, 'b:' .. who) or '0') + size > tonumber(ab) then return true end
+  return false
+end
+local function senderAdd(hash, who, n, size)
+  if redis.call('HINCRBY', hash, 'c:' .. who, n) <= 0 then
+    redis.call('HDEL', hash, 'c:' .. who, 'b:' .. who)
+  else
+    redis.call('HINCRBY', hash, 'b:' .. who, size)
+  end
+end
+local function senderGone(loc, all, who, size)
+  senderAdd(loc, who, -1, -size)
+  senderAdd(all, who, -1, -size)
+end
+`;
+
+const PUT = SENDERS + `
 local n = redis.call('XLEN', KEYS[1])
 if ARGV[10] == '1' and n == 0 then return 'live' end
 local size = tonumber(ARGV[5])
@@ -46,10 +75,13 @@ if n + 1 > tonumber(ARGV[6]) then return 'full' end
 if tonumber(redis.call('HGET', KEYS[2], 'bytes') or '0') + size > tonumber(ARGV[7]) then return 'full' end
 if tonumber(redis.call('HGET', KEYS[3], 'count') or '0') + 1 > tonumber(ARGV[8]) then return 'full' end
 if tonumber(redis.call('HGET', KEYS[3], 'bytes') or '0') + size > tonumber(ARGV[9]) then return 'full' end
+if senderFull(KEYS[2], KEYS[5], ARGV[1], size, ARGV[13], ARGV[14], ARGV[15], ARGV[16]) then return 'quota' end
 redis.call('XADD', KEYS[1], '*', 'f', ARGV[1], 'h', ARGV[2], 'b', ARGV[3], 'e', ARGV[4], 's', ARGV[5])
 redis.call('HINCRBY', KEYS[2], 'bytes', size)
 redis.call('HINCRBY', KEYS[3], 'count', 1)
 redis.call('HINCRBY', KEYS[3], 'bytes', size)
+senderAdd(KEYS[2], ARGV[1], 1, size)
+senderAdd(KEYS[5], ARGV[1], 1, size)
 local exp = tonumber(ARGV[4])
 if exp > tonumber(redis.call('HGET', KEYS[2], 'maxexp') or '0') then
   redis.call('HSET', KEYS[2], 'maxexp', ARGV[4])
@@ -64,15 +96,19 @@ end
 return 'stored'
 `;
 
-/** Deletes entry ids (ARGV 3..) and fixes the counters; only what XDEL really removed counts twice-safe. */
-const FORGET = `
+/**
+ * Deletes entries (ARGV 3.. in threes: id, size, sender) and fixes the counters; only what XDEL
+ * really removed counts (twice-safe).
+ */
+const FORGET = SENDERS + `
 local gone = 0
-for i = 3, #ARGV, 2 do
+for i = 3, #ARGV, 3 do
   if redis.call('XDEL', KEYS[1], ARGV[i]) == 1 then
     local s = tonumber(ARGV[i + 1])
     redis.call('HINCRBY', KEYS[2], 'bytes', -s)
     redis.call('HINCRBY', KEYS[3], 'count', -1)
     redis.call('HINCRBY', KEYS[3], 'bytes', -s)
+    senderGone(KEYS[2], KEYS[5], ARGV[i + 2], s)
     gone = gone + 1
   end
 end
@@ -84,7 +120,7 @@ return gone
 `;
 
 /** Lease, then the oldest entries; expired ones are deleted on the way. Returns {-1} if leased elsewhere. */
-const CLAIM = `
+const CLAIM = SENDERS + `
 if redis.call('XLEN', KEYS[1]) == 0 then return {0} end
 local holder = redis.call('GET', KEYS[5])
 if holder and holder ~= ARGV[1] then return {-1} end
@@ -102,6 +138,7 @@ for _, e in ipairs(entries) do
     redis.call('HINCRBY', KEYS[2], 'bytes', -s)
     redis.call('HINCRBY', KEYS[3], 'count', -1)
     redis.call('HINCRBY', KEYS[3], 'bytes', -s)
+    senderGone(KEYS[2], KEYS[6], f['f'], s)
     expired = expired + 1
   else
     table.insert(out, {e[1], f['f'], f['h'], f['b'], f['e'], f['s']})
@@ -120,12 +157,15 @@ return 0
 `;
 
 /** A recipient all of whose messages are past their exp: everything goes. */
-const PURGE = `
+const PURGE = SENDERS + `
 if tonumber(redis.call('HGET', KEYS[2], 'maxexp') or '0') >= tonumber(ARGV[2]) then return 0 end
 local entries = redis.call('XRANGE', KEYS[1], '-', '+')
 local bytes = 0
 for _, e in ipairs(entries) do
-  for i = 1, #e[2], 2 do if e[2][i] == 's' then bytes = bytes + tonumber(e[2][i + 1]) end end
+  local f = {}
+  for i = 1, #e[2], 2 do f[e[2][i]] = e[2][i + 1] end
+  bytes = bytes + tonumber(f['s'])
+  senderAdd(KEYS[5], f['f'], -1, -tonumber(f['s']))
 end
 redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('HINCRBY', KEYS[3], 'count', -#entries)
@@ -135,16 +175,19 @@ return #entries
 `;
 
 /** A service queue: the stream, its consumer group made with it (from id 0, so nothing is skipped). */
-const ENQUEUE = `
+const ENQUEUE = SENDERS + `
 if redis.call('XLEN', KEYS[1]) + 1 > tonumber(ARGV[6]) then return 'full' end
 local size = tonumber(ARGV[5])
 if tonumber(redis.call('HGET', KEYS[3], 'count') or '0') + 1 > tonumber(ARGV[7]) then return 'full' end
 if tonumber(redis.call('HGET', KEYS[3], 'bytes') or '0') + size > tonumber(ARGV[8]) then return 'full' end
+if senderFull(KEYS[2], KEYS[5], ARGV[1], size, ARGV[12], ARGV[13], ARGV[14], ARGV[15]) then return 'quota' end
 if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('XGROUP', 'CREATE', KEYS[1], 'replicas', '0', 'MKSTREAM') end
 local id = redis.call('XADD', KEYS[1], '*', 'f', ARGV[1], 'h', ARGV[2], 'b', ARGV[3], 'e', ARGV[4], 's', ARGV[5], 'i', ARGV[9])
-redis.call('HSET', KEYS[2], ARGV[9], id .. '|' .. ARGV[5])
+redis.call('HSET', KEYS[2], ARGV[9], id .. '|' .. ARGV[5] .. '|' .. ARGV[1])
 redis.call('HINCRBY', KEYS[3], 'count', 1)
 redis.call('HINCRBY', KEYS[3], 'bytes', size)
+senderAdd(KEYS[2], ARGV[1], 1, size)
+senderAdd(KEYS[5], ARGV[1], 1, size)
 redis.call('PEXPIREAT', KEYS[1], ARGV[10])
 redis.call('PEXPIREAT', KEYS[2], ARGV[10])
 redis.call('SADD', KEYS[4], ARGV[11])
@@ -152,7 +195,7 @@ return 'stored'
 `;
 
 /** Requests to dispatch: those idle past the visibility timeout (XAUTOCLAIM), then new ones (XREADGROUP). */
-const TAKE = `
+const TAKE = SENDERS + `
 if redis.call('EXISTS', KEYS[1]) == 0 then return {0, {}} end
 local max = tonumber(ARGV[2])
 local entries = {}
@@ -173,6 +216,7 @@ for _, e in ipairs(entries) do
     if redis.call('XDEL', KEYS[1], e[1]) == 1 then
       redis.call('HINCRBY', KEYS[3], 'count', -1)
       redis.call('HINCRBY', KEYS[3], 'bytes', -tonumber(f['s']))
+      senderGone(KEYS[2], KEYS[4], f['f'], tonumber(f['s']))
     end
     redis.call('HDEL', KEYS[2], f['i'])
     expired = expired + 1
@@ -183,15 +227,16 @@ end
 return {expired, out}
 `;
 
-const DONE = `
+const DONE = SENDERS + `
 local v = redis.call('HGET', KEYS[2], ARGV[1])
 if not v then return 0 end
-local id, size = string.match(v, '([^|]+)|(%d+)')
+local id, size, who = string.match(v, '([^|]+)|(%d+)|?(.*)')
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('XACK', KEYS[1], 'replicas', id)
 if redis.call('XDEL', KEYS[1], id) == 1 then
   redis.call('HINCRBY', KEYS[3], 'count', -1)
   redis.call('HINCRBY', KEYS[3], 'bytes', -tonumber(size))
+  if who ~= '' then senderGone(KEYS[2], KEYS[4], who, tonumber(size)) end
 end
 return 1
 `;
@@ -235,7 +280,7 @@ export class RedisStore implements DurableStore {
 
   constructor(url: string, options: RedisStoreOptions) {
     if (!/^rediss?:\/\//.test(url)) throw new ConfigError(`store ${JSON.stringify(url)}: expected redis://host:port (or rediss://)`);
-    this.#limits = { ...DEFAULT_STORE_LIMITS, ...options.limits };
+    this.#limits = resolveStoreLimits(options.limits);
     for (const [name, value] of Object.entries(this.#limits)) {
       if (!Number.isInteger(value) || value < 1) throw new ConfigError(`store limit ${name} must be a positive integer`);
     }
@@ -247,14 +292,14 @@ export class RedisStore implements DurableStore {
       retryStrategy: retryDelay,
       connectionName: "zmcp-broker",
     }) as Redis & Scripted;
-    this.#redis.defineCommand("zmcpPut", { numberOfKeys: 4, lua: PUT });
-    this.#redis.defineCommand("zmcpForget", { numberOfKeys: 4, lua: FORGET });
-    this.#redis.defineCommand("zmcpClaim", { numberOfKeys: 5, lua: CLAIM });
+    this.#redis.defineCommand("zmcpPut", { numberOfKeys: 5, lua: PUT });
+    this.#redis.defineCommand("zmcpForget", { numberOfKeys: 5, lua: FORGET });
+    this.#redis.defineCommand("zmcpClaim", { numberOfKeys: 6, lua: CLAIM });
     this.#redis.defineCommand("zmcpRelease", { numberOfKeys: 1, lua: RELEASE });
-    this.#redis.defineCommand("zmcpPurge", { numberOfKeys: 4, lua: PURGE });
-    this.#redis.defineCommand("zmcpEnqueue", { numberOfKeys: 4, lua: ENQUEUE });
-    this.#redis.defineCommand("zmcpTake", { numberOfKeys: 3, lua: TAKE });
-    this.#redis.defineCommand("zmcpDone", { numberOfKeys: 3, lua: DONE });
+    this.#redis.defineCommand("zmcpPurge", { numberOfKeys: 5, lua: PURGE });
+    this.#redis.defineCommand("zmcpEnqueue", { numberOfKeys: 5, lua: ENQUEUE });
+    this.#redis.defineCommand("zmcpTake", { numberOfKeys: 4, lua: TAKE });
+    this.#redis.defineCommand("zmcpDone", { numberOfKeys: 4, lua: DONE });
     this.#redis.on("ready", () => {
       this.#up = true;
       if (this.#downLogged) this.#log.info("durable store reachable again", { store: redact(url) });
@@ -300,10 +345,10 @@ export class RedisStore implements DurableStore {
     const l = this.#limits;
     const reply = await this.#run(() =>
       this.#redis.zmcpPut(
-        ...keys(tag, "q", "m"), "zmcp:total", "zmcp:due",
+        ...keys(tag, "q", "m"), "zmcp:total", "zmcp:due", SENDERS_KEY,
         message.from, message.header, message.body, String(message.exp), String(size),
         String(l.perRecipientCount), String(l.perRecipientBytes), String(l.totalCount), String(l.totalBytes),
-        onlyIfBacklog ? "1" : "0", tag, String(message.exp + SAFETY_MS),
+        onlyIfBacklog ? "1" : "0", tag, String(message.exp + SAFETY_MS), ...senderLimits(l),
       ),
     );
     return String(reply) as PutOutcome;
@@ -312,7 +357,7 @@ export class RedisStore implements DurableStore {
   async claim(recipient: string, max: number): Promise<ClaimedMessage[] | undefined> {
     const tag = recipientTag(recipient);
     const reply = await this.#run(() =>
-      this.#redis.zmcpClaimBuffer(...keys(tag, "q", "m"), "zmcp:total", "zmcp:due", `zmcp:{${tag}}:lease`, this.#owner, String(LEASE_MS), String(max), String(Date.now()), tag),
+      this.#redis.zmcpClaimBuffer(...keys(tag, "q", "m"), "zmcp:total", "zmcp:due", `zmcp:{${tag}}:lease`, SENDERS_KEY, this.#owner, String(LEASE_MS), String(max), String(Date.now()), tag),
     );
     if (reply[0] !== 1) return undefined;
     this.expired += Number(reply[1]);
@@ -328,8 +373,8 @@ export class RedisStore implements DurableStore {
   async delivered(recipient: string, messages: readonly ClaimedMessage[]): Promise<void> {
     if (messages.length === 0) return;
     const tag = recipientTag(recipient);
-    const args = messages.flatMap((m) => [m.id, String(m.header.length + m.body.length)]);
-    await this.#run(() => this.#redis.zmcpForgetBuffer(...keys(tag, "q", "m"), "zmcp:total", "zmcp:due", tag, "", ...args));
+    const args = messages.flatMap((m) => [m.id, String(m.header.length + m.body.length), m.from]);
+    await this.#run(() => this.#redis.zmcpForgetBuffer(...keys(tag, "q", "m"), "zmcp:total", "zmcp:due", SENDERS_KEY, tag, "", ...args));
   }
 
   async release(recipient: string): Promise<void> {
@@ -341,16 +386,17 @@ export class RedisStore implements DurableStore {
     const l = this.#limits;
     const reply = await this.#run(() =>
       this.#redis.zmcpEnqueue(
-        ...serviceKeys(service), "zmcp:total", "zmcp:services",
+        ...serviceKeys(service), "zmcp:total", "zmcp:services", SENDERS_KEY,
         message.from, message.header, message.body, String(message.exp), String(size),
         String(l.perRecipientCount), String(l.totalCount), String(l.totalBytes), message.requestId, String(message.exp + SAFETY_MS), service,
+        ...senderLimits(l),
       ),
     );
     return String(reply) as PutOutcome;
   }
 
   async take(service: string, max: number, visibilityMs: number): Promise<ClaimedMessage[]> {
-    const reply = await this.#run(() => this.#redis.zmcpTakeBuffer(...serviceKeys(service), "zmcp:total", this.#owner, String(max), String(visibilityMs), String(Date.now())));
+    const reply = await this.#run(() => this.#redis.zmcpTakeBuffer(...serviceKeys(service), "zmcp:total", SENDERS_KEY, this.#owner, String(max), String(visibilityMs), String(Date.now())));
     this.expired += Number(reply[0]);
     return ((reply[1] ?? []) as Buffer[][]).map((e) => ({
       id: e[0]!.toString("latin1"),
@@ -362,7 +408,7 @@ export class RedisStore implements DurableStore {
   }
 
   async done(service: string, requestId: string): Promise<boolean> {
-    return (await this.#run(() => this.#redis.zmcpDone(...serviceKeys(service), "zmcp:total", requestId))) === 1;
+    return (await this.#run(() => this.#redis.zmcpDone(...serviceKeys(service), "zmcp:total", SENDERS_KEY, requestId))) === 1;
   }
 
   async queues(): Promise<string[]> {
@@ -383,7 +429,7 @@ export class RedisStore implements DurableStore {
     const now = Date.now();
     const due = await this.#run(() => this.#redis.zrangebyscore("zmcp:due", "-inf", String(now - 1), "LIMIT", 0, 100));
     let gone = 0;
-    for (const tag of due) gone += await this.#run(() => this.#redis.zmcpPurge(...keys(tag, "q", "m"), "zmcp:total", "zmcp:due", tag, String(now)));
+    for (const tag of due) gone += await this.#run(() => this.#redis.zmcpPurge(...keys(tag, "q", "m"), "zmcp:total", "zmcp:due", SENDERS_KEY, tag, String(now)));
     this.expired += gone;
     return gone;
   }
@@ -402,6 +448,14 @@ export class RedisStore implements DurableStore {
       throw new StoreUnavailableError(`durable store: ${(err as Error).message}`, { cause: err });
     }
   }
+}
+
+/** Every sender's messages and bytes stored in all (`c:KEY`, `b:KEY`). */
+const SENDERS_KEY = "zmcp:senders";
+
+/** The per-sender bounds, in the order the PUT and ENQUEUE scripts read them. */
+function senderLimits(l: StoreLimits): string[] {
+  return [l.perSenderRecipientCount, l.perSenderRecipientBytes, l.perSenderCount, l.perSenderBytes].map(String);
 }
 
 /** A recipient's Z85 key as hex: Z85 holds `{` and `}`, which Redis would read as a hash tag. */

@@ -35,6 +35,16 @@ export interface StoreLimits {
   totalCount: number;
   /** Bytes stored in all at most. Default 1 GiB. */
   totalBytes: number;
+  /**
+   * One sender's share, so that no admitted peer can fill a recipient's inbox (or the store) for
+   * everyone else: messages and bytes one sender may have stored for one recipient (or one
+   * service queue), and in all. Defaults: a quarter of the bound each one sits under
+   * (2,500 / 16 MiB per recipient, 250,000 / 256 MiB in all).
+   */
+  perSenderRecipientCount: number;
+  perSenderRecipientBytes: number;
+  perSenderCount: number;
+  perSenderBytes: number;
 }
 
 export const DEFAULT_STORE_LIMITS: Readonly<StoreLimits> = Object.freeze({
@@ -42,13 +52,34 @@ export const DEFAULT_STORE_LIMITS: Readonly<StoreLimits> = Object.freeze({
   perRecipientBytes: 64 * 1024 * 1024,
   totalCount: 1_000_000,
   totalBytes: 1024 * 1024 * 1024,
+  perSenderRecipientCount: 2_500,
+  perSenderRecipientBytes: 16 * 1024 * 1024,
+  perSenderCount: 250_000,
+  perSenderBytes: 256 * 1024 * 1024,
 });
 
 /**
- * `stored`: kept; `full`: a bound is reached (nothing kept); `live`: (with `onlyIfBacklog`) the
- * recipient has nothing stored, so the message may go straight to it without overtaking any.
+ * Bounds given in part, completed: a per-sender share not given is a quarter of the bound it
+ * sits under as resolved (so raising `perRecipientCount` raises a sender's share with it).
  */
-export type PutOutcome = "stored" | "full" | "live";
+export function resolveStoreLimits(given: Partial<StoreLimits> = {}): StoreLimits {
+  const l = { ...DEFAULT_STORE_LIMITS, ...given };
+  const quarter = (n: number) => Math.max(1, Math.ceil(n / 4));
+  return {
+    ...l,
+    perSenderRecipientCount: given.perSenderRecipientCount ?? quarter(l.perRecipientCount),
+    perSenderRecipientBytes: given.perSenderRecipientBytes ?? quarter(l.perRecipientBytes),
+    perSenderCount: given.perSenderCount ?? quarter(l.totalCount),
+    perSenderBytes: given.perSenderBytes ?? quarter(l.totalBytes),
+  };
+}
+
+/**
+ * `stored`: kept; `full`: a bound is reached (nothing kept); `quota`: the sender's own share is
+ * used up (nothing kept; others may still store); `live`: (with `onlyIfBacklog`) the recipient
+ * has nothing stored, so the message may go straight to it without overtaking any.
+ */
+export type PutOutcome = "stored" | "full" | "quota" | "live";
 
 export interface DurableStore {
   /**

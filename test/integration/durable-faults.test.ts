@@ -135,7 +135,9 @@ describe.skipIf(!redisAvailable)("durable delivery under faults", () => {
   }, 30_000);
 
   it("a full inbox refuses busy; the total byte bound holds under a flood", async () => {
-    const b = await broker({ storeLimits: { perRecipientCount: 3, totalBytes: 64 * 1024 } });
+    // The sender's own share is set to the whole bound here: this test is about the shared bounds
+    // (test/security/durable-quota.test.ts is about the share).
+    const b = await broker({ storeLimits: { perRecipientCount: 3, totalBytes: 64 * 1024, perSenderRecipientCount: 3, perSenderBytes: 64 * 1024 } });
     const alice = await agent("alice", b.endpoint);
     const stored: StoredNotice[] = [];
     const first = Array.from({ length: 3 }, (_, i) => alice.call("bob", "echo", { marker: `f${i}` }, { durable: true, timeout: 30_000, onStored: (s) => stored.push(s) }));
