@@ -19,6 +19,7 @@ import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
 from . import wire
+from .catalog import CatalogCaller
 from .certs import Certificate, CertDirectory, load_cert_directory, load_certificate, load_secret_certificate
 from .errors import ERROR_CLASSES, RETRYABLE, WIRE_CODES, ZmcpError, error_for, remote_error
 from .schema import validate
@@ -287,7 +288,7 @@ class Job:
             self._future.set_exception(err)
 
 
-class Agent:
+class Agent(CatalogCaller):
     """Use ``await Agent.connect(broker=..., cert=..., certs=...)``."""
 
     def __init__(self, *, cert: Certificate, server_key: str, endpoints: list[str], certs: str | None, timeout: float,
