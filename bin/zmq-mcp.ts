@@ -15,6 +15,7 @@ import { McpAttachment } from "../src/mcp/attach.js";
 import { MeshExposer, type PrefixMode } from "../src/mcp/expose.js";
 import { brokerOption, certOption, certsOption, checkEndpoint, command, runAsync, VERSION } from "./cli.js";
 import { checkHttpSetup, parseHostPort, serveHttp } from "../src/mcp/http.js";
+import { OAuthResourceServer } from "../src/mcp/oauth.js";
 import { fail, logLevel, positiveInt } from "./options.js";
 import { TOKEN_ENV_HELP, TOKEN_HELP, tokenFromArgs } from "./token-option.js";
 
@@ -105,6 +106,10 @@ interface ExposeOpts extends ConnectOpts {
   httpPublic?: boolean;
   httpToken?: string;
   httpTokenEnv?: string;
+  oauthIssuer?: string;
+  oauthAudience?: string;
+  oauthResource?: string;
+  oauthScope?: string[];
 }
 
 /** The environment variable read for the HTTP bearer token when neither --http-token nor --http-token-env is given. */
@@ -153,14 +158,36 @@ withConnectOptions(
   .option("--http-public", "allow --http on an address other than loopback")
   .option("--http-token <@file>", `bearer token HTTP clients must send, from a file (default: ${HTTP_TOKEN_ENV})`)
   .option("--http-token-env <name>", "bearer token HTTP clients must send, from this environment variable")
+  .option("--oauth-issuer <url>", "with --http: accept OAuth access tokens (JWT) of this issuer instead of a shared token, and serve /.well-known/oauth-protected-resource")
+  .option("--oauth-audience <aud>", "the audience tokens must name (default: the resource URL)")
+  .option("--oauth-resource <url>", "the endpoint's canonical URL as clients dial it (default: http://HOST:PORT/mcp)")
+  .option("--oauth-scope <scope>", "a scope every token must grant; repeatable", collect)
   .action(async (opts: ExposeOpts) => {
     const log = createLogger(opts.logLevel, undefined, { service: "zmq-mcp-expose" });
     try {
-      if (opts.http === undefined && (opts.httpPublic || opts.httpToken !== undefined || opts.httpTokenEnv !== undefined)) {
-        throw new ConfigError("--http-public, --http-token and --http-token-env go with --http");
+      const oauthGiven = opts.oauthIssuer !== undefined || opts.oauthAudience !== undefined || opts.oauthResource !== undefined || opts.oauthScope !== undefined;
+      if (opts.http === undefined && (opts.httpPublic || opts.httpToken !== undefined || opts.httpTokenEnv !== undefined || oauthGiven)) {
+        throw new ConfigError("--http-public, --http-token, --http-token-env and --oauth-* go with --http");
       }
+      if (oauthGiven && opts.oauthIssuer === undefined) throw new ConfigError("--oauth-audience, --oauth-resource and --oauth-scope go with --oauth-issuer");
+      if (opts.oauthIssuer !== undefined && (opts.httpToken !== undefined || opts.httpTokenEnv !== undefined)) {
+        throw new ConfigError("give --http-token/--http-token-env or --oauth-issuer, not both");
+      }
+      // OAuth access tokens replace the shared token (oauth.ts).
+      const oauth =
+        opts.oauthIssuer === undefined
+          ? undefined
+          : new OAuthResourceServer(
+              {
+                issuer: opts.oauthIssuer,
+                ...(opts.oauthAudience === undefined ? {} : { audience: opts.oauthAudience }),
+                ...(opts.oauthResource === undefined ? {} : { resource: opts.oauthResource }),
+                scopes: opts.oauthScope ?? [],
+              },
+              log,
+            );
       // Checked before connecting: a bad HTTP setup fails at once.
-      const http = opts.http === undefined ? undefined : { ...parseHostPort(opts.http), token: httpToken(opts) };
+      const http = opts.http === undefined ? undefined : { ...parseHostPort(opts.http), ...(oauth ? { oauth } : { token: httpToken(opts) }) };
       if (http) checkHttpSetup({ ...http, allowPublic: opts.httpPublic === true });
       const token = tokenFromArgs(opts);
       const agent = await Agent.connect({ ...agentOptions(opts, log), timeout: opts.timeout, ...(token ? { token } : {}) });
