@@ -101,6 +101,7 @@ interface ExposeOpts extends ConnectOpts {
   jobTimeout: number;
   listTimeout: number;
   refresh: number;
+  subscriptionInterval: number;
   pageSize: number;
   http?: string;
   httpPublic?: boolean;
@@ -153,6 +154,7 @@ withConnectOptions(
   .option("--job-timeout <ms>", "how long a job tool may run before it is cancelled", positiveInt, 600_000)
   .option("--list-timeout <ms>", "deadline of each target's tools/list", positiveInt, 5_000)
   .option("--refresh <ms>", "re-list the targets this often and notify the client of changes; 0 = never", nonNegativeInt, 30_000)
+  .option("--subscription-interval <ms>", "re-read resources the client subscribed to this often, and notify it of changes (stdio); 0 = no subscriptions", nonNegativeInt, 5_000)
   .option("--page-size <n>", "entries per page of tools/list, resources/list, resources/templates/list and prompts/list; 0 = all in one page", nonNegativeInt, 0)
   .option("--http <host:port>", "serve MCP over stateless Streamable HTTP at http://HOST:PORT/mcp instead of stdio (port 0: a free one)")
   .option("--http-public", "allow --http on an address other than loopback")
@@ -199,6 +201,7 @@ withConnectOptions(
         jobTimeout: opts.jobTimeout,
         listTimeout: opts.listTimeout,
         refreshInterval: opts.refresh,
+        subscriptionInterval: opts.subscriptionInterval,
         pageSize: opts.pageSize,
         serverInfo: { name: "zmq-mcp-expose", version: VERSION },
         log,
@@ -228,6 +231,8 @@ withConnectOptions(
         },
       );
       await exposer.connect(transport);
+      // SIGHUP: re-list the targets and re-read subscribed resources now (an operator's "something changed").
+      process.on("SIGHUP", () => void exposer.recheck().catch((err: Error) => log.warn("recheck failed", { error: err.message })));
       log.info("expose ready", { publicKey: agent.publicKey, targets: opts.to });
       // Learn the tools now, so that the first tools/list is quick and problems show in the log.
       void exposer.refresh().catch((err: Error) => log.warn("no target answered tools/list yet", { error: err.message }));
