@@ -2,13 +2,18 @@
  * python/zmcp's caller side of the resource and prompt built-ins (zmcp/catalog.py) against a
  * TypeScript agent: a Python agent lists (across pages) and reads the TS agent's resources
  * and templates, lists and gets its prompts, completes an argument, and gets the typed errors
- * for what it may not read (token scope) and what is not there (unknown_tool).
+ * for what it may not read (token scope) and what is not there (unknown_tool). And the other
+ * way: a Python agent offers resources and prompts (python/zmcp/catalog.py CatalogRegistry)
+ * that a TypeScript agent lists, reads, gets and completes, with the same scope rules.
  */
 import { spawn } from "node:child_process";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { createInterface } from "node:readline";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Agent } from "../../src/agent/agent.js";
 import type { Broker } from "../../src/broker/broker.js";
+import { RemoteError } from "../../src/errors.js";
 import { generateAuthority } from "../../src/auth/jwk.js";
 import { createToken } from "../../src/auth/tokens.js";
 import { type CertFixture, tempCerts } from "../support/certs.js";
@@ -41,7 +46,7 @@ describe.skipIf(problem !== undefined)("python catalog helpers", () => {
   const { privateJwk, publicJwk } = generateAuthority();
 
   beforeAll(async () => {
-    fx = tempCerts("ts", "pyclient");
+    fx = tempCerts("ts", "pyclient", "pyserver", "tscaller");
     broker = await startBroker(fx);
     ts = await connectAgent(fx, "ts", broker.endpoint, { authority: publicJwk });
     ts.resource("notes://index", { name: "index", mimeType: "text/plain" }, () => "groceries\nideas")
@@ -108,5 +113,77 @@ asyncio.run(main())
       no_prompt: { error: "invalid_args", class: "InvalidArgsError" },
       sync: "note 9",
     });
+  }, 90_000);
+
+  it("a TypeScript agent reads a Python agent's resources and gets its prompts; scopes and bad shapes as in TS", async () => {
+    const jwkPath = join(fx.dir, "..", `catalog-authority-${process.pid}.pub.jwk`);
+    writeFileSync(jwkPath, JSON.stringify(publicJwk));
+    const script = `
+import asyncio, json, sys
+sys.path.insert(0, ${JSON.stringify(join(ROOT, "python"))})
+import zmcp
+async def main():
+    agent = await zmcp.Agent.connect(broker=${JSON.stringify(broker.endpoint)}, cert=${JSON.stringify(fx.secretPath("pyserver"))}, certs=${JSON.stringify(fx.dir)}, timeout=5, authority=${JSON.stringify(jwkPath)})
+    agent.resource("py://motd", lambda uri: "hello from python", name="motd", mime_type="text/plain")
+    @agent.resource("py://ctx")
+    async def whoami(uri, ctx):
+        return {"contents": [{"uri": uri, "text": ctx.sender_name or "?"}]}
+    agent.resource("py://broken", lambda uri: 42)
+    agent.resource("py://secret", lambda uri: "no")
+    for i in range(120):
+        agent.resource(f"py://item/{i}", lambda uri: uri)
+    agent.prompt("review", lambda args: f"Review {args['file']}.", description="Review a file",
+                 arguments=[{"name": "file", "required": True}], complete=lambda arg, ctx: [v for v in ["a.py", "b.py", "ab.ts"] if v.startswith(arg["value"])])
+    try:
+        agent.resource("py://t/{id}", lambda uri: "x")
+    except zmcp.ZmcpError as err:
+        template_refused = err.code
+    print(json.dumps({"msg": "ready", "key": agent.public_key, "template_refused": template_refused}), flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    await agent.close()
+asyncio.run(main())
+`;
+    const proc = spawn(PYTHON, ["-c", script], { stdio: ["pipe", "pipe", "pipe"] });
+    let stderr = "";
+    proc.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<void>((resolve) => proc.once("exit", () => resolve()));
+    try {
+      const ready = await new Promise<{ template_refused: string }>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`python agent not ready: ${stderr}`)), 20_000);
+        void exited.then(() => reject(new Error(`python agent exited: ${stderr}`)));
+        createInterface({ input: proc.stdout }).on("line", (line) => {
+          clearTimeout(timer);
+          resolve(JSON.parse(line) as { template_refused: string });
+        });
+      });
+      expect(ready.template_refused).toBe("config");
+      const token = createToken({ authority: privateJwk, sub: "tscaller", key: fx.key("tscaller"), scope: "read:py://motd read:py://ctx read:py://broken read:py://item/* prompt:review" });
+      const caller = await connectAgent(fx, "tscaller", broker.endpoint, { token });
+      try {
+        const listed = await caller.listResources("pyserver");
+        expect(listed).toHaveLength(123); // two pages; not py://secret
+        expect(listed[0]).toEqual({ uri: "py://motd", name: "motd", mimeType: "text/plain" });
+        expect(await caller.listResourceTemplates("pyserver")).toEqual([]);
+        expect(await caller.readResource("pyserver", "py://motd")).toEqual({ contents: [{ uri: "py://motd", text: "hello from python", mimeType: "text/plain" }] });
+        expect((await caller.readResource("pyserver", "py://ctx")).contents[0]).toMatchObject({ text: "tscaller" });
+        expect(await caller.listPrompts("pyserver")).toEqual([{ name: "review", description: "Review a file", arguments: [{ name: "file", required: true }] }]);
+        expect(await caller.getPrompt("pyserver", "review", { file: "a.py" })).toEqual({ messages: [{ role: "user", content: { type: "text", text: "Review a.py." } }] });
+        expect(await caller.complete("pyserver", { type: "ref/prompt", name: "review" }, { name: "file", value: "a" })).toEqual({ values: ["a.py", "ab.ts"] });
+        const refused = async (p: Promise<unknown>) => p.then(() => "resolved", (err: unknown) => (err instanceof RemoteError ? `${err.code}/${err.origin}` : String(err)));
+        expect(await refused(caller.readResource("pyserver", "py://secret"))).toBe("token_scope/peer");
+        expect(await refused(caller.readResource("pyserver", "py://item/none"))).toBe("unknown_tool/peer");
+        expect(await refused(caller.readResource("pyserver", "py://broken"))).toBe("tool_failed/peer");
+        expect(await refused(caller.getPrompt("pyserver", "review", {}))).toBe("invalid_args/peer");
+        expect(await refused(caller.call("pyserver", "resources/read", { uri: "py://motd", extra: 1 }))).toBe("invalid_args/peer");
+        expect(await refused(caller.call("pyserver", "resources/list", { cursor: "999" }))).toBe("invalid_args/peer");
+      } finally {
+        await caller.close();
+      }
+    } finally {
+      proc.stdin.end();
+      const timer = setTimeout(() => proc.kill("SIGKILL"), 5000);
+      await exited;
+      clearTimeout(timer);
+    }
   }, 90_000);
 });
