@@ -10,7 +10,7 @@
  * rotated-in key is fetched; an issuer that is down is a 503 (no keys yet) or no problem (keys
  * known). The CLI wiring is checked with a real `zmq-mcp expose` process.
  */
-import { createServer, type Server } from "node:http";
+import { createServer, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
@@ -218,6 +218,41 @@ describe("expose --http as an OAuth resource server", () => {
       await lonely.close();
     }
     await issuer.stop();
+    expect((await post(served.url, `Bearer ${await token()}`)).status).toBe(200);
+  });
+
+  it("a hostile issuer: metadata naming another issuer, a JWKS over the size cap, an issuer that never answers: 503, no keys trusted, bridge up", async () => {
+    let mode: "other-issuer" | "huge" | "hang" = "other-issuer";
+    let url = "";
+    const held: ServerResponse[] = [];
+    const server = createServer((req, res) => {
+      if (mode === "hang") return void held.push(res); // accepts, never answers
+      if (req.url === "/.well-known/oauth-authorization-server") {
+        res.writeHead(200, { "content-type": "application/json" });
+        return res.end(JSON.stringify({ issuer: mode === "other-issuer" ? issuer.url : url, jwks_uri: `${url}/jwks` }));
+      }
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ keys: [key.publicJwk], padding: "x".repeat(300 * 1024) }));
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      for (const m of ["other-issuer", "huge", "hang"] as const) {
+        mode = m;
+        const hostile = await serveHttp({ exposer, host: "127.0.0.1", port: 0, oauth: new OAuthResourceServer({ issuer: url, fetchTimeout: 500, jwksCooldown: 1 }) });
+        try {
+          // Signed with a key the hostile issuer serves: it must still not be trusted through a refused document.
+          const res = await post(hostile.url, `Bearer ${await token({ iss: url, aud: hostile.url })}`);
+          expect(res.status, m).toBe(503);
+        } finally {
+          await hostile.close();
+        }
+      }
+    } finally {
+      for (const res of held) res.destroy();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
     expect((await post(served.url, `Bearer ${await token()}`)).status).toBe(200);
   });
 
