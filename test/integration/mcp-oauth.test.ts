@@ -13,6 +13,7 @@
 import { createServer, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { ClientCredentialsProvider } from "@modelcontextprotocol/sdk/client/auth-extensions.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { exportJWK, generateKeyPair, SignJWT, type JWK, type JWTPayload } from "jose";
@@ -36,16 +37,54 @@ async function newKey(kid: string): Promise<Key> {
   return { kid, privateKey, publicJwk: { ...(await exportJWK(publicKey)), kid, alg: "ES256", use: "sig" } };
 }
 
-/** A local authorization server: RFC 8414 metadata, a JWKS (whose keys the test may change), hit counts; `stop()` takes it down. */
-async function startIssuer(): Promise<{ url: string; keys: Key[]; hits: { metadata: number; jwks: number }; stop(): Promise<void> }> {
-  const hits = { metadata: 0, jwks: 0 };
+const CLIENT = { id: "m2m-client", secret: "m2m-secret-0123456789" };
+
+/**
+ * A local authorization server: RFC 8414 metadata, a JWKS (whose keys the test may change), a
+ * client_credentials token endpoint (client_secret_basic; the token's aud is the RFC 8707
+ * `resource` asked for), hit counts; `stop()` takes it down.
+ */
+async function startIssuer(): Promise<{ url: string; keys: Key[]; hits: { metadata: number; jwks: number; token: number }; stop(): Promise<void> }> {
+  const hits = { metadata: 0, jwks: 0, token: 0 };
   const keys: Key[] = [];
   let url = "";
   const server: Server = createServer((req, res) => {
     if (req.url === "/.well-known/oauth-authorization-server") {
       hits.metadata++;
       res.writeHead(200, { "content-type": "application/json" });
-      return res.end(JSON.stringify({ issuer: url, jwks_uri: `${url}/jwks`, token_endpoint: `${url}/token`, response_types_supported: ["code"] }));
+      return res.end(
+        JSON.stringify({
+          issuer: url,
+          jwks_uri: `${url}/jwks`,
+          authorization_endpoint: `${url}/authorize`,
+          token_endpoint: `${url}/token`,
+          response_types_supported: ["code"],
+          grant_types_supported: ["client_credentials"],
+          token_endpoint_auth_methods_supported: ["client_secret_basic"],
+        }),
+      );
+    }
+    if (req.url === "/token" && req.method === "POST") {
+      hits.token++;
+      let body = "";
+      req.on("data", (d: Buffer) => (body += d.toString()));
+      req.on("end", () => {
+        const form = new URLSearchParams(body);
+        const basic = Buffer.from((req.headers.authorization ?? "").replace(/^Basic /, ""), "base64").toString();
+        if (basic !== `${CLIENT.id}:${CLIENT.secret}` || form.get("grant_type") !== "client_credentials") {
+          res.writeHead(401, { "content-type": "application/json" });
+          return res.end(JSON.stringify({ error: "invalid_client" }));
+        }
+        const k = keys[0]!;
+        void new SignJWT({ iss: url, aud: form.get("resource") ?? "", sub: CLIENT.id, scope: form.get("scope") ?? "", exp: Math.floor(Date.now() / 1000) + 300 })
+          .setProtectedHeader({ alg: "ES256", kid: k.kid })
+          .sign(k.privateKey)
+          .then((jwt) => {
+            res.writeHead(200, { "content-type": "application/json" });
+            res.end(JSON.stringify({ access_token: jwt, token_type: "Bearer", expires_in: 300, scope: form.get("scope") ?? "" }));
+          });
+      });
+      return;
     }
     if (req.url === "/jwks") {
       hits.jwks++;
@@ -140,6 +179,22 @@ describe("expose --http as an OAuth resource server", () => {
     try {
       expect((await client.listTools()).tools.map((t) => t.name)).toEqual(["add"]);
       expect(((await client.callTool({ name: "add", arguments: { a: 2, b: 3 } })) as CallToolResult).structuredContent).toEqual({ sum: 5 });
+    } finally {
+      await client.close();
+    }
+  });
+
+  it("the SDK client's own OAuth (ClientCredentialsProvider) finds the metadata from the 401, gets a token for this resource, and calls", async () => {
+    const before = issuer.hits.token;
+    const client = new Client({ name: "oauth-m2m", version: "1.0.0" });
+    const authProvider = new ClientCredentialsProvider({ clientId: CLIENT.id, clientSecret: CLIENT.secret, scope: "mcp:tools", expectedIssuer: issuer.url });
+    await client.connect(new StreamableHTTPClientTransport(new URL(served.url), { authProvider }));
+    try {
+      expect(((await client.callTool({ name: "add", arguments: { a: 20, b: 22 } })) as CallToolResult).structuredContent).toEqual({ sum: 42 });
+      expect(issuer.hits.token).toBe(before + 1);
+      // The token the SDK got names this endpoint as its audience (RFC 8707 resource indicator).
+      const claims = JSON.parse(Buffer.from(authProvider.tokens()!.access_token.split(".")[1]!, "base64url").toString()) as { aud: string };
+      expect(claims.aud).toBe(served.url);
     } finally {
       await client.close();
     }
