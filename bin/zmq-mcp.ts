@@ -15,6 +15,7 @@ import { McpAttachment } from "../src/mcp/attach.js";
 import { MeshExposer, type PrefixMode } from "../src/mcp/expose.js";
 import { brokerOption, certOption, certsOption, checkEndpoint, command, runAsync, VERSION } from "./cli.js";
 import { checkHttpSetup, parseHostPort, serveHttp } from "../src/mcp/http.js";
+import { OAuthResourceServer } from "../src/mcp/oauth.js";
 import { fail, logLevel, positiveInt } from "./options.js";
 import { TOKEN_ENV_HELP, TOKEN_HELP, tokenFromArgs } from "./token-option.js";
 
@@ -100,11 +101,16 @@ interface ExposeOpts extends ConnectOpts {
   jobTimeout: number;
   listTimeout: number;
   refresh: number;
+  subscriptionInterval: number;
   pageSize: number;
   http?: string;
   httpPublic?: boolean;
   httpToken?: string;
   httpTokenEnv?: string;
+  oauthIssuer?: string;
+  oauthAudience?: string;
+  oauthResource?: string;
+  oauthScope?: string[];
 }
 
 /** The environment variable read for the HTTP bearer token when neither --http-token nor --http-token-env is given. */
@@ -148,19 +154,42 @@ withConnectOptions(
   .option("--job-timeout <ms>", "how long a job tool may run before it is cancelled", positiveInt, 600_000)
   .option("--list-timeout <ms>", "deadline of each target's tools/list", positiveInt, 5_000)
   .option("--refresh <ms>", "re-list the targets this often and notify the client of changes; 0 = never", nonNegativeInt, 30_000)
+  .option("--subscription-interval <ms>", "re-read resources the client subscribed to this often, and notify it of changes (stdio); 0 = no subscriptions", nonNegativeInt, 5_000)
   .option("--page-size <n>", "entries per page of tools/list, resources/list, resources/templates/list and prompts/list; 0 = all in one page", nonNegativeInt, 0)
   .option("--http <host:port>", "serve MCP over stateless Streamable HTTP at http://HOST:PORT/mcp instead of stdio (port 0: a free one)")
   .option("--http-public", "allow --http on an address other than loopback")
   .option("--http-token <@file>", `bearer token HTTP clients must send, from a file (default: ${HTTP_TOKEN_ENV})`)
   .option("--http-token-env <name>", "bearer token HTTP clients must send, from this environment variable")
+  .option("--oauth-issuer <url>", "with --http: accept OAuth access tokens (JWT) of this issuer instead of a shared token, and serve /.well-known/oauth-protected-resource")
+  .option("--oauth-audience <aud>", "the audience tokens must name (default: the resource URL)")
+  .option("--oauth-resource <url>", "the endpoint's canonical URL as clients dial it (default: http://HOST:PORT/mcp)")
+  .option("--oauth-scope <scope>", "a scope every token must grant; repeatable", collect)
   .action(async (opts: ExposeOpts) => {
     const log = createLogger(opts.logLevel, undefined, { service: "zmq-mcp-expose" });
     try {
-      if (opts.http === undefined && (opts.httpPublic || opts.httpToken !== undefined || opts.httpTokenEnv !== undefined)) {
-        throw new ConfigError("--http-public, --http-token and --http-token-env go with --http");
+      const oauthGiven = opts.oauthIssuer !== undefined || opts.oauthAudience !== undefined || opts.oauthResource !== undefined || opts.oauthScope !== undefined;
+      if (opts.http === undefined && (opts.httpPublic || opts.httpToken !== undefined || opts.httpTokenEnv !== undefined || oauthGiven)) {
+        throw new ConfigError("--http-public, --http-token, --http-token-env and --oauth-* go with --http");
       }
+      if (oauthGiven && opts.oauthIssuer === undefined) throw new ConfigError("--oauth-audience, --oauth-resource and --oauth-scope go with --oauth-issuer");
+      if (opts.oauthIssuer !== undefined && (opts.httpToken !== undefined || opts.httpTokenEnv !== undefined)) {
+        throw new ConfigError("give --http-token/--http-token-env or --oauth-issuer, not both");
+      }
+      // OAuth access tokens replace the shared token (oauth.ts).
+      const oauth =
+        opts.oauthIssuer === undefined
+          ? undefined
+          : new OAuthResourceServer(
+              {
+                issuer: opts.oauthIssuer,
+                ...(opts.oauthAudience === undefined ? {} : { audience: opts.oauthAudience }),
+                ...(opts.oauthResource === undefined ? {} : { resource: opts.oauthResource }),
+                scopes: opts.oauthScope ?? [],
+              },
+              log,
+            );
       // Checked before connecting: a bad HTTP setup fails at once.
-      const http = opts.http === undefined ? undefined : { ...parseHostPort(opts.http), token: httpToken(opts) };
+      const http = opts.http === undefined ? undefined : { ...parseHostPort(opts.http), ...(oauth ? { oauth } : { token: httpToken(opts) }) };
       if (http) checkHttpSetup({ ...http, allowPublic: opts.httpPublic === true });
       const token = tokenFromArgs(opts);
       const agent = await Agent.connect({ ...agentOptions(opts, log), timeout: opts.timeout, ...(token ? { token } : {}) });
@@ -172,6 +201,7 @@ withConnectOptions(
         jobTimeout: opts.jobTimeout,
         listTimeout: opts.listTimeout,
         refreshInterval: opts.refresh,
+        subscriptionInterval: opts.subscriptionInterval,
         pageSize: opts.pageSize,
         serverInfo: { name: "zmq-mcp-expose", version: VERSION },
         log,
@@ -201,6 +231,8 @@ withConnectOptions(
         },
       );
       await exposer.connect(transport);
+      // SIGHUP: re-list the targets and re-read subscribed resources now (an operator's "something changed").
+      process.on("SIGHUP", () => void exposer.recheck().catch((err: Error) => log.warn("recheck failed", { error: err.message })));
       log.info("expose ready", { publicKey: agent.publicKey, targets: opts.to });
       // Learn the tools now, so that the first tools/list is quick and problems show in the log.
       void exposer.refresh().catch((err: Error) => log.warn("no target answered tools/list yet", { error: err.message }));

@@ -19,6 +19,7 @@ import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
 from . import wire
+from .catalog import CATALOG_BUILTINS, CatalogCaller, CatalogRegistry
 from .certs import Certificate, CertDirectory, load_cert_directory, load_certificate, load_secret_certificate
 from .errors import ERROR_CLASSES, RETRYABLE, WIRE_CODES, ZmcpError, error_for, remote_error
 from .schema import validate
@@ -287,7 +288,7 @@ class Job:
             self._future.set_exception(err)
 
 
-class Agent:
+class Agent(CatalogCaller):
     """Use ``await Agent.connect(broker=..., cert=..., certs=...)``."""
 
     def __init__(self, *, cert: Certificate, server_key: str, endpoints: list[str], certs: str | None, timeout: float,
@@ -326,6 +327,7 @@ class Agent:
         self._pending: dict[bytes, _Pending] = {}
         self._acks: dict[bytes, asyncio.Future] = {}
         self._tools: dict[str, _Tool] = {}
+        self._catalog = CatalogRegistry()  # resources and prompts offered (catalog.py)
         self._answers: dict[str, Any] = {}  # peer:rid → dict answer | Future
         self._answer_times: dict[str, float] = {}  # finished answers, in finish order → forget at
         self._answer_owner: dict[str, tuple[str, int]] = {}  # key → (caller, bytes counted)
@@ -696,7 +698,7 @@ class Agent:
         def register(fn: Callable) -> Callable:
             if not isinstance(name, str) or not 1 <= len(name) <= 256:
                 raise ConfigError("tool name must be 1 to 256 characters")
-            if name in BUILTINS:
+            if name in BUILTINS or name in CATALOG_BUILTINS:
                 raise ConfigError(f"tool name {name!r} is reserved")
             if name in self._tools:
                 raise ConfigError(f"tool {name!r} is already registered")
@@ -712,6 +714,32 @@ class Agent:
 
     def remove_tool(self, name: str) -> bool:
         return self._tools.pop(name, None) is not None
+
+    def resource(self, uri: str, reader: Callable | None = None, **spec: Any):
+        """Offers a resource at a fixed URI: ``reader(uri)`` or ``reader(uri, ctx)``, sync or async,
+        returns a string (one text content) or ``{"contents": [...]}``. ``spec``: ``name``, ``title``,
+        ``description``, ``mime_type``, ``size``, ``annotations``, ``scope`` (default ``read:<uri>``).
+        Usable as a decorator. Served by the §9.1 built-ins (catalog.py)."""
+        def register(fn: Callable) -> Callable:
+            self._catalog.add_resource(uri, fn, **spec)
+            return fn
+        return register(reader) if reader is not None else register
+
+    def remove_resource(self, uri: str) -> bool:
+        return self._catalog.remove_resource(uri)
+
+    def prompt(self, name: str, getter: Callable | None = None, **spec: Any):
+        """Offers a prompt: ``getter(arguments)`` or ``getter(arguments, ctx)`` returns a string (one
+        user message) or ``{"messages": [...]}``. ``spec``: ``title``, ``description``, ``arguments``
+        (``[{"name", "description"?, "required"?}]``), ``scope`` (default ``prompt:<name>``),
+        ``complete(argument, chosen_arguments)`` → a list of values. Usable as a decorator."""
+        def register(fn: Callable) -> Callable:
+            self._catalog.add_prompt(name, fn, **spec)
+            return fn
+        return register(getter) if getter is not None else register
+
+    def remove_prompt(self, name: str) -> bool:
+        return self._catalog.remove_prompt(name)
 
     async def serve(self, name: str, cert: str | Certificate | None = None, *, timeout: float = 5.0, durable: bool = False) -> None:
         """Serves as a replica of ``svc:NAME``; ``cert`` is the service's secret certificate
@@ -976,7 +1004,7 @@ class Agent:
 
     async def _on_request(self, reply: dict, req: dict) -> None:
         tool_name = req["tool"]
-        builtin = tool_name in BUILTINS
+        builtin = tool_name in BUILTINS or tool_name in CATALOG_BUILTINS
         tool = None if builtin else self._tools.get(tool_name)
         grant = None
         if self._verifier and (self._require_token or "tok" in req):
@@ -989,7 +1017,15 @@ class Agent:
             req["args"] = wire.decode_args(req["args"])
         except ZmcpError as err:
             return self._respond(reply, _failure(err.code, err.message))
-        if builtin:
+        if builtin and tool_name in CATALOG_BUILTINS:
+            # resources/*, prompts/*, completion/complete (catalog.py): a listing or refusal answers
+            # here; a read, get or completion goes on as a tool run (idempotency, concurrency, deadline).
+            resolved = self._catalog.resolve(tool_name, req["args"], lambda s: grant is None or scope_covers(grant.scopes, s))
+            if isinstance(resolved, dict):
+                return self._respond(reply, resolved)
+            scope, run = resolved
+            tool = _Tool({"name": tool_name, "description": "", "inputSchema": {}, "job": False}, None, scope, run, True)
+        elif builtin:
             return self._respond(reply, self._builtin(reply, req, grant))
         if tool is None:
             return self._respond(reply, _failure("unknown_tool", f"no tool named {tool_name!r}"))

@@ -39,6 +39,25 @@ class SyncAgent:
     def list_tools(self, to: str, *, timeout: float | None = None) -> list:
         return self._run(self.agent.list_tools(to, timeout=timeout))
 
+    # The resource and prompt built-ins' caller side (catalog.py), blocking.
+    def list_resources(self, to: str, *, timeout: float | None = None) -> list:
+        return self._run(self.agent.list_resources(to, timeout=timeout))
+
+    def list_resource_templates(self, to: str, *, timeout: float | None = None) -> list:
+        return self._run(self.agent.list_resource_templates(to, timeout=timeout))
+
+    def read_resource(self, to: str, uri: str, *, timeout: float | None = None) -> dict:
+        return self._run(self.agent.read_resource(to, uri, timeout=timeout))
+
+    def list_prompts(self, to: str, *, timeout: float | None = None) -> list:
+        return self._run(self.agent.list_prompts(to, timeout=timeout))
+
+    def get_prompt(self, to: str, name: str, arguments: dict | None = None, *, timeout: float | None = None) -> dict:
+        return self._run(self.agent.get_prompt(to, name, arguments, timeout=timeout))
+
+    def complete(self, to: str, ref: dict, argument: dict, context: dict | None = None, *, timeout: float | None = None) -> dict:
+        return self._run(self.agent.complete(to, ref, argument, context, timeout=timeout))
+
     def tool(self, name: str, handler: Callable | None = None, **options: Any):
         """Handlers run on the agent's loop thread."""
         return self.agent.tool(name, handler, **options)

@@ -57,8 +57,17 @@ export interface CatalogOptions {
 
 const URI_SCHEME = "zmcp://";
 
+/** What the subscriptions (expose-subscriptions.ts) need of the catalog: the exposed listings, and where an exposed URI goes. */
+export interface CatalogAccess {
+  resources(): Promise<Array<{ target: ExposeTarget; resource: Resource }>>;
+  templates(): Promise<Array<{ target: ExposeTarget; template: ResourceTemplate; original: string }>>;
+  prompts(): Promise<Array<{ target: ExposeTarget; prompt: Prompt; original: string }>>;
+  /** An exposed URI → its target and the agent's URI; throws McpError RESOURCE_NOT_FOUND. */
+  routeUri(uri: string): Promise<{ target: ExposeTarget; uri: string }>;
+}
+
 /** Adds the resource and prompt handlers to `server` (which must declare the `resources` and `prompts` capabilities). */
-export function addCatalogHandlers(server: Server, o: CatalogOptions): void {
+export function addCatalogHandlers(server: Server, o: CatalogOptions): CatalogAccess {
   const byLabel = new Map(o.targets.map((t) => [t.label, t]));
   const exposedUri = (t: ExposeTarget, uri: string) => (o.prefixed ? `${URI_SCHEME}${t.label}/${uri}` : uri);
   const exposedName = (t: ExposeTarget, name: string) => (o.prefixed ? `${t.label}${o.separator}${name}` : name);
@@ -204,6 +213,7 @@ export function addCatalogHandlers(server: Server, o: CatalogOptions): void {
       throw catalogError(err, `prompt ${request.params.name}`, ErrorCode.InvalidParams);
     }
   });
+  return { resources, templates, prompts, routeUri };
 }
 
 /** Adds the `completion/complete` handler (the server must declare the `completions` capability). */
@@ -221,7 +231,7 @@ function addCompletion(server: Server, o: CatalogOptions, route: { prompt: (name
 }
 
 /** A mesh answer refusing a read or get → the MCP error; anything else as for tools. */
-function catalogError(err: unknown, what: string, notFound: number): unknown {
+export function catalogError(err: unknown, what: string, notFound: number): unknown {
   if (err instanceof RemoteError) {
     if (err.code === "unknown_tool") return new McpError(notFound, `${what} not found: ${err.message}`, { code: err.code });
     if (err.code === "invalid_args" || err.code === "token_scope") return new McpError(ErrorCode.InvalidParams, `${what}: ${err.code}: ${err.message}`, { code: err.code });

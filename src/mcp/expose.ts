@@ -25,6 +25,7 @@ import { parseServiceAddress } from "../wire/services.js";
 import { SchemaCache } from "./schemas.js";
 import { addCatalogHandlers } from "./expose-catalog.js";
 import { BridgeTaskStore, ToolCaller } from "./expose-calls.js";
+import { ExposeSubscriptions, SUBSCRIPTION_DEFAULTS } from "./expose-subscriptions.js";
 import { LABEL, NAME_SEPARATOR, pageOf, parseTarget, ToolListing, type ExposeTarget, type Route } from "./expose-tools.js";
 
 // What expose.ts exported before the split (zmcp/mcp, bin/zmq-mcp.ts, tests import them from here).
@@ -59,6 +60,13 @@ export interface ExposeOptions {
    * the listing, so any process exposing the same targets continues a page another one began.
    */
   pageSize?: number;
+  /**
+   * Re-read resources a client subscribed to this often and notify it of changes, ms; 0 = no
+   * subscriptions. Default 5,000. Long-lived connections (stdio) only: expose-subscriptions.ts.
+   */
+  subscriptionInterval?: number;
+  /** Most resources subscribed at once. Default 100. */
+  maxSubscriptions?: number;
   /** How long a finished MCP task's result is kept, ms (a client's requested ttl is capped by it). Default 3,600,000. */
   taskTtl?: number;
   /** Largest input or output schema of one tool, bytes of JSON; a tool with a larger one is not exposed. Default 65,536. */
@@ -86,6 +94,7 @@ export class MeshExposer {
   readonly #pageSize: number;
   readonly #listing: ToolListing;
   readonly #caller: ToolCaller;
+  readonly #subscriptions: ExposeSubscriptions;
   #timer: NodeJS.Timeout | undefined;
   #connected = false;
   #closed = false;
@@ -133,6 +142,14 @@ export class MeshExposer {
       },
     });
     this.#caller = new ToolCaller({ agent: this.#agent, listing: this.#listing, timeout: this.#timeout, jobTimeout, taskTtl, tasks: this.#tasks, log: this.#log });
+    this.#subscriptions = new ExposeSubscriptions({
+      agent: this.#agent,
+      interval: nonNegative(options.subscriptionInterval ?? SUBSCRIPTION_DEFAULTS.interval, "subscriptionInterval"),
+      listInterval: this.#refreshInterval,
+      maxSubscriptions: positiveInt(options.maxSubscriptions ?? SUBSCRIPTION_DEFAULTS.maxSubscriptions, "maxSubscriptions"),
+      timeout: this.#listTimeout,
+      log: this.#log,
+    });
     this.server = this.#newServer(true);
   }
 
@@ -151,9 +168,9 @@ export class MeshExposer {
     const server = new Server(this.#serverInfo, {
       capabilities: {
         tools: { listChanged: withTasks },
-        // Listed afresh at every client listing (expose-catalog.ts), so there is no change to announce.
-        resources: {},
-        prompts: {},
+        // Listed afresh at every client listing (expose-catalog.ts); the long-lived server also
+        // watches for changes and subscriptions (expose-subscriptions.ts); a stateless one cannot notify.
+        ...(withTasks ? this.#subscriptions.capabilities() : { resources: {}, prompts: {} }),
         completions: {},
         ...(withTasks ? { tasks: { list: {}, cancel: {}, requests: { tools: { call: {} } } } } : {}),
       },
@@ -174,7 +191,7 @@ export class MeshExposer {
       return { tools: items, ...(nextCursor === undefined ? {} : { nextCursor }) };
     });
     server.setRequestHandler(CallToolRequestSchema, (request, extra) => this.#caller.onCall(request, extra));
-    addCatalogHandlers(server, {
+    const catalog = addCatalogHandlers(server, {
       agent: this.#agent,
       targets: this.#targets,
       prefixed: this.#prefixed,
@@ -185,6 +202,7 @@ export class MeshExposer {
       log: this.#log,
       page: pageOf,
     });
+    if (withTasks) this.#subscriptions.attach(server, catalog);
     return server;
   }
 
@@ -206,12 +224,14 @@ export class MeshExposer {
     if (this.#refreshInterval > 0) {
       this.#timer = setInterval(() => void this.refresh().catch(() => undefined), this.#refreshInterval).unref();
     }
+    this.#subscriptions.start();
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#timer);
+    this.#subscriptions.close();
     this.#tasks.abortAll();
     this.#tasks.cleanup();
     // Closing the server aborts the calls in flight; their jobs are then cancelled on the
@@ -229,6 +249,26 @@ export class MeshExposer {
   refresh(): Promise<Map<string, Route>> {
     return this.#listing.refresh();
   }
+
+  /** Re-lists everything and re-reads subscribed resources now, notifying the client of changes (the CLI runs it on SIGHUP). */
+  async recheck(): Promise<void> {
+    await Promise.all([this.refresh().catch(() => undefined), this.#subscriptions.recheck()]);
+  }
+
+  /** The exposed URIs the client is subscribed to. */
+  get subscriptions(): string[] {
+    return this.#subscriptions.subscribed;
+  }
+}
+
+function positiveInt(value: number, name: string): number {
+  if (!Number.isInteger(value) || value < 1) throw new ConfigError(`${name} must be an integer >= 1`);
+  return value;
+}
+
+function nonNegative(value: number, name: string): number {
+  if (!(value >= 0)) throw new ConfigError(`${name} must be a number of ms >= 0`);
+  return value;
 }
 
 function positive(value: number, name: string): number {

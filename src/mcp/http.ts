@@ -7,8 +7,10 @@
  * one client. GET (a standalone event stream) and DELETE (a session's end) are answered 405:
  * there are no sessions, and nothing to push outside a request.
  *
- * A bearer token is required on every request (compared in constant time: both sides are
- * hashed to equal length first); the listener binds loopback unless `allowPublic` is set.
+ * A bearer token is required on every request: either one shared token (compared in constant
+ * time: both sides are hashed to equal length first), or, with `oauth`, JWT access tokens of an
+ * OAuth issuer checked by oauth.ts (which also serves the RFC 9728 metadata). The listener
+ * binds loopback unless `allowPublic` is set.
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from "node:http";
@@ -18,6 +20,7 @@ import type { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import { ConfigError, describeThrown } from "../errors.js";
 import { silentLogger, type Logger } from "../support/log.js";
 import type { MeshExposer } from "./expose.js";
+import type { OAuthResourceServer } from "./oauth.js";
 
 /** Shortest bearer token accepted: a guessable token would be the only thing between the network and the mesh. */
 export const MIN_HTTP_TOKEN_LENGTH = 16;
@@ -28,8 +31,10 @@ export interface HttpExposeOptions {
   host: string;
   /** Port; 0 picks a free one (see the returned `url`). */
   port: number;
-  /** The bearer token clients must send (`Authorization: Bearer <token>`), at least 16 characters. */
-  token: string;
+  /** The bearer token clients must send (`Authorization: Bearer <token>`), at least 16 characters. Exactly one of `token` and `oauth`. */
+  token?: string;
+  /** Accept OAuth access tokens of this resource server's issuer instead of one shared token (oauth.ts). */
+  oauth?: OAuthResourceServer;
   /** Allow binding an address other than loopback. Default false. */
   allowPublic?: boolean;
   /** The endpoint's path. Default `/mcp`. */
@@ -59,8 +64,10 @@ export function parseHostPort(value: string): { host: string; port: number } {
 }
 
 /** Throws ConfigError for a short token, or a non-loopback host without `allowPublic`. */
-export function checkHttpSetup(options: { host: string; token: string; allowPublic?: boolean }): void {
-  if (typeof options.token !== "string" || options.token.length < MIN_HTTP_TOKEN_LENGTH) {
+export function checkHttpSetup(options: { host: string; token?: string | undefined; oauth?: unknown; allowPublic?: boolean }): void {
+  if (options.oauth !== undefined) {
+    if (options.token !== undefined) throw new ConfigError("give a shared HTTP bearer token or an OAuth issuer, not both");
+  } else if (typeof options.token !== "string" || options.token.length < MIN_HTTP_TOKEN_LENGTH) {
     throw new ConfigError(`the HTTP bearer token must be at least ${MIN_HTTP_TOKEN_LENGTH} characters`);
   }
   if (!isLoopback(options.host) && !options.allowPublic) {
@@ -75,7 +82,8 @@ export async function serveHttp(options: HttpExposeOptions): Promise<HttpExpose>
   const log = options.log ?? silentLogger;
   const path = options.path ?? "/mcp";
   checkHttpSetup(options);
-  const expected = digest(options.token);
+  const expected = digest(options.token ?? "");
+  const oauth = options.oauth;
   const live = new Set<Server>();
 
   const authorized = (req: IncomingMessage): boolean => {
@@ -92,8 +100,19 @@ export async function serveHttp(options: HttpExposeOptions): Promise<HttpExpose>
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? "/", "http://localhost");
+    // The OAuth resource metadata (RFC 9728) is public: it is how a client learns where to get a token.
+    if (oauth && oauth.metadataPaths(path).has(url.pathname) && (req.method === "GET" || req.method === "HEAD")) {
+      res.writeHead(200, { "content-type": "application/json", "cache-control": "max-age=300" });
+      return res.end(req.method === "HEAD" ? undefined : JSON.stringify(oauth.metadata()));
+    }
     if (url.pathname !== path) return reject(res, 404, `not found; the MCP endpoint is ${path}`);
-    if (!authorized(req)) {
+    if (oauth) {
+      const checked = await oauth.check(req);
+      if (!checked.ok) {
+        log.warn("http request refused", { reason: checked.message, status: checked.status, remote: req.socket.remoteAddress });
+        return reject(res, checked.status, checked.message, checked.headers);
+      }
+    } else if (!authorized(req)) {
       log.warn("http request refused", { reason: "bad or missing bearer token", remote: req.socket.remoteAddress });
       return reject(res, 401, "Unauthorized", { "www-authenticate": 'Bearer realm="zmcp", error="invalid_token"' });
     }
@@ -135,8 +154,10 @@ export async function serveHttp(options: HttpExposeOptions): Promise<HttpExpose>
   });
   const address = http.address() as AddressInfo;
   const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
+  const url = `http://${host}:${address.port}${path}`;
+  oauth?.setDefaultResource(url);
   return {
-    url: `http://${host}:${address.port}${path}`,
+    url,
     async close() {
       await Promise.allSettled([...live].map((s) => s.close()));
       http.closeAllConnections();

@@ -11,3 +11,6 @@ export { MeshClientTransport, MeshServerTransport, MCP_RPC_TOOL, MCP_RPC_JOB_TOO
 export type { MeshClientTransportOptions, MeshServerTransportOptions } from "./transport.js";
 export { serveHttp, checkHttpSetup, isLoopback, parseHostPort, MIN_HTTP_TOKEN_LENGTH } from "./http.js";
 export type { HttpExpose, HttpExposeOptions } from "./http.js";
+export { OAuthResourceServer, OAUTH_DEFAULTS, OAUTH_ALGORITHMS } from "./oauth.js";
+export type { OAuthOptions, OAuthCheck } from "./oauth.js";
+export { SUBSCRIPTION_DEFAULTS } from "./expose-subscriptions.js";
