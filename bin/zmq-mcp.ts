@@ -6,7 +6,6 @@
  * stdout is the MCP channel (expose) or unused (attach); logs are JSON lines on stderr.
  */
 import { readFileSync } from "node:fs";
-import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
 import { Option, type Command, InvalidArgumentError } from "commander";
 import { Agent, type AgentOptions } from "../src/agent/agent.js";
 import { ConfigError } from "../src/errors.js";
@@ -187,7 +186,7 @@ withConnectOptions(
         void exposer.refresh().catch((err: Error) => log.warn("no target answered tools/list yet", { error: err.message }));
         return;
       }
-      const transport = new StdioServerTransport();
+      let closed: (() => void) | undefined;
       onShutdown(
         log,
         async () => {
@@ -197,10 +196,11 @@ withConnectOptions(
         (run) => {
           // The client closing our stdin is the usual way an MCP stdio server is told to stop.
           process.stdin.once("end", () => run("stdin closed"));
-          exposer.server.onclose = () => run("MCP connection closed");
+          closed = () => run("MCP connection closed");
         },
       );
-      await exposer.connect(transport);
+      // The era (2025 initialize, or 2026-07-28 per-request envelopes) is the client's first message's.
+      await exposer.serveStdio({ onClose: () => closed?.() });
       log.info("expose ready", { publicKey: agent.publicKey, targets: opts.to });
       // Learn the tools now, so that the first tools/list is quick and problems show in the log.
       void exposer.refresh().catch((err: Error) => log.warn("no target answered tools/list yet", { error: err.message }));

@@ -15,9 +15,11 @@ import { createServer, type IncomingMessage, type Server as HttpServer, type Ser
 import type { AddressInfo } from "node:net";
 import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
 import type { Server } from "@modelcontextprotocol/sdk/server/index.js";
+import type { AuthInfo } from "@modelcontextprotocol/server";
 import { ConfigError, describeThrown } from "../errors.js";
 import { silentLogger, type Logger } from "../support/log.js";
 import type { MeshExposer } from "./expose.js";
+import { BodyError, eraRouter } from "./http-eras.js";
 
 /** Shortest bearer token accepted: a guessable token would be the only thing between the network and the mesh. */
 export const MIN_HTTP_TOKEN_LENGTH = 16;
@@ -28,8 +30,12 @@ export interface HttpExposeOptions {
   host: string;
   /** Port; 0 picks a free one (see the returned `url`). */
   port: number;
-  /** The bearer token clients must send (`Authorization: Bearer <token>`), at least 16 characters. */
-  token: string;
+  /**
+   * The bearer token clients must send (`Authorization: Bearer <token>`), at least 16
+   * characters; or several, one per client: each token is an identity (2026 tasks are bound
+   * to the token that created them).
+   */
+  token: string | readonly string[];
   /** Allow binding an address other than loopback. Default false. */
   allowPublic?: boolean;
   /** The endpoint's path. Default `/mcp`. */
@@ -59,8 +65,9 @@ export function parseHostPort(value: string): { host: string; port: number } {
 }
 
 /** Throws ConfigError for a short token, or a non-loopback host without `allowPublic`. */
-export function checkHttpSetup(options: { host: string; token: string; allowPublic?: boolean }): void {
-  if (typeof options.token !== "string" || options.token.length < MIN_HTTP_TOKEN_LENGTH) {
+export function checkHttpSetup(options: { host: string; token: string | readonly string[]; allowPublic?: boolean }): void {
+  const tokens: readonly unknown[] = typeof options.token === "string" ? [options.token] : options.token;
+  if (tokens.length === 0 || tokens.some((t) => typeof t !== "string" || t.length < MIN_HTTP_TOKEN_LENGTH)) {
     throw new ConfigError(`the HTTP bearer token must be at least ${MIN_HTTP_TOKEN_LENGTH} characters`);
   }
   if (!isLoopback(options.host) && !options.allowPublic) {
@@ -75,45 +82,61 @@ export async function serveHttp(options: HttpExposeOptions): Promise<HttpExpose>
   const log = options.log ?? silentLogger;
   const path = options.path ?? "/mcp";
   checkHttpSetup(options);
-  const expected = digest(options.token);
+  const expected = (typeof options.token === "string" ? [options.token] : [...options.token]).map(digest);
   const live = new Set<Server>();
+  const eras = eraRouter(options.exposer, log);
 
-  const authorized = (req: IncomingMessage): boolean => {
+  /** The caller's identity (which token it sent), or undefined. */
+  const authorized = (req: IncomingMessage): AuthInfo | undefined => {
     const header = req.headers.authorization ?? "";
     const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
-    // Hashing first makes both sides 32 bytes, so the comparison takes the same time whatever was sent.
-    return timingSafeEqual(digest(m?.[1] ?? ""), expected) && m !== null;
+    // Hashing first makes both sides 32 bytes, so the comparison takes the same time whatever was
+    // sent; every token is compared (no early exit), so the time does not tell which one matched.
+    const sent = digest(m?.[1] ?? "");
+    let match: Buffer | undefined;
+    for (const e of expected) if (timingSafeEqual(sent, e)) match = e;
+    if (m === null || match === undefined) return undefined;
+    // The identity is derived from the token, not the token itself: it may be logged and compared.
+    return { token: "", clientId: `bearer:${createHash("sha256").update(match).digest("hex").slice(0, 16)}`, scopes: [] };
   };
 
-  const reject = (res: ServerResponse, status: number, message: string, headers: Record<string, string> = {}) => {
+  const reject = (res: ServerResponse, status: number, message: string, headers: Record<string, string> = {}, code = -32000) => {
     res.writeHead(status, { "content-type": "application/json", ...headers });
-    res.end(JSON.stringify({ jsonrpc: "2.0", error: { code: -32000, message }, id: null }));
+    res.end(JSON.stringify({ jsonrpc: "2.0", error: { code, message }, id: null }));
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? "/", "http://localhost");
     if (url.pathname !== path) return reject(res, 404, `not found; the MCP endpoint is ${path}`);
-    if (!authorized(req)) {
+    const auth = authorized(req);
+    if (!auth) {
       log.warn("http request refused", { reason: "bad or missing bearer token", remote: req.socket.remoteAddress });
       return reject(res, 401, "Unauthorized", { "www-authenticate": 'Bearer realm="zmcp", error="invalid_token"' });
     }
     if (req.method !== "POST") return reject(res, 405, "stateless server: POST one JSON-RPC message per request", { allow: "POST" });
-    const server = options.exposer.createStatelessServer();
-    // No session id generator: the SDK's stateless mode (no Mcp-Session-Id, no session checks).
-    const transport = new StreamableHTTPServerTransport({});
-    live.add(server);
-    res.on("close", () => {
-      live.delete(server);
-      // The exchange is over (answered, or the client went away): abort what still runs.
-      void transport.close().catch(() => undefined);
-      void server.close().catch(() => undefined);
+    // The era is the body's (http-eras.ts): 2026-07-28 requests are answered there; the rest here.
+    await eras.serve(req, res, auth, async (parsedBody) => {
+      const server = options.exposer.createStatelessServer();
+      // No session id generator: the SDK's stateless mode (no Mcp-Session-Id, no session checks).
+      const transport = new StreamableHTTPServerTransport({});
+      live.add(server);
+      res.on("close", () => {
+        live.delete(server);
+        // The exchange is over (answered, or the client went away): abort what still runs.
+        void transport.close().catch(() => undefined);
+        void server.close().catch(() => undefined);
+      });
+      await server.connect(transport);
+      await transport.handleRequest(req, res, parsedBody);
     });
-    await server.connect(transport);
-    await transport.handleRequest(req, res);
   };
 
   const http: HttpServer = createServer((req, res) => {
     handle(req, res).catch((err: unknown) => {
+      if (err instanceof BodyError) {
+        if (!res.headersSent) reject(res, err.status, err.message, {}, err.code);
+        return;
+      }
       log.error("http request failed", { error: describeThrown(err) });
       if (!res.headersSent) reject(res, 500, "internal error");
       else res.destroy();
@@ -139,6 +162,7 @@ export async function serveHttp(options: HttpExposeOptions): Promise<HttpExpose>
     url: `http://${host}:${address.port}${path}`,
     async close() {
       await Promise.allSettled([...live].map((s) => s.close()));
+      await eras.close();
       http.closeAllConnections();
       await new Promise<void>((resolve) => http.close(() => resolve()));
     },
