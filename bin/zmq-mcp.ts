@@ -113,12 +113,17 @@ const HTTP_TOKEN_ENV = "ZMCP_HTTP_TOKEN";
  * The bearer token HTTP clients must present: from a file (`--http-token @FILE`) or the
  * environment, never the command line (readable by every local user in /proc/PID/cmdline).
  */
-function httpToken(opts: ExposeOpts): string {
+/** The bearer token(s): a file holds one per line (one per client: each is an identity), the environment one. */
+function httpToken(opts: ExposeOpts): string | string[] {
   if (opts.httpToken !== undefined && opts.httpTokenEnv !== undefined) throw new ConfigError("give --http-token @FILE or --http-token-env NAME, not both");
   if (opts.httpToken !== undefined) {
     if (!opts.httpToken.startsWith("@")) throw new ConfigError(`a token on the command line is readable by every local user; use --http-token @FILE or ${HTTP_TOKEN_ENV}`);
     try {
-      return readFileSync(opts.httpToken.slice(1), "utf8").trim();
+      const tokens = readFileSync(opts.httpToken.slice(1), "utf8")
+        .split("\n")
+        .map((line) => line.trim())
+        .filter((line) => line !== "");
+      return tokens.length === 1 ? tokens[0]! : tokens;
     } catch (err) {
       throw new ConfigError(`cannot read --http-token file: ${(err as Error).message}`);
     }
@@ -150,7 +155,7 @@ withConnectOptions(
   .option("--page-size <n>", "entries per page of tools/list, resources/list, resources/templates/list and prompts/list; 0 = all in one page", nonNegativeInt, 0)
   .option("--http <host:port>", "serve MCP over stateless Streamable HTTP at http://HOST:PORT/mcp instead of stdio (port 0: a free one)")
   .option("--http-public", "allow --http on an address other than loopback")
-  .option("--http-token <@file>", `bearer token HTTP clients must send, from a file (default: ${HTTP_TOKEN_ENV})`)
+  .option("--http-token <@file>", `bearer token HTTP clients must send, from a file; one per line for several clients, each its own identity (default: ${HTTP_TOKEN_ENV})`)
   .option("--http-token-env <name>", "bearer token HTTP clients must send, from this environment variable")
   .action(async (opts: ExposeOpts) => {
     const log = createLogger(opts.logLevel, undefined, { service: "zmq-mcp-expose" });

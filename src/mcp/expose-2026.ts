@@ -108,8 +108,12 @@ export function createModernServer(o: ModernServerOptions): ModernServer {
   });
   // No task of the bridge ever waits for input, so there is nothing to deliver: the task must
   // exist (and be the caller's), and the responses are ignored, as the extension allows.
-  server.setRequestHandler("tasks/update", { params: taskParams.extend({ inputResponses: z.record(z.string(), z.unknown()) }) }, async (params, ctx) => {
-    o.tasks.get(taskOwner(ctx), params.taskId);
+  // (The SDK lifts `inputResponses` out of every request's params, as multi-round-trip material:
+  // it is found on the context.)
+  server.setRequestHandler("tasks/update", { params: taskParams }, async (params, ctx) => {
+    const owner = taskOwner(ctx);
+    if (!isObject(ctx.mcpReq.inputResponses) && !isObject(params["inputResponses"])) throw new TaskProtocolError(-32602, "tasks/update needs inputResponses (an object)");
+    o.tasks.get(owner, params.taskId);
     return {};
   });
   return server;

@@ -77,6 +77,7 @@ export class ExtensionTaskStore {
   readonly #max: number;
   readonly #poll: number;
   readonly #now: () => number;
+  #swept = -Infinity;
 
   constructor(options: ExtensionTaskStoreOptions) {
     this.#ttlMs = options.ttlMs;
@@ -142,7 +143,7 @@ export class ExtensionTaskStore {
     this.#sweep();
     const entry = this.#tasks.get(taskId);
     // Another owner's task is not found either: the same answer, so an id tells nothing.
-    if (!entry || entry.owner !== owner) throw new TaskProtocolError(INVALID_PARAMS, "Failed to retrieve task: Task not found");
+    if (!entry || entry.owner !== owner || entry.expires <= this.#now()) throw new TaskProtocolError(INVALID_PARAMS, "Failed to retrieve task: Task not found");
     return entry;
   }
 
@@ -150,9 +151,11 @@ export class ExtensionTaskStore {
     entry.task = { ...entry.task, ...change, lastUpdatedAt: new Date(this.#now()).toISOString() };
   }
 
-  /** Drops expired tasks (a running one is aborted: nobody can ask for its result any more). */
+  /** Drops expired tasks (a running one is aborted: nobody can ask for its result any more); at most once a second. */
   #sweep(): void {
     const now = this.#now();
+    if (now - this.#swept < 1000 && this.#tasks.size < this.#max) return;
+    this.#swept = now;
     for (const [id, entry] of this.#tasks) {
       if (entry.expires > now) continue;
       entry.controller.abort();
