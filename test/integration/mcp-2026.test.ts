@@ -22,7 +22,7 @@ import { z } from "zod";
 import type { Agent } from "../../src/agent/agent.js";
 import { tempCerts, type CertFixture } from "../support/certs.js";
 import { connectAgent } from "../support/mesh.js";
-import { BIN, spawnBroker, spawnChild, type BrokerProcess, type Child } from "../support/process.js";
+import { BIN, ROOT, built, spawnBroker, spawnChild, type BrokerProcess, type Child } from "../support/process.js";
 
 const TOKEN = "test-bearer-token-2026-0123456789";
 const MODERN = "2026-07-28";
@@ -244,4 +244,58 @@ describe("the 2026-07-28 era through expose (stdio and HTTP), next to 2025", () 
       await new Promise((resolve) => proc.once("exit", resolve));
     }
   }, 30_000);
+});
+
+describe("attach of a 2026-only server and of a 2025 server", () => {
+  let fx: CertFixture;
+  let broker: BrokerProcess;
+  let modern: Child;
+  let legacy: Child;
+  let alice: Agent;
+
+  beforeAll(async () => {
+    fx = tempCerts("alice", "modern", "everything");
+    broker = await spawnBroker(["--bind", "tcp://127.0.0.1:*", "--key", fx.secretPath("broker"), "--allow", fx.dir]);
+    const attach = (cert: string, extra: string[], server: string[]) =>
+      spawnChild(BIN("zmq-mcp"), ["attach", "--broker", broker.endpoint, "--certs", fx.dir, "--cert", fx.secretPath(cert), ...extra, "--", process.execPath, ...server], "attach ready", { timeoutMs: 30_000 });
+    // A server that refuses the 2025 initialize (-32022) and one that speaks nothing else.
+    modern = await attach("modern", ["--job", "slow"], [built("test/support/mcp-server-2026.js")]);
+    legacy = await attach("everything", ["--tool", "echo"], [join(ROOT, "node_modules/@modelcontextprotocol/server-everything/dist/index.js"), "stdio"]);
+    alice = await connectAgent(fx, "alice", broker.endpoint, { timeout: 10_000 });
+  }, 60_000);
+  afterAll(async () => {
+    await alice?.close();
+    await modern?.stop();
+    await legacy?.stop();
+    await broker?.stop();
+    fx?.cleanup();
+  });
+
+  it("each server is spoken to in its own era, and both serve the mesh the same way", async () => {
+    const started = (c: Child) => c.logs.find((l) => l["msg"] === "MCP server started");
+    expect(started(modern)).toMatchObject({ server: "modern-only", era: MODERN });
+    expect(started(legacy)).toMatchObject({ era: "2025" });
+    expect(modern.logs.some((l) => l["msg"] === "MCP server speaks only the 2026-07-28 era; starting it again with the 2.x client")).toBe(true);
+
+    const tools = await alice.listTools("modern");
+    expect(tools.map((t) => t.name).sort()).toEqual(["shout", "slow"]);
+    expect(tools.find((t) => t.name === "shout")!.annotations).toMatchObject({ readOnlyHint: true });
+    expect(tools.find((t) => t.name === "slow")!.job).toBe(true);
+    expect(await alice.call("modern", "shout", { text: "hi" })).toMatchObject({ structuredContent: { loud: "HI" } });
+    // The server refusing the arguments is invalid_args on the mesh, as for a 2025 server.
+    expect(await alice.call("modern", "shout", { text: 42 }).catch((e: { code: string }) => e.code)).toBe("invalid_args");
+    // A 2026 server's progress becomes the mesh job's.
+    const job = await alice.start("modern", "slow", { steps: 4 });
+    const progress: number[] = [];
+    job.on("progress", (p: { progress: number }) => progress.push(p.progress));
+    expect(await job.result).toMatchObject({ content: [{ type: "text", text: "waited 4" }] });
+    expect(progress.length).toBeGreaterThanOrEqual(1);
+    // Resources and prompts of the 2026 server.
+    expect((await alice.listResources("modern")).map((r) => r.uri)).toEqual(["modern://motd"]);
+    expect((await alice.readResource("modern", "modern://motd")).contents[0]).toMatchObject({ uri: "modern://motd", text: "hello from 2026" });
+    expect((await alice.getPrompt("modern", "greet", { name: "Ada" })).messages[0]).toMatchObject({ content: { type: "text", text: "Greet Ada." } });
+
+    // The 2025 server, through the v1 client as before.
+    expect(await alice.call("everything", "echo", { message: "old" })).toMatchObject({ content: [{ type: "text", text: expect.stringContaining("old") }] });
+  }, 60_000);
 });
