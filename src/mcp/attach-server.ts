@@ -22,6 +22,8 @@ export interface Child {
   client: ServerClient;
   /** The era spoken with the server: `2025` (initialize, SDK v1), or the 2026-era revision pinned. */
   era: string;
+  /** The v1 client's experimental (2025) tasks, to call a tool that runs only as a task; not in the 2026 era. */
+  tasks?: Client["experimental"]["tasks"];
   pid: number | null;
   startedAt: number;
   /** Resolves when the server's connection closes (the process exited). */
@@ -55,7 +57,7 @@ export async function connectServer(o: AttachOptions, log: Logger): Promise<Chil
   client.onerror = (err) => log.debug("MCP client error", { error: err.message });
   try {
     await client.connect(transport, { timeout });
-    return { client, era: "2025", pid: transport.pid, startedAt: Date.now(), exited };
+    return { client, era: "2025", tasks: client.experimental.tasks, pid: transport.pid, startedAt: Date.now(), exited };
   } catch (err) {
     client.onclose = () => undefined;
     await client.close().catch(() => undefined);

@@ -287,7 +287,7 @@ describe("attach of a 2026-only server and of a 2025 server", () => {
     // A 2026 server's progress becomes the mesh job's.
     const job = await alice.start("modern", "slow", { steps: 4 });
     const progress: number[] = [];
-    job.on("progress", (p: { progress: number }) => progress.push(p.progress));
+    job.on("progress", (p) => void progress.push(p.progress));
     expect(await job.result).toMatchObject({ content: [{ type: "text", text: "waited 4" }] });
     expect(progress.length).toBeGreaterThanOrEqual(1);
     // Resources and prompts of the 2026 server.

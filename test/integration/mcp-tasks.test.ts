@@ -20,7 +20,9 @@ import { MeshExposer } from "../../src/mcp/expose.js";
 import { serveHttp, type HttpExpose } from "../../src/mcp/http.js";
 import { tempCerts, type CertFixture } from "../support/certs.js";
 import { connectAgent } from "../support/mesh.js";
-import { BIN, spawnBroker, type BrokerProcess } from "../support/process.js";
+import { join } from "node:path";
+import { RemoteError } from "../../src/errors.js";
+import { BIN, ROOT, spawnBroker, spawnChild, type BrokerProcess, type Child } from "../support/process.js";
 import { waitFor } from "../support/wait.js";
 
 const ALICE = "alice-bearer-token-0123456789abcdef";
@@ -221,5 +223,57 @@ describe("jobs as tasks of the 2026 tasks extension", () => {
       proc.kill("SIGTERM");
       await new Promise((resolve) => proc.once("exit", resolve));
     }
+  }, 30_000);
+});
+
+describe("attach: a 2025 server's task-only tool is a mesh job run as an MCP task", () => {
+  let fx: CertFixture;
+  let broker: BrokerProcess;
+  let attach: Child;
+  let alice: Agent;
+
+  beforeAll(async () => {
+    fx = tempCerts("alice", "everything");
+    broker = await spawnBroker(["--bind", "tcp://127.0.0.1:*", "--key", fx.secretPath("broker"), "--allow", fx.dir]);
+    const everything = join(ROOT, "node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    attach = await spawnChild(
+      BIN("zmq-mcp"),
+      ["attach", "--broker", broker.endpoint, "--certs", fx.dir, "--cert", fx.secretPath("everything"), "--tool", "simulate-research-query", "--tool", "echo", "--", process.execPath, everything, "stdio"],
+      "attach ready",
+      { timeoutMs: 30_000 },
+    );
+    alice = await connectAgent(fx, "alice", broker.endpoint, { timeout: 10_000 });
+  }, 60_000);
+  afterAll(async () => {
+    await alice?.close();
+    await attach?.stop();
+    await broker?.stop();
+    fx?.cleanup();
+  });
+
+  it("offered as a job; its task's status messages are the job's progress; the task's result is the job's", async () => {
+    const research = (await alice.listTools("everything")).find((t) => t.name === "simulate-research-query");
+    expect(research).toMatchObject({ job: true });
+    const job = await alice.start("everything", "simulate-research-query", { topic: "bridges" });
+    const steps: Array<{ progress: number; message?: string | undefined }> = [];
+    job.on("progress", (p) => void steps.push(p));
+    const result = (await job.result) as { content: Array<{ type: string; text: string }> };
+    expect(result.content[0]!.text).toContain("bridges");
+    expect(steps.map((s) => s.message)).toEqual(expect.arrayContaining(["Gathering sources..."]));
+    expect(steps.map((s) => s.progress)).toEqual(steps.map((_, i) => i + 1));
+    expect(attach.logs.some((l) => l["msg"] === "MCP task started" && l["tool"] === "simulate-research-query")).toBe(true);
+  }, 30_000);
+
+  it("cancelling the mesh job cancels the task; the attachment serves on", async () => {
+    const job = await alice.start("everything", "simulate-research-query", { topic: "tunnels" });
+    await attach.waitLog((l) => l["msg"] === "MCP task started", "task started", 10_000);
+    await job.cancel();
+    const err = await job.result.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(RemoteError);
+    expect((err as RemoteError).code).toBe("cancelled");
+    expect(await alice.call("everything", "echo", { message: "still here" })).toMatchObject({ content: [{ type: "text", text: expect.stringContaining("still here") }] });
   }, 30_000);
 });
