@@ -11,9 +11,10 @@
  * unknown one (-32602 "Task not found"): a task id is not a capability, and the answer does
  * not tell that the id exists.
  *
- * Bounded: at most `maxTasks` tasks are held (a create past it is refused with -32603, nothing
- * is evicted that a client may still poll), each is dropped `ttlMs` after it was created, and a
- * terminal task keeps its result until then.
+ * Bounded: at most `maxTasks` tasks are held, and `maxPerOwner` of one owner (a create past
+ * either is refused with -32603, nothing is evicted that a client may still poll: one client
+ * cannot take every place), each is dropped `ttlMs` after it was created, and a terminal task
+ * keeps its result until then.
  */
 import { randomUUID } from "node:crypto";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
@@ -65,6 +66,8 @@ export interface ExtensionTaskStoreOptions {
   ttlMs: number;
   /** Tasks held at once, all owners together. Default 10,000. */
   maxTasks?: number;
+  /** Tasks held at once for one owner. Default 1,000. */
+  maxPerOwner?: number;
   /** Suggested polling interval, ms. Default 1,000. */
   pollIntervalMs?: number;
   /** The clock (tests). */
@@ -75,6 +78,8 @@ export class ExtensionTaskStore {
   readonly #tasks = new Map<string, Entry>();
   readonly #ttlMs: number;
   readonly #max: number;
+  readonly #maxPerOwner: number;
+  readonly #perOwner = new Map<string, number>();
   readonly #poll: number;
   readonly #now: () => number;
   #swept = -Infinity;
@@ -82,6 +87,7 @@ export class ExtensionTaskStore {
   constructor(options: ExtensionTaskStoreOptions) {
     this.#ttlMs = options.ttlMs;
     this.#max = options.maxTasks ?? 10_000;
+    this.#maxPerOwner = options.maxPerOwner ?? 1000;
     this.#poll = options.pollIntervalMs ?? 1000;
     this.#now = options.now ?? Date.now;
   }
@@ -93,7 +99,10 @@ export class ExtensionTaskStore {
   /** A new `working` task of `owner`; its signal fires when the task is cancelled (or the store closed). */
   create(owner: string): { task: DetailedTask; signal: AbortSignal } {
     this.#sweep();
-    if (this.#tasks.size >= this.#max) throw new TaskProtocolError(INTERNAL_ERROR, `too many tasks held (${this.#max}); try again when some have ended`);
+    if (this.#tasks.size >= this.#max) throw new TaskProtocolError(INTERNAL_ERROR, `too many tasks held (${this.#max}); try again when some have expired`);
+    const owned = this.#perOwner.get(owner) ?? 0;
+    if (owned >= this.#maxPerOwner) throw new TaskProtocolError(INTERNAL_ERROR, `too many tasks held for this client (${this.#maxPerOwner}); try again when some have expired`);
+    this.#perOwner.set(owner, owned + 1);
     const now = this.#now();
     const at = new Date(now).toISOString();
     const task: DetailedTask = { taskId: randomUUID(), status: "working", createdAt: at, lastUpdatedAt: at, ttlMs: this.#ttlMs, pollIntervalMs: this.#poll };
@@ -137,6 +146,7 @@ export class ExtensionTaskStore {
   close(): void {
     for (const entry of this.#tasks.values()) entry.controller.abort();
     this.#tasks.clear();
+    this.#perOwner.clear();
   }
 
   #entry(owner: string, taskId: string): Entry {
@@ -151,15 +161,23 @@ export class ExtensionTaskStore {
     entry.task = { ...entry.task, ...change, lastUpdatedAt: new Date(this.#now()).toISOString() };
   }
 
+  #atOwnerCap(): boolean {
+    for (const n of this.#perOwner.values()) if (n >= this.#maxPerOwner) return true;
+    return false;
+  }
+
   /** Drops expired tasks (a running one is aborted: nobody can ask for its result any more); at most once a second. */
   #sweep(): void {
     const now = this.#now();
-    if (now - this.#swept < 1000 && this.#tasks.size < this.#max) return;
+    if (now - this.#swept < 1000 && this.#tasks.size < this.#max && !this.#atOwnerCap()) return;
     this.#swept = now;
     for (const [id, entry] of this.#tasks) {
       if (entry.expires > now) continue;
       entry.controller.abort();
       this.#tasks.delete(id);
+      const owned = (this.#perOwner.get(entry.owner) ?? 1) - 1;
+      if (owned > 0) this.#perOwner.set(entry.owner, owned);
+      else this.#perOwner.delete(entry.owner);
     }
   }
 }

@@ -63,7 +63,10 @@ export interface ExposeOptions {
    * the listing, so any process exposing the same targets continues a page another one began.
    */
   pageSize?: number;
-  /** How long a finished MCP task's result is kept, ms (a client's requested ttl is capped by it). Default 3,600,000. */
+  /**
+   * How long a finished MCP task's result is kept, ms (a client's requested ttl is capped by it);
+   * a 2026 task is kept this long from its creation. Default 3,600,000.
+   */
   taskTtl?: number;
   /** Largest input or output schema of one tool, bytes of JSON; a tool with a larger one is not exposed. Default 65,536. */
   maxSchemaBytes?: number;

@@ -46,6 +46,17 @@ describe("ExtensionTaskStore", () => {
     expect(store.size).toBe(1);
   });
 
+  it("one owner holds at most maxPerOwner: another owner still gets places, and expiry gives them back", () => {
+    let now = 0;
+    const store = new ExtensionTaskStore({ ttlMs: 10_000, maxPerOwner: 2, now: () => now });
+    store.create("greedy");
+    store.create("greedy");
+    expect(thrown(() => store.create("greedy"))).toMatchObject({ code: -32603, message: expect.stringContaining("for this client") });
+    expect(store.create("other").task.status).toBe("working");
+    now += 10_000;
+    expect(store.create("greedy").task.status).toBe("working");
+  });
+
   it("an owner sees only its tasks; a terminal status stays; progress shows while working", () => {
     const store = new ExtensionTaskStore({ ttlMs: 60_000 });
     const { task, signal } = store.create("a");
