@@ -7,8 +7,12 @@
  * one client. GET (a standalone event stream) and DELETE (a session's end) are answered 405:
  * there are no sessions, and nothing to push outside a request.
  *
+ * Each POST is served in the era its body claims (http-eras.ts): a 2026-07-28 request by the
+ * 2.x SDK's handler over a 2.x server, anything else by the v1 exchange below.
+ *
  * A bearer token is required on every request (compared in constant time: both sides are
- * hashed to equal length first); the listener binds loopback unless `allowPublic` is set.
+ * hashed to equal length first); several tokens may be given, each an identity of its own (the
+ * owner of the 2026 tasks it creates). The listener binds loopback unless `allowPublic` is set.
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from "node:http";
