@@ -219,6 +219,11 @@ describe("jobs as tasks of the 2026 tasks extension", () => {
       expect(last).toMatchObject({ status: "completed", result: { structuredContent: { counted: 3 } } });
       // The HTTP side's tasks are not this connection's (another process, another owner).
       expect((await ask("tasks/get", { taskId: "00000000-0000-4000-8000-000000000000" }))["error"]).toMatchObject({ code: -32602 });
+      // Malformed task requests are answered, and the connection serves on.
+      expect((await ask("tasks/get", { taskId: 7 }))["error"]).toMatchObject({ code: -32602 });
+      expect((await ask("tasks/cancel", {}))["error"]).toMatchObject({ code: -32602 });
+      expect((await ask("tools/call", { name: "add", arguments: { a: 5, b: 5 } }))["result"]).toMatchObject({ structuredContent: { sum: 10 } });
+      expect(proc.exitCode).toBeNull();
     } finally {
       proc.kill("SIGTERM");
       await new Promise((resolve) => proc.once("exit", resolve));
