@@ -73,14 +73,19 @@ export function eraRouter(exposer: MeshExposer, log: Logger): EraRouter {
   };
 }
 
+/**
+ * The body, at most MAX_HTTP_BODY bytes kept. Past that the rest is read and dropped before the
+ * 413 goes out: a client still sending when the connection closes under it sees a reset, not
+ * the answer. (The server's request timeout bounds how long that may take.)
+ */
 async function readBody(req: IncomingMessage): Promise<string> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > MAX_HTTP_BODY) throw new BodyError(413, -32000, `the request body is larger than ${MAX_HTTP_BODY} bytes`);
-    chunks.push(chunk);
+    if (size <= MAX_HTTP_BODY) chunks.push(chunk);
   }
+  if (size > MAX_HTTP_BODY) throw new BodyError(413, -32000, `the request body is larger than ${MAX_HTTP_BODY} bytes`);
   return Buffer.concat(chunks).toString("utf8");
 }
 

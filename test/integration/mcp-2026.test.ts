@@ -210,6 +210,13 @@ describe("the 2026-07-28 era through expose (stdio and HTTP), next to 2025", () 
     const garbage = await fetch(url, { method: "POST", headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" }, body: "{not json" });
     expect(garbage.status).toBe(400);
     expect(await garbage.json()).toMatchObject({ error: { code: -32700 } });
+    // A body over 4 MiB is refused before it is parsed (413), whichever era it would claim.
+    const huge = await fetch(url, {
+      method: "POST",
+      headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+      body: JSON.stringify({ jsonrpc: "2.0", id: 9, method: "tools/list", params: { _meta: ENVELOPE, pad: "x".repeat(5 * 1024 * 1024) } }),
+    });
+    expect(huge.status).toBe(413);
     // Without the token nothing is classified at all.
     const anonymous = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ jsonrpc: "2.0", id: 4, method: "tools/list", params: { _meta: ENVELOPE } }) });
     expect(anonymous.status).toBe(401);
