@@ -6,7 +6,6 @@
  * stdout is the MCP channel (expose) or unused (attach); logs are JSON lines on stderr.
  */
 import { readFileSync } from "node:fs";
-import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
 import { Option, type Command, InvalidArgumentError } from "commander";
 import { Agent, type AgentOptions } from "../src/agent/agent.js";
 import { ConfigError } from "../src/errors.js";
@@ -120,12 +119,17 @@ const HTTP_TOKEN_ENV = "ZMCP_HTTP_TOKEN";
  * The bearer token HTTP clients must present: from a file (`--http-token @FILE`) or the
  * environment, never the command line (readable by every local user in /proc/PID/cmdline).
  */
-function httpToken(opts: ExposeOpts): string {
+/** The bearer token(s): a file holds one per line (one per client: each is an identity), the environment one. */
+function httpToken(opts: ExposeOpts): string | string[] {
   if (opts.httpToken !== undefined && opts.httpTokenEnv !== undefined) throw new ConfigError("give --http-token @FILE or --http-token-env NAME, not both");
   if (opts.httpToken !== undefined) {
     if (!opts.httpToken.startsWith("@")) throw new ConfigError(`a token on the command line is readable by every local user; use --http-token @FILE or ${HTTP_TOKEN_ENV}`);
     try {
-      return readFileSync(opts.httpToken.slice(1), "utf8").trim();
+      const tokens = readFileSync(opts.httpToken.slice(1), "utf8")
+        .split("\n")
+        .map((line) => line.trim())
+        .filter((line) => line !== "");
+      return tokens.length === 1 ? tokens[0]! : tokens;
     } catch (err) {
       throw new ConfigError(`cannot read --http-token file: ${(err as Error).message}`);
     }
@@ -158,7 +162,7 @@ withConnectOptions(
   .option("--page-size <n>", "entries per page of tools/list, resources/list, resources/templates/list and prompts/list; 0 = all in one page", nonNegativeInt, 0)
   .option("--http <host:port>", "serve MCP over stateless Streamable HTTP at http://HOST:PORT/mcp instead of stdio (port 0: a free one)")
   .option("--http-public", "allow --http on an address other than loopback")
-  .option("--http-token <@file>", `bearer token HTTP clients must send, from a file (default: ${HTTP_TOKEN_ENV})`)
+  .option("--http-token <@file>", `bearer token HTTP clients must send, from a file; one per line for several clients, each its own identity (default: ${HTTP_TOKEN_ENV})`)
   .option("--http-token-env <name>", "bearer token HTTP clients must send, from this environment variable")
   .option("--oauth-issuer <url>", "with --http: accept OAuth access tokens (JWT) of this issuer instead of a shared token, and serve /.well-known/oauth-protected-resource")
   .option("--oauth-audience <aud>", "the audience tokens must name (default: the resource URL)")
@@ -217,7 +221,7 @@ withConnectOptions(
         void exposer.refresh().catch((err: Error) => log.warn("no target answered tools/list yet", { error: err.message }));
         return;
       }
-      const transport = new StdioServerTransport();
+      let closed: (() => void) | undefined;
       onShutdown(
         log,
         async () => {
@@ -227,10 +231,11 @@ withConnectOptions(
         (run) => {
           // The client closing our stdin is the usual way an MCP stdio server is told to stop.
           process.stdin.once("end", () => run("stdin closed"));
-          exposer.server.onclose = () => run("MCP connection closed");
+          closed = () => run("MCP connection closed");
         },
       );
-      await exposer.connect(transport);
+      // The era (2025 initialize, or 2026-07-28 per-request envelopes) is the client's first message's.
+      await exposer.serveStdio({ onClose: () => closed?.() });
       // SIGHUP: re-list the targets and re-read subscribed resources now (an operator's "something changed").
       process.on("SIGHUP", () => void exposer.recheck().catch((err: Error) => log.warn("recheck failed", { error: err.message })));
       log.info("expose ready", { publicKey: agent.publicKey, targets: opts.to });

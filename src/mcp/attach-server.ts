@@ -14,10 +14,16 @@ import { ErrorCode, McpError } from "@modelcontextprotocol/sdk/types.js";
 import { ZmcpError } from "../errors.js";
 import type { Logger } from "../support/log.js";
 import type { AttachOptions } from "./attach.js";
+import { connectModern, modernRevisionsOf, type ServerClient } from "./attach-2026.js";
 
 /** One run of the server. */
 export interface Child {
-  client: Client;
+  /** The v1 client (2025 era), or the same calls over a 2.x client (attach-2026.ts). */
+  client: ServerClient;
+  /** The era spoken with the server: `2025` (initialize, SDK v1), or the 2026-era revision pinned. */
+  era: string;
+  /** The v1 client's experimental (2025) tasks, to call a tool that runs only as a task; not in the 2026 era. */
+  tasks?: Client["experimental"]["tasks"];
   pid: number | null;
   startedAt: number;
   /** Resolves when the server's connection closes (the process exited). */
@@ -25,34 +31,48 @@ export interface Child {
 }
 
 /** Validates nothing: results are passed on as they are, and checking them is the caller's business. */
-const passAll: jsonSchemaValidator = {
+export const passAll: jsonSchemaValidator = {
   getValidator: <T>(): JsonSchemaValidator<T> => (input: unknown) => ({ valid: true, data: input as T, errorMessage: undefined }),
 };
 
-/** Starts the server and connects to it (`initialize` within `startTimeout`); rejects with a `config` ZmcpError if it does not answer. */
+/**
+ * Starts the server and connects to it (`initialize` within `startTimeout`); rejects with a
+ * `config` ZmcpError if it does not answer. A server that refuses `initialize` because it
+ * speaks only the 2026-07-28 era is started again behind the 2.x client (attach-2026.ts).
+ */
 export async function connectServer(o: AttachOptions, log: Logger): Promise<Child> {
-  const transport = new StdioClientTransport({
-    command: o.command,
-    args: o.args ?? [],
-    env: serverEnv(o),
-    stderr: "pipe",
-    ...(o.cwd === undefined ? {} : { cwd: o.cwd }),
-  });
+  const params = { command: o.command, args: o.args ?? [], env: serverEnv(o), stderr: "pipe" as const, ...(o.cwd === undefined ? {} : { cwd: o.cwd }) };
+  const clientInfo = o.clientInfo ?? { name: "zmq-mcp-attach", version: "0.1.0" };
+  const timeout = o.startTimeout ?? 30_000;
   // The server's stderr is its log: passed on, a line at a time, into ours (stdout is MCP).
-  const stderr = transport.stderr as Readable | null;
-  if (stderr) createInterface({ input: stderr }).on("line", (line) => log.info("server stderr", { line }));
-  const client = new Client(o.clientInfo ?? { name: "zmq-mcp-attach", version: "0.1.0" }, { capabilities: {}, jsonSchemaValidator: passAll });
+  const pipeLog = (stderr: unknown) => {
+    if (stderr) createInterface({ input: stderr as Readable }).on("line", (line) => log.info("server stderr", { line }));
+  };
   let onExit!: () => void;
   const exited = new Promise<void>((resolve) => (onExit = resolve));
+  const transport = new StdioClientTransport(params);
+  pipeLog(transport.stderr);
+  const client = new Client(clientInfo, { capabilities: {}, jsonSchemaValidator: passAll });
   client.onclose = () => onExit();
   client.onerror = (err) => log.debug("MCP client error", { error: err.message });
   try {
-    await client.connect(transport, { timeout: o.startTimeout ?? 30_000 });
+    await client.connect(transport, { timeout });
+    return { client, era: "2025", tasks: client.experimental.tasks, pid: transport.pid, startedAt: Date.now(), exited };
   } catch (err) {
+    client.onclose = () => undefined;
     await client.close().catch(() => undefined);
-    throw new ZmcpError("config", `MCP server ${o.command} did not start: ${(err as Error).message}`, { cause: err });
+    const revisions = modernRevisionsOf(err);
+    if (revisions.length === 0) throw new ZmcpError("config", `MCP server ${o.command} did not start: ${(err as Error).message}`, { cause: err });
+    log.info("MCP server speaks only the 2026-07-28 era; starting it again with the 2.x client", { supported: revisions });
+    try {
+      const modern = await connectModern(params, revisions[0]!, clientInfo, timeout, passAll, (t) => pipeLog(t.stderr));
+      modern.client.onclose = () => onExit();
+      modern.client.onerror = (e) => log.debug("MCP client error", { error: e.message });
+      return { client: modern.client, era: revisions[0]!, pid: modern.transport.pid, startedAt: Date.now(), exited };
+    } catch (err2) {
+      throw new ZmcpError("config", `MCP server ${o.command} did not start (2026-07-28 era): ${(err2 as Error).message}`, { cause: err2 });
+    }
   }
-  return { client, pid: transport.pid, startedAt: Date.now(), exited };
 }
 
 /** The server's environment: the SDK's safe default (or everything, on request), the names passed on, then `env`. */

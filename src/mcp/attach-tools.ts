@@ -87,12 +87,15 @@ export class ToolMirror {
         this.#log.warn("tool skipped: its name is reserved or too long on the mesh", { tool: tool.name });
         continue;
       }
-      if (tool.execution?.taskSupport === "required") {
-        this.#log.warn("tool skipped: it can only run as an MCP task", { tool: tool.name });
+      // A tool that runs only as an MCP task is a mesh job whose calls are tasks (2025 era: the v1
+      // client's experimental tasks; the 2.x SDK has no client for the 2026 tasks extension).
+      const asTask = tool.execution?.taskSupport === "required";
+      if (asTask && !child.tasks) {
+        this.#log.warn("tool skipped: it can only run as an MCP task, and tasks are not supported in this era", { tool: tool.name, era: child.era });
         continue;
       }
       seen.add(meshName);
-      const job = this.#jobs.has("*") || this.#jobs.has(tool.name);
+      const job = asTask || this.#jobs.has("*") || this.#jobs.has(tool.name);
       const signature = JSON.stringify([tool.description, tool.inputSchema, tool.outputSchema, job, tool.annotations, tool.title]);
       const known = this.#attached.get(meshName);
       if (known?.signature === signature) continue;
@@ -101,7 +104,7 @@ export class ToolMirror {
         this.#attached.delete(meshName);
       }
       try {
-        this.#register(meshName, tool, job);
+        this.#register(meshName, tool, job, asTask);
         this.#attached.set(meshName, { mcpName: tool.name, signature });
       } catch (err) {
         // e.g. a name that cannot make a scope (spaces, quotes): the other tools go on.
@@ -117,7 +120,7 @@ export class ToolMirror {
     this.#log.info("tools", { tools: [...this.#attached.keys()], jobs: [...this.#attached.keys()].filter((n) => this.#jobs.has("*") || this.#jobs.has(this.#attached.get(n)!.mcpName)) });
   }
 
-  #register(meshName: string, tool: Tool, job: boolean): void {
+  #register(meshName: string, tool: Tool, job: boolean, asTask: boolean): void {
     this.#agent.tool(
       meshName,
       {
@@ -128,7 +131,7 @@ export class ToolMirror {
         ...annotationsOf(tool),
         job,
       },
-      (args, ctx) => this.#call(tool, args, ctx, job),
+      (args, ctx) => (asTask ? this.#callAsTask(tool, args, ctx) : this.#call(tool, args, ctx, job)),
     );
   }
 
@@ -174,10 +177,62 @@ export class ToolMirror {
         throw meshError(err, name);
       }
     }
-    if (result.isError) throw new ZmcpError("tool_failed", textOf(result) || `${name} failed`);
-    const { isError: _no, ...rest } = result;
-    return rest;
+    return meshResult(result, name);
   }
+
+  /**
+   * A call of a tool that runs only as an MCP task (2025 experimental tasks): the SDK creates
+   * the task and polls it; each new status message is a progress step of the mesh job; the
+   * mesh job's cancel is the task's `tasks/cancel`. Not made again after a server crash: the
+   * task died with the server.
+   */
+  async #callAsTask(tool: Tool, args: Record<string, unknown>, ctx: ToolContext): Promise<unknown> {
+    const name = tool.name;
+    const deadline = Date.now() + (this.#options.jobTimeout ?? 600_000);
+    const child = await this.#ready(deadline, ctx.signal);
+    const tasks = child.tasks;
+    if (!tasks) throw new ZmcpError("tool_failed", `${name}: the MCP server no longer runs tasks`);
+    let taskId: string | undefined;
+    const cancel = () => {
+      if (taskId !== undefined) void tasks.cancelTask(taskId).catch((err: Error) => this.#log.debug("task cancel failed", { tool: name, task: taskId, error: err.message }));
+    };
+    ctx.signal.addEventListener("abort", cancel, { once: true });
+    let step = 0;
+    let lastMessage: string | undefined;
+    try {
+      const ttl = Math.max(1, deadline - Date.now());
+      for await (const m of tasks.callToolStream({ name, arguments: args }, undefined, { timeout: ttl, signal: ctx.signal, task: { ttl } })) {
+        if (m.type === "taskCreated") {
+          taskId = m.task.taskId;
+          this.#log.info("MCP task started", { tool: name, task: taskId });
+          if (ctx.signal.aborted) cancel();
+        } else if (m.type === "taskStatus") {
+          const message = m.task.statusMessage;
+          if (message !== undefined && message !== lastMessage) {
+            lastMessage = message;
+            ctx.progress({ progress: ++step, message: message.slice(0, 1024) });
+          }
+        } else if (m.type === "result") {
+          return meshResult(m.result as CallToolResult, name);
+        } else {
+          throw m.error;
+        }
+      }
+      throw new ZmcpError("tool_failed", `${name}: the task ended without a result`);
+    } catch (err) {
+      if (err instanceof ZmcpError) throw err;
+      throw meshError(err, name);
+    } finally {
+      ctx.signal.removeEventListener("abort", cancel);
+    }
+  }
+}
+
+/** An MCP tool result → the mesh result: `tool_failed` for `isError`, else the result without the flag. */
+function meshResult(result: CallToolResult, name: string): unknown {
+  if (result.isError) throw new ZmcpError("tool_failed", textOf(result) || `${name} failed`);
+  const { isError: _no, ...rest } = result;
+  return rest;
 }
 
 /** A tool's MCP annotations (and its title), as the agent's tool spec carries them. */

@@ -147,7 +147,7 @@ export class McpAttachment {
     const child = await connectServer(o, this.#log);
     const client = child.client;
     const server = client.getServerVersion();
-    this.#log.info("MCP server started", { pid: child.pid, server: server?.name, version: server?.version, restarts: this.#restarts });
+    this.#log.info("MCP server started", { pid: child.pid, server: server?.name, version: server?.version, era: child.era, restarts: this.#restarts });
     client.setNotificationHandler(ToolListChangedNotificationSchema, () => void this.#sync(child).catch(() => undefined));
     client.setNotificationHandler(ResourceListChangedNotificationSchema, () => void this.#sync(child).catch(() => undefined));
     client.setNotificationHandler(PromptListChangedNotificationSchema, () => void this.#sync(child).catch(() => undefined));

@@ -60,12 +60,7 @@ export class ToolCaller {
   }
 
   async onCall(request: CallToolRequest, extra: Extra): Promise<CallToolResult | CreateTaskResult> {
-    const listing = this.#o.listing;
-    const name = request.params.name;
-    let route = listing.routes.get(name);
-    // A name not listed (yet): the targets may have added it since. Re-listed at most once a second.
-    if (!route && Date.now() - listing.refreshedAt > 1000) route = (await listing.refresh().catch(() => listing.routes)).get(name);
-    if (!route) throw new McpError(ErrorCode.InvalidParams, `Tool ${name} not found`);
+    const route = await this.resolve(request.params.name);
     const args = request.params.arguments ?? {};
     const progressToken = request.params._meta?.progressToken;
     let last = -Infinity;
@@ -78,6 +73,21 @@ export class ToolCaller {
     };
     if (request.params.task && extra.taskStore) return this.#startTask(route, args, request.params.task.ttl, extra, onProgress);
     return this.#run(route, args, extra.signal, onProgress);
+  }
+
+  /** The route of an exposed tool name; InvalidParams when there is none. */
+  async resolve(name: string): Promise<Route> {
+    const listing = this.#o.listing;
+    let route = listing.routes.get(name);
+    // A name not listed (yet): the targets may have added it since. Re-listed at most once a second.
+    if (!route && Date.now() - listing.refreshedAt > 1000) route = (await listing.refresh().catch(() => listing.routes)).get(name);
+    if (!route) throw new McpError(ErrorCode.InvalidParams, `Tool ${name} not found`);
+    return route;
+  }
+
+  /** One call of a resolved tool, for a caller that keeps the call's lifetime itself (a 2026 task). */
+  call(route: Route, args: unknown, signal: AbortSignal, onProgress: (p: Progress) => void): Promise<CallToolResult> {
+    return this.#run(route, args, signal, onProgress);
   }
 
   /** A task-augmented call: answers with the task at once; the call goes on in the background. */

@@ -17,7 +17,6 @@
  * (-32002) for reads and InvalidParams for prompts; `invalid_args` and `token_scope` are
  * InvalidParams; what kept an answer from coming is as for tools (toMcpError).
  */
-import type { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import {
   CompleteRequestSchema,
   ErrorCode,
@@ -39,6 +38,7 @@ import { uriTemplateMatcher } from "../agent/resources.js";
 import { RemoteError, type ZmcpError } from "../errors.js";
 import type { Logger } from "../support/log.js";
 import type { ExposeTarget } from "./expose.js";
+import type { HandlerHost } from "./expose-2026.js";
 
 /** The MCP error code for a resource that is not there (the specification's -32002). */
 export const RESOURCE_NOT_FOUND = -32002;
@@ -67,7 +67,7 @@ export interface CatalogAccess {
 }
 
 /** Adds the resource and prompt handlers to `server` (which must declare the `resources` and `prompts` capabilities). */
-export function addCatalogHandlers(server: Server, o: CatalogOptions): CatalogAccess {
+export function addCatalogHandlers(server: HandlerHost, o: CatalogOptions): CatalogAccess {
   const byLabel = new Map(o.targets.map((t) => [t.label, t]));
   const exposedUri = (t: ExposeTarget, uri: string) => (o.prefixed ? `${URI_SCHEME}${t.label}/${uri}` : uri);
   const exposedName = (t: ExposeTarget, name: string) => (o.prefixed ? `${t.label}${o.separator}${name}` : name);
@@ -217,7 +217,7 @@ export function addCatalogHandlers(server: Server, o: CatalogOptions): CatalogAc
 }
 
 /** Adds the `completion/complete` handler (the server must declare the `completions` capability). */
-function addCompletion(server: Server, o: CatalogOptions, route: { prompt: (name: string) => Promise<{ target: ExposeTarget; name: string }>; template: (uri: string) => Promise<{ target: ExposeTarget; uri: string }> }): void {
+function addCompletion(server: HandlerHost, o: CatalogOptions, route: { prompt: (name: string) => Promise<{ target: ExposeTarget; name: string }>; template: (uri: string) => Promise<{ target: ExposeTarget; uri: string }> }): void {
   server.setRequestHandler(CompleteRequestSchema, async (request, extra): Promise<CompleteResult> => {
     const { ref, argument, context } = request.params;
     const routed = ref.type === "ref/prompt" ? await route.prompt(ref.name).then((r) => ({ target: r.target, ref: { type: "ref/prompt" as const, name: r.name } })) : await route.template(ref.uri).then((r) => ({ target: r.target, ref: { type: "ref/resource" as const, uri: r.uri } }));

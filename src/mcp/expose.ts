@@ -15,6 +15,8 @@
  * listing and naming of the targets' tools (expose-tools.ts), the calls and jobs
  * (expose-calls.ts), and resources, prompts and completion (expose-catalog.ts).
  */
+import type { Server as ModernServer } from "@modelcontextprotocol/server";
+import { serveStdio, StdioServerTransport } from "@modelcontextprotocol/server/stdio";
 import { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
 import { CallToolRequestSchema, ListToolsRequestSchema, type Tool } from "@modelcontextprotocol/sdk/types.js";
@@ -23,10 +25,12 @@ import { ConfigError, ZmcpError } from "../errors.js";
 import { silentLogger, type Logger } from "../support/log.js";
 import { parseServiceAddress } from "../wire/services.js";
 import { SchemaCache } from "./schemas.js";
-import { addCatalogHandlers } from "./expose-catalog.js";
+import { addCatalogHandlers, type CatalogAccess } from "./expose-catalog.js";
 import { BridgeTaskStore, ToolCaller } from "./expose-calls.js";
 import { ExposeSubscriptions, SUBSCRIPTION_DEFAULTS } from "./expose-subscriptions.js";
 import { LABEL, NAME_SEPARATOR, pageOf, parseTarget, ToolListing, type ExposeTarget, type Route } from "./expose-tools.js";
+import { createModernServer, type HandlerHost } from "./expose-2026.js";
+import { ExtensionTaskStore } from "./expose-tasks.js";
 
 // What expose.ts exported before the split (zmcp/mcp, bin/zmq-mcp.ts, tests import them from here).
 export { NAME_SEPARATOR, parseTarget } from "./expose-tools.js";
@@ -62,12 +66,15 @@ export interface ExposeOptions {
   pageSize?: number;
   /**
    * Re-read resources a client subscribed to this often and notify it of changes, ms; 0 = no
-   * subscriptions. Default 5,000. Long-lived connections (stdio) only: expose-subscriptions.ts.
+   * subscriptions. Default 5,000. Long-lived 2025-era connections (stdio) only: expose-subscriptions.ts.
    */
   subscriptionInterval?: number;
   /** Most resources subscribed at once. Default 100. */
   maxSubscriptions?: number;
-  /** How long a finished MCP task's result is kept, ms (a client's requested ttl is capped by it). Default 3,600,000. */
+  /**
+   * How long a finished MCP task's result is kept, ms (a client's requested ttl is capped by it);
+   * a 2026 task is kept this long from its creation. Default 3,600,000.
+   */
   taskTtl?: number;
   /** Largest input or output schema of one tool, bytes of JSON; a tool with a larger one is not exposed. Default 65,536. */
   maxSchemaBytes?: number;
@@ -95,6 +102,11 @@ export class MeshExposer {
   readonly #listing: ToolListing;
   readonly #caller: ToolCaller;
   readonly #subscriptions: ExposeSubscriptions;
+  /** Tasks of the 2026 tasks extension (both stdio and HTTP: each bound to its owner). */
+  readonly #extTasks: ExtensionTaskStore;
+  /** The 2026-era servers of stdio connections, told when the tools change. */
+  readonly #modern = new Set<ModernServer>();
+  #connections = 0;
   #timer: NodeJS.Timeout | undefined;
   #connected = false;
   #closed = false;
@@ -120,6 +132,7 @@ export class MeshExposer {
     this.#refreshInterval = options.refreshInterval ?? 30_000;
     const taskTtl = positive(options.taskTtl ?? 3_600_000, "taskTtl");
     this.#tasks = new BridgeTaskStore();
+    this.#extTasks = new ExtensionTaskStore({ ttlMs: taskTtl });
     // Only whether an output schema compiles matters here (the client compiles it to check results).
     this.#schemas = new SchemaCache({
       keepValidators: false,
@@ -139,6 +152,7 @@ export class MeshExposer {
       // Only the long-lived (stdio) server has a stream to announce changes on.
       onChanged: async () => {
         if (this.#connected && !this.#closed) await this.server.sendToolListChanged().catch(() => undefined);
+        for (const server of this.#modern) await server.sendToolListChanged().catch(() => undefined);
       },
     });
     this.#caller = new ToolCaller({ agent: this.#agent, listing: this.#listing, timeout: this.#timeout, jobTimeout, taskTtl, tasks: this.#tasks, log: this.#log });
@@ -164,6 +178,25 @@ export class MeshExposer {
     return this.#newServer(false);
   }
 
+  /**
+   * A 2.x server for the 2026-07-28 era (expose-2026.ts), on the same tools: for one HTTP
+   * request when `owner` is undefined (the request's bearer identity then owns its tasks), or
+   * for one stdio connection, whose tasks `owner` names.
+   */
+  createModernServer(owner?: string): ModernServer {
+    if (this.#closed) throw new ZmcpError("closed", "the exposer is closed");
+    return createModernServer({
+      serverInfo: this.#serverInfo,
+      instructions: INSTRUCTIONS,
+      listChanged: owner !== undefined,
+      register: (host) => this.#registerShared(host, false),
+      caller: this.#caller,
+      tasks: this.#extTasks,
+      owner,
+      log: this.#log,
+    });
+  }
+
   #newServer(withTasks: boolean): Server {
     const server = new Server(this.#serverInfo, {
       capabilities: {
@@ -175,10 +208,16 @@ export class MeshExposer {
         ...(withTasks ? { tasks: { list: {}, cancel: {}, requests: { tools: { call: {} } } } } : {}),
       },
       ...(withTasks ? { taskStore: this.#tasks } : {}),
-      instructions:
-        "Tools of agents on a zmcp mesh, called through a sealed, authenticated message bus. " +
-        "A failed call returns isError with the mesh error code first (for example invalid_args, token_scope, no_route).",
+      instructions: INSTRUCTIONS,
     });
+    const catalog = this.#registerShared(server, withTasks);
+    server.setRequestHandler(CallToolRequestSchema, (request, extra) => this.#caller.onCall(request, extra));
+    if (withTasks) this.#subscriptions.attach(server, catalog);
+    return server;
+  }
+
+  /** The handlers both eras share: tools/list, resources, prompts, completion. */
+  #registerShared(server: HandlerHost, withTasks: boolean): CatalogAccess {
     // Without tasks, no tool may say a task is possible (`execution.taskSupport`).
     const advertised = (tool: Tool): Tool => {
       if (withTasks || !tool.execution) return tool;
@@ -190,8 +229,7 @@ export class MeshExposer {
       const { items, nextCursor } = pageOf(tools, request.params?.cursor, this.#pageSize);
       return { tools: items, ...(nextCursor === undefined ? {} : { nextCursor }) };
     });
-    server.setRequestHandler(CallToolRequestSchema, (request, extra) => this.#caller.onCall(request, extra));
-    const catalog = addCatalogHandlers(server, {
+    return addCatalogHandlers(server, {
       agent: this.#agent,
       targets: this.#targets,
       prefixed: this.#prefixed,
@@ -202,8 +240,6 @@ export class MeshExposer {
       log: this.#log,
       page: pageOf,
     });
-    if (withTasks) this.#subscriptions.attach(server, catalog);
-    return server;
   }
 
   /** The exposed names and where each goes, as of the last listing. */
@@ -217,10 +253,49 @@ export class MeshExposer {
     return { size: c.size, bytes: c.bytes, maxBytes: c.maxBytes, compilations: c.compilations };
   }
 
-  /** Serves MCP on `transport`, and starts re-listing the targets now and then. */
+  /** Serves MCP in the 2025 era only (SDK v1) on `transport`, and starts re-listing the targets now and then. */
   async connect(transport: Transport): Promise<void> {
     await this.server.connect(transport);
     this.#connected = true;
+    this.#startRefresh();
+  }
+
+  /**
+   * Serves one stdio connection in the era its client opens with (the SDK's `serveStdio`
+   * decides, from the first message): a 2025 `initialize` gets the v1 server (with
+   * experimental tasks), a 2026-07-28 request (or `server/discover`) a 2.x server. `onClose`
+   * is called when a 2025 connection ends (a 2026 one ends with stdin).
+   */
+  async serveStdio(options: { transport?: StdioServerTransport; onClose?: () => void } = {}): Promise<{ close(): Promise<void> }> {
+    if (this.#closed) throw new ZmcpError("closed", "the exposer is closed");
+    const transport = options.transport ?? new StdioServerTransport();
+    const owner = `stdio:${++this.#connections}`;
+    const handle = serveStdio(
+      ({ era }) => {
+        if (era === "modern") {
+          const server = this.createModernServer(owner);
+          this.#modern.add(server);
+          // Not `onClose`: a 2026 instance also closes when serveStdio discards a `server/discover`
+          // probe and the client goes on in the 2025 era. The connection's end is stdin's.
+          server.onclose = () => this.#modern.delete(server);
+          return server;
+        }
+        this.#connected = true;
+        this.server.onclose = () => options.onClose?.();
+        // serveStdio connects the instance to its channel and closes it, nothing more: a v1
+        // server does both the same way (a Transport of the same shape).
+        return this.server as unknown as ModernServer;
+      },
+      { transport, onerror: (err) => this.#log.debug("stdio serving", { error: err.message }) },
+    );
+    this.#startRefresh();
+    return handle;
+  }
+
+  #refreshing = false;
+  #startRefresh(): void {
+    if (this.#refreshing) return;
+    this.#refreshing = true;
     if (this.#refreshInterval > 0) {
       this.#timer = setInterval(() => void this.refresh().catch(() => undefined), this.#refreshInterval).unref();
     }
@@ -234,6 +309,8 @@ export class MeshExposer {
     this.#subscriptions.close();
     this.#tasks.abortAll();
     this.#tasks.cleanup();
+    this.#extTasks.close();
+    await Promise.allSettled([...this.#modern].map((s) => s.close()));
     // Closing the server aborts the calls in flight; their jobs are then cancelled on the
     // mesh, and those cancels get a moment to leave before the agent closes.
     await this.server.close();
@@ -260,6 +337,10 @@ export class MeshExposer {
     return this.#subscriptions.subscribed;
   }
 }
+
+const INSTRUCTIONS =
+  "Tools of agents on a zmcp mesh, called through a sealed, authenticated message bus. " +
+  "A failed call returns isError with the mesh error code first (for example invalid_args, token_scope, no_route).";
 
 function positiveInt(value: number, name: string): number {
   if (!Number.isInteger(value) || value < 1) throw new ConfigError(`${name} must be an integer >= 1`);

@@ -7,20 +7,26 @@
  * one client. GET (a standalone event stream) and DELETE (a session's end) are answered 405:
  * there are no sessions, and nothing to push outside a request.
  *
- * A bearer token is required on every request: either one shared token (compared in constant
- * time: both sides are hashed to equal length first), or, with `oauth`, JWT access tokens of an
- * OAuth issuer checked by oauth.ts (which also serves the RFC 9728 metadata). The listener
- * binds loopback unless `allowPublic` is set.
+ * Each POST is served in the era its body claims (http-eras.ts): a 2026-07-28 request by the
+ * 2.x SDK's handler over a 2.x server, anything else by the v1 exchange below.
+ *
+ * A bearer token is required on every request: either shared tokens (compared in constant
+ * time: both sides are hashed to equal length first; several may be given, each an identity of
+ * its own, the owner of the 2026 tasks it creates), or, with `oauth`, JWT access tokens of an
+ * OAuth issuer checked by oauth.ts (which also serves the RFC 9728 metadata; the identity is the
+ * token's issuer and subject). The listener binds loopback unless `allowPublic` is set.
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
 import type { Server } from "@modelcontextprotocol/sdk/server/index.js";
+import type { AuthInfo } from "@modelcontextprotocol/server";
 import { ConfigError, describeThrown } from "../errors.js";
 import { silentLogger, type Logger } from "../support/log.js";
 import type { MeshExposer } from "./expose.js";
 import type { OAuthResourceServer } from "./oauth.js";
+import { BodyError, eraRouter } from "./http-eras.js";
 
 /** Shortest bearer token accepted: a guessable token would be the only thing between the network and the mesh. */
 export const MIN_HTTP_TOKEN_LENGTH = 16;
@@ -31,9 +37,13 @@ export interface HttpExposeOptions {
   host: string;
   /** Port; 0 picks a free one (see the returned `url`). */
   port: number;
-  /** The bearer token clients must send (`Authorization: Bearer <token>`), at least 16 characters. Exactly one of `token` and `oauth`. */
-  token?: string;
-  /** Accept OAuth access tokens of this resource server's issuer instead of one shared token (oauth.ts). */
+  /**
+   * The bearer token clients must send (`Authorization: Bearer <token>`), at least 16
+   * characters; or several, one per client: each token is an identity (2026 tasks are bound
+   * to the token that created them). Exactly one of `token` and `oauth`.
+   */
+  token?: string | readonly string[];
+  /** Accept OAuth access tokens of this resource server's issuer instead of shared tokens (oauth.ts). */
   oauth?: OAuthResourceServer;
   /** Allow binding an address other than loopback. Default false. */
   allowPublic?: boolean;
@@ -64,10 +74,11 @@ export function parseHostPort(value: string): { host: string; port: number } {
 }
 
 /** Throws ConfigError for a short token, or a non-loopback host without `allowPublic`. */
-export function checkHttpSetup(options: { host: string; token?: string | undefined; oauth?: unknown; allowPublic?: boolean }): void {
+export function checkHttpSetup(options: { host: string; token?: string | readonly string[] | undefined; oauth?: unknown; allowPublic?: boolean }): void {
+  const tokens: readonly unknown[] = options.token === undefined ? [] : typeof options.token === "string" ? [options.token] : options.token;
   if (options.oauth !== undefined) {
     if (options.token !== undefined) throw new ConfigError("give a shared HTTP bearer token or an OAuth issuer, not both");
-  } else if (typeof options.token !== "string" || options.token.length < MIN_HTTP_TOKEN_LENGTH) {
+  } else if (tokens.length === 0 || tokens.some((t) => typeof t !== "string" || t.length < MIN_HTTP_TOKEN_LENGTH)) {
     throw new ConfigError(`the HTTP bearer token must be at least ${MIN_HTTP_TOKEN_LENGTH} characters`);
   }
   if (!isLoopback(options.host) && !options.allowPublic) {
@@ -82,20 +93,28 @@ export async function serveHttp(options: HttpExposeOptions): Promise<HttpExpose>
   const log = options.log ?? silentLogger;
   const path = options.path ?? "/mcp";
   checkHttpSetup(options);
-  const expected = digest(options.token ?? "");
+  const expected = (options.token === undefined ? [] : typeof options.token === "string" ? [options.token] : [...options.token]).map(digest);
   const oauth = options.oauth;
   const live = new Set<Server>();
+  const eras = eraRouter(options.exposer, log);
 
-  const authorized = (req: IncomingMessage): boolean => {
+  /** The caller's identity (which token it sent), or undefined. */
+  const authorized = (req: IncomingMessage): AuthInfo | undefined => {
     const header = req.headers.authorization ?? "";
     const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
-    // Hashing first makes both sides 32 bytes, so the comparison takes the same time whatever was sent.
-    return timingSafeEqual(digest(m?.[1] ?? ""), expected) && m !== null;
+    // Hashing first makes both sides 32 bytes, so the comparison takes the same time whatever was
+    // sent; every token is compared (no early exit), so the time does not tell which one matched.
+    const sent = digest(m?.[1] ?? "");
+    let match: Buffer | undefined;
+    for (const e of expected) if (timingSafeEqual(sent, e)) match = e;
+    if (m === null || match === undefined) return undefined;
+    // The identity is derived from the token, not the token itself: it may be logged and compared.
+    return { token: "", clientId: `bearer:${createHash("sha256").update(match).digest("hex").slice(0, 16)}`, scopes: [] };
   };
 
-  const reject = (res: ServerResponse, status: number, message: string, headers: Record<string, string> = {}) => {
+  const reject = (res: ServerResponse, status: number, message: string, headers: Record<string, string> = {}, code = -32000) => {
     res.writeHead(status, { "content-type": "application/json", ...headers });
-    res.end(JSON.stringify({ jsonrpc: "2.0", error: { code: -32000, message }, id: null }));
+    res.end(JSON.stringify({ jsonrpc: "2.0", error: { code, message }, id: null }));
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
@@ -106,33 +125,44 @@ export async function serveHttp(options: HttpExposeOptions): Promise<HttpExpose>
       return res.end(req.method === "HEAD" ? undefined : JSON.stringify(oauth.metadata()));
     }
     if (url.pathname !== path) return reject(res, 404, `not found; the MCP endpoint is ${path}`);
+    let auth: AuthInfo | undefined;
     if (oauth) {
       const checked = await oauth.check(req);
       if (!checked.ok) {
         log.warn("http request refused", { reason: checked.message, status: checked.status, remote: req.socket.remoteAddress });
         return reject(res, checked.status, checked.message, checked.headers);
       }
-    } else if (!authorized(req)) {
+      // The identity (owner of 2026 tasks) is the token's issuer and subject (or client), hashed: it may be logged.
+      const who = `${String(checked.claims.iss)}|${String(checked.claims.sub ?? checked.claims["client_id"] ?? "")}`;
+      auth = { token: "", clientId: `oauth:${createHash("sha256").update(who).digest("hex").slice(0, 16)}`, scopes: [] };
+    } else if (!(auth = authorized(req))) {
       log.warn("http request refused", { reason: "bad or missing bearer token", remote: req.socket.remoteAddress });
       return reject(res, 401, "Unauthorized", { "www-authenticate": 'Bearer realm="zmcp", error="invalid_token"' });
     }
     if (req.method !== "POST") return reject(res, 405, "stateless server: POST one JSON-RPC message per request", { allow: "POST" });
-    const server = options.exposer.createStatelessServer();
-    // No session id generator: the SDK's stateless mode (no Mcp-Session-Id, no session checks).
-    const transport = new StreamableHTTPServerTransport({});
-    live.add(server);
-    res.on("close", () => {
-      live.delete(server);
-      // The exchange is over (answered, or the client went away): abort what still runs.
-      void transport.close().catch(() => undefined);
-      void server.close().catch(() => undefined);
+    // The era is the body's (http-eras.ts): 2026-07-28 requests are answered there; the rest here.
+    await eras.serve(req, res, auth, async (parsedBody) => {
+      const server = options.exposer.createStatelessServer();
+      // No session id generator: the SDK's stateless mode (no Mcp-Session-Id, no session checks).
+      const transport = new StreamableHTTPServerTransport({});
+      live.add(server);
+      res.on("close", () => {
+        live.delete(server);
+        // The exchange is over (answered, or the client went away): abort what still runs.
+        void transport.close().catch(() => undefined);
+        void server.close().catch(() => undefined);
+      });
+      await server.connect(transport);
+      await transport.handleRequest(req, res, parsedBody);
     });
-    await server.connect(transport);
-    await transport.handleRequest(req, res);
   };
 
   const http: HttpServer = createServer((req, res) => {
     handle(req, res).catch((err: unknown) => {
+      if (err instanceof BodyError) {
+        if (!res.headersSent) reject(res, err.status, err.message, {}, err.code);
+        return;
+      }
       log.error("http request failed", { error: describeThrown(err) });
       if (!res.headersSent) reject(res, 500, "internal error");
       else res.destroy();
@@ -160,6 +190,7 @@ export async function serveHttp(options: HttpExposeOptions): Promise<HttpExpose>
     url,
     async close() {
       await Promise.allSettled([...live].map((s) => s.close()));
+      await eras.close();
       http.closeAllConnections();
       await new Promise<void>((resolve) => http.close(() => resolve()));
     },

@@ -126,10 +126,12 @@ describe("zmq-mcp expose --http", () => {
   for (const mode of ["legacy", "auto"] as const) {
     it(`the 2026 client package (@modelcontextprotocol/client 2.x, versionNegotiation ${mode}) lists and calls through the balancer`, async () => {
       const lb = await roundRobin(exposes.map((e) => e.ready["http"] as string));
-      // "auto" first probes with server/discover (2026-07-28); expose (SDK v1) answers as a 2025 server, and the client falls back.
+      // "auto" first probes with server/discover (2026-07-28): expose answers it, and the client
+      // goes on in that era, each request on whichever process the balancer picks.
       const client = new Client2026({ name: "http-test-2026", version: "1.0.0" }, { versionNegotiation: { mode } });
       await client.connect(new StreamableHTTPClientTransport2026(new URL(lb.url), { requestInit: { headers: { authorization: `Bearer ${TOKEN}` } } }));
       try {
+        expect(client.getNegotiatedProtocolVersion()).toBe(mode === "auto" ? "2026-07-28" : "2025-11-25");
         const { tools } = await client.listTools();
         expect(tools.map((t) => t.name).sort()).toEqual(["batch_sum", "poll_job", "server_identity", "start_long_task"]);
         const sum = await client.callTool({ name: "batch_sum", arguments: { numbers: [4, 5] } });
