@@ -78,7 +78,7 @@ export class Agent {
   readonly #replica: Replica;
   readonly #inbound: Inbound;
   #aliveMark: AliveMark | undefined;
-  /** Direct links (docs/PROTOCOL.md §16): this agent's listener (`listen`) and its links to others (`direct`). */
+  /** Direct links (docs/PROTOCOL.md §18): this agent's listener (`listen`) and its links to others (`direct`). */
   #listener: Listener | undefined;
   readonly #links: DirectLinks | undefined;
 

@@ -1,5 +1,5 @@
 /**
- * The caller's side of direct links (docs/PROTOCOL.md §16): learn a callee's listener endpoint
+ * The caller's side of direct links (docs/PROTOCOL.md §18): learn a callee's listener endpoint
  * once (the built-in `link/endpoint`, asked through the broker), dial it with a CURVE DEALER
  * whose server key is the callee's key (the key the caller addressed, so CURVE itself proves
  * who answers), and send later requests to that key there. Bounded: at most `directLinks`
@@ -298,7 +298,7 @@ export class LinkSendError extends ZmcpError {
   }
 }
 
-/** The AgentOptions of direct links (README "Direct links"; docs/PROTOCOL.md §16). */
+/** The AgentOptions of direct links (README "Direct links"; docs/PROTOCOL.md §18). */
 export interface DirectAgentOptions {
   /**
    * Listen for direct links at this endpoint (`tcp://127.0.0.1:0`: an ephemeral port; the bound

@@ -42,7 +42,7 @@ export interface Arrival {
   inner: Inner;
   now: number;
   mono: number;
-  /** Not from a broker but on a direct link (docs/PROTOCOL.md §16); undefined for the broker's path. */
+  /** Not from a broker but on a direct link (docs/PROTOCOL.md §18); undefined for the broker's path. */
   path?: InboundPath;
 }
 

@@ -1,5 +1,5 @@
 /**
- * The callee's side of direct links (docs/PROTOCOL.md §16): an opt-in CURVE ROUTER of the
+ * The callee's side of direct links (docs/PROTOCOL.md §18): an opt-in CURVE ROUTER of the
  * agent's own (server key = the agent's key) that callers who learned its endpoint dial
  * instead of going through a broker.
  *

@@ -21,7 +21,7 @@ export const BUILTIN_TOOLS = {
   list: "tools/list",
   poll: "jobs/poll",
   cancel: "jobs/cancel",
-  /** A direct link's endpoint, or null (docs/PROTOCOL.md §16; agent/direct-links.ts). */
+  /** A direct link's endpoint, or null (docs/PROTOCOL.md §18; agent/direct-links.ts). */
   endpoint: "link/endpoint",
 } as const;
 const builtinNames: ReadonlySet<string> = new Set(Object.values(BUILTIN_TOOLS));

@@ -1,5 +1,5 @@
 /**
- * Direct links (docs/PROTOCOL.md §16, README "Direct links"): a callee that listens tells its
+ * Direct links (docs/PROTOCOL.md §18, README "Direct links"): a callee that listens tells its
  * endpoint through `link/endpoint`; a caller with `direct: true` then sends its requests to that
  * key straight there, and falls back to the broker, with the same request id, when the link fails.
  */
