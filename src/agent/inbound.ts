@@ -142,6 +142,8 @@ export class Inbound {
           m.reply.via = path.via;
           if (m.header.k !== "req") throw new Dropped("refused", `a ${m.header.k} on this agent's listener`);
           if (m.header.to !== core.publicKey) throw new ProtocolError("no_route", "a direct link reaches this agent's own key only");
+          // Only a broker stores (docs/DURABLE.md); `dur` would relax the restart rules for nothing.
+          if (m.header.dur) throw new ProtocolError("bad_frame", "a durable request cannot come on a direct link");
           if (!path.via.admits(m.peer)) throw new ProtocolError("forbidden", "this key is revoked at this agent's listener");
         }
       },

@@ -150,6 +150,12 @@ describe("direct links: hostile peers on the listener", () => {
     expect(answered.k).toBe("res");
     expect(Buffer.from(answered.re!).equals(Buffer.from(header.id))).toBe(true);
     expect(bob.stats.requestFailures["no_route"]).toBe(1);
+    // A durable request: only a broker stores, and `dur` would relax the restart rules.
+    const dur: Header = { v: PROTOCOL_VERSION, k: "req", id: newId(), to: fx!.key("bob"), exp: Date.now() + 5000, dur: true };
+    const durBytes = encodeHeader(dur);
+    await socket.send([durBytes, sealer.seal(fx!.key("bob"), encodeInner({ t: "req", ts: Date.now(), rid: newId(), tool: "echo", args: { x: 1 } }, durBytes))]);
+    await socket.receive();
+    expect(bob.stats.requestFailures["bad_frame"]).toBe(1);
     // A response or event sent to the listener answers nothing: dropped.
     const res: Header = { v: PROTOCOL_VERSION, k: "res", id: newId(), to: fx!.key("bob"), exp: Date.now() + 5000, re: newId() };
     const resBytes = encodeHeader(res);
