@@ -15,8 +15,8 @@
  */
 import * as zmq from "zeromq";
 import { DenyList } from "../auth/denylist.js";
-import { readAllowlist } from "../broker/allowlist.js";
-import { ZAP_DOMAIN, ZapHandler } from "../broker/zap.js";
+import { readAllowlist } from "../auth/allowlist.js";
+import { ZAP_DOMAIN, ZapHandler } from "../auth/zap.js";
 import { ConfigError, describeThrown } from "../errors.js";
 import type { Logger } from "../support/log.js";
 import type { LogThrottle } from "../support/log-throttle.js";
@@ -30,7 +30,7 @@ export interface ListenerOptions {
   endpoint: string;
   publicKey: string;
   secretKey: string;
-  /** Who may connect: a certificate directory or a list of Z85 keys (broker/allowlist.ts). */
+  /** Who may connect: a certificate directory or a list of Z85 keys (auth/allowlist.ts). */
   allow: string | string[];
   /** A deny list file (auth/denylist.ts, watched): its keys are refused at the handshake and on every message. */
   denyList: string | undefined;
