@@ -23,7 +23,7 @@ import { registerCircuitMetrics } from "./circuit.js";
 import { AliveMark, markPath } from "./alive-mark.js";
 import { Connection } from "./connection.js";
 import type { AgentCore } from "./core.js";
-import { DirectLinks, type DirectLinkStats } from "./direct-links.js";
+import { DirectLinks, registerDirectMetrics, type DirectLinkStats } from "./direct-links.js";
 import { Directory } from "./directory.js";
 import { Listener, type ListenerStats } from "./listener.js";
 import type { JobFollower } from "./follower.js";
@@ -172,6 +172,7 @@ export class Agent {
       callsPending: () => this.#caller.pending,
     });
     registerCircuitMetrics(registry, this.#caller.circuits, (destination) => this.#directory.nameOf(destination));
+    registerDirectMetrics(registry, () => this.direct);
     this.#observeLatency = (ok, seconds) => (ok ? latency.ok : latency.error).observe(seconds);
     for (const [ok, seconds] of this.#earlyLatencies ?? []) this.#observeLatency(ok, seconds);
     this.#earlyLatencies = undefined;

@@ -13,11 +13,13 @@
  */
 import * as zmq from "zeromq";
 import { ConfigError, describeThrown, ForgedAnswerError, TimeoutError, ZmcpError } from "../errors.js";
+import { readCounter, readGauge, readLabelledCounter, type Registry } from "../support/metrics.js";
 import { receiveLoop } from "../support/receive-loop.js";
 import { SocketWriter } from "../support/writer.js";
 import { SOCKET_MESSAGE_SIZE_FACTOR } from "../wire/limits.js";
 import type { AgentCore } from "./core.js";
 import type { InboundPath } from "./inbound.js";
+import type { ListenerStats } from "./listener.js";
 import type { Frames } from "./transport.js";
 
 /** Defaults of the direct-link options (AGENT_DEFAULTS holds them too, for the README table). */
@@ -354,4 +356,15 @@ export function resolveDirectOptions(o: DirectAgentOptions, certs: string | unde
     linkTimeout: positive("linkTimeout", o.linkTimeout ?? d.linkTimeout),
     linkBackoff: positive("linkBackoff", o.linkBackoff ?? d.linkBackoff),
   };
+}
+
+/** Direct-link metrics on the agent's registry, read at scrape time from `agent.direct`. */
+export function registerDirectMetrics(r: Registry, read: () => { listener: Readonly<ListenerStats> | undefined; links: (Readonly<DirectLinkStats> & { open: number }) | undefined }): void {
+  readCounter(r, "zmcp_agent_direct_sent_total", "Requests sent on a direct link", () => read().links?.sent ?? 0);
+  readCounter(r, "zmcp_agent_direct_fallbacks_total", "Attempts sent through the broker after their direct link failed (same request id)", () => read().links?.fallbacks ?? 0);
+  readLabelledCounter(r, "zmcp_agent_direct_link_failures_total", "Direct links marked bad, by reason", "reason", () => Object.entries(read().links?.failures ?? {}) as Array<[string, number]>);
+  readGauge(r, "zmcp_agent_direct_links_open", "Direct links open now", () => read().links?.open ?? 0);
+  readCounter(r, "zmcp_agent_direct_received_total", "Requests received on this agent's listener", () => read().listener?.received ?? 0);
+  readCounter(r, "zmcp_agent_direct_listener_dropped_total", "Messages with a wrong frame count dropped by this agent's listener", () => read().listener?.dropped ?? 0);
+  readCounter(r, "zmcp_agent_direct_rerouted_total", "Answers that could not go back on the direct link and went through the broker", () => read().listener?.rerouted ?? 0);
 }

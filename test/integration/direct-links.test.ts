@@ -11,6 +11,7 @@ import { startBrokerProcess, startWorker, type BrokerProcess, type WorkerProcess
 import { tempCerts, type CertFixture } from "../support/certs.js";
 import { connectAgent, startBroker } from "../support/mesh.js";
 import { waitFor } from "../support/wait.js";
+import { metricSum, parsePrometheusText } from "../../src/support/metrics.js";
 
 let fx: CertFixture | undefined;
 const stops: Array<() => Promise<unknown>> = [];
@@ -84,6 +85,10 @@ describe("direct links, in process", () => {
     expect(bob.direct.listener!.received).toBeGreaterThanOrEqual(22);
     expect(alice.direct.links).toMatchObject({ opened: 1, fallbacks: 0, open: 1 });
     expect([...runs.values()].every((n) => n === 1)).toBe(true);
+    // The same counters as Prometheus metrics (README "Metrics").
+    const sent = metricSum(parsePrometheusText(await alice.metrics.metrics()), "zmcp_agent_direct_sent_total");
+    expect(sent).toBe(alice.direct.links!.sent);
+    expect(metricSum(parsePrometheusText(await bob.metrics.metrics()), "zmcp_agent_direct_received_total")).toBe(bob.direct.listener!.received);
   });
 
   it("a call to svc:NAME still goes through the broker", async () => {
