@@ -197,11 +197,10 @@ export class Caller {
     const link = links && !durable && dest.to === dest.sealKey ? links.ready(dest.to) : undefined;
     if (link && links) {
       const started = Date.now();
-      const heard = link.heard;
       try {
-        return await this.#send(dest, draft, deadline, Math.min(timeout, links.options.linkTimeout), signal, what, undefined, link);
+        return await this.#send(dest, draft, deadline, timeout, signal, what, undefined, link);
       } catch (err) {
-        if (!links.failed(link, err, heard)) throw err;
+        if (!links.failed(link, err)) throw err;
         timeout -= Date.now() - started;
         if (timeout <= 0) throw err;
       }
@@ -222,6 +221,8 @@ export class Caller {
     if (link) {
       this.links!.sent();
       link.send(frames).catch((err) => this.#pending.reject(key, new LinkSendError(`direct link to ${dest.to} cannot take the request: ${(err as Error).message}`, { cause: err })));
+      // Pending: true, or the refusal noted (a forged answer on the link: fall back at once).
+      this.links!.watch(link, () => this.#pending.meta(key) !== undefined && (this.#pending.refusal(key) ?? true), (err) => this.#pending.reject(key, err), answer);
     } else
       core.transport.send(frames).catch((err) => {
         this.#pending.reject(key, new ZmcpError("closed", `send failed: ${(err as Error).message}`, { cause: err }));

@@ -6,13 +6,13 @@
  * links (least recently used closed first), idle ones closed after `directIdle`.
  *
  * A link is used only once its handshake completed. When it fails (handshake refused, peer
- * gone, send EAGAIN, no answer within `linkTimeout`) the attempt goes through the broker at
- * once with the same request id, so the callee's answer cache (idempotency.ts) runs the tool at
+ * gone, send EAGAIN, a link silent for `linkTimeout` while a request waits, a forged answer)
+ * the attempt goes through the broker at once with the same request id, so the callee's answer cache (idempotency.ts) runs the tool at
  * most once, and the link is marked bad for `linkBackoff` (then its endpoint is learned afresh:
  * a restarted callee may listen elsewhere, or not at all).
  */
 import * as zmq from "zeromq";
-import { ConfigError, describeThrown, ForgedAnswerError, TimeoutError, ZmcpError } from "../errors.js";
+import { ConfigError, describeThrown, ForgedAnswerError, ZmcpError } from "../errors.js";
 import { readCounter, readGauge, readLabelledCounter, type Registry } from "../support/metrics.js";
 import { receiveLoop } from "../support/receive-loop.js";
 import { SocketWriter } from "../support/writer.js";
@@ -28,7 +28,7 @@ export const DIRECT_DEFAULTS = Object.freeze({
   directLinks: 64,
   /** A link unused this long closes, ms. */
   directIdle: 60_000,
-  /** A request sent on a link and unanswered this long goes through the broker (same request id), ms. */
+  /** A request waiting on a link that carries nothing at all this long goes through the broker (same request id), ms. */
   linkTimeout: 2_000,
   /** A link that failed is not tried again for this long, ms. */
   linkBackoff: 30_000,
@@ -200,22 +200,42 @@ export class DirectLinks {
   }
 
   /**
-   * An attempt on `link` failed with `err`: true if that is the link's failure (then it is
-   * marked bad and the caller resends through the broker), false if it is the callee's answer.
+   * Watches a request sent on `link`: every `linkTimeout`, if nothing at all arrived on the link
+   * meanwhile (no answer, no other call's answer, no event), the link is taken for dead and the
+   * request fails with LinkSilentError (then it goes through the broker). A link that carries
+   * traffic is alive, however slow the tool: the request waits on it for its own deadline, so a
+   * loaded link is not doubled by resends through the broker.
    */
-  failed(link: Link, err: unknown, heardBefore: number): boolean {
+  watch(link: Link, pending: () => boolean | Error, fail: (err: Error) => void, settled: Promise<unknown>): void {
+    const every = this.options.linkTimeout;
+    let heard = link.heard;
+    let timer: NodeJS.Timeout;
+    const check = () => {
+      const state = pending();
+      if (state === false) return;
+      // An answer on the link was refused as forged: the link is not to be trusted with this call.
+      if (state instanceof Error) return fail(state);
+      if (link.heard === heard) return fail(new LinkSilentError(`no answer and nothing else on the direct link to ${link.key} for ${every} ms`));
+      heard = link.heard;
+      timer = setTimeout(check, every);
+    };
+    timer = setTimeout(check, every);
+    const stop = () => clearTimeout(timer);
+    settled.then(stop, stop);
+  }
+
+  /**
+   * An attempt on `link` failed with `err`: true if that is the link's failure (then it is
+   * marked bad and the caller resends through the broker), false if it is the callee's answer
+   * or the call's own deadline.
+   */
+  failed(link: Link, err: unknown): boolean {
     let why: LinkFailure;
     if (err instanceof LinkSendError) why = "send";
+    else if (err instanceof LinkSilentError) why = "timeout";
     else if (err instanceof ForgedAnswerError) why = "forged";
-    else if (err instanceof TimeoutError) {
-      // No answer within linkTimeout. If the link carried other messages meanwhile it is alive
-      // and the tool is slow: resend through the broker (the answer cache joins the run in
-      // progress) but keep the link.
-      this.stats.fallbacks++;
-      if (link.heard !== heardBefore) return true;
-      why = "timeout";
-    } else return false;
-    if (why !== "timeout") this.stats.fallbacks++;
+    else return false;
+    this.stats.fallbacks++;
     this.#fail(link, why, describeThrown(err));
     return true;
   }
@@ -292,6 +312,14 @@ export class DirectLinks {
   }
 }
 
+/** A link that carried nothing for `linkTimeout` while a request waited on it: the broker carries the request. */
+export class LinkSilentError extends ZmcpError {
+  override name = "LinkSilentError";
+  constructor(message: string) {
+    super("timeout", message);
+  }
+}
+
 /** A request the link could not take (EAGAIN: not connected or not reading): the broker carries it. */
 export class LinkSendError extends ZmcpError {
   override name = "LinkSendError";
@@ -322,7 +350,10 @@ export interface DirectAgentOptions {
   directLinks?: number;
   /** A direct link unused this long closes, ms. Default 60,000. */
   directIdle?: number;
-  /** A request unanswered on a direct link this long goes through the broker (same request id), ms. Default 2,000. */
+  /**
+   * A request waiting on a direct link that carries nothing at all for this long (no answer, no
+   * other traffic) goes through the broker, same request id, ms. Default 2,000.
+   */
   linkTimeout?: number;
   /** A failed direct link is not tried again for this long, ms. Default 30,000. */
   linkBackoff?: number;

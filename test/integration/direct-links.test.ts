@@ -112,6 +112,26 @@ describe("direct links, in process", () => {
     expect(runs.get("slow")).toBe(1);
   });
 
+  it("a slow tool on a link that carries other traffic waits on the link: no resend through the broker", async () => {
+    const { broker, alice, runs } = await mesh();
+    await untilDirect(alice, "bob");
+    const routed = broker.stats.routed;
+    const slow = alice.call("bob", "slow", { ms: 1500 }); // 3 × linkTimeout
+    let busy = true;
+    const chatter = (async () => {
+      for (let x = 1; busy; x++) {
+        await alice.call("bob", "echo", { x });
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    })();
+    expect(await slow).toEqual({ ms: 1500 });
+    busy = false;
+    await chatter;
+    expect(broker.stats.routed).toBe(routed);
+    expect(alice.direct.links).toMatchObject({ fallbacks: 0, failures: {}, open: 1 });
+    expect(runs.get("slow")).toBe(1);
+  });
+
   it("the callee's listener closed: the link fails and calls go through the broker, none lost", async () => {
     fx = tempCerts("alice", "bob");
     const broker = await startBroker(fx);
