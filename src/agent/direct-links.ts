@@ -7,9 +7,10 @@
  *
  * A link is used only once its handshake completed. When it fails (handshake refused, peer
  * gone, send EAGAIN, a link silent for `linkTimeout` while a request waits, a forged answer)
- * the attempt goes through the broker at once with the same request id, so the callee's answer cache (idempotency.ts) runs the tool at
- * most once, and the link is marked bad for `linkBackoff` (then its endpoint is learned afresh:
- * a restarted callee may listen elsewhere, or not at all).
+ * the attempt goes through the broker at once with the same request id, so the callee's answer
+ * cache (idempotency.ts) runs the tool at most once, and the link is marked bad for
+ * `linkBackoff` (then its endpoint is learned afresh: a restarted callee may listen elsewhere,
+ * or not at all).
  */
 import * as zmq from "zeromq";
 import { ConfigError, describeThrown, ForgedAnswerError, ZmcpError } from "../errors.js";
