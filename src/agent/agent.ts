@@ -23,7 +23,9 @@ import { registerCircuitMetrics } from "./circuit.js";
 import { AliveMark, markPath } from "./alive-mark.js";
 import { Connection } from "./connection.js";
 import type { AgentCore } from "./core.js";
+import { DirectLinks, registerDirectMetrics, type DirectLinkStats } from "./direct-links.js";
 import { Directory } from "./directory.js";
+import { Listener, type ListenerStats } from "./listener.js";
 import type { JobFollower } from "./follower.js";
 import type { Handler } from "./handler.js";
 import type { Inbound } from "./inbound.js";
@@ -76,6 +78,9 @@ export class Agent {
   readonly #replica: Replica;
   readonly #inbound: Inbound;
   #aliveMark: AliveMark | undefined;
+  /** Direct links (docs/PROTOCOL.md §18): this agent's listener (`listen`) and its links to others (`direct`). */
+  #listener: Listener | undefined;
+  readonly #links: DirectLinks | undefined;
 
   private constructor(options: ResolvedAgentOptions, cert: Required<Certificate>, serverKey: string) {
     this.publicKey = cert.publicKey;
@@ -97,11 +102,21 @@ export class Agent {
       tokenSource: options.token === undefined ? undefined : new TokenSource(options.token, this.log),
       closing: this.#closing.signal,
       closedWith: () => this.#closeReason,
+      directEndpoint: (peer) => (this.#listener?.admits(peer) ? (options.direct.listenAnnounce ?? this.#listener.endpoint) : undefined),
       isClosed: () => this.#closed,
     };
     const parts = createParts(core, serverKey, this.#tools);
     ({ handler: this.#handler, caller: this.#caller, follower: this.#follower, replica: this.#replica, inbound: this.#inbound } = parts);
     parts.observeLatency = (ok, seconds) => this.#observeLatency(ok, seconds);
+    if (options.direct.direct) {
+      // Asked through the broker, once per callee (and again after a failed link's backoff).
+      const ask = (key: string, timeout: number) =>
+        this.#caller.request(key, BUILTIN_TOOLS.endpoint, {}, { timeout, retry: false, circuit: false }).then((a) => {
+          const result = a.response.result as { endpoint?: unknown } | null | undefined;
+          return typeof result?.endpoint === "string" ? result.endpoint : null;
+        });
+      this.#links = this.#caller.links = new DirectLinks(core, cert.secretKey, options.direct, ask, (frames, path) => this.#inbound.accept(frames, path));
+    }
     connection = new Connection(
       {
         serverKey,
@@ -157,6 +172,7 @@ export class Agent {
       callsPending: () => this.#caller.pending,
     });
     registerCircuitMetrics(registry, this.#caller.circuits, (destination) => this.#directory.nameOf(destination));
+    registerDirectMetrics(registry, () => this.direct);
     this.#observeLatency = (ok, seconds) => (ok ? latency.ok : latency.error).observe(seconds);
     for (const [ok, seconds] of this.#earlyLatencies ?? []) this.#observeLatency(ok, seconds);
     this.#earlyLatencies = undefined;
@@ -179,6 +195,13 @@ export class Agent {
     const agent = new Agent(resolved, cert, serverKey);
     const { connectTimeout, endpoints } = resolved;
     try {
+      const { listen, listenAllow, listenDenyList } = resolved.direct;
+      if (listen !== undefined) {
+        agent.#listener = await Listener.start(
+          { endpoint: listen, publicKey: cert.publicKey, secretKey: cert.secretKey, allow: listenAllow!, denyList: listenDenyList, maxMessageBytes: resolved.maxMessageBytes, log: agent.log, throttle: new LogThrottle(agent.log, resolved.logInterval) },
+          (frames, via) => agent.#inbound.accept(frames, { kind: "listener", via }),
+        );
+      }
       const handshake = agent.#connection.open(connectTimeout > 0);
       if (connectTimeout > 0) await withDeadline(handshake, connectTimeout, `no CURVE handshake with ${endpoints.join(", ")} within ${connectTimeout} ms`);
     } catch (err) {
@@ -186,6 +209,15 @@ export class Agent {
       throw err;
     }
     return agent;
+  }
+
+  /**
+   * Direct links (README "Direct links"): the endpoint this agent listens at (`listen`), and
+   * counters of its listener and of its links to other agents (`direct: true`).
+   */
+  get direct(): { endpoint: string | undefined; listener: Readonly<ListenerStats> | undefined; links: Readonly<DirectLinkStats> & { open: number } | undefined } {
+    const links = this.#links;
+    return { endpoint: this.#listener?.endpoint, listener: this.#listener?.stats, links: links && { ...links.stats, open: links.size } };
   }
 
   /** The certificate name of a key, if known. */
@@ -362,6 +394,6 @@ export class Agent {
     this.#caller.close(closed);
     this.#replica.close(closed);
     this.#follower.close(closed);
-    await this.#connection.close();
+    await Promise.all([this.#connection.close(), this.#listener?.close(), this.#links?.close()]);
   }
 }

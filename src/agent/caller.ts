@@ -22,6 +22,7 @@ import { bump, Dropped } from "./stats.js";
 import { BUILTIN_TOOLS, ToolInfoSchema, type ToolInfo } from "./tools.js";
 import { StoredCalls, type DurableCallOptions } from "../store/caller.js";
 import { endSpan, startCallSpan, traceFields } from "./tracing.js";
+import { LinkSendError, type DirectLinks, type Link } from "./direct-links.js";
 
 /** A response, who sent it, and who was asked (and so who may speak for a job it accepted). */
 export interface Answered {
@@ -45,6 +46,8 @@ export class Caller {
   readonly circuits: CircuitBreakers;
   /** Set by the facade: the follower that adopts accepted jobs. */
   follower!: JobFollower;
+  /** Set by the facade when `direct` is on: links straight to callees' listeners (direct-links.ts). */
+  links: DirectLinks | undefined;
 
   constructor(
     private readonly core: AgentCore,
@@ -184,7 +187,28 @@ export class Caller {
     }
   }
 
+  /**
+   * One attempt: on a direct link when one is up to this key (never for a service, whose
+   * replicas the broker balances, nor a durable call, which the broker stores), else, or when
+   * the link fails, through the broker: the same request (same `rid`), so the callee runs it once.
+   */
   async #attempt(dest: Destination, draft: Omit<Request, "h">, deadline: number, timeout: number, signal: AbortSignal | undefined, what: string, durable?: { to: string; tool: string; onStored: DurableCallOptions["onStored"] }): Promise<Answered> {
+    const links = this.links;
+    const link = links && !durable && dest.to === dest.sealKey ? links.ready(dest.to) : undefined;
+    if (link && links) {
+      const started = Date.now();
+      try {
+        return await this.#send(dest, draft, deadline, timeout, signal, what, undefined, link);
+      } catch (err) {
+        if (!links.failed(link, err)) throw err;
+        timeout -= Date.now() - started;
+        if (timeout <= 0) throw err;
+      }
+    }
+    return this.#send(dest, draft, deadline, timeout, signal, what, durable, undefined);
+  }
+
+  async #send(dest: Destination, draft: Omit<Request, "h">, deadline: number, timeout: number, signal: AbortSignal | undefined, what: string, durable: { to: string; tool: string; onStored: DurableCallOptions["onStored"] } | undefined, link: Link | undefined): Promise<Answered> {
     const core = this.core;
     if (core.isClosed()) throw core.closedWith() ?? new ZmcpError("closed", "agent is closed");
     const header: Header = { v: PROTOCOL_VERSION, k: "req", id: newId(), to: dest.to, exp: deadline };
@@ -194,9 +218,15 @@ export class Caller {
     const answerer = answererOf(dest.to, dest.sealKey);
     const answer = this.#pending.add(key, Math.max(1, timeout), signal, what, answerer);
     if (durable) this.#storedCalls.track(key, { to: durable.to, tool: durable.tool, deadline }, durable.onStored, answer);
-    core.transport.send(frames).catch((err) => {
-      this.#pending.reject(key, new ZmcpError("closed", `send failed: ${(err as Error).message}`, { cause: err }));
-    });
+    if (link) {
+      this.links!.sent();
+      link.send(frames).catch((err) => this.#pending.reject(key, new LinkSendError(`direct link to ${dest.to} cannot take the request: ${(err as Error).message}`, { cause: err })));
+      // Pending: true, or the refusal noted (a forged answer on the link: fall back at once).
+      this.links!.watch(link, () => this.#pending.meta(key) !== undefined && (this.#pending.refusal(key) ?? true), (err) => this.#pending.reject(key, err), answer);
+    } else
+      core.transport.send(frames).catch((err) => {
+        this.#pending.reject(key, new ZmcpError("closed", `send failed: ${(err as Error).message}`, { cause: err }));
+      });
     return { ...(await answer), answerer };
   }
 

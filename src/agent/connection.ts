@@ -64,7 +64,7 @@ export class Connection implements Transport {
       curveServerKey: options.serverKey,
       curvePublicKey: options.publicKey,
       curveSecretKey: options.secretKey,
-      // The broker renames every peer to its key anyway (broker/zap.ts); asking for the same id
+      // The broker renames every peer to its key anyway (auth/zap.ts); asking for the same id
       // makes that hold even if libzmq applies our request after the broker's.
       routingId: options.publicKey,
       linger: 0,

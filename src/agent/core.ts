@@ -29,6 +29,8 @@ export interface AgentCore {
   /** Fires when the agent closes: handlers and jobs see it. */
   readonly closing: AbortSignal;
   /** Undefined while open; once closed, the error later calls throw. */
+  /** The endpoint of this agent's listener if it admits `peer` (agent/listener.ts); undefined without one. */
+  directEndpoint?(peer: string): string | undefined;
   closedWith(): ZmcpError | undefined;
   isClosed(): boolean;
 }

@@ -233,6 +233,8 @@ export class Handler {
   /** tools/list, jobs/poll, jobs/cancel. */
   #builtin(reply: ReplyPath, request: Request, grant: VerifiedToken | undefined): Answer {
     if (request.tool === BUILTIN_TOOLS.list) return { st: "ok", result: { tools: this.tools.list(grant) } };
+    // Direct links (PROTOCOL.md §18): where this agent listens, told only to keys its listener admits.
+    if (request.tool === BUILTIN_TOOLS.endpoint) return { st: "ok", result: { endpoint: this.core.directEndpoint?.(reply.peer) ?? null } };
     const args = JobIdArgs.safeParse(request.args);
     if (!args.success) return failure("invalid_args", `${request.tool}: ${z.prettifyError(args.error)}`);
     try {

@@ -16,6 +16,7 @@ import type { AgentCore } from "./core.js";
 import { failure } from "./failure.js";
 import type { JobFollower } from "./follower.js";
 import type { Handler } from "./handler.js";
+import type { ReplyVia } from "./listener.js";
 import { markPath, replayNotBefore, durableNotBefore } from "./alive-mark.js";
 import { DEFAULT_MAX_SEEN, ReplayGuard } from "./replay.js";
 import type { Replica } from "./replica.js";
@@ -41,7 +42,15 @@ export interface Arrival {
   inner: Inner;
   now: number;
   mono: number;
+  /** Not from a broker but on a direct link (docs/PROTOCOL.md §18); undefined for the broker's path. */
+  path?: InboundPath;
 }
+
+/**
+ * Where a message came in other than from a broker: on this agent's listener (a request; its
+ * answers go back through `via`), or on a link this agent dialled (an answer or job event only).
+ */
+export type InboundPath = { kind: "listener"; via: ReplyVia } | { kind: "link" };
 
 /**
  * A step: throws to refuse (a ProtocolError's code is the refusal's), Dropped to drop
@@ -76,10 +85,11 @@ export class Inbound {
     this.steps = this.#steps();
   }
 
-  /** Runs the steps over `frames`; never throws. */
-  accept(frames: Buffer[]): void {
+  /** Runs the steps over `frames` (`path`: a direct link's, listener.ts / direct-links.ts); never throws. */
+  accept(frames: Buffer[], path?: InboundPath): void {
     const { core } = this.parts;
     const m = { frames, opened: false } as Arrival;
+    if (path) m.path = path;
     let i = 0;
     try {
       for (; i < this.steps.length && !m.kept; i++) this.steps[i]!.run(m);
@@ -115,6 +125,8 @@ export class Inbound {
       header: (m) => {
         // Only a faulty broker forwards a header it could not read itself.
         m.header = decodeHeader(m.headerBytes);
+        // A link this agent dialled carries answers to its own requests, never requests.
+        if (m.path?.kind === "link" && m.header.k === "req") throw new Dropped("header", "a request on a link this agent dialled");
       },
       route: (m) => {
         // Addressed to a service we serve: opened (and answered) with the service's key.
@@ -123,6 +135,17 @@ export class Inbound {
         m.reply = { peer: m.peer, inReplyTo: m.header, sealer: sealer ?? core.sealer, as: sealer ? serviceAddress(service!.name) : undefined };
         if (m.header.k === "req") core.stats.requests++;
         if (service && !sealer) throw new ProtocolError("no_route", `this agent does not serve ${service.name}`);
+        const path = m.path;
+        if (path?.kind === "listener") {
+          // On the listener: requests to this agent's own key only (services go through the
+          // broker, which balances them), answered on the same link, from keys still admitted.
+          m.reply.via = path.via;
+          if (m.header.k !== "req") throw new Dropped("refused", `a ${m.header.k} on this agent's listener`);
+          if (m.header.to !== core.publicKey) throw new ProtocolError("no_route", "a direct link reaches this agent's own key only");
+          // Only a broker stores (docs/DURABLE.md); `dur` would relax the restart rules for nothing.
+          if (m.header.dur) throw new ProtocolError("bad_frame", "a durable request cannot come on a direct link");
+          if (!path.via.admits(m.peer)) throw new ProtocolError("forbidden", "this key is revoked at this agent's listener");
+        }
       },
       expiry: (m) => {
         m.now = Date.now();

@@ -19,8 +19,9 @@ import { DEFAULT_ANSWER_LIMITS } from "./idempotency.js";
 import { DEFAULT_JOB_LIMITS } from "./jobs.js";
 import { DEFAULT_REPLAY_WINDOW_MS, DEFAULT_START_GRACE_MS } from "./replay.js";
 import type { RetryOptions } from "./retry.js";
+import { DIRECT_DEFAULTS, resolveDirectOptions, type DirectAgentOptions, type ResolvedDirectOptions } from "./direct-links.js";
 
-export interface AgentOptions {
+export interface AgentOptions extends DirectAgentOptions {
   /** Broker endpoint(s), e.g. `tcp://127.0.0.1:5555`. With several, the agent connects to all. */
   broker: string | string[];
   /** The agent's secret certificate: a `.key_secret` path, or a loaded certificate. */
@@ -156,11 +157,14 @@ export const AGENT_DEFAULTS = Object.freeze({
   /** How long `serve()` waits for the broker to accept an announcement. */
   serveTimeout: 5000,
   logInterval: DEFAULT_LOG_INTERVAL_MS,
+  ...DIRECT_DEFAULTS, // direct links (direct-links.ts)
 });
 
 /** AgentOptions with every default applied and every value checked. */
 export interface ResolvedAgentOptions {
   endpoints: string[];
+  /** Direct links: listener and links (direct-links.ts). */
+  direct: ResolvedDirectOptions;
   certs: string | undefined;
   connectTimeout: number;
   timeout: number;
@@ -202,6 +206,7 @@ export function resolveAgentOptions(options: AgentOptions): ResolvedAgentOptions
   if (!(maxConcurrency >= 1)) throw new ConfigError("maxConcurrency must be at least 1");
   return {
     endpoints,
+    direct: resolveDirectOptions(options, options.certs),
     certs: options.certs,
     connectTimeout: atLeastZero("connectTimeout", options.connectTimeout ?? d.connectTimeout),
     timeout: positive("timeout", options.timeout ?? d.timeout),

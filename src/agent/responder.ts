@@ -14,7 +14,9 @@ import { failure } from "./failure.js";
 import type { Answer } from "./idempotency.js";
 import type { JobState } from "./jobs.js";
 import { bump } from "./stats.js";
+import type { ReplyVia } from "./listener.js";
 import { answerInSpan } from "./tracing.js";
+import type { Frames } from "./transport.js";
 
 /** Where the answers to one request go, and how they are sealed. */
 export interface ReplyPath {
@@ -28,6 +30,8 @@ export interface ReplyPath {
   as: string | undefined;
   /** Set once a response is sent, so that the guard answers at most once. */
   answered?: boolean;
+  /** The request came on this agent's listener (listener.ts): answers and events go back on that link. */
+  via?: ReplyVia;
 }
 
 export class Responder {
@@ -55,7 +59,7 @@ export class Responder {
     }
     if (answer.st === "error") bump(core.stats.requestFailures, answer.error?.code ?? "error");
     answerInSpan(answer); // the request's first answer ends its SERVER span (if one is active)
-    core.transport.send(frames).catch((err) => core.throttle.write("warn", "response not sent", reply.peer, { to: reply.peer, error: describeThrown(err) }));
+    this.#send(reply, frames, "response not sent");
   }
 
   /** Pushes a job's state to the caller that started it (progress, or its end). */
@@ -73,7 +77,19 @@ export class Responder {
       const error = failure("tool_failed", `result not sendable: ${describeThrown(err)}`).error;
       frames = seal(core, reply.sealer, reply.peer, header, { t: "evt", ts: draft.ts, job: draft.job, st: "error", error });
     }
-    core.transport.send(frames).catch((err) => core.throttle.write("warn", "event not sent", reply.peer, { to: reply.peer, error: describeThrown(err) }));
+    this.#send(reply, frames, "event not sent");
+  }
+
+  /**
+   * Through the broker, or back on the direct link the request came on; when that link cannot
+   * take it (the caller is gone or not reading), through the broker after all: the same sealed
+   * message is valid on either path, as the seal binds it to the caller's key, not to a socket.
+   */
+  #send(reply: ReplyPath, frames: Frames, what: string): void {
+    const core = this.core;
+    const viaBroker = () => void core.transport.send(frames).catch((err) => core.throttle.write("warn", what, reply.peer, { to: reply.peer, error: describeThrown(err) }));
+    if (reply.via === undefined) return viaBroker();
+    reply.via.sendTo(reply.peer, frames).catch(viaBroker);
   }
 }
 

@@ -17,7 +17,13 @@ import type { Progress } from "../wire/envelope.js";
 import { CatalogRegistry, isCatalogBuiltin } from "./resources.js";
 
 /** Built-in tools every agent answers. */
-export const BUILTIN_TOOLS = { list: "tools/list", poll: "jobs/poll", cancel: "jobs/cancel" } as const;
+export const BUILTIN_TOOLS = {
+  list: "tools/list",
+  poll: "jobs/poll",
+  cancel: "jobs/cancel",
+  /** A direct link's endpoint, or null (docs/PROTOCOL.md §18; agent/direct-links.ts). */
+  endpoint: "link/endpoint",
+} as const;
 const builtinNames: ReadonlySet<string> = new Set(Object.values(BUILTIN_TOOLS));
 export function isBuiltinTool(name: string): boolean {
   return builtinNames.has(name) || isCatalogBuiltin(name); // resources/*, prompts/*: resources.ts

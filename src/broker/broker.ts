@@ -27,7 +27,7 @@ import { decodeHeader, type Header } from "../wire/envelope.js";
 import { Sealer } from "../wire/seal.js";
 import { heartbeatDecoder, HeartbeatSchema, parseServiceAddress, verifyServiceProof } from "../wire/services.js";
 import { isZ85Key } from "../wire/z85.js";
-import { readAllowlist, type Allowlist } from "./allowlist.js";
+import { readAllowlist, type Allowlist } from "../auth/allowlist.js";
 import { LivenessAllowance } from "./liveness-allowance.js";
 import { LogThrottle } from "../support/log-throttle.js";
 import { resolveBrokerOptions, type BrokerOptions, type ResolvedBrokerOptions } from "./options.js";
@@ -37,7 +37,7 @@ import { DurableDelivery } from "../store/durable.js";
 import { openStore } from "../store/index.js";
 import { connectedPeers, type PeerInfo } from "./peers.js";
 import { newBrokerStats, registerBrokerMetrics, type BrokerStats } from "./stats.js";
-import { ZAP_DOMAIN, ZapHandler } from "./zap.js";
+import { ZAP_DOMAIN, ZapHandler } from "../auth/zap.js";
 
 export type { BrokerOptions } from "./options.js";
 export { BROKER_DEFAULTS, DEFAULT_QUEUE_BYTES, resolveBrokerOptions } from "./options.js";

@@ -75,6 +75,11 @@ export class PendingCalls<T, M = undefined> {
     return this.#entries.get(key)?.meta;
   }
 
+  /** The refusal noted for `key` (see {@link refuse}), while it is pending. */
+  refusal(key: string): Error | undefined {
+    return this.#entries.get(key)?.refused;
+  }
+
   /**
    * Notes that an answer to `key` was refused (forged, say) without ending the wait: the real
    * answer may still come, and a refused one must not be able to cut it off. If none comes,

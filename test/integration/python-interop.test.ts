@@ -81,7 +81,7 @@ describe.skipIf(problem !== undefined)("python interop", () => {
   let py: Awaited<ReturnType<typeof startPythonPeer>>;
 
   beforeAll(async () => {
-    fx = tempCerts("ts", "tscaller", "py", "pyclient");
+    fx = tempCerts("ts", "tscaller", "py", "pyclient", "tsdirect");
     fx.addService("mix");
     broker = await startBroker(fx);
     ts = addReferenceTools(await connectAgent(fx, "ts", broker.endpoint), "ts");
@@ -136,6 +136,19 @@ describe.skipIf(problem !== undefined)("python interop", () => {
     const tools = await caller.listTools("py");
     expect(tools.map((t) => t.name)).toEqual(["py_add", "py_job", "py_whoami", "py_slow_count", "py_fail", "svc_job", "svc_echo"]);
     expect(tools[1]).toMatchObject({ job: true, inputSchema: { required: ["steps"] } });
+  }, 30_000);
+
+  it("a TypeScript caller with direct links calls Python (a v1 peer without them): link/endpoint is unknown_tool, every call goes through the broker", async () => {
+    const direct = await connectAgent(fx, "tsdirect", broker.endpoint, { direct: true });
+    try {
+      await expect(direct.call("py", "link/endpoint", {})).rejects.toMatchObject({ code: "unknown_tool", origin: "peer" });
+      const routed = broker.stats.routed;
+      for (let a = 1; a <= 5; a++) expect(await direct.call("py", "py_add", { a, b: 1 })).toEqual({ sum: a + 1, by: "python" });
+      expect(broker.stats.routed - routed).toBeGreaterThanOrEqual(10); // 5 requests and 5 answers at least (the endpoint asked once besides)
+      expect(direct.direct.links).toMatchObject({ sent: 0, opened: 0, open: 0, failures: {} });
+    } finally {
+      await direct.close();
+    }
   }, 30_000);
 
   it("a raw peer's malformed, replayed, tampered and duplicate requests get the protocol's answers from the Python agent", async () => {

@@ -29,6 +29,13 @@ const { values } = parseArgs({
     "clock-offset": { type: "string" },
     heartbeat: { type: "string" },
     probe: { type: "string" },
+    /** Agent option `listen` (direct links): the bound endpoint is in the ready line (`direct`). */
+    listen: { type: "string" },
+    /**
+     * Agent option `connectTimeout` (default 15,000). 0 registers the tools before any request
+     * can be read (the ready line then comes before the handshake): for a restart under load.
+     */
+    "connect-timeout": { type: "string" },
     /** Agent option `startGrace`, ms (clock-skew scenarios: a skew larger than the default 2 s). */
     "start-grace": { type: "string" },
   },
@@ -48,9 +55,10 @@ const agent = await Agent.connect({
   broker: values.broker,
   cert: values.cert,
   certs: values.certs,
-  connectTimeout: 15_000,
+  connectTimeout: Number(values["connect-timeout"] ?? 15_000),
   log: createLogger("warn"),
   ...(values.heartbeat ? { heartbeatInterval: Number(values.heartbeat) } : {}),
+  ...(values.listen ? { listen: values.listen } : {}),
   ...(values["start-grace"] ? { startGrace: Number(values["start-grace"]) } : {}),
 });
 agent
@@ -100,7 +108,7 @@ if (values.metrics) {
   collectDefaultMetrics({ register: agent.metrics });
   metrics = await serveMetrics(agent.metrics, values.metrics);
 }
-process.stderr.write(JSON.stringify({ level: "info", msg: "agent ready", name: values.name, publicKey: agent.publicKey, metrics: metrics?.url, offset }) + "\n");
+process.stderr.write(JSON.stringify({ level: "info", msg: "agent ready", name: values.name, publicKey: agent.publicKey, metrics: metrics?.url, offset, direct: agent.direct.endpoint }) + "\n");
 if (values.probe) {
   const [to, tool] = values.probe.split("/") as [string, string];
   const outcome = await agent.call(to, tool, {}, { timeout: 3000 }).then(

@@ -1,8 +1,9 @@
 /**
- * Who may connect to the broker: a directory of public certificates (names, keys, and the
- * service keys `svc-NAME.key`) or a list of Z85 keys, with the operator's configured service keys.
+ * Who may connect to the broker, or to an agent's direct-link listener (agent/listener.ts): a
+ * directory of public certificates (names, keys, and the service keys `svc-NAME.key`) or a list
+ * of Z85 keys, with the operator's configured service keys.
  */
-import { loadCertDirectory } from "../auth/certs.js";
+import { loadCertDirectory } from "./certs.js";
 import { ConfigError } from "../errors.js";
 import type { Logger } from "../support/log.js";
 import { isZ85Key } from "../wire/z85.js";

@@ -5,7 +5,8 @@
  * The rename is what lets the broker route with no table: a ZAP reply whose metadata holds
  * the property `Identity` sets the peer's routing id on the ROUTER, whatever id the peer
  * asked for. So the sender id that the ROUTER prepends to every message is the sender's
- * authenticated key and cannot be spoofed (guarded by test/broker.test.ts).
+ * authenticated key and cannot be spoofed (guarded by test/broker.test.ts). An agent's direct-link
+ * listener (agent/listener.ts) runs one too, in a zmq.Context of its own (one handler per context).
  */
 import * as zmq from "zeromq";
 import type { Logger } from "../support/log.js";
