@@ -6,9 +6,14 @@
  * Entries are kept `ttlMs` after they finish. Memory is bounded by a {@link ByteBudget} in
  * entries and bytes, per caller and in total. When a new request does not fit, answers whose
  * request deadline has passed are dropped first (their caller has stopped retrying: a later
- * copy could only be a replay, which the replay guard refuses); only if that frees nothing is
- * the request refused (`busy`), rather than evicting answers whose retries would run again.
- * Without that, a caller at a few hundred calls a second filled its budget in two minutes.
+ * copy could only be a replay, which the replay guard refuses). Then, if bytes are what is
+ * full, the oldest answers' bodies are dropped, down to three quarters of the bound: the entry
+ * stays, so a retry of such a request still never runs the tool again, and gets
+ * {@link DROPPED_ANSWER} instead of the answer (a retry is rare: it means the first answer was
+ * lost). Only when entries are what is full is a request refused (`busy`). Without the first
+ * step a caller at a few hundred calls a second filled its budget in two minutes; without the
+ * second, 16 MiB per caller held 256 answers of 64 KiB, so a caller with 10 s deadlines could
+ * make about 25 such calls a second (measured by the direct-links benchmark).
  */
 import { ByteBudget, type BudgetLimits } from "../support/budget.js";
 import type { Response } from "../wire/envelope.js";
@@ -40,6 +45,15 @@ export const DEFAULT_ANSWER_LIMITS: BudgetLimits = {
 /** Bytes counted per entry besides its answer: the key and the bookkeeping. */
 export const ENTRY_OVERHEAD_BYTES = 256;
 
+/** What a retry gets when its request's answer was dropped to make room: the tool ran once, and is not run again. */
+export const DROPPED_ANSWER: Answer = Object.freeze({
+  st: "error",
+  error: Object.freeze({
+    code: "tool_failed",
+    message: "this request already ran once; its answer was dropped from the callee's answer cache (full) before this retry came, so it cannot be sent again",
+  }),
+}) as Answer;
+
 /** What {@link AnswerCache.begin} found: a new run, an earlier answer to wait for, or no room. */
 export type Begun = { kind: "new" } | { kind: "earlier"; answer: Promise<Answer> } | { kind: "full"; reason: string };
 
@@ -69,6 +83,7 @@ export class AnswerCache {
     if (!entry) {
       let reason = this.budget.refusal(owner);
       if (reason !== undefined && this.#dropPastDeadline(now)) reason = this.budget.refusal(owner);
+      if (reason !== undefined && this.#dropBodies(owner)) reason = this.budget.refusal(owner);
       if (reason !== undefined) return { kind: "full", reason: `idempotency cache full: ${reason}` };
       this.#entries.set(key, { owner, answer: undefined, bytes: 0, waiters: [], forgetAt: Infinity, deadline });
       this.budget.add(owner, 1, 0);
@@ -118,6 +133,29 @@ export class AnswerCache {
         this.#forget(key, entry);
         dropped = true;
       }
+    }
+    return dropped;
+  }
+
+  /**
+   * When bytes are full (this owner's, or in total), replaces the oldest finished answers'
+   * bodies (the owner's, or anyone's) with {@link DROPPED_ANSWER} until three quarters of the
+   * bound is held, so the next few thousand requests do not each walk the table.
+   */
+  #dropBodies(owner: string): boolean {
+    const l = this.budget.limits;
+    const ownFull = this.budget.held(owner).bytes >= l.maxBytesPerOwner;
+    if (!ownFull && this.budget.bytes < l.maxBytes) return false;
+    const ownTarget = (l.maxBytesPerOwner * 3) / 4;
+    const totalTarget = (l.maxBytes * 3) / 4;
+    let dropped = false;
+    for (const entry of this.#entries.values()) {
+      if (ownFull ? this.budget.held(owner).bytes <= ownTarget : this.budget.bytes <= totalTarget) break;
+      if (!entry.answer || entry.answer === DROPPED_ANSWER || (ownFull && entry.owner !== owner)) continue;
+      this.budget.add(entry.owner, 0, ENTRY_OVERHEAD_BYTES - entry.bytes);
+      entry.bytes = ENTRY_OVERHEAD_BYTES;
+      entry.answer = DROPPED_ANSWER;
+      dropped = true;
     }
     return dropped;
   }

@@ -58,6 +58,11 @@ export class ByteBudget {
     if (own.entries <= 0 && own.bytes <= 0) this.#owners.delete(owner);
   }
 
+  /** What `owner` holds now. */
+  held(owner: string): Readonly<Use> {
+    return this.#owners.get(owner) ?? { entries: 0, bytes: 0 };
+  }
+
   get entries(): number {
     return this.#total.entries;
   }

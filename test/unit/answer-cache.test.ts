@@ -1,10 +1,11 @@
 /**
  * The callee's answer cache (src/agent/idempotency.ts): bounded by its budget, it makes room
  * from answers whose request deadline has passed before it refuses `busy`; answers still inside
- * their deadline are never evicted (a retry of them would run the tool again).
+ * their deadline are never evicted whole (a retry of them would run the tool again): when bytes
+ * are full their bodies are dropped, and a retry gets DROPPED_ANSWER, never a second run.
  */
 import { describe, expect, it } from "vitest";
-import { AnswerCache } from "../../src/agent/idempotency.js";
+import { AnswerCache, DROPPED_ANSWER, ENTRY_OVERHEAD_BYTES } from "../../src/agent/idempotency.js";
 
 const limits = { maxEntries: 100, maxBytes: 1 << 20, maxEntriesPerOwner: 3, maxBytesPerOwner: 1 << 20 };
 const ok = { st: "ok" as const, result: 1 };
@@ -38,5 +39,48 @@ describe("answer cache", () => {
     const again = cache.begin("b:0", "b", t0 + 1000, t0 + 60_000);
     expect(again.kind).toBe("earlier");
     if (again.kind === "earlier") expect(await again.answer).toEqual({ st: "ok", result: "first" });
+  });
+
+  it("bytes full for one caller: its oldest bodies are dropped (not the entries, not another caller's), and their retries get DROPPED_ANSWER, not a second run", async () => {
+    const cache = new AnswerCache(120_000, { maxEntries: 1000, maxBytes: 1 << 30, maxEntriesPerOwner: 1000, maxBytesPerOwner: 10_000 });
+    const t0 = 3_000_000;
+    const big = { st: "ok" as const, result: "x".repeat(10) };
+    cache.begin("b:0", "b", t0, t0 + 60_000);
+    cache.finish("b:0", { st: "ok", result: "b's" }, 9_000, true, t0);
+    for (let i = 0; i < 4; i++) {
+      expect(cache.begin(`a:${i}`, "a", t0, t0 + 60_000).kind).toBe("new");
+      cache.finish(`a:${i}`, big, 3_000 - ENTRY_OVERHEAD_BYTES, true, t0); // 3,000 bytes each counted
+    }
+    // a holds 12,000 of its 10,000 bytes, all inside their deadlines: the fifth still runs.
+    expect(cache.begin("a:4", "a", t0 + 10, t0 + 60_000).kind).toBe("new");
+    expect(cache.size).toBe(6);
+    const held = cache.budget.held("a").bytes;
+    expect(held).toBeLessThanOrEqual(7_500);
+    // The oldest of a's answers lost its body; its retry is told so, and runs nothing.
+    const retry = cache.begin("a:0", "a", t0 + 20, t0 + 60_000);
+    expect(retry.kind).toBe("earlier");
+    if (retry.kind === "earlier") expect(await retry.answer).toBe(DROPPED_ANSWER);
+    // The newest kept its body, and b (another caller) kept everything.
+    const recent = cache.begin("a:3", "a", t0 + 20, t0 + 60_000);
+    if (recent.kind === "earlier") expect(await recent.answer).toEqual(big);
+    const other = cache.begin("b:0", "b", t0 + 20, t0 + 60_000);
+    if (other.kind === "earlier") expect(await other.answer).toEqual({ st: "ok", result: "b's" });
+    expect(DROPPED_ANSWER.error?.code).toBe("tool_failed");
+  });
+
+  it("bytes full in total: the oldest bodies of anyone are dropped; entries full still refuses busy", () => {
+    const cache = new AnswerCache(120_000, { maxEntries: 6, maxBytes: 8_000, maxEntriesPerOwner: 6, maxBytesPerOwner: 1 << 20 });
+    const t0 = 4_000_000;
+    for (let i = 0; i < 4; i++) {
+      const owner = i % 2 === 0 ? "a" : "b";
+      cache.begin(`${owner}:${i}`, owner, t0, t0 + 60_000);
+      cache.finish(`${owner}:${i}`, ok, 2_500 - ENTRY_OVERHEAD_BYTES, true, t0);
+    }
+    expect(cache.begin("c:0", "c", t0 + 1, t0 + 60_000).kind).toBe("new");
+    expect(cache.budget.bytes).toBeLessThanOrEqual(6_000);
+    cache.finish("c:0", ok, 10, true, t0 + 1);
+    expect(cache.begin("c:1", "c", t0 + 2, t0 + 60_000).kind).toBe("new");
+    // Six entries held (dropped bodies still count as entries): the seventh is refused.
+    expect(cache.begin("c:2", "c", t0 + 3, t0 + 60_000).kind).toBe("full");
   });
 });
