@@ -106,6 +106,8 @@ export class EventKeyDistributor {
   #closed = false;
   /** Epochs started since this distributor started (the first included). */
   rotations = 0;
+  /** Answers given, and refusals (by code), since it started. */
+  readonly stats = { served: 0, refused: new Map<string, number>() };
 
   /** @internal use {@link serveEventKeys} */
   constructor(agent: Agent, options: EventKeyDistributorOptions) {
@@ -129,7 +131,7 @@ export class EventKeyDistributor {
     }
     this.#deniedKeys = this.#denyList?.size.keys ?? 0;
     this.#current = this.#newEpoch(Date.now(), 0, "start");
-    agent.tool(o.tool, { description: "event group keys (docs/EVENTS-KEYS.md)", input: KeyRequestSchema, scope: null }, (args, ctx) => this.#serve(args, ctx));
+    agent.tool(o.tool, { description: "event group keys (docs/EVENTS-KEYS.md)", input: KeyRequestSchema, scope: null }, (args, ctx) => this.#count(args, ctx));
     if (this.#denyList) {
       this.#timer = setInterval(() => this.#checkDenyList(), o.denyListCheckMs);
       this.#timer.unref();
@@ -197,6 +199,18 @@ export class EventKeyDistributor {
     if (members === undefined ? grew : [...members].some((m) => list.hasKey(m))) this.rotate("revoked");
   }
 
+  #count(args: KeyRequest, ctx: ToolContext): KeyAnswer {
+    try {
+      const answer = this.#serve(args, ctx);
+      this.stats.served++;
+      return answer;
+    } catch (err) {
+      const code = err instanceof ProtocolError ? err.code : "tool_failed";
+      this.stats.refused.set(code, (this.stats.refused.get(code) ?? 0) + 1);
+      throw err;
+    }
+  }
+
   #serve(args: KeyRequest, ctx: ToolContext): KeyAnswer {
     if (this.#closed) throw new ProtocolError("unavailable", "the event key distributor is closed");
     const token = ctx.token;
@@ -217,7 +231,7 @@ export class EventKeyDistributor {
       }
     }
     const lease = Math.min(now + this.#o.leaseMs, current.endsAt);
-    const answer: KeyAnswer = { topic, current: current.id, until: lease, signer: this.#signingKey.publicKey };
+    const answer: KeyAnswer = { topic, current: current.id, until: lease, ttl: lease - now, signer: this.#signingKey.publicKey };
     if (!isTopic(topic)) return answer; // a pattern: the caller may subscribe; keys come per topic
     let epoch = current;
     if (access === "sub" && args.epoch !== undefined && args.epoch !== current.id) {
@@ -227,6 +241,7 @@ export class EventKeyDistributor {
       }
       epoch = previous;
       answer.until = previous.endedAt! + this.#o.graceMs;
+      answer.ttl = answer.until - now;
     }
     this.#remember(epoch, ctx.from);
     answer.epoch = epoch.id;

@@ -86,7 +86,7 @@ interface TopicKey {
 interface Publishing extends TopicKey {
   epoch: number;
   credential: Uint8Array;
-  /** The credential's end (distributor's clock, ms). */
+  /** The credential's end (this clock, from the lease's length), ms. */
   until: number;
   /** Renew from then on (this clock). */
   renewAt: number;
@@ -232,14 +232,15 @@ export class GroupKeySealer implements EventSealer {
       signer: answer.signer,
       epoch: answer.epoch,
       credential: answer.credential,
-      until: answer.until,
-      // Renew at three quarters of the lease; at least a second on (a distributor clock behind ours).
-      renewAt: now + Math.max(1000, Math.floor((answer.until - now) * 0.75)),
+      // Counted on this clock from the lease's length, so that a clock difference with the
+      // distributor neither makes it renew on every publication nor use an expired credential.
+      until: now + answer.ttl,
+      renewAt: now + Math.floor(answer.ttl * 0.75),
       unreported: held !== undefined && held.epoch === answer.epoch ? held.unreported : 0,
       sealed: held !== undefined && held.epoch === answer.epoch ? held.sealed : 0,
       maxMessages: answer.maxMessages ?? Number.MAX_SAFE_INTEGER,
     };
-    if (next.sealed >= next.maxMessages) next.renewAt = now + 1000; // the distributor kept the epoch (minEpochMs): ask again soon
+    if (next.sealed >= next.maxMessages) next.renewAt = Math.min(next.renewAt, now + 1000); // the distributor kept the epoch (minEpochMs): ask again soon
     this.#pub.set(topic, next);
     return next;
   }
@@ -267,8 +268,10 @@ export class GroupKeySealer implements EventSealer {
         this.#lastSignerRefresh = Date.now();
         try {
           await this.#ask({ topic, access: "sub" });
-        } catch {
-          // A subscriber refused the topic learns it from the epoch key fetch; here only the signer matters.
+        } catch (err) {
+          // A member refused the topic learns it here (token_scope, revoked...); an unreachable
+          // distributor leaves the credential unproven.
+          if (!(err instanceof ZmcpError && err.code === "unavailable")) throw err;
         }
       }
       distributor = this.#signerOf(credential);
@@ -329,6 +332,9 @@ export class GroupKeySealer implements EventSealer {
       try {
         raw = await this.#ctx.call(this.#o.distributor, this.#o.tool, request, { timeoutMs: fetchTimeout, signal: this.#ctx.signal });
       } catch (err) {
+        if (err instanceof ZmcpError && err.code === "circuit_open") {
+          throw new ZmcpError("unavailable", `no event key for ${JSON.stringify(request.topic)}: ${describeThrown(err)}`, { cause: err });
+        }
         const transient = err instanceof ZmcpError && TRANSIENT.has(err.code);
         if (!transient) throw err; // a refusal (token_scope, revoked, expired, ...): typed, as the distributor said it
         if (attempt >= attempts) {

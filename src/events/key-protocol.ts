@@ -34,6 +34,8 @@ export const KeyAnswerSchema = z.strictObject({
   current: epochNumber,
   /** Ask again by then (ms since the epoch): the end of this lease, or of the epoch's grace. */
   until: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+  /** `until` less the distributor's now, ms: the lease's length, which the member counts on its own clock. */
+  ttl: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
   /** The epoch of `key` (absent for a pattern). */
   epoch: epochNumber.optional(),
   /** The topic's key in `epoch` (XSalsa20-Poly1305, 32 bytes). */
