@@ -29,9 +29,14 @@ export function sha256(data: Uint8Array): Uint8Array {
 
 /** A growable byte writer for the small structures below. */
 class Writer {
-  #buf = new Uint8Array(256);
-  #view = new DataView(this.#buf.buffer);
+  #buf: Uint8Array;
+  #view: DataView;
   length = 0;
+  /** `capacity`: the bytes expected, so that a 64 KiB body is not copied as it grows. */
+  constructor(capacity = 256) {
+    this.#buf = new Uint8Array(capacity);
+    this.#view = new DataView(this.#buf.buffer);
+  }
   #room(n: number): void {
     if (this.length + n <= this.#buf.length) return;
     const next = new Uint8Array(Math.max(this.#buf.length * 2, this.length + n));
@@ -71,7 +76,7 @@ class Writer {
     return this;
   }
   done(): Uint8Array {
-    return this.#buf.slice(0, this.length);
+    return this.length === this.#buf.length ? this.#buf : this.#buf.slice(0, this.length);
   }
 }
 
@@ -184,7 +189,8 @@ export interface BodyParts {
 /** `[1][epoch u64][credential length u16][credential][signature 64][box]`. */
 export function encodeBody(parts: BodyParts): Uint8Array {
   if (parts.credential.length > MAX_CREDENTIAL_BYTES) throw new RangeError(`credential of ${parts.credential.length} bytes`);
-  return new Writer().u8(EVENT_FORMAT).u64(parts.epoch).u16(parts.credential.length).bytes(parts.credential).bytes(parts.signature).bytes(parts.box).done();
+  const size = 1 + 8 + 2 + parts.credential.length + parts.signature.length + parts.box.length;
+  return new Writer(size).u8(EVENT_FORMAT).u64(parts.epoch).u16(parts.credential.length).bytes(parts.credential).bytes(parts.signature).bytes(parts.box).done();
 }
 
 /** Throws EventSealError(malformed) for bytes that are not a body. The parts are views into `body`. */
