@@ -3,13 +3,16 @@
  * credential and body layouts (and their refusals), Ed25519 by libsodium and by node:crypto
  * giving the same bytes on random inputs, and the option checks.
  */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { isTopic, scopeCovers, topicPatternCovers } from "../../src/auth/tokens.js";
 import { ConfigError, EventSealError } from "../../src/errors.js";
-import { topicKey } from "../../src/events/distributor.js";
+import { DISTRIBUTOR_DEFAULTS, topicKey } from "../../src/events/distributor.js";
 import { contextDigest, encodeBody, encodeCredential, parseBody, parseCredential } from "../../src/events/format.js";
-import { groupKeys } from "../../src/events/group-keys.js";
+import { GROUP_KEYS_DEFAULTS, groupKeys } from "../../src/events/group-keys.js";
+import { ROOT } from "../support/process.js";
 import { nativeSigning, nodeSigning } from "../../src/events/signing.js";
 
 describe("pub:/sub: scopes are topic patterns", () => {
@@ -158,5 +161,34 @@ describe("groupKeys options", () => {
     expect(() => groupKeys({ distributor: "keys", attempts: 0 })).toThrow(ConfigError);
     expect(() => groupKeys({ distributor: "keys", clockSkew: -1 })).toThrow(ConfigError);
     expect(() => groupKeys({ distributor: "keys", maxKeys: 1.5 })).toThrow(ConfigError);
+  });
+});
+
+describe("docs/EVENTS-KEYS.md states the defaults", () => {
+  /** The table headed `| \`title\``: option → default cell. */
+  function table(text: string, title: string): Map<string, string> {
+    const lines = text.split("\n");
+    const start = lines.findIndex((l) => l.startsWith(`| \`${title}`));
+    expect(start, title).toBeGreaterThan(0);
+    const rows = new Map<string, string>();
+    for (const line of lines.slice(start + 2)) {
+      if (!line.startsWith("|")) break;
+      const cells = line.split(" | ").map((c) => c.replace(/^\|\s*|\s*\|$/g, "").trim());
+      rows.set(cells[0]!.replace(/`/g, ""), cells[cells.length - 1]!.replace(/`/g, ""));
+    }
+    return rows;
+  }
+  const parse = (cell: string) => {
+    const m = /^([\d,]+)(?:\s*(MiB))?$/.exec(cell);
+    return m ? Number(m[1]!.replace(/,/g, "")) * (m[2] ? 1024 * 1024 : 1) : cell;
+  };
+  const text = readFileSync(join(ROOT, "docs", "EVENTS-KEYS.md"), "utf8");
+
+  it.each([
+    ["groupKeys", GROUP_KEYS_DEFAULTS as Record<string, unknown>],
+    ["serveEventKeys", DISTRIBUTOR_DEFAULTS as Record<string, unknown>],
+  ])("the %s table", (title, defaults) => {
+    const rows = table(text, title);
+    for (const [name, value] of Object.entries(defaults)) expect(parse(rows.get(name) ?? "(missing)"), `${title} ${name}`).toBe(value);
   });
 });
