@@ -39,7 +39,10 @@ export interface EventKeyDistributorOptions {
   rotateEveryMs?: number;
   /** A new epoch once publishers report this many publications sealed in the current one. Default 1,000,000. */
   rotateEveryMessages?: number;
-  /** A count-driven rotation waits until the epoch is this old, ms (a publisher cannot force one per call). Default 1,000. */
+  /**
+   * A count-driven rotation waits until the epoch is this old, ms: a member with `pub:` reports
+   * its own count, so it could otherwise force every member to fetch new keys at will. Default 60,000.
+   */
   minEpochMs?: number;
   /** The previous epoch's keys are still handed out this long after it ended, ms. Default 30,000. */
   graceMs?: number;
@@ -63,7 +66,7 @@ export interface EventKeyDistributorOptions {
 export const DISTRIBUTOR_DEFAULTS = Object.freeze({
   rotateEveryMs: 3_600_000,
   rotateEveryMessages: 1_000_000,
-  minEpochMs: 1_000,
+  minEpochMs: 60_000,
   graceMs: 30_000,
   leaseMs: 60_000,
   denyListCheckMs: 1_000,
