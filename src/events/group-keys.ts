@@ -107,7 +107,8 @@ interface VerifiedCredential {
 const encoder = new Encoder({ ignoreUndefined: true });
 const decoder = new Decoder();
 const TRANSIENT = new Set(["unavailable", "no_route", "busy", "timeout"]);
-const MAX_SIGNERS = 16;
+/** Distributor signing keys kept (one per distributor process seen): each costs a junk credential one verify. */
+const MAX_SIGNERS = 4;
 
 /** Tests compare this with what they see; not part of the public API. */
 export class GroupKeySealer implements EventSealer {
@@ -120,7 +121,9 @@ export class GroupKeySealer implements EventSealer {
   readonly #signers = new RecencyMap<string, Uint8Array>(MAX_SIGNERS);
   readonly #credentials: ByteBoundedCache<VerifiedCredential>;
   #lastSignerRefresh = -Infinity;
+  #signerRefresh: { topic: string; done: Promise<void> } | undefined;
   readonly #inflight = new Map<string, Promise<KeyAnswer>>();
+  readonly #renewing = new Map<string, Promise<Publishing>>();
   readonly #failed: RecencyMap<string, { until: number; error: unknown }>;
   #closed = false;
 
@@ -204,8 +207,15 @@ export class GroupKeySealer implements EventSealer {
     const held = this.#pub.get(topic);
     const now = Date.now();
     if (held !== undefined && now < held.renewAt) return held;
+    // One renewal per topic at a time: concurrent publications wait for it (and the count of
+    // what was sealed is reported once).
+    let renewing = this.#renewing.get(topic);
+    if (renewing === undefined) {
+      renewing = this.#renew(topic, held).finally(() => this.#renewing.delete(topic));
+      this.#renewing.set(topic, renewing);
+    }
     try {
-      return await this.#renew(topic, held);
+      return await renewing;
     } catch (err) {
       // The distributor out of reach: the credential held stays good until it expires.
       if (held !== undefined && now < held.until && err instanceof ZmcpError && err.code === "unavailable") return held;
@@ -263,17 +273,7 @@ export class GroupKeySealer implements EventSealer {
     if (distributor === undefined) {
       // Not signed by a distributor key known here: the first publication of this topic seen,
       // or a distributor restarted with a new key. Ask it once (the negative cache bounds it).
-      // One refresh per `retryAfter` whatever the topic: a flood of forged credentials costs one fetch.
-      if (Date.now() - this.#lastSignerRefresh >= this.#o.retryAfter) {
-        this.#lastSignerRefresh = Date.now();
-        try {
-          await this.#ask({ topic, access: "sub" });
-        } catch (err) {
-          // A member refused the topic learns it here (token_scope, revoked...); an unreachable
-          // distributor leaves the credential unproven.
-          if (!(err instanceof ZmcpError && err.code === "unavailable")) throw err;
-        }
-      }
+      await this.#refreshSigners(topic);
       distributor = this.#signerOf(credential);
       if (distributor === undefined) throw fail("credential", "credential not signed by the distributor");
     }
@@ -282,8 +282,34 @@ export class GroupKeySealer implements EventSealer {
     return verified;
   }
 
+  /**
+   * Asks the distributor about `topic`, to learn its signing key. One refresh per `retryAfter`
+   * whatever the topic (a flood of forged credentials costs one fetch); publications arriving
+   * meanwhile wait for the one in flight. A member refused the topic learns it here
+   * (`token_scope`, `revoked`...); an unreachable distributor leaves the credential unproven.
+   */
+  async #refreshSigners(topic: string): Promise<void> {
+    const inflight = this.#signerRefresh;
+    if (inflight !== undefined) {
+      if (inflight.topic === topic) return inflight.done;
+      return inflight.done.catch(() => undefined);
+    }
+    if (Date.now() - this.#lastSignerRefresh < this.#o.retryAfter) return;
+    this.#lastSignerRefresh = Date.now();
+    const done = this.#ask({ topic, access: "sub" }).then(
+      () => undefined,
+      (err: unknown) => {
+        if (!(err instanceof ZmcpError && err.code === "unavailable")) throw err;
+      },
+    );
+    const refresh = { topic, done: done.finally(() => (this.#signerRefresh = undefined)) };
+    this.#signerRefresh = refresh;
+    return refresh.done;
+  }
+
+  /** The distributor key that signed `credential`, trying the most recently learnt first. */
   #signerOf(credential: Credential): Uint8Array | undefined {
-    for (const signer of this.#signers.values()) {
+    for (const signer of [...this.#signers.values()].reverse()) {
       if (signing.verify(signer, credential.signed, credential.signature)) return signer;
     }
     return undefined;

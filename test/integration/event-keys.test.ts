@@ -166,6 +166,25 @@ describe("group keys through a real broker", () => {
     expect(epochs.size).toBeGreaterThanOrEqual(3);
   });
 
+  it("concurrent publications on a new topic share one fetch, and all open", async () => {
+    mesh = await eventMesh(["alice", "bob"]);
+    const alice = await mesh.member("alice", "pub:docs.>");
+    const bob = await mesh.member("bob", "sub:docs.>");
+    const pub = mesh.sealer(alice);
+    const sub = mesh.sealer(bob);
+    const before = mesh.distributor.stats.served;
+    const sealed = await Promise.all(
+      Array.from({ length: 20 }, async (_, n) => {
+        const h = header("docs.burst");
+        return { h, n, body: await pub.seal("docs.burst", h, n) };
+      }),
+    );
+    expect(mesh.distributor.stats.served - before).toBe(1);
+    const opened = await Promise.all(sealed.map(async (s) => (await sub.open("docs.burst", s.h, s.body, alice.publicKey)).data));
+    expect(opened).toEqual(sealed.map((s) => s.n));
+    expect(mesh.distributor.stats.served - before).toBe(2); // and one for the subscriber
+  });
+
   it("an unreachable distributor: a fetch fails unavailable after its attempts; a credential held stays usable", async () => {
     mesh = await eventMesh(["alice"]);
     const alice = await mesh.member("alice", "pub:docs.>");
