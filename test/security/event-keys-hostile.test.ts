@@ -8,7 +8,7 @@
  */
 import { afterEach, describe, expect, it } from "vitest";
 import type { Agent } from "../../src/agent/agent.js";
-import { EventSealError, ForgedAnswerError, RemoteError, type EventSealFailure } from "../../src/errors.js";
+import { EventSealError, ForgedAnswerError, RemoteError, ZmcpError, type EventSealFailure } from "../../src/errors.js";
 import { concat, contextDigest, encodeBody, encodeCredential, parseBody, signedMessage } from "../../src/events/format.js";
 import { KeyAnswerSchema, type KeyAnswer } from "../../src/events/key-protocol.js";
 import { signing, type SigningKey } from "../../src/events/signing.js";
@@ -107,6 +107,20 @@ describe("group keys against hostile members and brokers", () => {
     await refusedFor(sub.open(topic, h, concat(new Uint8Array([2]), body.subarray(1)), alice.publicKey), "malformed");
     // The genuine one still opens: nothing above poisoned a cache.
     expect((await sub.open(topic, h, body, alice.publicKey)).data).toEqual({ v: 1 });
+  });
+
+  it("a payload the other side cannot decode: refused at seal (invalid_args), and at open from a genuine publisher (data)", async () => {
+    const { mesh, alice, bob } = await setup();
+    const topic = "docs.a";
+    await rejectsWith(mesh.sealer(alice).seal(topic, header(topic), { when: new Date() }), ZmcpError, "invalid_args");
+    // Alice herself, by hand: a credential for her own signing key, then a box of bytes that are not msgpack.
+    const signer = signing.generate();
+    const answer = KeyAnswerSchema.parse(await alice.call("keys", "events/key", { topic, access: "pub", signer: signer.publicKey }));
+    const h = header(topic);
+    const context = contextDigest(topic, h, answer.epoch!, answer.credential!);
+    const sealed = box.seal(answer.key!, new Uint8Array(24).fill(3), concat(context, new Uint8Array([0xc1])));
+    const body = encodeBody({ epoch: answer.epoch!, credential: answer.credential!, signature: signer.sign(signedMessage(context, sealed)), box: sealed });
+    await refusedFor(mesh.sealer(bob).open(topic, h, body, alice.publicKey), "data");
   });
 
   it("a credential replayed after its expiry is refused (credential_expired)", async () => {
