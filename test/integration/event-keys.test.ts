@@ -5,6 +5,8 @@
  * are sealed and opened by calling the sealers directly with the header bytes and the `from`
  * the broker would stamp (the fan-out itself is built apart, src/events/sealer.ts).
  */
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
 import { afterEach, describe, expect, it } from "vitest";
 import { RemoteError, ZmcpError } from "../../src/errors.js";
 import { parseBody } from "../../src/events/format.js";
@@ -12,7 +14,10 @@ import { KeyAnswerSchema } from "../../src/events/key-protocol.js";
 import { box, SEAL_OVERHEAD } from "../../src/wire/box.js";
 import { rejectsWith } from "../support/assert.js";
 import { eventMesh, header, type EventMesh } from "../support/event-keys.js";
+import { built } from "../support/process.js";
 import { sleep, waitFor } from "../support/wait.js";
+
+const run = promisify(execFile);
 
 describe("group keys through a real broker", () => {
   let mesh: EventMesh | undefined;
@@ -196,4 +201,10 @@ describe("group keys through a real broker", () => {
     const err = await rejectsWith(pub.seal("docs.b", header("docs.b"), 1), ZmcpError, "unavailable");
     expect(err.message).toContain("after 2 attempts");
   });
+
+  it("bench/events-crypto runs with tiny counts and prints both rows", async () => {
+    const { stdout } = await run(process.execPath, [built("bench/events-crypto.js"), "--count", "20", "--rounds", "1"], { timeout: 60_000 });
+    expect(stdout).toMatch(/\| 256 B \| [\d.]+ \| [\d.]+ \| [\d.]+ \| 305 B \|/);
+    expect(stdout).toMatch(/\| 64 KiB \| [\d.]+ \| [\d.]+ \| [\d.]+ \| 305 B \|/);
+  }, 90_000);
 });
