@@ -139,6 +139,34 @@ export class ProtocolError extends ZmcpError {
   }
 }
 
+/** Why a publication did not open (src/events, docs/EVENTS-KEYS.md): one value per check. */
+export type EventSealFailure =
+  | "malformed" // not the body layout (format byte, lengths, truncated)
+  | "credential" // the publisher's credential is malformed or not signed by the topic's distributor
+  | "credential_topic" // the credential is for another topic
+  | "credential_epoch" // the credential is for another epoch than the body's
+  | "credential_member" // the credential names another key than the one the broker says sent it
+  | "credential_expired" // the credential expired (beyond the clock skew allowed)
+  | "seal" // the box does not open with the epoch's key
+  | "header" // the box opens but was sealed for other header bytes or another topic
+  | "signature" // the publisher's signature does not verify with the credential's signing key
+  | "data"; // the payload is not readable msgpack
+
+/**
+ * A publication that does not open (code `bad_seal`), with the check that failed in `reason`:
+ * raised by an event sealer's `open` (src/events/group-keys.ts), never sent on the wire.
+ */
+export class EventSealError extends ProtocolError {
+  override name = "EventSealError";
+  constructor(
+    readonly reason: EventSealFailure,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super("bad_seal", message, options);
+  }
+}
+
 /** `{code, message}` from the wire → RemoteError; an unknown code (a newer peer) is kept readable. */
 export function remoteError(body: { code: string; message: string } | undefined, origin: "broker" | "peer"): RemoteError {
   if (!body) return new RemoteError("bad_frame", "error answer without an error", origin);

@@ -49,9 +49,9 @@ export {
   publicKeyOf,
 } from "./auth/certs.js";
 export type { Certificate, CertDirectory } from "./auth/certs.js";
-export { ZmcpError, RemoteError, TimeoutError, ForgedAnswerError, ConfigError, CertError, ProtocolError, WIRE_CODES, LOCAL_CODES } from "./errors.js";
-export type { ErrorCode, WireCode, LocalCode } from "./errors.js";
-export { TokenIssuer, createToken, scopeCovers, defaultToolScope, DEFAULT_AUDIENCE, DEFAULT_CLOCK_SKEW_MS, DEFAULT_TOKEN_TTL_S, MAX_TOKEN_TTL_S } from "./auth/tokens.js";
+export { ZmcpError, RemoteError, TimeoutError, ForgedAnswerError, ConfigError, CertError, ProtocolError, EventSealError, WIRE_CODES, LOCAL_CODES } from "./errors.js";
+export type { ErrorCode, WireCode, LocalCode, EventSealFailure } from "./errors.js";
+export { TokenIssuer, createToken, scopeCovers, topicPatternCovers, defaultToolScope, DEFAULT_AUDIENCE, DEFAULT_CLOCK_SKEW_MS, DEFAULT_TOKEN_TTL_S, MAX_TOKEN_TTL_S } from "./auth/tokens.js";
 export { TokenVerifier, decodeTokenUnverified } from "./auth/token-verifier.js";
 export type { IssueTokenOptions, TokenIssuerOptions } from "./auth/tokens.js";
 export type { AuthorityInput, TokenVerifierOptions, VerifiedToken } from "./auth/token-verifier.js";
@@ -68,3 +68,8 @@ export type { Logger, LoggerInput, LogLevel, PinoStyleLogger } from "./support/l
 export { z85Encode, z85Decode, isZ85Key } from "./wire/z85.js";
 export { CircuitOpenError } from "./agent/circuit.js";
 export type { CircuitOptions, CircuitState } from "./agent/circuit.js";
+export type { EventKeyContext, EventSealer, EventSealerFactory, OpenedEvent } from "./events/sealer.js";
+export { groupKeys, GROUP_KEYS_DEFAULTS } from "./events/group-keys.js";
+export type { GroupKeysOptions } from "./events/group-keys.js";
+export { serveEventKeys, EventKeyDistributor, DISTRIBUTOR_DEFAULTS } from "./events/distributor.js";
+export type { EventKeyDistributorOptions, RotationReason } from "./events/distributor.js";

@@ -161,3 +161,28 @@ class Durable(unittest.TestCase):
         with self.assertRaises(zmcp.ZmcpError) as cm:
             guard.check("b", now - 90_000, now, False)
         self.assertEqual(cm.exception.code, "replay")
+
+
+class TopicScopes(unittest.TestCase):
+    """pub:/sub: scopes read as topic patterns, the same cases as test/unit/group-keys.test.ts."""
+
+    def test_cases(self):
+        from zmcp.tokens import scope_covers
+
+        cases = [
+            ("sub:docs.>", "sub:docs.a.b.c", True),
+            ("sub:docs.>", "sub:docs.*", True),
+            ("sub:docs.>", "sub:docs", False),
+            ("sub:docs.*", "sub:docs.a", True),
+            ("sub:docs.*", "sub:docs.a.b", False),
+            ("sub:docs.*", "sub:docs.>", False),
+            ("sub:docs.a", "sub:docs.*", False),
+            ("sub:*.indexed", "sub:docs.indexed", True),
+            ("sub:docs*", "sub:docs.a", False),
+            ("pub:docs.>", "sub:docs.a", False),
+            ("*", "pub:docs.a", True),
+            ("call:jobs.*", "call:jobs.a.b", True),
+        ]
+        for granted, required, expected in cases:
+            self.assertEqual(scope_covers([granted], required), expected, (granted, required))
+

@@ -30,11 +30,57 @@ def b64u_decode(text: str) -> bytes:
 
 
 def scope_covers(granted, required: str) -> bool:
-    """Equal, or a granted scope ending in ``*`` whose prefix starts ``required``."""
+    """Equal, or a granted scope ending in ``*`` whose prefix starts ``required``.
+
+    Topic scopes (``pub:TOPIC``, ``sub:TOPIC``) differ, as in src/auth/tokens.ts: a granted scope
+    of the same kind is a topic pattern (``*`` one dotted token, ``>`` one or more trailing ones).
+    """
+    kind = next((k for k in _TOPIC_SCOPE_KINDS if required.startswith(k)), None)
     for g in granted:
-        if g == required or (g.endswith("*") and required.startswith(g[:-1])):
+        if g == required:
+            return True
+        if kind is not None and g.startswith(kind):
+            if topic_pattern_covers(g[len(kind):], required[len(kind):]):
+                return True
+            continue
+        if g.endswith("*") and required.startswith(g[:-1]):
             return True
     return False
+
+
+_TOPIC_SCOPE_KINDS = ("pub:", "sub:")
+MAX_TOPIC_CHARS = 250
+_TOPIC_TOKEN = re.compile(r"^[\x21\x23-\x29\x2b-\x2d\x2f-\x3d\x3f-\x5b\x5d-\x7e]+$")
+
+
+def is_topic(topic: str, wildcards: bool = False) -> bool:
+    """A dotted topic; with ``wildcards`` also a pattern (``*`` whole tokens, ``>`` only last)."""
+    if not isinstance(topic, str) or not 0 < len(topic) <= MAX_TOPIC_CHARS:
+        return False
+    tokens = topic.split(".")
+    return all(
+        _TOPIC_TOKEN.match(t) or (wildcards and (t == "*" or (t == ">" and i == len(tokens) - 1)))
+        for i, t in enumerate(tokens)
+    )
+
+
+def topic_pattern_covers(granted: str, required: str) -> bool:
+    """True when every topic ``required`` matches, ``granted`` matches too."""
+    if not is_topic(granted, True) or not is_topic(required, True):
+        return False
+    g, r = granted.split("."), required.split(".")
+    for i, gt in enumerate(g):
+        if gt == ">":
+            return len(r) > i
+        if i >= len(r):
+            return False
+        if gt == "*":
+            if r[i] == ">":
+                return False
+            continue
+        if r[i] != gt:
+            return False
+    return len(r) == len(g)
 
 
 def default_tool_scope(tool: str) -> str:

@@ -80,7 +80,7 @@ export class Handler {
     const builtin = isBuiltinTool(request.tool);
     let tool = builtin ? undefined : this.tools.get(request.tool);
     // authorize: built-ins need a valid token but no scope (tools/list is filtered by it, jobs by owner).
-    const grant = this.#authorize(reply, request, builtin ? undefined : (tool?.scope ?? defaultToolScope(request.tool)));
+    const grant = this.#authorize(reply, request, builtin ? undefined : tool ? tool.scope : defaultToolScope(request.tool));
     if (grant === false) return;
     // decode: the arguments stayed undecoded until the token was checked.
     try {

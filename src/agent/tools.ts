@@ -61,8 +61,13 @@ export interface ToolSpec<I extends z.ZodType, O extends z.ZodType | undefined =
   output?: O;
   /** Run as a job: answer `accepted` with a job id at once, push progress and the end. */
   job?: boolean;
-  /** Scope a caller's token must cover (wildcards like `call:jobs.*` in tokens). Default `call:<name>`. */
-  scope?: string;
+  /**
+   * Scope a caller's token must cover (wildcards like `call:jobs.*` in tokens). Default `call:<name>`.
+   * `null`: none of its own, as for the built-ins: a verified token (when this agent checks them)
+   * reaches the handler, which checks `ctx.token`'s scopes against its arguments itself (the
+   * event key distributor: `sub:TOPIC` / `pub:TOPIC` of the topic asked, src/events/distributor.ts).
+   */
+  scope?: string | null;
   /** JSON Schema advertised by `tools/list` instead of the one derived from `input` (e.g. a wrapped MCP tool's). */
   inputSchema?: Record<string, unknown>;
   /** JSON Schema of the result advertised by `tools/list` instead of the one derived from `output` (not checked here). */
@@ -120,7 +125,8 @@ export interface RegisteredTool {
   info: ToolInfo;
   input: z.ZodType;
   output: z.ZodType | undefined;
-  scope: string;
+  /** Undefined: no scope of its own (`scope: null`); the handler checks `ctx.token`. */
+  scope: string | undefined;
   handler: (args: unknown, ctx: ToolContext) => unknown;
 }
 
@@ -134,8 +140,8 @@ export class ToolRegistry {
     if (typeof name !== "string" || name.length === 0 || name.length > MAX_TOOL_NAME_CHARS) throw new ConfigError(`tool name must be 1 to ${MAX_TOOL_NAME_CHARS} characters`);
     if (isBuiltinTool(name)) throw new ConfigError(`tool name ${JSON.stringify(name)} is reserved`);
     if (this.#tools.has(name)) throw new ConfigError(`tool ${JSON.stringify(name)} is already registered`);
-    const scope = spec.scope ?? defaultToolScope(name);
-    checkScopeToken(scope);
+    const scope = spec.scope === null ? undefined : (spec.scope ?? defaultToolScope(name));
+    if (scope !== undefined) checkScopeToken(scope);
     // Refused here, not advertised as {type: "object"} in tools/list.
     checkZodSchema(spec.input, `tool ${JSON.stringify(name)}: input`);
     if (spec.output !== undefined) checkZodSchema(spec.output, `tool ${JSON.stringify(name)}: output`);
@@ -160,7 +166,7 @@ export class ToolRegistry {
 
   /** `tools/list`: the tools `grant` covers (all of them when no token is checked). */
   list(grant: VerifiedToken | undefined): ToolInfo[] {
-    return [...this.#tools.values()].filter((t) => !grant || scopeCovers(grant.scopes, t.scope)).map((t) => t.info);
+    return [...this.#tools.values()].filter((t) => !grant || t.scope === undefined || scopeCovers(grant.scopes, t.scope)).map((t) => t.info);
   }
 }
 

@@ -49,13 +49,71 @@ export function checkScopeToken(scope: string): void {
  * True when one of `granted` covers `required`: equal, or a granted scope ending in `*`
  * whose prefix starts `required` (`call:jobs.*` covers `call:jobs.submit`, `call:*` covers
  * every `call:` scope, `*` covers all). A `*` anywhere else is an ordinary character.
+ *
+ * Topic scopes (`pub:TOPIC`, `sub:TOPIC`, docs/EVENTS.md) differ: a granted scope of the same
+ * kind is read as a topic pattern, `*` one dotted token and `>` one or more trailing ones
+ * (`sub:docs.>` covers `sub:docs.a.b` and the pattern `sub:docs.*`; `sub:docs.*` covers
+ * `sub:docs.a` only). So a grant means what the same pattern means in a subscription, and a
+ * grant read the other way fails closed (`sub:docs*` covers nothing: not a pattern). Other
+ * grants still cover them by the rule above (`*`, `sub*`).
  */
 export function scopeCovers(granted: readonly string[], required: string): boolean {
+  const kind = topicScopeKind(required);
   for (const g of granted) {
     if (g === required) return true;
+    if (kind !== undefined && g.startsWith(kind)) {
+      if (topicPatternCovers(g.slice(kind.length), required.slice(kind.length))) return true;
+      continue;
+    }
     if (g.endsWith("*") && required.startsWith(g.slice(0, -1))) return true;
   }
   return false;
+}
+
+/** The scope prefixes whose rest is a topic or topic pattern. */
+export const TOPIC_SCOPE_KINDS = ["pub:", "sub:"] as const;
+
+function topicScopeKind(scope: string): (typeof TOPIC_SCOPE_KINDS)[number] | undefined {
+  return TOPIC_SCOPE_KINDS.find((k) => scope.startsWith(k));
+}
+
+/** Longest topic or topic pattern, characters (a scope token is at most 256 with its `sub:`). */
+export const MAX_TOPIC_CHARS = 250;
+// A topic token: printable ASCII but space, `"`, `\`, `.`, `*`, `>` (a scope token's characters).
+const TOPIC_TOKEN = /^[\x21\x23-\x29\x2b-\x2d\x2f-\x3d\x3f-\x5b\x5d-\x7e]+$/;
+
+/**
+ * True for a dotted topic (`docs.indexed`), or with `wildcards` a pattern too (`docs.*`,
+ * `docs.>`: `*` is one whole token, `>` one or more trailing tokens, only last).
+ * The publish-subscribe side has its own topic rules (src/events/topics.ts); this one is what
+ * a scope may name, and the two must agree.
+ */
+export function isTopic(topic: string, wildcards = false): boolean {
+  if (typeof topic !== "string" || topic.length === 0 || topic.length > MAX_TOPIC_CHARS) return false;
+  const tokens = topic.split(".");
+  return tokens.every((t, i) => TOPIC_TOKEN.test(t) || (wildcards && (t === "*" || (t === ">" && i === tokens.length - 1))));
+}
+
+/**
+ * True when every topic that `required` matches, `granted` matches too (both topics or
+ * patterns; anything that is not one covers nothing and is covered by nothing).
+ */
+export function topicPatternCovers(granted: string, required: string): boolean {
+  if (!isTopic(granted, true) || !isTopic(required, true)) return false;
+  const g = granted.split(".");
+  const r = required.split(".");
+  for (let i = 0; i < g.length; i++) {
+    const gt = g[i]!;
+    if (gt === ">") return r.length > i; // one or more tokens left, whatever they are
+    const rt = r[i];
+    if (rt === undefined) return false;
+    if (gt === "*") {
+      if (rt === ">") return false; // `>` may stand for several tokens; `*` for one
+      continue;
+    }
+    if (rt !== gt) return false; // a literal covers only itself, not `*` or `>`
+  }
+  return r.length === g.length;
 }
 
 /** The scope a tool requires by default. */
