@@ -1,0 +1,331 @@
+/**
+ * Subscribing (docs/EVENTS.md): the agent's subscriptions, announced to the broker in every
+ * heartbeat (the broker's directory is soft state: replica.ts sends the whole set), and the
+ * delivery of publications the broker fans out to this agent.
+ *
+ * A publication that passed the inbound checks (inbound.ts: header, deadline, size, replay) is
+ * opened by the events sealer, checked to come from the key the broker says sent it, and offered
+ * to every local subscription whose pattern matches its topic. Each subscription has its own
+ * bounded queue (count and bytes) drained by its handler with bounded concurrency: a slow or
+ * stuck handler fills its own queue only, and what it cannot take is dropped and counted in its
+ * gaps. A handler that throws, rejects (with anything) or never settles harms nothing else.
+ *
+ * Gaps are counted end to end from the publishers' sequence numbers (`sq`, per publisher and
+ * topic): a jump counts what the broker dropped (or what never arrived); a number going back is
+ * a publisher that restarted, not a gap; the first number seen from a publisher starts the count.
+ */
+import { ConfigError, describeThrown, ZmcpError } from "../errors.js";
+import type { EventSealer, OpenedEvent } from "../events/sealer.js";
+import { checkPattern, MAX_PATTERNS_PER_AGENT, TopicTrie } from "../events/topics.js";
+import { RecencyMap } from "../support/recency-map.js";
+import type { Header } from "../wire/envelope.js";
+import type { AgentCore } from "./core.js";
+import { bump } from "./stats.js";
+
+/** A publication as a subscription's handler receives it. */
+export interface Publication {
+  topic: string;
+  data: unknown;
+  /** The publisher's key (Z85), as the broker stamped it and the sealer vouched for it. */
+  from: string;
+  /** The publisher's certificate name, when this agent's `certs` know it. */
+  name: string | undefined;
+  /** The group-key epoch it was sealed in (the sealer's). */
+  epoch: number;
+  /** The publisher's sequence number on this topic. */
+  sequence: number;
+}
+
+export type PublicationHandler = (event: Publication) => unknown;
+
+export interface SubscribeOptions {
+  /** Publications waiting for the handler at most; past it they are dropped and counted in `gaps`. Default 1,000. */
+  maxQueue?: number;
+  /** Bytes (sealed size) of publications waiting at most. Default 16 MiB. */
+  maxQueueBytes?: number;
+  /** Handler runs at once; 1 keeps each topic's order. Default 1. */
+  concurrency?: number;
+  /** Durable subscriptions (publications kept while offline) are not implemented yet: ConfigError. */
+  durable?: boolean;
+}
+
+export const SUBSCRIBE_DEFAULTS = Object.freeze({ maxQueue: 1000, maxQueueBytes: 16 * 1024 * 1024, concurrency: 1 });
+
+/** Per-topic gap counts kept at most per subscription; past it only the total counts. */
+const MAX_GAP_TOPICS = 10_000;
+/** (publisher, topic) sequence positions remembered per subscription. */
+const MAX_STREAMS = 10_000;
+/** Publications being opened at once (a slow sealer); past it they are dropped (counted by the next jump). */
+const MAX_OPENING = 10_000;
+
+/** What a subscription has missed: per topic, and in all. */
+export interface Gaps {
+  total: number;
+  topics: Record<string, number>;
+}
+
+/** One subscription's handle: its gaps, and close(). */
+export class Subscription {
+  readonly #queue: Array<[Publication, number]> = [];
+  #queueBytes = 0;
+  #running = 0;
+  #closed = false;
+  #delivered = 0;
+  #gapTotal = 0;
+  readonly #gapTopics = new Map<string, number>();
+  readonly #positions = new RecencyMap<string, number>(MAX_STREAMS);
+  readonly #limits: { maxQueue: number; maxQueueBytes: number; concurrency: number };
+
+  /** @internal built by Subscriber.subscribe */
+  constructor(
+    readonly pattern: string,
+    private readonly handler: PublicationHandler,
+    options: SubscribeOptions,
+    private readonly owner: { remove(sub: Subscription): Promise<void>; handlerFailed(sub: Subscription, err: unknown): void; gap(n: number): void },
+  ) {
+    const maxQueue = options.maxQueue ?? SUBSCRIBE_DEFAULTS.maxQueue;
+    const maxQueueBytes = options.maxQueueBytes ?? SUBSCRIBE_DEFAULTS.maxQueueBytes;
+    const concurrency = options.concurrency ?? SUBSCRIBE_DEFAULTS.concurrency;
+    if (!Number.isInteger(maxQueue) || maxQueue < 0) throw new ConfigError("maxQueue must be an integer >= 0");
+    if (!(maxQueueBytes >= 0)) throw new ConfigError("maxQueueBytes must be >= 0");
+    if (!Number.isInteger(concurrency) || concurrency < 1) throw new ConfigError("concurrency must be an integer >= 1");
+    this.#limits = { maxQueue, maxQueueBytes, concurrency };
+  }
+
+  /** Publications missed: jumps in publishers' sequence numbers, and drops from this subscription's full queue. */
+  get gaps(): Gaps {
+    return { total: this.#gapTotal, topics: Object.fromEntries(this.#gapTopics) };
+  }
+
+  /** Publications handed to the handler so far. */
+  get delivered(): number {
+    return this.#delivered;
+  }
+
+  /** Publications waiting for the handler now. */
+  get queued(): number {
+    return this.#queue.length;
+  }
+
+  /** Stops: nothing more is handed to the handler (runs under way finish); the broker is told. */
+  close(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    this.#closed = true;
+    this.#queue.length = 0;
+    this.#queueBytes = 0;
+    return this.owner.remove(this);
+  }
+
+  /** @internal a publication for this subscription (opened, from `from`). */
+  offer(event: Publication, size: number): void {
+    if (this.#closed) return;
+    const stream = `${event.from}\u0000${event.topic}`;
+    const last = this.#positions.get(stream);
+    this.#positions.set(stream, event.sequence);
+    // Going back (or equal: the replay guard drops true duplicates) is a restarted publisher.
+    if (last !== undefined && event.sequence > last + 1) this.#addGap(event.topic, event.sequence - last - 1);
+    // With a handler slot free the queue is empty and the publication goes straight to it; the
+    // bounds hold what waits behind busy handlers.
+    const { maxQueue, maxQueueBytes, concurrency } = this.#limits;
+    if (this.#running >= concurrency && (this.#queue.length >= maxQueue || this.#queueBytes + size > maxQueueBytes)) {
+      this.#addGap(event.topic, 1);
+      return;
+    }
+    this.#queue.push([event, size]);
+    this.#queueBytes += size;
+    this.#pump();
+  }
+
+  /** @internal the agent is closing. */
+  stop(): void {
+    this.#closed = true;
+    this.#queue.length = 0;
+    this.#queueBytes = 0;
+  }
+
+  #addGap(topic: string, n: number): void {
+    this.#gapTotal += n;
+    this.owner.gap(n);
+    const had = this.#gapTopics.get(topic);
+    if (had !== undefined || this.#gapTopics.size < MAX_GAP_TOPICS) this.#gapTopics.set(topic, (had ?? 0) + n);
+  }
+
+  #pump(): void {
+    while (!this.#closed && this.#running < this.#limits.concurrency && this.#queue.length > 0) {
+      const [event, size] = this.#queue.shift()!;
+      this.#queueBytes -= size;
+      this.#running++;
+      this.#delivered++;
+      const settle = () => {
+        this.#running--;
+        this.#pump();
+      };
+      const failed = (err: unknown) => {
+        this.owner.handlerFailed(this, err);
+        settle();
+      };
+      let result: unknown;
+      try {
+        result = this.handler(event);
+      } catch (err) {
+        failed(err);
+        continue;
+      }
+      if (result !== null && (typeof result === "object" || typeof result === "function") && typeof (result as { then?: unknown }).then === "function") {
+        // Promise.resolve adopts any thenable, including one whose `then` throws (a rejection).
+        Promise.resolve(result as PromiseLike<unknown>).then(settle, failed);
+      } else settle();
+    }
+  }
+}
+
+/** The agent's subscriptions and the delivery of publications to them. */
+export class Subscriber {
+  readonly #subscriptions = new Set<Subscription>();
+  readonly #trie = new TopicTrie<Subscription>();
+  /** Subscriptions per pattern (announced once however many use it). */
+  readonly #patterns = new Map<string, number>();
+  #opening = 0;
+  #refresh: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly core: AgentCore,
+    private readonly sealer: EventSealer,
+    /** Sends a heartbeat carrying the current patterns; with `waitMs`, resolves on the broker's ack. */
+    private readonly announce: (waitMs?: number) => Promise<void>,
+    /** How long subscribe() and close() wait for the broker's ack, ms. */
+    private readonly announceTimeout: number,
+  ) {}
+
+  /** The patterns to announce, each once. */
+  patterns(): string[] {
+    return [...this.#patterns.keys()];
+  }
+
+  /** See Agent.subscribe. */
+  async subscribe(pattern: string, handler: PublicationHandler, options: SubscribeOptions = {}): Promise<Subscription> {
+    const core = this.core;
+    if (core.isClosed()) throw core.closedWith() ?? new ZmcpError("closed", "agent closed");
+    checkPattern(pattern);
+    if (typeof handler !== "function") throw new ConfigError("subscribe() needs a handler function");
+    if (options.durable) throw new ConfigError("durable subscriptions are not implemented yet (docs/EVENTS.md)");
+    const fresh = !this.#patterns.has(pattern);
+    if (fresh && this.#patterns.size >= MAX_PATTERNS_PER_AGENT) throw new ConfigError(`an agent subscribes to at most ${MAX_PATTERNS_PER_AGENT} patterns`);
+    const sub = new Subscription(pattern, handler, options, {
+      remove: (s) => this.#remove(s),
+      handlerFailed: (s, err) => this.#handlerFailed(s, err),
+      gap: (n) => (core.stats.publicationGaps += n),
+    });
+    // The sealer first: a member refused the topic's key learns it now, not by silence.
+    await this.sealer.join(pattern);
+    this.#add(sub);
+    try {
+      if (fresh) await this.announce(this.announceTimeout);
+    } catch (err) {
+      this.#drop(sub);
+      throw err;
+    }
+    this.#keepAnnounced();
+    return sub;
+  }
+
+  /**
+   * A publication through the inbound checks: opened and offered to every matching
+   * subscription. Never throws; what is dropped is counted (stats.dropped) and logged.
+   */
+  accept(peer: string, header: Header, headerBytes: Buffer, body: Buffer): void {
+    const core = this.core;
+    const topic = header.to;
+    if (this.#trie.match(topic).size === 0) return this.#drop1("unsolicited", peer, `no subscription matches ${topic}`);
+    if (header.sq === undefined) return this.#drop1("refused", peer, "publication without a sequence number");
+    if (this.#opening >= MAX_OPENING) return this.#drop1("backlog", peer, "too many publications being opened");
+    this.#opening++;
+    let opened: Promise<OpenedEvent>;
+    try {
+      opened = Promise.resolve(this.sealer.open(topic, headerBytes, body, peer));
+    } catch (err) {
+      opened = Promise.reject(err);
+    }
+    const sq = header.sq;
+    opened.then(
+      (event) => {
+        this.#opening--;
+        // The sealer vouches for the publisher; the broker stamped who sent it. They must agree,
+        // or a member is passing off another's publication as its own (or the reverse).
+        if (event.publisher !== peer) return this.#drop1("bad_seal", peer, `sealed by ${event.publisher}, sent by ${peer}`);
+        core.stats.publications++;
+        const publication: Publication = { topic, data: event.data, from: peer, name: core.directory.nameOf(peer), epoch: event.epoch, sequence: sq };
+        const size = headerBytes.length + body.length;
+        for (const sub of this.#trie.match(topic)) sub.offer(publication, size);
+      },
+      (err: unknown) => {
+        this.#opening--;
+        const code = err instanceof ZmcpError ? err.code : "bad_seal";
+        this.#drop1(code === "bad_seal" || code === "bad_frame" ? "bad_seal" : code, peer, describeThrown(err));
+      },
+    );
+  }
+
+  /** The agent is closing: handlers get nothing more, timers stop. */
+  close(): void {
+    clearInterval(this.#refresh);
+    for (const sub of this.#subscriptions) sub.stop();
+    this.#subscriptions.clear();
+  }
+
+  #add(sub: Subscription): void {
+    this.#subscriptions.add(sub);
+    this.#trie.add(sub.pattern, sub);
+    this.#patterns.set(sub.pattern, (this.#patterns.get(sub.pattern) ?? 0) + 1);
+  }
+
+  /** Takes `sub` out; true when no subscription uses its pattern any more. */
+  #drop(sub: Subscription): boolean {
+    if (!this.#subscriptions.delete(sub)) return false;
+    this.#trie.delete(sub.pattern, sub);
+    const left = (this.#patterns.get(sub.pattern) ?? 1) - 1;
+    if (left > 0) {
+      this.#patterns.set(sub.pattern, left);
+      return false;
+    }
+    this.#patterns.delete(sub.pattern);
+    try {
+      this.sealer.leave(sub.pattern);
+    } catch (err) {
+      this.core.log.warn("events sealer failed to leave a pattern", { pattern: sub.pattern, error: describeThrown(err) });
+    }
+    return true;
+  }
+
+  async #remove(sub: Subscription): Promise<void> {
+    if (!this.#drop(sub) || this.core.isClosed()) return;
+    // The broker stops sending at the next heartbeat; this one goes now. If it is lost, the
+    // next periodic one says the same, and what arrives meanwhile matches no subscription.
+    await this.announce(this.announceTimeout).catch(() => undefined);
+  }
+
+  /**
+   * Heartbeats carry the patterns whenever liveness is on (every `heartbeatInterval`); with it
+   * off, the subscriptions are re-announced on their own timer, or the broker would forget them.
+   */
+  #keepAnnounced(): void {
+    if (this.#refresh || this.core.options.heartbeatInterval > 0) return;
+    this.#refresh = setInterval(() => {
+      if (this.#patterns.size > 0) void this.announce().catch(() => undefined);
+    }, REFRESH_WITHOUT_LIVENESS_MS).unref();
+  }
+
+  #handlerFailed(sub: Subscription, err: unknown): void {
+    this.core.stats.publicationHandlerErrors++;
+    this.core.throttle.write("warn", "subscription handler failed", sub.pattern, { pattern: sub.pattern, error: describeThrown(err) });
+  }
+
+  #drop1(reason: string, peer: string, message: string): void {
+    const core = this.core;
+    bump(core.stats.dropped, reason);
+    core.throttle.write("warn", "dropped publication", `${peer} ${reason}`, { from: peer, name: core.directory.nameOf(peer), kind: "pub", reason, message });
+  }
+}
+
+/** With liveness off, subscriptions are re-announced this often, ms (the broker's default heartbeat timeout is 6,000). */
+const REFRESH_WITHOUT_LIVENESS_MS = 2000;
