@@ -193,7 +193,7 @@ export class Subscriber {
     private readonly sealer: EventSealer,
     /** Sends a heartbeat carrying the current patterns; with `waitMs`, resolves on the broker's ack. */
     private readonly announce: (waitMs?: number) => Promise<void>,
-    /** How long subscribe() and close() wait for the broker's ack, ms. */
+    /** How long subscribe() waits for the broker's ack, ms. */
     private readonly announceTimeout: number,
   ) {}
 
@@ -299,9 +299,10 @@ export class Subscriber {
 
   async #remove(sub: Subscription): Promise<void> {
     if (!this.#drop(sub) || this.core.isClosed()) return;
-    // The broker stops sending at the next heartbeat; this one goes now. If it is lost, the
-    // next periodic one says the same, and what arrives meanwhile matches no subscription.
-    await this.announce(this.announceTimeout).catch(() => undefined);
+    // The broker stops sending at the next heartbeat; this one goes now, unawaited (close()
+    // does not wait on a broker that may be gone). If it is lost, the next periodic one says
+    // the same, and what arrives meanwhile matches no subscription (dropped `unsolicited`).
+    await this.announce().catch(() => undefined);
   }
 
   /**
