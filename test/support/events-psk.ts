@@ -4,20 +4,21 @@
  * (src/events, written beside this). It exists so that the fan-out (wire, broker, delivery,
  * gaps) can be tested on its own; end-to-end tests use the distributor's sealer.
  *
- * Layout: body = nonce (24) || secretbox(msgpack {h: SHA-512(header bytes), p: publisher key,
- * e: epoch, d: data}, nonce, key). What it gives: the broker (without the key) cannot read or
+ * Layout: body = sealWith(key, msgpack {h: SHA-512(header bytes), p: publisher key, e: epoch,
+ * d: data}) (src/wire/seal.ts: tag || nonce || XSalsa20-Poly1305 ciphertext under the key, the
+ * project's libsodium path, so benchmarks do not measure a pure-JS cipher). What it gives: the broker (without the key) cannot read or
  * alter a publication, and a header changed in transit does not open (`h`). What it does not
  * give: every holder of the key can claim to be any publisher (`p`); the subscriber's check
  * that `p` is the key the broker stamped (agent/subscriber.ts) is what stops a member passing
  * off a publication as another's. Group keys with epochs are the distributor's business.
  */
-import { createHash, randomBytes } from "node:crypto";
+import { createHash } from "node:crypto";
 import { Decoder, Encoder } from "@msgpack/msgpack";
-import nacl from "tweetnacl";
 import { ProtocolError } from "../../src/errors.js";
 import type { EventKeyContext, EventSealer, EventSealerFactory, OpenedEvent } from "../../src/events/sealer.js";
 import { MAX_DEPTH } from "../../src/wire/envelope.js";
 import { checkMsgpack } from "../../src/wire/msgpack-guard.js";
+import { openWith, sealWith } from "../../src/wire/seal.js";
 
 export interface PskOptions {
   /** The pre-shared key, 32 bytes. Default: {@link TEST_PSK}. */
@@ -33,7 +34,6 @@ export interface PskOptions {
 /** The default test key (fixed: two processes of a test share it without passing it around). */
 export const TEST_PSK = new Uint8Array(createHash("sha256").update("zmcp events test psk").digest());
 
-const NONCE = nacl.secretbox.nonceLength;
 const encoder = new Encoder({ ignoreUndefined: true });
 const decoder = new Decoder({ maxStrLength: 16 << 20, maxBinLength: 16 << 20, maxArrayLength: 1 << 20, maxMapLength: 1 << 20, maxExtLength: 0 });
 
@@ -52,19 +52,17 @@ export class PskSealer implements EventSealer {
   seal(topic: string, header: Uint8Array, data: unknown): Promise<Uint8Array> {
     this.options.calls?.push(`seal ${topic}`);
     const plaintext = encoder.encode({ h: sha512(header), p: this.context.publicKey, e: this.#epoch, d: data });
-    const nonce = new Uint8Array(randomBytes(NONCE));
-    const box = nacl.secretbox(plaintext, nonce, this.#key);
-    const body = new Uint8Array(NONCE + box.length);
-    body.set(nonce, 0);
-    body.set(box, NONCE);
-    return Promise.resolve(body);
+    return Promise.resolve(sealWith(this.#key, plaintext));
   }
 
   open(topic: string, header: Uint8Array, body: Uint8Array, from: string): Promise<OpenedEvent> {
     this.options.calls?.push(`open ${topic} ${from}`);
-    if (body.length < NONCE + nacl.secretbox.overheadLength) return Promise.reject(new ProtocolError("bad_seal", "publication too short to be sealed"));
-    const plaintext = nacl.secretbox.open(body.subarray(NONCE), body.subarray(0, NONCE), this.#key);
-    if (!plaintext) return Promise.reject(new ProtocolError("bad_seal", "publication does not open with the topic key"));
+    let plaintext: Uint8Array;
+    try {
+      plaintext = openWith(this.#key, body);
+    } catch (err) {
+      return Promise.reject(err); // ProtocolError(bad_seal): not sealed with the topic key, or altered
+    }
     let raw: unknown;
     try {
       checkMsgpack(plaintext, MAX_DEPTH);
