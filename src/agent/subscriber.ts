@@ -69,6 +69,9 @@ export class Subscription {
   readonly #queue: Array<[Publication, number]> = [];
   #queueBytes = 0;
   #running = 0;
+  /** Index of the oldest queued publication in #queue. */
+  #head = 0;
+  #pumping = false;
   #closed = false;
   #delivered = 0;
   #gapTotal = 0;
@@ -104,7 +107,7 @@ export class Subscription {
 
   /** Publications waiting for the handler now. */
   get queued(): number {
-    return this.#queue.length;
+    return this.#queue.length - this.#head;
   }
 
   /** Stops: nothing more is handed to the handler (runs under way finish); the broker is told. */
@@ -112,6 +115,7 @@ export class Subscription {
     if (this.#closed) return Promise.resolve();
     this.#closed = true;
     this.#queue.length = 0;
+    this.#head = 0;
     this.#queueBytes = 0;
     return this.owner.remove(this);
   }
@@ -127,7 +131,7 @@ export class Subscription {
     // With a handler slot free the queue is empty and the publication goes straight to it; the
     // bounds hold what waits behind busy handlers.
     const { maxQueue, maxQueueBytes, concurrency } = this.#limits;
-    if (this.#running >= concurrency && (this.#queue.length >= maxQueue || this.#queueBytes + size > maxQueueBytes)) {
+    if (this.#running >= concurrency && (this.queued >= maxQueue || this.#queueBytes + size > maxQueueBytes)) {
       this.#addGap(event.topic, 1);
       return;
     }
@@ -140,6 +144,7 @@ export class Subscription {
   stop(): void {
     this.#closed = true;
     this.#queue.length = 0;
+    this.#head = 0;
     this.#queueBytes = 0;
   }
 
@@ -150,33 +155,59 @@ export class Subscription {
     if (had !== undefined || this.#gapTopics.size < MAX_GAP_TOPICS) this.#gapTopics.set(topic, (had ?? 0) + n);
   }
 
+  /**
+   * Hands queued publications to free handler slots. One loop at a time (a nested call, from a
+   * handler's promise settling inside the loop, returns at once): a long queue drained by a
+   * synchronous handler never deepens the stack.
+   */
   #pump(): void {
-    while (!this.#closed && this.#running < this.#limits.concurrency && this.#queue.length > 0) {
-      const [event, size] = this.#queue.shift()!;
-      this.#queueBytes -= size;
-      this.#running++;
-      this.#delivered++;
-      const settle = () => {
-        this.#running--;
-        this.#pump();
-      };
-      const failed = (err: unknown) => {
-        this.owner.handlerFailed(this, err);
-        settle();
-      };
-      let result: unknown;
-      try {
-        result = this.handler(event);
-      } catch (err) {
-        failed(err);
-        continue;
+    if (this.#pumping) return;
+    this.#pumping = true;
+    try {
+      while (!this.#closed && this.#running < this.#limits.concurrency && this.#queue.length > this.#head) {
+        const [event] = this.#take();
+        this.#running++;
+        this.#delivered++;
+        let result: unknown;
+        try {
+          result = this.handler(event);
+        } catch (err) {
+          this.owner.handlerFailed(this, err);
+          this.#running--;
+          continue;
+        }
+        if (result !== null && (typeof result === "object" || typeof result === "function") && typeof (result as { then?: unknown }).then === "function") {
+          // Promise.resolve adopts any thenable, including one whose `then` throws (a rejection).
+          Promise.resolve(result as PromiseLike<unknown>).then(this.#settled, this.#failed);
+        } else this.#running--;
       }
-      if (result !== null && (typeof result === "object" || typeof result === "function") && typeof (result as { then?: unknown }).then === "function") {
-        // Promise.resolve adopts any thenable, including one whose `then` throws (a rejection).
-        Promise.resolve(result as PromiseLike<unknown>).then(settle, failed);
-      } else settle();
+    } finally {
+      this.#pumping = false;
     }
   }
+
+  readonly #settled = (): void => {
+    this.#running--;
+    this.#pump();
+  };
+
+  readonly #failed = (err: unknown): void => {
+    this.owner.handlerFailed(this, err);
+    this.#settled();
+  };
+
+  /** The oldest queued publication (a moving head: no O(n) shift per publication). */
+  #take(): [Publication, number] {
+    const item = this.#queue[this.#head]!;
+    this.#queue[this.#head++] = undefined as unknown as [Publication, number];
+    this.#queueBytes -= item[1];
+    if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
+      this.#queue.splice(0, this.#head);
+      this.#head = 0;
+    }
+    return item;
+  }
+
 }
 
 /** The agent's subscriptions and the delivery of publications to them. */
