@@ -216,7 +216,9 @@ export class Subscriber {
   readonly #trie = new TopicTrie<Subscription>();
   /** Subscriptions per pattern (announced once however many use it). */
   readonly #patterns = new Map<string, number>();
-  #opening = 0;
+  /** Publications being opened, in arrival order, from #openHead (see accept). */
+  readonly #opening: Opening[] = [];
+  #openHead = 0;
   #refresh: NodeJS.Timeout | undefined;
 
   constructor(
@@ -269,8 +271,7 @@ export class Subscriber {
     const topic = header.to;
     if (this.#trie.match(topic).size === 0) return this.#drop1("unsolicited", peer, `no subscription matches ${topic}`);
     if (header.sq === undefined) return this.#drop1("refused", peer, "publication without a sequence number");
-    if (this.#opening >= MAX_OPENING) return this.#drop1("backlog", peer, "too many publications being opened");
-    this.#opening++;
+    if (this.#opening.length - this.#openHead >= MAX_OPENING) return this.#drop1("backlog", peer, "too many publications being opened");
     let opened: Promise<OpenedEvent>;
     try {
       opened = Promise.resolve(this.sealer.open(topic, headerBytes, body, peer));
@@ -278,24 +279,53 @@ export class Subscriber {
       opened = Promise.reject(err);
     }
     const sq = header.sq;
+    // Opened side by side, delivered in arrival order: a sealer that takes longer for one
+    // publication (a key to fetch) must not let later ones overtake it, or the sequence would
+    // seem to go back (a restart) and then jump (a gap that was not).
+    const entry: Opening = { next: undefined };
+    this.#opening.push(entry);
+    const settle = (next: () => void) => {
+      entry.next = next;
+      this.#deliverOpened();
+    };
     opened.then(
-      (event) => {
-        this.#opening--;
-        // The sealer vouches for the publisher; the broker stamped who sent it. They must agree,
-        // or a member is passing off another's publication as its own (or the reverse).
-        if (event.publisher !== peer) return this.#drop1("bad_seal", peer, `sealed by ${event.publisher}, sent by ${peer}`);
-        core.stats.publications++;
-        const publication: Publication = { topic, data: event.data, from: peer, name: core.directory.nameOf(peer), epoch: event.epoch, sequence: sq };
-        const size = headerBytes.length + body.length;
-        for (const sub of this.#trie.match(topic)) sub.offer(publication, size);
-      },
-      (err: unknown) => {
-        this.#opening--;
-        const code = err instanceof ZmcpError ? err.code : "bad_seal";
-        this.#drop1(code === "bad_seal" || code === "bad_frame" ? "bad_seal" : code, peer, describeThrown(err));
-      },
+      (event) =>
+        settle(() => {
+          // The sealer vouches for the publisher; the broker stamped who sent it. They must agree,
+          // or a member is passing off another's publication as its own (or the reverse).
+          if (event.publisher !== peer) return this.#drop1("bad_seal", peer, `sealed by ${event.publisher}, sent by ${peer}`);
+          core.stats.publications++;
+          const publication: Publication = { topic, data: event.data, from: peer, name: core.directory.nameOf(peer), epoch: event.epoch, sequence: sq };
+          const size = headerBytes.length + body.length;
+          for (const sub of this.#trie.match(topic)) sub.offer(publication, size);
+        }),
+      (err: unknown) =>
+        settle(() => {
+          const code = err instanceof ZmcpError ? err.code : "bad_seal";
+          this.#drop1(code === "bad_seal" || code === "bad_frame" ? "bad_seal" : code, peer, describeThrown(err));
+        }),
     );
   }
+
+  /** Delivers (or drops) opened publications from the oldest, up to the first still being opened. */
+  #deliverOpened(): void {
+    while (this.#openHead < this.#opening.length) {
+      const entry = this.#opening[this.#openHead]!;
+      if (!entry.next) return;
+      this.#opening[this.#openHead++] = DONE;
+      if (this.#openHead > 1024 && this.#openHead * 2 > this.#opening.length) {
+        this.#opening.splice(0, this.#openHead);
+        this.#openHead = 0;
+      }
+      try {
+        entry.next();
+      } catch (err) {
+        // Nothing above throws by design; if it did, the next publications must still go out.
+        this.core.log.error("publication delivery failed", { error: describeThrown(err) });
+      }
+    }
+  }
+
 
   /** The agent is closing: handlers get nothing more, timers stop. */
   close(): void {
@@ -358,6 +388,12 @@ export class Subscriber {
     core.throttle.write("warn", "dropped publication", `${peer} ${reason}`, { from: peer, name: core.directory.nameOf(peer), kind: "pub", reason, message });
   }
 }
+
+/** A publication being opened: `next` delivers or drops it once the sealer has answered. */
+interface Opening {
+  next: (() => void) | undefined;
+}
+const DONE: Opening = { next: () => undefined };
 
 /** With liveness off, subscriptions are re-announced this often, ms (the broker's default heartbeat timeout is 6,000). */
 const REFRESH_WITHOUT_LIVENESS_MS = 2000;

@@ -19,6 +19,7 @@ import { decodeHeader, encodeHeader, newId, PROTOCOL_VERSION, type Header } from
 import { rejectsWith } from "../support/assert.js";
 import { tempCerts, type CertFixture } from "../support/certs.js";
 import { PskSealer, pskEvents } from "../support/events-psk.js";
+import type { EventKeyContext } from "../../src/events/sealer.js";
 import { connectAgent, startBroker } from "../support/mesh.js";
 import { rssOf, startBrokerProcess, MiB, type BrokerProcess } from "../support/process.js";
 import { drain, rawPeer, type RawPeer } from "../support/raw-peer.js";
@@ -205,6 +206,31 @@ describe("events, hostile: what subscribers drop", () => {
     expect(bob.stats.dropped["bad_seal"]).toBe(4);
     expect(sub.gaps.total).toBe(0);
   }, 30_000);
+
+  it("a sealer slow to open one publication does not let later ones overtake it: delivered in arrival order, no false gap", async () => {
+    let opens = 0;
+    const slowFirst = (context: EventKeyContext) => {
+      const psk = new PskSealer(context);
+      return Object.assign(Object.create(psk) as PskSealer, {
+        open: async (...args: Parameters<PskSealer["open"]>) => {
+          if (++opens === 1) await sleep(300); // the first publication's key takes a while
+          return psk.open(...args);
+        },
+        join: (p: string) => psk.join(p),
+        leave: (p: string) => psk.leave(p),
+        close: () => psk.close(),
+        seal: (...args: Parameters<PskSealer["seal"]>) => psk.seal(...args),
+      });
+    };
+    const bob = await connect("bob", { events: slowFirst });
+    const alice = await connect("alice");
+    const seen: number[] = [];
+    const sub = await bob.subscribe("o.*", (e) => void seen.push(e.sequence));
+    for (let i = 0; i < 5; i++) await alice.publish("o.x", i);
+    await waitFor(() => seen.length === 5, 5000, "five publications");
+    expect(seen).toEqual([1, 2, 3, 4, 5]);
+    expect(sub.gaps.total).toBe(0);
+  });
 
   it("a publication older than the replay window, and the same publication twice, are dropped and counted", async () => {
     const bob = await connect("bob");
