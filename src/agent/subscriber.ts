@@ -219,6 +219,7 @@ export class Subscriber {
   /** Publications being opened, in arrival order, from #openHead (see accept). */
   readonly #opening: Opening[] = [];
   #openHead = 0;
+  #openTimer: NodeJS.Timeout | undefined;
   #refresh: NodeJS.Timeout | undefined;
 
   constructor(
@@ -228,6 +229,8 @@ export class Subscriber {
     private readonly announce: (waitMs?: number) => Promise<void>,
     /** How long subscribe() waits for the broker's ack, ms. */
     private readonly announceTimeout: number,
+    /** How long the sealer may take to open one publication, ms (see #watchOpening). */
+    private readonly openTimeout = OPEN_TIMEOUT_MS,
   ) {}
 
   /** The patterns to announce, each once. */
@@ -282,9 +285,11 @@ export class Subscriber {
     // Opened side by side, delivered in arrival order: a sealer that takes longer for one
     // publication (a key to fetch) must not let later ones overtake it, or the sequence would
     // seem to go back (a restart) and then jump (a gap that was not).
-    const entry: Opening = { next: undefined };
+    const entry: Opening = { next: undefined, at: performance.now(), peer };
     this.#opening.push(entry);
+    this.#watchOpening();
     const settle = (next: () => void) => {
+      if (entry.next) return; // given up on already (see #watchOpening)
       entry.next = next;
       this.#deliverOpened();
     };
@@ -305,6 +310,29 @@ export class Subscriber {
           this.#drop1(code === "bad_seal" || code === "bad_frame" ? "bad_seal" : code, peer, describeThrown(err));
         }),
     );
+  }
+
+  /**
+   * A sealer that never answers for one publication would hold every later one: past
+   * OPEN_TIMEOUT_MS the oldest is given up on (dropped `unavailable`; the sequence shows it as
+   * missed), checked once a second while anything is being opened.
+   */
+  #watchOpening(): void {
+    if (this.#openTimer) return;
+    this.#openTimer = setInterval(() => {
+      const now = performance.now();
+      for (let i = this.#openHead; i < this.#opening.length; i++) {
+        const entry = this.#opening[i]!;
+        if (entry.next) continue;
+        if (now - entry.at < this.openTimeout) break;
+        entry.next = () => this.#drop1("unavailable", entry.peer, `the events sealer did not open the publication within ${this.openTimeout} ms`);
+      }
+      this.#deliverOpened();
+      if (this.#openHead >= this.#opening.length) {
+        clearInterval(this.#openTimer);
+        this.#openTimer = undefined;
+      }
+    }, Math.min(1000, this.openTimeout)).unref();
   }
 
   /** Delivers (or drops) opened publications from the oldest, up to the first still being opened. */
@@ -330,6 +358,7 @@ export class Subscriber {
   /** The agent is closing: handlers get nothing more, timers stop. */
   close(): void {
     clearInterval(this.#refresh);
+    clearInterval(this.#openTimer);
     for (const sub of this.#subscriptions) sub.stop();
     this.#subscriptions.clear();
   }
@@ -392,8 +421,13 @@ export class Subscriber {
 /** A publication being opened: `next` delivers or drops it once the sealer has answered. */
 interface Opening {
   next: (() => void) | undefined;
+  /** When it arrived (performance.now()), and from whom. */
+  at: number;
+  peer: string;
 }
-const DONE: Opening = { next: () => undefined };
+const DONE: Opening = { next: () => undefined, at: 0, peer: "" };
+/** How long the events sealer may take to open one publication before it is given up on, ms. */
+const OPEN_TIMEOUT_MS = 30_000;
 
 /** With liveness off, subscriptions are re-announced this often, ms (the broker's default heartbeat timeout is 6,000). */
 const REFRESH_WITHOUT_LIVENESS_MS = 2000;

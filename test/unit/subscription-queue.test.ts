@@ -4,7 +4,10 @@
  * backlog drained by a synchronous handler does not deepen the stack.
  */
 import { describe, expect, it } from "vitest";
-import { Subscription, type Publication } from "../../src/agent/subscriber.js";
+import type { AgentCore } from "../../src/agent/core.js";
+import { Subscriber, Subscription, type Publication } from "../../src/agent/subscriber.js";
+import type { EventSealer, OpenedEvent } from "../../src/events/sealer.js";
+import type { Header } from "../../src/wire/envelope.js";
 
 const owner = () => {
   const o = { failures: [] as unknown[], gaps: 0, removed: 0 };
@@ -67,5 +70,39 @@ describe("subscription queue", () => {
     const { owner: ow } = owner();
     expect(() => new Subscription("t", () => undefined, { concurrency: 0 }, ow)).toThrow(/concurrency/);
     expect(() => new Subscription("t", () => undefined, { maxQueue: -1 }, ow)).toThrow(/maxQueue/);
+  });
+});
+
+describe("subscriber: opening publications", () => {
+  it("gives up on a publication the sealer never opens, and delivers the ones behind it", async () => {
+    const stats = { publications: 0, publicationGaps: 0, publicationHandlerErrors: 0, dropped: {} as Record<string, number> };
+    const core = {
+      isClosed: () => false,
+      closedWith: () => undefined,
+      stats,
+      throttle: { write: () => undefined },
+      directory: { nameOf: () => undefined },
+      log: { warn: () => undefined, error: () => undefined },
+      options: { heartbeatInterval: 2000 },
+    } as unknown as AgentCore;
+    let opens = 0;
+    const sealer: EventSealer = {
+      seal: () => Promise.resolve(new Uint8Array(0)),
+      open: (_topic, _h, _b, from) => (++opens === 1 ? new Promise<OpenedEvent>(() => undefined) : Promise.resolve({ data: opens, publisher: from, epoch: 0 })),
+      join: () => Promise.resolve(),
+      leave: () => undefined,
+      close: () => undefined,
+    };
+    const subscriber = new Subscriber(core, sealer, () => Promise.resolve(), 1000, 200);
+    const got: number[] = [];
+    await subscriber.subscribe("t.*", (e) => void got.push(e.sequence));
+    const header = (sq: number): Header => ({ v: 1, k: "pub", id: new Uint8Array(16), to: "t.a", exp: Date.now() + 60_000, sq });
+    for (let sq = 1; sq <= 3; sq++) subscriber.accept("P".repeat(40), header(sq), Buffer.alloc(8), Buffer.alloc(8));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(got).toEqual([]); // held behind the first, in arrival order
+    await new Promise((r) => setTimeout(r, 500));
+    expect(got).toEqual([2, 3]);
+    expect(stats.dropped["unavailable"]).toBe(1);
+    subscriber.close();
   });
 });
