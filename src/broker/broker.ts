@@ -486,7 +486,7 @@ export class Broker {
       }
     }
     // The whole set each time: a heartbeat without `sub` clears the key's subscriptions.
-    const full = this.#subscriptions.announce(fromKey, parsed.data.sub ?? [], now);
+    const full = this.#subscriptions.announce(fromKey, parsed.data.sub ?? []);
     if (full !== undefined) return this.#refuse(from, header.id, "busy", full);
     for (const svc of parsed.data.svc) {
       this.#services.announce(svc.name, fromKey, svc.free, now);

@@ -12,7 +12,7 @@ import { TopicTrie } from "../events/topics.js";
 
 interface Entry {
   patterns: Set<string>;
-  /** Last heartbeat carrying the set, ms (Date.now). */
+  /** Last heartbeat carrying the set, ms (performance.now(): a wall clock that steps neither keeps nor drops entries). */
   seen: number;
 }
 
@@ -44,7 +44,7 @@ export class SubscriptionDirectory {
    * `key`'s subscriptions are now exactly `patterns` (valid, at most 256). Returns why the set
    * was refused (the directory would be over its bound), or undefined once recorded.
    */
-  announce(key: string, patterns: readonly string[], now = Date.now()): string | undefined {
+  announce(key: string, patterns: readonly string[], now = performance.now()): string | undefined {
     this.#sweep(now);
     const entry = this.#byKey.get(key);
     const next = new Set(patterns);
@@ -81,7 +81,7 @@ export class SubscriptionDirectory {
   }
 
   /** The keys subscribed to `topic`, each once; keys unheard past the TTL are dropped on the way. */
-  match(topic: string, now = Date.now()): string[] {
+  match(topic: string, now = performance.now()): string[] {
     const out: string[] = [];
     for (const key of this.#trie.match(topic)) {
       const entry = this.#byKey.get(key)!;
@@ -92,7 +92,7 @@ export class SubscriptionDirectory {
   }
 
   /** Key → its patterns (for tests and operators). */
-  snapshot(now = Date.now()): Record<string, string[]> {
+  snapshot(now = performance.now()): Record<string, string[]> {
     const out: Record<string, string[]> = {};
     for (const [key, entry] of this.#byKey) if (now - entry.seen <= this.ttlMs) out[key] = [...entry.patterns];
     return out;
