@@ -1,5 +1,5 @@
 /**
- * What group keys cost per publication (src/events, docs/EVENTS-KEYS.md): one seal (msgpack,
+ * What group keys cost per publication (src/events, docs/EVENTS.md): one seal (msgpack,
  * XSalsa20-Poly1305 under the epoch key, a SHA-256 of the box, an Ed25519 signature) and one
  * open (credential checks from the cache, the box, the header digest, an Ed25519 verify,
  * msgpack), at 256 B and 64 KiB of payload. Keys and credentials are fetched once from a real

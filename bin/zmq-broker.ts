@@ -37,6 +37,7 @@ const program = command("zmq-broker")
   .option("--queue-bytes <n>", "bytes queued toward (and from) one peer at most; sets the high-water marks", positiveInt, 256 * 1024 * 1024)
   .option("--heartbeat-interval <ms>", "the hb interval agents keep (default timeout 3 × this); 0: never refuse a silent peer", nonNegativeInt, 2000)
   .option("--heartbeat-timeout <ms>", "a peer that sends hb and then is silent this long is refused no_route (default 3 × interval)", positiveInt)
+  .option("--max-subscriptions <n>", "topic patterns held in the subscription directory, all keys together; past it a subscriber's heartbeat is refused busy", nonNegativeInt, BROKER_DEFAULTS.maxSubscriptions)
   .option("--log-interval <ms>", "lines a peer can cause (refused handshakes, busy, lost nacks) at most once per this per key, with a count", nonNegativeInt, 10_000)
   .option("--clock-skew <ms>", "clock difference allowed with senders on a message's deadline", nonNegativeInt, 60_000)
   .addOption(new Option("--log-level <level>", "debug, info, warn, error or silent").argParser(logLevel).default("info" as LogLevel))
@@ -62,6 +63,7 @@ const opts = program.opts<{
   metrics?: string;
   heartbeatInterval: number;
   heartbeatTimeout?: number;
+  maxSubscriptions: number;
   clockSkew: number;
   logLevel: LogLevel;
   pidFile?: string;
@@ -94,6 +96,7 @@ async function main(): Promise<void> {
     ...(opts.deny ? { denyList: opts.deny } : {}),
     ...(opts.rate ? { rateLimit: { perSecond: opts.rate, burst: opts.burst ?? Math.max(1, Math.ceil(opts.rate)) } } : {}),
     heartbeatInterval: opts.heartbeatInterval,
+    maxSubscriptions: opts.maxSubscriptions,
     ...(opts.heartbeatTimeout ? { heartbeatTimeout: opts.heartbeatTimeout } : {}),
     clockSkew: opts.clockSkew,
     ...(opts.store ? { store: opts.store, storeLimits: { perRecipientCount: opts.storeMaxPerRecipient, totalBytes: opts.storeMaxBytes, ...(opts.storeMaxPerSender ? { perSenderRecipientCount: opts.storeMaxPerSender } : {}) }, storeVisibility: opts.storeVisibility } : {}),

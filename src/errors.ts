@@ -139,7 +139,7 @@ export class ProtocolError extends ZmcpError {
   }
 }
 
-/** Why a publication did not open (src/events, docs/EVENTS-KEYS.md): one value per check. */
+/** Why a publication did not open (src/events, docs/EVENTS.md): one value per check. */
 export type EventSealFailure =
   | "malformed" // not the body layout (format byte, lengths, truncated)
   | "credential" // the publisher's credential is malformed or not signed by the topic's distributor

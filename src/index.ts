@@ -30,6 +30,10 @@ export { Job } from "./agent/jobs.js";
 export type { JobEvents, JobState } from "./agent/jobs.js";
 export type { ErrorBody, JobStatus, Progress } from "./wire/envelope.js";
 export type { RetryOptions } from "./agent/retry.js";
+export type { Gaps, Publication, PublicationHandler, SubscribeOptions, Subscription } from "./agent/agent.js";
+export { SUBSCRIBE_DEFAULTS } from "./agent/subscriber.js";
+export { topicMatches, isTopic, isPattern, MAX_TOPIC_CHARS, MAX_TOPIC_TOKENS, MAX_PATTERNS_PER_AGENT } from "./events/topics.js";
+export type { EventSealer, EventSealerFactory, EventKeyContext, OpenedEvent } from "./events/sealer.js";
 export { Broker, BROKER_DEFAULTS, resolveBrokerOptions } from "./broker/broker.js";
 export type { BrokerOptions, BrokerStats } from "./broker/broker.js";
 export { RedisStore, StoreUnavailableError, openStore, DEFAULT_STORE_LIMITS } from "./store/index.js";
@@ -68,7 +72,6 @@ export type { Logger, LoggerInput, LogLevel, PinoStyleLogger } from "./support/l
 export { z85Encode, z85Decode, isZ85Key } from "./wire/z85.js";
 export { CircuitOpenError } from "./agent/circuit.js";
 export type { CircuitOptions, CircuitState } from "./agent/circuit.js";
-export type { EventKeyContext, EventSealer, EventSealerFactory, OpenedEvent } from "./events/sealer.js";
 export { groupKeys, GROUP_KEYS_DEFAULTS } from "./events/group-keys.js";
 export type { GroupKeysOptions } from "./events/group-keys.js";
 export { serveEventKeys, EventKeyDistributor, DISTRIBUTOR_DEFAULTS } from "./events/distributor.js";

@@ -873,6 +873,8 @@ class Agent(CatalogCaller):
             header = wire.decode_header(header_bytes)
         except ZmcpError:
             return  # only a faulty broker forwards a header it could not read itself
+        if header["k"] == "pub":
+            return  # a publication: this agent subscribes to nothing (docs/EVENTS.md), so none is for it
         svc = wire.parse_service_address(header["to"])
         served = self._served.get(svc[0]) if svc else None
         sealer = served[0] if served else self._sealer

@@ -49,8 +49,10 @@ def scope_covers(granted, required: str) -> bool:
 
 
 _TOPIC_SCOPE_KINDS = ("pub:", "sub:")
-MAX_TOPIC_CHARS = 250
-_TOPIC_TOKEN = re.compile(r"^[\x21\x23-\x29\x2b-\x2d\x2f-\x3d\x3f-\x5b\x5d-\x7e]+$")
+# The topic rules of src/events/topics.ts: tokens of A-Z a-z 0-9 _ -, at most 128 characters and 16 tokens.
+MAX_TOPIC_CHARS = 128
+_MAX_TOPIC_TOKENS = 16
+_TOPIC_TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 def is_topic(topic: str, wildcards: bool = False) -> bool:
@@ -58,6 +60,8 @@ def is_topic(topic: str, wildcards: bool = False) -> bool:
     if not isinstance(topic, str) or not 0 < len(topic) <= MAX_TOPIC_CHARS:
         return False
     tokens = topic.split(".")
+    if len(tokens) > _MAX_TOPIC_TOKENS:
+        return False
     return all(
         _TOPIC_TOKEN.match(t) or (wildcards and (t == "*" or (t == ">" and i == len(tokens) - 1)))
         for i, t in enumerate(tokens)

@@ -29,7 +29,9 @@ NONCE_BYTES = 24
 SEAL_OVERHEAD = TAG_BYTES + NONCE_BYTES
 SERVICE_PREFIX = "svc:"
 PROOF_WINDOW_MS = 30_000
-KINDS = ("req", "res", "evt", "hb", "ack", "nack")
+# "pub": a publication (docs/EVENTS.md); this package neither publishes nor subscribes, but
+# reads the kind so that one reaching it is dropped as unsolicited, not refused as garbage.
+KINDS = ("req", "res", "evt", "hb", "ack", "nack", "pub")
 RESPONSE_STATUSES = ("ok", "accepted", "error")
 JOB_STATUSES = ("running", "done", "error", "cancelled")
 _SERVICE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -208,7 +210,8 @@ def _str(v: object, max_len: int, min_len: int = 0) -> bool:
 
 
 # "dur": a durable message (docs/DURABLE.md): set on the answers and events of a durable request.
-HEADER_KEYS = ("v", "k", "id", "to", "exp", "re", "as", "dur", "code", "msg")
+# "sq": a publication's sequence number on its topic (docs/PROTOCOL.md §19).
+HEADER_KEYS = ("v", "k", "id", "to", "exp", "re", "as", "dur", "sq", "code", "msg")
 
 
 def encode_header(header: dict) -> bytes:
@@ -254,6 +257,8 @@ def _header_problem(h: dict) -> str | None:
         return "as must be a string of at most 128 characters"
     if "dur" in h and h["dur"] is not True:
         return "dur must be true when present"
+    if "sq" in h and (not _is_int(h["sq"]) or h["sq"] < 0):
+        return "sq must be a non-negative integer"
     if "code" in h and not _str(h["code"], 64):
         return "code must be a string of at most 64 characters"
     if "msg" in h and not _str(h["msg"], 1024):

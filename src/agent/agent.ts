@@ -31,8 +31,11 @@ import type { Handler } from "./handler.js";
 import type { Inbound } from "./inbound.js";
 import { createParts } from "./parts.js";
 import type { Job, JobState } from "./jobs.js";
-import { resolveAgentOptions, type AgentOptions, type CallOptions, type ResolvedAgentOptions } from "./options.js";
+import { AGENT_DEFAULTS, resolveAgentOptions, type AgentOptions, type CallOptions, type ResolvedAgentOptions } from "./options.js";
 import type { Replica } from "./replica.js";
+import type { EventKeyContext } from "../events/sealer.js";
+import { Publisher } from "./publisher.js";
+import { Subscriber, type PublicationHandler, type SubscribeOptions, type Subscription } from "./subscriber.js";
 import { newAgentStats, registerAgentMetrics, type AgentStats } from "./stats.js";
 import * as catalog from "./resources.js";
 import type { CompleteResult, CompletionRef, GetPromptResult, PromptGetter, PromptInfo, PromptSpec, ReadResourceResult, ResourceInfo, ResourceReader, ResourceSpec, ResourceTemplateInfo } from "./resources.js";
@@ -40,7 +43,18 @@ import { BUILTIN_TOOLS, ToolRegistry, type ToolHandler, type ToolInfo, type Tool
 
 export type { AgentOptions, CallOptions } from "./options.js";
 export type { AgentStats, DropReason } from "./stats.js";
+export type { Gaps, Publication, PublicationHandler, SubscribeOptions, Subscription } from "./subscriber.js";
 export type { ToolAnnotations, ToolContext, ToolHandler, ToolInfo, ToolSpec } from "./tools.js";
+
+interface AgentEvents {
+  publisher: Publisher;
+  subscriber: Subscriber;
+  close(): void;
+}
+
+function noEvents(what: string): ConfigError {
+  return new ConfigError(`${what}() needs the \`events\` option (an events sealer factory, docs/EVENTS.md); this agent was connected without one`);
+}
 
 /** Call latencies kept for the histogram until `metrics` is first read (the most recent win). */
 const EARLY_LATENCIES = 10_000;
@@ -81,6 +95,8 @@ export class Agent {
   /** Direct links (docs/PROTOCOL.md §18): this agent's listener (`listen`) and its links to others (`direct`). */
   #listener: Listener | undefined;
   readonly #links: DirectLinks | undefined;
+  /** Publish-subscribe, when the `events` option gave a sealer (docs/EVENTS.md). */
+  readonly #events: AgentEvents | undefined;
 
   private constructor(options: ResolvedAgentOptions, cert: Required<Certificate>, serverKey: string) {
     this.publicKey = cert.publicKey;
@@ -147,6 +163,7 @@ export class Agent {
       },
     );
     this.#connection = connection;
+    this.#events = options.events && this.#startEvents(options.events, core);
     // After the parts: the inbound checks have read the previous process's mark (alive-mark.ts).
     if (options.stateDir !== undefined) {
       const mark = new AliveMark(markPath(options.stateDir, cert.publicKey));
@@ -157,6 +174,31 @@ export class Agent {
       }
       this.#aliveMark = mark;
     }
+  }
+
+  /** Builds the events sealer with what it may use of this agent, and the publisher and subscriber over it. */
+  #startEvents(factory: NonNullable<ResolvedAgentOptions["events"]>, core: AgentCore): AgentEvents {
+    const context: EventKeyContext = {
+      publicKey: core.publicKey,
+      call: (to, tool, args, options = {}) => this.#caller.call(to, tool, args, { ...(options.timeoutMs === undefined ? {} : { timeout: options.timeoutMs }), ...(options.signal ? { signal: options.signal } : {}) }),
+      signal: this.#closing.signal,
+    };
+    const sealer = factory(context);
+    const subscriber = new Subscriber(core, sealer, (waitMs) => this.#replica.heartbeat(waitMs, true), AGENT_DEFAULTS.serveTimeout);
+    this.#replica.subscriptions = () => subscriber.patterns();
+    this.#inbound.publications = (peer, header, headerBytes, body) => subscriber.accept(peer, header, headerBytes, body);
+    return {
+      publisher: new Publisher(core, sealer),
+      subscriber,
+      close: () => {
+        subscriber.close();
+        try {
+          sealer.close();
+        } catch (err) {
+          this.log.warn("events sealer failed to close", { error: String(err) });
+        }
+      },
+    };
   }
 
   /**
@@ -369,6 +411,32 @@ export class Agent {
     return this.#replica.serve(name, options);
   }
 
+  // ---- events: publish-subscribe (publisher.ts, subscriber.ts, docs/EVENTS.md) ------------
+
+  /**
+   * Publishes `data` on `topic` (dotted tokens, no wildcards), sealed with the topic's group key
+   * by the `events` sealer, to every subscriber the broker knows now: at most once, no answer.
+   * Resolves once sent. Rejects with ConfigError (no `events` option, an invalid topic),
+   * ZmcpError(invalid_args) (a value subscribers could not read), ZmcpError(too_large), or the
+   * sealer's error (`token_scope`, `unavailable`, ...).
+   */
+  publish(topic: string, data: unknown): Promise<void> {
+    if (!this.#events) return Promise.reject(noEvents("publish"));
+    return this.#events.publisher.publish(topic, data);
+  }
+
+  /**
+   * Subscribes `handler` to `pattern` (`*`: one token, `>`: one or more trailing tokens). The
+   * sealer joins the pattern first (a refusal rejects), then the broker is told and has
+   * acknowledged when this resolves. Each subscription has a bounded queue; what it misses is
+   * counted in `subscription.gaps`. Rejects with ConfigError (no `events` option, an invalid
+   * pattern, more than 256 patterns), the sealer's error, or the broker's refusal.
+   */
+  subscribe(pattern: string, handler: PublicationHandler, options: SubscribeOptions = {}): Promise<Subscription> {
+    if (!this.#events) return Promise.reject(noEvents("subscribe"));
+    return this.#events.subscriber.subscribe(pattern, handler, options);
+  }
+
   /**
    * The state of a job this agent runs, as `caller` may see it (for tools that expose polling
    * under their own name, like the reference protocol's `poll_job`). Throws ZmcpError(unknown_job | forbidden).
@@ -390,6 +458,7 @@ export class Agent {
     this.#closing.abort();
     this.#aliveMark?.stop();
     this.#handler.close();
+    this.#events?.close();
     const closed = reason ?? new ZmcpError("closed", "agent closed");
     this.#caller.close(closed);
     this.#replica.close(closed);

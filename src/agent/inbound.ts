@@ -22,6 +22,7 @@ import { DEFAULT_MAX_SEEN, ReplayGuard } from "./replay.js";
 import type { Replica } from "./replica.js";
 import type { ReplyPath, Responder } from "./responder.js";
 import { bump, Dropped, type DropReason } from "./stats.js";
+import { PUBLICATION_LIFETIME_MS } from "./publisher.js";
 
 /** One message on its way through the steps; each step fills in what the next ones read. */
 export interface Arrival {
@@ -73,6 +74,8 @@ export interface InboundParts {
 }
 
 export class Inbound {
+  /** Publications past the checks go here (subscriber.ts); undefined: the agent has no events sealer. */
+  publications: ((peer: string, header: Header, headerBytes: Buffer, body: Buffer) => void) | undefined;
   readonly #replay: ReplayGuard;
   readonly #clocks = new ClockOffsets();
   readonly steps: readonly InboundStep[];
@@ -159,6 +162,16 @@ export class Inbound {
         if (size > maxMessageBytes) throw new ProtocolError("too_large", `message of ${size} bytes exceeds ${maxMessageBytes}`);
       },
       binding: (m) => {
+        if (m.header.k === "pub") {
+          // Sealed with a group key (src/events), opened asynchronously by the subscriber. Its
+          // time is its `exp` less the publication lifetime (the seal binds the header): the
+          // replay window and the seen-id cache apply to it as to any message.
+          if (!this.publications) throw new Dropped("unsolicited", "a publication, and this agent has no events sealer");
+          replay.check(`${m.peer}:${idKey(m.header.id)}`, m.header.exp - PUBLICATION_LIFETIME_MS, m.now);
+          this.publications(m.peer, m.header, m.headerBytes, m.body);
+          m.kept = true;
+          return;
+        }
         // Sealed as a service (a replica's answer): opened with that service's public key.
         m.sealedBy = m.header.as === undefined ? m.peer : core.directory.sealedAs(m.header.as);
         if (m.header.k === "res") caller.bind(m.header, m.peer, m.sealedBy);

@@ -4,6 +4,7 @@
  * resolveAgentOptions() that validates them all when the agent is built, not at first use.
  */
 import type { DurableCallOptions } from "../store/caller.js";
+import type { EventSealerFactory } from "../events/sealer.js";
 import { DEFAULT_LOG_INTERVAL_MS } from "../support/log-throttle.js";
 import type { Certificate } from "../auth/certs.js";
 import { DEFAULT_AUDIENCE, DEFAULT_CLOCK_SKEW_MS } from "../auth/tokens.js";
@@ -124,6 +125,11 @@ export interface AgentOptions extends DirectAgentOptions {
    * (`suppressed`), ms. Default 10,000 (support/log-throttle.ts).
    */
   logInterval?: number;
+  /**
+   * Publish-subscribe (docs/EVENTS.md): makes the sealer that seals and opens publications with
+   * the topics' group keys. Without it, `publish` and `subscribe` reject with a ConfigError.
+   */
+  events?: EventSealerFactory;
 }
 
 export interface CallOptions extends DurableCallOptions /* durable, onStored: docs/DURABLE.md */ {
@@ -190,6 +196,7 @@ export interface ResolvedAgentOptions {
   token: TokenProvider | undefined;
   log: Logger;
   logInterval: number;
+  events: EventSealerFactory | undefined;
 }
 
 /** Applies AGENT_DEFAULTS and validates every option. Throws ConfigError naming the option. */
@@ -232,6 +239,7 @@ export function resolveAgentOptions(options: AgentOptions): ResolvedAgentOptions
     token: options.token,
     log: toLogger(options.log, defaultAgentLogger()),
     logInterval: atLeastZero("logInterval", options.logInterval ?? d.logInterval),
+    events: options.events,
   };
 }
 

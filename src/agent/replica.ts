@@ -29,6 +29,8 @@ export class Replica {
   /** Ids of heartbeats sent without waiting (liveness): their acks are expected, not unsolicited. */
   readonly #unawaited = new RecencyMap<string, true>(64);
   #timer: NodeJS.Timeout | undefined;
+  /** The topic patterns to announce (subscriber.ts); every heartbeat carries the whole set. */
+  subscriptions: () => readonly string[] = () => [];
 
   constructor(
     private readonly core: AgentCore,
@@ -94,7 +96,8 @@ export class Replica {
    */
   async heartbeat(waitMs?: number, evenWithoutServices = false): Promise<void> {
     const core = this.core;
-    if (core.isClosed() || (this.#served.size === 0 && !evenWithoutServices)) return;
+    const sub = this.subscriptions();
+    if (core.isClosed() || (this.#served.size === 0 && !evenWithoutServices && sub.length === 0)) return;
     const ts = Date.now();
     const svc = [...this.#served].map(([name, s]) => ({
       name,
@@ -104,7 +107,8 @@ export class Replica {
       free: Math.max(0, this.free()),
       ...(s.durable ? { dur: true as const } : {}),
     }));
-    const body = encode({ svc });
+    // `sub` only when there is one: a heartbeat without stays byte for byte what it was.
+    const body = encode(sub.length > 0 ? { svc, sub } : { svc });
     const acks: Array<Promise<void>> = [];
     for (let i = 0; i < core.options.endpoints.length; i++) {
       const header: Header = { v: PROTOCOL_VERSION, k: "hb", id: newId(), to: "", exp: ts + 2 * core.options.serviceHeartbeat };

@@ -21,6 +21,15 @@ export interface AgentStats {
   disconnects: number;
   /** Redials after the broker was silent for 3 × `heartbeatInterval` (support/liveness.ts). */
   redials: number;
+  /**
+   * Events (docs/EVENTS.md): publications sent; publications received and opened; what this
+   * agent's subscriptions missed (sequence jumps and full queues, summed over subscriptions);
+   * subscription handlers that threw or rejected (caught; delivery goes on).
+   */
+  published: number;
+  publications: number;
+  publicationGaps: number;
+  publicationHandlerErrors: number;
 }
 
 /**
@@ -33,6 +42,9 @@ export interface AgentStats {
  *   (a `jobs/poll` state of the wrong shape); the call or job fails with `bad_frame`
  * - `refused`: a response or event that failed a check after opening (replay, expired, kind)
  * - `broker_header`: a broker's own message (nack, ack) with an invalid header
+ * - publications (docs/EVENTS.md): `unsolicited` (no subscription matches), `bad_seal` (the
+ *   sealer refused it, or its publisher is not who sent it), `refused` (replay, expired),
+ *   `backlog` (too many being opened), or the sealer's code (`unavailable`, `token_scope`)
  */
 export type DropReason =
   | "frames"
@@ -47,7 +59,7 @@ export type DropReason =
   | (string & {});
 
 export function newAgentStats(): AgentStats {
-  return { calls: 0, callFailures: {}, requests: 0, requestFailures: {}, dropped: {}, listenerErrors: 0, connects: 0, disconnects: 0, redials: 0 };
+  return { calls: 0, callFailures: {}, requests: 0, requestFailures: {}, dropped: {}, listenerErrors: 0, connects: 0, disconnects: 0, redials: 0, published: 0, publications: 0, publicationGaps: 0, publicationHandlerErrors: 0 };
 }
 
 /** Adds one to `counts[key]`. */
@@ -73,6 +85,10 @@ export function registerAgentMetrics(r: Registry, s: AgentStats, gauges: AgentGa
   readGauge(r, "zmcp_agent_calls_pending", "Requests waiting for an answer (each attempt of a call)", gauges.callsPending);
   readLabelledCounter(r, "zmcp_agent_messages_dropped_total", "Messages dropped with a log line, by reason", "reason", () => entries(s.dropped));
   readCounter(r, "zmcp_agent_listener_errors_total", "Job progress listeners that threw (caught; the job goes on)", () => s.listenerErrors);
+  readCounter(r, "zmcp_agent_publications_sent_total", "Publications sent (docs/EVENTS.md)", () => s.published);
+  readCounter(r, "zmcp_agent_publications_received_total", "Publications received and opened", () => s.publications);
+  readCounter(r, "zmcp_agent_publication_gaps_total", "Publications the subscriptions missed (sequence jumps and full queues)", () => s.publicationGaps);
+  readCounter(r, "zmcp_agent_publication_handler_errors_total", "Subscription handlers that threw or rejected (caught)", () => s.publicationHandlerErrors);
   readCounter(r, "zmcp_agent_broker_connects_total", "CURVE handshakes with a broker completed", () => s.connects);
   readCounter(r, "zmcp_agent_broker_disconnects_total", "Connections to a broker lost", () => s.disconnects);
   return latencyHistogram(r, "zmcp_agent_call_duration_seconds", "Call latency, from call() to its outcome (retries included)");

@@ -15,6 +15,7 @@
  * This file writes tokens (TokenIssuer) and holds the format's rules (scopes, claims, limits);
  * token-verifier.ts reads them.
  */
+import { isPattern, isTopic as isTopicName } from "../events/topics.js";
 import { randomBytes, sign as signData, type KeyObject } from "node:crypto";
 import { ConfigError } from "../errors.js";
 import { loadAuthorityPrivateKey, parseAuthorityJwk, privateKeyObject, type AuthorityJwk } from "./jwk.js";
@@ -77,21 +78,13 @@ function topicScopeKind(scope: string): (typeof TOPIC_SCOPE_KINDS)[number] | und
   return TOPIC_SCOPE_KINDS.find((k) => scope.startsWith(k));
 }
 
-/** Longest topic or topic pattern, characters (a scope token is at most 256 with its `sub:`). */
-export const MAX_TOPIC_CHARS = 250;
-// A topic token: printable ASCII but space, `"`, `\`, `.`, `*`, `>` (a scope token's characters).
-const TOPIC_TOKEN = /^[\x21\x23-\x29\x2b-\x2d\x2f-\x3d\x3f-\x5b\x5d-\x7e]+$/;
-
 /**
  * True for a dotted topic (`docs.indexed`), or with `wildcards` a pattern too (`docs.*`,
- * `docs.>`: `*` is one whole token, `>` one or more trailing tokens, only last).
- * The publish-subscribe side has its own topic rules (src/events/topics.ts); this one is what
- * a scope may name, and the two must agree.
+ * `docs.>`). The rules are the publish-subscribe side's own (src/events/topics.ts), so a scope
+ * names exactly what can be published or subscribed to.
  */
 export function isTopic(topic: string, wildcards = false): boolean {
-  if (typeof topic !== "string" || topic.length === 0 || topic.length > MAX_TOPIC_CHARS) return false;
-  const tokens = topic.split(".");
-  return tokens.every((t, i) => TOPIC_TOKEN.test(t) || (wildcards && (t === "*" || (t === ">" && i === tokens.length - 1))));
+  return wildcards ? isPattern(topic) : isTopicName(topic);
 }
 
 /**

@@ -32,6 +32,8 @@ import { LivenessAllowance } from "./liveness-allowance.js";
 import { LogThrottle } from "../support/log-throttle.js";
 import { resolveBrokerOptions, type BrokerOptions, type ResolvedBrokerOptions } from "./options.js";
 import { ServiceDirectory } from "./replicas.js";
+import { SubscriptionDirectory } from "./subscriptions.js";
+import { topicProblem } from "../events/topics.js";
 import { ResponseBudget } from "./response-budget.js";
 import { DurableDelivery } from "../store/durable.js";
 import { openStore } from "../store/index.js";
@@ -51,6 +53,8 @@ export class Broker {
   #allowed: Set<string>;
   #serviceKeys: Map<string, string>;
   readonly #services: ServiceDirectory;
+  /** Who subscribes to which topic patterns: soft state from heartbeats (docs/EVENTS.md). */
+  readonly #subscriptions: SubscriptionDirectory;
   readonly #sealer: Sealer;
   readonly #denyList: DenyList | undefined;
   readonly #limiter: RateLimiter | undefined;
@@ -92,6 +96,8 @@ export class Broker {
     this.#allowed = allowed.keys;
     this.#serviceKeys = allowed.services;
     this.#services = new ServiceDirectory(options.replicaTtl);
+    // A subscriber leaves the directory when it would be refused `no_route` for silence anyway.
+    this.#subscriptions = new SubscriptionDirectory(options.heartbeatTimeout > 0 ? options.heartbeatTimeout : DEFAULT_OWNERSHIP_MS, options.maxSubscriptions);
     this.#sealer = new Sealer(options.secretKey);
     this.#denyList = denyList;
     this.#limiter = limiter;
@@ -117,6 +123,8 @@ export class Broker {
       logLinesSuppressed: () => this.#throttle.suppressedTotal,
       allowedKeys: () => this.#allowed.size,
       serviceReplicas: () => Object.values(this.#services.snapshot()).reduce((n, r) => n + r.length, 0),
+      subscriptions: () => this.#subscriptions.size,
+      subscribers: () => this.#subscriptions.keys,
       durable: () => this.durable?.stats,
       connectedPeers: () => this.peers(),
     });
@@ -217,6 +225,8 @@ export class Broker {
     if (!heard && !onItsWay) return 0;
     const name = this.#names.get(key);
     const msg = `another connection with this key (${name ?? key}) was admitted; this one no longer receives anything`;
+    // The new connection announces its own subscriptions in its first heartbeat.
+    this.#subscriptions.forget(key);
     let sent = await this.#notice(key, "displaced", msg);
     for (let i = 0; !sent && !heard && i < NOTICE_RETRIES; i++) {
       await sleep(NOTICE_RETRY_MS);
@@ -240,6 +250,7 @@ export class Broker {
     for (const key of [...this.#liveness.keys()]) {
       if (this.isAllowed(key)) continue;
       this.#liveness.forget(key);
+      this.#subscriptions.forget(key);
       const revoked = this.#denyList?.hasKey(key) ?? false;
       void this.#notice(key, "revoked", revoked ? "this key is revoked" : "this key is no longer in the broker's allowlist").then((sent) => {
         if (sent) this.stats.revocationNotices++;
@@ -336,6 +347,7 @@ export class Broker {
     // `hb` from an agent whose clock lags is still a sign of life (liveness.ts).
     if (header.k === "hb") return this.#heartbeat(from, fromKey, header, body);
     if (header.exp + this.#clockSkew < Date.now()) return this.#refuse(from, header.id, "expired", "message is past its deadline");
+    if (header.k === "pub") return this.#publish(from, header, headerBytes, body);
     const service = parseServiceAddress(header.to);
     // A durable service's work queue: a request marked `dur`, or any request to a service a
     // replica declared durable (its heartbeat's `dur`, docs/DURABLE.md).
@@ -379,6 +391,47 @@ export class Broker {
       if (code === "EAGAIN") return ["busy", `${to}'s queue is full`];
       return ["no_route", `send to ${to} failed: ${(err as Error).message}`];
     }
+  }
+
+  /**
+   * A publication: one copy, byte for byte, to every admitted, live key whose subscriptions
+   * match the topic (each key once, the publisher too if it subscribed). Nothing is answered
+   * when it went out (at most once); a copy that cannot go out now is dropped and counted, never
+   * waited for: sendTimeout is 0, so a full subscriber costs one failed send and slows nobody.
+   */
+  async #publish(from: Buffer, header: Header, headerBytes: Buffer, body: Buffer): Promise<void> {
+    const problem = topicProblem(header.to);
+    if (problem !== undefined) return this.#refuse(from, header.id, "bad_frame", `invalid topic: ${problem}`);
+    if (header.sq === undefined) return this.#refuse(from, header.id, "bad_frame", "a publication carries its sequence number (sq)");
+    if (header.dur || header.re || header.as !== undefined) return this.#refuse(from, header.id, "bad_frame", "a publication has no dur, re or as");
+    this.stats.published++;
+    const dropped = this.stats.fanoutDropped;
+    for (const key of this.#subscriptions.match(header.to)) {
+      if (!this.isAllowed(key)) {
+        this.#subscriptions.forget(key);
+        dropped.revoked = (dropped.revoked ?? 0) + 1;
+        continue;
+      }
+      if (this.#liveness.silentFor(key) !== undefined) {
+        dropped.silent = (dropped.silent ?? 0) + 1;
+        continue;
+      }
+      try {
+        await this.#router.send([key, from, headerBytes, body]);
+        this.stats.fanout++;
+        this.stats.bytes += headerBytes.length + body.length;
+      } catch (err) {
+        const reason = (err as { code?: string }).code === "EAGAIN" ? "busy" : "no_route";
+        if (reason === "no_route") this.#subscriptions.forget(key);
+        dropped[reason] = (dropped[reason] ?? 0) + 1;
+        this.#throttle.write("info", "publication copy dropped", `${reason} ${key}`, { to: key, name: this.#names.get(key), topic: header.to, reason });
+      }
+    }
+  }
+
+  /** The subscription directory: key → its topic patterns (for tests and operators). */
+  subscriptions(): Record<string, string[]> {
+    return this.#subscriptions.snapshot();
   }
 
   /** A message for `svc:NAME` (or one replica of it): to a live replica, the next on failure. */
@@ -432,6 +485,9 @@ export class Broker {
         return this.#refuse(from, header.id, "forbidden", `proof of the key of service ${svc.name} does not hold`);
       }
     }
+    // The whole set each time: a heartbeat without `sub` clears the key's subscriptions.
+    const full = this.#subscriptions.announce(fromKey, parsed.data.sub ?? []);
+    if (full !== undefined) return this.#refuse(from, header.id, "busy", full);
     for (const svc of parsed.data.svc) {
       this.#services.announce(svc.name, fromKey, svc.free, now);
       if (svc.dur) this.durable?.declare(svc.name); // without a store, the declaration changes nothing

@@ -9,11 +9,17 @@
  * the canonical body `{svc: []}` (what a zmcp agent without services sends, byte for byte). A
  * `hb` with service proofs, any other body, and every `hb` past the allowance draw on the main
  * bucket like any other message, and past it are refused `rate_limited` like any other message.
+ *
+ * A subscriber's sign of life carries its topic patterns (`{svc: [], sub: [...]}`, what a zmcp
+ * agent without services but with subscriptions sends, keys in that order): it is free within
+ * the same allowance, so a publisher that spends its bucket does not lose its subscriptions.
  */
 import { RateLimiter } from "../auth/ratelimit.js";
 
 /** msgpack of `{svc: []}`: fixmap(1), fixstr(3) "svc", fixarray(0). */
 export const LIVENESS_HB_BODY = Buffer.from([0x81, 0xa3, 0x73, 0x76, 0x63, 0x90]);
+/** The start of msgpack `{svc: [], sub: ...}`: fixmap(2), "svc", fixarray(0), fixstr(3) "sub". */
+export const SUBSCRIBER_HB_PREFIX = Buffer.from([0x82, 0xa3, 0x73, 0x76, 0x63, 0x90, 0xa3, 0x73, 0x75, 0x62]);
 
 /** Free liveness `hb` per heartbeat interval per key, and at once (burst). */
 export const LIVENESS_FREE_PER_INTERVAL = 2;
@@ -29,6 +35,7 @@ export class LivenessAllowance {
 
   /** True when this `hb` body is a plain sign of life and `key` has allowance left (it is spent). */
   take(key: string, body: Uint8Array, now = performance.now()): boolean {
-    return LIVENESS_HB_BODY.equals(body) && this.#bucket.take(key, now);
+    const plain = LIVENESS_HB_BODY.equals(body) || (body.length > SUBSCRIBER_HB_PREFIX.length && SUBSCRIBER_HB_PREFIX.equals(body.subarray(0, SUBSCRIBER_HB_PREFIX.length)));
+    return plain && this.#bucket.take(key, now);
   }
 }

@@ -62,6 +62,12 @@ export interface BrokerOptions {
   /** A service replica not heard from for this long leaves the directory, ms. Default 3,000. */
   replicaTtl?: number;
   /**
+   * Topic patterns held in the subscription directory, all keys together (each key at most
+   * 256, each pattern at most 128 characters: docs/EVENTS.md); a heartbeat that would go past
+   * it is refused `busy`. Default 100,000.
+   */
+  maxSubscriptions?: number;
+  /**
    * The `hb` interval agents are expected to keep, ms; only used for the default of
    * `heartbeatTimeout`, and 0 turns liveness refusals off. ZMTP heartbeats stay off: with them
    * libzmq 4.3.5 can abort the process on a peer's failed connection (support/liveness.ts). Default 2,000.
@@ -106,6 +112,7 @@ export const BROKER_DEFAULTS = Object.freeze({
   queueBytes: 256 * 1024 * 1024,
   denyListInterval: DEFAULT_RELOAD_INTERVAL_MS,
   replicaTtl: DEFAULT_REPLICA_TTL_MS,
+  maxSubscriptions: 100_000,
   heartbeatInterval: 2000,
   /** The agents' default replay window: the broker allows the same clock difference. */
   clockSkew: DEFAULT_REPLAY_WINDOW_MS,
@@ -133,6 +140,7 @@ export interface ResolvedBrokerOptions {
   rateLimit: RateLimitOptions | undefined;
   services: Record<string, string>;
   replicaTtl: number;
+  maxSubscriptions: number;
   heartbeatInterval: number;
   /** 0 when liveness refusals are off. */
   heartbeatTimeout: number;
@@ -158,6 +166,8 @@ export function resolveBrokerOptions(options: BrokerOptions): ResolvedBrokerOpti
   const heartbeatInterval = options.heartbeatInterval ?? d.heartbeatInterval;
   const heartbeatTimeout = options.heartbeatTimeout ?? 3 * heartbeatInterval;
   if (!(heartbeatInterval >= 0) || !(heartbeatTimeout >= 0)) throw new ConfigError("heartbeatInterval and heartbeatTimeout must be >= 0 ms");
+  const maxSubscriptions = options.maxSubscriptions ?? d.maxSubscriptions;
+  if (!Number.isInteger(maxSubscriptions) || maxSubscriptions < 0) throw new ConfigError("maxSubscriptions must be an integer >= 0");
   const clockSkew = options.clockSkew ?? d.clockSkew;
   if (!(clockSkew >= 0)) throw new ConfigError("clockSkew must be >= 0 ms");
   const logInterval = options.logInterval ?? d.logInterval;
@@ -179,6 +189,7 @@ export function resolveBrokerOptions(options: BrokerOptions): ResolvedBrokerOpti
     rateLimit: options.rateLimit,
     services: options.services ?? {},
     replicaTtl: options.replicaTtl ?? d.replicaTtl,
+    maxSubscriptions,
     heartbeatInterval,
     heartbeatTimeout: heartbeatInterval === 0 ? 0 : heartbeatTimeout,
     clockSkew,

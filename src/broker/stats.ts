@@ -11,7 +11,7 @@ import type { PeerInfo } from "./peers.js";
 export interface BrokerStats {
   /**
    * Messages received; each is then routed, refused, or (a service heartbeat) acknowledged:
-   * received = routed + Σ refused + heartbeats + internalErrors.
+   * received = routed + Σ refused + heartbeats + internalErrors + published.
    * With a durable store, received + durable.delivered = that sum + durable.stored (a stored
    * message counts as routed when it is delivered).
    */
@@ -23,6 +23,15 @@ export interface BrokerStats {
   nacksLost: number;
   /** Service heartbeats acknowledged. */
   heartbeats: number;
+  /**
+   * Publications accepted for fan-out (docs/EVENTS.md), the copies forwarded to subscribers,
+   * and the copies not forwarded, by reason: `busy` (the subscriber's queue was full), `no_route`
+   * (not connected), `silent` (unheard past the heartbeat timeout), `revoked` (no longer admitted).
+   * A dropped copy is not answered: the subscriber counts it from the sequence numbers.
+   */
+  published: number;
+  fanout: number;
+  fanoutDropped: Partial<Record<"busy" | "no_route" | "silent" | "revoked", number>>;
   /** Messages that hit a bug in the broker (logged); expected to stay 0. */
   internalErrors: number;
   /**
@@ -46,7 +55,7 @@ export interface BrokerStats {
 }
 
 export function newBrokerStats(): BrokerStats {
-  return { received: 0, routed: 0, bytes: 0, refused: {}, nacksLost: 0, heartbeats: 0, internalErrors: 0, takeovers: 0, reconnects: 0, revocationNotices: 0, accepted: 0, handshakes: 0, disconnected: 0, handshakeFailures: {} };
+  return { received: 0, routed: 0, bytes: 0, refused: {}, nacksLost: 0, heartbeats: 0, published: 0, fanout: 0, fanoutDropped: {}, internalErrors: 0, takeovers: 0, reconnects: 0, revocationNotices: 0, accepted: 0, handshakes: 0, disconnected: 0, handshakeFailures: {} };
 }
 
 /** What the registry reads besides the counters: gauges of the broker's parts. */
@@ -56,6 +65,9 @@ export interface BrokerGauges {
   logLinesSuppressed(): number;
   allowedKeys(): number;
   serviceReplicas(): number;
+  /** Topic patterns in the subscription directory, and the keys holding them. */
+  subscriptions(): number;
+  subscribers(): number;
   /** The store-and-forward counters, when a store is configured. */
   durable(): DurableStats | undefined;
   /** Peers heard within the heartbeat timeout (peers.ts). */
@@ -93,4 +105,9 @@ export function registerBrokerMetrics(r: Registry, s: BrokerStats, g: BrokerGaug
     g.connectedPeers().map((p): [string[], number] => [[p.key, p.name ?? ""], p.lastHeardMs / 1000]),
   );
   readGauge(r, "zmcp_broker_service_replicas", "Live service replicas in the directory", g.serviceReplicas);
+  readCounter(r, "zmcp_broker_publications_total", "Publications accepted for fan-out", () => s.published);
+  readCounter(r, "zmcp_broker_publication_copies_total", "Copies of publications forwarded to subscribers", () => s.fanout);
+  readLabelledCounter(r, "zmcp_broker_publication_copies_dropped_total", "Copies of publications not forwarded, by reason (busy: the subscriber's queue was full)", "reason", () => Object.entries(s.fanoutDropped) as Array<[string, number]>);
+  readGauge(r, "zmcp_broker_subscription_patterns", "Topic patterns in the subscription directory", g.subscriptions);
+  readGauge(r, "zmcp_broker_subscribers", "Keys with at least one subscription", g.subscribers);
 }

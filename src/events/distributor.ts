@@ -1,6 +1,6 @@
 /**
  * The key distributor: an ordinary agent that holds its topics' authority and answers the
- * `events/key` tool (docs/EVENTS-KEYS.md). A member calls it through the mesh, sealed, with its
+ * `events/key` tool (docs/EVENTS.md). A member calls it through the mesh, sealed, with its
  * capability token; the answer (the topic's epoch key, and for a publisher a credential) is
  * sealed to the member's own curve key, so the broker never sees a key.
  *
@@ -134,7 +134,7 @@ export class EventKeyDistributor {
     }
     this.#deniedKeys = this.#denyList?.size.keys ?? 0;
     this.#current = this.#newEpoch(Date.now(), 0, "start");
-    agent.tool(o.tool, { description: "event group keys (docs/EVENTS-KEYS.md)", input: KeyRequestSchema, scope: null }, (args, ctx) => this.#count(args, ctx));
+    agent.tool(o.tool, { description: "event group keys (docs/EVENTS.md)", input: KeyRequestSchema, scope: null }, (args, ctx) => this.#count(args, ctx));
     if (this.#denyList) {
       this.#timer = setInterval(() => this.#checkDenyList(), o.denyListCheckMs);
       this.#timer.unref();

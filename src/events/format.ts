@@ -1,5 +1,5 @@
 /**
- * The bytes of a sealed publication and of a publisher's credential (docs/EVENTS-KEYS.md,
+ * The bytes of a sealed publication and of a publisher's credential (docs/EVENTS.md,
  * "Body layout", written so that another implementation can follow it). Pure functions: no
  * keys are fetched here, nothing is cached; group-keys.ts and distributor.ts use them.
  *

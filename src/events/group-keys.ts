@@ -2,7 +2,7 @@
  * The member's side of group keys: an {@link EventSealer} that seals each publication once
  * with its topic's epoch key, signs it with this process's own Ed25519 key, and opens what
  * others published after checking the distributor's credential for the sender
- * (docs/EVENTS-KEYS.md). Keys come from the distributor (distributor.ts) through
+ * (docs/EVENTS.md). Keys come from the distributor (distributor.ts) through
  * `context.call`, lazily, and are cached per topic and epoch, bounded.
  *
  * What a subscriber checks, cheapest first, so that a peer without keys costs it little:

@@ -4,7 +4,7 @@
  * it), so the broker sees neither the keys nor which topic was asked for.
  */
 import { z } from "zod";
-import { MAX_TOPIC_CHARS } from "../auth/tokens.js";
+import { MAX_TOPIC_CHARS } from "./topics.js";
 import { MAX_CREDENTIAL_BYTES } from "./format.js";
 import { SIGN_PUBLIC_BYTES } from "./signing.js";
 

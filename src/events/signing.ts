@@ -2,7 +2,7 @@
  * Ed25519 for event credentials and publisher signatures, in two implementations that give
  * identical bytes (Ed25519 is deterministic): libsodium through sodium-native, and node:crypto
  * (OpenSSL) where sodium-native does not load. Never tweetnacl: its verify costs ~8 ms, and a
- * subscriber verifies one signature per publication (docs/EVENTS-KEYS.md).
+ * subscriber verifies one signature per publication (docs/EVENTS.md).
  *
  * Which one runs follows src/wire/box.ts: sodium-native unless it does not load or
  * `ZMCP_CRYPTO=js` asks for the fallback (benchmarks, debugging).

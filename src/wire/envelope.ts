@@ -37,9 +37,10 @@ const bytes = (n: number) =>
 
 /**
  * Kinds: a request, its response, an event pushed by a job (progress, completion), an agent's
- * heartbeat to the broker (services it serves), and the broker's own ack and nack.
+ * heartbeat to the broker (services it serves, topics it subscribes to), the broker's own ack
+ * and nack, and a publication on a topic (`pub`, fanned out by the broker: docs/EVENTS.md).
  */
-export const MessageKindSchema = z.enum(["req", "res", "evt", "hb", "ack", "nack"]);
+export const MessageKindSchema = z.enum(["req", "res", "evt", "hb", "ack", "nack", "pub"]);
 export type MessageKind = z.infer<typeof MessageKindSchema>;
 
 /** The header, readable by the broker. */
@@ -70,6 +71,12 @@ export const HeaderSchema = z.strictObject({
    * on every other message, so those stay byte-identical to what older peers send and read.
    */
   dur: z.literal(true).optional(),
+  /**
+   * For publications (`k: "pub"`, where `to` is the topic): the publisher's sequence number on
+   * that topic, 1, 2, 3, ... from the publisher's start, so subscribers count what they missed
+   * end to end (docs/EVENTS.md). Inside the bytes the seal binds: the broker cannot change it.
+   */
+  sq: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).optional(),
   /** For nacks: the error code and text; on a broker `ack`, `stored` for a message kept for later. */
   code: z.string().max(64).optional(),
   msg: z.string().max(1024).optional(),
@@ -223,6 +230,7 @@ function isPlainHeader(raw: unknown): raw is Header {
     (!("re" in h) || isBytes(h["re"], 16)) &&
     (!("as" in h) || (typeof h["as"] === "string" && h["as"].length <= MAX_ADDRESS_CHARS)) &&
     (!("dur" in h) || h["dur"] === true) &&
+    (!("sq" in h) || (Number.isSafeInteger(h["sq"]) && (h["sq"] as number) >= 0)) &&
     (!("code" in h) || (typeof h["code"] === "string" && h["code"].length <= 64)) &&
     (!("msg" in h) || (typeof h["msg"] === "string" && h["msg"].length <= 1024))
   );

@@ -18,6 +18,7 @@
 import { Decoder } from "@msgpack/msgpack";
 import { z } from "zod";
 import { openWith, sealWith } from "./seal.js";
+import { isPattern, MAX_PATTERNS_PER_AGENT } from "../events/topics.js";
 import { isZ85Key } from "./z85.js";
 
 export const SERVICE_PREFIX = "svc:";
@@ -90,8 +91,17 @@ export const HeartbeatSchema = z.strictObject({
       }),
     )
     .max(64),
+  /**
+   * The topic patterns this agent subscribes to (docs/EVENTS.md): the whole set each time, so
+   * the broker's subscription directory is soft state rebuilt from heartbeats. Absent when
+   * the agent subscribes to nothing (its heartbeat is then byte for byte what it was before).
+   */
+  sub: z
+    .array(z.custom<string>((v) => isPattern(v), { message: "invalid topic pattern" }))
+    .max(MAX_PATTERNS_PER_AGENT)
+    .optional(),
 });
 export type Heartbeat = z.infer<typeof HeartbeatSchema>;
 
 /** Decodes a heartbeat body within the caps of HeartbeatSchema (no extension types). */
-export const heartbeatDecoder = new Decoder({ maxStrLength: 1024, maxBinLength: 1024, maxArrayLength: 64, maxMapLength: 16, maxExtLength: 0 });
+export const heartbeatDecoder = new Decoder({ maxStrLength: 1024, maxBinLength: 1024, maxArrayLength: MAX_PATTERNS_PER_AGENT, maxMapLength: 16, maxExtLength: 0 });

@@ -62,10 +62,10 @@ function outcome(decode: (f: Uint8Array) => unknown, frame: Uint8Array) {
 /** Values that probe every check: types, bounds, lengths, special numbers. */
 const ODD: unknown[] = [
   null, true, false, 0, -0, 1, -1, 1.5, 2, NaN, Infinity, -Infinity, 2 ** 53, 2 ** 53 - 1, -(2 ** 53), 1e300,
-  "", "req", "res", "evt", "hb", "ack", "nack", "svc:x", "x".repeat(64), "x".repeat(65), "x".repeat(128), "x".repeat(129), "x".repeat(1024), "x".repeat(1025), "é".repeat(100),
+  "", "req", "res", "evt", "hb", "ack", "nack", "pub", "svc:x", "x".repeat(64), "x".repeat(65), "x".repeat(128), "x".repeat(129), "x".repeat(1024), "x".repeat(1025), "é".repeat(100),
   new Uint8Array(0), new Uint8Array(15), new Uint8Array(16), new Uint8Array(17), new Uint8Array(32), [], [1, 2], {}, { a: 1 },
 ];
-const KEYS = ["v", "k", "id", "to", "exp", "re", "as", "dur", "code", "msg"];
+const KEYS = ["v", "k", "id", "to", "exp", "re", "as", "dur", "sq", "code", "msg"];
 
 function headerCases(): unknown[] {
   const id = new Uint8Array(16).fill(7);
@@ -74,6 +74,7 @@ function headerCases(): unknown[] {
     { v: 1, k: "res", id, to: "B".repeat(40), exp: 0, re: id },
     { v: 1, k: "nack", id, to: "C".repeat(40), exp: 2 ** 53 - 1, re: id, code: "busy", msg: "full" },
     { v: 1, k: "evt", id, to: "D".repeat(40), exp: 5, as: "svc:summarize" },
+    { v: 1, k: "pub", id, to: "docs.indexed", exp: 5, sq: 1 },
   ];
   const cases: unknown[] = [...bases, null, 1, "header", [1, 2], id, { ...bases[0], extra: 1 }, { ...bases[0], __proto: 1 }];
   for (const base of bases) {

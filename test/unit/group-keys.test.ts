@@ -164,7 +164,7 @@ describe("groupKeys options", () => {
   });
 });
 
-describe("docs/EVENTS-KEYS.md states the defaults", () => {
+describe("docs/EVENTS.md states the defaults", () => {
   /** The table headed `| \`title\``: option → default cell. */
   function table(text: string, title: string): Map<string, string> {
     const lines = text.split("\n");
@@ -182,7 +182,7 @@ describe("docs/EVENTS-KEYS.md states the defaults", () => {
     const m = /^([\d,]+)(?:\s*(MiB))?$/.exec(cell);
     return m ? Number(m[1]!.replace(/,/g, "")) * (m[2] ? 1024 * 1024 : 1) : cell;
   };
-  const text = readFileSync(join(ROOT, "docs", "EVENTS-KEYS.md"), "utf8");
+  const text = readFileSync(join(ROOT, "docs", "EVENTS.md"), "utf8");
 
   it.each([
     ["groupKeys", GROUP_KEYS_DEFAULTS as Record<string, unknown>],

@@ -162,6 +162,14 @@ export function buildVectors(): Record<string, unknown> {
     "",
     "the broker's refusal: frames [empty, header, empty]; no body",
   );
+  add(
+    "publication",
+    { v: 1, k: "pub", id: seed("id|pub", 16), to: "docs.indexed", exp: ts + 60_000, sq: 7 },
+    undefined,
+    undefined,
+    "",
+    "a publication (docs/PROTOCOL.md §19): to = the topic, sq = the publisher's 7th on it, exp = its time + 60,000 (T15); the body is the events sealer's (group keys), not a box, so none is recorded here",
+  );
 
   // ---- services: the replica proof and a heartbeat -------------------------------------------
   const proofTs = 1767225600123;
@@ -172,10 +180,13 @@ export function buildVectors(): Record<string, unknown> {
   const hbHeader: Header = { v: 1, k: "hb", id: seed("id|hb", 16), to: "", exp: proofTs + 2000 };
   // A replica that declares the service durable adds `dur: true` last (absent otherwise).
   const hbDurableBody = encode({ svc: [{ name: "calc", key: keys.service_calc.public, ts: proofTs, proof, free: 64, dur: true }] });
+  // A subscriber that serves nothing: `sub` after `svc` (the liveness allowance reads that prefix).
+  const hbSubscriberBody = encode({ svc: [], sub: ["docs.*", "news.>"] });
   const services = {
     proof: { replica: keys.bob.public, service: "calc", ts: proofTs, plaintext: proofText, nonce: hex(seed("nonce|proof", NONCE_BYTES)), shared_key: hex(proofKey), proof: hex(proof) },
     heartbeat: { header: toJson(hbHeader), header_bytes: hex(encodeHeader(hbHeader)), body: hex(hbBody), note: "body is plain msgpack (not sealed), read by the broker" },
     heartbeat_durable: { body: hex(hbDurableBody), note: "the same heartbeat from a replica that declared the service durable (docs/DURABLE.md)" },
+    heartbeat_subscriber: { body: hex(hbSubscriberBody), sub: ["docs.*", "news.>"], note: "an agent serving nothing that subscribes to two topic patterns (docs/PROTOCOL.md §19.2): the whole set, each heartbeat" },
     addresses: [
       { to: "svc:calc", name: "calc", replica: null },
       { to: `svc:calc@${keys.bob.public}`, name: "calc", replica: keys.bob.public },
@@ -291,6 +302,10 @@ export function buildVectors(): Record<string, unknown> {
       { name: "exp missing", bytes: h({}, ["exp"]), expect: "bad_frame" },
       { name: "re of 8 bytes", bytes: h({ re: new Uint8Array(8) }), expect: "bad_frame" },
       { name: "code longer than 64", bytes: h({ code: "c".repeat(65) }), expect: "bad_frame" },
+      { name: "pub with sq", bytes: h({ k: "pub", to: "docs.indexed", sq: 1 }), expect: "ok" },
+      { name: "sq negative", bytes: h({ k: "pub", to: "docs.indexed", sq: -1 }), expect: "bad_frame" },
+      { name: "sq fractional", bytes: h({ k: "pub", to: "docs.indexed", sq: 1.5 }), expect: "bad_frame" },
+      { name: "sq a string", bytes: h({ k: "pub", to: "docs.indexed", sq: "1" }), expect: "bad_frame" },
       { name: "version 2", bytes: h({ v: 2 }), expect: "unsupported_version" },
       { name: "broker notice: nack without re, code displaced", bytes: h({ k: "nack", to: "", code: "displaced", msg: "another connection with this key took its route" }), expect: "ok" },
     ],

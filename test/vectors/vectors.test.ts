@@ -84,7 +84,7 @@ describe("conformance vectors (protocol v1) against src/", () => {
 
   it("the replica proof, the heartbeat, and service addresses", () => {
     const { pairs } = load("keys");
-    const { proof, heartbeat, heartbeat_durable, addresses } = load("services");
+    const { proof, heartbeat, heartbeat_durable, heartbeat_subscriber, addresses } = load("services");
     const brokerShared = new Sealer(pairs.broker.secret).sharedKey(pairs.service_calc.public);
     expect(hex(brokerShared)).toBe(proof.shared_key);
     expect(hex(openWith(brokerShared, bytes(proof.proof)))).toBe(Buffer.from(proof.plaintext).toString("hex"));
@@ -99,6 +99,8 @@ describe("conformance vectors (protocol v1) against src/", () => {
     const durable = HeartbeatSchema.parse(decode(bytes(heartbeat_durable.body))).svc[0]!;
     expect(durable.dur).toBe(true);
     expect(hex(encode({ svc: [{ ...body.svc[0]!, dur: true }] }))).toBe(heartbeat_durable.body);
+    expect(HeartbeatSchema.parse(decode(bytes(heartbeat_subscriber.body))).sub).toEqual(heartbeat_subscriber.sub);
+    expect(hex(encode({ svc: [], sub: heartbeat_subscriber.sub }))).toBe(heartbeat_subscriber.body);
     for (const a of addresses as Array<{ to: string; name: string | null; replica: string | null }>) {
       const parsed = parseServiceAddress(a.to);
       expect(parsed ? { name: parsed.name, replica: parsed.replica ?? null } : { name: null, replica: null }, a.to).toEqual({ name: a.name, replica: a.replica });
