@@ -27,18 +27,18 @@ export function settingsFor(profile: Profile): BenchSettings {
     case "quick":
       return { ...base, rounds: 1, payloads: [256], latencyCalls: 2000, latencyWarmup: 400, throughputPayloads: [256], throughputMs: 800, throughputWarmupMs: 200, idleAgents: [0, 100], brokers: [1, 2] };
     case "default":
-      return { ...base, rounds: 3, payloads: [64, 256, 1024, 65536], latencyCalls: 12_000, latencyWarmup: 500, throughputPayloads: [64, 256, 1024, 65536], throughputMs: 1000, throughputWarmupMs: 300, idleAgents: [0, 1, 100, 1000], brokers: [1, 2] };
+      return { ...base, rounds: 3, payloads: [64, 256, 1024, 65536, 1048576], latencyCalls: 12_000, latencyWarmup: 500, throughputPayloads: [64, 256, 1024, 65536, 1048576], throughputMs: 1000, throughputWarmupMs: 300, idleAgents: [0, 1, 100, 1000], brokers: [1, 2] };
     case "full":
-      return { ...base, rounds: 5, payloads: [64, 256, 1024, 65536], latencyCalls: 50_000, latencyWarmup: 2000, throughputPayloads: [64, 256, 1024, 65536], throughputMs: 3000, throughputWarmupMs: 500, idleAgents: [0, 1, 100, 1000], brokers: [1, 2] };
+      return { ...base, rounds: 5, payloads: [64, 256, 1024, 65536, 1048576], latencyCalls: 50_000, latencyWarmup: 2000, throughputPayloads: [64, 256, 1024, 65536, 1048576], throughputMs: 3000, throughputWarmupMs: 500, idleAgents: [0, 1, 100, 1000], brokers: [1, 2] };
   }
 }
 
 /**
  * Calls of one latency cell in one round: `latencyCalls` shared by the rounds, and large
- * payloads (slower per call) get a fifth, so every payload takes a similar time.
+ * payloads (slower per call) get a fifth (1 MiB a sixtieth), so every payload takes a similar time.
  */
 export function callsFor(settings: BenchSettings, payload: number): { calls: number; warmup: number } {
-  const scale = payload >= 65536 ? 5 : 1;
+  const scale = payload >= 1048576 ? 60 : payload >= 65536 ? 5 : 1;
   return { calls: Math.max(1, Math.round(settings.latencyCalls / scale / settings.rounds)), warmup: Math.round(settings.latencyWarmup / scale) };
 }
 

@@ -3,7 +3,8 @@
  * subscriber that echoes. No TLS: the plain loopback setup that most NATS numbers quote.
  */
 import { execFileSync } from "node:child_process";
-import { accessSync, constants } from "node:fs";
+import { accessSync, constants, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { spawnProgram, startWorker } from "../proc.js";
 import type { Client, Service, WorkerConfig } from "../types.js";
@@ -51,7 +52,10 @@ export const nats: SystemSpec = {
     return undefined;
   },
   async start() {
-    const server = spawnProgram("nats-server", findNatsServer()!, ["-a", "127.0.0.1", "-p", "-1"]);
+    // max_payload 8 MB (the default, 1 MB, refuses the 1 MiB rows); only a config file sets it.
+    const conf = join(mkdtempSync(join(tmpdir(), "zmq-bench-nats-")), "nats.conf");
+    writeFileSync(conf, "max_payload: 8MB\n");
+    const server = spawnProgram("nats-server", findNatsServer()!, ["-c", conf, "-a", "127.0.0.1", "-p", "-1"]);
     let servers: string;
     try {
       const m = await server.waitFor(/Listening for client connections on ([\d.]+:\d+)/, 10_000);

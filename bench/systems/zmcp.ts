@@ -117,6 +117,9 @@ const BROKER_BIN = join(ROOT, "dist", "bin", "zmq-broker.js");
 
 export const idleName = (i: number) => `idle-${String(i).padStart(5, "0")}`;
 
+/** The message cap of the benchmark's broker and agents: the 1 MiB rows need more than the 1 MiB default. */
+const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+
 /** Spawns the real broker bin on a free port and waits for its `ready` log line. */
 async function spawnBroker(certDir: string, n: number, env?: Record<string, string>): Promise<{ proc: SpawnedProc; endpoint: string }> {
   const proc = spawnNode(`zmq-broker#${n}`, BROKER_BIN, [
@@ -128,6 +131,9 @@ async function spawnBroker(certDir: string, n: number, env?: Record<string, stri
     certDir,
     "--log-level",
     "info",
+    // 4 MiB: room for the 1 MiB rows (payload + msgpack + seal); agents get the same cap.
+    "--max-message-bytes",
+    String(MAX_MESSAGE_BYTES),
   ], env);
   try {
     const match = await proc.waitFor(/"msg":"ready".*"endpoint":"([^"]+)"/, 15_000);
@@ -200,6 +206,7 @@ async function connectAgent(c: ZmcpConfig, name: string, extra: Partial<AgentOpt
     serverKey: c.serverKey,
     connectTimeout: 20_000,
     timeout: CALL_TIMEOUT_MS,
+    maxMessageBytes: MAX_MESSAGE_BYTES,
     ...extra,
   });
   // Agent.connect waits for the first handshake; give the other brokers of a fleet theirs.
@@ -293,7 +300,7 @@ async function rawDealer(c: ZmcpConfig, name: string): Promise<zmq.Dealer> {
     curvePublicKey: cert.publicKey,
     curveSecretKey: cert.secretKey,
     linger: 0,
-    maxMessageSize: 4 * 1024 * 1024,
+    maxMessageSize: MAX_MESSAGE_BYTES,
   });
   const ready = handshakes(dealer, c.endpoints.length);
   for (const endpoint of c.endpoints) dealer.connect(endpoint);
