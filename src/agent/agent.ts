@@ -212,6 +212,7 @@ export class Agent {
       handlersRunning: () => this.#handler.active,
       jobsRunning: () => this.#handler.jobs.running,
       callsPending: () => this.#caller.pending,
+      answers: () => this.#handler.answers,
     });
     registerCircuitMetrics(registry, this.#caller.circuits, (destination) => this.#directory.nameOf(destination));
     registerDirectMetrics(registry, () => this.direct);

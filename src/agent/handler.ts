@@ -47,6 +47,12 @@ export class Handler {
   }
 
   /** Tool runs (calls and jobs) in progress. */
+  /** The answer cache's entries and bytes held, and the bodies it dropped to stay within its bytes. */
+  get answers(): { entries: number; bytes: number; bodiesDropped: number } {
+    const a = this.#answers;
+    return { entries: a.budget.entries, bytes: a.budget.bytes, bodiesDropped: a.bodiesDropped };
+  }
+
   get active(): number {
     return this.#active;
   }

@@ -60,6 +60,8 @@ export type Begun = { kind: "new" } | { kind: "earlier"; answer: Promise<Answer>
 export class AnswerCache {
   readonly #entries = new Map<string, Entry>();
   readonly budget: ByteBudget;
+  /** Answers whose body was dropped to make room (their entries stay), since start. */
+  bodiesDropped = 0;
   #lastSweep = -Infinity;
 
   /**
@@ -155,6 +157,7 @@ export class AnswerCache {
       this.budget.add(entry.owner, 0, ENTRY_OVERHEAD_BYTES - entry.bytes);
       entry.bytes = ENTRY_OVERHEAD_BYTES;
       entry.answer = DROPPED_ANSWER;
+      this.bodiesDropped++;
       dropped = true;
     }
     return dropped;

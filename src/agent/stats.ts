@@ -72,6 +72,7 @@ export interface AgentGauges {
   handlersRunning(): number;
   jobsRunning(): number;
   callsPending(): number;
+  answers(): { entries: number; bytes: number; bodiesDropped: number };
 }
 
 /** Registers the agent's metrics on `registry`; returns the call-latency histogram the caller feeds. */
@@ -83,6 +84,9 @@ export function registerAgentMetrics(r: Registry, s: AgentStats, gauges: AgentGa
   readGauge(r, "zmcp_agent_handlers_running", "Tool handlers running now (jobs included)", gauges.handlersRunning);
   readGauge(r, "zmcp_agent_jobs_running", "Jobs running now", gauges.jobsRunning);
   readGauge(r, "zmcp_agent_calls_pending", "Requests waiting for an answer (each attempt of a call)", gauges.callsPending);
+  readGauge(r, "zmcp_agent_answer_cache_entries", "Answers remembered for retries (idempotency), dropped bodies included", () => gauges.answers().entries);
+  readGauge(r, "zmcp_agent_answer_cache_bytes", "Bytes of the answers remembered for retries (bounded by answerLimits)", () => gauges.answers().bytes);
+  readCounter(r, "zmcp_agent_answer_bodies_dropped_total", "Remembered answers whose body was dropped to stay within answerLimits (a retry of one gets tool_failed)", () => gauges.answers().bodiesDropped);
   readLabelledCounter(r, "zmcp_agent_messages_dropped_total", "Messages dropped with a log line, by reason", "reason", () => entries(s.dropped));
   readCounter(r, "zmcp_agent_listener_errors_total", "Job progress listeners that threw (caught; the job goes on)", () => s.listenerErrors);
   readCounter(r, "zmcp_agent_publications_sent_total", "Publications sent (docs/EVENTS.md)", () => s.published);
