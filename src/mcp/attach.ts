@@ -181,15 +181,15 @@ export class McpAttachment {
         await child.exited;
         if (this.#closed) return;
         if (this.#child === child) this.#child = undefined;
-        const uptime = Date.now() - child.startedAt;
+        const uptime = Math.round(performance.now() - child.startedAt);
         this.#log.error("MCP server exited", { pid: child.pid, uptimeMs: uptime });
       }
-      failures = Date.now() - startedAt >= stableAfter ? 0 : failures + 1;
+      failures = performance.now() - startedAt >= stableAfter ? 0 : failures + 1;
       const delay = Math.min(max, min * 2 ** Math.max(0, failures - 1));
       this.#log.info("restarting MCP server", { inMs: delay, attempt: failures });
       await sleep(delay, this.#stopping.signal);
       if (this.#closed) return;
-      startedAt = Date.now();
+      startedAt = performance.now();
       this.#restarts++;
       try {
         child = await this.#launch();

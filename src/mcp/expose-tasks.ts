@@ -70,8 +70,14 @@ export interface ExtensionTaskStoreOptions {
   maxPerOwner?: number;
   /** Suggested polling interval, ms. Default 1,000. */
   pollIntervalMs?: number;
-  /** The clock (tests). */
+  /** The wall clock of the tasks' timestamps (tests). Default Date.now. */
   now?: () => number;
+  /**
+   * The clock expiry is measured on: monotonic, so that a wall clock that jumps (NTP, a resumed
+   * VM, an operator) neither expires running tasks early nor keeps dead ones past their ttl.
+   * Default performance.now, or `now` when only that is given (tests that move one clock).
+   */
+  monotonic?: () => number;
 }
 
 export class ExtensionTaskStore {
@@ -82,6 +88,7 @@ export class ExtensionTaskStore {
   readonly #perOwner = new Map<string, number>();
   readonly #poll: number;
   readonly #now: () => number;
+  readonly #monotonic: () => number;
   #swept = -Infinity;
 
   constructor(options: ExtensionTaskStoreOptions) {
@@ -89,7 +96,8 @@ export class ExtensionTaskStore {
     this.#max = options.maxTasks ?? 10_000;
     this.#maxPerOwner = options.maxPerOwner ?? 1000;
     this.#poll = options.pollIntervalMs ?? 1000;
-    this.#now = options.now ?? Date.now;
+    this.#now = options.now ?? (() => Date.now());
+    this.#monotonic = options.monotonic ?? options.now ?? (() => performance.now());
   }
 
   get size(): number {
@@ -103,11 +111,10 @@ export class ExtensionTaskStore {
     const owned = this.#perOwner.get(owner) ?? 0;
     if (owned >= this.#maxPerOwner) throw new TaskProtocolError(INTERNAL_ERROR, `too many tasks held for this client (${this.#maxPerOwner}); try again when some have expired`);
     this.#perOwner.set(owner, owned + 1);
-    const now = this.#now();
-    const at = new Date(now).toISOString();
+    const at = new Date(this.#now()).toISOString();
     const task: DetailedTask = { taskId: randomUUID(), status: "working", createdAt: at, lastUpdatedAt: at, ttlMs: this.#ttlMs, pollIntervalMs: this.#poll };
     const controller = new AbortController();
-    this.#tasks.set(task.taskId, { owner, task, controller, expires: now + this.#ttlMs });
+    this.#tasks.set(task.taskId, { owner, task, controller, expires: this.#monotonic() + this.#ttlMs });
     return { task: { ...task }, signal: controller.signal };
   }
 
@@ -153,7 +160,7 @@ export class ExtensionTaskStore {
     this.#sweep();
     const entry = this.#tasks.get(taskId);
     // Another owner's task is not found either: the same answer, so an id tells nothing.
-    if (!entry || entry.owner !== owner || entry.expires <= this.#now()) throw new TaskProtocolError(INVALID_PARAMS, "Failed to retrieve task: Task not found");
+    if (!entry || entry.owner !== owner || entry.expires <= this.#monotonic()) throw new TaskProtocolError(INVALID_PARAMS, "Failed to retrieve task: Task not found");
     return entry;
   }
 
@@ -168,7 +175,7 @@ export class ExtensionTaskStore {
 
   /** Drops expired tasks (a running one is aborted: nobody can ask for its result any more); at most once a second. */
   #sweep(): void {
-    const now = this.#now();
+    const now = this.#monotonic();
     if (now - this.#swept < 1000 && this.#tasks.size < this.#max && !this.#atOwnerCap()) return;
     this.#swept = now;
     for (const [id, entry] of this.#tasks) {

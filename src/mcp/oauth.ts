@@ -263,7 +263,9 @@ export class OAuthResourceServer {
 
   /** The keys to verify with: fetched at first use and when older than `jwksMaxAge`. */
   async #currentKeys(): Promise<JWTVerifyGetKey> {
-    const now = Date.now();
+    // Ages and cooldowns on the monotonic clock: a wall clock jumped back an hour must not stop
+    // key refetches (a rotated-in key refused) for that hour, nor keep keys past their age.
+    const now = performance.now();
     if (this.#keys && now - this.#keys.at < this.#maxAge) return this.#keys.get;
     await this.#refresh(this.#keys === undefined);
     // Stale keys still verify while the issuer cannot be reached (refresh kept them).
@@ -280,11 +282,11 @@ export class OAuthResourceServer {
       await this.#inflight;
       return this.#lastError === undefined;
     }
-    if (Date.now() - this.#lastFetch < this.#cooldown) {
+    if (performance.now() - this.#lastFetch < this.#cooldown) {
       if (first && !this.#keys) throw new IssuerUnavailable(this.#lastError ?? "cooling down");
       return false;
     }
-    this.#lastFetch = Date.now();
+    this.#lastFetch = performance.now();
     this.#inflight = this.#fetchKeys().finally(() => (this.#inflight = undefined));
     await this.#inflight;
     return this.#lastError === undefined;
@@ -297,7 +299,7 @@ export class OAuthResourceServer {
       if (typeof jwks !== "object" || jwks === null || !Array.isArray(jwks.keys)) throw new Error(`${this.#jwksUri}: not a JWK Set`);
       // Only signing keys of the accepted kinds, and a bounded number of them.
       const keys = jwks.keys.filter((k) => k && typeof k === "object" && k.kty !== "oct" && (k.use === undefined || k.use === "sig")).slice(0, MAX_KEYS);
-      this.#keys = { get: createLocalJWKSet({ keys }), at: Date.now() };
+      this.#keys = { get: createLocalJWKSet({ keys }), at: performance.now() };
       this.#lastError = undefined;
       this.#log.info("oauth: issuer keys fetched", { issuer: this.issuer, keys: keys.length });
     } catch (err) {
