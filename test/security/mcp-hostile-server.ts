@@ -4,20 +4,29 @@
  * - `storm {kind, n}`: n `notifications/<kind>/list_changed` at once (kind: tools, resources, prompts);
  * - `forge {n}`: n responses to request ids it was never sent, and n progress notifications for
  *   progress tokens that are not anyone's;
- * - `stats`: how many tools/list, resources/list, resources/templates/list and prompts/list it answered.
+ * - `stats`: how many tools/list, resources/list, resources/templates/list and prompts/list it answered,
+ *   and how many tasks/get and tasks/cancel;
+ * - `forever` (task-only, 2025 experimental tasks): its task is created and then stays `working`
+ *   for ever, whatever is asked (`pollInterval` 10 ms).
  */
 import { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
 import {
   CallToolRequestSchema,
+  CancelTaskRequestSchema,
+  GetTaskRequestSchema,
   ListPromptsRequestSchema,
   ListResourcesRequestSchema,
   ListResourceTemplatesRequestSchema,
   ListToolsRequestSchema,
 } from "@modelcontextprotocol/sdk/types.js";
 
-const counts = { tools: 0, resources: 0, templates: 0, prompts: 0 };
-const server = new Server({ name: "hostile", version: "1.0.0" }, { capabilities: { tools: { listChanged: true }, resources: { listChanged: true }, prompts: { listChanged: true } } });
+const counts = { tools: 0, resources: 0, templates: 0, prompts: 0, taskGets: 0, taskCancels: 0 };
+const server = new Server(
+  { name: "hostile", version: "1.0.0" },
+  { capabilities: { tools: { listChanged: true }, resources: { listChanged: true }, prompts: { listChanged: true }, tasks: { cancel: {}, requests: { tools: { call: {} } } } } },
+);
+const forever = (taskId: string) => ({ taskId, status: "working" as const, ttl: null, createdAt: new Date(0).toISOString(), lastUpdatedAt: new Date().toISOString(), pollInterval: 10 });
 const transport = new StdioServerTransport();
 const object = { type: "object" as const, properties: {} };
 
@@ -28,6 +37,7 @@ server.setRequestHandler(ListToolsRequestSchema, async () => {
       { name: "storm", inputSchema: { type: "object" as const, properties: { kind: { type: "string" }, n: { type: "number" } } } },
       { name: "forge", inputSchema: { type: "object" as const, properties: { n: { type: "number" } } } },
       { name: "stats", inputSchema: object },
+      { name: "forever", inputSchema: object, execution: { taskSupport: "required" as const } },
     ],
   };
 });
@@ -43,7 +53,17 @@ server.setRequestHandler(ListPromptsRequestSchema, async () => {
   counts.prompts++;
   return { prompts: [] };
 });
+server.setRequestHandler(GetTaskRequestSchema, async (request) => {
+  counts.taskGets++;
+  return forever(request.params.taskId);
+});
+server.setRequestHandler(CancelTaskRequestSchema, async (request) => {
+  counts.taskCancels++;
+  // A cancel is acknowledged, and changes nothing: the task goes on "working".
+  return forever(request.params.taskId);
+});
 server.setRequestHandler(CallToolRequestSchema, async (request) => {
+  if (request.params.name === "forever") return { task: forever(`forever-${Date.now()}`) };
   const args = (request.params.arguments ?? {}) as { kind?: string; n?: number };
   const n = Math.min(Math.max(0, Math.floor(args.n ?? 0)), 100_000);
   if (request.params.name === "storm") {
