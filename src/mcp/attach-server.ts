@@ -25,6 +25,7 @@ export interface Child {
   /** The v1 client's experimental (2025) tasks, to call a tool that runs only as a task; not in the 2026 era. */
   tasks?: Client["experimental"]["tasks"];
   pid: number | null;
+  /** When it started, on the monotonic clock (performance.now()): uptimes survive a wall clock jump. */
   startedAt: number;
   /** Resolves when the server's connection closes (the process exited). */
   exited: Promise<void>;
@@ -57,7 +58,7 @@ export async function connectServer(o: AttachOptions, log: Logger): Promise<Chil
   client.onerror = (err) => log.debug("MCP client error", { error: err.message });
   try {
     await client.connect(transport, { timeout });
-    return { client, era: "2025", tasks: client.experimental.tasks, pid: transport.pid, startedAt: Date.now(), exited };
+    return { client, era: "2025", tasks: client.experimental.tasks, pid: transport.pid, startedAt: performance.now(), exited };
   } catch (err) {
     client.onclose = () => undefined;
     await client.close().catch(() => undefined);
@@ -68,7 +69,7 @@ export async function connectServer(o: AttachOptions, log: Logger): Promise<Chil
       const modern = await connectModern(params, revisions[0]!, clientInfo, timeout, passAll, (t) => pipeLog(t.stderr));
       modern.client.onclose = () => onExit();
       modern.client.onerror = (e) => log.debug("MCP client error", { error: e.message });
-      return { client: modern.client, era: revisions[0]!, pid: modern.transport.pid, startedAt: Date.now(), exited };
+      return { client: modern.client, era: revisions[0]!, pid: modern.transport.pid, startedAt: performance.now(), exited };
     } catch (err2) {
       throw new ZmcpError("config", `MCP server ${o.command} did not start (2026-07-28 era): ${(err2 as Error).message}`, { cause: err2 });
     }

@@ -196,16 +196,24 @@ export class ToolMirror {
     const cancel = () => {
       if (taskId !== undefined) void tasks.cancelTask(taskId).catch((err: Error) => this.#log.debug("task cancel failed", { tool: name, task: taskId, error: err.message }));
     };
-    ctx.signal.addEventListener("abort", cancel, { once: true });
+    // The SDK's `timeout` bounds each request of the stream (the create, every tasks/get), not
+    // the task: a server answering `working` for ever would be polled for ever. The job's
+    // deadline is a signal of its own, ending the stream (and cancelling the task) when it passes.
+    const ttl = Math.max(1, deadline - Date.now());
+    const expired = AbortSignal.timeout(ttl);
+    const signal = AbortSignal.any([ctx.signal, expired]);
+    // tool_failed, as for a plain job tool that outlives jobTimeout (the SDK's request timeout).
+    const overdue = () => new ZmcpError("tool_failed", `${name}: the MCP task did not end within ${ttl} ms (jobTimeout); cancelled`);
+    signal.addEventListener("abort", cancel, { once: true });
     let step = 0;
     let lastMessage: string | undefined;
     try {
-      const ttl = Math.max(1, deadline - Date.now());
-      for await (const m of tasks.callToolStream({ name, arguments: args }, undefined, { timeout: ttl, signal: ctx.signal, task: { ttl } })) {
+      for await (const m of tasks.callToolStream({ name, arguments: args }, undefined, { timeout: ttl, signal, task: { ttl } })) {
+        if (expired.aborted && !ctx.signal.aborted) throw overdue();
         if (m.type === "taskCreated") {
           taskId = m.task.taskId;
           this.#log.info("MCP task started", { tool: name, task: taskId });
-          if (ctx.signal.aborted) cancel();
+          if (signal.aborted) cancel();
         } else if (m.type === "taskStatus") {
           const message = m.task.statusMessage;
           if (message !== undefined && message !== lastMessage) {
@@ -220,10 +228,12 @@ export class ToolMirror {
       }
       throw new ZmcpError("tool_failed", `${name}: the task ended without a result`);
     } catch (err) {
+      // Past the deadline, whatever the stream said on its way out is the deadline's doing.
+      if (expired.aborted && !ctx.signal.aborted) throw overdue();
       if (err instanceof ZmcpError) throw err;
       throw meshError(err, name);
     } finally {
-      ctx.signal.removeEventListener("abort", cancel);
+      signal.removeEventListener("abort", cancel);
     }
   }
 }

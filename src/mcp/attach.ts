@@ -86,6 +86,8 @@ export class McpAttachment {
   readonly #stopping = new AbortController();
   #supervisor: Promise<void> = Promise.resolve();
   #syncing: Promise<void> = Promise.resolve();
+  /** The sync waiting for the running one to end (not listing yet), and whose server it lists. */
+  #queued: { child: Child; done: Promise<void> } | undefined;
 
   private constructor(options: AttachOptions) {
     this.#options = options;
@@ -179,15 +181,15 @@ export class McpAttachment {
         await child.exited;
         if (this.#closed) return;
         if (this.#child === child) this.#child = undefined;
-        const uptime = Date.now() - child.startedAt;
+        const uptime = Math.round(performance.now() - child.startedAt);
         this.#log.error("MCP server exited", { pid: child.pid, uptimeMs: uptime });
       }
-      failures = Date.now() - startedAt >= stableAfter ? 0 : failures + 1;
+      failures = performance.now() - startedAt >= stableAfter ? 0 : failures + 1;
       const delay = Math.min(max, min * 2 ** Math.max(0, failures - 1));
       this.#log.info("restarting MCP server", { inMs: delay, attempt: failures });
       await sleep(delay, this.#stopping.signal);
       if (this.#closed) return;
-      startedAt = Date.now();
+      startedAt = performance.now();
       this.#restarts++;
       try {
         child = await this.#launch();
@@ -222,14 +224,26 @@ export class McpAttachment {
     });
   }
 
-  /** Lists the server's tools, then its resources and prompts, and brings the agent's registrations in line (one sync at a time). */
+  /**
+   * Lists the server's tools, then its resources and prompts, and brings the agent's
+   * registrations in line. One sync runs at a time, and at most one more waits: a list_changed
+   * arriving while one waits joins it (the waiting sync has not listed yet, so it sees that
+   * change too). A server's storm of n notifications costs two listings, not n queued ones.
+   */
   #sync(child: Child): Promise<void> {
-    this.#syncing = this.#syncing
+    if (this.#queued?.child === child) return this.#queued.done;
+    const done = this.#syncing
       .catch(() => undefined)
-      .then(() => this.#tools.sync(child))
+      .then(() => {
+        // Listing starts now: a change notified from here on needs a sync after this one.
+        if (this.#queued?.done === done) this.#queued = undefined;
+        return this.#tools.sync(child);
+      })
       // Resources and prompts are extras: a server that fails to list them still serves its tools.
       .then(() => this.#catalog.sync(child).catch((err: unknown) => this.#log.warn("resources and prompts not listed", { error: (err as Error).message })));
-    return this.#syncing;
+    this.#queued = { child, done };
+    this.#syncing = done;
+    return done;
   }
 }
 

@@ -80,7 +80,7 @@ export class ToolCaller {
     const listing = this.#o.listing;
     let route = listing.routes.get(name);
     // A name not listed (yet): the targets may have added it since. Re-listed at most once a second.
-    if (!route && Date.now() - listing.refreshedAt > 1000) route = (await listing.refresh().catch(() => listing.routes)).get(name);
+    if (!route && performance.now() - listing.refreshedAt > 1000) route = (await listing.refresh().catch(() => listing.routes)).get(name);
     if (!route) throw new McpError(ErrorCode.InvalidParams, `Tool ${name} not found`);
     return route;
   }

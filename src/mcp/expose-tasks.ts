@@ -14,7 +14,8 @@
  * Bounded: at most `maxTasks` tasks are held, and `maxPerOwner` of one owner (a create past
  * either is refused with -32603, nothing is evicted that a client may still poll: one client
  * cannot take every place), each is dropped `ttlMs` after it was created, and a terminal task
- * keeps its result until then.
+ * keeps its result until then, within byte budgets (`maxResultBytes`, `maxResultBytesPerOwner`:
+ * a result past them fails its task with -32603 rather than being held).
  */
 import { randomUUID } from "node:crypto";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
@@ -59,6 +60,8 @@ interface Entry {
   task: DetailedTask;
   controller: AbortController;
   expires: number;
+  /** Bytes of the result held (its JSON), charged to the owner's and the store's budgets. */
+  bytes: number;
 }
 
 export interface ExtensionTaskStoreOptions {
@@ -68,10 +71,23 @@ export interface ExtensionTaskStoreOptions {
   maxTasks?: number;
   /** Tasks held at once for one owner. Default 1,000. */
   maxPerOwner?: number;
+  /**
+   * Bytes of finished tasks' results held, all owners together (each result counted as its
+   * JSON). A result past it fails its task (-32603) instead of being held. Default 256 MiB.
+   */
+  maxResultBytes?: number;
+  /** Bytes of results held for one owner. Default 64 MiB. */
+  maxResultBytesPerOwner?: number;
   /** Suggested polling interval, ms. Default 1,000. */
   pollIntervalMs?: number;
-  /** The clock (tests). */
+  /** The wall clock of the tasks' timestamps (tests). Default Date.now. */
   now?: () => number;
+  /**
+   * The clock expiry is measured on: monotonic, so that a wall clock that jumps (NTP, a resumed
+   * VM, an operator) neither expires running tasks early nor keeps dead ones past their ttl.
+   * Default performance.now, or `now` when only that is given (tests that move one clock).
+   */
+  monotonic?: () => number;
 }
 
 export class ExtensionTaskStore {
@@ -80,20 +96,33 @@ export class ExtensionTaskStore {
   readonly #max: number;
   readonly #maxPerOwner: number;
   readonly #perOwner = new Map<string, number>();
+  readonly #maxBytes: number;
+  readonly #maxBytesPerOwner: number;
+  readonly #bytesPerOwner = new Map<string, number>();
+  #bytes = 0;
   readonly #poll: number;
   readonly #now: () => number;
+  readonly #monotonic: () => number;
   #swept = -Infinity;
 
   constructor(options: ExtensionTaskStoreOptions) {
     this.#ttlMs = options.ttlMs;
     this.#max = options.maxTasks ?? 10_000;
     this.#maxPerOwner = options.maxPerOwner ?? 1000;
+    this.#maxBytes = options.maxResultBytes ?? 256 * 1024 * 1024;
+    this.#maxBytesPerOwner = options.maxResultBytesPerOwner ?? 64 * 1024 * 1024;
     this.#poll = options.pollIntervalMs ?? 1000;
-    this.#now = options.now ?? Date.now;
+    this.#now = options.now ?? (() => Date.now());
+    this.#monotonic = options.monotonic ?? options.now ?? (() => performance.now());
   }
 
   get size(): number {
     return this.#tasks.size;
+  }
+
+  /** Bytes of results held now (all owners). */
+  get resultBytes(): number {
+    return this.#bytes;
   }
 
   /** A new `working` task of `owner`; its signal fires when the task is cancelled (or the store closed). */
@@ -103,11 +132,10 @@ export class ExtensionTaskStore {
     const owned = this.#perOwner.get(owner) ?? 0;
     if (owned >= this.#maxPerOwner) throw new TaskProtocolError(INTERNAL_ERROR, `too many tasks held for this client (${this.#maxPerOwner}); try again when some have expired`);
     this.#perOwner.set(owner, owned + 1);
-    const now = this.#now();
-    const at = new Date(now).toISOString();
+    const at = new Date(this.#now()).toISOString();
     const task: DetailedTask = { taskId: randomUUID(), status: "working", createdAt: at, lastUpdatedAt: at, ttlMs: this.#ttlMs, pollIntervalMs: this.#poll };
     const controller = new AbortController();
-    this.#tasks.set(task.taskId, { owner, task, controller, expires: now + this.#ttlMs });
+    this.#tasks.set(task.taskId, { owner, task, controller, expires: this.#monotonic() + this.#ttlMs, bytes: 0 });
     return { task: { ...task }, signal: controller.signal };
   }
 
@@ -130,10 +158,30 @@ export class ExtensionTaskStore {
     if (entry && entry.task.status === "working") this.#set(entry, { statusMessage: message });
   }
 
-  /** The tool's answer: `completed` (a tool error included, `isError`); ignored once the task was cancelled. */
+  /**
+   * The tool's answer: `completed` (a tool error included, `isError`); ignored once the task was
+   * cancelled. Held until the task expires, within the byte budgets: the count caps alone let
+   * one client keep 1,000 results of up to a mesh message each (a review held ~1 GB that way).
+   * A result past a budget fails the task with -32603 (the client learns why; nothing else is evicted).
+   */
   complete(taskId: string, result: CallToolResult): void {
     const entry = this.#tasks.get(taskId);
-    if (entry && !isTerminal(entry.task.status)) this.#set(entry, { status: "completed", result });
+    if (!entry || isTerminal(entry.task.status)) return;
+    const bytes = Buffer.byteLength(JSON.stringify(result), "utf8");
+    if (!this.#fits(entry.owner, bytes)) this.#sweep(true);
+    if (!this.#fits(entry.owner, bytes)) {
+      const message = `the result (${bytes} bytes) is not held: finished tasks already hold ${this.#bytesPerOwner.get(entry.owner) ?? 0} of ${this.#maxBytesPerOwner} bytes for this client (${this.#bytes} of ${this.#maxBytes} in all); call the tool again when some have expired`;
+      this.#set(entry, { status: "failed", statusMessage: message, error: { code: INTERNAL_ERROR, message } });
+      return;
+    }
+    entry.bytes = bytes;
+    this.#bytes += bytes;
+    this.#bytesPerOwner.set(entry.owner, (this.#bytesPerOwner.get(entry.owner) ?? 0) + bytes);
+    this.#set(entry, { status: "completed", result });
+  }
+
+  #fits(owner: string, bytes: number): boolean {
+    return this.#bytes + bytes <= this.#maxBytes && (this.#bytesPerOwner.get(owner) ?? 0) + bytes <= this.#maxBytesPerOwner;
   }
 
   /** No answer could be had (a JSON-RPC error): `failed`, with the error. */
@@ -147,13 +195,15 @@ export class ExtensionTaskStore {
     for (const entry of this.#tasks.values()) entry.controller.abort();
     this.#tasks.clear();
     this.#perOwner.clear();
+    this.#bytesPerOwner.clear();
+    this.#bytes = 0;
   }
 
   #entry(owner: string, taskId: string): Entry {
     this.#sweep();
     const entry = this.#tasks.get(taskId);
     // Another owner's task is not found either: the same answer, so an id tells nothing.
-    if (!entry || entry.owner !== owner || entry.expires <= this.#now()) throw new TaskProtocolError(INVALID_PARAMS, "Failed to retrieve task: Task not found");
+    if (!entry || entry.owner !== owner || entry.expires <= this.#monotonic()) throw new TaskProtocolError(INVALID_PARAMS, "Failed to retrieve task: Task not found");
     return entry;
   }
 
@@ -166,10 +216,10 @@ export class ExtensionTaskStore {
     return false;
   }
 
-  /** Drops expired tasks (a running one is aborted: nobody can ask for its result any more); at most once a second. */
-  #sweep(): void {
-    const now = this.#now();
-    if (now - this.#swept < 1000 && this.#tasks.size < this.#max && !this.#atOwnerCap()) return;
+  /** Drops expired tasks (a running one is aborted: nobody can ask for its result any more); at most once a second unless `force`. */
+  #sweep(force = false): void {
+    const now = this.#monotonic();
+    if (!force && now - this.#swept < 1000 && this.#tasks.size < this.#max && !this.#atOwnerCap()) return;
     this.#swept = now;
     for (const [id, entry] of this.#tasks) {
       if (entry.expires > now) continue;
@@ -178,6 +228,12 @@ export class ExtensionTaskStore {
       const owned = (this.#perOwner.get(entry.owner) ?? 1) - 1;
       if (owned > 0) this.#perOwner.set(entry.owner, owned);
       else this.#perOwner.delete(entry.owner);
+      if (entry.bytes > 0) {
+        this.#bytes -= entry.bytes;
+        const held = (this.#bytesPerOwner.get(entry.owner) ?? 0) - entry.bytes;
+        if (held > 0) this.#bytesPerOwner.set(entry.owner, held);
+        else this.#bytesPerOwner.delete(entry.owner);
+      }
     }
   }
 }

@@ -76,7 +76,7 @@ export class ToolListing {
   #routes = new Map<string, Route>();
   #signature = "";
   #refreshing: Promise<Map<string, Route>> | undefined;
-  #refreshedAt = 0;
+  #refreshedAt = -Infinity;
 
   constructor(options: ToolListingOptions) {
     this.#o = options;
@@ -87,7 +87,7 @@ export class ToolListing {
     return this.#routes;
   }
 
-  /** When the last listing ended (ms since the epoch; 0 before the first). */
+  /** When the last listing ended (performance.now(), a monotonic clock; -Infinity before the first). */
   get refreshedAt(): number {
     return this.#refreshedAt;
   }
@@ -100,7 +100,7 @@ export class ToolListing {
   refresh(): Promise<Map<string, Route>> {
     this.#refreshing ??= this.#relist().finally(() => {
       this.#refreshing = undefined;
-      this.#refreshedAt = Date.now();
+      this.#refreshedAt = performance.now();
     });
     return this.#refreshing;
   }

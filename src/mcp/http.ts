@@ -25,7 +25,7 @@ import type { AuthInfo } from "@modelcontextprotocol/server";
 import { ConfigError, describeThrown } from "../errors.js";
 import { silentLogger, type Logger } from "../support/log.js";
 import type { MeshExposer } from "./expose.js";
-import type { OAuthResourceServer } from "./oauth.js";
+import { tokenIdentity, type OAuthResourceServer } from "./oauth.js";
 import { BodyError, eraRouter } from "./http-eras.js";
 
 /** Shortest bearer token accepted: a guessable token would be the only thing between the network and the mesh. */
@@ -132,9 +132,10 @@ export async function serveHttp(options: HttpExposeOptions): Promise<HttpExpose>
         log.warn("http request refused", { reason: checked.message, status: checked.status, remote: req.socket.remoteAddress });
         return reject(res, checked.status, checked.message, checked.headers);
       }
-      // The identity (owner of 2026 tasks) is the token's issuer and subject (or client), hashed: it may be logged.
-      const who = `${String(checked.claims.iss)}|${String(checked.claims.sub ?? checked.claims["client_id"] ?? "")}`;
-      auth = { token: "", clientId: `oauth:${createHash("sha256").update(who).digest("hex").slice(0, 16)}`, scopes: [] };
+      // The identity (owner of 2026 tasks) is the token's issuer and subject (or client), hashed:
+      // it may be logged. A token that names nobody has none (clientId "": it owns no tasks).
+      const who = tokenIdentity(checked.claims);
+      auth = { token: "", clientId: who === undefined ? "" : `oauth:${createHash("sha256").update(who).digest("hex").slice(0, 16)}`, scopes: [] };
     } else if (!(auth = authorized(req))) {
       log.warn("http request refused", { reason: "bad or missing bearer token", remote: req.socket.remoteAddress });
       return reject(res, 401, "Unauthorized", { "www-authenticate": 'Bearer realm="zmcp", error="invalid_token"' });

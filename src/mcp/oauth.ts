@@ -221,6 +221,11 @@ export class OAuthResourceServer {
       }
       return this.#unauthorized(reasonOf(err), reasonOf(err));
     }
+    // Who the token names is the owner of its tasks (tokenIdentity): a name that is not a string
+    // (RFC 7519 §4.1.2: StringOrURI) would be stringified into someone else's ("7" for 7).
+    for (const claim of ["sub", "client_id"]) {
+      if (claims[claim] !== undefined && typeof claims[claim] !== "string") return this.#unauthorized(`claim ${claim} invalid (not a string)`, `claim ${claim} invalid (not a string)`);
+    }
     const granted = grantedScopes(claims);
     const missing = this.scopes.filter((s) => !granted.has(s));
     if (missing.length > 0) {
@@ -258,7 +263,9 @@ export class OAuthResourceServer {
 
   /** The keys to verify with: fetched at first use and when older than `jwksMaxAge`. */
   async #currentKeys(): Promise<JWTVerifyGetKey> {
-    const now = Date.now();
+    // Ages and cooldowns on the monotonic clock: a wall clock jumped back an hour must not stop
+    // key refetches (a rotated-in key refused) for that hour, nor keep keys past their age.
+    const now = performance.now();
     if (this.#keys && now - this.#keys.at < this.#maxAge) return this.#keys.get;
     await this.#refresh(this.#keys === undefined);
     // Stale keys still verify while the issuer cannot be reached (refresh kept them).
@@ -275,11 +282,11 @@ export class OAuthResourceServer {
       await this.#inflight;
       return this.#lastError === undefined;
     }
-    if (Date.now() - this.#lastFetch < this.#cooldown) {
+    if (performance.now() - this.#lastFetch < this.#cooldown) {
       if (first && !this.#keys) throw new IssuerUnavailable(this.#lastError ?? "cooling down");
       return false;
     }
-    this.#lastFetch = Date.now();
+    this.#lastFetch = performance.now();
     this.#inflight = this.#fetchKeys().finally(() => (this.#inflight = undefined));
     await this.#inflight;
     return this.#lastError === undefined;
@@ -292,7 +299,7 @@ export class OAuthResourceServer {
       if (typeof jwks !== "object" || jwks === null || !Array.isArray(jwks.keys)) throw new Error(`${this.#jwksUri}: not a JWK Set`);
       // Only signing keys of the accepted kinds, and a bounded number of them.
       const keys = jwks.keys.filter((k) => k && typeof k === "object" && k.kty !== "oct" && (k.use === undefined || k.use === "sig")).slice(0, MAX_KEYS);
-      this.#keys = { get: createLocalJWKSet({ keys }), at: Date.now() };
+      this.#keys = { get: createLocalJWKSet({ keys }), at: performance.now() };
       this.#lastError = undefined;
       this.#log.info("oauth: issuer keys fetched", { issuer: this.issuer, keys: keys.length });
     } catch (err) {
@@ -319,6 +326,21 @@ export class OAuthResourceServer {
     }
     throw new Error(`no usable metadata for issuer ${this.issuer}: ${problems.join("; ")}`);
   }
+}
+
+/**
+ * The identity a verified token names, as the owner of the 2026 tasks it creates: its issuer
+ * and its `sub` (the resource owner, or the client itself for a client_credentials token,
+ * RFC 9068 §2.2), else its `client_id`; undefined when it names neither (such a token owns no
+ * tasks: a job tool runs as a plain call). The kind of name is part of the identity, so a
+ * client whose `client_id` equals a user's `sub` is not that user; the parts are encoded
+ * unambiguously (JSON), since `sub` may hold any character. check() has refused non-string names.
+ */
+export function tokenIdentity(claims: JWTPayload): string | undefined {
+  const sub = claims.sub;
+  const clientId = claims["client_id"];
+  const named = typeof sub === "string" && sub !== "" ? ["sub", sub] : typeof clientId === "string" && clientId !== "" ? ["client_id", clientId] : undefined;
+  return named === undefined ? undefined : JSON.stringify([claims.iss ?? "", ...named]);
 }
 
 /** A short, safe reason for a refused token (logged, and sent as error_description). */
