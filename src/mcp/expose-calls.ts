@@ -121,7 +121,12 @@ export class ToolCaller {
     try {
       // A job's start is not abandoned half way: once accepted it has an id to cancel. (A
       // start aborted in flight could leave a job running that nobody can name.)
-      job = await this.#o.agent.start(target.address, info.name, args, info.job ? { timeout } : { timeout, signal });
+      // No circuit breaker: the bridge calls for all its MCP clients as one agent, so a circuit
+      // per destination would let one client's burst of `busy` refusals fail every other
+      // client's calls `circuit_open` (adversarial review of issue 17); each client's call has
+      // its own deadline, and a `busy` reaches that client as a tool error.
+      const options = { timeout, circuit: false } as const;
+      job = await this.#o.agent.start(target.address, info.name, args, info.job ? options : { ...options, signal });
       job.on("progress", onProgress);
       const result = await settle(job, this.#o.jobTimeout, signal);
       return toolResult(result);
