@@ -184,7 +184,8 @@ async function startSubscribers(system: string, count: number, endpoint: string,
   await next(120_000); // ready
   return {
     ask(cmd) {
-      const answer = next(30_000);
+      // Generous: a subscriber process behind on its backlog (100 agents verifying signatures) answers late, not never.
+      const answer = next(180_000);
       child.stdin!.write(`${JSON.stringify({ cmd })}\n`);
       return answer;
     },
