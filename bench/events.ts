@@ -7,8 +7,15 @@
  *
  * Processes: the broker (the real `zmq-broker` bin) or `nats-server`; one subscriber process
  * holding all N subscribers (N agents, or N NATS connections); the publisher in this process.
- * zmcp runs with the PSK TEST SEALER (test/support/events-psk.ts: one pre-shared secretbox key,
- * SHA-512 of the header bound in) standing in for the group-key sealer; NATS runs without TLS.
+ * Systems (`--systems`, default all three):
+ * - `zmcp`: the real group keys (src/events): a key distributor agent (`serveEventKeys`, in
+ *   this process, checking tokens of a bench authority), members with `groupKeys` and tokens
+ *   (`pub:bench.>` for the publisher, `sub:bench.>` for each subscriber): each publication is
+ *   sealed once under the topic's epoch key and signed, each subscriber checks the credential
+ *   and the signature;
+ * - `zmcp-psk`: the PSK TEST SEALER (test/support/events-psk.ts: one pre-shared secretbox key,
+ *   SHA-512 of the header bound in, no signature), to show what the group keys cost;
+ * - `nats`: nats-server with nats.js, no TLS.
  *
  * - latency: publications at a fixed `--rate` for `--latency-ms`, each stamped with the wall
  *   clock (µs, performance.timeOrigin + now) when `publish` is called; every subscriber records
@@ -29,7 +36,13 @@ import { parseArgs } from "node:util";
 import { spawn } from "node:child_process";
 import hdr from "hdr-histogram-js";
 import { Agent } from "../src/agent/agent.js";
-import { generateCertificate, saveCertificate } from "../src/auth/certs.js";
+import { generateCertificate, loadCertificate, saveCertificate } from "../src/auth/certs.js";
+import { generateAuthority, saveAuthority } from "../src/auth/jwk.js";
+import { TokenIssuer } from "../src/auth/tokens.js";
+import { serveEventKeys } from "../src/events/distributor.js";
+import { groupKeys } from "../src/events/group-keys.js";
+import type { EventSealerFactory } from "../src/events/sealer.js";
+import type { TokenProvider } from "../src/auth/token-source.js";
 import { createLogger } from "../src/support/log.js";
 import { pskEvents } from "../test/support/events-psk.js";
 import { installCleanup, removeOnExit, ROOT, sleep, spawnNode, spawnProgram, type SpawnedProc } from "./proc.js";
@@ -44,7 +57,7 @@ const { values } = parseArgs({
     endpoint: { type: "string" },
     certs: { type: "string" },
     subscribers: { type: "string", default: "1,10,100" },
-    systems: { type: "string", default: "zmcp,nats" },
+    systems: { type: "string", default: "zmcp,zmcp-psk,nats" },
     payload: { type: "string", default: "256" },
     rate: { type: "string", default: "200" },
     "latency-ms": { type: "string", default: "3000" },
@@ -55,6 +68,23 @@ const { values } = parseArgs({
 });
 
 const TOPIC = "bench.events";
+/** The distributor's certificate name (members find its key in the certs directory). */
+const DISTRIBUTOR = "keys";
+
+/**
+ * What a zmcp member of `system` connects with: the group-key sealer and a token of `scope`
+ * (issued by the bench authority whose private JWK is in the certs directory, renewed by the
+ * agent before it expires), or the PSK test sealer and no token.
+ */
+function memberOptions(system: string, certs: string, name: string, scope: string): { events: EventSealerFactory; token?: TokenProvider } {
+  if (system === "zmcp-psk") return { events: pskEvents() };
+  const issuer = new TokenIssuer(join(certs, "authority.jwk"));
+  return { events: groupKeys({ distributor: DISTRIBUTOR }), token: () => issuer.issue({ sub: name, key: keyOf(certs, name), scope }) };
+}
+
+function keyOf(certs: string, name: string): string {
+  return loadCertificate(join(certs, `${name}.key_secret`)).publicKey;
+}
 /** Wall clock in µs (fractional), comparable across processes of one host. */
 const wallUs = () => (performance.timeOrigin + performance.now()) * 1000;
 
@@ -80,9 +110,10 @@ async function subscriberProcess(): Promise<void> {
     histogram.recordValue(Math.max(1, Math.round(now - stamp.t)));
   };
   const closers: Array<() => Promise<unknown>> = [];
-  if (system === "zmcp") {
+  if (system.startsWith("zmcp")) {
     for (let i = 0; i < count; i++) {
-      const agent = await Agent.connect({ broker: values.endpoint!, cert: join(values.certs!, `sub${i}.key_secret`), certs: values.certs!, log: createLogger("error"), events: pskEvents() });
+      const member = memberOptions(system, values.certs!, `sub${i}`, "sub:bench.>");
+      const agent = await Agent.connect({ broker: values.endpoint!, cert: join(values.certs!, `sub${i}.key_secret`), certs: values.certs!, log: createLogger("error"), ...member });
       await agent.subscribe(TOPIC, (event) => onStamp(event.data as Stamp), { maxQueue: 100_000, maxQueueBytes: 1 << 30 });
       closers.push(() => agent.close());
     }
@@ -153,7 +184,8 @@ async function startSubscribers(system: string, count: number, endpoint: string,
   await next(120_000); // ready
   return {
     ask(cmd) {
-      const answer = next(30_000);
+      // Generous: a subscriber process behind on its backlog (100 agents verifying signatures) answers late, not never.
+      const answer = next(180_000);
       child.stdin!.write(`${JSON.stringify({ cmd })}\n`);
       return answer;
     },
@@ -179,20 +211,35 @@ interface Deployment {
   stop(): Promise<void>;
 }
 
-async function deployZmcp(tmp: string, maxSubscribers: number): Promise<Deployment> {
+/** Certificates for the broker, the distributor, the publisher and the subscribers, and the bench's token authority. */
+function makeCerts(tmp: string, maxSubscribers: number): string {
   const certs = join(tmp, "certs");
   mkdirSync(certs, { recursive: true });
-  for (const name of ["broker", "pub", ...Array.from({ length: maxSubscribers }, (_, i) => `sub${i}`)]) saveCertificate(generateCertificate({ name }), certs, name);
+  for (const name of ["broker", DISTRIBUTOR, "pub", ...Array.from({ length: maxSubscribers }, (_, i) => `sub${i}`)]) saveCertificate(generateCertificate({ name }), certs, name);
+  saveAuthority(generateAuthority().privateJwk, certs, "authority");
+  return certs;
+}
+
+/** One broker process; for the group keys, the distributor agent too (in this process: it answers one fetch per member and lease). */
+async function deployZmcp(system: string, certs: string): Promise<Deployment> {
   const broker: SpawnedProc = spawnNode("zmq-broker", join(ROOT, "dist", "bin", "zmq-broker.js"), ["--bind", "tcp://127.0.0.1:*", "--key", join(certs, "broker.key_secret"), "--allow", certs, "--log-level", "info"]);
   const m = await broker.waitFor(/"msg":"ready".*"endpoint":"(tcp:\/\/[^"]+)"/, 15_000);
   const endpoint = m[1]!;
+  let keys: Agent | undefined;
+  if (system === "zmcp") {
+    keys = await Agent.connect({ broker: endpoint, cert: join(certs, `${DISTRIBUTOR}.key_secret`), certs, log: createLogger("error"), authority: join(certs, "authority.pub.jwk"), requireToken: true });
+    serveEventKeys(keys, { topics: ["bench.>"] });
+  }
   return {
     endpoint,
     async publisher() {
-      const agent = await Agent.connect({ broker: endpoint, cert: join(certs, "pub.key_secret"), certs, log: createLogger("error"), events: pskEvents() });
+      const agent = await Agent.connect({ broker: endpoint, cert: join(certs, "pub.key_secret"), certs, log: createLogger("error"), ...memberOptions(system, certs, "pub", "pub:bench.>") });
       return { publish: (stamp) => agent.publish(TOPIC, stamp), flush: () => Promise.resolve(), close: () => agent.close() };
     },
-    stop: () => broker.stop(),
+    async stop() {
+      await keys?.close();
+      await broker.stop();
+    },
   };
 }
 
@@ -292,7 +339,11 @@ async function main(): Promise<void> {
   const skipped: Record<string, string> = {};
   const max = Math.max(...counts);
   const deployments: Record<string, Deployment> = {};
-  if (systems.includes("zmcp")) deployments["zmcp"] = await deployZmcp(tmp, max);
+  const certs = makeCerts(tmp, max);
+  for (const system of systems.filter((s) => s.startsWith("zmcp"))) {
+    if (system !== "zmcp" && system !== "zmcp-psk") throw new Error(`unknown system ${system}`);
+    deployments[system] = await deployZmcp(system, certs);
+  }
   if (systems.includes("nats")) {
     if (findNatsServer()) deployments["nats"] = await deployNats();
     else skipped["nats"] = "nats-server not found";
@@ -304,13 +355,13 @@ async function main(): Promise<void> {
         const d = deployments[system];
         if (!d) continue;
         process.stderr.write(`  ${system}, ${count} subscriber(s)...\n`);
-        rows.push(await measure(system, d, count, join(tmp, "certs")));
+        rows.push(await measure(system, d, count, certs));
       }
     }
   } finally {
     await Promise.all(Object.values(deployments).map((d) => d.stop()));
   }
-  const title = (s: string) => (s === "zmcp" ? "zmcp (PSK test sealer)" : "NATS (no TLS)");
+  const title = (s: string) => TITLES[s] ?? s;
   const lines = [
     `publish-subscribe, payload ${values.payload} B, latency at ${values.rate}/s for ${values["latency-ms"]} ms, throughput over a burst of ${values.burst}`,
     "| system | subscribers | p50 µs | p99 µs | delivered (latency) | publications/s | deliveries/s | delivered (burst) |",
@@ -324,9 +375,11 @@ async function main(): Promise<void> {
   process.stdout.write(`${lines.join("\n")}\n`);
   mkdirSync(values.out!, { recursive: true });
   const file = join(values.out!, `${values.name}.json`);
-  writeFileSync(file, JSON.stringify({ machine: machineInfo(), options: values, sealer: "zmcp: PSK test sealer (test/support/events-psk.ts), not the group-key sealer", rows, skipped }, null, 2));
+  writeFileSync(file, JSON.stringify({ machine: machineInfo(), options: values, sealers: { zmcp: "group keys (src/events: groupKeys + serveEventKeys, tokens with pub:/sub: scopes)", "zmcp-psk": "PSK test sealer (test/support/events-psk.ts)" }, rows, skipped }, null, 2));
   process.stderr.write(`wrote ${file}\n`);
 }
+
+const TITLES: Record<string, string> = { zmcp: "zmcp (group keys)", "zmcp-psk": "zmcp (PSK test sealer)", nats: "NATS (no TLS)" };
 
 if (values.role === "sub") await subscriberProcess();
 else await main();

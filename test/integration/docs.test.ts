@@ -78,7 +78,7 @@ describe("the docs' blocks, run", () => {
     symlinkSync(ROOT, join(sandbox, "node_modules", "zmcp"));
     symlinkSync(join(ROOT, "node_modules", "zod"), join(sandbox, "node_modules", "zod"));
     const certs = join(sandbox, "certs");
-    for (const name of ["broker", "alice", "bob", "carol"]) saveCertificate(generateCertificate({ name }), certs, name);
+    for (const name of ["broker", "alice", "bob", "carol", "keys"]) saveCertificate(generateCertificate({ name }), certs, name);
     // The commands as an installed package puts them on PATH.
     const bin = join(sandbox, ".bin");
     mkdirSync(bin);

@@ -18,6 +18,7 @@ import type { EventKeyContext } from "../../src/events/sealer.js";
 import { tempCerts, type CertFixture } from "./certs.js";
 import { connectAgent } from "./mesh.js";
 import { startBrokerProcess, type BrokerProcess } from "./process.js";
+import { freePort } from "./redis.js";
 
 export interface EventMesh {
   fx: CertFixture;
@@ -35,6 +36,8 @@ export interface EventMesh {
   sealer(agent: Agent, options?: Partial<GroupKeysOptions>): GroupKeySealer;
   /** Replaces the deny list file. */
   deny(keys: string[]): void;
+  /** SIGKILLs the broker process and starts a new one on the same endpoint, with the same arguments. */
+  restartBroker(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -43,7 +46,12 @@ export function header(topic: string): Uint8Array {
   return encode({ v: 1, k: "pub", t: topic, id: randomBytes(16), exp: Date.now() + 5000 });
 }
 
-export async function eventMesh(names: string[], options: Partial<EventKeyDistributorOptions> = {}): Promise<EventMesh> {
+/** How the mesh's broker process runs (e.g. `--heartbeat-interval`). */
+export interface EventMeshBroker {
+  args?: string[];
+}
+
+export async function eventMesh(names: string[], options: Partial<EventKeyDistributorOptions> = {}, brokerOptions: EventMeshBroker = {}): Promise<EventMesh> {
   const fx = tempCerts("keys", ...names);
   const { privateJwk } = generateAuthority();
   const publicPath = saveAuthority(privateJwk, fx.dir, "authority").publicPath;
@@ -52,7 +60,10 @@ export async function eventMesh(names: string[], options: Partial<EventKeyDistri
   const agents: Agent[] = [];
   let broker: BrokerProcess | undefined;
   try {
-    broker = await startBrokerProcess(fx);
+    // A fixed endpoint, so that a restarted broker is where the agents redial.
+    const bind = `tcp://127.0.0.1:${await freePort()}`;
+    const start = () => startBrokerProcess(fx, { bind, args: brokerOptions.args ?? [] });
+    broker = await start();
     const keysAgent = await connectAgent(fx, "keys", broker.endpoint, { authority: publicPath, requireToken: true, denyList: denyPath, log: silent });
     agents.push(keysAgent);
     const distributor = serveEventKeys(keysAgent, { topics: ["docs.>", "prices.*"], denyList: denyPath, denyListCheckMs: 100, ...options });
@@ -74,6 +85,12 @@ export async function eventMesh(names: string[], options: Partial<EventKeyDistri
       sealer: (agent, extra = {}) => groupKeys({ distributor: "keys", fetchTimeout: 3000, ...extra })(contextOf(agent)) as GroupKeySealer,
       deny(keys) {
         writeFileSync(denyPath, JSON.stringify({ keys }));
+      },
+      async restartBroker() {
+        broker!.kill("SIGKILL");
+        await broker!.exited;
+        broker = await start();
+        mesh.broker = broker;
       },
       async close() {
         await Promise.all(agents.splice(0).map((a) => a.close()));
