@@ -310,7 +310,8 @@ export class Subscriber {
     if (this.#opening.length - this.#openHead >= MAX_OPENING) return this.#drop1("backlog", peer, "too many publications being opened");
     let opened: Promise<OpenedEvent>;
     try {
-      opened = Promise.resolve(this.sealer.open(topic, headerBytes, body, peer));
+      // A kept publication's credential is judged at its own time (sealed in the header), not now.
+      opened = Promise.resolve(stale ? this.sealer.open(topic, headerBytes, body, peer, { at: header.exp - PUBLICATION_LIFETIME_MS }) : this.sealer.open(topic, headerBytes, body, peer));
     } catch (err) {
       opened = Promise.reject(err);
     }
