@@ -10,7 +10,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Agent } from "../../src/agent/agent.js";
 import type { Publication, Subscription, SubscribeOptions } from "../../src/agent/subscriber.js";
-import { ZmcpError } from "../../src/errors.js";
+import { RemoteError } from "../../src/errors.js";
 import { metricSum } from "../../src/support/metrics.js";
 import { tempCerts, type CertFixture } from "../support/certs.js";
 import { pskEvents } from "../support/events-psk.js";
@@ -187,8 +187,8 @@ describe.skipIf(!redisAvailable)("events: durable subscriptions through broker p
     brokers.push(plain);
     const bob = await connect("bob", plain.endpoint);
     const err = await bob.subscribe("news.>", () => undefined, { durable: true }).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(ZmcpError);
-    expect((err as ZmcpError).code).toBe("unavailable");
+    expect(err).toBeInstanceOf(RemoteError);
+    expect((err as RemoteError).code).toBe("unavailable");
     const ok = await subscribe(bob, "news.>");
     const alice = await connect("alice", plain.endpoint);
     await alice.publish("news.x", { i: 1 });
