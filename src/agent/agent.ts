@@ -186,7 +186,9 @@ export class Agent {
     const sealer = factory(context);
     const subscriber = new Subscriber(core, sealer, (waitMs) => this.#replica.heartbeat(waitMs, true), AGENT_DEFAULTS.serveTimeout);
     this.#replica.subscriptions = () => subscriber.patterns();
-    this.#inbound.publications = (peer, header, headerBytes, body) => subscriber.accept(peer, header, headerBytes, body);
+    this.#replica.durableSubscriptions = () => subscriber.durablePatterns();
+    this.#inbound.publications = (peer, header, headerBytes, body, stale) => subscriber.accept(peer, header, headerBytes, body, stale);
+    this.#inbound.durableTopic = (topic) => subscriber.durableMatches(topic);
     return {
       publisher: new Publisher(core, sealer),
       subscriber,

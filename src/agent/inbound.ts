@@ -75,7 +75,9 @@ export interface InboundParts {
 
 export class Inbound {
   /** Publications past the checks go here (subscriber.ts); undefined: the agent has no events sealer. */
-  publications: ((peer: string, header: Header, headerBytes: Buffer, body: Buffer) => void) | undefined;
+  publications: ((peer: string, header: Header, headerBytes: Buffer, body: Buffer, stale: boolean) => void) | undefined;
+  /** True when a durable subscription matches the topic (subscriber.ts): then a publication too old for the replay guard is judged by its marks. */
+  durableTopic: ((topic: string) => boolean) | undefined;
   readonly #replay: ReplayGuard;
   readonly #clocks = new ClockOffsets();
   readonly steps: readonly InboundStep[];
@@ -155,7 +157,8 @@ export class Inbound {
         m.mono = performance.now();
         // Before opening: only what is past its deadline even allowing the largest accepted clock
         // difference; the precise check follows once the sealed timestamp is known (wire/clock.ts).
-        if (m.header.exp + replay.windowMs < m.now) throw new ProtocolError("expired", "message is past its deadline");
+        // A publication's time is checked below (a durable subscription may accept an older one).
+        if (m.header.k !== "pub" && m.header.exp + replay.windowMs < m.now) throw new ProtocolError("expired", "message is past its deadline");
       },
       size: (m) => {
         const size = m.headerBytes.length + m.body.length;
@@ -167,8 +170,13 @@ export class Inbound {
           // time is its `exp` less the publication lifetime (the seal binds the header): the
           // replay window and the seen-id cache apply to it as to any message.
           if (!this.publications) throw new Dropped("unsolicited", "a publication, and this agent has no events sealer");
-          replay.check(`${m.peer}:${idKey(m.header.id)}`, m.header.exp - PUBLICATION_LIFETIME_MS, m.now);
-          this.publications(m.peer, m.header, m.headerBytes, m.body);
+          const time = m.header.exp - PUBLICATION_LIFETIME_MS;
+          // Older than the window, or than this process: kept by a broker's store for a durable
+          // subscription (docs/EVENTS.md), judged by the subscriber's marks (durable-marks.ts)
+          // instead of the replay cache, which cannot. Anything else as before.
+          const stale = time <= m.now && !replay.judges(time, m.now) && this.durableTopic?.(m.header.to) === true;
+          if (!stale) replay.check(`${m.peer}:${idKey(m.header.id)}`, time, m.now);
+          this.publications(m.peer, m.header, m.headerBytes, m.body, stale);
           m.kept = true;
           return;
         }

@@ -77,7 +77,12 @@ export class ReplayGuard {
     this.#seen.set(key, now + 2 * this.windowMs);
   }
 
-  get size(): number {
+  /** True when `check` can judge a message stamped `ts` (inside the window, not before this guard's floor). */
+  judges(ts: number, now = Date.now()): boolean {
+    return Number.isFinite(ts) && Math.abs(now - ts) <= this.windowMs && ts >= this.notBefore;
+  }
+
+    get size(): number {
     return this.#seen.size;
   }
 

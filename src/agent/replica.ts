@@ -31,6 +31,8 @@ export class Replica {
   #timer: NodeJS.Timeout | undefined;
   /** The topic patterns to announce (subscriber.ts); every heartbeat carries the whole set. */
   subscriptions: () => readonly string[] = () => [];
+  /** The patterns declared durable (heartbeat `dsub`, docs/EVENTS.md); undefined while this agent never subscribed durably. */
+  durableSubscriptions: () => readonly string[] | undefined = () => undefined;
 
   constructor(
     private readonly core: AgentCore,
@@ -97,7 +99,7 @@ export class Replica {
   async heartbeat(waitMs?: number, evenWithoutServices = false): Promise<void> {
     const core = this.core;
     const sub = this.subscriptions();
-    if (core.isClosed() || (this.#served.size === 0 && !evenWithoutServices && sub.length === 0)) return;
+    if (core.isClosed() || (this.#served.size === 0 && !evenWithoutServices && sub.length === 0 && this.durableSubscriptions() === undefined)) return;
     const ts = Date.now();
     const svc = [...this.#served].map(([name, s]) => ({
       name,
@@ -108,7 +110,10 @@ export class Replica {
       ...(s.durable ? { dur: true as const } : {}),
     }));
     // `sub` only when there is one: a heartbeat without stays byte for byte what it was.
-    const body = encode(sub.length > 0 ? { svc, sub } : { svc });
+    // `dsub` only once this agent subscribed durably (an older broker refuses it visibly); then
+    // always, even empty: that is how the broker learns to stop keeping publications for it.
+    const dsub = this.durableSubscriptions();
+    const body = encode({ svc, ...(sub.length > 0 ? { sub } : {}), ...(dsub ? { dsub } : {}) });
     const acks: Array<Promise<void>> = [];
     for (let i = 0; i < core.options.endpoints.length; i++) {
       const header: Header = { v: PROTOCOL_VERSION, k: "hb", id: newId(), to: "", exp: ts + 2 * core.options.serviceHeartbeat };

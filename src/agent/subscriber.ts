@@ -13,6 +13,10 @@
  * Gaps are counted end to end from the publishers' sequence numbers (`sq`, per publisher and
  * topic): a jump counts what the broker dropped (or what never arrived); a number going back is
  * a publisher that restarted, not a gap; the first number seen from a publisher starts the count.
+ *
+ * A durable subscription (docs/EVENTS.md "Durable subscriptions") is declared in heartbeats
+ * (`dsub`); a broker with a store keeps its publications while this agent is away. What the
+ * store kept may be older than the replay window: durable-marks.ts says when it is accepted.
  */
 import { ConfigError, describeThrown, ZmcpError } from "../errors.js";
 import type { EventSealer, OpenedEvent } from "../events/sealer.js";
@@ -21,6 +25,8 @@ import { RecencyMap } from "../support/recency-map.js";
 import type { Header } from "../wire/envelope.js";
 import type { AgentCore } from "./core.js";
 import { bump } from "./stats.js";
+import { DurableMarks } from "./durable-marks.js";
+import { PUBLICATION_LIFETIME_MS } from "./publisher.js";
 
 /** A publication as a subscription's handler receives it. */
 export interface Publication {
@@ -45,7 +51,12 @@ export interface SubscribeOptions {
   maxQueueBytes?: number;
   /** Handler runs at once; 1 keeps each topic's order. Default 1. */
   concurrency?: number;
-  /** Durable subscriptions (publications kept while offline) are not implemented yet: ConfigError. */
+  /**
+   * Durable (docs/EVENTS.md "Durable subscriptions"): a broker with a durable store keeps the
+   * publications matching the pattern while this agent cannot take them (offline, silent, its
+   * queue full), for the broker's `storeRetention` after its last heartbeat, and delivers them
+   * oldest first when it is back. A broker without a store refuses it (`unavailable`). Default false.
+   */
   durable?: boolean;
 }
 
@@ -78,6 +89,8 @@ export class Subscription {
   readonly #gapTopics = new Map<string, number>();
   readonly #positions = new RecencyMap<string, number>(MAX_STREAMS);
   readonly #limits: { maxQueue: number; maxQueueBytes: number; concurrency: number };
+  /** Declared durable (SubscribeOptions.durable). */
+  readonly durable: boolean;
 
   /** @internal built by Subscriber.subscribe */
   constructor(
@@ -93,6 +106,7 @@ export class Subscription {
     if (!(maxQueueBytes >= 0)) throw new ConfigError("maxQueueBytes must be >= 0");
     if (!Number.isInteger(concurrency) || concurrency < 1) throw new ConfigError("concurrency must be an integer >= 1");
     this.#limits = { maxQueue, maxQueueBytes, concurrency };
+    this.durable = options.durable === true;
   }
 
   /** Publications missed: jumps in publishers' sequence numbers, and drops from this subscription's full queue. */
@@ -216,6 +230,12 @@ export class Subscriber {
   readonly #trie = new TopicTrie<Subscription>();
   /** Subscriptions per pattern (announced once however many use it). */
   readonly #patterns = new Map<string, number>();
+  /** Durable subscriptions per pattern (declared in `dsub` once however many use it). */
+  readonly #durable = new Map<string, number>();
+  /** Newest publication accepted per (publisher, topic), for what the replay guard cannot judge. */
+  readonly #marks = new DurableMarks();
+  /** Once durable, heartbeats carry `dsub` (empty when the last durable subscription closed: the broker stops keeping). */
+  #everDurable = false;
   /** Publications being opened, in arrival order, from #openHead (see accept). */
   readonly #opening: Opening[] = [];
   #openHead = 0;
@@ -238,15 +258,26 @@ export class Subscriber {
     return [...this.#patterns.keys()];
   }
 
+  /** The patterns declared durable, each once; undefined while this agent never subscribed durably (its heartbeats then carry no `dsub`). */
+  durablePatterns(): string[] | undefined {
+    return this.#everDurable ? [...this.#durable.keys()] : undefined;
+  }
+
+  /** True when a durable subscription matches `topic` (inbound.ts: a publication too old for the replay guard). */
+  durableMatches(topic: string): boolean {
+    if (this.#durable.size === 0) return false;
+    for (const sub of this.#trie.match(topic)) if (sub.durable) return true;
+    return false;
+  }
+
   /** See Agent.subscribe. */
   async subscribe(pattern: string, handler: PublicationHandler, options: SubscribeOptions = {}): Promise<Subscription> {
     const core = this.core;
     if (core.isClosed()) throw core.closedWith() ?? new ZmcpError("closed", "agent closed");
     checkPattern(pattern);
     if (typeof handler !== "function") throw new ConfigError("subscribe() needs a handler function");
-    if (options.durable) throw new ConfigError("durable subscriptions are not implemented yet (docs/EVENTS.md)");
-    const fresh = !this.#patterns.has(pattern);
-    if (fresh && this.#patterns.size >= MAX_PATTERNS_PER_AGENT) throw new ConfigError(`an agent subscribes to at most ${MAX_PATTERNS_PER_AGENT} patterns`);
+    const fresh = !this.#patterns.has(pattern) || (options.durable === true && !this.#durable.has(pattern));
+    if (!this.#patterns.has(pattern) && this.#patterns.size >= MAX_PATTERNS_PER_AGENT) throw new ConfigError(`an agent subscribes to at most ${MAX_PATTERNS_PER_AGENT} patterns`);
     const sub = new Subscription(pattern, handler, options, {
       remove: (s) => this.#remove(s),
       handlerFailed: (s, err) => this.#handlerFailed(s, err),
@@ -269,15 +300,18 @@ export class Subscriber {
    * A publication through the inbound checks: opened and offered to every matching
    * subscription. Never throws; what is dropped is counted (stats.dropped) and logged.
    */
-  accept(peer: string, header: Header, headerBytes: Buffer, body: Buffer): void {
+  accept(peer: string, header: Header, headerBytes: Buffer, body: Buffer, stale = false): void {
     const core = this.core;
     const topic = header.to;
     if (this.#trie.match(topic).size === 0) return this.#drop1("unsolicited", peer, `no subscription matches ${topic}`);
+    // `stale`: too old for the replay guard (inbound.ts), so only for durable subscriptions, and only if newer than their mark (below).
+    if (stale && !this.durableMatches(topic)) return this.#drop1("refused", peer, "publication outside the replay window, and no durable subscription matches");
     if (header.sq === undefined) return this.#drop1("refused", peer, "publication without a sequence number");
     if (this.#opening.length - this.#openHead >= MAX_OPENING) return this.#drop1("backlog", peer, "too many publications being opened");
     let opened: Promise<OpenedEvent>;
     try {
-      opened = Promise.resolve(this.sealer.open(topic, headerBytes, body, peer));
+      // A kept publication's credential is judged at its own time (sealed in the header), not now.
+      opened = Promise.resolve(stale ? this.sealer.open(topic, headerBytes, body, peer, { at: header.exp - PUBLICATION_LIFETIME_MS }) : this.sealer.open(topic, headerBytes, body, peer));
     } catch (err) {
       opened = Promise.reject(err);
     }
@@ -299,10 +333,15 @@ export class Subscriber {
           // The sealer vouches for the publisher; the broker stamped who sent it. They must agree,
           // or a member is passing off another's publication as its own (or the reverse).
           if (event.publisher !== peer) return this.#drop1("bad_seal", peer, `sealed by ${event.publisher}, sent by ${peer}`);
+          // Judged in arrival order (here), after the seal held: only a genuine publication moves a mark.
+          const time = header.exp - PUBLICATION_LIFETIME_MS;
+          if (stale) {
+            if (!this.#marks.admit(peer, topic, time, sq)) return this.#drop1("refused", peer, `a kept publication (sq ${sq}) not newer than the last accepted from this publisher on ${topic}`);
+          } else if (this.#durable.size > 0) this.#marks.note(peer, topic, time, sq);
           core.stats.publications++;
           const publication: Publication = { topic, data: event.data, from: peer, name: core.directory.nameOf(peer), epoch: event.epoch, sequence: sq };
           const size = headerBytes.length + body.length;
-          for (const sub of this.#trie.match(topic)) sub.offer(publication, size);
+          for (const sub of this.#trie.match(topic)) if (!stale || sub.durable) sub.offer(publication, size);
         }),
       (err: unknown) =>
         settle(() => {
@@ -367,16 +406,29 @@ export class Subscriber {
     this.#subscriptions.add(sub);
     this.#trie.add(sub.pattern, sub);
     this.#patterns.set(sub.pattern, (this.#patterns.get(sub.pattern) ?? 0) + 1);
+    if (sub.durable) {
+      this.#durable.set(sub.pattern, (this.#durable.get(sub.pattern) ?? 0) + 1);
+      this.#everDurable = true;
+    }
   }
 
-  /** Takes `sub` out; true when no subscription uses its pattern any more. */
+  /** Takes `sub` out; true when what is announced changed (no subscription uses its pattern, or none durably, any more). */
   #drop(sub: Subscription): boolean {
     if (!this.#subscriptions.delete(sub)) return false;
     this.#trie.delete(sub.pattern, sub);
+    let durableGone = false;
+    if (sub.durable) {
+      const durableLeft = (this.#durable.get(sub.pattern) ?? 1) - 1;
+      if (durableLeft > 0) this.#durable.set(sub.pattern, durableLeft);
+      else {
+        this.#durable.delete(sub.pattern);
+        durableGone = true; // the broker stops keeping its publications at the next heartbeat
+      }
+    }
     const left = (this.#patterns.get(sub.pattern) ?? 1) - 1;
     if (left > 0) {
       this.#patterns.set(sub.pattern, left);
-      return false;
+      return durableGone;
     }
     this.#patterns.delete(sub.pattern);
     try {

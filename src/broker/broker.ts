@@ -125,6 +125,7 @@ export class Broker {
       serviceReplicas: () => Object.values(this.#services.snapshot()).reduce((n, r) => n + r.length, 0),
       subscriptions: () => this.#subscriptions.size,
       subscribers: () => this.#subscriptions.keys,
+      durableSubscriptions: () => this.durable?.subscriptions.size ?? 0,
       durable: () => this.durable?.stats,
       connectedPeers: () => this.peers(),
     });
@@ -185,6 +186,8 @@ export class Broker {
     const started = broker;
     if (denyList) denyList.onReload = () => started.#noticeRevoked();
     await broker.durable?.store.whenAvailable(STORE_CONNECT_WAIT_MS); // ready means ready to store, when Redis is up (a Redis down does not hold the start longer)
+    // A restarted broker keeps publications for durable subscribers from its first one on.
+    if (broker.durable?.store.available) await broker.durable.reloadSubscriptions().catch(() => undefined);
     broker.endpoint = router.lastEndpoint ?? options.bind;
     broker.#loop = broker.#receiveLoop();
     void broker.#watch();
@@ -217,6 +220,7 @@ export class Broker {
    */
   async admitting(key: string): Promise<number> {
     const now = performance.now();
+    this.durable?.subscriptions.connecting(key, now); // a durable subscriber's backlog waits for it to subscribe again
     const approvedAgo = this.#approvedAt.has(key) ? now - this.#approvedAt.peek(key)! : undefined;
     this.#approvedAt.set(key, now);
     const window = this.#liveness.timeoutMs > 0 ? this.#liveness.timeoutMs : DEFAULT_OWNERSHIP_MS;
@@ -406,7 +410,13 @@ export class Broker {
     if (header.dur || header.re || header.as !== undefined) return this.#refuse(from, header.id, "bad_frame", "a publication has no dur, re or as");
     this.stats.published++;
     const dropped = this.stats.fanoutDropped;
-    for (const key of this.#subscriptions.match(header.to)) {
+    const live = this.#subscriptions.match(header.to);
+    // Durable subscribers (declared in the store, store/durable-subscriptions.ts) get their copy
+    // through the store's per-recipient order instead: sent now or kept (store/durable.ts fanOut).
+    const durable = this.durable?.subscriptions.match(header.to);
+    if (durable && durable.size > 0) await this.#publishDurable(from, header, headerBytes, body, durable, new Set(live));
+    for (const key of live) {
+      if (durable?.has(key)) continue;
       if (!this.isAllowed(key)) {
         this.#subscriptions.forget(key);
         dropped.revoked = (dropped.revoked ?? 0) + 1;
@@ -427,6 +437,32 @@ export class Broker {
         this.#throttle.write("info", "publication copy dropped", `${reason} ${key}`, { to: key, name: this.#names.get(key), topic: header.to, reason });
       }
     }
+  }
+
+  /** The copies for durable subscribers of a publication (`live`: the keys subscribed here now). */
+  async #publishDurable(from: Buffer, header: Header, headerBytes: Buffer, body: Buffer, durable: Set<string>, live: Set<string>): Promise<void> {
+    const dropped = this.stats.fanoutDropped;
+    const admitted = [...durable].filter((key) => this.isAllowed(key));
+    const refused = durable.size - admitted.length; // nothing is stored for a key not admitted
+    if (refused > 0) dropped.revoked = (dropped.revoked ?? 0) + refused;
+    // Side by side (one Redis round trip for all, pipelined on its connection); each key's order
+    // holds because the next message is routed only once this publication is done (receive loop).
+    const outcomes = await Promise.all(admitted.map((key) => this.durable!.fanOut(key, from, header, headerBytes, body, live.has(key) && this.#liveness.silentFor(key) === undefined)));
+    for (const [i, outcome] of outcomes.entries()) {
+      const key = admitted[i]!;
+      if (outcome === "sent") {
+        this.stats.fanout++;
+        this.stats.bytes += headerBytes.length + body.length;
+      } else if (outcome !== "stored") {
+        dropped[outcome] = (dropped[outcome] ?? 0) + 1;
+        this.#throttle.write("info", "publication copy dropped", `${outcome} ${key}`, { to: key, name: this.#names.get(key), topic: header.to, reason: outcome, durable: true });
+      }
+    }
+  }
+
+  /** Durable subscriptions this broker knows (its heartbeats' and the store's): key → patterns. */
+  durableSubscriptions(): Record<string, string[]> {
+    return this.durable?.subscriptions.snapshot() ?? {};
   }
 
   /** The subscription directory: key → its topic patterns (for tests and operators). */
@@ -486,8 +522,14 @@ export class Broker {
       }
     }
     // The whole set each time: a heartbeat without `sub` clears the key's subscriptions.
+    const dsub = parsed.data.dsub;
+    // A durable subscription needs a store: refused visibly (subscribe() rejects), never kept live-only.
+    if (dsub && dsub.length > 0 && !this.durable) return this.#refuse(from, header.id, "unavailable", "this broker has no durable store: durable subscriptions cannot be kept");
     const full = this.#subscriptions.announce(fromKey, parsed.data.sub ?? []);
     if (full !== undefined) return this.#refuse(from, header.id, "busy", full);
+    // `dsub` absent changes nothing (an agent that has not subscribed again yet); present, it is the whole durable set.
+    const durableFull = dsub && this.durable?.subscriptions.declare(fromKey, dsub);
+    if (durableFull !== undefined) return this.#refuse(from, header.id, "busy", durableFull);
     for (const svc of parsed.data.svc) {
       this.#services.announce(svc.name, fromKey, svc.free, now);
       if (svc.dur) this.durable?.declare(svc.name); // without a store, the declaration changes nothing

@@ -22,6 +22,12 @@ export const LIVENESS_HB_BODY = Buffer.from([0x81, 0xa3, 0x73, 0x76, 0x63, 0x90]
 export const SUBSCRIBER_HB_PREFIX = Buffer.from([0x82, 0xa3, 0x73, 0x76, 0x63, 0x90, 0xa3, 0x73, 0x75, 0x62]);
 
 /** Free liveness `hb` per heartbeat interval per key, and at once (burst). */
+/** `{svc: [], sub: [...], dsub: [...]}`: a subscriber with durable subscriptions (docs/EVENTS.md), free alike. */
+export const DURABLE_SUBSCRIBER_HB_PREFIX = Buffer.from([0x83, 0xa3, 0x73, 0x76, 0x63, 0x90, 0xa3, 0x73, 0x75, 0x62]);
+
+/** `{svc: [], dsub: []}`: an agent whose durable subscriptions all closed says so in every heartbeat; free alike. */
+export const NO_DURABLE_HB_BODY = Buffer.from([0x82, 0xa3, 0x73, 0x76, 0x63, 0x90, 0xa4, 0x64, 0x73, 0x75, 0x62, 0x90]);
+
 export const LIVENESS_FREE_PER_INTERVAL = 2;
 
 export class LivenessAllowance {
@@ -35,7 +41,8 @@ export class LivenessAllowance {
 
   /** True when this `hb` body is a plain sign of life and `key` has allowance left (it is spent). */
   take(key: string, body: Uint8Array, now = performance.now()): boolean {
-    const plain = LIVENESS_HB_BODY.equals(body) || (body.length > SUBSCRIBER_HB_PREFIX.length && SUBSCRIBER_HB_PREFIX.equals(body.subarray(0, SUBSCRIBER_HB_PREFIX.length)));
+    const prefix = body.length > SUBSCRIBER_HB_PREFIX.length ? body.subarray(0, SUBSCRIBER_HB_PREFIX.length) : undefined;
+    const plain = LIVENESS_HB_BODY.equals(body) || NO_DURABLE_HB_BODY.equals(body) || (prefix !== undefined && (SUBSCRIBER_HB_PREFIX.equals(prefix) || DURABLE_SUBSCRIBER_HB_PREFIX.equals(prefix)));
     return plain && this.#bucket.take(key, now);
   }
 }

@@ -31,7 +31,8 @@ export interface BrokerStats {
    */
   published: number;
   fanout: number;
-  fanoutDropped: Partial<Record<"busy" | "no_route" | "silent" | "revoked", number>>;
+  /** busy, no_route, silent, revoked: a live copy; quota, full, unavailable: a durable subscriber's copy the store refused (store/durable.ts fanOut). */
+  fanoutDropped: Partial<Record<"busy" | "no_route" | "silent" | "revoked" | "quota" | "full" | "unavailable", number>>;
   /** Messages that hit a bug in the broker (logged); expected to stay 0. */
   internalErrors: number;
   /**
@@ -68,6 +69,7 @@ export interface BrokerGauges {
   /** Topic patterns in the subscription directory, and the keys holding them. */
   subscriptions(): number;
   subscribers(): number;
+  durableSubscriptions(): number;
   /** The store-and-forward counters, when a store is configured. */
   durable(): DurableStats | undefined;
   /** Peers heard within the heartbeat timeout (peers.ts). */
@@ -97,7 +99,9 @@ export function registerBrokerMetrics(r: Registry, s: BrokerStats, g: BrokerGaug
   readCounter(r, "zmcp_broker_durable_expired_total", "Stored messages deleted unsent at their exp", () => g.durable()?.expired ?? 0);
   readCounter(r, "zmcp_broker_durable_full_total", "Durable messages refused busy because a store bound was reached", () => g.durable()?.full ?? 0);
   readCounter(r, "zmcp_broker_durable_quota_total", "Durable messages refused busy because their sender's share of the store was used up", () => g.durable()?.quota ?? 0);
-  readCounter(r, "zmcp_broker_durable_unavailable_total", "Durable messages refused because the store was unreachable", () => g.durable()?.unavailable ?? 0);
+readCounter(r, "zmcp_broker_durable_publications_stored_total", "Copies of publications stored for durable subscribers (one per subscriber; also in durable_stored)", () => g.durable()?.publicationsStored ?? 0);
+  readGauge(r, "zmcp_broker_durable_subscriptions", "Durable subscriptions (key, pattern) this broker knows, from heartbeats and the store", () => g.durableSubscriptions());
+    readCounter(r, "zmcp_broker_durable_unavailable_total", "Durable messages refused because the store was unreachable", () => g.durable()?.unavailable ?? 0);
   readGauge(r, "zmcp_broker_allowed_keys", "Keys in the allowlist", g.allowedKeys);
   // Peers connected now: bounded by the allowlist, and a peer's series is gone once it is silent.
   readGauge(r, "zmcp_broker_connected_peers", "Peers connected now: keys heard within the heartbeat timeout", () => g.connectedPeers().length);

@@ -174,9 +174,9 @@ export class GroupKeySealer implements EventSealer {
     return encodeBody({ epoch: p.epoch, credential: p.credential, signature, box: sealed });
   }
 
-  async open(topic: string, header: Uint8Array, body: Uint8Array, from: string): Promise<OpenedEvent> {
+  async open(topic: string, header: Uint8Array, body: Uint8Array, from: string, options: { at?: number } = {}): Promise<OpenedEvent> {
     const parts = parseBody(body, SEAL_OVERHEAD + DIGEST_BYTES);
-    const credential = await this.#credential(parts.credential, topic, parts.epoch, from);
+    const credential = await this.#credential(parts.credential, topic, parts.epoch, from, options.at);
     const key = await this.#topicKey(topic, parts.epoch);
     if (!sameBytes(key.signer, credential.distributor)) {
       throw new EventSealError("credential", `credential signed by a distributor key other than epoch ${parts.epoch}'s`);
@@ -257,7 +257,8 @@ export class GroupKeySealer implements EventSealer {
 
   // --- opening --------------------------------------------------------------------------
 
-  async #credential(bytes: Uint8Array, topic: string, epoch: number, from: string): Promise<VerifiedCredential> {
+  /** `at`: when the credential must have been valid; now, except for a publication a durable store kept (its own time, sealed in its header). */
+  async #credential(bytes: Uint8Array, topic: string, epoch: number, from: string, at = Date.now()): Promise<VerifiedCredential> {
     const id = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("latin1");
     let verified = this.#credentials.get(id);
     const fail = (reason: EventSealFailure, message: string) => new EventSealError(reason, message);
@@ -267,7 +268,7 @@ export class GroupKeySealer implements EventSealer {
     if (credential.epoch !== epoch) throw fail("credential_epoch", `credential is for epoch ${credential.epoch}, the publication names ${epoch}`);
     const member = verified?.member ?? z85Encode(credential.member);
     if (member !== from) throw fail("credential_member", "credential names another key than the publication's sender");
-    if (Date.now() > credential.expires + this.#o.clockSkew) throw fail("credential_expired", `credential expired at ${new Date(credential.expires).toISOString()}`);
+    if (at > credential.expires + this.#o.clockSkew) throw fail("credential_expired", `credential expired at ${new Date(credential.expires).toISOString()}`);
     if (verified !== undefined) return verified;
     let distributor = this.#signerOf(credential);
     if (distributor === undefined) {

@@ -42,8 +42,12 @@ export interface EventSealer {
    * be sent with it (the seal binds it). Returns the body frame. May fetch keys first.
    */
   seal(topic: string, header: Uint8Array, data: unknown): Promise<Uint8Array>;
-  /** Open a publication received from `from` (the key the broker says sent it). */
-  open(topic: string, header: Uint8Array, body: Uint8Array, from: string): Promise<OpenedEvent>;
+  /**
+   * Open a publication received from `from` (the key the broker says sent it). `options.at`:
+   * judge time-limited proofs (a credential's expiry) at this time, the publication's own, not
+   * now: set only for a publication a durable store kept (docs/EVENTS.md "Durable subscriptions").
+   */
+  open(topic: string, header: Uint8Array, body: Uint8Array, from: string, options?: { at?: number }): Promise<OpenedEvent>;
   /**
    * Called by `subscribe(pattern)` before the subscription is announced, so that a member
    * refused the topic's key learns it at once (the promise rejects) rather than by silence.

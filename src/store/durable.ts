@@ -19,6 +19,7 @@ import type { WireCode } from "../errors.js";
 import type { Logger } from "../support/log.js";
 import { StoreUnavailableError } from "./redis.js";
 import type { DurableStore, StoredMessage } from "./store.js";
+import { DURABLE_SUBS_RELOAD_MS, DurableSubscriptions } from "./durable-subscriptions.js";
 
 export interface BrokerPort {
   /** Admitted (in the allowlist, not revoked): nothing is stored for anyone else. */
@@ -50,7 +51,12 @@ export interface DurableStats {
   dispatched: number;
   /** Durable service requests retired because a replica's answer passed through this broker. */
   served: number;
+  /** Publications stored for a durable subscriber (one copy per subscriber; also counted in `stored`). */
+  publicationsStored: number;
 }
+
+/** What became of one durable subscriber's copy of a publication (fanOut). */
+export type DurableCopy = "sent" | "stored" | "quota" | "full" | "unavailable" | "revoked" | "no_route";
 
 /** Stored messages sent per lease round trip. */
 const BATCH = 64;
@@ -70,7 +76,10 @@ const MAX_DECLARED = 10_000;
 const SWEEP_EVERY_MS = 10_000;
 
 export class DurableDelivery {
-  readonly stats: DurableStats = { stored: 0, delivered: 0, expired: 0, full: 0, quota: 0, unavailable: 0, dispatched: 0, served: 0 };
+  readonly stats: DurableStats = { stored: 0, delivered: 0, expired: 0, full: 0, quota: 0, unavailable: 0, dispatched: 0, served: 0, publicationsStored: 0 };
+  /** Durable subscriptions declared in heartbeats, here or through the store (durable-subscriptions.ts). */
+  readonly subscriptions: DurableSubscriptions;
+  #subsRead = 0;
   readonly #store: DurableStore;
   readonly #port: BrokerPort;
   readonly #log: Logger;
@@ -110,10 +119,12 @@ export class DurableDelivery {
           () => undefined,
         );
       }
+      if (Date.now() - this.#subsRead > DURABLE_SUBS_RELOAD_MS) this.reloadSubscriptions().catch(() => undefined);
       // Only services with a durable queue and a replica here: one look each per tick.
       for (const name of this.#port.replicasByService()) if (this.#queues.has(name)) this.#serve(name);
     }, SERVE_EVERY_MS).unref();
     this.#store = store;
+    this.subscriptions = new DurableSubscriptions(store, maxRetention);
     this.#port = port;
     this.#log = log;
     this.#maxRetention = maxRetention;
@@ -163,6 +174,56 @@ export class DurableDelivery {
       if (!(err instanceof StoreUnavailableError)) throw err;
       this.stats.unavailable++;
       return this.#port.refuse(from, header.id, "unavailable", "the durable store is unreachable; durable messages cannot be accepted now");
+    }
+  }
+
+  /** Re-reads the durable subscriptions declared in the store (at start, then every few seconds). */
+  async reloadSubscriptions(): Promise<void> {
+    this.#subsRead = Date.now();
+    await this.subscriptions.reload();
+  }
+
+  /**
+   * One durable subscriber's copy of a publication (docs/EVENTS.md "Durable subscriptions"):
+   * sent at once when `connected` and nothing is stored for `to` (so it cannot overtake its
+   * backlog, as for `dur`, §3.5), else stored for it after what is already stored, under the
+   * same bounds and the publisher's per-sender share. One stored copy per subscriber: the
+   * per-recipient streams then keep each subscriber's order, bounds, lease and deletion on
+   * delivery as they are, at the price of the bytes of one copy per offline subscriber (a
+   * shared per-topic stream with a cursor per subscriber would store less, but needs its own
+   * bounds, expiry and fairness: not worth it while durable subscribers per topic are few).
+   * Stored until the retention, not the publication's `exp` (a minute): keeping it while the
+   * subscriber is away is the point. Nothing is answered to the publisher (publications are
+   * unacknowledged); the outcome is counted by the caller.
+   */
+  async fanOut(to: string, from: Buffer, header: Header, headerBytes: Buffer, body: Buffer, connected: boolean): Promise<DurableCopy> {
+    const message: StoredMessage = { from: from.toString("latin1"), header: headerBytes, body, exp: Date.now() + this.#maxRetention };
+    try {
+      let outcome = await this.#store.put(to, message, connected);
+      if (outcome === "live") {
+        const failure = await this.#port.forward(to, from, headerBytes, body, header);
+        if (!failure) return "sent";
+        if (failure[0] !== "no_route" && failure[0] !== "busy") return failure[0] === "revoked" ? "revoked" : "no_route";
+        outcome = await this.#store.put(to, message, false);
+      }
+      if (outcome === "stored") {
+        this.stats.stored++;
+        this.stats.publicationsStored++;
+        // Stored while connected (its queue was full, or a backlog is draining): its next hb delivers it.
+        return "stored";
+      }
+      if (outcome === "quota") {
+        this.stats.quota++;
+        return "quota";
+      }
+      this.stats.full++; // ("live" is not an answer to a put without onlyIfBacklog)
+      return "full";
+    } catch (err) {
+      if (!(err instanceof StoreUnavailableError)) throw err;
+      this.stats.unavailable++;
+      if (!connected) return "unavailable";
+      // The store is down: at most once, like any publication, rather than nothing.
+      return (await this.#port.forward(to, from, headerBytes, body, header)) ? "unavailable" : "sent";
     }
   }
 
@@ -292,6 +353,7 @@ export class DurableDelivery {
   /** `key` was heard: deliver what is stored for it (at most one look per CHECK_EVERY_MS). */
   heard(key: string): void {
     if (this.#closed || this.#draining.has(key) || !this.#store.available) return;
+    if (this.subscriptions.awaitingDeclaration(key)) return; // its backlog waits for its subscriptions (durable-subscriptions.ts)
     const now = Date.now();
     if ((this.#checked.get(key) ?? 0) + CHECK_EVERY_MS > now) return;
     this.#checked.set(key, now);

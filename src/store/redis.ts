@@ -425,6 +425,29 @@ export class RedisStore implements DurableStore {
     return this.#run(() => this.#redis.zrangebyscore("zmcp:declared", now, "+inf"));
   }
 
+  // One sorted set for every durable subscription: member `KEY PATTERN` (neither a Z85 key nor
+  // a pattern holds a space), score = until when it lapses. Read whole by every broker every few
+  // seconds; bounded by what the brokers admit (MAX_DURABLE_SUBSCRIPTIONS in durable-subscriptions.ts).
+  async subscribeDurable(key: string, pattern: string, until: number): Promise<void> {
+    await this.#run(() => this.#redis.zadd(DURABLE_SUBS_KEY, String(until), `${key} ${pattern}`));
+  }
+
+  async unsubscribeDurable(key: string, pattern: string): Promise<void> {
+    await this.#run(() => this.#redis.zrem(DURABLE_SUBS_KEY, `${key} ${pattern}`));
+  }
+
+  async durableSubscriptions(max: number): Promise<Array<[string, string]>> {
+    const now = String(Date.now());
+    await this.#run(() => this.#redis.zremrangebyscore(DURABLE_SUBS_KEY, "-inf", `(${now}`));
+    const members = await this.#run(() => this.#redis.zrangebyscore(DURABLE_SUBS_KEY, now, "+inf", "LIMIT", 0, max));
+    const out: Array<[string, string]> = [];
+    for (const m of members) {
+      const space = m.indexOf(" ");
+      if (space > 0) out.push([m.slice(0, space), m.slice(space + 1)]);
+    }
+    return out;
+  }
+
   async sweep(): Promise<number> {
     const now = Date.now();
     const due = await this.#run(() => this.#redis.zrangebyscore("zmcp:due", "-inf", String(now - 1), "LIMIT", 0, 100));
@@ -449,6 +472,9 @@ export class RedisStore implements DurableStore {
     }
   }
 }
+
+/** Durable subscriptions: a sorted set of `KEY PATTERN` by when each lapses. */
+const DURABLE_SUBS_KEY = "zmcp:dsubs";
 
 /** Every sender's messages and bytes stored in all (`c:KEY`, `b:KEY`). */
 const SENDERS_KEY = "zmcp:senders";

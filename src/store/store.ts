@@ -118,6 +118,16 @@ export interface DurableStore {
    */
   declare(service: string, until: number): Promise<void>;
   declared(): Promise<string[]>;
+  /**
+   * Durable subscriptions (docs/EVENTS.md "Durable subscriptions"): `key` declared topic
+   * `pattern` durable in a heartbeat (`dsub`), so publications matching it are stored for `key`
+   * while it cannot take them. `subscribeDurable` records it until `until` (ms since the epoch; a
+   * later call moves it), `unsubscribeDurable` ends it at once (the key no longer declares it),
+   * `durableSubscriptions` lists those not lapsed, as [key, pattern] pairs, at most `max`.
+   */
+  subscribeDurable(key: string, pattern: string, until: number): Promise<void>;
+  unsubscribeDurable(key: string, pattern: string): Promise<void>;
+  durableSubscriptions(max: number): Promise<Array<[string, string]>>;
   /** Deletes every expired message (any broker may run it; idempotent). Returns how many. */
   sweep(): Promise<number>;
   /** Resolves true once the engine is reachable, false if it is not within `timeoutMs` (never rejects). */

@@ -100,6 +100,16 @@ export const HeartbeatSchema = z.strictObject({
     .array(z.custom<string>((v) => isPattern(v), { message: "invalid topic pattern" }))
     .max(MAX_PATTERNS_PER_AGENT)
     .optional(),
+  /**
+   * The patterns among `sub` this agent declares durable (docs/EVENTS.md "Durable
+   * subscriptions"): a broker with a store keeps matching publications for it while it cannot
+   * take them. Absent when none (older brokers, whose schema is strict, refuse a heartbeat
+   * carrying it `bad_frame`: a durable subscription is refused visibly, never silently live-only).
+   */
+  dsub: z
+    .array(z.custom<string>((v) => isPattern(v), { message: "invalid topic pattern" }))
+    .max(MAX_PATTERNS_PER_AGENT)
+    .optional(),
 });
 export type Heartbeat = z.infer<typeof HeartbeatSchema>;
 
