@@ -238,6 +238,7 @@ export class Agent {
     if (!isZ85Key(serverKey)) throw new ConfigError("serverKey must be a 40-character Z85 key");
 
     const agent = new Agent(resolved, cert, serverKey);
+    agent.#handler.connecting();
     const { connectTimeout, endpoints } = resolved;
     try {
       const { listen, listenAllow, listenDenyList } = resolved.direct;
@@ -253,6 +254,9 @@ export class Agent {
       await agent.close();
       throw err;
     }
+    // A macrotask later, so that tools registered right after `await Agent.connect(...)` are
+    // registered by then (handler.ts: until this, a request for an unknown tool is `busy`).
+    setImmediate(() => agent.#handler.ready());
     return agent;
   }
 

@@ -29,6 +29,8 @@ export const HANDLER_STEPS = ["authorize", "decode", "builtin", "lookup", "valid
 export class Handler {
   readonly jobs: JobTable;
   readonly #answers: AnswerCache;
+  /** False while Agent.connect runs ({@link connecting}); parts used without it (tests) are ready at once. */
+  #ready = true;
   readonly #verifier: TokenVerifier | undefined;
   #active = 0;
 
@@ -51,6 +53,16 @@ export class Handler {
   get answers(): { entries: number; bytes: number; bodiesDropped: number } {
     const a = this.#answers;
     return { entries: a.budget.entries, bytes: a.budget.bytes, bodiesDropped: a.bodiesDropped };
+  }
+
+  /** Agent.connect has begun: until {@link ready}, a request for an unknown tool is answered `busy`. */
+  connecting(): void {
+    this.#ready = false;
+  }
+
+  /** Agent.connect has resolved (and the code right after it has run): unknown tools are `unknown_tool`. */
+  ready(): void {
+    this.#ready = true;
   }
 
   get active(): number {
@@ -101,7 +113,13 @@ export class Handler {
       if ("st" in catalog) return respond(catalog);
       tool = catalog;
     }
-    if (!tool) return respond(failure("unknown_tool", `no tool named ${JSON.stringify(request.tool)}`));
+    if (!tool) {
+      // Still connecting: its tools are registered once Agent.connect resolves, and a broker
+      // delivers an agent's stored durable messages as soon as it is heard, so they can come
+      // first. `busy` is not remembered: the caller's retry finds the tool registered.
+      if (!this.#ready) return respond(failure("busy", `no tool named ${JSON.stringify(request.tool)} yet: this agent is still connecting (its tools are registered after that)`));
+      return respond(failure("unknown_tool", `no tool named ${JSON.stringify(request.tool)}`));
+    }
     // validate
     let parsed: ReturnType<z.ZodType["safeParse"]>;
     try {

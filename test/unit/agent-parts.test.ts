@@ -117,6 +117,18 @@ describe("agent parts over the in-memory transport", () => {
     expect((err as RemoteError).code).toBe("token_missing");
   });
 
+  it("while the callee is still connecting, an unknown tool is busy (its tools come after connect: a stored durable request can arrive first); once ready, unknown_tool", async () => {
+    const { alice, bob } = pair();
+    bob.parts.handler.connecting();
+    const early = await alice.parts.caller.call(bob.key, "later", {}, { retry: false }).catch((e: unknown) => e);
+    expect((early as RemoteError).code).toBe("busy");
+    bob.parts.tools.add("later", { input: z.object({}) }, () => "registered after connect");
+    bob.parts.handler.ready();
+    expect(await alice.parts.caller.call(bob.key, "later", {}, {})).toBe("registered after connect");
+    const err = await alice.parts.caller.call(bob.key, "never", {}, { retry: false }).catch((e: unknown) => e);
+    expect((err as RemoteError).code).toBe("unknown_tool");
+  });
+
   it("a schema whose transform throws is answered invalid_args, and the callee goes on", async () => {
     const { alice, bob } = pair();
     const input = z.object({ s: z.string() }).transform(({ s }) => JSON.parse(s) as unknown);
