@@ -167,7 +167,7 @@ export class Inbound {
           // time is its `exp` less the publication lifetime (the seal binds the header): the
           // replay window and the seen-id cache apply to it as to any message.
           if (!this.publications) throw new Dropped("unsolicited", "a publication, and this agent has no events sealer");
-          replay.check(`${m.peer}:${idKey(m.header.id)}`, m.header.exp - PUBLICATION_LIFETIME_MS, m.now);
+          replay.check(`${m.peer}:${idKey(m.header.id)}`, m.header.exp - PUBLICATION_LIFETIME_MS, m.now, false, m.peer);
           this.publications(m.peer, m.header, m.headerBytes, m.body);
           m.kept = true;
           return;
@@ -194,7 +194,7 @@ export class Inbound {
         // queue without `dur` from its caller (docs/DURABLE.md): judged the same way.
         const service = m.header.k === "req" ? parseServiceAddress(m.header.to) : undefined;
         const durable = m.header.dur === true || (service !== undefined && service.replica === undefined && replica.isDurable(service.name));
-        replay.check(`${m.peer}:${idKey(m.header.id)}`, wireMs(m.inner.ts), m.now, durable);
+        replay.check(`${m.peer}:${idKey(m.header.id)}`, wireMs(m.inner.ts), m.now, durable, m.peer);
       },
       deadline: (m) => {
         // The sender's deadline on this agent's clock (integer ms: wire/clock.ts, rules 1 and 3).
