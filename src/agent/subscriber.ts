@@ -57,6 +57,11 @@ const MAX_GAP_TOPICS = 10_000;
 const MAX_STREAMS = 10_000;
 /** Publications being opened at once (a slow sealer); past it they are dropped (counted by the next jump). */
 const MAX_OPENING = 10_000;
+/**
+ * Bytes (sealed sizes) of those publications: each keeps its body until delivered, and junk
+ * from any key can wait on one slow key fetch, so the count alone allowed 10,000 × 1 MiB.
+ */
+const MAX_OPENING_BYTES = 64 * 1024 * 1024;
 
 /** What a subscription has missed: per topic, and in all. */
 export interface Gaps {
@@ -219,6 +224,8 @@ export class Subscriber {
   /** Publications being opened, in arrival order, from #openHead (see accept). */
   readonly #opening: Opening[] = [];
   #openHead = 0;
+  /** Sealed bytes of the publications in #opening from #openHead. */
+  #openingBytes = 0;
   #openTimer: NodeJS.Timeout | undefined;
   #refresh: NodeJS.Timeout | undefined;
 
@@ -275,6 +282,8 @@ export class Subscriber {
     if (this.#trie.match(topic).size === 0) return this.#drop1("unsolicited", peer, `no subscription matches ${topic}`);
     if (header.sq === undefined) return this.#drop1("refused", peer, "publication without a sequence number");
     if (this.#opening.length - this.#openHead >= MAX_OPENING) return this.#drop1("backlog", peer, "too many publications being opened");
+    const size = headerBytes.length + body.length;
+    if (this.#openingBytes + size > MAX_OPENING_BYTES) return this.#drop1("backlog", peer, `over ${MAX_OPENING_BYTES} bytes of publications being opened`);
     let opened: Promise<OpenedEvent>;
     try {
       opened = Promise.resolve(this.sealer.open(topic, headerBytes, body, peer));
@@ -285,8 +294,9 @@ export class Subscriber {
     // Opened side by side, delivered in arrival order: a sealer that takes longer for one
     // publication (a key to fetch) must not let later ones overtake it, or the sequence would
     // seem to go back (a restart) and then jump (a gap that was not).
-    const entry: Opening = { next: undefined, at: performance.now(), peer };
+    const entry: Opening = { next: undefined, at: performance.now(), peer, size };
     this.#opening.push(entry);
+    this.#openingBytes += size;
     this.#watchOpening();
     const settle = (next: () => void) => {
       if (entry.next) return; // given up on already (see #watchOpening)
@@ -301,7 +311,6 @@ export class Subscriber {
           if (event.publisher !== peer) return this.#drop1("bad_seal", peer, `sealed by ${event.publisher}, sent by ${peer}`);
           core.stats.publications++;
           const publication: Publication = { topic, data: event.data, from: peer, name: core.directory.nameOf(peer), epoch: event.epoch, sequence: sq };
-          const size = headerBytes.length + body.length;
           for (const sub of this.#trie.match(topic)) sub.offer(publication, size);
         }),
       (err: unknown) =>
@@ -341,6 +350,7 @@ export class Subscriber {
       const entry = this.#opening[this.#openHead]!;
       if (!entry.next) return;
       this.#opening[this.#openHead++] = DONE;
+      this.#openingBytes -= entry.size;
       if (this.#openHead > 1024 && this.#openHead * 2 > this.#opening.length) {
         this.#opening.splice(0, this.#openHead);
         this.#openHead = 0;
@@ -424,8 +434,10 @@ interface Opening {
   /** When it arrived (performance.now()), and from whom. */
   at: number;
   peer: string;
+  /** Its sealed size (header and body), counted in #openingBytes until it is delivered or dropped. */
+  size: number;
 }
-const DONE: Opening = { next: () => undefined, at: 0, peer: "" };
+const DONE: Opening = { next: () => undefined, at: 0, peer: "", size: 0 };
 /** How long the events sealer may take to open one publication before it is given up on, ms. */
 const OPEN_TIMEOUT_MS = 30_000;
 
