@@ -53,6 +53,13 @@ export const SUBSCRIBE_DEFAULTS = Object.freeze({ maxQueue: 1000, maxQueueBytes:
 
 /** Per-topic gap counts kept at most per subscription; past it only the total counts. */
 const MAX_GAP_TOPICS = 10_000;
+/**
+ * Most publications one jump in a publisher's sequence counts as missed. Far above any real
+ * outage between two publications of one publisher; it exists because a member allowed to
+ * publish picks its own numbers: jumps of 2^53 (with "restarts" between) pushed the counts
+ * where a double no longer changes by 1, hiding every other publisher's losses.
+ */
+const MAX_COUNTED_JUMP = 100_000_000;
 /** (publisher, topic) sequence positions remembered per subscription. */
 const MAX_STREAMS = 10_000;
 /** Publications being opened at once (a slow sealer); past it they are dropped (counted by the next jump). */
@@ -132,7 +139,7 @@ export class Subscription {
     const last = this.#positions.get(stream);
     this.#positions.set(stream, event.sequence);
     // Going back (or equal: the replay guard drops true duplicates) is a restarted publisher.
-    if (last !== undefined && event.sequence > last + 1) this.#addGap(event.topic, event.sequence - last - 1);
+    if (last !== undefined && event.sequence > last + 1) this.#addGap(event.topic, Math.min(event.sequence - last - 1, MAX_COUNTED_JUMP));
     // With a handler slot free the queue is empty and the publication goes straight to it; the
     // bounds hold what waits behind busy handlers.
     const { maxQueue, maxQueueBytes, concurrency } = this.#limits;
