@@ -17,7 +17,6 @@
 import { ConfigError, describeThrown, ZmcpError } from "../errors.js";
 import type { EventSealer, OpenedEvent } from "../events/sealer.js";
 import { checkPattern, MAX_PATTERNS_PER_AGENT, TopicTrie } from "../events/topics.js";
-import { RecencyMap } from "../support/recency-map.js";
 import type { Header } from "../wire/envelope.js";
 import type { AgentCore } from "./core.js";
 import { bump } from "./stats.js";
@@ -88,7 +87,7 @@ export class Subscription {
   #delivered = 0;
   #gapTotal = 0;
   readonly #gapTopics = new Map<string, number>();
-  readonly #positions = new RecencyMap<string, number>(MAX_STREAMS);
+  readonly #positions = new SequencePositions(MAX_STREAMS);
   readonly #limits: { maxQueue: number; maxQueueBytes: number; concurrency: number };
 
   /** @internal built by Subscriber.subscribe */
@@ -135,9 +134,7 @@ export class Subscription {
   /** @internal a publication for this subscription (opened, from `from`). */
   offer(event: Publication, size: number): void {
     if (this.#closed) return;
-    const stream = `${event.from}\u0000${event.topic}`;
-    const last = this.#positions.get(stream);
-    this.#positions.set(stream, event.sequence);
+    const last = this.#positions.swap(event.from, event.topic, event.sequence);
     // Going back (or equal: the replay guard drops true duplicates) is a restarted publisher.
     if (last !== undefined && event.sequence > last + 1) this.#addGap(event.topic, Math.min(event.sequence - last - 1, MAX_COUNTED_JUMP));
     // With a handler slot free the queue is empty and the publication goes straight to it; the
@@ -220,6 +217,51 @@ export class Subscription {
     return item;
   }
 
+}
+
+/**
+ * The last sequence number seen per (publisher, topic), at most `max` in all. A publisher
+ * picks its topics (any under its `pub:` pattern), so eviction must not let one push out the
+ * others' positions (their next losses would go uncounted): one publisher holds at most half,
+ * past which its own least recent goes; past `max` in all, the least recent of the publisher
+ * holding the most goes.
+ */
+class SequencePositions {
+  /** Publisher → topic → last number; each inner map in recency order (oldest first). */
+  readonly #byPublisher = new Map<string, Map<string, number>>();
+  #size = 0;
+  constructor(readonly max: number) {}
+
+  /** Records `sequence` for (publisher, topic); returns the number it replaces, if remembered. */
+  swap(publisher: string, topic: string, sequence: number): number | undefined {
+    let topics = this.#byPublisher.get(publisher);
+    const last = topics?.get(topic);
+    if (topics !== undefined && last !== undefined) {
+      topics.delete(topic);
+      topics.set(topic, sequence);
+      return last;
+    }
+    if (topics !== undefined && topics.size >= Math.max(1, Math.floor(this.max / 2))) this.#evictFrom(publisher, topics);
+    else if (this.#size >= this.max) this.#evictLargest();
+    if (topics === undefined || !this.#byPublisher.has(publisher)) this.#byPublisher.set(publisher, (topics = new Map()));
+    topics.set(topic, sequence);
+    this.#size++;
+    return undefined;
+  }
+
+  #evictLargest(): void {
+    let largest: [string, Map<string, number>] | undefined;
+    for (const entry of this.#byPublisher) if (largest === undefined || entry[1].size > largest[1].size) largest = entry;
+    if (largest !== undefined) this.#evictFrom(...largest);
+  }
+
+  #evictFrom(publisher: string, topics: Map<string, number>): void {
+    const oldest = topics.keys().next();
+    if (oldest.done) return;
+    topics.delete(oldest.value);
+    this.#size--;
+    if (topics.size === 0) this.#byPublisher.delete(publisher);
+  }
 }
 
 /** The agent's subscriptions and the delivery of publications to them. */
