@@ -17,7 +17,7 @@
  * broker, the distributor and the other member keep the real clock.
  */
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { EventSealError } from "../../src/errors.js";
+import { EventSealError, RemoteError } from "../../src/errors.js";
 import { serveEventKeys } from "../../src/events/distributor.js";
 import { encodeBody, encodeCredential } from "../../src/events/format.js";
 import { signing } from "../../src/events/signing.js";
@@ -98,5 +98,46 @@ describe("events: a member's wall clock stepping back", () => {
     const opened = await stepped(STEP, () => sub.open(topic, h2, b2, alice.publicKey));
     expect(opened.data).toBe(2);
     restarted.close();
+  });
+});
+
+/**
+ * The distributor timed epochs, their grace and minEpochMs on its wall clock too: stepped back
+ * by S, it handed the previous epoch's key to a late joiner for S past the grace (a member who
+ * joined after the epoch ended read its publications), and it kept an epoch S past its
+ * schedule. The distributor is its own process in a deployment: here only what
+ * src/events/distributor.ts reads of the clock is stepped (the call stack says who reads it).
+ */
+const distributorClock = () => realNow() + (new Error().stack?.includes("distributor.ts") ? shift : 0);
+describe("events: the distributor's wall clock stepping back", () => {
+  let mesh: EventMesh | undefined;
+  afterEach(async () => {
+    vi.restoreAllMocks();
+    shift = 0;
+    await mesh?.close();
+    mesh = undefined;
+  });
+
+  it("a late joiner is refused the previous epoch once its grace is over, even after a step back", async () => {
+    mesh = await eventMesh(["alice", "carol"], { graceMs: 500 });
+    vi.spyOn(Date, "now").mockImplementation(distributorClock);
+    const alice = await mesh.member("alice", "pub:docs.>");
+    const topic = "docs.grace";
+    const h1 = header(topic);
+    const before = await mesh.sealer(alice).seal(topic, h1, "before the rotation");
+    mesh.distributor.rotate();
+    await sleep(1000); // the grace (500 ms) is over
+    shift = STEP;
+    const carol = await mesh.member("carol", "sub:docs.>");
+    await rejectsWith(mesh.sealer(carol).open(topic, h1, before, alice.publicKey), RemoteError, "expired");
+  });
+
+  it("an epoch ends on schedule, even after a step back", async () => {
+    mesh = await eventMesh(["alice"], { rotateEveryMs: 800 });
+    vi.spyOn(Date, "now").mockImplementation(distributorClock);
+    const first = mesh.distributor.epoch;
+    await sleep(1200);
+    shift = STEP;
+    expect(mesh.distributor.epoch).toBeGreaterThan(first);
   });
 });
