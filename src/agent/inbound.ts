@@ -175,7 +175,7 @@ export class Inbound {
           // subscription (docs/EVENTS.md), judged by the subscriber's marks (durable-marks.ts)
           // instead of the replay cache, which cannot. Anything else as before.
           const stale = time <= m.now && !replay.judges(time, m.now) && this.durableTopic?.(m.header.to) === true;
-          if (!stale) replay.check(`${m.peer}:${idKey(m.header.id)}`, time, m.now);
+          if (!stale) replay.check(`${m.peer}:${idKey(m.header.id)}`, time, m.now, false, m.peer);
           this.publications(m.peer, m.header, m.headerBytes, m.body, stale);
           m.kept = true;
           return;
@@ -202,7 +202,7 @@ export class Inbound {
         // queue without `dur` from its caller (docs/DURABLE.md): judged the same way.
         const service = m.header.k === "req" ? parseServiceAddress(m.header.to) : undefined;
         const durable = m.header.dur === true || (service !== undefined && service.replica === undefined && replica.isDurable(service.name));
-        replay.check(`${m.peer}:${idKey(m.header.id)}`, wireMs(m.inner.ts), m.now, durable);
+        replay.check(`${m.peer}:${idKey(m.header.id)}`, wireMs(m.inner.ts), m.now, durable, m.peer);
       },
       deadline: (m) => {
         // The sender's deadline on this agent's clock (integer ms: wire/clock.ts, rules 1 and 3).

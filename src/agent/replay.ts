@@ -34,9 +34,17 @@ export const DEFAULT_MAX_SEEN = 1_000_000;
  */
 export const DEFAULT_START_GRACE_MS = 2000;
 
+/** How many seen ids one sender holds now (shared by its entries, so a count costs no string per id). */
+interface SenderShare {
+  sender: string;
+  held: number;
+}
+
 export class ReplayGuard {
-  /** key → time after which it may be forgotten; insertion order is arrival order. */
-  readonly #seen = new Map<string, number>();
+  /** key → time after which it may be forgotten, and whose it is; insertion order is arrival order. */
+  readonly #seen = new Map<string, { forgetAt: number; share: SenderShare | undefined }>();
+  /** Sender → its share of #seen (senders with at least one id held). */
+  readonly #shares = new Map<string, SenderShare>();
 
   /**
    * @param windowMs accepted clock difference, ms; default 60,000
@@ -45,6 +53,10 @@ export class ReplayGuard {
    * @param notBefore messages stamped before this (ms since the epoch, sender's clock) are
    *   refused with `busy`: the guard cannot know whether they were seen before it existed;
    *   default: its creation time less {@link DEFAULT_START_GRACE_MS}; see alive-mark.ts
+   * @param maxPerSender ids of one sender remembered at most (half of maxSeen): past it that
+   *   sender's new messages are refused `busy`, so that one key flooding ids (requests, or
+   *   publications, which every subscriber records before opening) cannot fill the cache and
+   *   make this agent refuse every other peer
    */
   constructor(
     readonly windowMs = DEFAULT_REPLAY_WINDOW_MS,
@@ -52,6 +64,7 @@ export class ReplayGuard {
     readonly notBefore = Date.now() - DEFAULT_START_GRACE_MS,
     /** The floor for durable messages (held by a store while this key was away): alive-mark.ts durableNotBefore. */
     readonly durableNotBefore = -Infinity,
+    readonly maxPerSender = Math.max(1, Math.floor(maxSeen / 2)),
   ) {}
 
   /**
@@ -59,8 +72,9 @@ export class ReplayGuard {
    * `durable`: the message may have waited in a broker's durable store, so a timestamp older
    * than the window is refused `busy` instead of `replay`: nothing runs (its id could have been
    * forgotten, so it cannot be checked), and the caller, still waiting, sends it again fresh.
+   * `sender`: the authenticated key that sent it, whose share of the cache is bounded.
    */
-  check(key: string, ts: number, now = Date.now(), durable = false): void {
+  check(key: string, ts: number, now = Date.now(), durable = false, sender?: string): void {
     if (durable && Number.isFinite(ts) && now - ts > this.windowMs) {
       throw new ProtocolError("busy", `durable message stamped ${now - ts} ms ago, older than the ${this.windowMs} ms replay window; send it again`);
     }
@@ -74,7 +88,19 @@ export class ReplayGuard {
     this.#prune(now);
     if (this.#seen.has(key)) throw new ProtocolError("replay", "message id seen before (replayed)");
     if (this.#seen.size >= this.maxSeen) throw new ProtocolError("busy", "replay cache full");
-    this.#seen.set(key, now + 2 * this.windowMs);
+    let share: SenderShare | undefined;
+    if (sender !== undefined) {
+      share = this.#shares.get(sender);
+      if (share === undefined) this.#shares.set(sender, (share = { sender, held: 0 }));
+      if (share.held >= this.maxPerSender) throw new ProtocolError("busy", `replay cache: this sender holds ${share.held} recent ids, its most; send again later`);
+      share.held++;
+    }
+    this.#seen.set(key, { forgetAt: now + 2 * this.windowMs, share });
+  }
+
+  /** Ids of `sender` held now. */
+  heldBy(sender: string): number {
+    return this.#shares.get(sender)?.held ?? 0;
   }
 
   /** True when `check` can judge a message stamped `ts` (inside the window, not before this guard's floor). */
@@ -87,9 +113,10 @@ export class ReplayGuard {
   }
 
   #prune(now: number): void {
-    for (const [key, forgetAt] of this.#seen) {
+    for (const [key, { forgetAt, share }] of this.#seen) {
       if (forgetAt > now) break;
       this.#seen.delete(key);
+      if (share !== undefined && --share.held === 0) this.#shares.delete(share.sender);
     }
   }
 }

@@ -21,7 +21,6 @@
 import { ConfigError, describeThrown, ZmcpError } from "../errors.js";
 import type { EventSealer, OpenedEvent } from "../events/sealer.js";
 import { checkPattern, MAX_PATTERNS_PER_AGENT, TopicTrie } from "../events/topics.js";
-import { RecencyMap } from "../support/recency-map.js";
 import type { Header } from "../wire/envelope.js";
 import type { AgentCore } from "./core.js";
 import { bump } from "./stats.js";
@@ -64,10 +63,22 @@ export const SUBSCRIBE_DEFAULTS = Object.freeze({ maxQueue: 1000, maxQueueBytes:
 
 /** Per-topic gap counts kept at most per subscription; past it only the total counts. */
 const MAX_GAP_TOPICS = 10_000;
+/**
+ * Most publications one jump in a publisher's sequence counts as missed. Far above any real
+ * outage between two publications of one publisher; it exists because a member allowed to
+ * publish picks its own numbers: jumps of 2^53 (with "restarts" between) pushed the counts
+ * where a double no longer changes by 1, hiding every other publisher's losses.
+ */
+const MAX_COUNTED_JUMP = 100_000_000;
 /** (publisher, topic) sequence positions remembered per subscription. */
 const MAX_STREAMS = 10_000;
 /** Publications being opened at once (a slow sealer); past it they are dropped (counted by the next jump). */
 const MAX_OPENING = 10_000;
+/**
+ * Bytes (sealed sizes) of those publications: each keeps its body until delivered, and junk
+ * from any key can wait on one slow key fetch, so the count alone allowed 10,000 × 1 MiB.
+ */
+const MAX_OPENING_BYTES = 64 * 1024 * 1024;
 
 /** What a subscription has missed: per topic, and in all. */
 export interface Gaps {
@@ -87,7 +98,7 @@ export class Subscription {
   #delivered = 0;
   #gapTotal = 0;
   readonly #gapTopics = new Map<string, number>();
-  readonly #positions = new RecencyMap<string, number>(MAX_STREAMS);
+  readonly #positions = new SequencePositions(MAX_STREAMS);
   readonly #limits: { maxQueue: number; maxQueueBytes: number; concurrency: number };
   /** Declared durable (SubscribeOptions.durable). */
   readonly durable: boolean;
@@ -137,11 +148,9 @@ export class Subscription {
   /** @internal a publication for this subscription (opened, from `from`). */
   offer(event: Publication, size: number): void {
     if (this.#closed) return;
-    const stream = `${event.from}\u0000${event.topic}`;
-    const last = this.#positions.get(stream);
-    this.#positions.set(stream, event.sequence);
+    const last = this.#positions.swap(event.from, event.topic, event.sequence);
     // Going back (or equal: the replay guard drops true duplicates) is a restarted publisher.
-    if (last !== undefined && event.sequence > last + 1) this.#addGap(event.topic, event.sequence - last - 1);
+    if (last !== undefined && event.sequence > last + 1) this.#addGap(event.topic, Math.min(event.sequence - last - 1, MAX_COUNTED_JUMP));
     // With a handler slot free the queue is empty and the publication goes straight to it; the
     // bounds hold what waits behind busy handlers.
     const { maxQueue, maxQueueBytes, concurrency } = this.#limits;
@@ -224,6 +233,51 @@ export class Subscription {
 
 }
 
+/**
+ * The last sequence number seen per (publisher, topic), at most `max` in all. A publisher
+ * picks its topics (any under its `pub:` pattern), so eviction must not let one push out the
+ * others' positions (their next losses would go uncounted): one publisher holds at most half,
+ * past which its own least recent goes; past `max` in all, the least recent of the publisher
+ * holding the most goes.
+ */
+class SequencePositions {
+  /** Publisher → topic → last number; each inner map in recency order (oldest first). */
+  readonly #byPublisher = new Map<string, Map<string, number>>();
+  #size = 0;
+  constructor(readonly max: number) {}
+
+  /** Records `sequence` for (publisher, topic); returns the number it replaces, if remembered. */
+  swap(publisher: string, topic: string, sequence: number): number | undefined {
+    let topics = this.#byPublisher.get(publisher);
+    const last = topics?.get(topic);
+    if (topics !== undefined && last !== undefined) {
+      topics.delete(topic);
+      topics.set(topic, sequence);
+      return last;
+    }
+    if (topics !== undefined && topics.size >= Math.max(1, Math.floor(this.max / 2))) this.#evictFrom(publisher, topics);
+    else if (this.#size >= this.max) this.#evictLargest();
+    if (topics === undefined || !this.#byPublisher.has(publisher)) this.#byPublisher.set(publisher, (topics = new Map()));
+    topics.set(topic, sequence);
+    this.#size++;
+    return undefined;
+  }
+
+  #evictLargest(): void {
+    let largest: [string, Map<string, number>] | undefined;
+    for (const entry of this.#byPublisher) if (largest === undefined || entry[1].size > largest[1].size) largest = entry;
+    if (largest !== undefined) this.#evictFrom(...largest);
+  }
+
+  #evictFrom(publisher: string, topics: Map<string, number>): void {
+    const oldest = topics.keys().next();
+    if (oldest.done) return;
+    topics.delete(oldest.value);
+    this.#size--;
+    if (topics.size === 0) this.#byPublisher.delete(publisher);
+  }
+}
+
 /** The agent's subscriptions and the delivery of publications to them. */
 export class Subscriber {
   readonly #subscriptions = new Set<Subscription>();
@@ -239,6 +293,8 @@ export class Subscriber {
   /** Publications being opened, in arrival order, from #openHead (see accept). */
   readonly #opening: Opening[] = [];
   #openHead = 0;
+  /** Sealed bytes of the publications in #opening from #openHead. */
+  #openingBytes = 0;
   #openTimer: NodeJS.Timeout | undefined;
   #refresh: NodeJS.Timeout | undefined;
 
@@ -308,6 +364,8 @@ export class Subscriber {
     if (stale && !this.durableMatches(topic)) return this.#drop1("refused", peer, "publication outside the replay window, and no durable subscription matches");
     if (header.sq === undefined) return this.#drop1("refused", peer, "publication without a sequence number");
     if (this.#opening.length - this.#openHead >= MAX_OPENING) return this.#drop1("backlog", peer, "too many publications being opened");
+    const size = headerBytes.length + body.length;
+    if (this.#openingBytes + size > MAX_OPENING_BYTES) return this.#drop1("backlog", peer, `over ${MAX_OPENING_BYTES} bytes of publications being opened`);
     let opened: Promise<OpenedEvent>;
     try {
       // A kept publication's credential is judged at its own time (sealed in the header), not now.
@@ -319,8 +377,9 @@ export class Subscriber {
     // Opened side by side, delivered in arrival order: a sealer that takes longer for one
     // publication (a key to fetch) must not let later ones overtake it, or the sequence would
     // seem to go back (a restart) and then jump (a gap that was not).
-    const entry: Opening = { next: undefined, at: performance.now(), peer };
+    const entry: Opening = { next: undefined, at: performance.now(), peer, size };
     this.#opening.push(entry);
+    this.#openingBytes += size;
     this.#watchOpening();
     const settle = (next: () => void) => {
       if (entry.next) return; // given up on already (see #watchOpening)
@@ -340,7 +399,6 @@ export class Subscriber {
           } else if (this.#durable.size > 0) this.#marks.note(peer, topic, time, sq);
           core.stats.publications++;
           const publication: Publication = { topic, data: event.data, from: peer, name: core.directory.nameOf(peer), epoch: event.epoch, sequence: sq };
-          const size = headerBytes.length + body.length;
           for (const sub of this.#trie.match(topic)) if (!stale || sub.durable) sub.offer(publication, size);
         }),
       (err: unknown) =>
@@ -380,6 +438,7 @@ export class Subscriber {
       const entry = this.#opening[this.#openHead]!;
       if (!entry.next) return;
       this.#opening[this.#openHead++] = DONE;
+      this.#openingBytes -= entry.size;
       if (this.#openHead > 1024 && this.#openHead * 2 > this.#opening.length) {
         this.#opening.splice(0, this.#openHead);
         this.#openHead = 0;
@@ -476,8 +535,10 @@ interface Opening {
   /** When it arrived (performance.now()), and from whom. */
   at: number;
   peer: string;
+  /** Its sealed size (header and body), counted in #openingBytes until it is delivered or dropped. */
+  size: number;
 }
-const DONE: Opening = { next: () => undefined, at: 0, peer: "" };
+const DONE: Opening = { next: () => undefined, at: 0, peer: "", size: 0 };
 /** How long the events sealer may take to open one publication before it is given up on, ms. */
 const OPEN_TIMEOUT_MS = 30_000;
 

@@ -80,6 +80,7 @@ export type RotationReason = "start" | "schedule" | "messages" | "removed" | "re
 interface Epoch {
   id: number;
   secret: Uint8Array;
+  /** When it started, on this process's monotonic clock (as endsAt and endedAt). */
   startedAt: number;
   /** When the schedule ends it. */
   endsAt: number;
@@ -91,6 +92,8 @@ interface Epoch {
 }
 
 const KEY_SALT = new TextEncoder().encode("zmcp-event-key/1");
+/** Epoch lengths, graces and leases are measured on this (see #newEpoch). */
+const monotonic = (): number => performance.now();
 
 /** A running distributor (see {@link serveEventKeys}). */
 export class EventKeyDistributor {
@@ -133,7 +136,7 @@ export class EventKeyDistributor {
       this.#ownsDenyList = false;
     }
     this.#deniedKeys = this.#denyList?.size.keys ?? 0;
-    this.#current = this.#newEpoch(Date.now(), 0, "start");
+    this.#current = this.#newEpoch(0, "start");
     agent.tool(o.tool, { description: "event group keys (docs/EVENTS.md)", input: KeyRequestSchema, scope: null }, (args, ctx) => this.#count(args, ctx));
     if (this.#denyList) {
       this.#timer = setInterval(() => this.#checkDenyList(), o.denyListCheckMs);
@@ -144,7 +147,7 @@ export class EventKeyDistributor {
 
   /** The current epoch. */
   get epoch(): number {
-    return this.#rotateIfDue(Date.now()).id;
+    return this.#rotateIfDue(monotonic()).id;
   }
 
   /** The Ed25519 public key that signs this distributor's credentials (a fresh one per process). */
@@ -164,10 +167,9 @@ export class EventKeyDistributor {
 
   /** Starts a new epoch now; returns it. */
   rotate(reason: RotationReason = "manual"): number {
-    const now = Date.now();
     this.#previous = this.#current;
-    this.#previous.endedAt = now;
-    this.#current = this.#newEpoch(now, this.#previous.id, reason);
+    this.#previous.endedAt = monotonic();
+    this.#current = this.#newEpoch(this.#previous.id, reason);
     return this.#current.id;
   }
 
@@ -180,11 +182,14 @@ export class EventKeyDistributor {
     if (this.#ownsDenyList) this.#denyList?.close();
   }
 
-  #newEpoch(now: number, after: number, reason: RotationReason): Epoch {
+  #newEpoch(after: number, reason: RotationReason): Epoch {
     this.rotations++;
-    const id = Math.max(now, after + 1);
+    // Numbered on the wall clock (growing across restarts); timed on the monotonic one, so a
+    // wall clock step neither stretches an epoch, its grace or minEpochMs, nor cuts them short.
+    const id = Math.max(Date.now(), after + 1);
     if (reason !== "start") this.#log.info("event key epoch started", { epoch: id, reason });
-    return { id, secret: randomBytes(32), startedAt: now, endsAt: now + this.#o.rotateEveryMs, endedAt: undefined, sealed: 0, members: new Set() };
+    const at = monotonic();
+    return { id, secret: randomBytes(32), startedAt: at, endsAt: at + this.#o.rotateEveryMs, endedAt: undefined, sealed: 0, members: new Set() };
   }
 
   #rotateIfDue(now: number): Epoch {
@@ -225,26 +230,29 @@ export class EventKeyDistributor {
     if (!this.#topics.some((t) => topicPatternCovers(t, topic))) throw new ProtocolError("invalid_args", `topic ${JSON.stringify(topic)} is not served by this distributor`);
     if (!scopeCovers(token.scopes, `${access}:${topic}`)) throw new ProtocolError("token_scope", `token scope does not cover ${JSON.stringify(`${access}:${topic}`)}`);
     const now = Date.now();
-    let current = this.#rotateIfDue(now);
+    const mono = monotonic();
+    let current = this.#rotateIfDue(mono);
     if (access === "pub" && args.sealed !== undefined && args.epoch === current.id) {
       current.sealed += args.sealed;
-      if (current.sealed >= this.#o.rotateEveryMessages && now - current.startedAt >= this.#o.minEpochMs) {
+      if (current.sealed >= this.#o.rotateEveryMessages && mono - current.startedAt >= this.#o.minEpochMs) {
         this.rotate("messages");
         current = this.#current;
       }
     }
-    const lease = Math.min(now + this.#o.leaseMs, current.endsAt);
-    const answer: KeyAnswer = { topic, current: current.id, until: lease, ttl: lease - now, signer: this.#signingKey.publicKey };
+    // Lengths on the monotonic clock; `until` and a credential's expiry on the wall clock (members read them there).
+    const ttl = Math.max(0, Math.floor(Math.min(this.#o.leaseMs, current.endsAt - mono)));
+    const lease = now + ttl;
+    const answer: KeyAnswer = { topic, current: current.id, until: lease, ttl, signer: this.#signingKey.publicKey };
     if (!isTopic(topic)) return answer; // a pattern: the caller may subscribe; keys come per topic
     let epoch = current;
     if (access === "sub" && args.epoch !== undefined && args.epoch !== current.id) {
       const previous = this.#previous;
-      if (previous === undefined || args.epoch !== previous.id || now >= previous.endedAt! + this.#o.graceMs) {
+      if (previous === undefined || args.epoch !== previous.id || mono >= previous.endedAt! + this.#o.graceMs) {
         throw new ProtocolError("expired", `epoch ${args.epoch} of ${JSON.stringify(topic)} is not handed out (current ${current.id}; only it and the previous one within ${this.#o.graceMs} ms of its end)`);
       }
       epoch = previous;
-      answer.until = previous.endedAt! + this.#o.graceMs;
-      answer.ttl = answer.until - now;
+      answer.ttl = Math.max(0, Math.floor(previous.endedAt! + this.#o.graceMs - mono));
+      answer.until = now + answer.ttl;
     }
     this.#remember(epoch, ctx.from);
     answer.epoch = epoch.id;

@@ -86,9 +86,9 @@ interface TopicKey {
 interface Publishing extends TopicKey {
   epoch: number;
   credential: Uint8Array;
-  /** The credential's end (this clock, from the lease's length), ms. */
+  /** The credential's end (this process's monotonic clock, from the lease's length), ms. */
   until: number;
-  /** Renew from then on (this clock). */
+  /** Renew from then on (monotonic clock). */
   renewAt: number;
   /** Sealed in `epoch` since last said to the distributor. */
   unreported: number;
@@ -109,6 +109,13 @@ const decoder = new Decoder();
 const TRANSIENT = new Set(["unavailable", "no_route", "busy", "timeout"]);
 /** Distributor signing keys kept (one per distributor process seen): each costs a junk credential one verify. */
 const MAX_SIGNERS = 4;
+/**
+ * Durations (leases, retry delays) are counted on the monotonic clock: a wall clock stepped
+ * back an hour would otherwise keep an expired credential in use, or a failed fetch unretried,
+ * for that hour. Only a credential's expiry, written on the distributor's wall clock, is read
+ * on this one (within `clockSkew`).
+ */
+const monotonic = (): number => performance.now();
 
 /** Tests compare this with what they see; not part of the public API. */
 export class GroupKeySealer implements EventSealer {
@@ -205,7 +212,7 @@ export class GroupKeySealer implements EventSealer {
 
   async #publishing(topic: string): Promise<Publishing> {
     const held = this.#pub.get(topic);
-    const now = Date.now();
+    const now = monotonic();
     if (held !== undefined && now < held.renewAt) return held;
     // One renewal per topic at a time: concurrent publications wait for it (and the count of
     // what was sealed is reported once).
@@ -236,14 +243,15 @@ export class GroupKeySealer implements EventSealer {
     }
     if (held !== undefined) held.unreported -= reported;
     if (held !== undefined && held.epoch === answer.epoch && sameBytes(held.credential, answer.credential)) return held;
-    const now = Date.now();
+    const now = monotonic();
     const next: Publishing = {
       key: answer.key,
       signer: answer.signer,
       epoch: answer.epoch,
       credential: answer.credential,
-      // Counted on this clock from the lease's length, so that a clock difference with the
-      // distributor neither makes it renew on every publication nor use an expired credential.
+      // Counted on this process's monotonic clock from the lease's length, so that neither a
+      // clock difference with the distributor nor a step of this wall clock makes it renew on
+      // every publication or seal with an expired credential.
       until: now + answer.ttl,
       renewAt: now + Math.floor(answer.ttl * 0.75),
       unreported: held !== undefined && held.epoch === answer.epoch ? held.unreported : 0,
@@ -295,8 +303,8 @@ export class GroupKeySealer implements EventSealer {
       if (inflight.topic === topic) return inflight.done;
       return inflight.done.catch(() => undefined);
     }
-    if (Date.now() - this.#lastSignerRefresh < this.#o.retryAfter) return;
-    this.#lastSignerRefresh = Date.now();
+    if (monotonic() - this.#lastSignerRefresh < this.#o.retryAfter) return;
+    this.#lastSignerRefresh = monotonic();
     const done = this.#ask({ topic, access: "sub" }).then(
       () => undefined,
       (err: unknown) => {
@@ -329,11 +337,11 @@ export class GroupKeySealer implements EventSealer {
   /** Runs `fetch` unless the same fetch failed less than `retryAfter` ago (then rethrows that failure). */
   async #once(id: string, fetch: () => Promise<KeyAnswer>): Promise<KeyAnswer> {
     const failed = this.#failed.peek(id);
-    if (failed !== undefined && Date.now() < failed.until) throw failed.error;
+    if (failed !== undefined && monotonic() < failed.until) throw failed.error;
     try {
       return await fetch();
     } catch (err) {
-      this.#failed.set(id, { until: Date.now() + this.#o.retryAfter, error: err });
+      this.#failed.set(id, { until: monotonic() + this.#o.retryAfter, error: err });
       throw err;
     }
   }
