@@ -22,11 +22,13 @@
  */
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport, StreamableHTTPError } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { ErrorCode, McpError, type JSONRPCMessage } from "@modelcontextprotocol/sdk/types.js";
+import { ErrorCode, JSONRPCMessageSchema, McpError, type JSONRPCMessage } from "@modelcontextprotocol/sdk/types.js";
 import { ConfigError, ZmcpError } from "../errors.js";
 import type { Logger } from "../support/log.js";
+import { StreamableHTTPClientTransport as ModernHttpTransport } from "@modelcontextprotocol/client";
 import type { Child } from "./attach-server.js";
 import { passAll } from "./attach-server.js";
+import { connectModern, modernRevisionsOf } from "./attach-2026.js";
 
 /** Default cap of one HTTP answer's body (one event of an event stream), bytes. */
 export const DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024;
@@ -95,18 +97,47 @@ class SupervisedHttpTransport extends StreamableHTTPClientTransport {
   }
 
   override async send(message: JSONRPCMessage | JSONRPCMessage[], options?: Parameters<StreamableHTTPClientTransport["send"]>[1]): Promise<void> {
-    // The SDK cancels a request it gives up on by notification: its HTTP exchange ends too.
-    const cancelled = !Array.isArray(message) && "method" in message && message.method === "notifications/cancelled" ? (message.params as { requestId?: unknown } | undefined)?.requestId : undefined;
-    if (typeof cancelled === "string" || typeof cancelled === "number") this.#inFlight.cancel(cancelled);
-    try {
-      await super.send(message, options);
-    } catch (err) {
-      if (err instanceof ZmcpError) throw err;
-      const loss = lossOf(err);
-      if (loss === undefined) throw err;
-      this.#lost(loss, err);
-      throw new McpError(ErrorCode.ConnectionClosed, `the MCP server at ${this.#where} is unreachable: ${describe(err)}`, { delivered: loss !== "undelivered" });
-    }
+    return guardedSend(message, () => super.send(message, options), { where: this.#where, lost: this.#lost, inFlight: this.#inFlight, answer: (m) => this.onmessage?.(m) });
+  }
+}
+
+/**
+ * One send of either SDK's HTTP transport, made what the supervision understands: the SDK
+ * cancels a request it gives up on by notification, and its HTTP exchange ends too; a lost
+ * connection rejects with MCP `ConnectionClosed` (`data.delivered`) after calling `lost`; an
+ * HTTP error whose body is the JSON-RPC error answering the request (a 2026-only server
+ * refusing the 2025 `initialize` says so in a 400) is delivered as that answer.
+ */
+export async function guardedSend(
+  message: JSONRPCMessage | JSONRPCMessage[],
+  send: () => Promise<void>,
+  o: { where: string; lost: (loss: Exclude<Loss, undefined>, err: unknown) => void; inFlight: InFlight; answer?: (m: JSONRPCMessage) => void },
+): Promise<void> {
+  const cancelled = !Array.isArray(message) && "method" in message && message.method === "notifications/cancelled" ? (message.params as { requestId?: unknown } | undefined)?.requestId : undefined;
+  if (typeof cancelled === "string" || typeof cancelled === "number") o.inFlight.cancel(cancelled);
+  try {
+    await send();
+  } catch (err) {
+    if (err instanceof ZmcpError) throw err;
+    const answer = o.answer && !Array.isArray(message) && "id" in message ? errorAnswerIn(err, message.id) : undefined;
+    if (answer) return o.answer!(answer);
+    const loss = lossOf(err);
+    if (loss === undefined) throw err;
+    o.lost(loss, err);
+    throw new McpError(ErrorCode.ConnectionClosed, `the MCP server at ${o.where} is unreachable: ${describe(err)}`, { delivered: loss !== "undelivered" });
+  }
+}
+
+/** The JSON-RPC error response to `id` that a v1 StreamableHTTPError quotes (an HTTP 400's body), if it is one. */
+function errorAnswerIn(err: unknown, id: unknown): JSONRPCMessage | undefined {
+  if (!(err instanceof StreamableHTTPError) || err.code !== 400) return undefined;
+  const at = err.message.indexOf("{");
+  if (at < 0) return undefined;
+  try {
+    const parsed = JSONRPCMessageSchema.safeParse(JSON.parse(err.message.slice(at)));
+    return parsed.success && "error" in parsed.data && parsed.data.id === id ? parsed.data : undefined;
+  } catch {
+    return undefined;
   }
 }
 
@@ -269,9 +300,60 @@ export async function connectHttp(o: HttpServerOptions, log: Logger, clientInfo:
   } catch (err) {
     client.onclose = () => undefined;
     await client.close().catch(() => undefined);
-    throw new ZmcpError("config", `MCP server at ${where} did not start: ${describe(err)}`, { cause: err });
+    const revisions = modernRevisionsOf(err);
+    if (revisions.length === 0) throw new ZmcpError("config", `MCP server at ${where} did not start: ${describe(err)}`, { cause: err });
+    log.info("MCP server speaks only the 2026-07-28 era; connecting again with the 2.x client", { supported: revisions });
+    return connectModernHttp(o, url, revisions[0]!, clientInfo, timeout, log);
   }
   child.client = client;
   child.tasks = client.experimental.tasks;
   return child;
+}
+
+/** The same connection to a 2026-only server, behind the 2.x client pinned to `revision` (attach-2026.ts): stateless, no tasks. */
+async function connectModernHttp(o: HttpServerOptions, url: URL, revision: string, clientInfo: { name: string; version: string }, timeout: number, log: Logger): Promise<Child> {
+  const where = url.origin + url.pathname;
+  let onExit!: () => void;
+  const exited = new Promise<void>((resolve) => (onExit = resolve));
+  const child: Child = { client: undefined as never, era: revision, pid: null, url: where, startedAt: performance.now(), exited, gone: false };
+  const inFlight = new InFlight();
+  let close: () => void = () => undefined;
+  const lost = (loss: Exclude<Loss, undefined>, err: unknown) => {
+    if (child.gone) return;
+    child.gone = true;
+    log.warn("MCP server connection lost", { url: where, error: describe(err), delivered: loss !== "undelivered" });
+    setImmediate(() => close());
+  };
+  const transport = new GuardedModernTransport(url, { ...(o.headers ? { requestInit: { headers: o.headers } } : {}), fetch: inFlight.fetch(o.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES) }, { where, lost, inFlight });
+  try {
+    const modern = await connectModern(transport, revision, clientInfo, timeout, passAll);
+    close = () => void modern.close().catch(() => undefined);
+    modern.onclose = () => {
+      child.gone = true;
+      onExit();
+    };
+    modern.onerror = (err) => {
+      log.debug("MCP client error", { error: describe(err) });
+      const loss = lossOf(err);
+      if (loss) lost(loss, err);
+    };
+    child.client = modern;
+    return child;
+  } catch (err) {
+    throw new ZmcpError("config", `MCP server at ${where} did not start (2026-07-28 era): ${describe(err)}`, { cause: err });
+  }
+}
+
+/** The 2.x SDK's HTTP transport with the same guarded sends. */
+class GuardedModernTransport extends ModernHttpTransport {
+  readonly #guard: Parameters<typeof guardedSend>[2];
+
+  constructor(url: URL, options: ConstructorParameters<typeof ModernHttpTransport>[1], guard: Parameters<typeof guardedSend>[2]) {
+    super(url, options);
+    this.#guard = guard;
+  }
+
+  override async send(message: Parameters<ModernHttpTransport["send"]>[0], options?: Parameters<ModernHttpTransport["send"]>[1]): Promise<void> {
+    return guardedSend(message as JSONRPCMessage, () => super.send(message, options), this.#guard);
+  }
 }

@@ -15,7 +15,7 @@ import { ConfigError, ZmcpError } from "../errors.js";
 import type { Logger } from "../support/log.js";
 import type { AttachOptions } from "./attach.js";
 import { connectHttp } from "./attach-http.js";
-import { connectModern, modernRevisionsOf, type ServerClient } from "./attach-2026.js";
+import { connectModernStdio, modernRevisionsOf, type ServerClient } from "./attach-2026.js";
 
 /** One run of the server. */
 export interface Child {
@@ -79,7 +79,7 @@ export async function connectServer(o: AttachOptions, log: Logger): Promise<Chil
     if (revisions.length === 0) throw new ZmcpError("config", `MCP server ${o.command} did not start: ${(err as Error).message}`, { cause: err });
     log.info("MCP server speaks only the 2026-07-28 era; starting it again with the 2.x client", { supported: revisions });
     try {
-      const modern = await connectModern(params, revisions[0]!, clientInfo, timeout, passAll, (t) => pipeLog(t.stderr));
+      const modern = await connectModernStdio(params, revisions[0]!, clientInfo, timeout, passAll, (t) => pipeLog(t.stderr));
       modern.client.onclose = () => onExit();
       modern.client.onerror = (e) => log.debug("MCP client error", { error: e.message });
       return { client: modern.client, era: revisions[0]!, pid: modern.transport.pid, startedAt: performance.now(), exited, get gone() { return gone; } };

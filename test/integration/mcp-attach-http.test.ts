@@ -276,3 +276,42 @@ describe("attach over Streamable HTTP: a hostile server", () => {
     });
   }
 });
+
+describe("attach over Streamable HTTP: a server of the 2026-07-28 era only", () => {
+  let fx: CertFixture;
+  let broker: Broker;
+  let host: Agent;
+  let caller: Agent;
+  let server: Child;
+  let attachment: McpAttachment;
+
+  beforeAll(async () => {
+    fx = tempCerts("host", "caller");
+    broker = await startBroker(fx);
+    host = await connectAgent(fx, "host", broker.endpoint);
+    caller = await connectAgent(fx, "caller", broker.endpoint, { timeout: 20_000 });
+    server = await spawnChild(built("test/support/mcp-server-2026.js"), ["--http"], "mcp http ready");
+  }, 30_000);
+
+  afterAll(async () => {
+    await attachment?.close();
+    await server?.stop();
+    await caller?.close();
+    await host?.close();
+    await broker?.close();
+    fx?.cleanup();
+  });
+
+  it("its refusal of initialize (HTTP 400, -32022) leads to the 2.x client; tools, progress, resources and prompts reach the mesh", async () => {
+    attachment = await McpAttachment.start({ agent: host, url: `http://127.0.0.1:${server.ready["port"] as number}/mcp`, jobs: ["slow"] });
+    expect(attachment.tools.sort()).toEqual(["shout", "slow"]);
+    expect(await caller.call("host", "shout", { text: "hi" })).toMatchObject({ content: [{ type: "text", text: "HI" }], structuredContent: { loud: "HI" } });
+    const job = await caller.start("host", "slow", { steps: 3 });
+    const seen: number[] = [];
+    job.on("progress", (p) => seen.push(p.progress));
+    expect(text(await job.result)).toBe("waited 3");
+    await waitFor(() => seen.includes(3), 2000, "progress");
+    expect((await caller.readResource("host", "modern://motd")).contents[0]).toMatchObject({ text: "hello from 2026" });
+    expect((await caller.getPrompt("host", "greet", { name: "Ada" })).messages[0]!.content).toEqual({ type: "text", text: "Greet Ada." });
+  });
+});
