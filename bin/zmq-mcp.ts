@@ -2,7 +2,7 @@
 /**
  * zmq-mcp: the MCP bridge.
  *   expose  an MCP server on stdio whose tools are mesh agents' tools (for MCP clients)
- *   attach  a stdio MCP server joins the mesh as an agent (for MCP servers)
+ *   attach  a stdio MCP server, or one at a Streamable HTTP URL, joins the mesh as an agent (for MCP servers)
  * stdout is the MCP channel (expose) or unused (attach); logs are JSON lines on stderr.
  */
 import { readFileSync } from "node:fs";
@@ -266,18 +266,72 @@ interface AttachOpts extends ConnectOpts {
   startTimeout: number;
   restartDelay: number;
   maxRestartDelay: number;
+  url?: string;
+  header?: string[];
+  bearer?: string;
+  bearerEnv?: string;
+  maxResponseBytes: number;
+}
+
+/**
+ * The headers `attach --url` sends: `--header 'Name: value'` (a value `@FILE` is read from the
+ * file), and `--bearer @FILE` / `--bearer-env NAME` for `Authorization: Bearer <token>`. A
+ * credential is never taken from the command line (every local user can read /proc/PID/cmdline):
+ * a literal `Authorization` or `Cookie` header value, or `--bearer <token>`, is a config error.
+ */
+function attachHeaders(opts: AttachOpts): Record<string, string> {
+  const readSecret = (what: string, file: string): string => {
+    try {
+      const value = readFileSync(file, "utf8").trim();
+      if (value === "") throw new Error("empty");
+      return value;
+    } catch (err) {
+      throw new ConfigError(`cannot read ${what} file ${file}: ${(err as Error).message}`);
+    }
+  };
+  const headers: Record<string, string> = {};
+  for (const line of opts.header ?? []) {
+    const colon = line.indexOf(":");
+    const name = colon > 0 ? line.slice(0, colon).trim() : "";
+    if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name)) throw new ConfigError(`--header ${JSON.stringify(line)}: expected 'Name: value'`);
+    const raw = line.slice(colon + 1).trim();
+    if (raw.startsWith("@")) headers[name] = readSecret(`--header ${name}`, raw.slice(1));
+    else if (/^(authorization|proxy-authorization|cookie)$/i.test(name)) {
+      throw new ConfigError(`a ${name} header on the command line is readable by every local user; use --header '${name}: @FILE', --bearer @FILE or --bearer-env NAME`);
+    } else headers[name] = raw;
+  }
+  if (opts.bearer !== undefined && opts.bearerEnv !== undefined) throw new ConfigError("give --bearer @FILE or --bearer-env NAME, not both");
+  let bearer: string | undefined;
+  if (opts.bearer !== undefined) {
+    if (!opts.bearer.startsWith("@")) throw new ConfigError("a token on the command line is readable by every local user; use --bearer @FILE or --bearer-env NAME");
+    bearer = readSecret("--bearer", opts.bearer.slice(1));
+  } else if (opts.bearerEnv !== undefined) {
+    bearer = process.env[opts.bearerEnv]?.trim();
+    if (!bearer) throw new ConfigError(`--bearer-env ${opts.bearerEnv}: the variable is unset or empty`);
+  }
+  if (bearer !== undefined) {
+    if (Object.keys(headers).some((h) => h.toLowerCase() === "authorization")) throw new ConfigError("give --bearer or an Authorization --header, not both");
+    headers.Authorization = `Bearer ${bearer}`;
+  }
+  return headers;
 }
 
 withConnectOptions(
   program
     .command("attach")
     .description(
-      "Start a stdio MCP server and join the mesh as an agent whose tools are that server's tools. " +
-        "Put the server's command after --, e.g. zmq-mcp attach --cert certs/fs.key_secret -- npx @modelcontextprotocol/server-filesystem /data",
+      "Start a stdio MCP server, or connect to one over Streamable HTTP (--url), and join the mesh as an agent whose tools are that server's tools. " +
+        "Put the server's command after --, e.g. zmq-mcp attach --cert certs/fs.key_secret -- npx @modelcontextprotocol/server-filesystem /data, " +
+        "or give its endpoint: zmq-mcp attach --cert certs/web.key_secret --url http://127.0.0.1:8080/mcp --bearer @token",
     )
-    .argument("<command>", "the MCP server's command")
+    .argument("[command]", "the MCP server's command (not with --url)")
     .argument("[args...]", "its arguments"),
 )
+  .option("--url <url>", "attach the MCP server at this Streamable HTTP endpoint instead of starting a command (a lost connection is reconnected with the restart backoff)")
+  .option("--header <'Name: value'>", "with --url: send this header with every request; a value @FILE is read from the file (credentials must be); repeatable", collect)
+  .option("--bearer <@file>", "with --url: send Authorization: Bearer <token>, the token read from FILE (the literal is refused: visible in /proc/PID/cmdline)")
+  .option("--bearer-env <name>", "with --url: send Authorization: Bearer <token>, the token from this environment variable")
+  .option("--max-response-bytes <n>", "with --url: cap of one answer's body (one event of an event stream); past it the call fails too_large", positiveInt, 16 * 1024 * 1024)
   .option("--serve <name>", "also serve as a replica of service NAME (its key: <certs>/svc-NAME.key_secret); repeatable", collect)
   .option("--service-cert <file>", "the service's secret certificate, when there is one --serve")
   .option("--authority <jwk>", "trusted token authority (public JWK or JWK Set file); repeatable", collect)
@@ -297,14 +351,23 @@ withConnectOptions(
   .option("--start-timeout <ms>", "how long the server may take to start and initialize", positiveInt, 30_000)
   .option("--restart-delay <ms>", "first delay before restarting a server that exited (doubles per quick failure)", positiveInt, 500)
   .option("--max-restart-delay <ms>", "largest delay before a restart", positiveInt, 30_000)
-  .action(async (command: string, args: string[], opts: AttachOpts) => {
+  .action(async (command: string | undefined, args: string[], opts: AttachOpts) => {
     const log = createLogger(opts.logLevel, undefined, { service: "zmq-mcp-attach" });
     let agent: Agent | undefined;
     let attachment: McpAttachment | undefined;
     try {
       if (opts.serviceCert && (opts.serve?.length ?? 0) !== 1) throw new ConfigError("--service-cert goes with exactly one --serve");
       if (opts.requireToken && !opts.authority) throw new ConfigError("--require-token needs --authority");
+      if ((command === undefined) === (opts.url === undefined)) throw new ConfigError("give the MCP server's command (after --) or --url, one of them");
+      if (opts.url === undefined && (opts.header !== undefined || opts.bearer !== undefined || opts.bearerEnv !== undefined)) {
+        throw new ConfigError("--header, --bearer and --bearer-env go with --url");
+      }
+      if (opts.url !== undefined && (opts.env !== undefined || opts.passEnv !== undefined || opts.inheritEnv)) {
+        throw new ConfigError("--env, --pass-env and --inherit-env set a started server's environment; with --url no server is started");
+      }
       const env = envAssignments(opts.env ?? []);
+      // Read before connecting: an unreadable token file fails at once.
+      const server = opts.url === undefined ? { command: command!, args } : { url: opts.url, headers: attachHeaders(opts), maxResponseBytes: opts.maxResponseBytes };
       agent = await Agent.connect({
         ...agentOptions(opts, log),
         ...(opts.authority ? { authority: opts.authority, audience: opts.audience } : {}),
@@ -318,8 +381,7 @@ withConnectOptions(
       });
       attachment = await McpAttachment.start({
         agent,
-        command,
-        args,
+        ...server,
         jobs: opts.job ?? [],
         ...(opts.tool ? { only: opts.tool } : {}),
         ...(opts.toolPrefix ? { prefix: opts.toolPrefix } : {}),
@@ -344,7 +406,7 @@ withConnectOptions(
         });
       }
       if (opts.inheritEnv) log.warn("the MCP server has zmq-mcp's whole environment (--inherit-env)");
-      log.info("attach ready", { publicKey: agent.publicKey, tools: attachment.tools, resources: attachment.resources.length, prompts: attachment.prompts, services: opts.serve ?? [], pid: attachment.pid });
+      log.info("attach ready", { publicKey: agent.publicKey, tools: attachment.tools, resources: attachment.resources.length, prompts: attachment.prompts, services: opts.serve ?? [], ...(opts.url === undefined ? { pid: attachment.pid } : { url: opts.url }) });
     } catch (err) {
       // One line for the failure: fail's {code, message}, not a log line as well.
       await attachment?.close().catch(() => undefined);

@@ -40,16 +40,23 @@ export function modernRevisionsOf(err: unknown): string[] {
 class InPlaceStdioTransport extends ModernStdioTransport {}
 
 /** Starts the server behind the 2.x client pinned to `revision`. */
-export async function connectModern(
+export async function connectModernStdio(
   params: StdioServerParameters,
   revision: string,
   clientInfo: { name: string; version: string },
   timeout: number,
-  validator: NonNullable<ConstructorParameters<typeof ModernClient>[1]>["jsonSchemaValidator"],
+  validator: Validator,
   onTransport: (transport: ModernStdioTransport) => void,
 ): Promise<{ client: ModernServerClient; transport: ModernStdioTransport }> {
   const transport = new InPlaceStdioTransport(params);
   onTransport(transport);
+  return { client: await connectModern(transport, revision, clientInfo, timeout, validator), transport };
+}
+
+type Validator = NonNullable<ConstructorParameters<typeof ModernClient>[1]>["jsonSchemaValidator"];
+
+/** Connects the 2.x client pinned to `revision` over `transport` (stdio, or Streamable HTTP: attach-http.ts). */
+export async function connectModern(transport: Parameters<ModernClient["connect"]>[0], revision: string, clientInfo: { name: string; version: string }, timeout: number, validator: Validator): Promise<ModernServerClient> {
   const client = new ModernClient(clientInfo, { capabilities: {}, versionNegotiation: { mode: { pin: revision } }, ...(validator ? { jsonSchemaValidator: validator } : {}) });
   try {
     await client.connect(transport, { timeout });
@@ -57,7 +64,7 @@ export async function connectModern(
     await client.close().catch(() => undefined);
     throw err;
   }
-  return { client: new ModernServerClient(client), transport };
+  return new ModernServerClient(client);
 }
 
 /** The v1 client's calls over a 2.x client (the JSON is the same; only the SDKs' types differ). */

@@ -11,10 +11,11 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { getDefaultEnvironment, StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import type { JsonSchemaValidator, jsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/types.js";
 import { ErrorCode, McpError } from "@modelcontextprotocol/sdk/types.js";
-import { ZmcpError } from "../errors.js";
+import { ConfigError, ZmcpError } from "../errors.js";
 import type { Logger } from "../support/log.js";
 import type { AttachOptions } from "./attach.js";
-import { connectModern, modernRevisionsOf, type ServerClient } from "./attach-2026.js";
+import { connectHttp } from "./attach-http.js";
+import { connectModernStdio, modernRevisionsOf, type ServerClient } from "./attach-2026.js";
 
 /** One run of the server. */
 export interface Child {
@@ -24,11 +25,16 @@ export interface Child {
   era: string;
   /** The v1 client's experimental (2025) tasks, to call a tool that runs only as a task; not in the 2026 era. */
   tasks?: Client["experimental"]["tasks"];
+  /** The process id (stdio); null over HTTP. */
   pid: number | null;
+  /** The server's URL (origin and path), when it is reached over Streamable HTTP (attach-http.ts). */
+  url?: string;
   /** When it started, on the monotonic clock (performance.now()): uptimes survive a wall clock jump. */
   startedAt: number;
-  /** Resolves when the server's connection closes (the process exited). */
+  /** Resolves when the server's connection closes (the process exited, or the HTTP connection was lost). */
   exited: Promise<void>;
+  /** Set as soon as the server is known to be gone, before `exited` resolves: no call is handed this run again. */
+  gone: boolean;
 }
 
 /** Validates nothing: results are passed on as they are, and checking them is the caller's business. */
@@ -42,15 +48,22 @@ export const passAll: jsonSchemaValidator = {
  * speaks only the 2026-07-28 era is started again behind the 2.x client (attach-2026.ts).
  */
 export async function connectServer(o: AttachOptions, log: Logger): Promise<Child> {
-  const params = { command: o.command, args: o.args ?? [], env: serverEnv(o), stderr: "pipe" as const, ...(o.cwd === undefined ? {} : { cwd: o.cwd }) };
   const clientInfo = o.clientInfo ?? { name: "zmq-mcp-attach", version: "0.1.0" };
   const timeout = o.startTimeout ?? 30_000;
+  if (o.url !== undefined) return connectHttp({ ...o, url: o.url }, log, clientInfo, timeout);
+  if (o.command === undefined) throw new ConfigError("no MCP server command or URL given");
+  const params = { command: o.command, args: o.args ?? [], env: serverEnv(o), stderr: "pipe" as const, ...(o.cwd === undefined ? {} : { cwd: o.cwd }) };
   // The server's stderr is its log: passed on, a line at a time, into ours (stdout is MCP).
   const pipeLog = (stderr: unknown) => {
     if (stderr) createInterface({ input: stderr as Readable }).on("line", (line) => log.info("server stderr", { line }));
   };
-  let onExit!: () => void;
-  const exited = new Promise<void>((resolve) => (onExit = resolve));
+  let resolveExit!: () => void;
+  const exited = new Promise<void>((resolve) => (resolveExit = resolve));
+  let gone = false;
+  const onExit = () => {
+    gone = true;
+    resolveExit();
+  };
   const transport = new StdioClientTransport(params);
   pipeLog(transport.stderr);
   const client = new Client(clientInfo, { capabilities: {}, jsonSchemaValidator: passAll });
@@ -58,7 +71,7 @@ export async function connectServer(o: AttachOptions, log: Logger): Promise<Chil
   client.onerror = (err) => log.debug("MCP client error", { error: err.message });
   try {
     await client.connect(transport, { timeout });
-    return { client, era: "2025", tasks: client.experimental.tasks, pid: transport.pid, startedAt: performance.now(), exited };
+    return { client, era: "2025", tasks: client.experimental.tasks, pid: transport.pid, startedAt: performance.now(), exited, get gone() { return gone; } };
   } catch (err) {
     client.onclose = () => undefined;
     await client.close().catch(() => undefined);
@@ -66,10 +79,10 @@ export async function connectServer(o: AttachOptions, log: Logger): Promise<Chil
     if (revisions.length === 0) throw new ZmcpError("config", `MCP server ${o.command} did not start: ${(err as Error).message}`, { cause: err });
     log.info("MCP server speaks only the 2026-07-28 era; starting it again with the 2.x client", { supported: revisions });
     try {
-      const modern = await connectModern(params, revisions[0]!, clientInfo, timeout, passAll, (t) => pipeLog(t.stderr));
+      const modern = await connectModernStdio(params, revisions[0]!, clientInfo, timeout, passAll, (t) => pipeLog(t.stderr));
       modern.client.onclose = () => onExit();
       modern.client.onerror = (e) => log.debug("MCP client error", { error: e.message });
-      return { client: modern.client, era: revisions[0]!, pid: modern.transport.pid, startedAt: performance.now(), exited };
+      return { client: modern.client, era: revisions[0]!, pid: modern.transport.pid, startedAt: performance.now(), exited, get gone() { return gone; } };
     } catch (err2) {
       throw new ZmcpError("config", `MCP server ${o.command} did not start (2026-07-28 era): ${(err2 as Error).message}`, { cause: err2 });
     }
@@ -91,9 +104,16 @@ export function serverEnv(options: Pick<AttachOptions, "env" | "passEnv" | "inhe
 export function meshError(err: unknown, tool: string): ZmcpError {
   if (err instanceof McpError) {
     if (err.code === ErrorCode.InvalidParams) return new ZmcpError("invalid_args", `${tool}: ${err.message}`);
-    if (err.code === ErrorCode.ConnectionClosed) return new ZmcpError("tool_failed", `${tool}: the MCP server exited during the call`);
+    if ((err.data as { code?: unknown } | undefined)?.code === "too_large") return new ZmcpError("too_large", `${tool}: ${err.message}`);
+    if (err.code === ErrorCode.ConnectionClosed) {
+      // An HTTP server's lost connection says why (attach-http.ts); a stdio server's, that it exited.
+      const http = typeof (err.data as { delivered?: unknown } | undefined)?.delivered === "boolean";
+      return new ZmcpError("tool_failed", `${tool}: ${http ? err.message : "the MCP server exited during the call"}`);
+    }
     return new ZmcpError("tool_failed", `${tool}: ${err.message}`);
   }
+  // An answer over the HTTP body cap (attach-http.ts) is too_large, as a native tool's result over the message cap is.
+  if (err instanceof ZmcpError && err.code === "too_large") return new ZmcpError("too_large", `${tool}: ${err.message}`);
   return new ZmcpError("tool_failed", `${tool}: ${err instanceof Error ? err.message : String(err)}`);
 }
 

@@ -170,8 +170,11 @@ export class ToolMirror {
         break;
       } catch (err) {
         const closed = err instanceof McpError && err.code === ErrorCode.ConnectionClosed;
-        if (closed && again && attempt === 1 && !this.#closed()) {
-          this.#log.info("MCP server exited during a call; calling again once it is back", { tool: name });
+        // A request that never reached an HTTP server (attach-http.ts) did not run: it is made
+        // again on the next connection, whatever the tool (a few times, within the deadline).
+        const undelivered = closed && (err.data as { delivered?: unknown } | undefined)?.delivered === false;
+        if (closed && !this.#closed() && (undelivered ? attempt <= 3 : again && attempt === 1)) {
+          this.#log.info("MCP server gone during a call; calling again once it is back", { tool: name, delivered: !undelivered });
           continue;
         }
         throw meshError(err, name);

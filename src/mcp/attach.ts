@@ -1,7 +1,9 @@
 /**
- * `zmq-mcp attach`: an existing stdio MCP server joins the mesh as an agent.
+ * `zmq-mcp attach`: an existing MCP server joins the mesh as an agent.
  *
- * The server runs as a child process (the MCP SDK's Client over StdioClientTransport). Its
+ * The server runs as a child process (the MCP SDK's Client over StdioClientTransport), or is
+ * reached at a URL over Streamable HTTP (attach-http.ts: a lost connection is this file's
+ * "exited", reconnected with the same backoff). Its
  * tools become the agent's tools, with their JSON Schemas: mesh callers find them with
  * `tools/list` and call them sealed end to end, under the agent's token rules like any native
  * tool (scope `call:<name>`). Arguments are checked against the tool's schema here, so a bad
@@ -16,7 +18,8 @@
  * arrive meanwhile wait for it within their deadline.
  *
  * This file supervises the server (start, restart with backoff, waiting for it while it
- * restarts); the process and its environment are in attach-server.ts, the tool mirror in
+ * restarts); the process and its environment are in attach-server.ts, the HTTP connection in
+ * attach-http.ts, the tool mirror in
  * attach-tools.ts, resources and prompts in attach-catalog.ts.
  */
 import { PromptListChangedNotificationSchema, ResourceListChangedNotificationSchema, ToolListChangedNotificationSchema } from "@modelcontextprotocol/sdk/types.js";
@@ -24,6 +27,7 @@ import type { Agent } from "../agent/agent.js";
 import { ConfigError, ZmcpError } from "../errors.js";
 import { silentLogger, type Logger } from "../support/log.js";
 import { connectServer, type Child } from "./attach-server.js";
+import { serverUrl } from "./attach-http.js";
 import { ToolMirror } from "./attach-tools.js";
 import { CatalogMirror } from "./attach-catalog.js";
 
@@ -33,8 +37,8 @@ export { serverEnv } from "./attach-server.js";
 export interface AttachOptions {
   /** The connected agent whose tools the server's tools become. */
   agent: Agent;
-  /** The MCP server's command and arguments (run without a shell). */
-  command: string;
+  /** The MCP server's command and arguments (run without a shell); or give `url`. */
+  command?: string;
   args?: string[];
   /**
    * Variables set in the server's environment, on top of the safe default: the MCP SDK's
@@ -48,6 +52,16 @@ export interface AttachOptions {
   /** Give the server this process's whole environment (the behaviour before the safe default; opt in knowingly). Default false. */
   inheritEnv?: boolean;
   cwd?: string;
+  /**
+   * A remote MCP server's Streamable HTTP endpoint (`http://127.0.0.1:8080/mcp`) instead of a
+   * command: no process is started; a lost connection is reconnected with the restart backoff
+   * (attach-http.ts). `env`, `passEnv`, `inheritEnv`, `cwd` do not apply.
+   */
+  url?: string;
+  /** With `url`: headers sent with every request, e.g. `{Authorization: "Bearer ..."}`. Default none. */
+  headers?: Record<string, string>;
+  /** With `url`: cap of one answer's body (one event of an event stream), bytes; past it the call fails `too_large`. Default 16 MiB. */
+  maxResponseBytes?: number;
   /** Attach only these tools (MCP names); default all. */
   only?: string[];
   /** Tools that run as mesh jobs (progress pushed to the caller, cancellable); `"*"` for all. Default none. */
@@ -99,7 +113,8 @@ export class McpAttachment {
 
   /** Starts the server, registers its tools on the agent, and keeps the server running. Rejects if the first start fails. */
   static async start(options: AttachOptions): Promise<McpAttachment> {
-    if (!options.command) throw new ConfigError("no MCP server command given");
+    if (Boolean(options.command) === (options.url !== undefined)) throw new ConfigError("give an MCP server command or a URL, one of them");
+    if (options.url !== undefined) serverUrl(options.url);
     const attachment = new McpAttachment(options);
     const child = await attachment.#launch();
     attachment.#supervisor = attachment.#supervise(child);
@@ -149,7 +164,7 @@ export class McpAttachment {
     const child = await connectServer(o, this.#log);
     const client = child.client;
     const server = client.getServerVersion();
-    this.#log.info("MCP server started", { pid: child.pid, server: server?.name, version: server?.version, era: child.era, restarts: this.#restarts });
+    this.#log.info("MCP server started", { ...(child.url === undefined ? { pid: child.pid } : { url: child.url }), server: server?.name, version: server?.version, era: child.era, restarts: this.#restarts });
     client.setNotificationHandler(ToolListChangedNotificationSchema, () => void this.#sync(child).catch(() => undefined));
     client.setNotificationHandler(ResourceListChangedNotificationSchema, () => void this.#sync(child).catch(() => undefined));
     client.setNotificationHandler(PromptListChangedNotificationSchema, () => void this.#sync(child).catch(() => undefined));
@@ -157,7 +172,7 @@ export class McpAttachment {
       await this.#sync(child);
     } catch (err) {
       await client.close().catch(() => undefined);
-      throw new ZmcpError("config", `MCP server ${o.command} did not list its tools: ${(err as Error).message}`, { cause: err });
+      throw new ZmcpError("config", `MCP server ${o.url ?? o.command} did not list its tools: ${(err as Error).message}`, { cause: err });
     }
     if (this.#closed) {
       await client.close().catch(() => undefined);
@@ -182,7 +197,8 @@ export class McpAttachment {
         if (this.#closed) return;
         if (this.#child === child) this.#child = undefined;
         const uptime = Math.round(performance.now() - child.startedAt);
-        this.#log.error("MCP server exited", { pid: child.pid, uptimeMs: uptime });
+        if (child.url === undefined) this.#log.error("MCP server exited", { pid: child.pid, uptimeMs: uptime });
+        else this.#log.error("MCP server connection closed", { url: child.url, uptimeMs: uptime });
       }
       failures = performance.now() - startedAt >= stableAfter ? 0 : failures + 1;
       const delay = Math.min(max, min * 2 ** Math.max(0, failures - 1));
@@ -202,7 +218,8 @@ export class McpAttachment {
 
   /** The running server's client; waits (until `deadline`) while it restarts. */
   #ready(deadline: number, signal: AbortSignal): Promise<Child> {
-    if (this.#child) return Promise.resolve(this.#child);
+    // A run already known gone (its exit not yet seen by the supervisor) is not handed out.
+    if (this.#child && !this.#child.gone) return Promise.resolve(this.#child);
     return new Promise((resolve, reject) => {
       const wake = (child: Child) => {
         clearTimeout(timer);

@@ -94,11 +94,26 @@ export class MeshServerTransport implements Transport {
   #nextId = 0;
   #started = false;
   #closed = false;
+  /** The key of the caller whose message the SDK is being handed (only while it is). */
+  #dispatching: string | undefined;
 
   constructor(options: MeshServerTransportOptions) {
     this.#agent = options.agent;
     this.#scope = options.scope ?? `call:${MCP_RPC_TOOL}`;
     this.#log = options.log ?? silentLogger;
+  }
+
+  /**
+   * The session, as the SDK reads it when a message arrives: the caller's curve key
+   * (authenticated by the broker). One transport serves every caller, and the SDK binds
+   * tasks to the transport's `sessionId` (its task store keeps each task for the session that
+   * created it: `tasks/get`, `tasks/result`, `tasks/cancel`, `tasks/list`), so a fixed session
+   * would give every caller every other caller's tasks. The SDK reads it synchronously as it
+   * takes a request in, which is while {@link #dispatch} holds the caller; at any other time
+   * it is undefined.
+   */
+  get sessionId(): string | undefined {
+    return this.#dispatching;
   }
 
   /** Requests being answered now (each ends with its response, its cancellation, or its deadline). */
@@ -181,7 +196,7 @@ export class MeshServerTransport implements Transport {
     if (this.#byCaller.has(callerKey)) throw new ZmcpError("invalid_args", `request id ${JSON.stringify(message.id)} is already in use by this caller`);
     const id = ++this.#nextId;
     let timer: NodeJS.Timeout | undefined;
-    const cancel = (reason: string) => this.onmessage?.({ jsonrpc: "2.0", method: "notifications/cancelled", params: { requestId: id, reason } }, extra);
+    const cancel = (reason: string) => this.#dispatch({ jsonrpc: "2.0", method: "notifications/cancelled", params: { requestId: id, reason } }, extra, ctx.from);
     let onAbort: (() => void) | undefined;
     try {
       return await new Promise<JSONRPCMessage>((resolve, reject) => {
@@ -199,7 +214,7 @@ export class MeshServerTransport implements Transport {
             reject(new ZmcpError("expired", "the request's deadline passed"));
           }, Math.max(0, ctx.deadline - Date.now()));
         }
-        this.onmessage!({ ...message, id }, extra);
+        this.#dispatch({ ...message, id }, extra, ctx.from);
       });
     } finally {
       clearTimeout(timer);
@@ -216,12 +231,23 @@ export class MeshServerTransport implements Transport {
       const id = this.#byCaller.get(`${ctx.from}\0${JSON.stringify(requestId)}`);
       const running = id === undefined ? undefined : this.#running.get(id);
       if (id === undefined || !running) return;
-      this.onmessage?.({ ...message, params: { ...message.params, requestId: id } }, { authInfo });
+      this.#dispatch({ ...message, params: { ...message.params, requestId: id } }, { authInfo }, ctx.from);
       // The SDK sends no response to a cancelled request: end the call now (its id is free again).
       running.reject(new ZmcpError("cancelled", "cancelled by the caller"));
       return;
     }
-    this.onmessage?.(message, { authInfo });
+    this.#dispatch(message, { authInfo }, ctx.from);
+  }
+
+  /** Hands a message to the SDK with `sessionId` reading `caller` meanwhile. */
+  #dispatch(message: JSONRPCMessage, extra: { authInfo: AuthInfo }, caller: string): void {
+    const outer = this.#dispatching;
+    this.#dispatching = caller;
+    try {
+      this.onmessage?.(message, extra);
+    } finally {
+      this.#dispatching = outer;
+    }
   }
 }
 
