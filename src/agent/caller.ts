@@ -138,8 +138,9 @@ export class Caller {
    * One request with retries: the same request id every attempt, a fresh message id each.
    * Retried after a timed-out attempt only where the retry reaches the agent that may still be
    * running the first one (see retry.ts, {@link attemptTimeout}): never across service replicas.
+   * `viaBroker`: never on a direct link (the broker's own word is wanted: direct-links.ts).
    */
-  async request(to: string, tool: string, args: unknown, options: CallOptions): Promise<Answered> {
+  async request(to: string, tool: string, args: unknown, options: CallOptions, viaBroker = false): Promise<Answered> {
     const core = this.core;
     if (core.isClosed()) throw core.closedWith() ?? new ZmcpError("closed", "agent is closed");
     const dest = this.destination(to);
@@ -163,7 +164,7 @@ export class Caller {
       try {
         const draft: Omit<Request, "h"> = { t: "req", ts: Date.now(), rid, tool, args, ...(tok === undefined ? {} : { tok }), ...tc };
         const durable = options.durable ? { to, tool, onStored: options.onStored } : undefined;
-        const answered = await this.#attempt(dest, draft, deadline, attemptTimeout(policy, dest.to, remaining, last), options.signal, what, durable);
+        const answered = await this.#attempt(dest, draft, deadline, attemptTimeout(policy, dest.to, remaining, last), options.signal, what, durable, viaBroker);
         if (answered.response.st === "error") throw remoteError(answered.response.error, "peer");
         circuit.settle();
         endSpan(span);
@@ -192,9 +193,10 @@ export class Caller {
    * replicas the broker balances, nor a durable call, which the broker stores), else, or when
    * the link fails, through the broker: the same request (same `rid`), so the callee runs it once.
    */
-  async #attempt(dest: Destination, draft: Omit<Request, "h">, deadline: number, timeout: number, signal: AbortSignal | undefined, what: string, durable?: { to: string; tool: string; onStored: DurableCallOptions["onStored"] }): Promise<Answered> {
+  async #attempt(dest: Destination, draft: Omit<Request, "h">, deadline: number, timeout: number, signal: AbortSignal | undefined, what: string, durable: { to: string; tool: string; onStored: DurableCallOptions["onStored"] } | undefined, viaBroker: boolean): Promise<Answered> {
     const links = this.links;
-    const link = links && !durable && dest.to === dest.sealKey ? links.ready(dest.to) : undefined;
+    // `viaBroker`: the broker's word is asked (link/endpoint re-confirming a link), not the link's.
+    const link = links && !durable && !viaBroker && dest.to === dest.sealKey ? links.ready(dest.to) : undefined;
     if (link && links) {
       const started = Date.now();
       try {
