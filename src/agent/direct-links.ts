@@ -66,8 +66,14 @@ export type LinkFailure = "connect" | "handshake" | "disconnect" | "send" | "tim
 /** Asks `key`, through the broker, where it listens (`link/endpoint`); null when it does not. */
 export type EndpointAsker = (key: string, timeout: number) => Promise<string | null>;
 
-/** Endpoints a callee may announce: ZeroMQ transports a DEALER can dial, bounded. */
-const ENDPOINT = /^(tcp|ipc):\/\/[^\s]{1,250}$/;
+/**
+ * Endpoints a callee may announce: a plain destination a DEALER can dial, bounded: `tcp://HOST:PORT`
+ * (a host name, an IPv4 address or a bracketed IPv6 one) or `ipc://PATH`. Nothing else of libzmq's
+ * connect syntax: `tcp://SOURCE;DESTINATION` would let the callee choose the caller's own side of
+ * the connection (the local address and port it binds), which the adversarial review found
+ * accepted (test/security/direct-adversarial-endpoint.test.ts).
+ */
+const ENDPOINT = /^(?:tcp:\/\/(?:\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9.-]{1,240}):[0-9]{1,5}|ipc:\/\/[^\s;]{1,250})$/;
 
 /**
  * What is known of one callee: its endpoint (null: none), or that it is being asked, until when
