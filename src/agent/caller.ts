@@ -22,7 +22,7 @@ import { bump, Dropped } from "./stats.js";
 import { BUILTIN_TOOLS, ToolInfoSchema, type ToolInfo } from "./tools.js";
 import { StoredCalls, type DurableCallOptions } from "../store/caller.js";
 import { endSpan, startCallSpan, traceFields } from "./tracing.js";
-import { LinkSendError, type DirectLinks, type Link } from "./direct-links.js";
+import { LinkSendError, LinkSilentError, type DirectLinks, type Link } from "./direct-links.js";
 
 /** A response, who sent it, and who was asked (and so who may speak for a job it accepted). */
 export interface Answered {
@@ -199,12 +199,20 @@ export class Caller {
     const link = links && !durable && !viaBroker && dest.to === dest.sealKey ? links.ready(dest.to) : undefined;
     if (link && links) {
       const started = Date.now();
+      const heard = link.heard;
       try {
         return await this.#send(dest, draft, deadline, timeout, signal, what, undefined, link);
       } catch (err) {
-        if (!links.failed(link, err)) throw err;
+        // The attempt's own timeout on a link that carried nothing meanwhile is the link's
+        // failure too: its watch fires only after linkTimeout, which an attempt (2 s by default,
+        // a quarter of a shorter call) may not outlast. Not taken for one, every retry went down
+        // the same dead link and the call failed `timeout` (the adversarial review's finding).
+        const silent = err instanceof TimeoutError && link.heard === heard;
+        if (!links.failed(link, silent ? new LinkSilentError(`no answer and nothing else on the direct link to ${link.key} within the attempt's ${timeout} ms`) : err)) throw err;
         timeout -= Date.now() - started;
-        if (timeout <= 0) throw err;
+        // No time left for this attempt through the broker: a TimeoutError, which is retried
+        // (same rid, through the broker now that the link is marked bad), not the link's error.
+        if (timeout <= 0) throw new TimeoutError(`${what}: the direct link failed (${describeThrown(err)}) and this attempt's time is spent`);
       }
     }
     return this.#send(dest, draft, deadline, timeout, signal, what, durable, undefined);
