@@ -266,9 +266,9 @@ export class Agent {
    * Direct links (README "Direct links"): the endpoint this agent listens at (`listen`), and
    * counters of its listener and of its links to other agents (`direct: true`).
    */
-  get direct(): { endpoint: string | undefined; listener: Readonly<ListenerStats> | undefined; links: Readonly<DirectLinkStats> & { open: number } | undefined } {
+  get direct(): { endpoint: string | undefined; listener: Readonly<ListenerStats> | undefined; links: Readonly<DirectLinkStats> & { open: number; known: number } | undefined } {
     const links = this.#links;
-    return { endpoint: this.#listener?.endpoint, listener: this.#listener?.stats, links: links && { ...links.stats, open: links.size } };
+    return { endpoint: this.#listener?.endpoint, listener: this.#listener?.stats, links: links && { ...links.stats, open: links.size, known: links.known } };
   }
 
   /** The certificate name of a key, if known. */

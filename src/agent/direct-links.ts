@@ -17,6 +17,7 @@ import * as zmq from "zeromq";
 import { ConfigError, describeThrown, ForgedAnswerError, TimeoutError, ZmcpError } from "../errors.js";
 import { readCounter, readGauge, readLabelledCounter, type Registry } from "../support/metrics.js";
 import { receiveLoop } from "../support/receive-loop.js";
+import { RecencyMap } from "../support/recency-map.js";
 import { SocketWriter } from "../support/writer.js";
 import { SOCKET_MESSAGE_SIZE_FACTOR } from "../wire/limits.js";
 import type { AgentCore } from "./core.js";
@@ -74,6 +75,14 @@ export type EndpointAsker = (key: string, timeout: number) => Promise<string | n
  * accepted (test/security/direct-adversarial-endpoint.test.ts).
  */
 const ENDPOINT = /^(?:tcp:\/\/(?:\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9.-]{1,240}):[0-9]{1,5}|ipc:\/\/[^\s;]{1,250})$/;
+
+/**
+ * Callees whose endpoint (or its absence) is remembered at most, least recently used forgotten:
+ * one entry per key ever called, and a caller may be told to call any Z85 key (an MCP bridge's
+ * client): unbounded, that grew without end (the adversarial review). Forgetting one costs one
+ * more `link/endpoint` through the broker; a link whose entry was forgotten is re-confirmed.
+ */
+export const MAX_KNOWN = 10_000;
 
 /**
  * What is known of one callee: its endpoint (null: none), or that it is being asked, until when
@@ -173,7 +182,7 @@ export class DirectLinks {
   readonly stats: DirectLinkStats = { sent: 0, fallbacks: 0, opened: 0, failures: {} };
   /** Open links, least recently used first (a Map keeps insertion order; use re-inserts). */
   readonly #links = new Map<string, Link>();
-  readonly #known = new Map<string, Known>();
+  readonly #known = new RecencyMap<string, Known>(MAX_KNOWN);
   readonly #sweep: NodeJS.Timeout;
   #closed = false;
 
@@ -192,6 +201,11 @@ export class DirectLinks {
     return this.#links.size;
   }
 
+  /** Callees whose endpoint (or its absence) is remembered now (at most MAX_KNOWN). */
+  get known(): number {
+    return this.#known.size;
+  }
+
   /**
    * A link ready to carry a request to `key` now, or undefined (the request goes through the
    * broker). Learns the endpoint and dials in the background, so a later request may go direct.
@@ -204,8 +218,9 @@ export class DirectLinks {
       this.#links.delete(key);
       this.#links.set(key, link); // most recently used last
       link.lastUsed = Date.now();
-      const held = this.#known.get(key);
-      if (held && typeof held.endpoint === "string" && held.until <= link.lastUsed && !held.confirming) this.#confirm(key, link, held);
+      let held = this.#known.get(key);
+      if (held === undefined) this.#known.set(key, (held = { endpoint: link.endpoint, until: 0 })); // forgotten (MAX_KNOWN): confirmed now
+      if (typeof held.endpoint === "string" && held.until <= link.lastUsed && !held.confirming) this.#confirm(key, link, held);
       return link;
     }
     const now = Date.now();
