@@ -125,9 +125,11 @@ export class Agent {
     ({ handler: this.#handler, caller: this.#caller, follower: this.#follower, replica: this.#replica, inbound: this.#inbound } = parts);
     parts.observeLatency = (ok, seconds) => this.#observeLatency(ok, seconds);
     if (options.direct.direct) {
-      // Asked through the broker, once per callee (and again after a failed link's backoff).
+      // Asked through the broker, never on the link itself: once per callee, again after a
+      // failed link's backoff, and every linkBackoff while a link is in use (the broker's
+      // admission, a revocation included, is re-confirmed: direct-links.ts).
       const ask = (key: string, timeout: number) =>
-        this.#caller.request(key, BUILTIN_TOOLS.endpoint, {}, { timeout, retry: false, circuit: false }).then((a) => {
+        this.#caller.request(key, BUILTIN_TOOLS.endpoint, {}, { timeout, retry: false, circuit: false }, true).then((a) => {
           const result = a.response.result as { endpoint?: unknown } | null | undefined;
           return typeof result?.endpoint === "string" ? result.endpoint : null;
         });
@@ -264,9 +266,9 @@ export class Agent {
    * Direct links (README "Direct links"): the endpoint this agent listens at (`listen`), and
    * counters of its listener and of its links to other agents (`direct: true`).
    */
-  get direct(): { endpoint: string | undefined; listener: Readonly<ListenerStats> | undefined; links: Readonly<DirectLinkStats> & { open: number } | undefined } {
+  get direct(): { endpoint: string | undefined; listener: Readonly<ListenerStats> | undefined; links: Readonly<DirectLinkStats> & { open: number; known: number } | undefined } {
     const links = this.#links;
-    return { endpoint: this.#listener?.endpoint, listener: this.#listener?.stats, links: links && { ...links.stats, open: links.size } };
+    return { endpoint: this.#listener?.endpoint, listener: this.#listener?.stats, links: links && { ...links.stats, open: links.size, known: links.known } };
   }
 
   /** The certificate name of a key, if known. */

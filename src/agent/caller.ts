@@ -22,7 +22,7 @@ import { bump, Dropped } from "./stats.js";
 import { BUILTIN_TOOLS, ToolInfoSchema, type ToolInfo } from "./tools.js";
 import { StoredCalls, type DurableCallOptions } from "../store/caller.js";
 import { endSpan, startCallSpan, traceFields } from "./tracing.js";
-import { LinkSendError, type DirectLinks, type Link } from "./direct-links.js";
+import { LinkSendError, LinkSilentError, type DirectLinks, type Link } from "./direct-links.js";
 
 /** A response, who sent it, and who was asked (and so who may speak for a job it accepted). */
 export interface Answered {
@@ -138,8 +138,9 @@ export class Caller {
    * One request with retries: the same request id every attempt, a fresh message id each.
    * Retried after a timed-out attempt only where the retry reaches the agent that may still be
    * running the first one (see retry.ts, {@link attemptTimeout}): never across service replicas.
+   * `viaBroker`: never on a direct link (the broker's own word is wanted: direct-links.ts).
    */
-  async request(to: string, tool: string, args: unknown, options: CallOptions): Promise<Answered> {
+  async request(to: string, tool: string, args: unknown, options: CallOptions, viaBroker = false): Promise<Answered> {
     const core = this.core;
     if (core.isClosed()) throw core.closedWith() ?? new ZmcpError("closed", "agent is closed");
     const dest = this.destination(to);
@@ -163,7 +164,7 @@ export class Caller {
       try {
         const draft: Omit<Request, "h"> = { t: "req", ts: Date.now(), rid, tool, args, ...(tok === undefined ? {} : { tok }), ...tc };
         const durable = options.durable ? { to, tool, onStored: options.onStored } : undefined;
-        const answered = await this.#attempt(dest, draft, deadline, attemptTimeout(policy, dest.to, remaining, last), options.signal, what, durable);
+        const answered = await this.#attempt(dest, draft, deadline, attemptTimeout(policy, dest.to, remaining, last), options.signal, what, durable, viaBroker);
         if (answered.response.st === "error") throw remoteError(answered.response.error, "peer");
         circuit.settle();
         endSpan(span);
@@ -192,17 +193,26 @@ export class Caller {
    * replicas the broker balances, nor a durable call, which the broker stores), else, or when
    * the link fails, through the broker: the same request (same `rid`), so the callee runs it once.
    */
-  async #attempt(dest: Destination, draft: Omit<Request, "h">, deadline: number, timeout: number, signal: AbortSignal | undefined, what: string, durable?: { to: string; tool: string; onStored: DurableCallOptions["onStored"] }): Promise<Answered> {
+  async #attempt(dest: Destination, draft: Omit<Request, "h">, deadline: number, timeout: number, signal: AbortSignal | undefined, what: string, durable: { to: string; tool: string; onStored: DurableCallOptions["onStored"] } | undefined, viaBroker: boolean): Promise<Answered> {
     const links = this.links;
-    const link = links && !durable && dest.to === dest.sealKey ? links.ready(dest.to) : undefined;
+    // `viaBroker`: the broker's word is asked (link/endpoint re-confirming a link), not the link's.
+    const link = links && !durable && !viaBroker && dest.to === dest.sealKey ? links.ready(dest.to) : undefined;
     if (link && links) {
       const started = Date.now();
+      const heard = link.heard;
       try {
         return await this.#send(dest, draft, deadline, timeout, signal, what, undefined, link);
       } catch (err) {
-        if (!links.failed(link, err)) throw err;
+        // The attempt's own timeout on a link that carried nothing meanwhile is the link's
+        // failure too: its watch fires only after linkTimeout, which an attempt (2 s by default,
+        // a quarter of a shorter call) may not outlast. Not taken for one, every retry went down
+        // the same dead link and the call failed `timeout` (the adversarial review's finding).
+        const silent = err instanceof TimeoutError && link.heard === heard;
+        if (!links.failed(link, silent ? new LinkSilentError(`no answer and nothing else on the direct link to ${link.key} within the attempt's ${timeout} ms`) : err)) throw err;
         timeout -= Date.now() - started;
-        if (timeout <= 0) throw err;
+        // No time left for this attempt through the broker: a TimeoutError, which is retried
+        // (same rid, through the broker now that the link is marked bad), not the link's error.
+        if (timeout <= 0) throw new TimeoutError(`${what}: the direct link failed (${describeThrown(err)}) and this attempt's time is spent`);
       }
     }
     return this.#send(dest, draft, deadline, timeout, signal, what, durable, undefined);

@@ -10,12 +10,14 @@
  * the attempt goes through the broker at once with the same request id, so the callee's answer
  * cache (idempotency.ts) runs the tool at most once, and the link is marked bad for
  * `linkBackoff` (then its endpoint is learned afresh: a restarted callee may listen elsewhere,
- * or not at all).
+ * or not at all). A link in use is re-confirmed through the broker every `linkBackoff` and
+ * closed unless the broker still gives its endpoint: it never outlives the callee's admission.
  */
 import * as zmq from "zeromq";
-import { ConfigError, describeThrown, ForgedAnswerError, ZmcpError } from "../errors.js";
+import { ConfigError, describeThrown, ForgedAnswerError, TimeoutError, ZmcpError } from "../errors.js";
 import { readCounter, readGauge, readLabelledCounter, type Registry } from "../support/metrics.js";
 import { receiveLoop } from "../support/receive-loop.js";
+import { RecencyMap } from "../support/recency-map.js";
 import { SocketWriter } from "../support/writer.js";
 import { SOCKET_MESSAGE_SIZE_FACTOR } from "../wire/limits.js";
 import type { AgentCore } from "./core.js";
@@ -31,7 +33,7 @@ export const DIRECT_DEFAULTS = Object.freeze({
   directIdle: 60_000,
   /** A request waiting on a link that carries nothing at all this long goes through the broker (same request id), ms. */
   linkTimeout: 2_000,
-  /** A link that failed is not tried again for this long, ms. */
+  /** A link that failed is not tried again for this long; a link in use is re-confirmed through the broker this often, ms. */
   linkBackoff: 30_000,
 });
 
@@ -53,23 +55,46 @@ export interface DirectLinkStats {
   /**
    * Links marked bad, by reason: `connect` (nothing listens), `handshake` (the listener refused
    * this key, or does not hold the key asked), `disconnect`, `send` (EAGAIN), `timeout` (no
-   * answer and nothing else heard within linkTimeout), `forged` (an answer not from the key asked).
+   * answer and nothing else heard within linkTimeout), `forged` (an answer not from the key asked),
+   * `unconfirmed` (the broker, asked again every linkBackoff while the link is in use, no longer
+   * gives this endpoint: the callee revoked, gone from the broker, or listening elsewhere).
    */
   failures: Partial<Record<LinkFailure, number>>;
 }
 
-export type LinkFailure = "connect" | "handshake" | "disconnect" | "send" | "timeout" | "forged";
+export type LinkFailure = "connect" | "handshake" | "disconnect" | "send" | "timeout" | "forged" | "unconfirmed";
 
 /** Asks `key`, through the broker, where it listens (`link/endpoint`); null when it does not. */
 export type EndpointAsker = (key: string, timeout: number) => Promise<string | null>;
 
-/** Endpoints a callee may announce: ZeroMQ transports a DEALER can dial, bounded. */
-const ENDPOINT = /^(tcp|ipc):\/\/[^\s]{1,250}$/;
+/**
+ * Endpoints a callee may announce: a plain destination a DEALER can dial, bounded: `tcp://HOST:PORT`
+ * (a host name, an IPv4 address or a bracketed IPv6 one) or `ipc://PATH`. Nothing else of libzmq's
+ * connect syntax: `tcp://SOURCE;DESTINATION` would let the callee choose the caller's own side of
+ * the connection (the local address and port it binds), which the adversarial review found
+ * accepted (test/security/direct-adversarial-endpoint.test.ts).
+ */
+const ENDPOINT = /^(?:tcp:\/\/(?:\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9.-]{1,240}):[0-9]{1,5}|ipc:\/\/[^\s;]{1,250})$/;
 
-/** What is known of one callee: its endpoint (null: none), or that it is being asked, until when it holds. */
+/**
+ * Callees whose endpoint (or its absence) is remembered at most, least recently used forgotten:
+ * one entry per key ever called, and a caller may be told to call any Z85 key (an MCP bridge's
+ * client): unbounded, that grew without end (the adversarial review). Forgetting one costs one
+ * more `link/endpoint` through the broker; a link whose entry was forgotten is re-confirmed.
+ */
+export const MAX_KNOWN = 10_000;
+
+/**
+ * What is known of one callee: its endpoint (null: none), or that it is being asked, until when
+ * it holds. An endpoint holds `linkBackoff`: then, while its link is in use, the broker is asked
+ * again (`confirming`), because the broker's admission is what a link must not outlive: a callee
+ * revoked there (a stolen key that ignores the broker's notice) keeps its listener up, and a
+ * link to it would otherwise carry requests, tokens included, for as long as the caller calls.
+ */
 interface Known {
   endpoint: string | null | "asking";
   until: number;
+  confirming?: boolean;
 }
 
 /** One CURVE DEALER to one callee's listener. */
@@ -157,7 +182,7 @@ export class DirectLinks {
   readonly stats: DirectLinkStats = { sent: 0, fallbacks: 0, opened: 0, failures: {} };
   /** Open links, least recently used first (a Map keeps insertion order; use re-inserts). */
   readonly #links = new Map<string, Link>();
-  readonly #known = new Map<string, Known>();
+  readonly #known = new RecencyMap<string, Known>(MAX_KNOWN);
   readonly #sweep: NodeJS.Timeout;
   #closed = false;
 
@@ -176,6 +201,11 @@ export class DirectLinks {
     return this.#links.size;
   }
 
+  /** Callees whose endpoint (or its absence) is remembered now (at most MAX_KNOWN). */
+  get known(): number {
+    return this.#known.size;
+  }
+
   /**
    * A link ready to carry a request to `key` now, or undefined (the request goes through the
    * broker). Learns the endpoint and dials in the background, so a later request may go direct.
@@ -188,6 +218,9 @@ export class DirectLinks {
       this.#links.delete(key);
       this.#links.set(key, link); // most recently used last
       link.lastUsed = Date.now();
+      let held = this.#known.get(key);
+      if (held === undefined) this.#known.set(key, (held = { endpoint: link.endpoint, until: 0 })); // forgotten (MAX_KNOWN): confirmed now
+      if (typeof held.endpoint === "string" && held.until <= link.lastUsed && !held.confirming) this.#confirm(key, link, held);
       return link;
     }
     const now = Date.now();
@@ -261,8 +294,8 @@ export class DirectLinks {
       (endpoint) => {
         if (this.#closed) return;
         const valid = typeof endpoint === "string" && ENDPOINT.test(endpoint) ? endpoint : null;
-        // An endpoint is kept until its link fails; "none" is asked again after the backoff.
-        this.#known.set(key, { endpoint: valid, until: valid === null ? Date.now() + linkBackoff : Infinity });
+        // An endpoint is confirmed through the broker again after linkBackoff (#confirm); "none" is asked again after it.
+        this.#known.set(key, { endpoint: valid, until: Date.now() + linkBackoff });
         if (valid !== null) this.#dial(key, valid);
       },
       (err: unknown) => {
@@ -270,6 +303,33 @@ export class DirectLinks {
         if (this.#closed) return;
         this.#known.set(key, { endpoint: null, until: Date.now() + linkBackoff });
         if (!(err instanceof ZmcpError && err.code === "unknown_tool")) this.core.log.debug("direct link endpoint not learned", { to: key, error: describeThrown(err) });
+      },
+    );
+  }
+
+  /**
+   * Asks the broker again where `key` listens while `link` to it is in use (the link keeps
+   * carrying requests meanwhile, at most one ask at a time). The same endpoint: it holds another
+   * linkBackoff. Anything else (none, another endpoint, a refusal such as `revoked` or
+   * `no_route`): the link closes (`unconfirmed`) and calls go through the broker, whose word on
+   * the callee then holds. No answer in time (a slow broker): asked again on the next use.
+   */
+  #confirm(key: string, link: Link, known: Known): void {
+    known.confirming = true;
+    this.ask(key, Math.max(this.options.linkTimeout, 1000)).then(
+      (endpoint) => {
+        known.confirming = false;
+        if (this.#closed) return;
+        if (endpoint === link.endpoint) {
+          if (this.#known.get(key) === known) known.until = Date.now() + this.options.linkBackoff;
+          return;
+        }
+        this.#fail(link, "unconfirmed", `the broker now gives ${endpoint === null ? "no endpoint" : endpoint} for ${key}`);
+      },
+      (err: unknown) => {
+        known.confirming = false;
+        if (this.#closed || err instanceof TimeoutError) return;
+        this.#fail(link, "unconfirmed", `link/endpoint through the broker refused: ${describeThrown(err)}`);
       },
     );
   }
@@ -356,7 +416,7 @@ export interface DirectAgentOptions {
    * other traffic) goes through the broker, same request id, ms. Default 2,000.
    */
   linkTimeout?: number;
-  /** A failed direct link is not tried again for this long, ms. Default 30,000. */
+  /** A failed direct link is not tried again for this long; a link in use is re-confirmed through the broker (`link/endpoint`) this often, ms. Default 30,000. */
   linkBackoff?: number;
 }
 

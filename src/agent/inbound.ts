@@ -130,8 +130,11 @@ export class Inbound {
       header: (m) => {
         // Only a faulty broker forwards a header it could not read itself.
         m.header = decodeHeader(m.headerBytes);
-        // A link this agent dialled carries answers to its own requests, never requests.
-        if (m.path?.kind === "link" && m.header.k === "req") throw new Dropped("header", "a request on a link this agent dialled");
+        // A link this agent dialled carries answers to its own requests and its jobs' events,
+        // nothing else: not requests, and not publications, which reach subscribers through a
+        // broker only (its subscription directory, rate limit and deny list; the adversarial
+        // review found a callee's listener could push them down the link, past all three).
+        if (m.path?.kind === "link" && m.header.k !== "res" && m.header.k !== "evt") throw new Dropped("header", `a ${m.header.k} on a link this agent dialled`);
       },
       route: (m) => {
         // Addressed to a service we serve: opened (and answered) with the service's key.

@@ -22,6 +22,7 @@ import type { Logger } from "../support/log.js";
 import type { LogThrottle } from "../support/log-throttle.js";
 import { receiveLoop } from "../support/receive-loop.js";
 import { SocketWriter } from "../support/writer.js";
+import { DEFAULT_RELOAD_INTERVAL_MS, watchPath } from "../support/watch.js";
 import { SOCKET_MESSAGE_SIZE_FACTOR } from "../wire/limits.js";
 import type { Frames, Transport } from "./transport.js";
 
@@ -72,12 +73,14 @@ export class Listener implements ReplyVia {
   readonly #writer: SocketWriter;
   readonly #zap: ZapHandler;
   readonly #deny: DenyList | undefined;
-  readonly #allowed: ReadonlySet<string>;
+  /** Re-read when the certificate directory changes (#watchAllow): shared with the ZAP rule. */
+  readonly #allowed: { keys: ReadonlySet<string> };
+  #unwatchAllow: (() => void) | undefined;
   readonly #options: ListenerOptions;
   #loop: Promise<void> = Promise.resolve();
   #closed = false;
 
-  private constructor(options: ListenerOptions, context: zmq.Context, socket: zmq.Router, zap: ZapHandler, allowed: ReadonlySet<string>, deny: DenyList | undefined) {
+  private constructor(options: ListenerOptions, context: zmq.Context, socket: zmq.Router, zap: ZapHandler, allowed: { keys: ReadonlySet<string> }, deny: DenyList | undefined) {
     this.#options = options;
     this.#allowed = allowed;
     this.#context = context;
@@ -91,12 +94,12 @@ export class Listener implements ReplyVia {
   /** Binds the listener; `accept` gets `[key, header, body]` for the inbound checks. Throws ConfigError. */
   static async start(options: ListenerOptions, accept: (frames: Buffer[], via: ReplyVia) => void): Promise<Listener> {
     const { log, throttle } = options;
-    const allowed = readAllowlist(options.allow, log);
+    const allowed: { keys: ReadonlySet<string> } = { keys: readAllowlist(options.allow, log).keys };
     const deny = options.denyList === undefined ? undefined : DenyList.open(options.denyList, { log });
     const context = new zmq.Context();
     let zap: ZapHandler;
     try {
-      zap = await ZapHandler.start(context, (key) => allowed.keys.has(key) && !deny?.hasKey(key), log, throttle);
+      zap = await ZapHandler.start(context, (key) => allowed.keys.has(key) && !deny?.hasKey(key), log, throttle); // `allowed.keys` as re-read (#watchAllow)
     } catch (err) {
       deny?.close();
       throw new ConfigError(`listen: cannot start the ZAP handler: ${(err as Error).message}`, { cause: err });
@@ -122,7 +125,8 @@ export class Listener implements ReplyVia {
       deny?.close();
       throw new ConfigError(`listen: cannot bind ${options.endpoint}: ${(err as Error).message}`, { cause: err });
     }
-    const listener = new Listener(options, context, socket, zap, allowed.keys, deny);
+    const listener = new Listener(options, context, socket, zap, allowed, deny);
+    listener.#watchAllow();
     listener.#loop = receiveLoop(
       socket,
       () => listener.#closed,
@@ -134,7 +138,29 @@ export class Listener implements ReplyVia {
 
   /** The ZAP handler's rule, asked again on every request: a key revoked since its handshake is refused. */
   admits(key: string): boolean {
-    return this.#allowed.has(key) && !this.#deny?.hasKey(key);
+    return this.#allowed.keys.has(key) && !this.#deny?.hasKey(key);
+  }
+
+  /**
+   * A certificate directory is re-read when it changes (a `.key` file added or removed), as the
+   * broker re-reads its allowlist: a key removed there (a retired or compromised agent, docs/
+   * SECURITY.md §6) is refused at its next handshake and on its next request here too, instead
+   * of being admitted until this agent restarts. A directory that cannot be read keeps the
+   * previous list (logged). A list of keys given in code does not change.
+   */
+  #watchAllow(): void {
+    const allow = this.#options.allow;
+    if (typeof allow !== "string") return;
+    const { log } = this.#options;
+    this.#unwatchAllow = watchPath(allow, DEFAULT_RELOAD_INTERVAL_MS, () => {
+      if (this.#closed) return;
+      try {
+        this.#allowed.keys = readAllowlist(allow, log).keys;
+        log.info("listener allowlist reloaded", { keys: this.#allowed.keys.size });
+      } catch (err) {
+        log.error("listener allowlist unreadable; the previous one stays", { error: describeThrown(err) });
+      }
+    });
   }
 
   sendTo(peer: string, frames: Frames): Promise<void> {
@@ -159,6 +185,7 @@ export class Listener implements ReplyVia {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#unwatchAllow?.();
     this.#zap.close();
     this.#socket.close();
     this.#deny?.close();
