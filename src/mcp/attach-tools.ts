@@ -15,6 +15,7 @@ import type { Logger } from "../support/log.js";
 import { SchemaCache } from "./schemas.js";
 import type { AttachOptions } from "./attach.js";
 import { meshError, type Child, type ReadyFn } from "./attach-server.js";
+import { ModernServerClient } from "./attach-2026.js";
 
 interface Attached {
   /** The MCP name on the server. */
@@ -88,7 +89,8 @@ export class ToolMirror {
         continue;
       }
       // A tool that runs only as an MCP task is a mesh job whose calls are tasks (2025 era: the v1
-      // client's experimental tasks; the 2.x SDK has no client for the 2026 tasks extension).
+      // client's experimental tasks). A 2026 server lists no `execution`: where it offers the
+      // tasks extension, every call declares it and a task answer is followed (#call).
       const asTask = tool.execution?.taskSupport === "required";
       if (asTask && !child.tasks) {
         this.#log.warn("tool skipped: it can only run as an MCP task, and tasks are not supported in this era", { tool: tool.name, era: child.era });
@@ -156,6 +158,10 @@ export class ToolMirror {
     let result: CallToolResult;
     for (let attempt = 1; ; attempt++) {
       const child = await this.#ready(deadline, ctx.signal);
+      if (child.client instanceof ModernServerClient && child.client.offersTasks) {
+        result = await this.#callTasking(child.client, tool, args, ctx, job, deadline);
+        break;
+      }
       try {
         result = (await child.client.callTool({ name, arguments: args }, undefined, {
           timeout: Math.max(1, deadline - Date.now()),
@@ -181,6 +187,36 @@ export class ToolMirror {
       }
     }
     return meshResult(result, name);
+  }
+
+  /**
+   * A call to a 2026 server offering the tasks extension: declared on the call, so the server
+   * may answer with a task, which is followed to its end (ModernServerClient.callToolTasking).
+   * Each new status message is a progress step of a mesh job; the mesh job's cancel (or the
+   * call's deadline: jobTimeout for a job, the caller's for a plain call) is `tasks/cancel`.
+   * Not made again after a server crash: a task dies with its server.
+   */
+  async #callTasking(client: ModernServerClient, tool: Tool, args: Record<string, unknown>, ctx: ToolContext, job: boolean, deadline: number): Promise<CallToolResult> {
+    const name = tool.name;
+    const ttl = Math.max(1, deadline - Date.now());
+    const expired = AbortSignal.timeout(ttl);
+    const signal = AbortSignal.any([ctx.signal, expired]);
+    let step = 0;
+    try {
+      return await client.callToolTasking(
+        { name, arguments: args },
+        {
+          signal,
+          timeout: ttl,
+          onTask: (taskId) => this.#log.info("MCP task started", { tool: name, task: taskId, era: "2026" }),
+          ...(job ? { onStatus: (message: string) => ctx.progress({ progress: ++step, message: message.slice(0, 1024) }) } : {}),
+        },
+      );
+    } catch (err) {
+      if (expired.aborted && !ctx.signal.aborted) throw new ZmcpError(job ? "tool_failed" : "timeout", `${name}: the MCP task did not end within ${ttl} ms; cancelled`);
+      if (ctx.signal.aborted) throw new ZmcpError("cancelled", `${name}: cancelled`);
+      throw meshError(err, name);
+    }
   }
 
   /**

@@ -14,3 +14,6 @@ export type { HttpExpose, HttpExposeOptions } from "./http.js";
 export { OAuthResourceServer, OAUTH_DEFAULTS, OAUTH_ALGORITHMS } from "./oauth.js";
 export type { OAuthOptions, OAuthCheck } from "./oauth.js";
 export { SUBSCRIPTION_DEFAULTS } from "./expose-subscriptions.js";
+export { serveMesh, isLegacyMessage } from "./transport-2026.js";
+export type { MeshServerFactory, ServeMeshOptions, MeshServing } from "./transport-2026.js";
+export type { MeshMessageRoute } from "./transport.js";

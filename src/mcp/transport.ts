@@ -63,6 +63,18 @@ export interface MeshServerTransportOptions {
    */
   scope?: string;
   log?: Logger;
+  /**
+   * Serves the messages it accepts itself instead of handing them to the connected SDK server:
+   * `serveMesh` (transport-2026.ts) routes the 2026-07-28 era's messages to the SDK's
+   * per-request entry this way. Its answer is the mesh call's (a response, or null).
+   */
+  modern?: MeshMessageRoute;
+}
+
+/** Messages served apart from the connected server (see MeshServerTransportOptions.modern). */
+export interface MeshMessageRoute {
+  accepts(message: JSONRPCMessage): boolean;
+  serve(message: JSONRPCMessage, ctx: ToolContext, authInfo: AuthInfo): Promise<unknown>;
 }
 
 interface Running {
@@ -88,6 +100,7 @@ export class MeshServerTransport implements Transport {
   readonly #agent: Agent;
   readonly #scope: string;
   readonly #log: Logger;
+  readonly #modern: MeshMessageRoute | undefined;
   /** Requests being answered, by the id this transport gave them. */
   readonly #running = new Map<number, Running>();
   readonly #byCaller = new Map<string, number>();
@@ -101,6 +114,7 @@ export class MeshServerTransport implements Transport {
     this.#agent = options.agent;
     this.#scope = options.scope ?? `call:${MCP_RPC_TOOL}`;
     this.#log = options.log ?? silentLogger;
+    this.#modern = options.modern;
   }
 
   /**
@@ -182,11 +196,13 @@ export class MeshServerTransport implements Transport {
 
   /** One mesh call to `mcp/rpc` or `mcp/rpc.job`. */
   async #receive(args: unknown, ctx: ToolContext): Promise<unknown> {
-    if (this.#closed || !this.onmessage) throw new ZmcpError("busy", "the MCP server is not connected");
+    if (this.#closed) throw new ZmcpError("busy", "the MCP server is not connected");
     const parsed = JSONRPCMessageSchema.safeParse(args);
     if (!parsed.success) throw new ZmcpError("invalid_args", `not a JSON-RPC 2.0 message: ${parsed.error.issues[0]?.message ?? "invalid"}`);
     const message = parsed.data;
     const extra = { authInfo: authInfoOf(ctx) };
+    if (this.#modern?.accepts(message)) return this.#modern.serve(message, ctx, extra.authInfo);
+    if (!this.onmessage) throw new ZmcpError("busy", "the MCP server is not connected");
     if (isJSONRPCNotification(message)) {
       this.#notify(message, ctx, extra.authInfo);
       return null;
