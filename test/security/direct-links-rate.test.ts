@@ -6,6 +6,7 @@
  * refuses it, and another key's link is untouched.
  */
 import { afterEach, describe, expect, it } from "vitest";
+import * as zmq from "zeromq";
 import { z } from "zod";
 import type { Agent } from "../../src/agent/agent.js";
 import { ConfigError, RemoteError } from "../../src/errors.js";
@@ -104,6 +105,22 @@ describe("direct links: a per-key rate limit on the listener (listenRateLimit)",
     // The bucket refills: alice is answered again later, on the same link.
     await waitFor(() => alice.call("bob", "echo", { x: 7 }, { retry: false }).then(() => true, () => false), 10_000, "alice answered after the refill");
     expect(alice.direct.links!.failures).toEqual({});
+  });
+
+  it("a raw peer that floods undecodable messages and never reads: refused by the bucket, the listener lives, another key is answered", async () => {
+    const { fx: f, bob, carol } = await mesh({ perSecond: 1, burst: 10 });
+    const alice = f.certs["alice"]!;
+    const socket = new zmq.Dealer({ curveServerKey: f.key("bob"), curvePublicKey: alice.publicKey, curveSecretKey: alice.secretKey, linger: 0, sendHighWaterMark: 100_000 });
+    stops.push(() => socket.close());
+    socket.connect(bob.direct.endpoint!);
+    const N = 2000;
+    const limitedBefore = bob.direct.listener!.rateLimited;
+    const requestsBefore = bob.stats.requests;
+    for (let i = 0; i < N; i++) await socket.send([Buffer.from([0xc1, i & 0xff]), Buffer.alloc(64)]); // 0xc1: never valid msgpack
+    // It never reads: the refusals it is owed (EAGAIN past its queue) cost the listener nothing.
+    await waitFor(() => bob.direct.listener!.rateLimited - limitedBefore >= N - 12, 20_000, "the flood refused by the bucket");
+    expect(bob.stats.requests - requestsBefore).toBeLessThanOrEqual(12);
+    await expect(carol.call("bob", "echo", { x: 5 }, { retry: false })).resolves.toMatchObject({ x: 5 });
   });
 
   it("with the option off, a flood on a link is answered as before", async () => {
