@@ -133,7 +133,7 @@ export class Agent {
           const result = a.response.result as { endpoint?: unknown } | null | undefined;
           return typeof result?.endpoint === "string" ? result.endpoint : null;
         });
-      this.#links = this.#caller.links = new DirectLinks(core, cert.secretKey, options.direct, ask, (frames, path) => this.#inbound.accept(frames, path));
+      this.#links = this.#caller.links = new DirectLinks(core, cert.secretKey, options.direct, ask, (frames, path) => this.#inbound.accept(frames, path), (key, from, err) => this.#caller.nackedOnLink(key, from, err));
     }
     connection = new Connection(
       {
@@ -243,10 +243,10 @@ export class Agent {
     agent.#handler.connecting();
     const { connectTimeout, endpoints } = resolved;
     try {
-      const { listen, listenAllow, listenDenyList } = resolved.direct;
+      const { listen, listenAllow, listenDenyList, listenRateLimit } = resolved.direct;
       if (listen !== undefined) {
         agent.#listener = await Listener.start(
-          { endpoint: listen, publicKey: cert.publicKey, secretKey: cert.secretKey, allow: listenAllow!, denyList: listenDenyList, maxMessageBytes: resolved.maxMessageBytes, log: agent.log, throttle: new LogThrottle(agent.log, resolved.logInterval) },
+          { endpoint: listen, publicKey: cert.publicKey, secretKey: cert.secretKey, allow: listenAllow!, denyList: listenDenyList, rateLimit: listenRateLimit, maxMessageBytes: resolved.maxMessageBytes, log: agent.log, throttle: new LogThrottle(agent.log, resolved.logInterval) },
           (frames, via) => agent.#inbound.accept(frames, { kind: "listener", via }),
         );
       }

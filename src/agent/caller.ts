@@ -293,6 +293,17 @@ export class Caller {
     return this.#pending.reject(key, err);
   }
 
+  /**
+   * A callee's listener refused a request sent on its link (`nack rate_limited`, listener.ts):
+   * rejected as the broker's refusal would be, but only a request addressed to `from`, the key
+   * CURVE authenticated on that link: a callee cannot refuse calls made to anyone else.
+   */
+  nackedOnLink(key: string, from: string, err: Error): boolean {
+    const expected = this.#pending.meta(key);
+    if (!expected || expected.as !== undefined || expected.sealKey !== from) return false;
+    return this.#pending.reject(key, err);
+  }
+
   close(err: Error): void {
     this.#pending.rejectAll(err);
   }

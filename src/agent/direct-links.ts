@@ -14,11 +14,13 @@
  * closed unless the broker still gives its endpoint: it never outlives the callee's admission.
  */
 import * as zmq from "zeromq";
-import { ConfigError, describeThrown, ForgedAnswerError, TimeoutError, ZmcpError } from "../errors.js";
+import { RateLimiter, type RateLimitOptions } from "../auth/ratelimit.js";
+import { ConfigError, describeThrown, ForgedAnswerError, remoteError, TimeoutError, ZmcpError } from "../errors.js";
 import { readCounter, readGauge, readLabelledCounter, type Registry } from "../support/metrics.js";
 import { receiveLoop } from "../support/receive-loop.js";
 import { RecencyMap } from "../support/recency-map.js";
 import { SocketWriter } from "../support/writer.js";
+import { decodeHeader, idKey } from "../wire/envelope.js";
 import { SOCKET_MESSAGE_SIZE_FACTOR } from "../wire/limits.js";
 import type { AgentCore } from "./core.js";
 import type { InboundPath } from "./inbound.js";
@@ -64,6 +66,9 @@ export interface DirectLinkStats {
 
 export type LinkFailure = "connect" | "handshake" | "disconnect" | "send" | "timeout" | "forged" | "unconfirmed";
 
+/** A listener's `rate_limited` refusal of request `key` on the link to `from`; false when it refuses nothing of ours pending to `from`. */
+export type LinkNackHandler = (key: string, from: string, err: Error) => boolean;
+
 /** Asks `key`, through the broker, where it listens (`link/endpoint`); null when it does not. */
 export type EndpointAsker = (key: string, timeout: number) => Promise<string | null>;
 
@@ -103,6 +108,8 @@ export class Link {
   lastUsed = Date.now();
   /** Messages received on this link: a link that hears nothing while a request waits is suspect. */
   heard = 0;
+  /** `rate_limited` refusals on this link that named no request of ours to this callee (ignored). */
+  rateNacksUnmatched = 0;
   readonly #socket: zmq.Dealer;
   readonly #writer: SocketWriter;
   #loop: Promise<void> = Promise.resolve();
@@ -116,6 +123,7 @@ export class Link {
     private readonly onFail: (link: Link, why: LinkFailure, detail: string) => void,
     onUp: (link: Link) => void,
     accept: (frames: Buffer[], path: InboundPath) => void,
+    onNack: LinkNackHandler,
   ) {
     this.#socket = new zmq.Dealer({
       curveServerKey: key, // the callee's key: CURVE fails unless the listener holds its secret
@@ -138,10 +146,31 @@ export class Link {
       () => this.#closed,
       (frames) => {
         this.heard++;
+        if (this.#nacked(frames, onNack)) return;
         accept([from, ...frames], { kind: "link" });
       },
       (what, err) => core.log.error(`direct link ${what} failed`, { error: describeThrown(err) }),
     );
+  }
+
+  /**
+   * The listener's own refusal, `[nack rate_limited, ""]` (listener.ts), the one nack a link
+   * carries: it fails the request it names as a broker's `rate_limited` does (final: back off;
+   * the link stays, it is healthy). True when it was such a nack (handled); anything else,
+   * another nack included, goes to the inbound checks, which drop what a link may not carry.
+   */
+  #nacked(frames: Buffer[], onNack: LinkNackHandler): boolean {
+    if (frames.length !== 2 || frames[1]!.length !== 0) return false;
+    let header;
+    try {
+      header = decodeHeader(frames[0]!);
+    } catch {
+      return false;
+    }
+    if (header.k !== "nack" || header.code !== "rate_limited" || !header.re) return false;
+    const err = remoteError({ code: "rate_limited", message: header.msg ?? "refused by the callee's listener" }, "broker");
+    if (!onNack(idKey(header.re), this.key, err)) this.rateNacksUnmatched++;
+    return true;
   }
 
   send(frames: Frames): Promise<void> {
@@ -192,6 +221,7 @@ export class DirectLinks {
     readonly options: DirectLinkOptions,
     private readonly ask: EndpointAsker,
     private readonly accept: (frames: Buffer[], path: InboundPath) => void,
+    private readonly onNack: LinkNackHandler = () => false,
   ) {
     this.#sweep = setInterval(() => this.#closeIdle(), Math.max(100, Math.min(options.directIdle / 2, 10_000))).unref();
   }
@@ -338,7 +368,7 @@ export class DirectLinks {
     if (this.#links.has(key) || this.#closed) return;
     let link: Link;
     try {
-      link = new Link(key, endpoint, this.core, this.secretKey, (l, why, detail) => this.#fail(l, why, detail), () => this.stats.opened++, this.accept);
+      link = new Link(key, endpoint, this.core, this.secretKey, (l, why, detail) => this.#fail(l, why, detail), () => this.stats.opened++, this.accept, this.onNack);
     } catch (err) {
       // An endpoint libzmq cannot dial (a malformed address from the callee): no link.
       this.#known.set(key, { endpoint: null, until: Date.now() + this.options.linkBackoff });
@@ -405,6 +435,12 @@ export interface DirectAgentOptions {
   listenAllow?: string | string[];
   /** A deny list file (keys refused at the handshake and on every request, re-read when it changes). Default: none. */
   listenDenyList?: string;
+  /**
+   * Token bucket per caller key on the listener, the broker's `rateLimit` / `--rate` (a link
+   * bypasses the broker's): a request above it is refused `rate_limited` before it is opened,
+   * and the caller's call fails `rate_limited` (back off). Default: none (no limit).
+   */
+  listenRateLimit?: RateLimitOptions;
   /** Send requests to a key over a direct link once its listener is known. Default false. */
   direct?: boolean;
   /** Open direct links at most (least recently used closed first). Default 64. */
@@ -425,6 +461,7 @@ export interface ResolvedDirectOptions extends DirectLinkOptions {
   listenAnnounce: string | undefined;
   listenAllow: string | string[] | undefined;
   listenDenyList: string | undefined;
+  listenRateLimit: RateLimitOptions | undefined;
   direct: boolean;
 }
 
@@ -442,12 +479,23 @@ export function resolveDirectOptions(o: DirectAgentOptions, certs: string | unde
     listenAnnounce: o.listenAnnounce,
     listenAllow,
     listenDenyList: o.listenDenyList,
+    listenRateLimit: o.listenRateLimit && checkedRate(o.listenRateLimit),
     direct: o.direct ?? false,
     directLinks: Math.floor(positive("directLinks", o.directLinks ?? d.directLinks)),
     directIdle: positive("directIdle", o.directIdle ?? d.directIdle),
     linkTimeout: positive("linkTimeout", o.linkTimeout ?? d.linkTimeout),
     linkBackoff: positive("linkBackoff", o.linkBackoff ?? d.linkBackoff),
   };
+}
+
+/** Throws ConfigError now (at connect) for a bucket the listener's RateLimiter would refuse later. */
+function checkedRate(o: RateLimitOptions): RateLimitOptions {
+  try {
+    new RateLimiter(o);
+  } catch (err) {
+    throw new ConfigError(`listenRateLimit: ${(err as Error).message}`, { cause: err });
+  }
+  return { ...o };
 }
 
 /** Direct-link metrics on the agent's registry, read at scrape time from `agent.direct`. */
@@ -458,5 +506,6 @@ export function registerDirectMetrics(r: Registry, read: () => { listener: Reado
   readGauge(r, "zmcp_agent_direct_links_open", "Direct links open now", () => read().links?.open ?? 0);
   readCounter(r, "zmcp_agent_direct_received_total", "Requests received on this agent's listener", () => read().listener?.received ?? 0);
   readCounter(r, "zmcp_agent_direct_listener_dropped_total", "Messages with a wrong frame count dropped by this agent's listener", () => read().listener?.dropped ?? 0);
+  readCounter(r, "zmcp_agent_direct_rate_limited_total", "Requests this agent's listener refused rate_limited (listenRateLimit) before opening them", () => read().listener?.rateLimited ?? 0);
   readCounter(r, "zmcp_agent_direct_rerouted_total", "Answers that could not go back on the direct link and went through the broker", () => read().listener?.rerouted ?? 0);
 }

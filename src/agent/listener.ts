@@ -15,6 +15,7 @@
  */
 import * as zmq from "zeromq";
 import { DenyList } from "../auth/denylist.js";
+import { RateLimiter, type RateLimitOptions } from "../auth/ratelimit.js";
 import { readAllowlist } from "../auth/allowlist.js";
 import { ZAP_DOMAIN, ZapHandler } from "../auth/zap.js";
 import { ConfigError, describeThrown } from "../errors.js";
@@ -23,6 +24,8 @@ import type { LogThrottle } from "../support/log-throttle.js";
 import { receiveLoop } from "../support/receive-loop.js";
 import { SocketWriter } from "../support/writer.js";
 import { DEFAULT_RELOAD_INTERVAL_MS, watchPath } from "../support/watch.js";
+import { nackHeader } from "../wire/broker-replies.js";
+import { decodeHeader, type Header } from "../wire/envelope.js";
 import { SOCKET_MESSAGE_SIZE_FACTOR } from "../wire/limits.js";
 import type { Frames, Transport } from "./transport.js";
 
@@ -36,6 +39,11 @@ export interface ListenerOptions {
   /** A deny list file (auth/denylist.ts, watched): its keys are refused at the handshake and on every message. */
   denyList: string | undefined;
   maxMessageBytes: number;
+  /**
+   * Token bucket per caller key, the broker's `--rate` (auth/ratelimit.ts): a request above it is
+   * refused `nack rate_limited` on the link before its body is opened. Undefined: no limit.
+   */
+  rateLimit: RateLimitOptions | undefined;
   log: Logger;
   throttle: LogThrottle;
 }
@@ -62,10 +70,12 @@ export interface ListenerStats {
   dropped: number;
   /** Answers that could not go back on the link and went through the broker. */
   rerouted: number;
+  /** Requests refused `rate_limited` (listenRateLimit) before their body was opened. */
+  rateLimited: number;
 }
 
 export class Listener implements ReplyVia {
-  readonly stats: ListenerStats = { received: 0, dropped: 0, rerouted: 0 };
+  readonly stats: ListenerStats = { received: 0, dropped: 0, rerouted: 0, rateLimited: 0 };
   /** The bound endpoint (the port chosen for `:0`), announced to callers by `link/endpoint`. */
   readonly endpoint: string;
   readonly #context: zmq.Context;
@@ -73,6 +83,7 @@ export class Listener implements ReplyVia {
   readonly #writer: SocketWriter;
   readonly #zap: ZapHandler;
   readonly #deny: DenyList | undefined;
+  readonly #limiter: RateLimiter | undefined;
   /** Re-read when the certificate directory changes (#watchAllow): shared with the ZAP rule. */
   readonly #allowed: { keys: ReadonlySet<string> };
   #unwatchAllow: (() => void) | undefined;
@@ -88,6 +99,7 @@ export class Listener implements ReplyVia {
     this.#zap = zap;
     this.#deny = deny;
     this.#writer = new SocketWriter(socket);
+    this.#limiter = options.rateLimit && new RateLimiter(options.rateLimit);
     this.endpoint = socket.lastEndpoint ?? options.endpoint;
   }
 
@@ -179,7 +191,33 @@ export class Listener implements ReplyVia {
       return;
     }
     this.stats.received++;
+    // The broker's `--rate` does not see a link: without this bucket, an admitted key could make
+    // this agent open (X25519 + XSalsa20-Poly1305) as many requests as it sends. Checked on the
+    // authenticated key before anything is opened, the broker's way (broker.ts #route).
+    const peer = frames[0]!.toString("latin1");
+    if (this.#limiter && !this.#limiter.take(peer)) return this.#refuseRate(peer, frames[1]!);
     accept(frames, this);
+  }
+
+  /**
+   * Refuses a request above the rate as a broker does: `[nack rate_limited, empty body]`, `re` its
+   * id (when its header decodes), unsealed, so the refusal costs no crypto; the caller's link
+   * takes it as the broker's (direct-links.ts), and the call fails `rate_limited` (back off).
+   */
+  #refuseRate(peer: string, headerBytes: Buffer): void {
+    const limiter = this.#limiter!;
+    this.stats.rateLimited++;
+    let header: Header | undefined;
+    try {
+      header = decodeHeader(headerBytes);
+    } catch {
+      // no id to refuse: the nack refuses nothing pending at the caller, and is counted there
+    }
+    const msg = `above ${limiter.perSecond} messages/s (burst ${limiter.burst}) on this agent's listener`;
+    this.#options.throttle.write("warn", "listener refused", `rate_limited ${peer}`, { from: peer, code: "rate_limited", message: msg });
+    this.#writer.send([peer, nackHeader(peer, "rate_limited", msg, header?.id), ""]).catch(() => {
+      // a caller not reading (EAGAIN) or gone: nothing more is owed to a key above its rate
+    });
   }
 
   async close(): Promise<void> {
