@@ -18,14 +18,19 @@
  * derived from the body here, so they always agree with it; the caller is the broker-
  * authenticated curve key, given to handlers as `ctx.http.authInfo` (`clientId`), which is
  * also whose 2026 tasks a request may see when the server binds tasks to it.
+ *
+ * `subscriptions/listen` is the one request whose stream outlives an answer: it runs as a mesh
+ * job (the client's transport sends it to `mcp/rpc.job`), each notification on its stream one
+ * progress event whose message is that notification's JSON, so the stream lasts as long as
+ * the job; the server publishes through the handler's `notify`.
  */
-import { classifyInboundRequest, createMcpHandler, type McpHttpHandler, type McpServer, type Server } from "@modelcontextprotocol/server";
+import { classifyInboundRequest, createMcpHandler, type McpHttpHandler, type McpServer, type Server, type ServerNotifier } from "@modelcontextprotocol/server";
 import type { AuthInfo } from "@modelcontextprotocol/sdk/server/auth/types.js";
 import { ErrorCode as McpErrorCode, isJSONRPCRequest, JSONRPCMessageSchema, type JSONRPCMessage, type RequestId } from "@modelcontextprotocol/sdk/types.js";
 import type { Agent, ToolContext } from "../agent/agent.js";
 import { ConfigError, ZmcpError } from "../errors.js";
 import { silentLogger, type Logger } from "../support/log.js";
-import { MeshServerTransport } from "./transport.js";
+import { LISTEN_METHOD, MCP_RPC_JOB_TOOL, MeshServerTransport } from "./transport.js";
 
 /** The envelope key naming a request's protocol revision (2026-07-28 and later). */
 const PROTOCOL_VERSION_META = "io.modelcontextprotocol/protocolVersion";
@@ -38,6 +43,8 @@ const MCP_NAME_SOURCE: Record<string, string> = {
   "tasks/update": "taskId",
   "tasks/cancel": "taskId",
 };
+/** A job progress message's bound (docs/PROTOCOL.md §10.2): a listen notification longer than this is dropped. */
+const MAX_LISTEN_EVENT_CHARS = 4096;
 /** Bytes of one request's response stream read at most (the SDK's body limit, both ways). */
 const MAX_RESPONSE_BYTES = 4 * 1024 * 1024;
 
@@ -58,8 +65,10 @@ export interface ServeMeshOptions {
 export interface MeshServing {
   /** The transport carrying the binding's tools (and the 2025-era instance, if served). */
   readonly transport: MeshServerTransport;
-  /** 2026-era requests being answered now. */
+  /** 2026-era requests being answered now (open `subscriptions/listen` streams included). */
   readonly running: number;
+  /** Publishes change events (`resourceUpdated(uri)`, `toolsChanged()`, ...) to the open listen streams. */
+  readonly notify: ServerNotifier;
   /** Removes the binding's tools, ends the requests in flight and closes the instances. */
   close(): Promise<void>;
 }
@@ -93,6 +102,7 @@ export async function serveMesh(factory: MeshServerFactory, options: ServeMeshOp
     get running() {
       return modern.running;
     },
+    notify: modern.notify,
     async close() {
       await modern.close();
       if (legacyInstance) await legacyInstance.close();
@@ -129,6 +139,11 @@ export class ModernMeshHandler {
     return this.#running.size;
   }
 
+  /** The handler's publish side for its listen streams. */
+  get notify(): ServerNotifier {
+    return this.#handler.notify;
+  }
+
   async close(): Promise<void> {
     for (const controller of this.#running.values()) controller.abort();
     this.#running.clear();
@@ -144,9 +159,10 @@ export class ModernMeshHandler {
       this.#running.get(`${ctx.from}\0${JSON.stringify(requestId)}`)?.abort();
       return null;
     }
-    if (request?.method === "subscriptions/listen") {
-      // A listen stream stays open for as long as the client listens: the mesh has no stream outside a request.
-      return errorResponse(request.id, McpErrorCode.MethodNotFound, "subscriptions/listen is not carried over the mesh (no stream outside a request)");
+    const listen = request?.method === LISTEN_METHOD;
+    if (request && listen && ctx.jobId === undefined) {
+      // A listen stream stays open for as long as the client listens: only a job has events to carry it.
+      return errorResponse(request.id, McpErrorCode.MethodNotFound, `subscriptions/listen is carried by the job tool ${MCP_RPC_JOB_TOOL} only (a plain call has no stream)`);
     }
     let headers: Headers;
     try {
@@ -170,7 +186,7 @@ export class ModernMeshHandler {
         await response.body?.cancel().catch(() => undefined);
         return null;
       }
-      const answer = await readAnswer(response, request.id, ctx, controller.signal);
+      const answer = await readAnswer(response, request.id, ctx, controller.signal, listen ? this.#log : undefined);
       if (controller.signal.aborted) throw new ZmcpError("cancelled", "cancelled by the caller");
       return answer;
     } finally {
@@ -204,7 +220,8 @@ function headersFor(message: JSONRPCMessage): Headers {
  * mesh job's progress (a plain call's `ctx.progress` does nothing); other notifications have
  * no stream to go to outside a request and are dropped.
  */
-async function readAnswer(response: Response, id: RequestId, ctx: ToolContext, signal: AbortSignal): Promise<unknown> {
+async function readAnswer(response: Response, id: RequestId, ctx: ToolContext, signal: AbortSignal, listenLog?: Logger): Promise<unknown> {
+  let events = 0;
   const type = response.headers.get("content-type") ?? "";
   if (response.body === null) return errorResponse(id, McpErrorCode.InternalError, `the server gave no answer (HTTP ${response.status})`);
   if (!type.startsWith("text/event-stream")) {
@@ -238,6 +255,13 @@ async function readAnswer(response: Response, id: RequestId, ctx: ToolContext, s
         const m = parsed.data as { id?: unknown; method?: unknown; params?: { progress?: unknown; total?: unknown; message?: unknown } };
         if ("id" in m && !("method" in m)) {
           if (m.id === id) return parsed.data;
+          continue;
+        }
+        if (listenLog !== undefined) {
+          // A listen stream: every notification on it is one progress event whose message is its JSON (the binding, 8).
+          const json = JSON.stringify(parsed.data);
+          if (json.length > MAX_LISTEN_EVENT_CHARS) listenLog.debug("mcp listen notification dropped: larger than a progress message", { method: m.method, chars: json.length });
+          else ctx.progress({ progress: ++events, message: json });
           continue;
         }
         if (m.method === "notifications/progress" && typeof m.params?.progress === "number") {

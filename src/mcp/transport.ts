@@ -294,6 +294,22 @@ interface Outgoing {
   job: Job | undefined;
 }
 
+/** The 2026-07-28 era's stream of change notifications (the binding, 8). */
+export const LISTEN_METHOD = "subscriptions/listen";
+
+/** A listen job's progress message: the JSON of one JSON-RPC notification, or undefined. */
+function listenNotification(message: string | undefined): JSONRPCMessage | undefined {
+  if (message === undefined) return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(message);
+  } catch {
+    return undefined;
+  }
+  const parsed = JSONRPCMessageSchema.safeParse(value);
+  return parsed.success && isJSONRPCNotification(parsed.data) ? parsed.data : undefined;
+}
+
 /**
  * The client side: each request is one mesh call to `to`, its response the call's result.
  * A mesh failure (no route, a refused token, a timeout) is delivered as a JSON-RPC error
@@ -377,9 +393,11 @@ export class MeshClientTransport implements Transport {
     const signal = outgoing.controller.signal;
     this.#outgoing.set(key, outgoing);
     const progressToken = request.params?._meta?.progressToken;
+    // A listen stream outlives its request: it runs as a job whose progress events carry the stream's notifications.
+    const listen = request.method === LISTEN_METHOD;
     try {
       let answer: unknown;
-      if (progressToken === undefined) {
+      if (progressToken === undefined && !listen) {
         answer = await this.#agent.call(this.#to, MCP_RPC_TOOL, request, { timeout: this.#timeout, signal });
       } else {
         // Not aborted half way: once accepted the job has an id to cancel.
@@ -389,8 +407,18 @@ export class MeshClientTransport implements Transport {
           job.cancel().catch(() => undefined);
           return;
         }
+        let seen = 0;
         job.on("progress", (p) => {
           if (signal.aborted) return;
+          if (listen) {
+            // Each step once (a poll may repeat a pushed one); the message is one notification, anything else is dropped.
+            if (!(p.progress > seen)) return;
+            seen = p.progress;
+            const notification = listenNotification(p.message);
+            if (notification) this.onmessage?.(notification);
+            else this.#log.debug("mcp listen event dropped: not a notification");
+            return;
+          }
           const params = { progressToken, progress: p.progress, ...(p.total === undefined ? {} : { total: p.total }), ...(p.message === undefined ? {} : { message: p.message }) };
           this.onmessage?.({ jsonrpc: "2.0", method: "notifications/progress", params });
         });

@@ -4,7 +4,9 @@
  * `@modelcontextprotocol/server` 2.x server served by `serveMesh`, through a real broker: tools,
  * resources, prompts, completion-free listings, progress (a mesh job), cancellation, the caller
  * as handlers see it, hostile envelopes, both eras on one address, a modern-only server
- * refusing a 2025 client, and a `svc:` service with two replicas, one of them closed.
+ * refusing a 2025 client, `subscriptions/listen` as one long mesh job (resource updates
+ * reaching the clients listening for them; a hostile stream's non-notifications dropped), and
+ * a `svc:` service with two replicas, one of them closed.
  */
 import { Client as Client2026 } from "@modelcontextprotocol/client";
 import { McpServer as McpServer2026 } from "@modelcontextprotocol/server";
@@ -91,7 +93,7 @@ describe("MCP over the mesh, 2026-07-28 era (serveMesh)", () => {
   const seen: { caller?: unknown; aborted: string[] } = { aborted: [] };
 
   beforeAll(async () => {
-    fx = tempCerts("srv", "strict", "cli", "cli2", "r1", "r2");
+    fx = tempCerts("srv", "strict", "cli", "cli2", "r1", "r2", "lsn", "fake");
     fx.addService("calc26");
     broker = await startBroker(fx);
     srv = await connectAgent(fx, "srv", broker.endpoint);
@@ -233,6 +235,98 @@ describe("MCP over the mesh, 2026-07-28 era (serveMesh)", () => {
     const err = await call;
     expect(err).toMatchObject({ code: expect.stringMatching(/timeout|expired/) });
     await waitFor(() => seen.aborted.includes("mine"), 5_000);
+  });
+
+  describe("subscriptions/listen: one long mesh job per stream", () => {
+    let lsn: Agent;
+    let listening: MeshServing;
+
+    beforeAll(async () => {
+      lsn = await connectAgent(fx, "lsn", broker.endpoint);
+      listening = await serveMesh(
+        () => {
+          const server = new McpServer2026({ name: "listening", version: "1.0.0" }, { capabilities: { resources: { subscribe: true, listChanged: true } } });
+          server.registerResource("motd", "mesh://motd", { mimeType: "text/plain" }, async (uri) => ({ contents: [{ uri: uri.href, mimeType: "text/plain", text: "motd" }] }));
+          server.registerResource("other", "mesh://other", { mimeType: "text/plain" }, async (uri) => ({ contents: [{ uri: uri.href, mimeType: "text/plain", text: "other" }] }));
+          return server;
+        },
+        { agent: lsn, legacy: "reject" },
+      );
+    });
+
+    afterAll(async () => {
+      await listening?.close();
+      await lsn?.close();
+    });
+
+    it("a resource update reaches each pinned 2.x client that listens for it, and only those; close ends the server's stream", async () => {
+      const a = await pinned(cli, "lsn");
+      const b = await pinned(cli2, "lsn");
+      const gotA: string[] = [];
+      const gotB: string[] = [];
+      a.setNotificationHandler("notifications/resources/updated", (n) => void gotA.push(n.params.uri));
+      b.setNotificationHandler("notifications/resources/updated", (n) => void gotB.push(n.params.uri));
+      try {
+        const subA = await a.listen({ resourceSubscriptions: ["mesh://motd"] });
+        const subB = await b.listen({ resourceSubscriptions: ["mesh://other"] });
+        expect(subA.honoredFilter).toMatchObject({ resourceSubscriptions: ["mesh://motd"] });
+        expect(listening.running).toBe(2);
+        listening.notify.resourceUpdated("mesh://motd");
+        listening.notify.resourceUpdated("mesh://other");
+        listening.notify.resourceUpdated("mesh://motd");
+        await waitFor(() => gotA.length === 2 && gotB.length === 1, 5_000);
+        expect(gotA).toEqual(["mesh://motd", "mesh://motd"]);
+        expect(gotB).toEqual(["mesh://other"]);
+        // Closing cancels the listen job: the server's stream ends, later updates go nowhere.
+        await subA.close();
+        expect(await subA.closed).toBe("local");
+        await waitFor(() => listening.running === 1, 5_000);
+        listening.notify.resourceUpdated("mesh://motd");
+        listening.notify.resourceUpdated("mesh://other");
+        await waitFor(() => gotB.length === 2, 5_000);
+        expect(gotA).toHaveLength(2);
+        await subB.close();
+        await waitFor(() => listening.running === 0, 5_000);
+        // A listen on the plain tool has no stream to be carried on: refused at once.
+        expect(await cli.call("lsn", MCP_RPC_TOOL, { jsonrpc: "2.0", id: 1, method: "subscriptions/listen", params: { _meta: ENVELOPE, filter: {} } })).toMatchObject({ id: 1, error: { code: -32601 } });
+      } finally {
+        await a.close();
+        await b.close();
+      }
+    });
+  });
+
+  it("a hostile listen stream: progress messages that are not one notification (not JSON, a response, a request) are dropped; the notification after them is delivered", async () => {
+    const fake = await connectAgent(fx, "fake", broker.endpoint);
+    const pause = () => new Promise((resolve) => setTimeout(resolve, 50));
+    fake.tool(MCP_RPC_JOB_TOOL, { description: "a hostile listen stream", input: z.unknown(), job: true }, async (_args, ctx) => {
+      const notification = (uri: string) => JSON.stringify({ jsonrpc: "2.0", method: "notifications/resources/updated", params: { uri } });
+      const steps: Array<[number, string]> = [
+        [1, "not json"],
+        [2, JSON.stringify({ jsonrpc: "2.0", id: "listen:1", result: {} })],
+        [3, JSON.stringify({ jsonrpc: "2.0", id: 99, method: "roots/list" })],
+        [3, notification("fake://repeated-step")], // a step not after the last one is not delivered
+        [4, notification("fake://x")],
+      ];
+      for (const [progress, message] of steps) {
+        await pause();
+        ctx.progress({ progress, message });
+      }
+      await new Promise<void>((resolve) => ctx.signal.addEventListener("abort", () => resolve(), { once: true }));
+      return null;
+    });
+    const transport = new MeshClientTransport({ agent: cli, to: "fake", timeout: 5_000 });
+    const got: unknown[] = [];
+    transport.onmessage = (m) => void got.push(m);
+    await transport.start();
+    try {
+      await transport.send({ jsonrpc: "2.0", id: "listen:1", method: "subscriptions/listen", params: { _meta: ENVELOPE, filter: { resourceSubscriptions: ["fake://x"] } } } as never);
+      await waitFor(() => got.length > 0, 10_000);
+      expect(got).toEqual([{ jsonrpc: "2.0", method: "notifications/resources/updated", params: { uri: "fake://x" } }]);
+    } finally {
+      await transport.close();
+      await fake.close();
+    }
   });
 
   describe("svc: two replicas of a 2026 server", () => {

@@ -4,15 +4,14 @@
  * -32022), for the attach tests. `--both` serves the 2025 era too. `--http` serves it over
  * Streamable HTTP instead (2026-07-28 only), on a free port of 127.0.0.1 logged in its
  * `mcp http ready` line. `--tasks` serves (on stdio) a server that offers the 2026 tasks
- * extension (`io.modelcontextprotocol/tasks`, written by hand: the 2.x SDK has none): its
- * `research` tool runs only as a task (a client that does not declare the extension gets a
- * tool error), `research_log` tells each task's end, for the tests to see a cancel arrive.
+ * extension (`io.modelcontextprotocol/tasks`, written by hand in test/support/mcp-tasks-2026.ts:
+ * the 2.x SDK has none).
  */
 import { createServer } from "node:http";
-import { randomUUID } from "node:crypto";
-import { createMcpHandler, McpServer, Server, type ServerContext } from "@modelcontextprotocol/server";
+import { createMcpHandler, McpServer } from "@modelcontextprotocol/server";
 import { serveStdio } from "@modelcontextprotocol/server/stdio";
 import { z } from "zod";
+import { buildTaskingServer, TaskStore } from "./mcp-tasks-2026.js";
 
 function build(): McpServer {
   const server = new McpServer({ name: "modern-only", version: "1.0.0" });
@@ -33,87 +32,9 @@ function build(): McpServer {
   return server;
 }
 
-const TASKS = "io.modelcontextprotocol/tasks";
-type Task = { taskId: string; status: string; statusMessage?: string; createdAt: string; lastUpdatedAt: string; ttlMs: number; pollIntervalMs: number; result?: unknown; error?: unknown };
-const tasks = new Map<string, Task>();
-const ends: Record<string, string> = {};
-
-function declaresTasks(ctx: ServerContext): boolean {
-  const caps = (ctx.mcpReq.envelope as Record<string, { extensions?: Record<string, unknown> }> | undefined)?.["io.modelcontextprotocol/clientCapabilities"];
-  return typeof caps?.extensions?.[TASKS] === "object";
-}
-
-/** Runs `research` as a task: a status message per step, then completed (or failed for topic "fail"); cancel stops it. */
-function startResearch(topic: string, steps: number): Task {
-  const now = new Date().toISOString();
-  const task: Task = { taskId: randomUUID(), status: "working", createdAt: now, lastUpdatedAt: now, ttlMs: 60_000, pollIntervalMs: 50 };
-  tasks.set(task.taskId, task);
-  void (async () => {
-    for (let i = 1; i <= steps; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 60));
-      if (task.status !== "working") return;
-      task.statusMessage = `step ${i}/${steps}`;
-      task.lastUpdatedAt = new Date().toISOString();
-    }
-    if (task.status !== "working") return;
-    if (topic === "fail") {
-      task.status = "failed";
-      task.error = { code: -32603, message: "research failed" };
-    } else {
-      task.status = "completed";
-      task.result = { content: [{ type: "text", text: `researched ${topic}` }], structuredContent: { topic, steps } };
-    }
-    ends[task.taskId] = task.status;
-  })();
-  return task;
-}
-
-class TaskingServer extends Server {
-  protected override _wrapHandler(method: string, handler: Parameters<Server["_wrapHandler"]>[1]): ReturnType<Server["_wrapHandler"]> {
-    const wrapped = super._wrapHandler(method, handler);
-    if (method !== "tools/call") return wrapped;
-    return async (request, ctx) => {
-      const params = (request as { params?: { name?: unknown; arguments?: { topic?: unknown; steps?: unknown } } }).params;
-      if (params?.name !== "research" || !declaresTasks(ctx)) return wrapped(request, ctx);
-      const task = startResearch(String(params.arguments?.topic ?? "?"), Number(params.arguments?.steps ?? 3));
-      return { resultType: "task", ...task } as never;
-    };
-  }
-}
-
-function buildTasking(): Server {
-  const server = new TaskingServer({ name: "modern-tasks", version: "1.0.0" }, { capabilities: { tools: {}, extensions: { [TASKS]: {} } } });
-  server.setRequestHandler("tools/list", async () => ({
-    tools: [
-      { name: "research", description: "Researches a topic, as a task only", inputSchema: { type: "object", properties: { topic: { type: "string" }, steps: { type: "number" } }, required: ["topic"] } },
-      { name: "research_log", description: "How each task ended", inputSchema: { type: "object", properties: {} } },
-    ],
-  }));
-  server.setRequestHandler("tools/call", async (request) => {
-    if (request.params.name === "research_log") return { content: [{ type: "text", text: JSON.stringify(ends) }] };
-    return { content: [{ type: "text", text: "research runs only as a task: declare the io.modelcontextprotocol/tasks extension" }], isError: true };
-  });
-  const taskParams = z.looseObject({ taskId: z.string() });
-  const find = (id: string): Task => {
-    const task = tasks.get(id);
-    if (!task) throw Object.assign(new Error("Failed to retrieve task: Task not found"), { code: -32602 });
-    return task;
-  };
-  server.setRequestHandler("tasks/get", { params: taskParams }, async (params) => ({ ...find(params.taskId) }) as never);
-  server.setRequestHandler("tasks/cancel", { params: taskParams }, async (params) => {
-    const task = find(params.taskId);
-    if (task.status === "working") {
-      task.status = "cancelled";
-      task.lastUpdatedAt = new Date().toISOString();
-      ends[task.taskId] = "cancelled";
-    }
-    return {} as never;
-  });
-  return server;
-}
-
 if (process.argv.includes("--tasks")) {
-  serveStdio(buildTasking, { legacy: "reject" });
+  const store = new TaskStore();
+  serveStdio(() => buildTaskingServer(store), { legacy: "reject" });
 } else if (process.argv.includes("--http")) {
   // Streamable HTTP on 127.0.0.1 (a free port, logged as `mcp http ready`), 2026-07-28 only:
   // the SDK's createMcpHandler refuses a 2025 initialize with HTTP 400 and -32022.
