@@ -88,7 +88,16 @@ export class Caller {
 
   /** See Agent.start. */
   async start(to: string, tool: string, args: unknown, options: CallOptions): Promise<Job> {
-    const answered = await this.request(to, tool, args, options);
+    // A runner may push the job's first event right behind its `accepted` answer; until the job
+    // is adopted below, the follower keeps such events from this destination's sealer.
+    const sealKey = this.destination(to).sealKey;
+    this.follower.expect(sealKey);
+    let answered: Answered;
+    try {
+      answered = await this.request(to, tool, args, options);
+    } finally {
+      queueMicrotask(() => this.follower.unexpect(sealKey)); // after adopt() below took its events
+    }
     const { response, from } = answered;
     if (response.st === "accepted") return this.follower.adopt(to, answered);
     // Not a job tool: a handle that is already done, so callers need not care.

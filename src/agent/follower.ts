@@ -21,6 +21,12 @@ import { jobRunner } from "./jobs.js";
 
 const AcceptedSchema = z.object({ job_id: z.string().min(1).max(MAX_JOB_ID_CHARS) });
 
+/**
+ * Events kept at most, in all, while their job's `accepted` is not adopted yet (a runner pushes
+ * the first progress right behind it; without this it was dropped and seen only at the next poll).
+ */
+const EARLY_MAX = 256;
+
 /** A job this agent started, and who may speak for it. */
 interface StartedJob {
   job: Job;
@@ -33,6 +39,11 @@ export class JobFollower {
   readonly #eventSealers = new KeyCounts();
   /** Durable events of jobs not (yet) re-attached (docs/DURABLE.md). */
   readonly #orphans = new OrphanEvents();
+  /** Sealers with a start in flight (Caller.start): their events may come before the `accepted` is adopted. */
+  readonly #expected = new KeyCounts();
+  /** Events that came before their job was adopted, per sealer, opened; bounded (EARLY_MAX in all). */
+  readonly #early = new Map<string, Array<{ peer: string; header: Header; event: Event }>>();
+  #earlyCount = 0;
   /** Set by parts.ts: hands kept frames back to the inbound checks. */
   redeliver: (frames: Buffer[]) => void = () => undefined;
 
@@ -60,6 +71,7 @@ export class JobFollower {
       throw new ForgedAnswerError(answerer);
     }
     if (this.#started.has(jobId)) throw new ZmcpError("bad_frame", `job ${jobId} was already accepted once`);
+    const early = this.#takeEarly(answerer.sealKey, jobId);
     const onListenerError = (err: unknown) => {
       core.stats.listenerErrors++;
       core.throttle.write("error", "a job progress listener threw", jobId, { job: jobId, error: describeThrown(err) });
@@ -75,7 +87,48 @@ export class JobFollower {
         this.#eventSealers.delete(answerer.sealKey);
       })
       .catch(() => undefined);
+    // A macrotask later: the caller of start() attaches its listeners right after it resolves.
+    if (early.length > 0) {
+      setImmediate(() => {
+        for (const e of early) {
+          try {
+            this.onEvent(e.peer, e.header, answerer.sealKey, e.event); // checked as if it came now
+          } catch (err) {
+            if (err instanceof Dropped) bump(core.stats.dropped, err.reason);
+            else core.log.error("a kept job event failed", { job: jobId, error: describeThrown(err) });
+          }
+        }
+      });
+    }
     return job;
+  }
+
+  /** A start to a destination sealed by `sealKey` is in flight (Caller.start). */
+  expect(sealKey: string): void {
+    this.#expected.add(sealKey);
+  }
+
+  /** That start has ended: events it did not adopt are dropped (counted unsolicited). */
+  unexpect(sealKey: string): void {
+    this.#expected.delete(sealKey);
+    if (this.#expected.has(sealKey)) return;
+    const left = this.#early.get(sealKey);
+    if (!left) return;
+    this.#early.delete(sealKey);
+    this.#earlyCount -= left.length;
+    for (let i = 0; i < left.length; i++) bump(this.core.stats.dropped, "unsolicited");
+  }
+
+  /** The early events of `sealKey` for `jobId`, forgotten here. */
+  #takeEarly(sealKey: string, jobId: string): Array<{ peer: string; header: Header; event: Event }> {
+    const list = this.#early.get(sealKey);
+    if (!list) return [];
+    const mine = list.filter((e) => e.event.job === jobId);
+    const rest = list.filter((e) => e.event.job !== jobId);
+    this.#earlyCount -= mine.length;
+    if (rest.length > 0) this.#early.set(sealKey, rest);
+    else this.#early.delete(sealKey);
+    return mine;
   }
 
   /**
@@ -138,12 +191,20 @@ export class JobFollower {
 
   /** Throws Dropped unless `sealedBy` runs a job of ours (checked before the event is opened). */
   checkSealer(sealedBy: string): void {
-    if (!this.#eventSealers.has(sealedBy)) throw new Dropped(this.#started.size ? "bad_seal" : "unsolicited", `event sealed by ${sealedBy}, which runs no job of ours`);
+    if (!this.#eventSealers.has(sealedBy) && !this.#expected.has(sealedBy)) throw new Dropped(this.#started.size ? "bad_seal" : "unsolicited", `event sealed by ${sealedBy}, which runs no job of ours`);
   }
 
   /** A job's event: accepted only from the runner its id names, sealed as the job was accepted. */
   onEvent(peer: string, header: Header, sealedBy: string, event: Event): void {
     const started = this.#started.get(event.job);
+    if (!started && this.#expected.has(sealedBy) && this.#earlyCount < EARLY_MAX) {
+      // Pushed right behind its `accepted`, which is not adopted yet: kept (opened, bounded) for adopt().
+      const list = this.#early.get(sealedBy) ?? [];
+      list.push({ peer, header, event });
+      this.#early.set(sealedBy, list);
+      this.#earlyCount++;
+      return;
+    }
     if (!started) throw new Dropped("unsolicited", `event for job ${event.job}, which is not ours (or has ended)`);
     const why = mismatch(started.answerer, peer, header.as, sealedBy);
     if (why !== undefined) throw new Dropped("bad_seal", `event for job ${event.job}: ${why}`);
