@@ -268,7 +268,9 @@ describe("zmq-mcp", () => {
     it("names tools <label>__<tool> with several targets; no answer in time is an MCP error (RequestTimeout)", async () => {
       // dave: an agent whose tool never answers; ghost: a key the broker knows but no agent holds.
       const dave = await connectAgent(fx, "dave", broker.endpoint);
-      dave.tool("hang", { description: "never answers", input: z.object({}) }, (_args, ctx) => new Promise((resolve) => ctx.signal.addEventListener("abort", resolve)));
+      // Ends only well after its deadline: resolving at the abort itself raced the caller's own
+      // timer under load (the answer could arrive first and the call succeed).
+      dave.tool("hang", { description: "never answers", input: z.object({}) }, (_args, ctx) => new Promise((resolve) => ctx.signal.addEventListener("abort", () => setTimeout(resolve, 3000))));
       const mcp = await mcpClient(["--to", "dave", "--to", "nobody=ghost", ...common(), "--cert", fx.secretPath("mcp"), "--timeout", "1000", "--list-timeout", "800"]);
       try {
         const { tools } = await mcp.client.listTools();
