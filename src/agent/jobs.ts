@@ -206,8 +206,11 @@ export class Job extends EventEmitter<JobEvents> {
   /** Applies a pushed event or a poll answer. */
   update(state: Omit<JobState, "job_id">): void {
     if (this.#done) return;
-    // The same progress may come twice (pushed, then polled): report each step once.
-    if (state.progress && !sameProgress(state.progress, this.#lastProgress)) {
+    // The same progress may come twice (pushed, then polled): report each step once. A poll
+    // answer can also be older than a push that overtook it: progress only increases (MCP's
+    // rule), so a lower value is such a stale answer and is not reported (listeners saw 1,2,3,2,4).
+    const stale = state.progress !== undefined && this.#lastProgress !== undefined && state.progress.progress < this.#lastProgress.progress;
+    if (state.progress && !stale && !sameProgress(state.progress, this.#lastProgress)) {
       this.#lastProgress = state.progress;
       if (state.status === "running") this.#emitProgress(state.progress);
     }
