@@ -172,7 +172,10 @@ export class InFlight {
       };
       try {
         const signal = init?.signal ? AbortSignal.any([init.signal, abort.signal]) : abort.signal;
-        const response = await base(input, { ...init, signal });
+        // No redirects: a server that answers 3xx would otherwise get the request, its body (tool
+        // arguments) and every --header (API keys) re-sent to wherever it points, https → http and
+        // internal addresses included (undici strips only Authorization across origins).
+        const response = await base(input, { ...init, signal, redirect: "error" });
         if (!response.body || response.status < 200 || response.status > 599) {
           done();
           return response;
