@@ -176,6 +176,10 @@ return #entries
 
 /** A service queue: the stream, its consumer group made with it (from id 0, so nothing is skipped). */
 const ENQUEUE = SENDERS + `
+-- A request id already queued (a retry, or a sender reusing ids): stored once. A second entry
+-- would take over the id's mapping, so done() could never retire the first, handed out again
+-- after every visibility timeout until its exp.
+if redis.call('HEXISTS', KEYS[2], ARGV[9]) == 1 then return 'stored' end
 if redis.call('XLEN', KEYS[1]) + 1 > tonumber(ARGV[6]) then return 'full' end
 local size = tonumber(ARGV[5])
 if tonumber(redis.call('HGET', KEYS[3], 'count') or '0') + 1 > tonumber(ARGV[7]) then return 'full' end
