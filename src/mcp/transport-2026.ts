@@ -26,7 +26,7 @@
  */
 import { classifyInboundRequest, createMcpHandler, type McpHttpHandler, type McpServer, type Server, type ServerNotifier } from "@modelcontextprotocol/server";
 import type { AuthInfo } from "@modelcontextprotocol/sdk/server/auth/types.js";
-import { ErrorCode as McpErrorCode, isJSONRPCRequest, JSONRPCMessageSchema, type JSONRPCMessage, type RequestId } from "@modelcontextprotocol/sdk/types.js";
+import { ErrorCode as McpErrorCode, isJSONRPCRequest, JSONRPCMessageSchema, type JSONRPCMessage, type JSONRPCRequest, type RequestId } from "@modelcontextprotocol/sdk/types.js";
 import type { Agent, ToolContext } from "../agent/agent.js";
 import { ConfigError, ZmcpError } from "../errors.js";
 import { silentLogger, type Logger } from "../support/log.js";
@@ -47,6 +47,14 @@ const MCP_NAME_SOURCE: Record<string, string> = {
 const MAX_LISTEN_EVENT_CHARS = 4096;
 /** Bytes of one request's response stream read at most (the SDK's body limit, both ways). */
 const MAX_RESPONSE_BYTES = 4 * 1024 * 1024;
+/**
+ * Open listen streams at most, per caller and in all. Each is a running mesh job, and running
+ * jobs count against the agent's `maxConcurrency` (64 by default) for as long as they last: one
+ * caller opening 64 streams (or leaving without closing them) refused every other call `busy`
+ * (review finding). The total keeps at least half of the default for everything else.
+ */
+export const MAX_LISTENS_PER_CALLER = 4;
+export const MAX_LISTENS = 32;
 
 type ServerProduct = Server | McpServer;
 /** A server per era, as for `serveStdio` and `createMcpHandler`: the same tools for both. */
@@ -126,6 +134,9 @@ export class ModernMeshHandler {
   readonly #log: Logger;
   /** Requests running, by `caller key \0 JSON of the caller's id`. */
   readonly #running = new Map<string, AbortController>();
+  /** Open listen streams per caller key (bounded by MAX_LISTENS_PER_CALLER and MAX_LISTENS). */
+  readonly #listens = new Map<string, number>();
+  #listensOpen = 0;
 
   constructor(factory: MeshServerFactory, log: Logger) {
     this.#log = log;
@@ -164,6 +175,28 @@ export class ModernMeshHandler {
       // A listen stream stays open for as long as the client listens: only a job has events to carry it.
       return errorResponse(request.id, McpErrorCode.MethodNotFound, `subscriptions/listen is carried by the job tool ${MCP_RPC_JOB_TOOL} only (a plain call has no stream)`);
     }
+    if (request && listen) {
+      const mine = this.#listens.get(ctx.from) ?? 0;
+      if (mine >= MAX_LISTENS_PER_CALLER || this.#listensOpen >= MAX_LISTENS) {
+        const why = mine >= MAX_LISTENS_PER_CALLER ? `this caller has ${mine} open (at most ${MAX_LISTENS_PER_CALLER})` : `${this.#listensOpen} are open (at most ${MAX_LISTENS})`;
+        return errorResponse(request.id, McpErrorCode.InvalidRequest, `too many subscriptions/listen streams: ${why}; close one first`);
+      }
+      this.#listens.set(ctx.from, mine + 1);
+      this.#listensOpen++;
+    }
+    try {
+      return await this.#serveOne(message, request, listen, ctx, authInfo);
+    } finally {
+      if (request && listen) {
+        const mine = (this.#listens.get(ctx.from) ?? 1) - 1;
+        if (mine > 0) this.#listens.set(ctx.from, mine);
+        else this.#listens.delete(ctx.from);
+        this.#listensOpen--;
+      }
+    }
+  }
+
+  async #serveOne(message: JSONRPCMessage, request: JSONRPCRequest | undefined, listen: boolean, ctx: ToolContext, authInfo: AuthInfo): Promise<unknown> {
     let headers: Headers;
     try {
       headers = headersFor(message);
@@ -237,7 +270,9 @@ async function readAnswer(response: Response, id: RequestId, ctx: ToolContext, s
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
-      read += value.length;
+      // A listen stream lives as long as the client listens: what is bounded there is the event
+      // being read (a total would end every long subscription, review finding); an answer, its total.
+      read = listenLog !== undefined ? buffer.length + value.length : read + value.length;
       if (read > MAX_RESPONSE_BYTES) return errorResponse(id, McpErrorCode.InternalError, `the server's answer is larger than ${MAX_RESPONSE_BYTES} bytes`);
       buffer += value.replace(/\r\n?/g, "\n");
       let end: number;

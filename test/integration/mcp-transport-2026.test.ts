@@ -17,7 +17,7 @@ import { z } from "zod";
 import type { Agent } from "../../src/agent/agent.js";
 import type { Broker } from "../../src/broker/broker.js";
 import { MCP_RPC_JOB_TOOL, MCP_RPC_TOOL, MeshClientTransport } from "../../src/mcp/transport.js";
-import { serveMesh, type MeshServing } from "../../src/mcp/transport-2026.js";
+import { MAX_LISTENS_PER_CALLER, serveMesh, type MeshServing } from "../../src/mcp/transport-2026.js";
 import { tempCerts, type CertFixture } from "../support/certs.js";
 import { connectAgent, startBroker } from "../support/mesh.js";
 import { waitFor } from "../support/wait.js";
@@ -293,6 +293,27 @@ describe("MCP over the mesh, 2026-07-28 era (serveMesh)", () => {
         await a.close();
         await b.close();
       }
+    });
+    it("one caller holds at most MAX_LISTENS_PER_CALLER open listen streams (each is a running job against maxConcurrency): the next is refused at once, another caller and plain calls are served", async () => {
+      const a = await pinned(cli, "lsn");
+      const b = await pinned(cli2, "lsn");
+      const subs: Array<{ close(): Promise<void> }> = [];
+      try {
+        for (let i = 0; i < MAX_LISTENS_PER_CALLER; i++) subs.push(await a.listen({ resourceSubscriptions: ["mesh://motd"] }));
+        expect(listening.running).toBe(MAX_LISTENS_PER_CALLER);
+        const refused = await a.listen({ resourceSubscriptions: ["mesh://motd"] }).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(String((refused as Error)?.message)).toMatch(/too many subscriptions\/listen streams/);
+        subs.push(await b.listen({ resourceSubscriptions: ["mesh://other"] }));
+        expect((await b.readResource({ uri: "mesh://other" })).contents).toHaveLength(1);
+      } finally {
+        for (const sub of subs) await sub.close().catch(() => undefined);
+        await a.close();
+        await b.close();
+      }
+      await waitFor(() => listening.running === 0, 5_000);
     });
   });
 
