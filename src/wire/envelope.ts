@@ -15,6 +15,7 @@ import { Decoder, Encoder } from "@msgpack/msgpack";
 import { z } from "zod";
 import { ProtocolError } from "../errors.js";
 import { checkMsgpack, skipValue } from "./msgpack-guard.js";
+import { decodeHeaderFast, encodeHeaderFast } from "./header-codec.js";
 import { randomBytesPooled } from "./random.js";
 
 export const PROTOCOL_VERSION = 1;
@@ -187,7 +188,7 @@ export function digest(data: Uint8Array): Uint8Array {
 }
 
 export function encodeHeader(header: Header): Uint8Array {
-  return encoder.encode(header);
+  return encodeHeaderFast(header) ?? encoder.encode(header);
 }
 
 /** Bytes of `value` encoded as it would be sent (what held answers count against budgets). */
@@ -239,6 +240,11 @@ function isPlainHeader(raw: unknown): raw is Header {
 /** Header frame → typed header. Throws ProtocolError(bad_frame | too_large | unsupported_version). */
 export function decodeHeader(frame: Uint8Array): Header {
   if (frame.length > MAX_HEADER_BYTES) throw new ProtocolError("too_large", `header of ${frame.length} bytes exceeds ${MAX_HEADER_BYTES}`);
+  const fast = decodeHeaderFast(frame);
+  if (fast) {
+    if (fast.v !== PROTOCOL_VERSION) throw new ProtocolError("unsupported_version", `protocol version ${fast.v} is not ${PROTOCOL_VERSION}`);
+    return fast;
+  }
   let raw: unknown;
   try {
     checkMsgpack(frame, MAX_DEPTH);

@@ -115,6 +115,61 @@ describe("decodeHeader hot path", () => {
   });
 });
 
+describe("header codec (wire/header-codec.ts)", () => {
+  const generic = new Encoder({ ignoreUndefined: true });
+
+  it("encodeHeader writes the generic encoder's bytes for every probed header", () => {
+    let compared = 0;
+    for (const value of headerCases()) {
+      if (value === null || typeof value !== "object" || Array.isArray(value) || value instanceof Uint8Array) continue;
+      const expected = generic.encode(value);
+      expect(Buffer.from(encodeHeader(value as never)).equals(Buffer.from(expected)), JSON.stringify(value, (_, v) => (v instanceof Uint8Array ? `bytes(${v.length})` : v))).toBe(true);
+      compared++;
+    }
+    expect(compared).toBeGreaterThan(400);
+  });
+
+  it("decodes every byte of a valid header changed to a structural value exactly as the schema does", () => {
+    const id = new Uint8Array(16).fill(9);
+    const headers = [
+      { v: 1, k: "req", id, to: "A".repeat(40), exp: Date.now() + 1000, dur: true },
+      { v: 1, k: "pub", id, to: "a.b", exp: 70_000, sq: 2 ** 40 },
+      { v: 1, k: "nack", id, to: "", exp: 300, re: id, as: "svc:x", code: "busy", msg: "m".repeat(300) },
+    ];
+    const marks = [0x00, 0x01, 0x02, 0x10, 0x7f, 0x80, 0x85, 0x8f, 0x90, 0xa0, 0xa2, 0xbf, 0xc0, 0xc2, 0xc3, 0xc4, 0xcb, 0xcc, 0xcd, 0xce, 0xcf, 0xd0, 0xd9, 0xda, 0xdb, 0xde, 0xff];
+    let frames = 0;
+    for (const header of headers) {
+      const valid = encodeHeader(header as never);
+      for (let i = 0; i < valid.length; i++) {
+        for (const mark of marks) {
+          const changed = Uint8Array.from(valid);
+          changed[i] = mark;
+          expect(outcome(decodeHeader, changed)).toEqual(outcome(referenceDecodeHeader, changed));
+          frames++;
+        }
+      }
+      // Trailing bytes, and the map count one more or one less than its entries.
+      const longer = Uint8Array.from([...valid, 0xc0]);
+      expect(outcome(decodeHeader, longer)).toEqual(outcome(referenceDecodeHeader, longer));
+      for (const delta of [1, -1]) {
+        const recount = Uint8Array.from(valid);
+        recount[0] = recount[0]! + delta;
+        expect(outcome(decodeHeader, recount)).toEqual(outcome(referenceDecodeHeader, recount));
+      }
+    }
+    expect(frames).toBeGreaterThan(3000);
+  });
+
+  it("leaves a repeated key to the general path (which keeps the last value)", () => {
+    const first = encodeHeader({ v: 1, k: "req", id: new Uint8Array(16), to: "A".repeat(40), exp: 5 });
+    // The same map with "to" once more: fixmap of 6, then the extra entry at the end.
+    const repeated = Uint8Array.from([0x86, ...first.subarray(1), 0xa2, 0x74, 0x6f, 0xa1, 0x42]);
+    const result = outcome(decodeHeader, repeated);
+    expect(result).toEqual(outcome(referenceDecodeHeader, repeated));
+    expect((result as { ok: { to: string } }).ok.to).toBe("B");
+  });
+});
+
 function innerCases(h: Uint8Array): unknown[] {
   const rid = new Uint8Array(16).fill(3);
   const bases: Array<Record<string, unknown>> = [
