@@ -59,18 +59,30 @@ export type Begun = { kind: "new" } | { kind: "earlier"; answer: Promise<Answer>
 
 export class AnswerCache {
   readonly #entries = new Map<string, Entry>();
+  /**
+   * Finished entries that still hold their answer's body, in finish order: in all, and per
+   * owner. Dropping bodies takes from their fronts, so it never walks again over entries whose
+   * bodies are gone (it did: at a few thousand calls a second every full request walked
+   * tens of thousands of them, most of a busy callee's time in issue 12's profile).
+   */
+  readonly #withBody = new Map<string, Entry>();
+  readonly #ownBodies = new Map<string, Map<string, Entry>>();
   readonly budget: ByteBudget;
   /** Answers whose body was dropped to make room (their entries stay), since start. */
   bodiesDropped = 0;
   #lastSweep = -Infinity;
 
   /**
-   * @param ttlMs how long a finished answer is kept, ms; default 120,000
+   * @param ttlMs how long a finished answer is kept at most, ms; default 120,000
    * @param limits entries and bytes held at most, per caller and in total
+   * @param lateMs how long after its deadline a copy of a request can still be accepted (the
+   *   receiver's replay window, inbound.ts's expiry step): an answer is kept until then and no
+   *   longer, since every later copy is refused `expired` before it gets here. Default: ttlMs.
    */
   constructor(
     readonly ttlMs = 120_000,
     limits: BudgetLimits = DEFAULT_ANSWER_LIMITS,
+    readonly lateMs = ttlMs,
   ) {
     this.budget = new ByteBudget(limits, "answer cache");
   }
@@ -106,10 +118,17 @@ export class AnswerCache {
       entry.answer = answer;
       entry.bytes = bytes + ENTRY_OVERHEAD_BYTES;
       this.budget.add(entry.owner, 0, entry.bytes);
-      entry.forgetAt = now + this.ttlMs;
-      // Re-insert so that insertion order follows finish time (pruning walks from the front).
+      // Kept while a retry can still be accepted, and never longer than the ttl: at a few
+      // thousand calls a second with 10 s deadlines, half the entries of a 120 s ttl.
+      entry.forgetAt = Math.min(now + this.ttlMs, Math.max(now, entry.deadline + this.lateMs + 1)); // + 1: expiry is inclusive
+      // Re-insert so that insertion order follows finish time (pruning walks from the front;
+      // an entry with a later deadline in front holds back those behind it, for its own time at most).
       this.#entries.delete(key);
       this.#entries.set(key, entry);
+      this.#withBody.set(key, entry);
+      let own = this.#ownBodies.get(entry.owner);
+      if (!own) this.#ownBodies.set(entry.owner, (own = new Map()));
+      own.set(key, entry);
     } else this.#forget(key, entry);
     for (const wake of entry.waiters.splice(0)) wake(answer);
   }
@@ -121,6 +140,14 @@ export class AnswerCache {
   #forget(key: string, entry: Entry): void {
     this.#entries.delete(key);
     this.budget.add(entry.owner, -1, -entry.bytes);
+    this.#bodyGone(key, entry);
+  }
+
+  #bodyGone(key: string, entry: Entry): void {
+    if (!this.#withBody.delete(key)) return;
+    const own = this.#ownBodies.get(entry.owner)!;
+    own.delete(key);
+    if (own.size === 0) this.#ownBodies.delete(entry.owner);
   }
 
   /** Drops finished answers whose request deadline has passed (a full sweep: only when full). */
@@ -150,13 +177,15 @@ export class AnswerCache {
     if (!ownFull && this.budget.bytes < l.maxBytes) return false;
     const ownTarget = (l.maxBytesPerOwner * 3) / 4;
     const totalTarget = (l.maxBytes * 3) / 4;
+    const held = ownFull ? this.budget.held(owner) : undefined;
+    const from = ownFull ? this.#ownBodies.get(owner) : this.#withBody;
     let dropped = false;
-    for (const entry of this.#entries.values()) {
-      if (ownFull ? this.budget.held(owner).bytes <= ownTarget : this.budget.bytes <= totalTarget) break;
-      if (!entry.answer || entry.answer === DROPPED_ANSWER || (ownFull && entry.owner !== owner)) continue;
+    for (const [key, entry] of from ?? []) {
+      if (held ? held.bytes <= ownTarget : this.budget.bytes <= totalTarget) break;
       this.budget.add(entry.owner, 0, ENTRY_OVERHEAD_BYTES - entry.bytes);
       entry.bytes = ENTRY_OVERHEAD_BYTES;
       entry.answer = DROPPED_ANSWER;
+      this.#bodyGone(key, entry);
       this.bodiesDropped++;
       dropped = true;
     }

@@ -95,7 +95,10 @@ export class ReplayGuard {
       if (share.held >= this.maxPerSender) throw new ProtocolError("busy", `replay cache: this sender holds ${share.held} recent ids, its most; send again later`);
       share.held++;
     }
-    this.#seen.set(key, { forgetAt: now + 2 * this.windowMs, share });
+    // A copy is accepted while |now - ts| <= window, so until ts + window and no longer: half
+    // of the twice-the-window this kept every id for (ts is seldom far in the future; an id
+    // stamped ahead in front holds back those behind it from pruning, for its own time only).
+    this.#seen.set(key, { forgetAt: ts + this.windowMs + 1, share }); // + 1: the window is inclusive, pruning drops at forgetAt
   }
 
   /** Ids of `sender` held now. */

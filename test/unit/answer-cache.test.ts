@@ -83,4 +83,52 @@ describe("answer cache", () => {
     // Six entries held (dropped bodies still count as entries): the seventh is refused.
     expect(cache.begin("c:2", "c", t0 + 3, t0 + 60_000).kind).toBe("full");
   });
+
+  it("an answer is kept until its request's deadline plus the late window (when no copy can be accepted any more), never past the ttl", async () => {
+    const cache = new AnswerCache(120_000, limits, 60_000);
+    const t0 = 5_000_000;
+    cache.begin("a:0", "a", t0, t0 + 10_000); // deadline in 10 s: kept until t0 + 70 s
+    cache.finish("a:0", ok, 10, true, t0);
+    cache.begin("b:0", "b", t0, t0 + 600_000); // deadline in 10 min: the ttl (120 s) bounds it
+    cache.finish("b:0", ok, 10, true, t0);
+    const inside = cache.begin("a:0", "a", t0 + 69_999, t0 + 10_000);
+    expect(inside.kind).toBe("earlier");
+    expect(cache.begin("x:0", "x", t0 + 70_001, t0 + 80_000).kind).toBe("new");
+    expect(cache.size).toBe(2); // a:0 forgotten, b:0 and x:0 held
+    expect(cache.begin("b:0", "b", t0 + 119_000, t0 + 600_000).kind).toBe("earlier");
+    cache.finish("x:0", ok, 10, true, t0 + 70_001);
+    expect(cache.begin("y:0", "y", t0 + 150_001, t0 + 160_000).kind).toBe("new");
+    expect(cache.size).toBe(1); // b:0 gone at the ttl, x:0 at its deadline + 60 s
+  });
+
+  it("dropping bodies over several rounds takes the oldest remaining bodies each time, one owner's or anyone's", async () => {
+    const cache = new AnswerCache(120_000, { maxEntries: 10_000, maxBytes: 40_000, maxEntriesPerOwner: 10_000, maxBytesPerOwner: 20_000 });
+    const t0 = 6_000_000;
+    const body = (i: number) => ({ st: "ok" as const, result: i });
+    const order: string[] = [];
+    for (let i = 0; i < 60; i++) {
+      const owner = i % 3 === 0 ? "b" : "a";
+      const key = `${owner}:${i}`;
+      expect(cache.begin(key, owner, t0 + i, t0 + 60_000).kind).toBe("new");
+      cache.finish(key, body(i), 1_000 - ENTRY_OVERHEAD_BYTES, true, t0 + i);
+      order.push(key);
+      expect(cache.budget.held("a").bytes).toBeLessThanOrEqual(20_000 + 1_000);
+      expect(cache.budget.bytes).toBeLessThanOrEqual(40_000 + 1_000);
+    }
+    // Whose bodies are gone: always a prefix of each owner's answers in finish order.
+    for (const owner of ["a", "b"]) {
+      const mine = order.filter((k) => k.startsWith(owner));
+      let seenKept = false;
+      for (const key of mine) {
+        const again = cache.begin(key, owner, t0 + 100, t0 + 60_000);
+        expect(again.kind).toBe("earlier");
+        if (again.kind !== "earlier") continue;
+        const dropped = (await again.answer) === DROPPED_ANSWER;
+        if (!dropped) seenKept = true;
+        else expect(seenKept, `${key} lost its body after a younger one of ${owner} kept its own`).toBe(false);
+      }
+      expect(seenKept).toBe(true);
+    }
+    expect(cache.bodiesDropped).toBeGreaterThan(20);
+  });
 });
