@@ -5,6 +5,12 @@
 import hdr from "hdr-histogram-js";
 import type { Client, LatencyResult, Percentiles, ThroughputResult } from "./types.js";
 
+/** A failed call's code (ZmcpError, NATS), or the start of its message. */
+function errorCode(err: unknown): string {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === "string" ? code : String((err as Error | null)?.message ?? err).slice(0, 40);
+}
+
 /** A histogram of nanoseconds, 1 ns to 100 s at 3 significant digits. */
 export function newHistogram(): hdr.Histogram {
   return hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 100e9, numberOfSignificantValueDigits: 3 });
@@ -83,6 +89,7 @@ export async function measureThroughput(
   let calls = 0;
   let totalCalls = 0;
   let errors = 0;
+  const errorCodes: Record<string, number> = {};
   const lane = async () => {
     while (!stopping) {
       const t0 = now();
@@ -93,8 +100,12 @@ export async function measureThroughput(
           h.recordValue(Number(now() - t0));
           calls++;
         }
-      } catch {
-        if (measuring) errors++;
+      } catch (err) {
+        if (measuring) {
+          errors++;
+          const what = errorCode(err);
+          errorCodes[what] = (errorCodes[what] ?? 0) + 1;
+        }
         // A failing system must not spin: give the event loop a breath.
         await new Promise((r) => setImmediate(r));
       }
@@ -116,6 +127,7 @@ export async function measureThroughput(
     calls,
     perSecond: Math.round((calls * 1e9) / elapsedNs),
     errors,
+    errorCodes,
     us: percentiles(h),
     totalCalls,
   };
@@ -197,8 +209,7 @@ export async function measureRate(client: Client, size: number, rate: number, du
       (err: unknown) => {
         if (!measured) return;
         errors++;
-        const code = (err as { code?: unknown } | null)?.code;
-        const what = typeof code === "string" ? code : String((err as Error | null)?.message ?? err).slice(0, 40);
+        const what = errorCode(err);
         errorCodes[what] = (errorCodes[what] ?? 0) + 1;
       },
     );

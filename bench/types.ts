@@ -43,6 +43,8 @@ export interface ThroughputResult {
   calls: number;
   perSecond: number;
   errors: number;
+  /** Failed calls by error code (or the start of the message), when any failed. */
+  errorCodes?: Record<string, number>;
   /** Latency of the calls under this load. */
   us: Percentiles;
   /** Calls/s of every round, in run order; the cell reported is the round with the median. */

@@ -70,12 +70,15 @@ export class Agent {
   readonly closed: Promise<ZmcpError | undefined>;
   readonly stats: AgentStats = newAgentStats();
   #metrics: Registry | undefined;
-  /** Call latencies (s) observed before `metrics` was first read, fed into it then; bounded. */
-  #earlyLatencies: Array<[ok: boolean, seconds: number]> | undefined = [];
+  /**
+   * Call latencies (s) observed before `metrics` was first read, fed into it then; bounded: a
+   * ring of the most recent (a signed value: negative for a failed call), no allocation per call.
+   */
+  #earlyLatencies: Float64Array | undefined = new Float64Array(EARLY_LATENCIES);
+  #earlyCount = 0;
   #observeLatency: (ok: boolean, seconds: number) => void = (ok, seconds) => {
-    const early = this.#earlyLatencies!;
-    if (early.length >= EARLY_LATENCIES) early.shift();
-    early.push([ok, seconds]);
+    // -0 is not told apart from 0, so a failure is stored one below its negated value.
+    this.#earlyLatencies![this.#earlyCount++ % EARLY_LATENCIES] = ok ? seconds : -seconds - 1;
   };
   #closedWith!: (reason: ZmcpError | undefined) => void;
   /** Why the agent closed; undefined while open (and after close(), whose reason is `closed`). */
@@ -221,7 +224,12 @@ export class Agent {
     registerCircuitMetrics(registry, this.#caller.circuits, (destination) => this.#directory.nameOf(destination));
     registerDirectMetrics(registry, () => this.direct);
     this.#observeLatency = (ok, seconds) => (ok ? latency.ok : latency.error).observe(seconds);
-    for (const [ok, seconds] of this.#earlyLatencies ?? []) this.#observeLatency(ok, seconds);
+    const early = this.#earlyLatencies;
+    const n = Math.min(this.#earlyCount, EARLY_LATENCIES);
+    for (let i = this.#earlyCount - n; early && i < this.#earlyCount; i++) {
+      const v = early[i % EARLY_LATENCIES]!;
+      this.#observeLatency(v >= 0, v >= 0 ? v : -v - 1);
+    }
     this.#earlyLatencies = undefined;
     return registry;
   }

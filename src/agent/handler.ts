@@ -19,6 +19,7 @@ import { JobTable, newJobId } from "./jobs.js";
 import type { ReplyPath, Responder } from "./responder.js";
 import { BUILTIN_TOOLS, isBuiltinTool, type RegisteredTool, type ToolContext, type ToolRegistry } from "./tools.js";
 import { inJobSpan, inRequestSpan } from "./tracing.js";
+import { Deadlines, type DeadlineEntry } from "../support/deadlines.js";
 import { LazySignal } from "../support/lazy-signal.js";
 
 const JobIdArgs = z.strictObject({ job_id: z.string().max(MAX_JOB_ID_CHARS) });
@@ -33,6 +34,7 @@ export class Handler {
   #ready = true;
   readonly #verifier: TokenVerifier | undefined;
   #active = 0;
+  readonly #deadlines = new Deadlines();
 
   constructor(
     private readonly core: AgentCore,
@@ -217,7 +219,7 @@ export class Handler {
    */
   async #runTool(tool: RegisteredTool, args: unknown, ctx: ToolContext, deadline: number | undefined): Promise<{ answer: Answer; late: boolean }> {
     this.#active++;
-    let timer: NodeJS.Timeout | undefined;
+    let timer: DeadlineEntry | undefined;
     let expired: Promise<{ answer: Answer; late: boolean }> | undefined;
     if (deadline !== undefined) {
       // The handler's signal is made only if the handler reads it (an AbortSignal.any per call
@@ -225,10 +227,11 @@ export class Handler {
       const late = new LazySignal(this.core.closing);
       late.install(ctx);
       expired = new Promise((resolve) => {
-        timer = setTimeout(() => {
+        // One timer for every run's deadline (support/deadlines.ts), not a setTimeout per call.
+        timer = this.#deadlines.add(performance.now() + Math.max(0, deadline - Date.now()), () => {
           resolve({ answer: failure("expired", `${tool.info.name} was still running at the caller's deadline`), late: true });
           late.abort(new TimeoutError("the caller's deadline passed"));
-        }, Math.max(0, deadline - Date.now()));
+        });
       });
     }
     const attempt = async (): Promise<Answer> => {
@@ -250,7 +253,7 @@ export class Handler {
     try {
       return await (expired ? Promise.race([run, expired]) : run);
     } finally {
-      clearTimeout(timer);
+      this.#deadlines.cancel(timer);
       this.#active--;
     }
   }

@@ -119,6 +119,7 @@ export const jsBox: BoxBackend = {
 
 /** The part of sodium-native used here (it ships no typings). */
 interface Sodium {
+  crypto_hash_sha256(out: Uint8Array, input: Uint8Array): void;
   crypto_scalarmult(q: Uint8Array, n: Uint8Array, p: Uint8Array): void;
   crypto_secretbox_detached(c: Uint8Array, mac: Uint8Array, m: Uint8Array, n: Uint8Array, k: Uint8Array): void;
   crypto_secretbox_open_detached(m: Uint8Array, c: Uint8Array, mac: Uint8Array, n: Uint8Array, k: Uint8Array): boolean;
@@ -166,6 +167,20 @@ const sodium = loadSodium();
 
 /** libsodium's implementation, or undefined where sodium-native does not load. */
 export const nativeBox: BoxBackend | undefined = sodium ? nativeBackend(sodium) : undefined;
+
+/**
+ * SHA-256 of `data` by libsodium into Node's buffer pool (no allocation per call), or undefined
+ * where sodium-native does not load or `ZMCP_CRYPTO=js` asks for the pure-JS path (then
+ * node:crypto hashes). The header digest of every message (envelope.ts).
+ */
+export const sha256Into: ((data: Uint8Array) => Uint8Array) | undefined =
+  sodium && process.env["ZMCP_CRYPTO"] !== "js"
+    ? (data) => {
+        const out = allocUnsafe(32);
+        sodium.crypto_hash_sha256(out, data);
+        return out;
+      }
+    : undefined;
 
 /** The implementation in use: native unless unavailable or `ZMCP_CRYPTO=js`. */
 export const box: BoxBackend = process.env["ZMCP_CRYPTO"] === "js" || !nativeBox ? jsBox : nativeBox;

@@ -4,7 +4,7 @@
  * sealing, and the whole message held to the size cap. The one place a message is sealed.
  */
 import { describeThrown, ZmcpError } from "../errors.js";
-import { encodeHeader, encodeInner, MAX_DEPTH, type Header, type InnerDraft } from "./envelope.js";
+import { encodeHeader, encodeInnerShared, MAX_DEPTH, type Header, type InnerDraft } from "./envelope.js";
 import { checkMsgpack } from "./msgpack-guard.js";
 import type { Sealer } from "./seal.js";
 
@@ -13,7 +13,8 @@ export function sealMessage(sealer: Sealer, to: string, header: Header, draft: I
   const headerBytes = encodeHeader(header);
   let plaintext: Uint8Array;
   try {
-    plaintext = encodeInner(draft, headerBytes);
+    // The encoder's own buffer: checked and sealed right here, before anything encodes again.
+    plaintext = encodeInnerShared(draft, headerBytes);
   } catch (err) {
     throw new ZmcpError("invalid_args", `cannot encode message: ${(err as Error).message}`, { cause: err });
   }

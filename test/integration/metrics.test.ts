@@ -77,6 +77,9 @@ describe("metrics", () => {
     expect(a.get('zmcp_agent_call_failures_total{code="timeout"}')).toBe(2);
     expect(a.get('zmcp_agent_call_duration_seconds_count{status="ok"}')).toBeGreaterThanOrEqual(6);
     expect(a.get('zmcp_agent_call_duration_seconds_count{status="error"}')).toBeGreaterThanOrEqual(2);
+    // Observed before metrics were first read (kept in a ring, failures stored negative): the two 50 ms timeouts' seconds, not their sign.
+    expect(a.get('zmcp_agent_call_duration_seconds_sum{status="error"}')).toBeGreaterThanOrEqual(0.09);
+    expect(a.get('zmcp_agent_call_duration_seconds_sum{status="error"}')).toBeLessThan(30);
     expect(a.get('zmcp_agent_call_duration_seconds_bucket{le="+Inf",status="ok"}')).toBe(a.get('zmcp_agent_call_duration_seconds_count{status="ok"}'));
     expect(a.get("zmcp_agent_broker_connects_total")).toBe(1);
     expect(a.get("zmcp_agent_calls_pending")).toBe(0);

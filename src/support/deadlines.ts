@@ -1,0 +1,71 @@
+/**
+ * Many deadlines on one timer: armed for the earliest, and when it fires every due entry runs
+ * and it is re-armed for the earliest left. A `setTimeout` and `clearTimeout` per tool run
+ * (the callee's deadline for every plain call) cost about as much as the rest of a call's
+ * bookkeeping; with one default timeout the earliest deadline is that of the oldest run, so
+ * the timer fires about once per timeout period rather than once per call. PendingCalls
+ * (pending.ts) does the same for the caller's side.
+ */
+export interface DeadlineEntry {
+  /** performance.now() at or after which `fire` runs. */
+  readonly at: number;
+  readonly fire: () => void;
+}
+
+export class Deadlines {
+  readonly #entries = new Set<DeadlineEntry>();
+  #timer: NodeJS.Timeout | undefined;
+  #timerAt = Infinity;
+
+  /** Runs `fire` once `at` (performance.now() time) has passed, unless cancelled first. */
+  add(at: number, fire: () => void): DeadlineEntry {
+    const entry = { at, fire };
+    this.#entries.add(entry);
+    if (at < this.#timerAt) this.#arm(at);
+    return entry;
+  }
+
+  /** Forgets `entry`; its `fire` will not run. The timer stays armed: it re-arms when it fires. */
+  cancel(entry: DeadlineEntry | undefined): void {
+    if (entry) this.#entries.delete(entry);
+    if (this.#entries.size === 0 && this.#timer) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+      this.#timerAt = Infinity;
+    }
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  #arm(at: number): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timerAt = at;
+    // setTimeout takes at most 2^31 - 1 ms; a later deadline is re-checked when it fires.
+    this.#timer = setTimeout(() => this.#sweep(), Math.min(Math.max(0, Math.ceil(at - performance.now())), 2 ** 31 - 1));
+    this.#timer.unref?.(); // a deadline alone does not keep a process up
+  }
+
+  #sweep(): void {
+    this.#timer = undefined;
+    this.#timerAt = Infinity;
+    const now = performance.now();
+    let next = Infinity;
+    const due: DeadlineEntry[] = [];
+    for (const entry of this.#entries) {
+      if (entry.at <= now) due.push(entry);
+      else if (entry.at < next) next = entry.at;
+    }
+    for (const entry of due) this.#entries.delete(entry);
+    // Fired after the scan: a callback may add or cancel entries. One that throws does not stop the others.
+    for (const entry of due) {
+      try {
+        entry.fire();
+      } catch {
+        // the callers' callbacks settle promises; nothing here can report it better
+      }
+    }
+    if (next < this.#timerAt && this.#entries.size > 0) this.#arm(next);
+  }
+}
