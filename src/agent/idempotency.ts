@@ -57,6 +57,12 @@ export const DROPPED_ANSWER: Answer = Object.freeze({
 /** What {@link AnswerCache.begin} found: a new run, an earlier answer to wait for, or no room. */
 export type Begun = { kind: "new" } | { kind: "earlier"; answer: Promise<Answer> } | { kind: "full"; reason: string };
 
+function ownMap(maps: Map<string, Map<string, Entry>>, owner: string): Map<string, Entry> {
+  let own = maps.get(owner);
+  if (!own) maps.set(owner, (own = new Map()));
+  return own;
+}
+
 export class AnswerCache {
   readonly #entries = new Map<string, Entry>();
   /**
@@ -67,6 +73,8 @@ export class AnswerCache {
    */
   readonly #withBody = new Map<string, Entry>();
   readonly #ownBodies = new Map<string, Map<string, Entry>>();
+  /** Each owner's finished entries, in finish order: what is past its deadline is taken from the front under pressure. */
+  readonly #ownFinished = new Map<string, Map<string, Entry>>();
   readonly budget: ByteBudget;
   /** Answers whose body was dropped to make room (their entries stay), since start. */
   bodiesDropped = 0;
@@ -96,7 +104,7 @@ export class AnswerCache {
     const entry = this.#entries.get(key);
     if (!entry) {
       let reason = this.budget.refusal(owner);
-      if (reason !== undefined && this.#dropPastDeadline(now)) reason = this.budget.refusal(owner);
+      if (reason !== undefined && this.#dropPastDeadline(owner, now)) reason = this.budget.refusal(owner);
       if (reason !== undefined && this.#dropBodies(owner)) reason = this.budget.refusal(owner);
       if (reason !== undefined) return { kind: "full", reason: `idempotency cache full: ${reason}` };
       this.#entries.set(key, { owner, answer: undefined, bytes: 0, waiters: [], forgetAt: Infinity, deadline });
@@ -126,9 +134,8 @@ export class AnswerCache {
       this.#entries.delete(key);
       this.#entries.set(key, entry);
       this.#withBody.set(key, entry);
-      let own = this.#ownBodies.get(entry.owner);
-      if (!own) this.#ownBodies.set(entry.owner, (own = new Map()));
-      own.set(key, entry);
+      ownMap(this.#ownBodies, entry.owner).set(key, entry);
+      ownMap(this.#ownFinished, entry.owner).set(key, entry);
     } else this.#forget(key, entry);
     for (const wake of entry.waiters.splice(0)) wake(answer);
   }
@@ -141,6 +148,8 @@ export class AnswerCache {
     this.#entries.delete(key);
     this.budget.add(entry.owner, -1, -entry.bytes);
     this.#bodyGone(key, entry);
+    const finished = this.#ownFinished.get(entry.owner);
+    if (finished?.delete(key) && finished.size === 0) this.#ownFinished.delete(entry.owner);
   }
 
   #bodyGone(key: string, entry: Entry): void {
@@ -150,13 +159,27 @@ export class AnswerCache {
     if (own.size === 0) this.#ownBodies.delete(entry.owner);
   }
 
-  /** Drops finished answers whose request deadline has passed (a full sweep: only when full). */
-  #dropPastDeadline(now: number): boolean {
-    // At most one sweep per 100 ms: a caller that keeps the cache full cannot make every
-    // request pay for a walk over all of it.
-    if (now - this.#lastSweep < 100) return false;
-    this.#lastSweep = now;
+  /**
+   * Drops finished answers whose request deadline has passed, only when full: the owner's own
+   * when its share is what is full, else anyone's. Oldest first, stopping at the first still
+   * inside its deadline (for one timeout, finish order is deadline order), so each request
+   * pays only for what it drops; at most once a second a full sweep also finds those held
+   * behind a longer deadline. (Before, only the full sweep ran, at most every 100 ms: between
+   * two, a caller over about 2,500 calls/s was refused `busy`, which opened its circuit.)
+   */
+  #dropPastDeadline(owner: string, now: number): boolean {
+    const l = this.budget.limits;
+    const held = this.budget.held(owner);
+    const ownFull = held.entries >= l.maxEntriesPerOwner || held.bytes >= l.maxBytesPerOwner;
     let dropped = false;
+    for (const [key, entry] of (ownFull ? this.#ownFinished.get(owner) : this.#entries) ?? []) {
+      if (!entry.answer) continue; // still running (only in #entries)
+      if (entry.deadline >= now) break;
+      this.#forget(key, entry);
+      dropped = true;
+    }
+    if (dropped || now - this.#lastSweep < 1000) return dropped;
+    this.#lastSweep = now;
     for (const [key, entry] of this.#entries) {
       if (entry.answer && entry.deadline < now) {
         this.#forget(key, entry);

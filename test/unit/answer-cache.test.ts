@@ -131,4 +131,22 @@ describe("answer cache", () => {
     }
     expect(cache.bodiesDropped).toBeGreaterThan(20);
   });
+
+  it("a caller whose answers inside their deadlines fit its share is never refused, at any rate (no sweep rate limit between it and room)", () => {
+    const cache = new AnswerCache(120_000, { maxEntries: 100_000, maxBytes: 1 << 30, maxEntriesPerOwner: 1000, maxBytesPerOwner: 1 << 30 }, 60_000);
+    const t0 = 7_000_000;
+    let refused = 0;
+    // 990 answers inside their 1 s deadlines at any moment (one every 1.01 ms): 99% of the share.
+    for (let i = 0; i < 20_000; i++) {
+      const now = t0 + Math.floor(i * 1.01);
+      const begun = cache.begin(`a:${i}`, "a", now, now + 1000);
+      if (begun.kind === "full") refused++;
+      else cache.finish(`a:${i}`, ok, 10, true, now);
+    }
+    expect(refused).toBe(0);
+    expect(cache.budget.held("a").entries).toBeLessThanOrEqual(1000);
+    // Another caller filling the whole cache is held to its share, and a's newest answers stay.
+    const again = cache.begin("a:19999", "a", t0 + 20_200, t0 + 21_000);
+    expect(again.kind).toBe("earlier");
+  });
 });
