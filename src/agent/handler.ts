@@ -148,25 +148,35 @@ export class Handler {
       this.#answers.finish(key, busy, 0, false); // not remembered: a retry may find room
       return respond(busy);
     }
-    // run
+    // run. A plain call's signal is made only if the handler reads it (an AbortSignal.any per
+    // call was a measurable share of a callee's CPU: support/lazy-signal.ts); an accessor in
+    // the literal, so that every context has one shape (defining it afterwards cost as much again).
+    const closing = this.core.closing;
+    const late = tool.info.job ? undefined : new LazySignal(closing);
+    let assigned: AbortSignal | undefined;
     const ctx: ToolContext = {
       from: reply.peer,
       fromName: this.core.directory.nameOf(reply.peer),
       requestId: idKey(request.rid),
       deadline: reply.inReplyTo.exp,
-      signal: this.core.closing,
+      get signal(): AbortSignal {
+        return assigned ?? late?.signal ?? closing;
+      },
+      set signal(signal: AbortSignal) {
+        assigned = signal;
+      },
       token: grant,
       jobId: undefined,
       progress: (progress) => void checkProgress(progress),
     };
     if (tool.info.job) return this.#startJob(tool, parsed.data, ctx, reply, key);
-    const ran = await this.#runTool(tool, parsed.data, ctx, reply.inReplyTo.exp);
+    const ran = await this.#runTool(tool, parsed.data, ctx, reply.inReplyTo.exp, late);
     const [answer, bytes] = this.#fitting(sendable(ran.answer, 1));
     this.#answers.finish(key, answer, bytes);
     // respond. Past the deadline the caller has given up (its own timer says `timeout`):
     // nothing is sent, but a retry of this request id still finds the answer.
     if (ran.late) reply.answered = true;
-    else respond(answer);
+    else this.responder.respond(reply, answer, undefined, true); // sendable() above checked it
   }
 
   /**
@@ -217,20 +227,16 @@ export class Handler {
    * caller could not read (sendable.ts). With a `deadline` (plain calls), the handler's signal
    * fires then and its concurrency slot is given back even if it never returns (`late`).
    */
-  async #runTool(tool: RegisteredTool, args: unknown, ctx: ToolContext, deadline: number | undefined): Promise<{ answer: Answer; late: boolean }> {
+  async #runTool(tool: RegisteredTool, args: unknown, ctx: ToolContext, deadline: number | undefined, late?: LazySignal): Promise<{ answer: Answer; late: boolean }> {
     this.#active++;
     let timer: DeadlineEntry | undefined;
     let expired: Promise<{ answer: Answer; late: boolean }> | undefined;
     if (deadline !== undefined) {
-      // The handler's signal is made only if the handler reads it (an AbortSignal.any per call
-      // was a measurable share of a callee's CPU): support/lazy-signal.ts.
-      const late = new LazySignal(this.core.closing);
-      late.install(ctx);
       expired = new Promise((resolve) => {
         // One timer for every run's deadline (support/deadlines.ts), not a setTimeout per call.
         timer = this.#deadlines.add(performance.now() + Math.max(0, deadline - Date.now()), () => {
           resolve({ answer: failure("expired", `${tool.info.name} was still running at the caller's deadline`), late: true });
-          late.abort(new TimeoutError("the caller's deadline passed"));
+          late?.abort(new TimeoutError("the caller's deadline passed"));
         });
       });
     }

@@ -44,7 +44,7 @@ export interface Arrival {
   now: number;
   mono: number;
   /** Not from a broker but on a direct link (docs/PROTOCOL.md §18); undefined for the broker's path. */
-  path?: InboundPath;
+  path: InboundPath | undefined;
 }
 
 /**
@@ -93,8 +93,23 @@ export class Inbound {
   /** Runs the steps over `frames` (`path`: a direct link's, listener.ts / direct-links.ts); never throws. */
   accept(frames: Buffer[], path?: InboundPath): void {
     const { core } = this.parts;
-    const m = { frames, opened: false } as Arrival;
-    if (path) m.path = path;
+    // Every field up front, in one literal: each message's object has one shape, so the steps'
+    // reads stay monomorphic (added one by one, they made a chain of shapes per message).
+    const m: Arrival = {
+      frames,
+      headerBytes: undefined!,
+      body: undefined!,
+      peer: "",
+      header: undefined!,
+      reply: undefined!,
+      sealedBy: "",
+      opened: false,
+      kept: false,
+      inner: undefined!,
+      now: 0,
+      mono: 0,
+      path,
+    };
     let i = 0;
     try {
       for (; i < this.steps.length && !m.kept; i++) this.steps[i]!.run(m);
@@ -140,7 +155,7 @@ export class Inbound {
         // Addressed to a service we serve: opened (and answered) with the service's key.
         const service = parseServiceAddress(m.header.to);
         const sealer: Sealer | undefined = service ? replica.sealerOf(service.name) : undefined;
-        m.reply = { peer: m.peer, inReplyTo: m.header, sealer: sealer ?? core.sealer, as: sealer ? serviceAddress(service!.name) : undefined };
+        m.reply = { peer: m.peer, inReplyTo: m.header, sealer: sealer ?? core.sealer, as: sealer ? serviceAddress(service!.name) : undefined, answered: false, via: undefined };
         if (m.header.k === "req") core.stats.requests++;
         if (service && !sealer) throw new ProtocolError("no_route", `this agent does not serve ${service.name}`);
         const path = m.path;

@@ -29,9 +29,9 @@ export interface ReplyPath {
   /** `svc:NAME` when sealed with a service's key. */
   as: string | undefined;
   /** Set once a response is sent, so that the guard answers at most once. */
-  answered?: boolean;
+  answered: boolean;
   /** The request came on this agent's listener (listener.ts): answers and events go back on that link. */
-  via?: ReplyVia;
+  via: ReplyVia | undefined;
 }
 
 export class Responder {
@@ -39,9 +39,10 @@ export class Responder {
 
   /**
    * Sends a sealed response; a result that a caller could not read (sendable.ts) or that is
-   * too large becomes a `tool_failed` / `too_large` error naming what was wrong.
+   * too large becomes a `tool_failed` / `too_large` error naming what was wrong. `checked`: the
+   * result was already found sendable (a tool's answer, handler.ts), so it is not walked again.
    */
-  respond(reply: ReplyPath, answer: Answer, exp = answerExp(reply.inReplyTo.exp)): void {
+  respond(reply: ReplyPath, answer: Answer, exp = answerExp(reply.inReplyTo.exp), checked = false): void {
     const core = this.core;
     if (core.isClosed()) return;
     reply.answered = true;
@@ -50,7 +51,8 @@ export class Responder {
     if (reply.inReplyTo.dur) header.dur = true; // the answer to a durable request waits for an offline caller too (docs/DURABLE.md)
     let frames: [Uint8Array, Uint8Array];
     try {
-      if (answer.st !== "error") checkSendable(answer.result, "result", 1);
+      // `checked`: the handler already walked this result (handler.ts sendable), once is enough.
+      if (answer.st !== "error" && !checked) checkSendable(answer.result, "result", 1);
       frames = seal(core, reply.sealer, reply.peer, header, { t: "res", ts: Date.now(), ...answer });
     } catch (err) {
       const code = err instanceof ZmcpError && err.code === "too_large" ? "too_large" : "tool_failed";

@@ -29,9 +29,4 @@ export class LazySignal {
     this.#reason = reason;
     this.#controller?.abort(reason);
   }
-
-  /** Makes `target.signal` read this one's, creating it on first read. */
-  install(target: { signal: AbortSignal }): void {
-    Object.defineProperty(target, "signal", { get: () => this.signal, configurable: true, enumerable: true });
-  }
 }

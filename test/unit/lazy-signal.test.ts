@@ -11,8 +11,11 @@ describe("LazySignal", () => {
   it("aborts with the deadline's reason, read before or after the abort", () => {
     const closing = new AbortController();
     const before = new LazySignal(closing.signal);
-    const ctx = { signal: closing.signal };
-    before.install(ctx);
+    const ctx = {
+      get signal(): AbortSignal {
+        return before.signal;
+      },
+    };
     const seen = ctx.signal;
     expect(seen.aborted).toBe(false);
     const reason = new TimeoutError("the caller's deadline passed");
@@ -46,7 +49,6 @@ describe("LazySignal", () => {
     };
     try {
       const lazy = new LazySignal(new Original().signal);
-      lazy.install({ signal: new Original().signal });
       lazy.abort(new Error("deadline"));
       expect(made).toHaveLength(0);
       void lazy.signal;
