@@ -92,6 +92,49 @@ describe("hotpath-attack: header codec, fast path against the generic one (regre
   });
 });
 
+describe("hotpath-attack: header codec, hand-made non-minimal and edge forms (regression)", () => {
+  const B = (...xs: Array<number | number[] | string>) =>
+    Uint8Array.from(xs.flatMap((x) => (typeof x === "string" ? [0xa0 + x.length, ...Buffer.from(x, "latin1")] : Array.isArray(x) ? x : [x])));
+  const id = [0xc4, 16, ...new Array(16).fill(1)];
+  const cases: Array<[string, Uint8Array]> = [
+    ["plain", B(0x85, "v", 1, "k", "req", "id", id, "to", "", "exp", 5)],
+    ["v as uint8", B(0x85, "v", [0xcc, 1], "k", "req", "id", id, "to", "", "exp", 5)],
+    ["v as float64 1.0", B(0x85, "v", [0xcb, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0], "k", "req", "id", id, "to", "", "exp", 5)],
+    ["to as str16", B(0x85, "v", 1, "k", "req", "id", id, "to", [0xda, 0, 2, 0x61, 0x62], "exp", 5)],
+    ["to as str8 of 129", B(0x85, "v", 1, "k", "req", "id", id, "to", [0xd9, 129, ...new Array(129).fill(0x61)], "exp", 5)],
+    ["to as str8 of 128", B(0x85, "v", 1, "k", "req", "id", id, "to", [0xd9, 128, ...new Array(128).fill(0x61)], "exp", 5)],
+    ["exp as uint64 2^53-1", B(0x85, "v", 1, "k", "req", "id", id, "to", "", "exp", [0xcf, 0, 0x1f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff])],
+    ["exp as uint64 2^53", B(0x85, "v", 1, "k", "req", "id", id, "to", "", "exp", [0xcf, 0, 0x20, 0, 0, 0, 0, 0, 0])],
+    ["exp as int64 5", B(0x85, "v", 1, "k", "req", "id", id, "to", "", "exp", [0xd3, 0, 0, 0, 0, 0, 0, 0, 5])],
+    ["exp as float 5.5", B(0x85, "v", 1, "k", "req", "id", id, "to", "", "exp", [0xcb, 0x40, 0x16, 0, 0, 0, 0, 0, 0])],
+    ["exp negative fixint", B(0x85, "v", 1, "k", "req", "id", id, "to", "", "exp", 0xff)],
+    ["id of 15", B(0x85, "v", 1, "k", "req", "id", [0xc4, 15, ...new Array(15).fill(1)], "to", "", "exp", 5)],
+    ["id as str", B(0x85, "v", 1, "k", "req", "id", "0123456789abcdef", "to", "", "exp", 5)],
+    ["repeated to", B(0x86, "v", 1, "k", "req", "id", id, "to", "a", "to", "b", "exp", 5)],
+    ["dur false", B(0x86, "v", 1, "k", "req", "id", id, "to", "", "exp", 5, "dur", 0xc2)],
+    ["dur nil", B(0x86, "v", 1, "k", "req", "id", id, "to", "", "exp", 5, "dur", 0xc0)],
+    ["sq negative", B(0x86, "v", 1, "k", "req", "id", id, "to", "", "exp", 5, "sq", 0xff)],
+    ["code of 65", B(0x86, "v", 1, "k", "req", "id", id, "to", "", "exp", 5, "code", [0xd9, 65, ...new Array(65).fill(0x61)])],
+    ["msg non-ASCII", B(0x86, "v", 1, "k", "req", "id", id, "to", "", "exp", 5, "msg", [0xa2, 0xc3, 0xa9])],
+    ["msg invalid UTF-8", B(0x86, "v", 1, "k", "req", "id", id, "to", "", "exp", 5, "msg", [0xa1, 0xff])],
+    ["unknown key", B(0x86, "v", 1, "k", "req", "id", id, "to", "", "exp", 5, "zz", 1)],
+    ["__proto__ key", B(0x86, "v", 1, "k", "req", "id", id, "to", "", "exp", 5, "__proto__", 0x80)],
+    ["v 2", B(0x85, "v", 2, "k", "req", "id", id, "to", "", "exp", 5)],
+    ["v 2 and an unknown key", B(0x86, "v", 2, "k", "req", "id", id, "to", "", "exp", 5, "zz", 1)],
+    ["kind upper case", B(0x85, "v", 1, "k", "REQ", "id", id, "to", "", "exp", 5)],
+    ["map16 form", B([0xde, 0, 5], "v", 1, "k", "req", "id", id, "to", "", "exp", 5)],
+    ["trailing byte", B(0x85, "v", 1, "k", "req", "id", id, "to", "", "exp", 5, 0xc0)],
+  ];
+  for (const [name, frame] of cases) {
+    it(`agrees: ${name}`, () => {
+      const want = genericDecode(frame);
+      const got = outcome(frame);
+      if (typeof want === "string") expect(got).toBe(want);
+      else expect(got).toEqual(want);
+    });
+  }
+});
+
 describe("hotpath-attack: encodeHeaderFast near the end of its 4 KiB scratch", () => {
   it("defers to the generic encoder (or writes its bytes) instead of throwing RangeError", () => {
     // Object.keys order: three 1024-char strings, one of 700, then a 255-byte binary: the SLACK

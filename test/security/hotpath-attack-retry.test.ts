@@ -8,6 +8,8 @@
  * "past their deadline" on the assumption that no later copy can be accepted. But a retry
  * whose offset is larger (the caller's clock stepped back: NTP, VM resume) is accepted after
  * that stored deadline by the inbound deadline step, finds no answer, and runs the tool again.
+ * The same without any clock step when the broker's queueing delay for the caller grows (the
+ * offset's minimum filter then rises two periods later): congestion, or a hostile broker.
  */
 import { decode } from "@msgpack/msgpack";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -66,8 +68,8 @@ describe("hotpath-attack: honest retry after the caller's clock steps back, cach
     await new Promise((r) => setTimeout(r, 1800)); // real time is now past order-1's deadline
     // An ordinary short call of the same caller: the share is full, so order-1's answer (past
     // its deadline on bob's estimate) is dropped to make room.
-    expect(await ask(newId(), "short", Date.now(), Date.now() + 100)).toMatchObject({ st: "ok" });
-    await new Promise((r) => setTimeout(r, 200));
+    expect(await ask(newId(), "short", Date.now(), Date.now() + 400)).toMatchObject({ st: "ok" });
+    await new Promise((r) => setTimeout(r, 700));
     // The answer to order-1 was lost; meanwhile the caller's clock stepped back by 10 s (NTP). By
     // its clock the call still has ~8 s to go, so the SDK retries: same rid, same exp, fresh id/ts.
     const peerNow = Date.now() - 10_000;
@@ -101,6 +103,35 @@ describe("hotpath-attack: the same at the class level (inbound.ts's deadline ste
     const verdict = deliver("order-1", T + 2000 - 10_000, T + 1500, T + 2001);
     expect(verdict).not.toBe("expired"); // accepted by the deadline step
     expect(verdict).toBe("earlier"); // must get the first answer, not run again
+  });
+
+  it("no clock step: with a broker queue grown to 20 s (congestion, or a hostile broker), an honest retry is not a second run", () => {
+    const clocks = new ClockOffsets();
+    const cache = new AnswerCache(120_000, { maxEntries: 1000, maxBytes: 1 << 30, maxEntriesPerOwner: 1, maxBytesPerOwner: 1 << 30 }, 60_000);
+    const S = 1_800_000_000_000;
+    const runs = new Map<string, number>();
+    // Clocks in sync; every message is stamped when sent (ts) and arrives `now` (bob's clock).
+    const deliver = (key: string, ts: number, exp: number, now: number) => {
+      const deadline = exp + clocks.observe("caller", ts, now, now - S);
+      if (deadline < now) return "expired";
+      const begun = cache.begin(key, "caller", now, deadline);
+      if (begun.kind === "new") {
+        runs.set(key, (runs.get(key) ?? 0) + 1);
+        cache.finish(key, { st: "ok", result: key }, 10, true, now);
+      }
+      return begun.kind;
+    };
+    clocks.observe("caller", S, S + 1, 1); // fast transit: offset 1
+    clocks.observe("caller", S + 40_001, S + 60_001, 60_001); // from here the broker's queue delays this caller 20 s
+    // A 30 s call, sent at S + 99,000, delivered 20 s later: its deadline read as exp + 1 (the minimum lags).
+    expect(deliver("R", S + 99_000, S + 129_000, S + 119_000)).toBe("new");
+    // The answer is lost (or dropped by the broker). A short call of the same caller, past R's
+    // deadline on bob's estimate, takes the (full) share's room: R's answer is dropped.
+    expect(deliver("short", S + 110_000, S + 111_000, S + 130_000)).toBe("new");
+    // The SDK's retry of R, sent at S + 112,000 (before exp on its clock), also queued 20 s.
+    const verdict = deliver("R", S + 112_000, S + 129_000, S + 132_000);
+    expect(verdict).not.toBe("expired"); // accepted: the offset estimate is now 20 s
+    expect(runs.get("R")).toBe(1); // the tool must not run again
   });
 
   it("one caller's full share does not drop another caller's answers (full sweep at most once a second)", () => {
