@@ -1060,7 +1060,7 @@ class Agent(CatalogCaller):
             self._jobs[job_id] = record
             self._job_budget.add(reply["peer"], 1, 0)
             accepted = {"st": "accepted", "result": {"job_id": job_id}}
-            self._finish_answer(key, accepted)
+            self._finish_answer(key, accepted, reply["exp"])
             self._respond(reply, accepted)
             ctx.job_id = job_id
 
@@ -1088,17 +1088,20 @@ class Agent(CatalogCaller):
         try:
             answer = await asyncio.wait_for(self._run(tool, req["args"], ctx), max(0.001, (reply["exp"] - now_ms()) / 1000))
         except asyncio.TimeoutError:
-            self._finish_answer(key, _failure("expired", f"{tool_name} was still running at the caller's deadline"))
+            self._finish_answer(key, _failure("expired", f"{tool_name} was still running at the caller's deadline"), reply["exp"])
             return
-        self._finish_answer(key, answer)
+        self._finish_answer(key, answer, reply["exp"])
         self._respond(reply, answer)
 
-    def _finish_answer(self, key: str, answer: dict) -> None:
+    def _finish_answer(self, key: str, answer: dict, deadline_ms: float) -> None:
         earlier = self._answers.get(key)
         if isinstance(earlier, asyncio.Future) and not earlier.done():
             earlier.set_result(answer)
         self._answers[key] = answer
-        self._answer_times[key] = time.monotonic() + 120
+        # Kept while a copy of the request can still be accepted (PROTOCOL §8.3, T13): its exp +
+        # the 60 s window. `deadline_ms` is exp read on this clock (offset within ±60 s), so 120 s
+        # past the later of now and the deadline covers it.
+        self._answer_times[key] = time.monotonic() + 120 + max(0.0, (deadline_ms - now_ms()) / 1000)
         owner, counted = self._answer_owner.get(key, (None, 0))
         if owner is not None and counted == 0:
             nbytes = _encoded_size(answer) + ANSWER_OVERHEAD_BYTES

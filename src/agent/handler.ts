@@ -137,9 +137,10 @@ export class Handler {
     }
     // idempotency: a retried request (same id from the same caller) gets the first answer; the tool runs once.
     const key = `${reply.peer}:${idKey(request.rid)}`;
-    const begun = this.#answers.begin(key, reply.peer, Date.now(), reply.inReplyTo.exp);
+    const begun = this.#answers.begin(key, reply.peer, Date.now(), reply.inReplyTo.exp, reply.sentExp);
     if (begun.kind === "earlier") return void begun.answer.then(respond);
     if (begun.kind === "full") return respond(failure("busy", begun.reason));
+    if (begun.kind === "dropped") return respond(failure("expired", begun.reason));
     // concurrency
     const max = this.core.options.maxConcurrency;
     const full = this.#active >= max ? `${this.#active} tool runs in progress (maxConcurrency ${max})` : tool.info.job ? this.jobs.refusal(reply.peer) : undefined;

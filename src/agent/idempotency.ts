@@ -3,17 +3,22 @@
  * timeout, a lost answer, a broker restart) gets the first answer; the tool runs once.
  * A retry that arrives while the first run is still going waits for that run.
  *
- * Entries are kept `ttlMs` after they finish. Memory is bounded by a {@link ByteBudget} in
+ * An answer is kept as long as a copy of its request can still be accepted: until the `exp` its
+ * caller wrote plus the late window (the replay window: inbound.ts refuses any copy past
+ * `exp + window`, whatever its clock offset). Memory is bounded by a {@link ByteBudget} in
  * entries and bytes, per caller and in total. When a new request does not fit, answers whose
- * request deadline has passed are dropped first (their caller has stopped retrying: a later
- * copy could only be a replay, which the replay guard refuses). Then, if bytes are what is
- * full, the oldest answers' bodies are dropped, down to three quarters of the bound: the entry
- * stays, so a retry of such a request still never runs the tool again, and gets
- * {@link DROPPED_ANSWER} instead of the answer (a retry is rare: it means the first answer was
- * lost). Only when entries are what is full is a request refused (`busy`). Without the first
- * step a caller at a few hundred calls a second filled its budget in two minutes; without the
- * second, 16 MiB per caller held 256 answers of 64 KiB, so a caller with 10 s deadlines could
- * make about 25 such calls a second (measured by the direct-links benchmark).
+ * request deadline has passed on this agent's reading are dropped first (honest callers have
+ * stopped retrying) and the caller's highest dropped `exp` is remembered: a later copy of
+ * such a request (possible only if that caller's clock stepped back or its queueing delay grew,
+ * so that its deadline reads later now) is refused `expired`, never run a second time (the
+ * adversarial review of issue 12). Then, if bytes are what is full, the oldest answers' bodies
+ * are dropped, down to three quarters of the bound: the entry stays, so a retry of such a
+ * request still never runs the tool again, and gets {@link DROPPED_ANSWER} instead of the
+ * answer (a retry is rare: it means the first answer was lost). Only when entries are what is
+ * full is a request refused (`busy`). Without the first step a caller at a few hundred calls a
+ * second filled its budget in two minutes; without the second, 16 MiB per caller held 256
+ * answers of 64 KiB, so a caller with 10 s deadlines could make about 25 such calls a second
+ * (measured by the direct-links benchmark).
  */
 import { ByteBudget, type BudgetLimits } from "../support/budget.js";
 import type { Response } from "../wire/envelope.js";
@@ -29,6 +34,8 @@ interface Entry {
   forgetAt: number;
   /** The request's deadline (ms, this agent's clock): past it no honest retry comes. */
   deadline: number;
+  /** The request's `exp` as its caller wrote it: no copy is accepted after `sentExp + lateMs`. */
+  sentExp: number;
 }
 
 /**
@@ -54,8 +61,11 @@ export const DROPPED_ANSWER: Answer = Object.freeze({
   }),
 }) as Answer;
 
-/** What {@link AnswerCache.begin} found: a new run, an earlier answer to wait for, or no room. */
-export type Begun = { kind: "new" } | { kind: "earlier"; answer: Promise<Answer> } | { kind: "full"; reason: string };
+/**
+ * What {@link AnswerCache.begin} found: a new run, an earlier answer to wait for, no room, or a
+ * request whose answer may have been dropped after its deadline (refused `expired`, not run).
+ */
+export type Begun = { kind: "new" } | { kind: "earlier"; answer: Promise<Answer> } | { kind: "full"; reason: string } | { kind: "dropped"; reason: string };
 
 function ownMap(maps: Map<string, Map<string, Entry>>, owner: string): Map<string, Entry> {
   let own = maps.get(owner);
@@ -75,15 +85,21 @@ export class AnswerCache {
   readonly #ownBodies = new Map<string, Map<string, Entry>>();
   /** Each owner's finished entries, in finish order: what is past its deadline is taken from the front under pressure. */
   readonly #ownFinished = new Map<string, Map<string, Entry>>();
+  /**
+   * Per owner, the highest `exp` of an answer dropped while a copy of its request could still
+   * be accepted, and until when that matters: a new request at or below it is refused.
+   */
+  readonly #dropped = new Map<string, { exp: number; until: number }>();
+  #lastOwnSweep = new Map<string, number>();
   readonly budget: ByteBudget;
   /** Answers whose body was dropped to make room (their entries stay), since start. */
   bodiesDropped = 0;
   #lastSweep = -Infinity;
 
   /**
-   * @param ttlMs how long a finished answer is kept at most, ms; default 120,000
+   * @param ttlMs a request's deadline when {@link begin} is given none, ms; default 120,000
    * @param limits entries and bytes held at most, per caller and in total
-   * @param lateMs how long after its deadline a copy of a request can still be accepted (the
+   * @param lateMs how long after its `exp` a copy of a request can still be accepted (the
    *   receiver's replay window, inbound.ts's expiry step): an answer is kept until then and no
    *   longer, since every later copy is refused `expired` before it gets here. Default: ttlMs.
    */
@@ -99,15 +115,20 @@ export class AnswerCache {
    * For a new key: records it as running (the caller runs the tool and then calls
    * {@link finish}). For a known key: the first answer, when it comes.
    */
-  begin(key: string, owner: string, now = Date.now(), deadline = now + this.ttlMs): Begun {
+  begin(key: string, owner: string, now = Date.now(), deadline = now + this.ttlMs, sentExp = deadline): Begun {
     this.#prune(now);
     const entry = this.#entries.get(key);
     if (!entry) {
+      const dropped = this.#dropped.get(owner);
+      if (dropped !== undefined && now > dropped.until) this.#dropped.delete(owner);
+      else if (dropped !== undefined && sentExp <= dropped.exp) {
+        return { kind: "dropped", reason: "past its deadline: answers of this caller's requests up to this deadline were dropped to make room, so it is not run (again)" };
+      }
       let reason = this.budget.refusal(owner);
       if (reason !== undefined && this.#dropPastDeadline(owner, now)) reason = this.budget.refusal(owner);
       if (reason !== undefined && this.#dropBodies(owner)) reason = this.budget.refusal(owner);
       if (reason !== undefined) return { kind: "full", reason: `idempotency cache full: ${reason}` };
-      this.#entries.set(key, { owner, answer: undefined, bytes: 0, waiters: [], forgetAt: Infinity, deadline });
+      this.#entries.set(key, { owner, answer: undefined, bytes: 0, waiters: [], forgetAt: Infinity, deadline, sentExp });
       this.budget.add(owner, 1, 0);
       return { kind: "new" };
     }
@@ -126,9 +147,8 @@ export class AnswerCache {
       entry.answer = answer;
       entry.bytes = bytes + ENTRY_OVERHEAD_BYTES;
       this.budget.add(entry.owner, 0, entry.bytes);
-      // Kept while a retry can still be accepted, and never longer than the ttl: at a few
-      // thousand calls a second with 10 s deadlines, half the entries of a 120 s ttl.
-      entry.forgetAt = Math.min(now + this.ttlMs, Math.max(now, entry.deadline + this.lateMs + 1)); // + 1: expiry is inclusive
+      // Kept exactly while a copy can still be accepted (+ 1: expiry is inclusive).
+      entry.forgetAt = Math.max(now, entry.sentExp + this.lateMs + 1);
       // Re-insert so that insertion order follows finish time (pruning walks from the front;
       // an entry with a later deadline in front holds back those behind it, for its own time at most).
       this.#entries.delete(key);
@@ -171,22 +191,44 @@ export class AnswerCache {
     const l = this.budget.limits;
     const held = this.budget.held(owner);
     const ownFull = held.entries >= l.maxEntriesPerOwner || held.bytes >= l.maxBytesPerOwner;
+    // Only the owner's own answers when its share is what is full: another caller's stay (the
+    // adversarial review found one caller's full share emptying everyone's past-deadline answers).
+    const from = ownFull ? this.#ownFinished.get(owner) : this.#entries;
     let dropped = false;
-    for (const [key, entry] of (ownFull ? this.#ownFinished.get(owner) : this.#entries) ?? []) {
+    for (const [key, entry] of from ?? []) {
       if (!entry.answer) continue; // still running (only in #entries)
       if (entry.deadline >= now) break;
-      this.#forget(key, entry);
+      this.#dropPast(key, entry, now);
       dropped = true;
     }
-    if (dropped || now - this.#lastSweep < 1000) return dropped;
-    this.#lastSweep = now;
-    for (const [key, entry] of this.#entries) {
+    const sweeps = ownFull ? this.#lastOwnSweep : undefined;
+    const last = sweeps ? (sweeps.get(owner) ?? -Infinity) : this.#lastSweep;
+    if (dropped || now - last < 1000) return dropped;
+    if (sweeps) {
+      sweeps.set(owner, now);
+      if (sweeps.size > 10_000) sweeps.delete(sweeps.keys().next().value!);
+    } else this.#lastSweep = now;
+    for (const [key, entry] of from ?? []) {
       if (entry.answer && entry.deadline < now) {
-        this.#forget(key, entry);
+        this.#dropPast(key, entry, now);
         dropped = true;
       }
     }
     return dropped;
+  }
+
+  /** Forgets an answer past its deadline, remembering its `exp` for as long as a copy of its request could come. */
+  #dropPast(key: string, entry: Entry, now: number): void {
+    const until = entry.sentExp + this.lateMs + 1;
+    if (until > now) {
+      const mark = this.#dropped.get(entry.owner);
+      if (mark === undefined) this.#dropped.set(entry.owner, { exp: entry.sentExp, until });
+      else {
+        mark.exp = Math.max(mark.exp, entry.sentExp);
+        mark.until = Math.max(mark.until, until);
+      }
+    }
+    this.#forget(key, entry);
   }
 
   /**

@@ -155,7 +155,7 @@ export class Inbound {
         // Addressed to a service we serve: opened (and answered) with the service's key.
         const service = parseServiceAddress(m.header.to);
         const sealer: Sealer | undefined = service ? replica.sealerOf(service.name) : undefined;
-        m.reply = { peer: m.peer, inReplyTo: m.header, sealer: sealer ?? core.sealer, as: sealer ? serviceAddress(service!.name) : undefined, answered: false, via: undefined };
+        m.reply = { peer: m.peer, inReplyTo: m.header, sealer: sealer ?? core.sealer, as: sealer ? serviceAddress(service!.name) : undefined, answered: false, via: undefined, sentExp: m.header.exp };
         if (m.header.k === "req") core.stats.requests++;
         if (service && !sealer) throw new ProtocolError("no_route", `this agent does not serve ${service.name}`);
         const path = m.path;

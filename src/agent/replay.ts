@@ -45,6 +45,8 @@ export class ReplayGuard {
   readonly #seen = new Map<string, { forgetAt: number; share: SenderShare | undefined }>();
   /** Sender → its share of #seen (senders with at least one id held). */
   readonly #shares = new Map<string, SenderShare>();
+  /** The latest `forgetAt` of an id pruned: a message whose id would be forgotten by then cannot be checked. */
+  #prunedUpTo = -Infinity;
 
   /**
    * @param windowMs accepted clock difference, ms; default 60,000
@@ -87,6 +89,10 @@ export class ReplayGuard {
     }
     this.#prune(now);
     if (this.#seen.has(key)) throw new ProtocolError("replay", "message id seen before (replayed)");
+    // Its id may have been pruned already: this clock stepped back since (NTP, a VM resumed), or
+    // it was stamped ahead. It cannot be checked, so it is not run; a sender still waiting sends
+    // it again, fresh (the adversarial review: a 2 ms step back let a captured copy run twice).
+    if (ts + this.windowMs + 1 <= this.#prunedUpTo) throw new ProtocolError("busy", "message stamped before ids this agent has already forgotten (its clock stepped back); send it again");
     if (this.#seen.size >= this.maxSeen) throw new ProtocolError("busy", "replay cache full");
     let share: SenderShare | undefined;
     if (sender !== undefined) {
@@ -118,6 +124,7 @@ export class ReplayGuard {
   #prune(now: number): void {
     for (const [key, { forgetAt, share }] of this.#seen) {
       if (forgetAt > now) break;
+      if (forgetAt > this.#prunedUpTo) this.#prunedUpTo = forgetAt;
       this.#seen.delete(key);
       if (share !== undefined && --share.held === 0) this.#shares.delete(share.sender);
     }

@@ -24,6 +24,8 @@ export interface ReplyPath {
   peer: string;
   /** The request's header (its `exp` read on this agent's clock). */
   inReplyTo: Header;
+  /** The request's `exp` as its sender wrote it (the answer cache keeps answers by it). */
+  sentExp: number;
   /** This agent's sealer, or the served service's. */
   sealer: Sealer;
   /** `svc:NAME` when sealed with a service's key. */

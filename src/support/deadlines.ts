@@ -57,9 +57,11 @@ export class Deadlines {
       if (entry.at <= now) due.push(entry);
       else if (entry.at < next) next = entry.at;
     }
-    for (const entry of due) this.#entries.delete(entry);
-    // Fired after the scan: a callback may add or cancel entries. One that throws does not stop the others.
+    // Fired after the scan: a callback may add or cancel entries (one cancelled by an earlier
+    // callback of this sweep is no longer in the set, and does not fire: the adversarial review).
+    // One that throws does not stop the others.
     for (const entry of due) {
+      if (!this.#entries.delete(entry)) continue;
       try {
         entry.fire();
       } catch {

@@ -13,7 +13,8 @@
  *   (known keys once each, the expected types in their plain forms, nothing after the map) and
  *   undefined for everything else, which then goes through the generic decoder and the
  *   schema, which accept it or word the refusal. So both paths give the same result
- *   (test/unit/header-codec.test.ts compares them on random and hostile input).
+ *   (test/unit/envelope-fastpath.test.ts and test/security/hotpath-attack-header-codec.test.ts
+ *   compare them on probed, random and hostile input).
  */
 import type { Header } from "./envelope.js";
 import { MAX_ADDRESS_CHARS } from "./limits.js";
@@ -223,7 +224,7 @@ export function encodeHeaderFast(header: Header): Uint8Array | undefined {
         out[p++] = c;
       }
     } else if (value instanceof Uint8Array) {
-      if (value.length > 0xff) return undefined;
+      if (value.length > 0xff || p + 2 + value.length > out.length) return undefined;
       out[p++] = 0xc4;
       out[p++] = value.length;
       out.set(value, p);

@@ -75,9 +75,11 @@ describe("hotpath-attack: honest retry after the caller's clock steps back, cach
     const peerNow = Date.now() - 10_000;
     expect(peerNow).toBeLessThan(exp); // honest: before the deadline on the caller's clock
     const retry = await ask(rid, "order-1", peerNow, exp);
-    // bob accepted the retry (the deadline step read it as exp + 10 s) ...
-    expect(retry.st).toBe("ok");
-    // ... and the tool must still have run once only.
+    // bob accepted the retry past its dropped answer (the deadline step read it as exp + 10 s):
+    // the answer cache remembers the highest exp it dropped for this caller and refuses the
+    // retry `expired` (src/agent/idempotency.ts) ...
+    expect(retry).toMatchObject({ st: "error", error: { code: "expired" } });
+    // ... so the tool ran once only.
     expect(runs.get("order-1")).toBe(1);
   });
 });
@@ -91,7 +93,7 @@ describe("hotpath-attack: the same at the class level (inbound.ts's deadline ste
     const deliver = (key: string, ts: number, exp: number, now: number) => {
       const deadline = exp + clocks.observe("caller", ts, now, now - T);
       if (deadline < now) return "expired";
-      const begun = cache.begin(key, "caller", now, deadline);
+      const begun = cache.begin(key, "caller", now, deadline, exp); // the raw exp too, as handler.ts passes it
       if (begun.kind === "new") cache.finish(key, { st: "ok", result: key }, 10, true, now);
       return begun.kind;
     };
@@ -102,7 +104,7 @@ describe("hotpath-attack: the same at the class level (inbound.ts's deadline ste
     // The caller's clock steps back 10 s; it retries order-1 (same exp) at real T + 2000.
     const verdict = deliver("order-1", T + 2000 - 10_000, T + 1500, T + 2001);
     expect(verdict).not.toBe("expired"); // accepted by the deadline step
-    expect(verdict).toBe("earlier"); // must get the first answer, not run again
+    expect(verdict).toBe("dropped"); // refused by the answer cache (its answer was dropped), not run again
   });
 
   it("no clock step: with a broker queue grown to 20 s (congestion, or a hostile broker), an honest retry is not a second run", () => {
@@ -114,7 +116,7 @@ describe("hotpath-attack: the same at the class level (inbound.ts's deadline ste
     const deliver = (key: string, ts: number, exp: number, now: number) => {
       const deadline = exp + clocks.observe("caller", ts, now, now - S);
       if (deadline < now) return "expired";
-      const begun = cache.begin(key, "caller", now, deadline);
+      const begun = cache.begin(key, "caller", now, deadline, exp);
       if (begun.kind === "new") {
         runs.set(key, (runs.get(key) ?? 0) + 1);
         cache.finish(key, { st: "ok", result: key }, 10, true, now);

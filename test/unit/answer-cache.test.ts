@@ -84,21 +84,36 @@ describe("answer cache", () => {
     expect(cache.begin("c:2", "c", t0 + 3, t0 + 60_000).kind).toBe("full");
   });
 
-  it("an answer is kept until its request's deadline plus the late window (when no copy can be accepted any more), never past the ttl", async () => {
+  it("an answer is kept until its request's exp plus the late window (when no copy can be accepted any more), however long that is", async () => {
     const cache = new AnswerCache(120_000, limits, 60_000);
     const t0 = 5_000_000;
-    cache.begin("a:0", "a", t0, t0 + 10_000); // deadline in 10 s: kept until t0 + 70 s
+    cache.begin("a:0", "a", t0, t0 + 10_000, t0 + 10_000); // exp in 10 s: kept until t0 + 70 s
     cache.finish("a:0", ok, 10, true, t0);
-    cache.begin("b:0", "b", t0, t0 + 600_000); // deadline in 10 min: the ttl (120 s) bounds it
+    cache.begin("b:0", "b", t0, t0 + 600_000, t0 + 600_000); // exp in 10 min: kept until t0 + 11 min
     cache.finish("b:0", ok, 10, true, t0);
-    const inside = cache.begin("a:0", "a", t0 + 69_999, t0 + 10_000);
-    expect(inside.kind).toBe("earlier");
-    expect(cache.begin("x:0", "x", t0 + 70_001, t0 + 80_000).kind).toBe("new");
+    expect(cache.begin("a:0", "a", t0 + 70_000, t0 + 10_000, t0 + 10_000).kind).toBe("earlier"); // inclusive
+    expect(cache.begin("x:0", "x", t0 + 70_002, t0 + 80_000).kind).toBe("new");
     expect(cache.size).toBe(2); // a:0 forgotten, b:0 and x:0 held
-    expect(cache.begin("b:0", "b", t0 + 119_000, t0 + 600_000).kind).toBe("earlier");
-    cache.finish("x:0", ok, 10, true, t0 + 70_001);
-    expect(cache.begin("y:0", "y", t0 + 150_001, t0 + 160_000).kind).toBe("new");
-    expect(cache.size).toBe(1); // b:0 gone at the ttl, x:0 at its deadline + 60 s
+    expect(cache.begin("b:0", "b", t0 + 660_000, t0 + 600_000, t0 + 600_000).kind).toBe("earlier");
+    cache.finish("x:0", ok, 10, true, t0 + 70_002);
+    expect(cache.begin("y:0", "y", t0 + 660_002, t0 + 670_000).kind).toBe("new");
+    expect(cache.size).toBe(1); // b:0 gone at its exp + 60 s, x:0 at its own
+  });
+
+  it("a request whose answer was dropped after its deadline is refused, not run, if a copy still comes (its deadline now reads later)", () => {
+    const cache = new AnswerCache(120_000, { ...limits, maxEntriesPerOwner: 1 }, 60_000);
+    const t0 = 8_000_000;
+    expect(cache.begin("a:0", "a", t0, t0 + 1000, t0 + 1000).kind).toBe("new");
+    cache.finish("a:0", ok, 10, true, t0);
+    // Past a:0's deadline, a's next request makes room by dropping a:0 (its exp is remembered).
+    expect(cache.begin("a:1", "a", t0 + 2000, t0 + 3000, t0 + 3000).kind).toBe("new");
+    cache.finish("a:1", ok, 10, true, t0 + 2000);
+    // A copy of a:0 (same exp) read with a later deadline (the caller's clock stepped back): refused.
+    expect(cache.begin("a:0", "a", t0 + 2500, t0 + 11_000, t0 + 1000).kind).toBe("dropped");
+    // Another caller is not concerned; a's new requests with later exps are not either.
+    expect(cache.begin("b:0", "b", t0 + 2500, t0 + 1000, t0 + 1000).kind).toBe("new");
+    // After exp + late window the mark is forgotten (the expiry check refuses such copies anyway).
+    expect(cache.begin("a:9", "a", t0 + 61_002, t0 + 70_000, t0 + 70_000).kind).not.toBe("dropped");
   });
 
   it("dropping bodies over several rounds takes the oldest remaining bodies each time, one owner's or anyone's", async () => {
