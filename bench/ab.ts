@@ -28,11 +28,12 @@ const program = new Command()
   .option("--systems <ids>", "systems (as zmq-bench --systems)", "zmcp-sealed,zmcp-direct,nats")
   .option("--payloads <list>", "payload sizes, bytes", "256")
   .option("--calls <n>", "sequential calls per payload and round", "3000")
+  .option("--warmup <n>", "warm-up calls before the sequential calls (the same on both sides)", "3000")
   .option("--duration <ms>", "measured time per throughput cell", "1500")
   .addOption(new Option("--windows <list>", "calls in flight").default("1,16,256"))
   .showHelpAfterError()
   .parse();
-const opts = program.opts<{ base: string; rounds: number; systems: string; payloads: string; calls: string; duration: string; windows: string }>();
+const opts = program.opts<{ base: string; rounds: number; systems: string; payloads: string; calls: string; warmup: string; duration: string; windows: string }>();
 
 const git = (...args: string[]) => execFileSync("git", args, { cwd: ROOT, encoding: "utf8" }).trim();
 const baseRev = git("rev-parse", "--short", opts.base);
@@ -61,7 +62,7 @@ mkdirSync(out, { recursive: true });
 function runSide(side: Side, round: number): void {
   const root = side === "base" ? baseDir : ROOT;
   const name = `${side}-${round}-${Date.now()}`;
-  const args = [join(root, "dist", "bench", "cli.js"), "--quick", "--systems", opts.systems, "--payloads", opts.payloads, "--calls", opts.calls, "--duration", opts.duration, "--windows", opts.windows, "--out", out, "--name", name];
+  const args = [join(root, "dist", "bench", "cli.js"), "--quick", "--systems", opts.systems, "--payloads", opts.payloads, "--calls", opts.calls, "--warmup", opts.warmup, "--duration", opts.duration, "--windows", opts.windows, "--out", out, "--name", name];
   process.stderr.write(`round ${round + 1}/${opts.rounds}: ${side} (${side === "base" ? baseRev : "working tree"})\n`);
   const r = spawnSync(process.execPath, args, { cwd: root, stdio: ["ignore", "ignore", "inherit"] });
   if (r.status !== 0 && r.status !== 1) throw new Error(`${side} run failed (${r.status})`);
