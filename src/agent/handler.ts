@@ -149,27 +149,9 @@ export class Handler {
       this.#answers.finish(key, busy, 0, false); // not remembered: a retry may find room
       return respond(busy);
     }
-    // run. A plain call's signal is made only if the handler reads it (an AbortSignal.any per
-    // call was a measurable share of a callee's CPU: support/lazy-signal.ts); an accessor in
-    // the literal, so that every context has one shape (defining it afterwards cost as much again).
-    const closing = this.core.closing;
-    const late = tool.info.job ? undefined : new LazySignal(closing);
-    let assigned: AbortSignal | undefined;
-    const ctx: ToolContext = {
-      from: reply.peer,
-      fromName: this.core.directory.nameOf(reply.peer),
-      requestId: idKey(request.rid),
-      deadline: reply.inReplyTo.exp,
-      get signal(): AbortSignal {
-        return assigned ?? late?.signal ?? closing;
-      },
-      set signal(signal: AbortSignal) {
-        assigned = signal;
-      },
-      token: grant,
-      jobId: undefined,
-      progress: (progress) => void checkProgress(progress),
-    };
+    // run
+    const late = tool.info.job ? undefined : new LazySignal(this.core.closing);
+    const ctx = new RunContext(reply.peer, this.core.directory.nameOf(reply.peer), idKey(request.rid), reply.inReplyTo.exp, this.core.closing, late, grant);
     if (tool.info.job) return this.#startJob(tool, parsed.data, ctx, reply, key);
     const ran = await this.#runTool(tool, parsed.data, ctx, reply.inReplyTo.exp, late);
     const [answer, bytes] = this.#fitting(sendable(ran.answer, 1));
@@ -324,4 +306,50 @@ function sendable(answer: Answer, depth: number): Answer {
   } catch (err) {
     return failure("tool_failed", `result not sendable: ${describeThrown(err)}`);
   }
+}
+
+/**
+ * A tool run's context. A plain call's `signal` is made only if the handler reads it (an
+ * AbortSignal.any per call was a measurable share of a callee's CPU: support/lazy-signal.ts),
+ * so it is an accessor: an own, enumerable one (a context spread into another keeps it), defined
+ * with the same functions on every context so that all contexts share one shape (a getter in an
+ * object literal, or one defined per call with fresh closures, gave each context a shape of its own).
+ */
+class RunContext implements ToolContext {
+  #assigned: AbortSignal | undefined;
+  readonly #closing: AbortSignal;
+  readonly #late: LazySignal | undefined;
+  declare signal: AbortSignal;
+  jobId: string | undefined = undefined;
+  progress: (progress: Progress) => void = checkProgressOnly;
+
+  constructor(
+    public from: string,
+    public fromName: string | undefined,
+    public requestId: string,
+    public deadline: number,
+    closing: AbortSignal,
+    late: LazySignal | undefined,
+    public token: VerifiedToken | undefined,
+  ) {
+    this.#closing = closing;
+    this.#late = late;
+    Object.defineProperty(this, "signal", RunContext.#SIGNAL);
+  }
+
+  static readonly #SIGNAL: PropertyDescriptor = {
+    get(this: RunContext): AbortSignal {
+      return this.#assigned ?? this.#late?.signal ?? this.#closing;
+    },
+    set(this: RunContext, signal: AbortSignal) {
+      this.#assigned = signal;
+    },
+    enumerable: true,
+    configurable: true,
+  };
+}
+
+/** A plain call's `progress`: checks what a job's would, sends nothing. */
+function checkProgressOnly(progress: Progress): void {
+  void checkProgress(progress);
 }

@@ -34,7 +34,9 @@ agent
   })
   .tool("job-result", { input: z.object({ kind: z.enum(["map", "deep"]) }), job: true }, ({ kind }) => (kind === "map" ? new Map([["a", 1]]) : nested(31)))
   .tool("hang", { input: z.object({}) }, (_args, ctx) => {
-    ctx.signal.addEventListener("abort", () => aborted++);
+    // Read from a copy: a spread context keeps its (lazily made) signal (handler.ts RunContext).
+    const copy = { ...ctx };
+    copy.signal.addEventListener("abort", () => aborted++);
     return new Promise(() => undefined);
   })
   .tool("aborted", { input: z.object({}) }, () => aborted);
