@@ -205,7 +205,8 @@ export class Inbound {
         else if (m.header.k === "evt") follower.checkSealer(m.sealedBy);
       },
       open: (m) => {
-        const plaintext = m.reply.sealer.open(m.sealedBy, m.body);
+        // Decrypted over the received frame itself: nothing reads the body after this step.
+        const plaintext = m.reply.sealer.openInPlace(m.sealedBy, m.body);
         m.opened = true;
         // A request's arguments stay undecoded until its token is checked (handler.ts).
         m.inner = decodeInner(plaintext, m.headerBytes, maxMessageBytes, { deferArgs: true });

@@ -75,4 +75,13 @@ export class Sealer {
   open(peer: string, body: Uint8Array): Uint8Array {
     return openWith(this.sharedKey(peer), body);
   }
+
+  /** As {@link open}, decrypting over the body itself (box.ts openInPlace): for a received frame read once. */
+  openInPlace(peer: string, body: Uint8Array): Uint8Array {
+    const sharedKey = this.sharedKey(peer);
+    if (body.length < SEAL_OVERHEAD) throw new ProtocolError("bad_seal", `sealed body of ${body.length} bytes is shorter than ${SEAL_OVERHEAD}`);
+    const plaintext = box.openInPlace(sharedKey, body);
+    if (!plaintext) throw new ProtocolError("bad_seal", "sealed body did not open (wrong key or tampered)");
+    return plaintext;
+  }
 }

@@ -101,4 +101,27 @@ describe("native crypto against the pure-JS reference", () => {
     expect(Buffer.from(jsBox.open(key, body)!).toString()).toBe("hello bob");
     expect(Buffer.from(native.open(key, body)!).toString()).toBe("hello bob");
   });
+
+  it("openInPlace gives what open gives, over the body itself, and leaves a body that does not open as it was", () => {
+    fc.assert(
+      fc.property(bytes(32), bytes(NONCE_BYTES), plaintexts, fc.nat(), (key, nonce, plaintext, flip) => {
+        for (const backend of [native, jsBox]) {
+          const sealed = backend.seal(key, nonce, plaintext);
+          const expected = backend.open(key, sealed);
+          const body = Uint8Array.from(sealed);
+          const opened = backend.openInPlace(key, body);
+          if (!eq(opened, expected) && !(plaintext.length === 0 && opened?.length === 0)) return false;
+          // Tampered: refused, and the body is untouched (the tag is checked before anything is written).
+          const tampered = Uint8Array.from(sealed);
+          const at = flip % tampered.length;
+          tampered[at] = tampered[at]! ^ 1;
+          const before = Uint8Array.from(tampered);
+          if (backend.openInPlace(key, tampered) !== undefined) return false;
+          if (!Buffer.from(tampered).equals(Buffer.from(before))) return false;
+        }
+        return true;
+      }),
+      { numRuns: 200 },
+    );
+  });
 });
