@@ -57,7 +57,15 @@ class Guards(unittest.TestCase):
             g.check("p:1", 10_000, 10_600)
         with self.assertRaises(zmcp.ReplayError):
             g.check("p:2", 10_000, 11_001)
-        g.check("p:1", 13_000, 13_000)  # forgotten after 2 windows
+        g.check("p:1", 13_000, 13_000)  # forgotten at ts + window
+
+    def test_replay_guard_after_a_clock_step_back(self):
+        g = ReplayGuard(window_ms=60_000, not_before=0)
+        t = 1_800_000_000_000
+        g.check("m:1", t, t + 5)
+        g.check("c:1", t + 60_001, t + 60_001)  # m:1's id is pruned here
+        with self.assertRaises(zmcp.BusyError):  # this clock stepped back 2 ms: not run again
+            g.check("m:1", t, t + 59_999)
 
     def test_clock_offsets_take_the_minimum(self):
         c = ClockOffsets(period_ms=60_000)

@@ -50,6 +50,9 @@ class ReplayGuard:
         self.max_seen = max_seen
         self.not_before = not_before if not_before is not None else now_ms() - (2_000 if start_grace is None else start_grace)
         self._seen: dict[str, int] = {}
+        # The latest forget time of an id pruned: a message whose id would be forgotten by then
+        # cannot be checked (this clock stepped back since), so it is refused busy (§7 T13).
+        self._pruned_up_to = float("-inf")
 
     def check(self, key: str, ts: float, now: int, durable: bool = False) -> None:
         # A durable message may have waited in a broker's store (docs/DURABLE.md): too old to be
@@ -60,15 +63,20 @@ class ReplayGuard:
             raise error_for("replay", f"timestamp {ts} is outside the {self.window_ms} ms replay window (clock {now})")
         if ts < self.not_before:
             raise error_for("busy", f"message stamped {self.not_before - ts} ms before this agent started (possibly a replay it cannot check); send it again")
-        for k in list(self._seen):
-            if self._seen[k] > now:
+        seen = self._seen
+        while seen:  # oldest first (insertion order), without copying every key per message
+            k = next(iter(seen))
+            if seen[k] > now:
                 break
-            del self._seen[k]
-        if key in self._seen:
+            self._pruned_up_to = max(self._pruned_up_to, seen.pop(k))
+        if key in seen:
             raise error_for("replay", "message id seen before (replayed)")
-        if len(self._seen) >= self.max_seen:
+        if ts + self.window_ms + 1 <= self._pruned_up_to:
+            raise error_for("busy", "message stamped before ids this agent has already forgotten (its clock stepped back); send it again")
+        if len(seen) >= self.max_seen:
             raise error_for("busy", "replay cache full")
-        self._seen[key] = now + 2 * self.window_ms
+        # A copy is accepted while |now - ts| <= window: until ts + window, inclusive.
+        seen[key] = ts + self.window_ms + 1
 
 
 CLOCK_STEP_MS = 1000
