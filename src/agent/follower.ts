@@ -26,6 +26,8 @@ const AcceptedSchema = z.object({ job_id: z.string().min(1).max(MAX_JOB_ID_CHARS
  * the first progress right behind it; without this it was dropped and seen only at the next poll).
  */
 const EARLY_MAX = 256;
+/** How long an event handed back for another job of its runner waits for that job to be re-attached, ms (as store/orphans.ts keeps the frames). */
+const REATTACH_KEEP_MS = 120_000;
 
 /** A job this agent started, and who may speak for it. */
 interface StartedJob {
@@ -44,6 +46,16 @@ export class JobFollower {
   /** Events that came before their job was adopted, per sealer, opened; bounded (EARLY_MAX in all). */
   readonly #early = new Map<string, Array<{ peer: string; header: Header; event: Event }>>();
   #earlyCount = 0;
+  /**
+   * Stored events handed back by {@link job} for the runner's other jobs, not re-attached yet:
+   * opened (so their frames cannot be kept again), per sealer, bounded, each for
+   * `REATTACH_KEEP_MS`; {@link adopt} takes its job's (the adversarial review: re-attaching one
+   * job dropped the stored end events of the runner's other jobs as unsolicited).
+   */
+  readonly #reattachable = new Map<string, Array<{ peer: string; header: Header; event: Event; until: number }>>();
+  #reattachableCount = 0;
+  /** True while {@link job} hands a runner's kept events back to the inbound checks. */
+  #redelivering = false;
   /** Set by parts.ts: hands kept frames back to the inbound checks. */
   redeliver: (frames: Buffer[]) => void = () => undefined;
 
@@ -71,7 +83,7 @@ export class JobFollower {
       throw new ForgedAnswerError(answerer);
     }
     if (this.#started.has(jobId)) throw new ZmcpError("bad_frame", `job ${jobId} was already accepted once`);
-    const early = this.#takeEarly(answerer.sealKey, jobId);
+    const early = [...this.#takeEarly(answerer.sealKey, jobId), ...this.#takeReattachable(answerer.sealKey, jobId)];
     const onListenerError = (err: unknown) => {
       core.stats.listenerErrors++;
       core.throttle.write("error", "a job progress listener threw", jobId, { job: jobId, error: describeThrown(err) });
@@ -131,6 +143,19 @@ export class JobFollower {
     return mine;
   }
 
+  /** The kept events of `sealKey` for `jobId` handed back by an earlier {@link job}, forgotten here; expired ones dropped. */
+  #takeReattachable(sealKey: string, jobId: string): Array<{ peer: string; header: Header; event: Event }> {
+    const list = this.#reattachable.get(sealKey);
+    if (!list) return [];
+    const now = Date.now();
+    const mine = list.filter((e) => e.event.job === jobId && e.until > now);
+    const rest = list.filter((e) => e.event.job !== jobId && e.until > now);
+    this.#reattachableCount -= list.length - rest.length;
+    if (rest.length > 0) this.#reattachable.set(sealKey, rest);
+    else this.#reattachable.delete(sealKey);
+    return mine;
+  }
+
   /**
    * Re-attaches to a job this agent's key started on `to` (an id kept across a restart, say): a
    * handle fed by the runner's events (stored ones included, docs/DURABLE.md) and by polls, the
@@ -143,7 +168,14 @@ export class JobFollower {
     const dest = this.caller.destination(to);
     const response = { t: "res" as const, h: new Uint8Array(32), ts: Date.now(), st: "accepted" as const, result: { job_id: jobId } };
     const job = this.adopt(to, { response, from: runner, answerer: answererOf(dest.to, dest.sealKey) });
-    for (const frames of this.#orphans.take(runner)) this.redeliver(frames); // events stored for it that came before this call
+    // Events stored for it that came before this call; those of the runner's other jobs are kept
+    // for their own re-attachment (onEvent, while #redelivering).
+    this.#redelivering = true;
+    try {
+      for (const frames of this.#orphans.take(runner)) this.redeliver(frames);
+    } finally {
+      this.#redelivering = false;
+    }
     this.caller.jobRequest(BUILTIN_TOOLS.poll, to, jobId, {}).then(
       (state) => job.update(state),
       (err: unknown) => {
@@ -203,6 +235,13 @@ export class JobFollower {
       list.push({ peer, header, event });
       this.#early.set(sealedBy, list);
       this.#earlyCount++;
+      return;
+    }
+    if (!started && this.#redelivering && event.job !== undefined && this.#reattachableCount < EARLY_MAX) {
+      const list = this.#reattachable.get(sealedBy) ?? [];
+      list.push({ peer, header, event, until: Date.now() + REATTACH_KEEP_MS });
+      this.#reattachable.set(sealedBy, list);
+      this.#reattachableCount++;
       return;
     }
     if (!started) throw new Dropped("unsolicited", `event for job ${event.job}, which is not ours (or has ended)`);

@@ -315,10 +315,14 @@ function sendable(answer: Answer, depth: number): Answer {
  * with the same functions on every context so that all contexts share one shape (a getter in an
  * object literal, or one defined per call with fresh closures, gave each context a shape of its own).
  */
+const SIGNAL_STATE = Symbol("zmcp.signal");
+interface SignalState {
+  assigned: AbortSignal | undefined;
+  closing: AbortSignal;
+  late: LazySignal | undefined;
+}
 class RunContext implements ToolContext {
-  #assigned: AbortSignal | undefined;
-  readonly #closing: AbortSignal;
-  readonly #late: LazySignal | undefined;
+  readonly [SIGNAL_STATE]: SignalState;
   declare signal: AbortSignal;
   jobId: string | undefined = undefined;
   progress: (progress: Progress) => void = checkProgressOnly;
@@ -332,17 +336,17 @@ class RunContext implements ToolContext {
     late: LazySignal | undefined,
     public token: VerifiedToken | undefined,
   ) {
-    this.#closing = closing;
-    this.#late = late;
+    this[SIGNAL_STATE] = { assigned: undefined, closing, late };
     Object.defineProperty(this, "signal", RunContext.#SIGNAL);
   }
 
   static readonly #SIGNAL: PropertyDescriptor = {
     get(this: RunContext): AbortSignal {
-      return this.#assigned ?? this.#late?.signal ?? this.#closing;
+      const s = this[SIGNAL_STATE];
+      return s.assigned ?? s.late?.signal ?? s.closing;
     },
     set(this: RunContext, signal: AbortSignal) {
-      this.#assigned = signal;
+      this[SIGNAL_STATE].assigned = signal;
     },
     enumerable: true,
     configurable: true,

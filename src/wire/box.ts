@@ -173,7 +173,7 @@ function nativeBackend(sodium: Sodium): BoxBackend {
     openInPlace(key, body) {
       // A 1 MiB message allocated 1 MiB more per open, and the garbage collector, driven by
       // that external memory, took over a third of an agent's time at 1 MiB (issue 12).
-      const text = body.subarray(SEAL_OVERHEAD);
+      const text = new Uint8Array(body.buffer, body.byteOffset + SEAL_OVERHEAD, body.length - SEAL_OVERHEAD);
       const ok = sodium.crypto_secretbox_open_detached(text, text, body.subarray(0, TAG_BYTES), body.subarray(TAG_BYTES, SEAL_OVERHEAD), key);
       return ok ? text : undefined;
     },

@@ -44,7 +44,7 @@ describe.skipIf(!redisAvailable)("hotpath2-attack: two durable jobs of one runne
     fx.cleanup();
   });
 
-  it("each re-attached job gets its stored end event (FAILS: the first job() consumes and drops the second job's)", async () => {
+  it("each re-attached job gets its stored end event (the first job() used to consume and drop the second job's)", async () => {
     const bob = await connect("bob");
     bob.tool("slow", { input: z.strictObject({ n: z.number() }), job: true }, async ({ n }) => {
       ran++;
