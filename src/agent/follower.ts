@@ -237,7 +237,7 @@ export class JobFollower {
       this.#earlyCount++;
       return;
     }
-    if (!started && this.#redelivering && event.job !== undefined && this.#reattachableCount < EARLY_MAX) {
+    if (!started && this.#redelivering && this.#reattachableCount < EARLY_MAX) {
       const list = this.#reattachable.get(sealedBy) ?? [];
       list.push({ peer, header, event, until: Date.now() + REATTACH_KEEP_MS });
       this.#reattachable.set(sealedBy, list);

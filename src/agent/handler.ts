@@ -43,7 +43,7 @@ export class Handler {
   ) {
     const o = core.options;
     this.jobs = new JobTable(o.jobTtl, o.jobLimits);
-    // An answer is kept while a copy of its request can still be accepted: until its deadline plus the replay window (inbound.ts expiry).
+    // An answer is kept while a copy of its request can still be accepted: until its exp plus the replay window (inbound.ts expiry).
     this.#answers = new AnswerCache(undefined, o.answerLimits, o.replayWindow);
     this.#verifier =
       o.authority === undefined

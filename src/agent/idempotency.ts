@@ -222,8 +222,11 @@ export class AnswerCache {
     const until = entry.sentExp + this.lateMs + 1;
     if (until > now) {
       const mark = this.#dropped.get(entry.owner);
-      if (mark === undefined) this.#dropped.set(entry.owner, { exp: entry.sentExp, until });
-      else {
+      if (mark === undefined) {
+        // Bounded like the owners: past 10,000 marks, the ones that no longer matter go.
+        if (this.#dropped.size >= 10_000) for (const [owner, m] of this.#dropped) if (m.until <= now) this.#dropped.delete(owner);
+        this.#dropped.set(entry.owner, { exp: entry.sentExp, until });
+      } else {
         mark.exp = Math.max(mark.exp, entry.sentExp);
         mark.until = Math.max(mark.until, until);
       }
