@@ -17,14 +17,18 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Command, Option } from "commander";
+import { Command, InvalidArgumentError, Option } from "commander";
 import { ROOT } from "./proc.js";
 
 const program = new Command()
   .name("zmq-bench-ab")
   .description("Before/after: the benchmark of a base revision and of this tree, interleaved in one run")
   .requiredOption("--base <rev>", "git revision to compare against (built in a worktree)")
-  .option("--rounds <n>", "rounds per side", (v) => Number(v), 3)
+  .option("--rounds <n>", "rounds per side", (v) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError("a positive integer");
+    return n;
+  }, 3)
   .option("--systems <ids>", "systems (as zmq-bench --systems)", "zmcp-sealed,zmcp-direct,nats")
   .option("--payloads <list>", "payload sizes, bytes", "256")
   .option("--calls <n>", "sequential calls per payload and round", "3000")
