@@ -4,7 +4,7 @@
  */
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { CURVE_ONLY_ID, FLOOR_ID, FULL_SECURITY_IDS, MCP_ID, NATS_ID } from "./systems/index.js";
+import { CURVE_ONLY_ID, DIRECT_ID, FLOOR_ID, FULL_SECURITY_IDS, MCP_ID, NATS_ID } from "./systems/index.js";
 import type { BenchResults, Goal, LatencyResult, SystemResult, ThroughputResult } from "./types.js";
 
 const ok = (r: BenchResults, id: string): SystemResult | undefined => r.systems.find((s) => s.id === id && s.status === "ok");
@@ -44,6 +44,44 @@ export function evaluateGoals(r: BenchResults): Goal[] {
   const none = idle.find((pt) => pt.agents === 0);
   const most = idle.length > 1 ? idle[idle.length - 1] : undefined;
   push(`p99 with ${most?.agents ?? "1000"} idle agents`, "≤ 1.5 × p99 with none", most?.latency.us.p99, none ? none.latency.us.p99 * 1.5 : undefined, "<=", µs);
+  goals.push(...issue12Goals(r, full, w));
+  return goals;
+}
+
+/**
+ * Issue 12's targets: ratios to NATS in the same run, brokered (full security) and over a
+ * direct link, at the headline payload and at 64 KiB when it was measured.
+ */
+function issue12Goals(r: BenchResults, full: string | undefined, w: number): Goal[] {
+  const goals: Goal[] = [];
+  const x = (v: number) => `${v.toFixed(2)}× NATS`;
+  const ratioGoal = (name: string, cmp: "<=" | ">=", limit: number, value: number | undefined, nats: number | undefined) => {
+    const v = value !== undefined && nats !== undefined && nats > 0 ? value / nats : undefined;
+    const goal: Goal = { name: `issue 12: ${name}`, target: `${cmp === "<=" ? "≤" : "≥"} ${limit}× NATS`, value: v === undefined ? "not measured" : x(v) };
+    if (v !== undefined) goal.met = cmp === "<=" ? v <= limit : v >= limit;
+    goals.push(goal);
+  };
+  const cpu = (t: ThroughputResult | undefined) => (t ? Object.values(t.cpuMsPer10k).reduce((a, b) => a + (b ?? 0), 0) : undefined);
+  const headline = r.settings.headlinePayload;
+  const paths: Array<[string, string | undefined, Record<string, number>]> = [
+    ["brokered", full, { p50: 1.5, p99: 2.0, rate: 0.5, cpu: 3.0, p50Large: 1.5, rateLarge: 0.6 }],
+    ["direct", ok(r, DIRECT_ID) ? DIRECT_ID : undefined, { p50: 0.9, p99: 1.2, rate: 0.8, cpu: 1.8, p50Large: 1.0, rateLarge: 1.0 }],
+  ];
+  for (const [path, id, t] of paths) {
+    const lat = id ? latencyOf(r, id, headline) : undefined;
+    const natsLat = latencyOf(r, NATS_ID, headline);
+    ratioGoal(`${path} p50, ${bytes(headline)}`, "<=", t["p50"]!, lat?.us.p50, natsLat?.us.p50);
+    ratioGoal(`${path} p99, ${bytes(headline)}`, "<=", t["p99"]!, lat?.us.p99, natsLat?.us.p99);
+    const tp = id ? throughputOf(r, id, w, headline) : undefined;
+    const natsTp = throughputOf(r, NATS_ID, w, headline);
+    ratioGoal(`${path} throughput, ${w} in flight, ${bytes(headline)}`, ">=", t["rate"]!, tp?.perSecond, natsTp?.perSecond);
+    ratioGoal(`${path} CPU per call, all processes, ${bytes(headline)}`, "<=", t["cpu"]!, cpu(tp), cpu(natsTp));
+    if (r.settings.payloads.includes(65536)) {
+      const large = id ? latencyOf(r, id, 65536) : undefined;
+      ratioGoal(`${path} p50, 64 KiB`, "<=", t["p50Large"]!, large?.us.p50, latencyOf(r, NATS_ID, 65536)?.us.p50);
+      ratioGoal(`${path} throughput, ${w} in flight, 64 KiB`, ">=", t["rateLarge"]!, id ? throughputOf(r, id, w, 65536)?.perSecond : undefined, throughputOf(r, NATS_ID, w, 65536)?.perSecond);
+    }
+  }
   return goals;
 }
 

@@ -17,6 +17,8 @@ export const NATS_ID = "nats";
 export const FLOOR_ID = "zmq-floor";
 export const MCP_ID = "mcp";
 export const CURVE_ONLY_ID = "zmcp-curve";
+/** zmcp over a direct link (issue 12's direct targets). */
+export const DIRECT_ID = "zmcp-direct";
 /** zmcp with every security step, most complete first: the first that ran is "full security". */
 export const FULL_SECURITY_IDS = ["zmcp-token", "zmcp-sealed"];
 
