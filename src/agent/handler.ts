@@ -97,7 +97,7 @@ export class Handler {
 
   /** The steps of HANDLER_STEPS. */
   async serve(reply: ReplyPath, request: Request): Promise<void> {
-    const respond = (answer: Answer) => this.responder.respond(reply, answer);
+    const respond = (answer: Answer): void => void this.responder.respond(reply, answer);
     const builtin = isBuiltinTool(request.tool);
     let tool = builtin ? undefined : this.tools.get(request.tool);
     // authorize: built-ins need a valid token but no scope (tools/list is filtered by it, jobs by owner).
@@ -136,7 +136,8 @@ export class Handler {
       return respond(failure("invalid_args", `${tool.info.name}: ${issues}`));
     }
     // idempotency: a retried request (same id from the same caller) gets the first answer; the tool runs once.
-    const key = `${reply.peer}:${idKey(request.rid)}`;
+    const requestId = idKey(request.rid);
+    const key = `${reply.peer}:${requestId}`;
     const begun = this.#answers.begin(key, reply.peer, Date.now(), reply.inReplyTo.exp, reply.sentExp);
     if (begun.kind === "earlier") return void begun.answer.then(respond);
     if (begun.kind === "full") return respond(failure("busy", begun.reason));
@@ -151,15 +152,17 @@ export class Handler {
     }
     // run
     const late = tool.info.job ? undefined : new LazySignal(this.core.closing);
-    const ctx = new RunContext(reply.peer, this.core.directory.nameOf(reply.peer), idKey(request.rid), reply.inReplyTo.exp, this.core.closing, late, grant);
+    const ctx = new RunContext(reply.peer, this.core.directory.nameOf(reply.peer), requestId, reply.inReplyTo.exp, this.core.closing, late, grant);
     if (tool.info.job) return this.#startJob(tool, parsed.data, ctx, reply, key);
     const ran = await this.#runTool(tool, parsed.data, ctx, reply.inReplyTo.exp, late);
-    const [answer, bytes] = this.#fitting(sendable(ran.answer, 1));
-    this.#answers.finish(key, answer, bytes);
-    // respond. Past the deadline the caller has given up (its own timer says `timeout`):
-    // nothing is sent, but a retry of this request id still finds the answer.
+    // respond, and remember what was sent (a result a caller could not read, or too large, is
+    // the error saying so: checked, encoded and sealed once, by the responder). Past the deadline
+    // the caller has given up (its own timer says `timeout`): nothing is sent, but a retry of
+    // this request id still finds the answer.
+    const sent = ran.late ? undefined : this.responder.respond(reply, ran.answer);
     if (ran.late) reply.answered = true;
-    else this.responder.respond(reply, answer, undefined, true); // sendable() above checked it
+    const [answer, bytes] = sent ? [sent.answer, sent.bytes] : this.#fitting(sendable(ran.answer, 1));
+    this.#answers.finish(key, answer, bytes);
   }
 
   /**

@@ -7,7 +7,7 @@
 import { describeThrown, ZmcpError } from "../errors.js";
 import { answerExp, eventExp } from "../wire/clock.js";
 import { newId, PROTOCOL_VERSION, type Header } from "../wire/envelope.js";
-import type { Sealer } from "../wire/seal.js";
+import { SEAL_OVERHEAD, type Sealer } from "../wire/seal.js";
 import { checkSendable } from "../wire/sendable.js";
 import { seal, type AgentCore } from "./core.js";
 import { failure } from "./failure.js";
@@ -41,20 +41,20 @@ export class Responder {
 
   /**
    * Sends a sealed response; a result that a caller could not read (sendable.ts) or that is
-   * too large becomes a `tool_failed` / `too_large` error naming what was wrong. `checked`: the
-   * result was already found sendable (a tool's answer, handler.ts), so it is not walked again.
+   * too large becomes a `tool_failed` / `too_large` error naming what was wrong. Returns the
+   * answer sent and the size of its sealed message's plaintext (the bytes the answer cache
+   * counts), or undefined when the agent is closed and nothing was sealed.
    */
-  respond(reply: ReplyPath, answer: Answer, exp = answerExp(reply.inReplyTo.exp), checked = false): void {
+  respond(reply: ReplyPath, answer: Answer, exp = answerExp(reply.inReplyTo.exp)): { answer: Answer; bytes: number } | undefined {
     const core = this.core;
-    if (core.isClosed()) return;
+    if (core.isClosed()) return undefined;
     reply.answered = true;
     const header: Header = { v: PROTOCOL_VERSION, k: "res", id: newId(), to: reply.peer, exp, re: reply.inReplyTo.id };
     if (reply.as) header.as = reply.as;
     if (reply.inReplyTo.dur) header.dur = true; // the answer to a durable request waits for an offline caller too (docs/DURABLE.md)
     let frames: [Uint8Array, Uint8Array];
     try {
-      // `checked`: the handler already walked this result (handler.ts sendable), once is enough.
-      if (answer.st !== "error" && !checked) checkSendable(answer.result, "result", 1);
+      if (answer.st !== "error") checkSendable(answer.result, "result", 1);
       frames = seal(core, reply.sealer, reply.peer, header, { t: "res", ts: Date.now(), ...answer });
     } catch (err) {
       const code = err instanceof ZmcpError && err.code === "too_large" ? "too_large" : "tool_failed";
@@ -64,6 +64,7 @@ export class Responder {
     if (answer.st === "error") bump(core.stats.requestFailures, answer.error?.code ?? "error");
     answerInSpan(answer); // the request's first answer ends its SERVER span (if one is active)
     this.#send(reply, frames, "response not sent");
+    return { answer, bytes: frames[1].length - SEAL_OVERHEAD };
   }
 
   /** Pushes a job's state to the caller that started it (progress, or its end). */
