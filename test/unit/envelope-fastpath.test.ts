@@ -10,6 +10,7 @@ import { z } from "zod";
 import { decodeHeader, decodeInner, digest, encodeHeader, HeaderSchema, InnerSchema, MAX_DEPTH, MAX_HEADER_BYTES, newId, PROTOCOL_VERSION } from "../../src/wire/envelope.js";
 import { ProtocolError } from "../../src/errors.js";
 import { checkMsgpack } from "../../src/wire/msgpack-guard.js";
+import { decodeHeaderFast, encodeHeaderFast } from "../../src/wire/header-codec.js";
 
 const encoder = new Encoder();
 const headerDecoder = new Decoder({ maxStrLength: MAX_HEADER_BYTES, maxBinLength: MAX_HEADER_BYTES, maxArrayLength: MAX_HEADER_BYTES, maxMapLength: MAX_HEADER_BYTES, maxExtLength: 0 });
@@ -117,6 +118,21 @@ describe("decodeHeader hot path", () => {
 
 describe("header codec (wire/header-codec.ts)", () => {
   const generic = new Encoder({ ignoreUndefined: true });
+
+  it("takes the headers every sender writes itself (not the generic path), both ways", () => {
+    // The comparisons below would pass with no fast path at all: this is the one that would not.
+    const id = new Uint8Array(16).fill(1);
+    for (const header of [
+      { v: 1, k: "req", id, to: "A".repeat(40), exp: Date.now() + 10_000 },
+      { v: 1, k: "res", id, to: "B".repeat(40), exp: Date.now() + 10_000, re: id, as: "svc:summarize" },
+      { v: 1, k: "pub", id, to: "docs.indexed", exp: Date.now() + 60_000, sq: 12 },
+      { v: 1, k: "req", id, to: "svc:x", exp: Date.now(), dur: true as const },
+    ]) {
+      const bytes = encodeHeaderFast(header as never);
+      expect(bytes, JSON.stringify(header.k)).toBeDefined();
+      expect(decodeHeaderFast(bytes!)).toEqual(header);
+    }
+  });
 
   it("encodeHeader writes the generic encoder's bytes for every probed header", () => {
     let compared = 0;
