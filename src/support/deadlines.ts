@@ -3,8 +3,8 @@
  * and it is re-armed for the earliest left. A `setTimeout` and `clearTimeout` per tool run
  * (the callee's deadline for every plain call) cost about as much as the rest of a call's
  * bookkeeping; with one default timeout the earliest deadline is that of the oldest run, so
- * the timer fires about once per timeout period rather than once per call. PendingCalls
- * (pending.ts) does the same for the caller's side.
+ * the timer fires about once per timeout period rather than once per call. Used by the callee
+ * (a tool run's deadline, handler.ts) and the caller (a pending call's, pending.ts).
  */
 export interface DeadlineEntry {
   /** performance.now() at or after which `fire` runs. */
@@ -16,6 +16,12 @@ export class Deadlines {
   readonly #entries = new Set<DeadlineEntry>();
   #timer: NodeJS.Timeout | undefined;
   #timerAt = Infinity;
+
+  /**
+   * @param keepAlive whether a pending deadline keeps the process up (pending calls: yes, their
+   *   callers await them; a tool run's deadline: no, its request's socket does)
+   */
+  constructor(private readonly keepAlive = false) {}
 
   /** Runs `fire` once `at` (performance.now() time) has passed, unless cancelled first. */
   add(at: number, fire: () => void): DeadlineEntry {
@@ -44,7 +50,7 @@ export class Deadlines {
     this.#timerAt = at;
     // setTimeout takes at most 2^31 - 1 ms; a later deadline is re-checked when it fires.
     this.#timer = setTimeout(() => this.#sweep(), Math.min(Math.max(0, Math.ceil(at - performance.now())), 2 ** 31 - 1));
-    this.#timer.unref?.(); // a deadline alone does not keep a process up
+    if (!this.keepAlive) this.#timer.unref?.();
   }
 
   #sweep(): void {

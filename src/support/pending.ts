@@ -2,18 +2,17 @@
  * The one place that correlates requests with answers: a map of pending ids, each with its
  * deadline and abort listener, cleared on every path and all rejected on close.
  *
- * Deadlines share one timer, armed for the earliest of them, instead of a `setTimeout` per
- * call: creating and clearing a timer costs about as much as the rest of the bookkeeping of a
- * call, and with one default timeout the earliest deadline is that of the oldest call, so the
- * timer fires about once per timeout period, scanning what is pending, rather than once per call.
+ * Deadlines share one timer (support/deadlines.ts), armed for the earliest of them, instead of a
+ * `setTimeout` per call: creating and clearing a timer costs about as much as the rest of the
+ * bookkeeping of a call, and with one default timeout the earliest deadline is that of the
+ * oldest call, so the timer fires about once per timeout period rather than once per call.
  */
 import { TimeoutError, ZmcpError } from "../errors.js";
+import { Deadlines, type DeadlineEntry } from "./deadlines.js";
 
 interface Entry<T, M> {
   resolve: (value: T) => void;
   reject: (err: Error) => void;
-  /** performance.now() past which the entry times out. */
-  deadline: number;
   timeoutMs: number;
   what: string;
   signal: AbortSignal | undefined;
@@ -21,14 +20,15 @@ interface Entry<T, M> {
   meta: M;
   /** Why an answer was refused; the entry fails with it, rather than a timeout, if no good answer comes. */
   refused: Error | undefined;
+  /** Its deadline on the shared timer; undefined once fired. */
+  timer: DeadlineEntry | undefined;
 }
 
 /** `M`: what the receiver needs to know about each pending request (e.g. who may answer it). */
 export class PendingCalls<T, M = undefined> {
   readonly #entries = new Map<string, Entry<T, M>>();
-  #timer: NodeJS.Timeout | undefined;
-  /** When #timer fires (performance.now()), or Infinity when none is armed. */
-  #timerAt = Infinity;
+  /** Every entry's deadline on one timer (support/deadlines.ts); it keeps the process up while calls wait. */
+  readonly #deadlines = new Deadlines(true);
 
   /**
    * Registers `key` and returns the promise of its answer.
@@ -41,33 +41,17 @@ export class PendingCalls<T, M = undefined> {
       const deadline = performance.now() + timeoutMs;
       const onAbort = signal ? () => this.reject(key, new ZmcpError("aborted", `${what} aborted`, { cause: signal.reason })) : undefined;
       if (signal && onAbort) signal.addEventListener("abort", onAbort, { once: true });
-      this.#entries.set(key, { resolve, reject, deadline, timeoutMs, what, signal, onAbort, meta: meta[0] as M, refused: undefined });
-      if (deadline < this.#timerAt) this.#arm(deadline);
+      const entry: Entry<T, M> = { resolve, reject, timeoutMs, what, signal, onAbort, meta: meta[0] as M, refused: undefined, timer: undefined };
+      entry.timer = this.#deadlines.add(deadline, () => this.#expire(key, entry));
+      this.#entries.set(key, entry);
     });
   }
 
-  /** (Re)arms the one timer for `at` (performance.now() time). */
-  #arm(at: number): void {
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#timerAt = at;
-    // setTimeout takes at most 2^31 - 1 ms; a later deadline is re-checked when it fires.
-    this.#timer = setTimeout(() => this.#sweep(), Math.min(Math.max(0, Math.ceil(at - performance.now())), 2 ** 31 - 1));
-  }
-
-  /** Times out every entry past its deadline and arms the timer for the earliest that is left. */
-  #sweep(): void {
-    this.#timer = undefined;
-    this.#timerAt = Infinity;
-    const now = performance.now();
-    let next = Infinity;
-    const expired: Array<[string, Entry<T, M>]> = [];
-    for (const [key, entry] of this.#entries) {
-      if (entry.deadline <= now) expired.push([key, entry]);
-      else if (entry.deadline < next) next = entry.deadline;
-    }
-    // Rejected after the scan: a rejection's handlers may add or settle entries.
-    for (const [key, entry] of expired) this.reject(key, entry.refused ?? new TimeoutError(`${entry.what} got no answer within ${entry.timeoutMs} ms`));
-    if (next < this.#timerAt && this.#entries.size > 0) this.#arm(next);
+  /** `entry`'s deadline passed: it fails with the refusal noted for it, else a timeout. */
+  #expire(key: string, entry: Entry<T, M>): void {
+    if (this.#entries.get(key) !== entry) return;
+    entry.timer = undefined; // fired: nothing to cancel
+    this.reject(key, entry.refused ?? new TimeoutError(`${entry.what} got no answer within ${entry.timeoutMs} ms`));
   }
 
   /** What was registered with `key`, while it is pending. */
@@ -98,12 +82,10 @@ export class PendingCalls<T, M = undefined> {
   extend(key: string, timeoutMs: number, what = "call"): boolean {
     const entry = this.#entries.get(key);
     if (!entry) return false;
-    // A later deadline: the shared timer, when it fires for the old one, finds this entry not
-    // yet due and re-arms for the earliest deadline left (#sweep).
-    entry.deadline = performance.now() + Math.max(1, timeoutMs);
     entry.timeoutMs = Math.max(1, timeoutMs);
     entry.what = `${what} (stored for an offline recipient)`;
-    if (entry.deadline < this.#timerAt) this.#arm(entry.deadline);
+    this.#deadlines.cancel(entry.timer);
+    entry.timer = this.#deadlines.add(performance.now() + entry.timeoutMs, () => this.#expire(key, entry));
     return true;
   }
 
@@ -132,12 +114,7 @@ export class PendingCalls<T, M = undefined> {
     const entry = this.#entries.get(key);
     if (!entry) return undefined;
     this.#entries.delete(key);
-    if (this.#entries.size === 0 && this.#timer) {
-      // Nothing left to time out: no timer keeps the process alive or wakes it.
-      clearTimeout(this.#timer);
-      this.#timer = undefined;
-      this.#timerAt = Infinity;
-    }
+    this.#deadlines.cancel(entry.timer); // the last one gone: no timer keeps the process alive or wakes it
     if (entry.signal && entry.onAbort) entry.signal.removeEventListener("abort", entry.onAbort);
     return entry;
   }
