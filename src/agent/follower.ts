@@ -44,16 +44,14 @@ export class JobFollower {
   /** Sealers with a start in flight (Caller.start): their events may come before the `accepted` is adopted. */
   readonly #expected = new KeyCounts();
   /** Events that came before their job was adopted, per sealer, opened; bounded (EARLY_MAX in all). */
-  readonly #early = new Map<string, Array<{ peer: string; header: Header; event: Event }>>();
-  #earlyCount = 0;
+  readonly #early = new KeptEvents(EARLY_MAX);
   /**
    * Stored events handed back by {@link job} for the runner's other jobs, not re-attached yet:
    * opened (so their frames cannot be kept again), per sealer, bounded, each for
    * `REATTACH_KEEP_MS`; {@link adopt} takes its job's (the adversarial review: re-attaching one
    * job dropped the stored end events of the runner's other jobs as unsolicited).
    */
-  readonly #reattachable = new Map<string, Array<{ peer: string; header: Header; event: Event; until: number }>>();
-  #reattachableCount = 0;
+  readonly #reattachable = new KeptEvents(EARLY_MAX);
   /** True while {@link job} hands a runner's kept events back to the inbound checks. */
   #redelivering = false;
   /** Set by parts.ts: hands kept frames back to the inbound checks. */
@@ -83,7 +81,7 @@ export class JobFollower {
       throw new ForgedAnswerError(answerer);
     }
     if (this.#started.has(jobId)) throw new ZmcpError("bad_frame", `job ${jobId} was already accepted once`);
-    const early = [...this.#takeEarly(answerer.sealKey, jobId), ...this.#takeReattachable(answerer.sealKey, jobId)];
+    const early = [...this.#early.take(answerer.sealKey, jobId), ...this.#reattachable.take(answerer.sealKey, jobId)];
     const onListenerError = (err: unknown) => {
       core.stats.listenerErrors++;
       core.throttle.write("error", "a job progress listener threw", jobId, { job: jobId, error: describeThrown(err) });
@@ -124,36 +122,8 @@ export class JobFollower {
   unexpect(sealKey: string): void {
     this.#expected.delete(sealKey);
     if (this.#expected.has(sealKey)) return;
-    const left = this.#early.get(sealKey);
-    if (!left) return;
-    this.#early.delete(sealKey);
-    this.#earlyCount -= left.length;
-    for (let i = 0; i < left.length; i++) bump(this.core.stats.dropped, "unsolicited");
-  }
-
-  /** The early events of `sealKey` for `jobId`, forgotten here. */
-  #takeEarly(sealKey: string, jobId: string): Array<{ peer: string; header: Header; event: Event }> {
-    const list = this.#early.get(sealKey);
-    if (!list) return [];
-    const mine = list.filter((e) => e.event.job === jobId);
-    const rest = list.filter((e) => e.event.job !== jobId);
-    this.#earlyCount -= mine.length;
-    if (rest.length > 0) this.#early.set(sealKey, rest);
-    else this.#early.delete(sealKey);
-    return mine;
-  }
-
-  /** The kept events of `sealKey` for `jobId` handed back by an earlier {@link job}, forgotten here; expired ones dropped. */
-  #takeReattachable(sealKey: string, jobId: string): Array<{ peer: string; header: Header; event: Event }> {
-    const list = this.#reattachable.get(sealKey);
-    if (!list) return [];
-    const now = Date.now();
-    const mine = list.filter((e) => e.event.job === jobId && e.until > now);
-    const rest = list.filter((e) => e.event.job !== jobId && e.until > now);
-    this.#reattachableCount -= list.length - rest.length;
-    if (rest.length > 0) this.#reattachable.set(sealKey, rest);
-    else this.#reattachable.delete(sealKey);
-    return mine;
+    const dropped = this.#early.drop(sealKey);
+    for (let i = 0; i < dropped; i++) bump(this.core.stats.dropped, "unsolicited");
   }
 
   /**
@@ -229,21 +199,9 @@ export class JobFollower {
   /** A job's event: accepted only from the runner its id names, sealed as the job was accepted. */
   onEvent(peer: string, header: Header, sealedBy: string, event: Event): void {
     const started = this.#started.get(event.job);
-    if (!started && this.#expected.has(sealedBy) && this.#earlyCount < EARLY_MAX) {
-      // Pushed right behind its `accepted`, which is not adopted yet: kept (opened, bounded) for adopt().
-      const list = this.#early.get(sealedBy) ?? [];
-      list.push({ peer, header, event });
-      this.#early.set(sealedBy, list);
-      this.#earlyCount++;
-      return;
-    }
-    if (!started && this.#redelivering && this.#reattachableCount < EARLY_MAX) {
-      const list = this.#reattachable.get(sealedBy) ?? [];
-      list.push({ peer, header, event, until: Date.now() + REATTACH_KEEP_MS });
-      this.#reattachable.set(sealedBy, list);
-      this.#reattachableCount++;
-      return;
-    }
+    // Pushed right behind its `accepted`, which is not adopted yet: kept (opened, bounded) for adopt().
+    if (!started && this.#expected.has(sealedBy) && this.#early.keep(sealedBy, { peer, header, event, until: Infinity })) return;
+    if (!started && this.#redelivering && this.#reattachable.keep(sealedBy, { peer, header, event, until: Date.now() + REATTACH_KEEP_MS })) return;
     if (!started) throw new Dropped("unsolicited", `event for job ${event.job}, which is not ours (or has ended)`);
     const why = mismatch(started.answerer, peer, header.as, sealedBy);
     if (why !== undefined) throw new Dropped("bad_seal", `event for job ${event.job}: ${why}`);
@@ -252,5 +210,62 @@ export class JobFollower {
 
   close(err: Error): void {
     for (const { job } of this.#started.values()) job.fail(err);
+  }
+}
+
+interface KeptEvent {
+  peer: string;
+  header: Header;
+  event: Event;
+  /** Date.now() past which it is forgotten. */
+  until: number;
+}
+
+/** Opened job events kept per sealer for a job not adopted yet, bounded in count. */
+class KeptEvents {
+  readonly #bySealer = new Map<string, KeptEvent[]>();
+  #count = 0;
+
+  constructor(readonly max: number) {}
+
+  /** False (not kept) when full of events still within their time. */
+  keep(sealKey: string, e: KeptEvent): boolean {
+    if (this.#count >= this.max) this.#forgetExpired(Date.now());
+    if (this.#count >= this.max) return false;
+    const list = this.#bySealer.get(sealKey) ?? [];
+    list.push(e);
+    this.#bySealer.set(sealKey, list);
+    this.#count++;
+    return true;
+  }
+
+  /** The events of `sealKey` for `jobId`, forgotten here with those past their time. */
+  take(sealKey: string, jobId: string, now = Date.now()): KeptEvent[] {
+    const list = this.#bySealer.get(sealKey);
+    if (!list) return [];
+    const mine = list.filter((e) => e.event.job === jobId && e.until > now);
+    const rest = list.filter((e) => e.event.job !== jobId && e.until > now);
+    this.#count -= list.length - rest.length;
+    if (rest.length > 0) this.#bySealer.set(sealKey, rest);
+    else this.#bySealer.delete(sealKey);
+    return mine;
+  }
+
+  #forgetExpired(now: number): void {
+    for (const [sealKey, list] of this.#bySealer) {
+      const live = list.filter((e) => e.until > now);
+      this.#count -= list.length - live.length;
+      if (live.length > 0) this.#bySealer.set(sealKey, live);
+      else this.#bySealer.delete(sealKey);
+    }
+  }
+
+  /** Forgets every event of `sealKey`; how many there were. */
+  drop(sealKey: string): number {
+    const list = this.#bySealer.get(sealKey);
+    if (!list) return 0;
+    this.#bySealer.delete(sealKey);
+    this.#count -= list.length;
+    return list.length;
   }
 }
