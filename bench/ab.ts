@@ -14,11 +14,12 @@
  * own round.
  */
 import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, symlinkSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { ROOT } from "./proc.js";
+import { builtRevision } from "./revision.js";
 
 const program = new Command()
   .name("zmq-bench-ab")
@@ -40,17 +41,7 @@ const program = new Command()
 const opts = program.opts<{ base: string; rounds: number; systems: string; payloads: string; calls: string; warmup: string; duration: string; windows: string }>();
 
 const git = (...args: string[]) => execFileSync("git", args, { cwd: ROOT, encoding: "utf8" }).trim();
-const baseRev = git("rev-parse", "--short", opts.base);
-const baseDir = join(tmpdir(), "zmcp-ab", baseRev);
-if (!existsSync(join(baseDir, "dist", "bench", "cli.js"))) {
-  if (!existsSync(baseDir)) {
-    mkdirSync(join(tmpdir(), "zmcp-ab"), { recursive: true });
-    git("worktree", "add", "--detach", "-f", baseDir, baseRev);
-  }
-  if (!existsSync(join(baseDir, "node_modules"))) symlinkSync(join(ROOT, "node_modules"), join(baseDir, "node_modules"));
-  process.stderr.write(`building ${baseRev} in ${baseDir}\n`);
-  execFileSync(process.execPath, [join(ROOT, "node_modules", "typescript", "bin", "tsc"), "-p", "tsconfig.json"], { cwd: baseDir, stdio: "inherit" });
-}
+const { rev: baseRev, dir: baseDir } = builtRevision(opts.base);
 
 interface Row {
   p50: number;
