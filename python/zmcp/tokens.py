@@ -8,6 +8,7 @@ import base64
 import json
 import re
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from nacl.exceptions import BadSignatureError
@@ -159,7 +160,7 @@ class TokenVerifier:
         self.audience = audience
         self.clock_skew = clock_skew
         self.deny_list = deny_list
-        self._cache: dict[str, VerifiedToken] = {}
+        self._cache: OrderedDict[str, VerifiedToken] = OrderedDict()  # evicted from the front: see agent.ReplayGuard
 
     def _denied(self) -> tuple[set, set]:
         if not self.deny_list:
@@ -190,7 +191,7 @@ class TokenVerifier:
         if self.audience not in v.aud:
             raise error_for("token_audience", f"token is for {list(v.aud)}, not {self.audience!r}")
         if len(self._cache) > 10_000:
-            self._cache.pop(next(iter(self._cache)))
+            self._cache.popitem(last=False)
         self._cache[token] = v
         return v
 

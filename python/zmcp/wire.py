@@ -9,6 +9,7 @@ import hashlib
 import math
 import os
 import re
+from collections import OrderedDict
 
 import msgpack
 import nacl.bindings as nb
@@ -464,7 +465,7 @@ class Sealer:
 
     def __init__(self, secret_key_z85: str, max_peers: int = 10_000):
         self._secret = z85_decode(secret_key_z85)
-        self._cache: dict[str, bytes] = {}
+        self._cache: OrderedDict[str, bytes] = OrderedDict()  # evicted from the front: see agent.ReplayGuard
         self._max = max_peers
 
     def shared(self, peer: str) -> bytes:
@@ -474,7 +475,7 @@ class Sealer:
                 raise refusal("bad_seal", "peer key is not a Z85 key")
             key = shared_key(self._secret, z85_decode(peer))
             if len(self._cache) >= self._max:
-                self._cache.pop(next(iter(self._cache)))
+                self._cache.popitem(last=False)
             self._cache[peer] = key
         return key
 

@@ -24,6 +24,7 @@
  * however quick the restart (alive-mark.ts).
  */
 import { ProtocolError } from "../errors.js";
+import { LinkedMap } from "../support/linked-map.js";
 
 export const DEFAULT_REPLAY_WINDOW_MS = 60_000;
 export const DEFAULT_MAX_SEEN = 1_000_000;
@@ -41,8 +42,12 @@ interface SenderShare {
 }
 
 export class ReplayGuard {
-  /** key → time after which it may be forgotten, and whose it is; insertion order is arrival order. */
-  readonly #seen = new Map<string, { forgetAt: number; share: SenderShare | undefined }>();
+  /**
+   * key → time after which it may be forgotten, and whose it is; insertion order is arrival
+   * order. Pruned from the front on every message, so a linked map (linked-map.ts): a Map walked
+   * the holes of every id it had pruned, the hottest function of an agent once its window was full.
+   */
+  readonly #seen = new LinkedMap<string, { forgetAt: number; share: SenderShare | undefined }>();
   /** Sender → its share of #seen (senders with at least one id held). */
   readonly #shares = new Map<string, SenderShare>();
   /** The latest `forgetAt` of an id pruned: a message whose id would be forgotten by then cannot be checked. */
@@ -122,10 +127,11 @@ export class ReplayGuard {
   }
 
   #prune(now: number): void {
-    for (const [key, { forgetAt, share }] of this.#seen) {
-      if (forgetAt > now) break;
+    let oldest;
+    while ((oldest = this.#seen.firstValue()) !== undefined && oldest.forgetAt <= now) {
+      const { forgetAt, share } = oldest;
       if (forgetAt > this.#prunedUpTo) this.#prunedUpTo = forgetAt;
-      this.#seen.delete(key);
+      this.#seen.shift();
       if (share !== undefined && --share.held === 0) this.#shares.delete(share.sender);
     }
   }

@@ -17,6 +17,7 @@ import { z } from "zod";
 import { ConfigError, describeThrown, EventSealError, ProtocolError, ZmcpError, type EventSealFailure } from "../errors.js";
 import { isTopic } from "../auth/tokens.js";
 import { pause } from "../support/deadline.js";
+import { LinkedMap } from "../support/linked-map.js";
 import { RecencyMap } from "../support/recency-map.js";
 import { box, NONCE_BYTES, SEAL_OVERHEAD } from "../wire/box.js";
 import { MAX_DEPTH } from "../wire/limits.js";
@@ -398,14 +399,14 @@ export class GroupKeySealer implements EventSealer {
 
 /** A cache bounded in bytes (each entry states its cost), least recently used dropped first. */
 class ByteBoundedCache<V> {
-  readonly #map = new Map<string, { value: V; bytes: number }>();
+  // Linked, not a Map: evicting from the front of a Map walks the holes of earlier evictions (linked-map.ts).
+  readonly #map = new LinkedMap<string, { value: V; bytes: number }>();
   #bytes = 0;
   constructor(readonly maxBytes: number) {}
   get(key: string): V | undefined {
     const entry = this.#map.get(key);
     if (entry === undefined) return undefined;
-    this.#map.delete(key);
-    this.#map.set(key, entry);
+    this.#map.moveToEnd(key);
     return entry.value;
   }
   set(key: string, value: V, bytes: number): void {
@@ -417,10 +418,6 @@ class ByteBoundedCache<V> {
     if (bytes > this.maxBytes) return;
     this.#map.set(key, { value, bytes });
     this.#bytes += bytes;
-    for (const [k, e] of this.#map) {
-      if (this.#bytes <= this.maxBytes) break;
-      this.#map.delete(k);
-      this.#bytes -= e.bytes;
-    }
+    while (this.#bytes > this.maxBytes && this.#map.size > 0) this.#bytes -= this.#map.shift()!.bytes;
   }
 }

@@ -15,6 +15,7 @@
 import { createHash } from "node:crypto";
 import { AjvJsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/ajv";
 import type { JsonSchemaType, JsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/types.js";
+import { LinkedMap } from "../support/linked-map.js";
 
 /** Default largest schema compiled, bytes of JSON. */
 export const DEFAULT_MAX_SCHEMA_BYTES = 64 * 1024;
@@ -50,7 +51,8 @@ export class SchemaCache {
   readonly maxSchemaBytes: number;
   readonly maxBytes: number;
   readonly #keepValidators: boolean;
-  readonly #entries = new Map<string, Entry>();
+  // Linked, not a Map: evicting from the front of a Map walks the holes of earlier evictions (support/linked-map.ts).
+  readonly #entries = new LinkedMap<string, Entry>();
   #bytes = 0;
   #compilations = 0;
   #ajv = new AjvJsonSchemaValidator();
@@ -92,9 +94,8 @@ export class SchemaCache {
     const key = createHash("sha256").update(json).digest("base64");
     const hit = this.#entries.get(key);
     if (hit) {
-      // Map order is recency order.
-      this.#entries.delete(key);
-      this.#entries.set(key, hit);
+      // Order is recency order.
+      this.#entries.moveToEnd(key);
       return hit.verdict;
     }
     const verdict = this.#compile(rest, json);
@@ -102,11 +103,7 @@ export class SchemaCache {
     const entry = { verdict, bytes: (this.#keepValidators && verdict.ok ? 10 : 1) * json.length + ENTRY_OVERHEAD };
     this.#entries.set(key, entry);
     this.#bytes += entry.bytes;
-    for (const [oldest, old] of this.#entries) {
-      if (this.#bytes <= this.maxBytes) break;
-      this.#entries.delete(oldest);
-      this.#bytes -= old.bytes;
-    }
+    while (this.#bytes > this.maxBytes && this.#entries.size > 0) this.#bytes -= this.#entries.shift()!.bytes;
     return verdict;
   }
 

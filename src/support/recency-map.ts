@@ -1,11 +1,15 @@
 /**
  * A map bounded in entries that forgets the least recently used first: the one copy of the
- * "Map insertion order is recency order" idiom (replay, token cache, shared keys, clock
+ * "order is recency order" idiom (replay, token cache, shared keys, clock
  * offsets, rate limits, liveness, log throttle, response credits), so that each bounded
  * table a peer can grow is bounded the same way.
  */
+import { LinkedMap } from "./linked-map.js";
+
 export class RecencyMap<K, V> {
-  readonly #map = new Map<K, V>();
+  // A linked map, not a Map: eviction takes the front, which a Map reaches only by walking the
+  // holes its earlier deletes left (linked-map.ts).
+  readonly #map = new LinkedMap<K, V>();
 
   constructor(readonly maxEntries: number) {}
 
@@ -16,10 +20,7 @@ export class RecencyMap<K, V> {
   /** The value of `key`, made the most recent. */
   get(key: K): V | undefined {
     const value = this.#map.get(key);
-    if (value !== undefined) {
-      this.#map.delete(key);
-      this.#map.set(key, value);
-    }
+    if (value !== undefined) this.#map.moveToEnd(key);
     return value;
   }
 
@@ -34,9 +35,11 @@ export class RecencyMap<K, V> {
 
   /** Sets `key` as the most recent; past `maxEntries`, the least recent entry is forgotten. */
   set(key: K, value: V): this {
-    this.#map.delete(key);
-    this.#map.set(key, value);
-    if (this.#map.size > this.maxEntries) this.#map.delete(this.#map.keys().next().value!);
+    if (this.#map.has(key)) this.#map.set(key, value).moveToEnd(key);
+    else {
+      this.#map.set(key, value);
+      if (this.#map.size > this.maxEntries) this.#map.shift();
+    }
     return this;
   }
 
