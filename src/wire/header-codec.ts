@@ -61,15 +61,16 @@ function readKey(frame: Uint8Array, p: number): Key | undefined {
   }
 }
 
-/** An ASCII string of `n` bytes at `p`, or undefined if any byte is not ASCII. */
+const latin1Slice = Buffer.prototype.latin1Slice as (this: Uint8Array, start: number, end: number) => string;
+
+/**
+ * An ASCII string of `n` bytes at `p`, or undefined if any byte is not ASCII. Checked byte by
+ * byte, then made in one native step: built a character at a time, a 40-character key left 40
+ * intermediate strings behind (1.5 KB of garbage per header, the most of any function per call).
+ */
 function ascii(frame: Uint8Array, p: number, n: number): string | undefined {
-  let s = "";
-  for (let i = p; i < p + n; i++) {
-    const c = frame[i]!;
-    if (c > 0x7f) return undefined;
-    s += String.fromCharCode(c);
-  }
-  return s;
+  for (let i = p; i < p + n; i++) if (frame[i]! > 0x7f) return undefined;
+  return latin1Slice.call(frame, p, p + n);
 }
 
 /**

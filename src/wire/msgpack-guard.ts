@@ -27,29 +27,11 @@ export const MAX_ELEMENTS = 100_000;
  * at most `maxElements` values in its containers, all together.
  */
 export function checkMsgpack(data: Uint8Array, maxDepth: number, maxElements = MAX_ELEMENTS): void {
+  // Written without closures or views: this runs on every message, twice (sender and receiver),
+  // and helper closures and a view per string to check were most of its garbage (issue 12).
   let elements = 0;
   const end = data.length;
   let p = 0;
-  const bad = (why: string) => new ProtocolError("bad_frame", `message is not acceptable msgpack: ${why} (at byte ${p})`);
-  const need = (n: number) => {
-    if (p + n > end) throw bad("truncated");
-  };
-  const u8 = () => {
-    need(1);
-    return data[p++]!;
-  };
-  const u16 = () => {
-    need(2);
-    const v = (data[p]! << 8) | data[p + 1]!;
-    p += 2;
-    return v;
-  };
-  const u32 = () => {
-    need(4);
-    const v = data[p]! * 0x1000000 + ((data[p + 1]! << 16) | (data[p + 2]! << 8) | data[p + 3]!);
-    p += 4;
-    return v;
-  };
   // Values still to read in each open container; the bottom entry is the one top-level value.
   const open: number[] = [1];
   while (open.length > 0) {
@@ -59,7 +41,8 @@ export function checkMsgpack(data: Uint8Array, maxDepth: number, maxElements = M
       continue;
     }
     open[top]!--;
-    const b = u8();
+    if (p >= end) throw bad("truncated", p);
+    const b = data[p++]!;
     let skip = 0;
     let count = 0;
     /** The value is a str (not bin): its bytes must be UTF-8. */
@@ -72,21 +55,25 @@ export function checkMsgpack(data: Uint8Array, maxDepth: number, maxElements = M
       skip = b & 0x1f;
       text = true;
     } else {
+      // The length or count that follows `b`: 1, 2 or 4 bytes, big-endian.
+      const width = b === 0xc4 || b === 0xd9 ? 1 : b === 0xc5 || b === 0xda || b === 0xdc || b === 0xde ? 2 : b === 0xc6 || b === 0xdb || b === 0xdd || b === 0xdf ? 4 : 0;
+      let n = 0;
+      if (width > 0) {
+        if (p + width > end) throw bad("truncated", p);
+        n = width === 1 ? data[p]! : width === 2 ? (data[p]! << 8) | data[p + 1]! : data[p]! * 0x1000000 + ((data[p + 1]! << 16) | (data[p + 2]! << 8) | data[p + 3]!);
+        p += width;
+      }
       switch (b) {
         case 0xc4:
-        case 0xd9:
-          skip = u8();
-          text = b === 0xd9;
-          break;
         case 0xc5:
-        case 0xda:
-          skip = u16();
-          text = b === 0xda;
-          break;
         case 0xc6:
+          skip = n;
+          break;
+        case 0xd9:
+        case 0xda:
         case 0xdb:
-          skip = u32();
-          text = b === 0xdb;
+          skip = n;
+          text = true;
           break;
         case 0xcc:
         case 0xd0:
@@ -107,44 +94,52 @@ export function checkMsgpack(data: Uint8Array, maxDepth: number, maxElements = M
           skip = 8;
           break;
         case 0xdc:
-          count = u16();
-          break;
         case 0xdd:
-          count = u32();
+          count = n;
           break;
         case 0xde:
-          count = u16() * 2;
-          break;
         case 0xdf:
-          count = u32() * 2;
+          count = n * 2;
           break;
         default:
-          throw bad(b === 0xc1 ? "the never-used byte 0xc1" : "extension types are not accepted");
+          throw bad(b === 0xc1 ? "the never-used byte 0xc1" : "extension types are not accepted", p);
       }
     }
     if (skip > 0) {
-      need(skip);
-      if (text && !isUtf8(data.subarray(p, p + skip))) throw bad("a string that is not valid UTF-8");
+      if (p + skip > end) throw bad("truncated", p);
+      if (text && !isUtf8At(data, p, skip)) throw bad("a string that is not valid UTF-8", p);
       p += skip;
     }
     if (count > 0) {
-      if (count > end - p) throw bad(`a container declares ${count} values but ${end - p} bytes remain`);
+      if (count > end - p) throw bad(`a container declares ${count} values but ${end - p} bytes remain`, p);
       elements += count;
-      if (elements > maxElements) throw bad(`more than ${maxElements} values in one message`);
-      if (open.length > maxDepth) throw bad(`nested deeper than ${maxDepth}`);
+      if (elements > maxElements) throw bad(`more than ${maxElements} values in one message`, p);
+      if (open.length > maxDepth) throw bad(`nested deeper than ${maxDepth}`, p);
       open.push(count);
     }
   }
-  if (p !== end) throw bad(`${end - p} bytes after the value`);
+  if (p !== end) throw bad(`${end - p} bytes after the value`, p);
 }
+
+function bad(why: string, p: number): ProtocolError {
+  return new ProtocolError("bad_frame", `message is not acceptable msgpack: ${why} (at byte ${p})`);
+}
+
+/** Whether the `n` bytes at `p` are UTF-8: ASCII (map keys, names) by a plain loop, the rest by node's check. */
+function isUtf8At(data: Uint8Array, p: number, n: number): boolean {
+  const stop = p + n;
+  for (let i = p; i < stop; i++) if (data[i]! > 0x7f) return isUtf8(data.subarray(i, stop));
+  return true;
+}
+
+const u16At = (data: Uint8Array, at: number) => (data[at]! << 8) | data[at + 1]!;
+const u32At = (data: Uint8Array, at: number) => data[at]! * 0x1000000 + ((data[at + 1]! << 16) | (data[at + 2]! << 8) | data[at + 3]!);
 
 /**
  * The offset just past the value starting at `p`, in msgpack that {@link checkMsgpack} has
  * accepted (so every length is in range): lets a decoder set one value aside undecoded.
  */
 export function skipValue(data: Uint8Array, p: number): number {
-  const u16 = (at: number) => (data[at]! << 8) | data[at + 1]!;
-  const u32 = (at: number) => data[at]! * 0x1000000 + ((data[at + 1]! << 16) | (data[at + 2]! << 8) | data[at + 3]!);
   let pending = 1;
   while (pending > 0) {
     pending--;
@@ -156,16 +151,16 @@ export function skipValue(data: Uint8Array, p: number): number {
     else {
       switch (b) {
         case 0xc4: case 0xd9: p += 1 + data[p]!; break;
-        case 0xc5: case 0xda: p += 2 + u16(p); break;
-        case 0xc6: case 0xdb: p += 4 + u32(p); break;
+        case 0xc5: case 0xda: p += 2 + u16At(data, p); break;
+        case 0xc6: case 0xdb: p += 4 + u32At(data, p); break;
         case 0xcc: case 0xd0: p += 1; break;
         case 0xcd: case 0xd1: p += 2; break;
         case 0xca: case 0xce: case 0xd2: p += 4; break;
         case 0xcb: case 0xcf: case 0xd3: p += 8; break;
-        case 0xdc: pending += u16(p); p += 2; break;
-        case 0xdd: pending += u32(p); p += 4; break;
-        case 0xde: pending += u16(p) * 2; p += 2; break;
-        case 0xdf: pending += u32(p) * 2; p += 4; break;
+        case 0xdc: pending += u16At(data, p); p += 2; break;
+        case 0xdd: pending += u32At(data, p); p += 4; break;
+        case 0xde: pending += u16At(data, p) * 2; p += 2; break;
+        case 0xdf: pending += u32At(data, p) * 2; p += 4; break;
         default: throw new ProtocolError("bad_frame", `message is not acceptable msgpack (at byte ${p - 1})`);
       }
     }
