@@ -213,41 +213,57 @@ export class Handler {
    * caller could not read (sendable.ts). With a `deadline` (plain calls), the handler's signal
    * fires then and its concurrency slot is given back even if it never returns (`late`).
    */
-  async #runTool(tool: RegisteredTool, args: unknown, ctx: ToolContext, deadline: number | undefined, late?: LazySignal): Promise<{ answer: Answer; late: boolean }> {
-    this.#active++;
-    let timer: DeadlineEntry | undefined;
-    let expired: Promise<{ answer: Answer; late: boolean }> | undefined;
-    if (deadline !== undefined) {
-      expired = new Promise((resolve) => {
-        // One timer for every run's deadline (support/deadlines.ts), not a setTimeout per call.
-        timer = this.#deadlines.add(performance.now() + Math.max(0, deadline - Date.now()), () => {
-          resolve({ answer: failure("expired", `${tool.info.name} was still running at the caller's deadline`), late: true });
-          late?.abort(new TimeoutError("the caller's deadline passed"));
-        });
-      });
-    }
-    const attempt = async (): Promise<Answer> => {
-      try {
-        let result = await tool.handler(args, ctx);
-        if (tool.output) {
-          const checked = tool.output.safeParse(result);
-          if (!checked.success) return failure("tool_failed", `${tool.info.name} returned a result that fails its output schema`);
-          result = checked.data;
-        }
-        return { st: "ok", result: result ?? null };
-      } catch (err) {
+  #runTool(tool: RegisteredTool, args: unknown, ctx: ToolContext, deadline: number | undefined, late?: LazySignal): Promise<{ answer: Answer; late: boolean }> {
+    // One promise, settled once by whichever comes first, the handler's outcome or the deadline:
+    // the async wrappers, the race and its arrays this was written with before were a third of
+    // a call's garbage on the callee (issue 12, bench/sdkpath.ts under a sampling heap profile).
+    return new Promise((resolve) => {
+      this.#active++;
+      let timer: DeadlineEntry | undefined;
+      let settled = false;
+      const settle = (answer: Answer, isLate: boolean): void => {
+        if (settled) return;
+        settled = true;
+        this.#deadlines.cancel(timer);
+        this.#active--;
+        resolve({ answer, late: isLate });
+      };
+      const failed = (err: unknown): void => {
         const code = err instanceof ZmcpError && isWireCode(err.code) ? err.code : "tool_failed";
         logToolFailure(this.core.throttle, tool.info.name, err, code); // warn with the stack (unless a deliberate ZmcpError), throttled
-        return failure(code, describeThrown(err));
+        settle(failure(code, describeThrown(err)), false);
+      };
+      const returned = (result: unknown): void => {
+        if (tool.output) {
+          let checked: ReturnType<z.ZodType["safeParse"]>;
+          try {
+            checked = tool.output.safeParse(result);
+          } catch (err) {
+            return failed(err);
+          }
+          if (!checked.success) return settle(failure("tool_failed", `${tool.info.name} returned a result that fails its output schema`), false);
+          result = checked.data;
+        }
+        settle({ st: "ok", result: result ?? null }, false);
+      };
+      if (deadline !== undefined) {
+        // One timer for every run's deadline (support/deadlines.ts), not a setTimeout per call.
+        timer = this.#deadlines.add(performance.now() + Math.max(0, deadline - Date.now()), () => {
+          settle(failure("expired", `${tool.info.name} was still running at the caller's deadline`), true);
+          late?.abort(new TimeoutError("the caller's deadline passed"));
+        });
       }
-    };
-    const run = (async (): Promise<{ answer: Answer; late: boolean }> => ({ answer: await attempt(), late: false }))();
-    try {
-      return await (expired ? Promise.race([run, expired]) : run);
-    } finally {
-      this.#deadlines.cancel(timer);
-      this.#active--;
-    }
+      let result: unknown;
+      try {
+        result = tool.handler(args, ctx);
+      } catch (err) {
+        return failed(err);
+      }
+      // A primitive is the answer now; anything else may be a promise or another thenable (whose
+      // `then` may throw, or be a getter that throws): Promise.resolve adopts it safely.
+      if (result === null || (typeof result !== "object" && typeof result !== "function")) returned(result);
+      else Promise.resolve(result).then(returned, failed);
+    });
   }
 
   /** tools/list, jobs/poll, jobs/cancel. */
