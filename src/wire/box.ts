@@ -186,14 +186,13 @@ const sodium = loadSodium();
 export const nativeBox: BoxBackend | undefined = sodium ? nativeBackend(sodium) : undefined;
 
 /**
- * SHA-256 of `data` by libsodium into Node's buffer pool (no allocation per call), or undefined
+ * SHA-256 of `data` by libsodium into `out` (default: a slice of Node's buffer pool), or undefined
  * where sodium-native does not load or `ZMCP_CRYPTO=js` asks for the pure-JS path (then
  * node:crypto hashes). The header digest of every message (envelope.ts).
  */
-export const sha256Into: ((data: Uint8Array) => Uint8Array) | undefined =
+export const sha256Into: ((data: Uint8Array, out?: Uint8Array) => Uint8Array) | undefined =
   sodium && process.env["ZMCP_CRYPTO"] !== "js"
-    ? (data) => {
-        const out = allocUnsafe(32);
+    ? (data, out = allocUnsafe(32)) => {
         sodium.crypto_hash_sha256(out, data);
         return out;
       }

@@ -190,6 +190,19 @@ export function digest(data: Uint8Array): Uint8Array {
   return oneShotHash ? oneShotHash("sha256", data, "buffer") : nodeCrypto.createHash("sha256").update(data).digest();
 }
 
+const DIGEST_SCRATCH = new Uint8Array(32);
+
+/**
+ * The digest of `data` in one buffer shared by every call (overwritten by the next): for a
+ * digest compared at once with the sealed one, no allocation. Not for encoding: the encoder
+ * reads `args` (getters: user code, which may seal another message) before it writes `h`
+ * (test/security/hotpath-attack-shared-encoder.test.ts).
+ */
+function digestScratch(data: Uint8Array): Uint8Array {
+  if (sha256Into) return sha256Into(data, DIGEST_SCRATCH);
+  return digest(data);
+}
+
 export function encodeHeader(header: Header): Uint8Array {
   return encodeHeaderFast(header) ?? encoder.encode(header);
 }
@@ -364,7 +377,7 @@ export function decodeInner(plaintext: Uint8Array, headerBytes: Uint8Array, maxB
     if (!parsed.success) throw new ProtocolError("bad_frame", `invalid message: ${z.prettifyError(parsed.error)}`);
     inner = parsed.data;
   }
-  if (!sameBytes(inner.h, digest(headerBytes))) {
+  if (!sameBytes(inner.h, digestScratch(headerBytes))) {
     throw new ProtocolError("bad_seal", "header does not match the sealed digest (tampered in transit)");
   }
   if (rawArgs && inner.t === "req") inner.args = rawArgs;
