@@ -128,8 +128,8 @@ export interface BrokerProcess extends Child {
 }
 
 /** Runs the built `zmq-broker` bin with `args` and waits for its `ready` line. */
-export async function spawnBroker(args: string[], timeoutMs = 10_000): Promise<BrokerProcess> {
-  const child = await spawnChild(BIN("zmq-broker"), args, "ready", { timeoutMs });
+export async function spawnBroker(args: string[], timeoutMs = 10_000, nodeArgs?: string[]): Promise<BrokerProcess> {
+  const child = await spawnChild(BIN("zmq-broker"), args, "ready", { timeoutMs, ...(nodeArgs ? { nodeArgs } : {}) });
   const metricsUrl = String(child.ready["metrics"] ?? "");
   return {
     ...child,
