@@ -228,21 +228,29 @@ export class Handler {
         this.#active--;
         resolve({ answer, late: isLate });
       };
+      // Neither `failed` nor `returned` may throw: an exception escaping them (from the executor,
+      // or from `.then`'s callbacks) would leave the run unsettled and its slot taken for good.
       const failed = (err: unknown): void => {
-        const code = err instanceof ZmcpError && isWireCode(err.code) ? err.code : "tool_failed";
-        logToolFailure(this.core.throttle, tool.info.name, err, code); // warn with the stack (unless a deliberate ZmcpError), throttled
+        let code = "tool_failed";
+        try {
+          // `instanceof` runs a Proxy's getPrototypeOf trap, `code` may be a getter: read once.
+          const own = err instanceof ZmcpError ? err.code : undefined;
+          if (isWireCode(own)) code = own;
+          logToolFailure(this.core.throttle, tool.info.name, err, code); // warn with the stack (unless a deliberate ZmcpError), throttled
+        } catch {
+          // a hostile thrown value: answered tool_failed all the same
+        }
         settle(failure(code, describeThrown(err)), false);
       };
       const returned = (result: unknown): void => {
         if (tool.output) {
-          let checked: ReturnType<z.ZodType["safeParse"]>;
           try {
-            checked = tool.output.safeParse(result);
+            const checked = tool.output.safeParse(result);
+            if (!checked.success) return settle(failure("tool_failed", `${tool.info.name} returned a result that fails its output schema`), false);
+            result = checked.data;
           } catch (err) {
             return failed(err);
           }
-          if (!checked.success) return settle(failure("tool_failed", `${tool.info.name} returned a result that fails its output schema`), false);
-          result = checked.data;
         }
         settle({ st: "ok", result: result ?? null }, false);
       };
@@ -261,8 +269,16 @@ export class Handler {
       }
       // A primitive is the answer now; anything else may be a promise or another thenable (whose
       // `then` may throw, or be a getter that throws): Promise.resolve adopts it safely.
+      // Promise.resolve reads a promise's `constructor` and `.then` may be the promise's own: either
+      // may throw synchronously (the `await` this replaced turned that into the tool's failure).
       if (result === null || (typeof result !== "object" && typeof result !== "function")) returned(result);
-      else Promise.resolve(result).then(returned, failed);
+      else {
+        try {
+          Promise.resolve(result).then(returned, failed);
+        } catch (err) {
+          failed(err);
+        }
+      }
     });
   }
 
