@@ -22,6 +22,7 @@
  */
 import { ByteBudget, type BudgetLimits } from "../support/budget.js";
 import { LinkedMap } from "../support/linked-map.js";
+import { decodeKept, encodeKept } from "../wire/envelope.js";
 import type { Response } from "../wire/envelope.js";
 
 /** What is sent back: a response without its header digest and timestamp. */
@@ -29,7 +30,14 @@ export type Answer = Pick<Response, "st" | "result" | "error">;
 
 interface Entry {
   owner: string;
-  answer: Answer | undefined;
+  /**
+   * The answer once finished, msgpack-encoded into a buffer of its own size: what is counted is
+   * what is held. Kept as the object, it held whatever its binary values were views of: a tool
+   * returning `data.subarray(0, 8)` of a 1 MiB argument kept the whole received frame under a
+   * count of 8 bytes, so the byte budget bounded nothing (and every kept answer was an object
+   * graph for the garbage collector to walk). Decoded again only for a retry.
+   */
+  answer: Uint8Array | undefined;
   bytes: number;
   /** Retries waiting for the first run (made only when one comes). */
   waiters: Array<(answer: Answer) => void> | undefined;
@@ -62,6 +70,8 @@ export const DROPPED_ANSWER: Answer = Object.freeze({
     message: "this request already ran once; its answer was dropped from the callee's answer cache (full) before this retry came, so it cannot be sent again",
   }),
 }) as Answer;
+
+const DROPPED_KEPT = encodeKept(DROPPED_ANSWER);
 
 /**
  * What {@link AnswerCache.begin} found: a new run, an earlier answer to wait for, no room, or a
@@ -143,7 +153,7 @@ export class AnswerCache {
       this.budget.add(owner, 1, 0);
       return { kind: "new" };
     }
-    if (entry.answer) return { kind: "earlier", answer: Promise.resolve(entry.answer) };
+    if (entry.answer) return { kind: "earlier", answer: Promise.resolve(decodeKept(entry.answer) as Answer) };
     return { kind: "earlier", answer: new Promise((resolve) => (entry.waiters ??= []).push(resolve)) };
   }
 
@@ -155,7 +165,7 @@ export class AnswerCache {
     const entry = this.#entries.get(key);
     if (!entry || entry.answer) return;
     if (keep) {
-      entry.answer = answer;
+      entry.answer = encodeKept(answer);
       entry.bytes = bytes + ENTRY_OVERHEAD_BYTES;
       this.budget.add(entry.owner, 0, entry.bytes);
       // Kept exactly while a copy can still be accepted (+ 1: expiry is inclusive).
@@ -264,7 +274,7 @@ export class AnswerCache {
       if (held ? held.bytes <= ownTarget : this.budget.bytes <= totalTarget) break;
       this.budget.add(entry.owner, 0, ENTRY_OVERHEAD_BYTES - entry.bytes);
       entry.bytes = ENTRY_OVERHEAD_BYTES;
-      entry.answer = DROPPED_ANSWER;
+      entry.answer = DROPPED_KEPT;
       this.#bodyGone(key, entry);
       this.bodiesDropped++;
       dropped = true;

@@ -13,7 +13,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
-import type { ErrorBody, JobStatus, Progress } from "../wire/envelope.js";
+import { decodeKept, encodeKept, type ErrorBody, type JobStatus, type Progress } from "../wire/envelope.js";
 import { ByteBudget, type BudgetLimits } from "../support/budget.js";
 import { remoteError, ZmcpError } from "../errors.js";
 import { z85Decode, z85Encode } from "../wire/z85.js";
@@ -128,7 +128,10 @@ export class JobTable {
     const record = this.#jobs.get(jobId);
     if (!record || record.state.status !== "running") return undefined;
     record.state.status = end.status;
-    if (end.status === "done") record.state.result = end.result;
+    // A copy made through msgpack (the result is sendable, checked by the handler): kept for
+    // polls until the TTL, it must hold only the bytes it is counted for, not whatever buffers
+    // its binary values were views of (as the answer cache, idempotency.ts).
+    if (end.status === "done") record.state.result = keptCopy(end.result);
     else record.state.error = end.error;
     record.bytes = bytes;
     this.budget.add(record.owner, 0, bytes);
@@ -259,4 +262,13 @@ export class Job extends EventEmitter<JobEvents> {
 
 function sameProgress(a: Progress, b: Progress | undefined): boolean {
   return b !== undefined && a.progress === b.progress && a.total === b.total && a.message === b.message;
+}
+
+/** `value` copied through msgpack, or itself if it cannot be encoded (the handler made it sendable: not expected). */
+function keptCopy(value: unknown): unknown {
+  try {
+    return decodeKept(encodeKept(value));
+  } catch {
+    return value;
+  }
 }

@@ -159,6 +159,7 @@ export type Inner = z.infer<typeof InnerSchema>;
 export type InnerDraft = Omit<Request, "h"> | Omit<Response, "h"> | Omit<Event, "h">;
 
 const encoder = new Encoder({ ignoreUndefined: true });
+const keptDecoder = new Decoder();
 
 function decoderFor(maxBytes: number): Decoder {
   return new Decoder({
@@ -205,6 +206,19 @@ function digestScratch(data: Uint8Array): Uint8Array {
 
 export function encodeHeader(header: Header): Uint8Array {
   return encodeHeaderFast(header) ?? encoder.encode(header);
+}
+
+/**
+ * `value` encoded into a buffer of exactly its size, for a table that keeps it (the answer
+ * cache): a copy, so it holds none of the buffers the value's binary parts were views of.
+ */
+export function encodeKept(value: unknown): Uint8Array {
+  return encoder.encode(value);
+}
+
+/** A value {@link encodeKept} made (trusted bytes: no limits to apply); binary parts are views of `bytes`. */
+export function decodeKept(bytes: Uint8Array): unknown {
+  return keptDecoder.decode(bytes);
 }
 
 /** Bytes of `value` encoded as it would be sent (what held answers count against budgets). */

@@ -6,6 +6,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { AnswerCache, DROPPED_ANSWER, ENTRY_OVERHEAD_BYTES } from "../../src/agent/idempotency.js";
+import { JobTable } from "../../src/agent/jobs.js";
 
 const limits = { maxEntries: 100, maxBytes: 1 << 20, maxEntriesPerOwner: 3, maxBytesPerOwner: 1 << 20 };
 const ok = { st: "ok" as const, result: 1 };
@@ -59,7 +60,7 @@ describe("answer cache", () => {
     // The oldest of a's answers lost its body; its retry is told so, and runs nothing.
     const retry = cache.begin("a:0", "a", t0 + 20, t0 + 60_000);
     expect(retry.kind).toBe("earlier");
-    if (retry.kind === "earlier") expect(await retry.answer).toBe(DROPPED_ANSWER);
+    if (retry.kind === "earlier") expect(await retry.answer).toEqual(DROPPED_ANSWER);
     // The newest kept its body, and b (another caller) kept everything.
     const recent = cache.begin("a:3", "a", t0 + 20, t0 + 60_000);
     if (recent.kind === "earlier") expect(await recent.answer).toEqual(big);
@@ -138,7 +139,7 @@ describe("answer cache", () => {
         const again = cache.begin(key, owner, t0 + 100, t0 + 60_000);
         expect(again.kind).toBe("earlier");
         if (again.kind !== "earlier") continue;
-        const dropped = (await again.answer) === DROPPED_ANSWER;
+        const dropped = (await again.answer).error?.message === DROPPED_ANSWER.error!.message;
         if (!dropped) seenKept = true;
         else expect(seenKept, `${key} lost its body after a younger one of ${owner} kept its own`).toBe(false);
       }
@@ -163,5 +164,37 @@ describe("answer cache", () => {
     // Another caller filling the whole cache is held to its share, and a's newest answers stay.
     const again = cache.begin("a:19999", "a", t0 + 20_200, t0 + 21_000);
     expect(again.kind).toBe("earlier");
+  });
+});
+
+describe("answer cache: what is held is what is counted", () => {
+  it("an answer holding a view of a large buffer keeps only its own bytes, and a retry still gets it whole", async () => {
+    const cache = new AnswerCache(120_000, limits);
+    const t0 = 3_000_000;
+    const frame = new Uint8Array(1 << 20).fill(7); // as a received 1 MiB request frame
+    const view = frame.subarray(100, 108); // a tool answering with 8 bytes of its argument
+    expect(cache.begin("c:0", "c", t0, t0 + 60_000).kind).toBe("new");
+    cache.finish("c:0", { st: "ok", result: { head: view, n: 8 } }, 8 + 16, true, t0);
+    frame.fill(9); // the frame's memory reused: the kept answer is unaffected
+    const again = cache.begin("c:0", "c", t0 + 10, t0 + 60_000);
+    expect(again.kind).toBe("earlier");
+    const answer = await (again as { answer: Promise<{ st: string; result: { head: Uint8Array; n: number } }> }).answer;
+    expect(answer.st).toBe("ok");
+    expect(answer.result.n).toBe(8);
+    expect([...answer.result.head]).toEqual([7, 7, 7, 7, 7, 7, 7, 7]);
+    // Held in a buffer of the answer's encoded size, not in the 1 MiB the view pointed into.
+    expect(answer.result.head.buffer.byteLength).toBeLessThan(64);
+  });
+
+  it("a finished job's result holding a view of a large buffer keeps only its own bytes for the polls", () => {
+    const jobs = new JobTable();
+    const frame = new Uint8Array(1 << 20).fill(5);
+    jobs.create("job-1", "c");
+    jobs.finish("job-1", { status: "done", result: { head: frame.subarray(0, 4) } }, 16);
+    frame.fill(6);
+    const state = jobs.get("job-1", "c");
+    const head = (state.result as { head: Uint8Array }).head;
+    expect([...head]).toEqual([5, 5, 5, 5]);
+    expect(head.buffer.byteLength).toBeLessThan(64);
   });
 });
