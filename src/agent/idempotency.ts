@@ -73,6 +73,25 @@ export const DROPPED_ANSWER: Answer = Object.freeze({
 
 const DROPPED_KEPT = encodeKept(DROPPED_ANSWER);
 
+/** What a retry gets when the answer, sent once, could not be encoded again to be kept (a getter that throws the second time). */
+export const UNKEPT_ANSWER: Answer = Object.freeze({
+  st: "error",
+  error: Object.freeze({
+    code: "tool_failed",
+    message: "this request already ran once; its answer could not be kept for a retry (it did not encode a second time), so it cannot be sent again",
+  }),
+}) as Answer;
+const UNKEPT = encodeKept(UNKEPT_ANSWER);
+
+/** The answer encoded to be kept; never throws (the answer holds user objects: getters run again). */
+function keptBytes(answer: Answer): Uint8Array {
+  try {
+    return encodeKept(answer);
+  } catch {
+    return UNKEPT;
+  }
+}
+
 /**
  * What {@link AnswerCache.begin} found: a new run, an earlier answer to wait for, no room, or a
  * request whose answer may have been dropped after its deadline (refused `expired`, not run).
@@ -165,7 +184,7 @@ export class AnswerCache {
     const entry = this.#entries.get(key);
     if (!entry || entry.answer) return;
     if (keep) {
-      entry.answer = encodeKept(answer);
+      entry.answer = keptBytes(answer);
       entry.bytes = bytes + ENTRY_OVERHEAD_BYTES;
       this.budget.add(entry.owner, 0, entry.bytes);
       // Kept exactly while a copy can still be accepted (+ 1: expiry is inclusive).

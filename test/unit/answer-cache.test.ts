@@ -198,3 +198,29 @@ describe("answer cache: what is held is what is counted", () => {
     expect(head.buffer.byteLength).toBeLessThan(64);
   });
 });
+
+describe("answer cache: an answer that does not encode a second time", () => {
+  it("is kept as the error saying so: the retry is answered, the entry finished and later forgotten", async () => {
+    const cache = new AnswerCache(120_000, limits, 1000);
+    const t0 = 4_000_000;
+    let reads = 0;
+    const result = {
+      get value() {
+        if (++reads > 1) throw new Error("read twice");
+        return 1;
+      },
+    };
+    void result.value; // the first read: as the responder's encode did when it sent the answer
+    expect(cache.begin("d:0", "d", t0, t0 + 5000).kind).toBe("new");
+    cache.finish("d:0", { st: "ok", result }, 16, true, t0);
+    const again = cache.begin("d:0", "d", t0 + 10, t0 + 5000);
+    expect(again.kind).toBe("earlier");
+    const answer = await (again as { answer: Promise<{ st: string; error?: { code: string; message: string } }> }).answer;
+    expect(answer.st).toBe("error");
+    expect(answer.error?.code).toBe("tool_failed");
+    expect(answer.error?.message).toMatch(/could not be kept/);
+    // Finished like any other: forgotten once past its time.
+    cache.begin("d:1", "d", t0 + 5000 + 1000 + 2, t0 + 20_000);
+    expect(cache.size).toBe(1);
+  });
+});
