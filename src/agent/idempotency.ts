@@ -92,6 +92,15 @@ function keptBytes(answer: Answer): Uint8Array {
   }
 }
 
+/** A kept answer decoded for a retry; never throws (bytes the encoder wrote that its decoder refuses, a `__proto__` key: the error saying it could not be kept). */
+function keptAnswer(bytes: Uint8Array): Answer {
+  try {
+    return decodeKept(bytes) as Answer;
+  } catch {
+    return decodeKept(UNKEPT) as Answer;
+  }
+}
+
 /**
  * What {@link AnswerCache.begin} found: a new run, an earlier answer to wait for, no room, or a
  * request whose answer may have been dropped after its deadline (refused `expired`, not run).
@@ -172,7 +181,7 @@ export class AnswerCache {
       this.budget.add(owner, 1, 0);
       return { kind: "new" };
     }
-    if (entry.answer) return { kind: "earlier", answer: Promise.resolve(decodeKept(entry.answer) as Answer) };
+    if (entry.answer) return { kind: "earlier", answer: Promise.resolve(keptAnswer(entry.answer)) };
     return { kind: "earlier", answer: new Promise((resolve) => (entry.waiters ??= []).push(resolve)) };
   }
 
@@ -185,7 +194,10 @@ export class AnswerCache {
     if (!entry || entry.answer) return;
     if (keep) {
       entry.answer = keptBytes(answer);
-      entry.bytes = bytes + ENTRY_OVERHEAD_BYTES;
+      // The kept bytes come from reading the answer again (user getters run again): counted at
+      // no less than what is held, or a result that reads small once and large after is held
+      // in megabytes counted as a few bytes.
+      entry.bytes = Math.max(bytes, entry.answer.byteLength) + ENTRY_OVERHEAD_BYTES;
       this.budget.add(entry.owner, 0, entry.bytes);
       // Kept exactly while a copy can still be accepted (+ 1: expiry is inclusive).
       entry.forgetAt = Math.max(now, entry.sentExp + this.lateMs + 1);
@@ -198,7 +210,10 @@ export class AnswerCache {
     } else this.#forget(key, entry);
     const waiters = entry.waiters;
     entry.waiters = undefined;
-    for (const wake of waiters ?? []) wake(answer);
+    // Waiters get what a later retry gets (the kept answer), not the tool's live object, which
+    // their responses would read once more.
+    const kept = entry.answer;
+    for (const wake of waiters ?? []) wake(kept ? keptAnswer(kept) : answer);
   }
 
   get size(): number {

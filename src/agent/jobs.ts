@@ -131,8 +131,19 @@ export class JobTable {
     // A copy made through msgpack (the result is sendable, checked by the handler): kept for
     // polls until the TTL, it must hold only the bytes it is counted for, not whatever buffers
     // its binary values were views of (as the answer cache, idempotency.ts).
-    if (end.status === "done") record.state.result = keptCopy(end.result);
-    else record.state.error = end.error;
+    // Read once more to be copied (user getters run again): counted at no less than the copy's
+    // size; a result that does not encode again is kept as the error saying so, never as the
+    // live object (its getters, the buffers its views are of).
+    if (end.status === "done") {
+      const kept = keptCopy(end.result);
+      if (kept) {
+        record.state.result = kept.copy;
+        bytes = Math.max(bytes, kept.size);
+      } else {
+        record.state.status = "error";
+        record.state.error = { code: "tool_failed", message: "the job's result could not be kept for polls (it did not encode a second time)" };
+      }
+    } else record.state.error = end.error;
     record.bytes = bytes;
     this.budget.add(record.owner, 0, bytes);
     record.forgetAt = Date.now() + this.ttlMs;
@@ -264,11 +275,12 @@ function sameProgress(a: Progress, b: Progress | undefined): boolean {
   return b !== undefined && a.progress === b.progress && a.total === b.total && a.message === b.message;
 }
 
-/** `value` copied through msgpack, or itself if it cannot be encoded (the handler made it sendable: not expected). */
-function keptCopy(value: unknown): unknown {
+/** `value` copied through msgpack with its encoded size, or undefined if it does not encode (or decode) again. */
+function keptCopy(value: unknown): { copy: unknown; size: number } | undefined {
   try {
-    return decodeKept(encodeKept(value));
+    const bytes = encodeKept(value);
+    return { copy: decodeKept(bytes), size: bytes.byteLength };
   } catch {
-    return value;
+    return undefined;
   }
 }
