@@ -10,6 +10,7 @@ import { ReplayGuard } from "../../src/agent/replay.js";
 import { ProtocolError } from "../../src/errors.js";
 import { LinkedMap } from "../../src/support/linked-map.js";
 import { RecencyMap } from "../../src/support/recency-map.js";
+import { encodedSize } from "../../src/wire/envelope.js";
 import { AnswerCache as OldAnswerCache } from "./perf5-reference/idempotency-57add7d.js";
 import { ReplayGuard as OldReplayGuard } from "./perf5-reference/replay-57add7d.js";
 
@@ -181,7 +182,8 @@ describe("AnswerCache: same outcomes as 57add7d under pressure", () => {
         now += r() < 0.1 ? Math.floor(r() * 1500) : Math.floor(r() * 4);
         if (running.length > 0 && r() < 0.45) {
           const key = running.splice(Math.floor(r() * running.length), 1)[0]!;
-          const bytes = Math.floor(r() * 300);
+          // At least the answer's encoded size: the cache counts no less than what it keeps (3c61eea).
+          const bytes = Math.max(encodedSize(ok(step)), Math.floor(r() * 300));
           const keep = r() < 0.9;
           a.finish(key, ok(step), bytes, keep, now);
           b.finish(key, ok(step), bytes, keep, now);
