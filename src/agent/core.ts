@@ -7,7 +7,7 @@ import type { ZmcpError } from "../errors.js";
 import type { Logger } from "../support/log.js";
 import type { LogThrottle } from "../support/log-throttle.js";
 import type { Header, InnerDraft } from "../wire/envelope.js";
-import { sealMessage } from "../wire/message.js";
+import { sealMessage, sealResponse } from "../wire/message.js";
 import type { Sealer } from "../wire/seal.js";
 import type { Directory } from "./directory.js";
 import type { ResolvedAgentOptions } from "./options.js";
@@ -38,4 +38,9 @@ export interface AgentCore {
 /** Seals one message with the agent's size cap (wire/message.ts). */
 export function seal(core: AgentCore, sealer: Sealer, to: string, header: Header, draft: InnerDraft): [Uint8Array, Uint8Array] {
   return sealMessage(sealer, to, header, draft, core.options.maxMessageBytes);
+}
+
+/** Seals a response whose answer is already encoded (wire/message.ts sealResponse). */
+export function sealAnswer(core: AgentCore, sealer: Sealer, to: string, header: Header, answer: Uint8Array): [Uint8Array, Uint8Array] {
+  return sealResponse(sealer, to, header, Date.now(), answer, core.options.maxMessageBytes);
 }

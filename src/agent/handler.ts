@@ -162,7 +162,7 @@ export class Handler {
     const sent = ran.late ? undefined : this.responder.respond(reply, ran.answer);
     if (ran.late) reply.answered = true;
     const [answer, bytes] = sent ? [sent.answer, sent.bytes] : this.#fitting(sendable(ran.answer, 1));
-    this.#answers.finish(key, answer, bytes);
+    this.#answers.finish(key, answer, bytes, true, Date.now(), sent?.kept);
   }
 
   /**

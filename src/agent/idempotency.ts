@@ -187,13 +187,14 @@ export class AnswerCache {
 
   /**
    * Stores the answer, counted as `bytes` (or forgets the key when `keep` is false, e.g. for
-   * `busy`), and wakes waiters.
+   * `busy`), and wakes waiters. `kept`: the answer already encoded as it was sent (encodeKept);
+   * without it the answer is encoded here (its getters run again).
    */
-  finish(key: string, answer: Answer, bytes: number, keep = true, now = Date.now()): void {
+  finish(key: string, answer: Answer, bytes: number, keep = true, now = Date.now(), kept?: Uint8Array): void {
     const entry = this.#entries.get(key);
     if (!entry || entry.answer) return;
     if (keep) {
-      entry.answer = keptBytes(answer);
+      entry.answer = kept ?? keptBytes(answer); // `kept`: the answer's bytes as sent (responder.ts), not read again
       // The kept bytes come from reading the answer again (user getters run again): counted at
       // no less than what is held, or a result that reads small once and large after is held
       // in megabytes counted as a few bytes.
@@ -212,8 +213,8 @@ export class AnswerCache {
     entry.waiters = undefined;
     // Waiters get what a later retry gets (the kept answer), not the tool's live object, which
     // their responses would read once more.
-    const kept = entry.answer;
-    for (const wake of waiters ?? []) wake(kept ? keptAnswer(kept) : answer);
+    const held = entry.answer;
+    for (const wake of waiters ?? []) wake(held ? keptAnswer(held) : answer);
   }
 
   get size(): number {

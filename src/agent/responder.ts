@@ -6,10 +6,10 @@
  */
 import { describeThrown, ZmcpError } from "../errors.js";
 import { answerExp, eventExp } from "../wire/clock.js";
-import { newId, PROTOCOL_VERSION, type Header } from "../wire/envelope.js";
+import { encodeKept, newId, PROTOCOL_VERSION, type Header } from "../wire/envelope.js";
 import { SEAL_OVERHEAD, type Sealer } from "../wire/seal.js";
 import { checkSendable } from "../wire/sendable.js";
-import { seal, type AgentCore } from "./core.js";
+import { seal, sealAnswer, type AgentCore } from "./core.js";
 import { failure } from "./failure.js";
 import type { Answer } from "./idempotency.js";
 import type { JobState } from "./jobs.js";
@@ -42,29 +42,35 @@ export class Responder {
   /**
    * Sends a sealed response; a result that a caller could not read (sendable.ts) or that is
    * too large becomes a `tool_failed` / `too_large` error naming what was wrong. Returns the
-   * answer sent and the size of its sealed message's plaintext (the bytes the answer cache
-   * counts), or undefined when the agent is closed and nothing was sealed.
+   * answer sent, the size of its sealed message's plaintext (the bytes the answer cache
+   * counts) and the answer's own encoding as sent (what the cache keeps for retries), or
+   * undefined when the agent is closed and nothing was sealed.
    */
-  respond(reply: ReplyPath, answer: Answer, exp = answerExp(reply.inReplyTo.exp)): { answer: Answer; bytes: number } | undefined {
+  respond(reply: ReplyPath, answer: Answer, exp = answerExp(reply.inReplyTo.exp)): { answer: Answer; bytes: number; kept: Uint8Array } | undefined {
     const core = this.core;
     if (core.isClosed()) return undefined;
     reply.answered = true;
     const header: Header = { v: PROTOCOL_VERSION, k: "res", id: newId(), to: reply.peer, exp, re: reply.inReplyTo.id };
     if (reply.as) header.as = reply.as;
     if (reply.inReplyTo.dur) header.dur = true; // the answer to a durable request waits for an offline caller too (docs/DURABLE.md)
+    // The answer is encoded once (its getters read once): those bytes are spliced into the sealed
+    // response and kept by the answer cache for retries, so a retry gets what was sent.
     let frames: [Uint8Array, Uint8Array];
+    let kept: Uint8Array;
     try {
       if (answer.st !== "error") checkSendable(answer.result, "result", 1);
-      frames = seal(core, reply.sealer, reply.peer, header, { t: "res", ts: Date.now(), ...answer });
+      kept = encodeKept(answer);
+      frames = sealAnswer(core, reply.sealer, reply.peer, header, kept);
     } catch (err) {
       const code = err instanceof ZmcpError && err.code === "too_large" ? "too_large" : "tool_failed";
       answer = failure(code, `result not sendable: ${describeThrown(err)}`);
-      frames = seal(core, reply.sealer, reply.peer, header, { t: "res", ts: Date.now(), ...answer });
+      kept = encodeKept(answer);
+      frames = sealAnswer(core, reply.sealer, reply.peer, header, kept);
     }
     if (answer.st === "error") bump(core.stats.requestFailures, answer.error?.code ?? "error");
     answerInSpan(answer); // the request's first answer ends its SERVER span (if one is active)
     this.#send(reply, frames, "response not sent");
-    return { answer, bytes: frames[1].length - SEAL_OVERHEAD };
+    return { answer, bytes: frames[1].length - SEAL_OVERHEAD, kept };
   }
 
   /** Pushes a job's state to the caller that started it (progress, or its end). */

@@ -231,6 +231,36 @@ export function encodeInner(draft: InnerDraft, headerBytes: Uint8Array): Uint8Ar
   return encoder.encode({ ...draft, h: digest(headerBytes) });
 }
 
+/** Reused for composing responses of up to 64 KiB (sealed at once: nothing runs in between). */
+let responseScratch = new Uint8Array(4096);
+
+/**
+ * A response's inner message from its answer already encoded ({@link encodeKept}): exactly the
+ * bytes the encoder writes for `{ t: "res", ts, ...answer, h }`, with the answer's entries
+ * spliced in. So the answer is read (its getters run) and encoded once: what is sent and what the
+ * answer cache keeps for retries are the same bytes, and a large result is not encoded twice.
+ * The result is valid until the next call: seal it at once.
+ */
+export function encodeResponseShared(ts: number, answer: Uint8Array, headerBytes: Uint8Array): Uint8Array {
+  const entries = answer[0]! - 0x80;
+  // An answer is a map of st, result and error: a fixmap, whose one-byte header is replaced.
+  if (answer.length < 1 || entries < 1 || entries > 3) throw new TypeError("an encoded answer is a map of one to three entries");
+  const head = encoder.encodeSharedRef({ t: "res", ts }); // a fixmap of 2: the encoder's own bytes for them
+  const size = head.length + answer.length - 1 + 36;
+  const out = size <= 65_536 ? (responseScratch.length >= size ? responseScratch : (responseScratch = new Uint8Array(Math.max(size, 2 * responseScratch.length)))) : new Uint8Array(size);
+  out[0] = 0x80 | (2 + entries + 1);
+  out.set(head.subarray(1), 1);
+  let p = head.length;
+  out.set(answer.subarray(1), p);
+  p += answer.length - 1;
+  out[p++] = 0xa1; // "h": fixstr 1
+  out[p++] = 0x68;
+  out[p++] = 0xc4; // bin 8, 32 bytes
+  out[p++] = 32;
+  out.set(digestScratch(headerBytes), p);
+  return out.subarray(0, size);
+}
+
 /**
  * As {@link encodeInner}, but the bytes are the encoder's own buffer, valid only until the next
  * encode: for a caller that uses them at once and synchronously (sealMessage seals them), it

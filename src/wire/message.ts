@@ -4,7 +4,7 @@
  * sealing, and the whole message held to the size cap. The one place a message is sealed.
  */
 import { describeThrown, ZmcpError } from "../errors.js";
-import { encodeHeader, encodeInnerShared, MAX_DEPTH, type Header, type InnerDraft } from "./envelope.js";
+import { encodeHeader, encodeInnerShared, encodeResponseShared, MAX_DEPTH, type Header, type InnerDraft } from "./envelope.js";
 import { checkMsgpack } from "./msgpack-guard.js";
 import type { Sealer } from "./seal.js";
 
@@ -18,6 +18,25 @@ export function sealMessage(sealer: Sealer, to: string, header: Header, draft: I
   } catch (err) {
     throw new ZmcpError("invalid_args", `cannot encode message: ${(err as Error).message}`, { cause: err });
   }
+  return sealPlaintext(sealer, to, headerBytes, plaintext, maxMessageBytes);
+}
+
+/**
+ * A response (`k: "res"`) whose answer is already encoded (envelope.ts encodeKept): the answer's
+ * bytes spliced into the inner message, not encoded again. Throws as {@link sealMessage}.
+ */
+export function sealResponse(sealer: Sealer, to: string, header: Header, ts: number, answer: Uint8Array, maxMessageBytes: number): [Uint8Array, Uint8Array] {
+  const headerBytes = encodeHeader(header);
+  let plaintext: Uint8Array;
+  try {
+    plaintext = encodeResponseShared(ts, answer, headerBytes);
+  } catch (err) {
+    throw new ZmcpError("invalid_args", `cannot encode message: ${(err as Error).message}`, { cause: err });
+  }
+  return sealPlaintext(sealer, to, headerBytes, plaintext, maxMessageBytes);
+}
+
+function sealPlaintext(sealer: Sealer, to: string, headerBytes: Uint8Array, plaintext: Uint8Array, maxMessageBytes: number): [Uint8Array, Uint8Array] {
   // The receiver's own structural limits (depth, values per message, no extension types):
   // what it would drop is refused here, with the reason, instead of lost on the way.
   try {

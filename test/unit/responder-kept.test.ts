@@ -1,0 +1,77 @@
+/**
+ * The responder encodes an answer once: the bytes spliced into the sealed response are the bytes
+ * it returns for the answer cache to keep (responder.ts, envelope.ts encodeResponseShared), so a
+ * retry gets what the first response carried even when the tool's result reads differently each
+ * time (a getter), and the spliced response is exactly what the encoder writes for the object.
+ */
+import { describe, expect, it } from "vitest";
+import { generateCertificate } from "../../src/auth/certs.js";
+import type { AgentCore } from "../../src/agent/core.js";
+import { Directory } from "../../src/agent/directory.js";
+import { resolveAgentOptions } from "../../src/agent/options.js";
+import { Responder, type ReplyPath } from "../../src/agent/responder.js";
+import { newAgentStats } from "../../src/agent/stats.js";
+import type { Frames } from "../../src/agent/transport.js";
+import { silentLogger } from "../../src/support/log.js";
+import { LogThrottle } from "../../src/support/log-throttle.js";
+import { decodeInner, decodeKept, encodeHeader, encodeInner, encodeKept, encodeResponseShared, newId, PROTOCOL_VERSION, type Header } from "../../src/wire/envelope.js";
+import { Sealer } from "../../src/wire/seal.js";
+
+function callee() {
+  const cert = generateCertificate();
+  const sent: Frames[] = [];
+  const core: AgentCore = {
+    publicKey: cert.publicKey,
+    sealer: new Sealer(cert.secretKey),
+    options: resolveAgentOptions({ broker: "memory", cert, heartbeatInterval: 0, jobPollInterval: 0 }),
+    transport: { send: async (frames) => void sent.push(frames) },
+    directory: new Directory(undefined, silentLogger),
+    stats: newAgentStats(),
+    log: silentLogger,
+    throttle: new LogThrottle(silentLogger),
+    tokenSource: undefined,
+    closing: new AbortController().signal,
+    closedWith: () => undefined,
+    isClosed: () => false,
+  };
+  return { cert, core, sent, responder: new Responder(core) };
+}
+
+describe("responder: one encoding of the answer", () => {
+  it("a result that reads differently each time: the response and the kept bytes carry the same value", () => {
+    const { cert, core, sent, responder } = callee();
+    const caller = generateCertificate();
+    const request: Header = { v: PROTOCOL_VERSION, k: "req", id: newId(), to: cert.publicKey, exp: Date.now() + 5000 };
+    const reply: ReplyPath = { peer: caller.publicKey, inReplyTo: request, sentExp: request.exp, sealer: core.sealer, as: undefined, answered: false, via: undefined };
+    let reads = 0;
+    const result = {
+      get n() {
+        return ++reads;
+      },
+    };
+    const out = responder.respond(reply, { st: "ok", result });
+    expect(out).toBeDefined();
+    const [headerBytes, body] = sent[0] as [Uint8Array, Uint8Array];
+    const opened = new Sealer(caller.secretKey).open(cert.publicKey, body);
+    const inner = decodeInner(opened, headerBytes, 1 << 20) as { t: string; st: string; result: { n: number } };
+    expect(inner.t).toBe("res");
+    expect(inner.st).toBe("ok");
+    expect(decodeKept(out!.kept)).toEqual({ st: "ok", result: { n: inner.result.n } });
+  });
+
+  it("the spliced response is byte for byte what the encoder writes for {t, ts, ...answer, h}", () => {
+    const header: Header = { v: PROTOCOL_VERSION, k: "res", id: newId(), to: generateCertificate().publicKey, exp: Date.now() + 5000, re: newId() };
+    const headerBytes = encodeHeader(header);
+    const answers = [
+      { st: "ok", result: null },
+      { st: "ok", result: { data: new Uint8Array(300).fill(3), s: "é", list: [1, -2, 3.5, 2 ** 40] } },
+      { st: "error", error: { code: "tool_failed", message: "x".repeat(70_000) } },
+      { st: "accepted", result: { job_id: "j" } },
+    ] as const;
+    for (const answer of answers) {
+      const ts = 1_760_000_000_123;
+      const spliced = encodeResponseShared(ts, encodeKept(answer), headerBytes).slice();
+      expect(Buffer.from(spliced).equals(Buffer.from(encodeInner({ t: "res", ts, ...answer } as never, headerBytes)))).toBe(true);
+    }
+  });
+});
