@@ -22,8 +22,7 @@
  */
 import { ByteBudget, type BudgetLimits } from "../support/budget.js";
 import { LinkedMap } from "../support/linked-map.js";
-import { decodeKept, encodeKept } from "../wire/envelope.js";
-import type { Response } from "../wire/envelope.js";
+import { decodeKept, encodeKept, type Response } from "../wire/envelope.js";
 
 /** What is sent back: a response without its header digest and timestamp. */
 export type Answer = Pick<Response, "st" | "result" | "error">;

@@ -15,6 +15,7 @@ import { newId, PROTOCOL_VERSION } from "../../src/wire/envelope.js";
 import { tempCerts, type CertFixture } from "../support/certs.js";
 import { connectAgent, startBroker } from "../support/mesh.js";
 import { drain, rawPeer, type RawPeer } from "../support/raw-peer.js";
+import { rng } from "../support/random.js";
 
 let fx: CertFixture;
 let broker: Broker;
@@ -39,15 +40,6 @@ afterAll(async () => {
   await broker?.close();
   fx?.cleanup();
 });
-
-function rng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe("hotpath-attack: crafted headers at the broker (regression)", () => {
   it("survives 3,000 crafted header frames and still routes an honest call", async () => {

@@ -10,6 +10,7 @@ import { describe, expect, it } from "vitest";
 import { decodeHeader, HeaderSchema, MAX_DEPTH, MAX_HEADER_BYTES, PROTOCOL_VERSION, type Header } from "../../src/wire/envelope.js";
 import { decodeHeaderFast, encodeHeaderFast } from "../../src/wire/header-codec.js";
 import { checkMsgpack } from "../../src/wire/msgpack-guard.js";
+import { rng } from "../support/random.js";
 
 const generic = new Encoder({ ignoreUndefined: true });
 const decoder = new Decoder({ maxStrLength: MAX_HEADER_BYTES, maxBinLength: MAX_HEADER_BYTES, maxArrayLength: MAX_HEADER_BYTES, maxMapLength: MAX_HEADER_BYTES, maxExtLength: 0 });
@@ -35,16 +36,6 @@ function outcome(frame: Uint8Array): Header | string {
   } catch (err) {
     return (err as { code?: string }).code ?? "threw " + String(err);
   }
-}
-
-/** A deterministic PRNG (mulberry32), so a failure reproduces. */
-function rng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function randomHeader(r: () => number): Header {

@@ -13,17 +13,8 @@ import { RecencyMap } from "../../src/support/recency-map.js";
 import { encodedSize } from "../../src/wire/envelope.js";
 import { AnswerCache as OldAnswerCache } from "./perf5-reference/idempotency-57add7d.js";
 import { ReplayGuard as OldReplayGuard } from "./perf5-reference/replay-57add7d.js";
+import { rng } from "../support/random.js";
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const pick = <T>(r: () => number, xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
 
 describe("LinkedMap against a Map (as a model)", () => {

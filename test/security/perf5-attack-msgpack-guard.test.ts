@@ -8,6 +8,7 @@ import { encode } from "@msgpack/msgpack";
 import { describe, expect, it } from "vitest";
 import { ProtocolError } from "../../src/errors.js";
 import { checkMsgpack } from "../../src/wire/msgpack-guard.js";
+import { rng } from "../support/random.js";
 
 const MAX_ELEMENTS = 100_000;
 function referenceCheck(data: Uint8Array, maxDepth: number, maxElements = MAX_ELEMENTS): void {
@@ -130,18 +131,6 @@ function outcome(f: (d: Uint8Array, depth: number, max?: number) => void, data: 
     if (!(err instanceof ProtocolError)) return `THREW ${String(err)}`;
     return `${err.code}: ${err.message}`;
   }
-}
-
-// A small deterministic PRNG (mulberry32): failures reproduce.
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const TEXT_PIECES = [

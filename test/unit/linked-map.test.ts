@@ -8,16 +8,7 @@ import { describe, expect, it } from "vitest";
 import { ReplayGuard } from "../../src/agent/replay.js";
 import { LinkedMap } from "../../src/support/linked-map.js";
 import { RecencyMap } from "../../src/support/recency-map.js";
-
-/** A small deterministic generator (mulberry32): the same sequence on every run. */
-function random(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { rng as random } from "../support/random.js";
 
 describe("LinkedMap", () => {
   it("matches a Map on 20,000 random sets, deletes, moves to the end, shifts and clears", () => {

@@ -1,0 +1,14 @@
+/**
+ * A small deterministic generator (mulberry32) for tests that try many random inputs: the same
+ * sequence for the same seed on every run, so a failure reproduces from its seed.
+ */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
