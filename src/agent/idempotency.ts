@@ -28,6 +28,7 @@ import { decodeKept, encodeKept, type Response } from "../wire/envelope.js";
 export type Answer = Pick<Response, "st" | "result" | "error">;
 
 interface Entry {
+  key: string;
   owner: string;
   /**
    * The answer once finished, msgpack-encoded into a buffer of its own size: what is counted is
@@ -45,7 +46,71 @@ interface Entry {
   deadline: number;
   /** The request's `exp` as its caller wrote it: no copy is accepted after `sentExp + lateMs`. */
   sentExp: number;
+  /** Its neighbours in each {@link Chain} (previous at 2 × the chain's index, next after it). */
+  links: Array<Entry | undefined>;
+  /** The chains it is in, one bit per index. */
+  chains: number;
 }
+
+/**
+ * Entries in finish order, linked through the entries themselves: what the cache takes from the
+ * front (forgotten, dropped, past its deadline) is one link away, and keeping an answer in its
+ * four orders costs four pairs of links, not four ordered maps (whose nodes and map entries were
+ * 380 of the 1,020 bytes each kept answer held: bench/callee-memory.js entries).
+ */
+class Chain {
+  head: Entry | undefined;
+  #tail: Entry | undefined;
+  size = 0;
+  readonly #prev: number;
+  readonly #bit: number;
+
+  constructor(index: number) {
+    this.#prev = 2 * index;
+    this.#bit = 1 << index;
+  }
+
+  push(e: Entry): void {
+    const p = this.#prev;
+    e.links[p] = this.#tail;
+    e.links[p + 1] = undefined;
+    if (this.#tail) this.#tail.links[p + 1] = e;
+    else this.head = e;
+    this.#tail = e;
+    e.chains |= this.#bit;
+    this.size++;
+  }
+
+  /** Takes `e` out if it is in; true if it was. */
+  remove(e: Entry): boolean {
+    if (!(e.chains & this.#bit)) return false;
+    const p = this.#prev;
+    const before = e.links[p];
+    const after = e.links[p + 1];
+    if (before) before.links[p + 1] = after;
+    else this.head = after;
+    if (after) after.links[p] = before;
+    else this.#tail = before;
+    e.links[p] = e.links[p + 1] = undefined;
+    e.chains &= ~this.#bit;
+    this.size--;
+    return true;
+  }
+
+  /** The entries from the front; the one handed out may be removed before asking for the next. */
+  *entries(): IterableIterator<Entry> {
+    for (let e = this.head; e; ) {
+      const next = e.links[this.#prev + 1];
+      yield e;
+      e = next;
+    }
+  }
+}
+
+const FINISHED = 0;
+const WITH_BODY = 1;
+const OWN_FINISHED = 2;
+const OWN_BODIES = 3;
 
 /**
  * Defaults: an honest caller at a few hundred calls a second holds tens of thousands of small
@@ -106,33 +171,32 @@ function keptAnswer(bytes: Uint8Array): Answer {
  */
 export type Begun = { kind: "new" } | { kind: "earlier"; answer: Promise<Answer> } | { kind: "full"; reason: string } | { kind: "dropped"; reason: string };
 
-function ownMap(maps: Map<string, LinkedMap<string, Entry>>, owner: string): LinkedMap<string, Entry> {
-  let own = maps.get(owner);
-  if (!own) maps.set(owner, (own = new LinkedMap()));
-  return own;
+/** One owner's finished entries and those of them that still hold their answer's body. */
+interface Own {
+  finished: Chain;
+  bodies: Chain;
 }
 
 export class AnswerCache {
   /** Every entry, running or finished (looked up, never walked). */
   readonly #entries = new Map<string, Entry>();
   /**
-   * The ordered tables below are taken from the front (what is forgotten, dropped, past its
-   * deadline), so they are linked maps (linked-map.ts): a Map walks the holes of everything
-   * taken before it, again on each request (tens of µs per request in a steady state).
+   * The orders below are taken from the front (what is forgotten, dropped, past its deadline),
+   * so they are chains through the entries: a Map walks the holes of everything taken before
+   * it, again on each request (tens of µs per request in a steady state).
    *
    * Finished entries in finish order: forgotten from the front once past their time.
    */
-  readonly #finished = new LinkedMap<string, Entry>();
+  readonly #finished = new Chain(FINISHED);
   /**
    * Finished entries that still hold their answer's body, in finish order: in all, and per
    * owner. Dropping bodies takes from their fronts, so it never walks again over entries whose
    * bodies are gone (it did: at a few thousand calls a second every full request walked
    * tens of thousands of them, most of a busy callee's time in issue 12's profile).
    */
-  readonly #withBody = new LinkedMap<string, Entry>();
-  readonly #ownBodies = new Map<string, LinkedMap<string, Entry>>();
-  /** Each owner's finished entries, in finish order: what is past its deadline is taken from the front under pressure. */
-  readonly #ownFinished = new Map<string, LinkedMap<string, Entry>>();
+  readonly #withBody = new Chain(WITH_BODY);
+  /** Each owner's finished entries (what is past its deadline is taken from the front under pressure) and those with bodies. */
+  readonly #own = new Map<string, Own>();
   /**
    * Per owner, the highest `exp` of an answer dropped while a copy of its request could still
    * be accepted, and until when that matters: a new request at or below it is refused.
@@ -176,7 +240,7 @@ export class AnswerCache {
       if (reason !== undefined && this.#dropPastDeadline(owner, now)) reason = this.budget.refusal(owner);
       if (reason !== undefined && this.#dropBodies(owner)) reason = this.budget.refusal(owner);
       if (reason !== undefined) return { kind: "full", reason: `idempotency cache full: ${reason}` };
-      this.#entries.set(key, { owner, answer: undefined, bytes: 0, waiters: undefined, forgetAt: Infinity, deadline, sentExp });
+      this.#entries.set(key, { key, owner, answer: undefined, bytes: 0, waiters: undefined, forgetAt: Infinity, deadline, sentExp, links: [undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined], chains: 0 });
       this.budget.add(owner, 1, 0);
       return { kind: "new" };
     }
@@ -203,11 +267,13 @@ export class AnswerCache {
       entry.forgetAt = Math.max(now, entry.sentExp + this.lateMs + 1);
       // In finish order (pruning takes from the front; an entry with a later deadline in front
       // holds back those behind it, for its own time at most).
-      this.#finished.set(key, entry);
-      this.#withBody.set(key, entry);
-      ownMap(this.#ownBodies, entry.owner).set(key, entry);
-      ownMap(this.#ownFinished, entry.owner).set(key, entry);
-    } else this.#forget(key, entry);
+      this.#finished.push(entry);
+      this.#withBody.push(entry);
+      let own = this.#own.get(entry.owner);
+      if (!own) this.#own.set(entry.owner, (own = { finished: new Chain(OWN_FINISHED), bodies: new Chain(OWN_BODIES) }));
+      own.finished.push(entry);
+      own.bodies.push(entry);
+    } else this.#forget(entry);
     const waiters = entry.waiters;
     entry.waiters = undefined;
     // Waiters get what a later retry gets (the kept answer), not the tool's live object, which
@@ -220,20 +286,21 @@ export class AnswerCache {
     return this.#entries.size;
   }
 
-  #forget(key: string, entry: Entry): void {
-    this.#entries.delete(key);
-    this.#finished.delete(key);
+  #forget(entry: Entry): void {
+    this.#entries.delete(entry.key);
+    this.#finished.remove(entry);
     this.budget.add(entry.owner, -1, -entry.bytes);
-    this.#bodyGone(key, entry);
-    const finished = this.#ownFinished.get(entry.owner);
-    if (finished?.delete(key) && finished.size === 0) this.#ownFinished.delete(entry.owner);
+    this.#withBody.remove(entry);
+    const own = this.#own.get(entry.owner);
+    if (own) {
+      own.bodies.remove(entry);
+      own.finished.remove(entry);
+      if (own.finished.size === 0) this.#own.delete(entry.owner); // bodies ⊆ finished: both empty
+    }
   }
 
-  #bodyGone(key: string, entry: Entry): void {
-    if (!this.#withBody.delete(key)) return;
-    const own = this.#ownBodies.get(entry.owner)!;
-    own.delete(key);
-    if (own.size === 0) this.#ownBodies.delete(entry.owner);
+  #bodyGone(entry: Entry): void {
+    if (this.#withBody.remove(entry)) this.#own.get(entry.owner)?.bodies.remove(entry);
   }
 
   /**
@@ -250,11 +317,11 @@ export class AnswerCache {
     const ownFull = held.entries >= l.maxEntriesPerOwner || held.bytes >= l.maxBytesPerOwner;
     // Only the owner's own answers when its share is what is full: another caller's stay (the
     // adversarial review found one caller's full share emptying everyone's past-deadline answers).
-    const from = ownFull ? this.#ownFinished.get(owner) : this.#finished;
+    const from = ownFull ? this.#own.get(owner)?.finished : this.#finished;
     let dropped = false;
-    for (const [key, entry] of from ?? []) {
+    for (const entry of from?.entries() ?? []) {
       if (entry.deadline >= now) break;
-      this.#dropPast(key, entry, now);
+      this.#dropPast(entry, now);
       dropped = true;
     }
     const sweeps = ownFull ? this.#lastOwnSweep : undefined;
@@ -264,9 +331,9 @@ export class AnswerCache {
       sweeps.set(owner, now);
       if (sweeps.size > 10_000) sweeps.shift();
     } else this.#lastSweep = now;
-    for (const [key, entry] of from ?? []) {
-      if (entry.answer && entry.deadline < now) {
-        this.#dropPast(key, entry, now);
+    for (const entry of from?.entries() ?? []) {
+      if (entry.deadline < now) {
+        this.#dropPast(entry, now);
         dropped = true;
       }
     }
@@ -274,7 +341,7 @@ export class AnswerCache {
   }
 
   /** Forgets an answer past its deadline, remembering its `exp` for as long as a copy of its request could come. */
-  #dropPast(key: string, entry: Entry, now: number): void {
+  #dropPast(entry: Entry, now: number): void {
     const until = entry.sentExp + this.lateMs + 1;
     if (until > now) {
       const mark = this.#dropped.get(entry.owner);
@@ -287,7 +354,7 @@ export class AnswerCache {
         mark.until = Math.max(mark.until, until);
       }
     }
-    this.#forget(key, entry);
+    this.#forget(entry);
   }
 
   /**
@@ -302,14 +369,14 @@ export class AnswerCache {
     const ownTarget = (l.maxBytesPerOwner * 3) / 4;
     const totalTarget = (l.maxBytes * 3) / 4;
     const held = ownFull ? this.budget.held(owner) : undefined;
-    const from = ownFull ? this.#ownBodies.get(owner) : this.#withBody;
+    const from = ownFull ? this.#own.get(owner)?.bodies : this.#withBody;
     let dropped = false;
-    for (const [key, entry] of from ?? []) {
+    for (const entry of from?.entries() ?? []) {
       if (held ? held.bytes <= ownTarget : this.budget.bytes <= totalTarget) break;
       this.budget.add(entry.owner, 0, ENTRY_OVERHEAD_BYTES - entry.bytes);
       entry.bytes = ENTRY_OVERHEAD_BYTES;
       entry.answer = DROPPED_KEPT;
-      this.#bodyGone(key, entry);
+      this.#bodyGone(entry);
       this.bodiesDropped++;
       dropped = true;
     }
@@ -318,6 +385,6 @@ export class AnswerCache {
 
   #prune(now: number): void {
     let oldest;
-    while ((oldest = this.#finished.firstValue()) !== undefined && oldest.forgetAt <= now) this.#forget(this.#finished.firstKey()!, oldest);
+    while ((oldest = this.#finished.head) !== undefined && oldest.forgetAt <= now) this.#forget(oldest);
   }
 }
