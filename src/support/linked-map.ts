@@ -1,6 +1,7 @@
 /**
  * A map in insertion order that is cheap to take from the front: the one structure behind every
- * table here that forgets its oldest entries (seen ids, kept answers, least recently used).
+ * table here that forgets its oldest entries (seen ids, least recently used; the answer cache,
+ * whose entries are in four orders at once, links them through themselves: idempotency.ts).
  *
  * Why not a Map: V8's Map leaves a hole for each deleted entry until the table is rebuilt, and
  * iteration walks the holes. A table pruned from the front and read from the front (`for (const
