@@ -44,7 +44,9 @@ async function flood(from: RawPeer, to: string, n = 1500): Promise<void> {
 }
 
 async function stalledPeer(k: Keys, name: string, endpoint: string, extra: string[] = []): Promise<Child> {
-  const child = await spawnChild(stalledPeerScript, ["--cert", k.secretPath(name), "--server-key", k.key("broker"), "--broker", endpoint, ...extra], "stalled peer ready");
+  // `--server-key=KEY`, one argument: a Z85 key may start with "-", which parseArgs would take
+  // for an option if the key came as the next argument (1 run in about 85 failed so in CI).
+  const child = await spawnChild(stalledPeerScript, ["--cert", k.secretPath(name), `--server-key=${k.key("broker")}`, "--broker", endpoint, ...extra], "stalled peer ready");
   children.push(child);
   return child;
 }
