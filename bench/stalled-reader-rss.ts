@@ -28,7 +28,7 @@ const broker = await startBroker(keys, { args: positionals });
 try {
   await sleep(500);
   const before = await rssOf(broker);
-  const sink = await spawnChild(join(DIST, "test", "support", "stalled-peer.js"), ["--cert", keys.secretPath("sink"), "--server-key", keys.key("broker"), "--broker", broker.endpoint], "stalled peer ready");
+  const sink = await spawnChild(join(DIST, "test", "support", "stalled-peer.js"), ["--cert", keys.secretPath("sink"), `--server-key=${keys.key("broker")}`, "--broker", broker.endpoint], "stalled peer ready");
   const sender = new zmq.Dealer({ curveServerKey: keys.key("broker"), curvePublicKey: keys.key("sender"), curveSecretKey: keys.certs["sender"]!.secretKey, linger: 0 });
   const connected = (async () => {
     for await (const e of sender.events) if (e.type === "handshake") return;

@@ -11,6 +11,8 @@ import { parseArgs } from "node:util";
 import * as zmq from "zeromq";
 import { loadSecretCertificate } from "../../src/auth/certs.js";
 
+// Callers pass the key as `--server-key=KEY`: a Z85 key may start with "-", which parseArgs
+// takes for an option when it comes as a separate argument.
 const { values } = parseArgs({
   options: {
     cert: { type: "string" },
