@@ -16,6 +16,7 @@ import { silentLogger } from "../../src/support/log.js";
 import { LogThrottle } from "../../src/support/log-throttle.js";
 import { decodeInner, decodeKept, encodeHeader, encodeInner, encodeKept, encodeResponseShared, newId, PROTOCOL_VERSION, type Header } from "../../src/wire/envelope.js";
 import { Sealer } from "../../src/wire/seal.js";
+import { rng } from "../support/random.js";
 
 function callee() {
   const cert = generateCertificate();
@@ -72,6 +73,32 @@ describe("responder: one encoding of the answer", () => {
       const ts = 1_760_000_000_123;
       const spliced = encodeResponseShared(ts, encodeKept(answer), headerBytes).slice();
       expect(Buffer.from(spliced).equals(Buffer.from(encodeInner({ t: "res", ts, ...answer } as never, headerBytes)))).toBe(true);
+    }
+  });
+
+  it("the same on 1,000 random answers (nested values, long strings, binaries up to 70 KB, fractional timestamps)", () => {
+    const r = rng(12);
+    const value = (depth: number): unknown => {
+      const k = Math.floor(r() * 8);
+      if (depth > 3) return r() < 0.5 ? null : 1;
+      if (k === 0) return null;
+      if (k === 1) return r() < 0.5;
+      if (k === 2) return Math.floor(r() * 2 ** (r() * 60)) * (r() < 0.3 ? -1 : 1);
+      if (k === 3) return r() * 1e6;
+      if (k === 4) return "s".repeat(Math.floor(r() * 300)) + (r() < 0.2 ? "é" : "");
+      if (k === 5) return new Uint8Array(Math.floor(r() * (r() < 0.1 ? 70_000 : 700)));
+      if (k === 6) return Array.from({ length: Math.floor(r() * 5) }, () => value(depth + 1));
+      const o: Record<string, unknown> = {};
+      for (let i = 0; i < r() * 5; i++) o[`k${i}`] = value(depth + 1);
+      if (r() < 0.2) o["u"] = undefined; // dropped by the encoder on both paths
+      return o;
+    };
+    const headerBytes = encodeHeader({ v: PROTOCOL_VERSION, k: "res", id: newId(), to: generateCertificate().publicKey, exp: Date.now() + 5000, re: newId() });
+    for (let i = 0; i < 1000; i++) {
+      const answer = r() < 0.8 ? { st: "ok", result: value(0) } : { st: "error", error: { code: "tool_failed", message: "m".repeat(Math.floor(r() * 5000)) } };
+      const ts = r() < 0.5 ? 1_760_000_000_000 + i : r() * 1e12;
+      const spliced = encodeResponseShared(ts, encodeKept(answer), headerBytes).slice();
+      expect(Buffer.from(spliced).equals(Buffer.from(encodeInner({ t: "res", ts, ...answer } as never, headerBytes))), `answer ${i}`).toBe(true);
     }
   });
 });
