@@ -17,7 +17,7 @@ import { seal, type AgentCore } from "./core.js";
 import type { JobFollower } from "./follower.js";
 import { Job, jobRunner, type JobState } from "./jobs.js";
 import type { CallOptions } from "./options.js";
-import { attemptTimeout, backoff, isRetryable, retryPolicy } from "./retry.js";
+import { attemptTimeout, backoff, isRetryable, RetryBudget, retryPolicy } from "./retry.js";
 import { bump, Dropped } from "./stats.js";
 import { BUILTIN_TOOLS, ToolInfoSchema, type ToolInfo } from "./tools.js";
 import { StoredCalls, type DurableCallOptions } from "../store/caller.js";
@@ -38,8 +38,45 @@ export interface Destination {
   sealKey: string;
 }
 
+/** One call's attempts, as its answers may come late (see {@link Caller.request}). */
+interface CallState {
+  /** Keys of its attempts that timed out: still answered through #late until the call ends. */
+  late: string[];
+  /** The key of its attempt pending now, if any. */
+  current?: string;
+  /** A late answer that came while no attempt was pending: the call's answer. */
+  arrived: Answered | undefined;
+  /** Wakes the call waiting for a late answer instead of resending. */
+  wake: (() => void) | undefined;
+  /** A timed-out attempt was refused by the broker since (nothing ran): the call may send again. */
+  lost: boolean;
+}
+
+/** Waits until a late answer arrives, `ms` pass, or `signal` fires (then throws its abort). */
+function waitForLate(call: CallState, ms: number, signal: AbortSignal | undefined): Promise<void> {
+  if (call.arrived !== undefined || ms <= 0) return Promise.resolve();
+  return new Promise<void>((resolve, reject) => {
+    const done = (err?: Error) => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+      call.wake = undefined;
+      if (err) reject(err);
+      else resolve();
+    };
+    const onAbort = () => done(new ZmcpError("aborted", "call aborted", { cause: signal?.reason }));
+    const timer = setTimeout(done, ms);
+    if (signal?.aborted) return onAbort();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    call.wake = () => done();
+  });
+}
+
 export class Caller {
   readonly #pending = new PendingCalls<Omit<Answered, "answerer">, Answerer>();
+  /** Attempts that timed out while their call still waits: attempt key → who may answer it, and the call. */
+  readonly #late = new Map<string, { answerer: Answerer; call: CallState }>();
+  /** Resends after a timeout, bounded per destination (retry.ts). */
+  readonly #budget = new RetryBudget();
   /** Durable attempts awaiting the broker's `stored` ack (docs/DURABLE.md). */
   readonly #storedCalls = new StoredCalls();
   /** One breaker per destination (a key, or `svc:NAME`); the facade reads them for its metrics. */
@@ -147,6 +184,9 @@ export class Caller {
    * One request with retries: the same request id every attempt, a fresh message id each.
    * Retried after a timed-out attempt only where the retry reaches the agent that may still be
    * running the first one (see retry.ts, {@link attemptTimeout}): never across service replicas.
+   * An attempt that timed out is still listened to until the call ends: its answer, when it
+   * comes late, answers the call (#late). Resends after a timeout are bounded per destination by
+   * the retry budget (retry.ts): a call over it sends nothing more and waits for those answers.
    * `viaBroker`: never on a direct link (the broker's own word is wanted: direct-links.ts).
    */
   async request(to: string, tool: string, args: unknown, options: CallOptions, viaBroker = false): Promise<Answered> {
@@ -167,33 +207,55 @@ export class Caller {
     const circuit = this.circuits.admit(dest.to, timeout, options.circuit !== false && options.durable !== true);
     const span = startCallSpan(tool, to, dest.to);
     const tc = traceFields(span); // {} unless an OpenTelemetry SDK gave the span a context
-    for (let attempt = 1; ; attempt++) {
-      const remaining = deadline - Date.now();
-      const last = attempt >= policy.attempts;
-      try {
-        const draft: Omit<Request, "h"> = { t: "req", ts: Date.now(), rid, tool, args, ...(tok === undefined ? {} : { tok }), ...tc };
-        const durable = options.durable ? { to, tool, onStored: options.onStored } : undefined;
-        const answered = await this.#attempt(dest, draft, deadline, attemptTimeout(policy, dest.to, remaining, last), options.signal, what, durable, viaBroker);
-        if (answered.response.st === "error") throw remoteError(answered.response.error, "peer");
-        circuit.settle();
-        endSpan(span);
-        return answered;
-      } catch (err) {
-        const delay = backoff(policy, attempt);
-        if (last || !isRetryable(err) || Date.now() + delay >= deadline) {
-          circuit.settle(err); // the call's outcome: only no_route, timeout and busy count against it
-          endSpan(span, err);
-          throw err instanceof TimeoutError ? new TimeoutError(`${what} got no answer within ${timeout} ms (${attempt} attempt${attempt > 1 ? "s" : ""})`) : err;
-        }
-        if (core.log.enabled("debug")) core.log.debug("retrying", { tool, to, attempt, error: describeThrown(err) });
+    const call: CallState = { late: [], arrived: undefined, wake: undefined, lost: false };
+    const budget = this.#budget.enter(dest.to);
+    try {
+      for (let attempt = 1; ; attempt++) {
+        const remaining = deadline - Date.now();
+        const last = attempt >= policy.attempts;
         try {
-          await sleep(delay, options.signal);
-        } catch (aborted) {
-          circuit.settle(aborted); // aborted: neutral, but a probe must not stay out
-          endSpan(span, aborted);
-          throw aborted;
+          let answered = call.arrived;
+          if (answered === undefined) {
+            const draft: Omit<Request, "h"> = { t: "req", ts: Date.now(), rid, tool, args, ...(tok === undefined ? {} : { tok }), ...tc };
+            const durable = options.durable ? { to, tool, onStored: options.onStored } : undefined;
+            answered = await this.#attempt(dest, draft, deadline, attemptTimeout(policy, dest.to, remaining, last), options.signal, what, durable, viaBroker, call);
+          }
+          call.arrived = undefined;
+          if (answered.response.st === "error") throw remoteError(answered.response.error, "peer");
+          circuit.settle();
+          endSpan(span);
+          return answered;
+        } catch (err) {
+          const delay = backoff(policy, attempt);
+          if (last || !isRetryable(err) || Date.now() + delay >= deadline) {
+            circuit.settle(err); // the call's outcome: only no_route, timeout and busy count against it
+            endSpan(span, err);
+            throw err instanceof TimeoutError ? new TimeoutError(`${what} got no answer within ${timeout} ms (${attempt} attempt${attempt > 1 ? "s" : ""})`) : err;
+          }
+          if (core.log.enabled("debug")) core.log.debug("retrying", { tool, to, attempt, error: describeThrown(err) });
+          try {
+            // Timed out: the attempt is most likely late, not lost. Resend only within the budget;
+            // else wait for its answer (or that of an earlier attempt) as long as another attempt would.
+            let held = false;
+            while (err instanceof TimeoutError && call.arrived === undefined && !call.lost && !budget.mayResend(policy.budget)) {
+              if (Date.now() >= deadline) throw err;
+              if (!held) this.core.stats.retriesHeld++;
+              held = true;
+              await waitForLate(call, Math.min(policy.attemptTimeout, deadline - Date.now()), options.signal);
+            }
+            if (call.arrived !== undefined) attempt--; // nothing more is sent: the next turn takes the answer that came
+            else if (!held) await sleep(delay, options.signal);
+            call.lost = false;
+          } catch (aborted) {
+            circuit.settle(aborted); // aborted: neutral, but a probe must not stay out
+            endSpan(span, aborted);
+            throw aborted instanceof TimeoutError ? new TimeoutError(`${what} got no answer within ${timeout} ms (${attempt} attempt${attempt > 1 ? "s" : ""})`) : aborted;
+          }
         }
       }
+    } finally {
+      budget.end();
+      for (const key of call.late) this.#late.delete(key);
     }
   }
 
@@ -202,7 +264,7 @@ export class Caller {
    * replicas the broker balances, nor a durable call, which the broker stores), else, or when
    * the link fails, through the broker: the same request (same `rid`), so the callee runs it once.
    */
-  async #attempt(dest: Destination, draft: Omit<Request, "h">, deadline: number, timeout: number, signal: AbortSignal | undefined, what: string, durable: { to: string; tool: string; onStored: DurableCallOptions["onStored"] } | undefined, viaBroker: boolean): Promise<Answered> {
+  async #attempt(dest: Destination, draft: Omit<Request, "h">, deadline: number, timeout: number, signal: AbortSignal | undefined, what: string, durable: { to: string; tool: string; onStored: DurableCallOptions["onStored"] } | undefined, viaBroker: boolean, call: CallState): Promise<Answered> {
     const links = this.links;
     // `viaBroker`: the broker's word is asked (link/endpoint re-confirming a link), not the link's.
     const link = links && !durable && !viaBroker && dest.to === dest.sealKey ? links.ready(dest.to) : undefined;
@@ -210,7 +272,7 @@ export class Caller {
       const started = Date.now();
       const heard = link.heard;
       try {
-        return await this.#send(dest, draft, deadline, timeout, signal, what, undefined, link);
+        return await this.#send(dest, draft, deadline, timeout, signal, what, undefined, link, call);
       } catch (err) {
         // The attempt's own timeout on a link that carried nothing meanwhile is the link's
         // failure too: its watch fires only after linkTimeout, which an attempt (2 s by default,
@@ -224,10 +286,10 @@ export class Caller {
         if (timeout <= 0) throw new TimeoutError(`${what}: the direct link failed (${describeThrown(err)}) and this attempt's time is spent`);
       }
     }
-    return this.#send(dest, draft, deadline, timeout, signal, what, durable, undefined);
+    return this.#send(dest, draft, deadline, timeout, signal, what, durable, undefined, call);
   }
 
-  async #send(dest: Destination, draft: Omit<Request, "h">, deadline: number, timeout: number, signal: AbortSignal | undefined, what: string, durable: { to: string; tool: string; onStored: DurableCallOptions["onStored"] } | undefined, link: Link | undefined): Promise<Answered> {
+  async #send(dest: Destination, draft: Omit<Request, "h">, deadline: number, timeout: number, signal: AbortSignal | undefined, what: string, durable: { to: string; tool: string; onStored: DurableCallOptions["onStored"] } | undefined, link: Link | undefined, call: CallState): Promise<Answered> {
     const core = this.core;
     if (core.isClosed()) throw core.closedWith() ?? new ZmcpError("closed", "agent is closed");
     const header: Header = { v: PROTOCOL_VERSION, k: "req", id: newId(), to: dest.to, exp: deadline };
@@ -236,6 +298,7 @@ export class Caller {
     const key = idKey(header.id);
     const answerer = answererOf(dest.to, dest.sealKey);
     const answer = this.#pending.add(key, Math.max(1, timeout), signal, what, answerer);
+    call.current = key;
     if (durable) this.#storedCalls.track(key, { to: durable.to, tool: durable.tool, deadline }, durable.onStored, answer);
     if (link) {
       this.links!.sent();
@@ -246,7 +309,16 @@ export class Caller {
       core.transport.send(frames).catch((err) => {
         this.#pending.reject(key, new ZmcpError("closed", `send failed: ${(err as Error).message}`, { cause: err }));
       });
-    return { ...(await answer), answerer };
+    try {
+      return { ...(await answer), answerer };
+    } catch (err) {
+      // Timed out, so most likely late: its answer still answers the call until the call ends.
+      if (err instanceof TimeoutError) {
+        this.#late.set(key, { answerer, call });
+        call.late.push(key);
+      }
+      throw err;
+    }
   }
 
   // ---- answers, as the inbound checks hand them over ----------------------------------------
@@ -259,10 +331,13 @@ export class Caller {
    */
   bind(header: Header, peer: string, sealedBy: string): void {
     const key = header.re ? idKey(header.re) : undefined;
-    const expected = key === undefined ? undefined : this.#pending.meta(key);
+    const late = key === undefined ? undefined : this.#late.get(key);
+    const expected = key === undefined ? undefined : (this.#pending.meta(key) ?? late?.answerer);
     if (!expected) throw new Dropped("unsolicited", "response to nothing pending");
     const why = mismatch(expected, peer, header.as, sealedBy);
     if (why !== undefined) {
+      // Noted on a pending attempt only: noted on the attempt after a late one, a forgery would
+      // fail that attempt at its timeout (bad_seal is not retried) before the real late answer came.
       this.#pending.refuse(key!, new ForgedAnswerError(`refused an answer not sealed by the party asked: ${why}`));
       throw new Dropped("bad_seal", why);
     }
@@ -270,7 +345,17 @@ export class Caller {
 
   /** A response that passed every check. Throws Dropped when it answers nothing pending. */
   answered(header: Header, peer: string, response: Response): void {
-    if (!this.#pending.resolve(idKey(header.re!), { response, from: peer })) throw new Dropped("unsolicited", "response to nothing pending");
+    const key = idKey(header.re!);
+    if (this.#pending.resolve(key, { response, from: peer })) return;
+    // A late answer to an earlier attempt of a call still waiting: it answers the call, through
+    // the attempt now pending or, between attempts, kept for the next turn of its loop.
+    const call = this.#late.get(key)?.call;
+    if (call === undefined) throw new Dropped("unsolicited", "response to nothing pending");
+    this.core.stats.lateAnswers++;
+    if (call.current !== undefined && this.#pending.resolve(call.current, { response, from: peer })) return;
+    if (call.arrived !== undefined) throw new Dropped("unsolicited", "a second late answer to a call");
+    call.arrived = { response, from: peer, answerer: this.#late.get(key)!.answerer };
+    call.wake?.();
   }
 
   /**
@@ -299,7 +384,15 @@ export class Caller {
 
   /** A broker's refusal of a request; false when it refuses nothing pending. */
   nacked(key: string, err: Error): boolean {
-    return this.#pending.reject(key, err);
+    if (this.#pending.reject(key, err)) return true;
+    // A timed-out attempt refused after all: it never reached the callee, so its call, if it
+    // waits for that answer, sends again (nothing ran: no duplicate work, outside the budget).
+    const late = this.#late.get(key);
+    if (late === undefined) return false;
+    this.#late.delete(key);
+    late.call.lost = true;
+    late.call.wake?.();
+    return true;
   }
 
   /**

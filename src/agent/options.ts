@@ -19,7 +19,7 @@ import { DEFAULT_CIRCUIT, resolveCircuitOptions, type CircuitOptions } from "./c
 import { DEFAULT_ANSWER_LIMITS } from "./idempotency.js";
 import { DEFAULT_JOB_LIMITS } from "./jobs.js";
 import { DEFAULT_REPLAY_WINDOW_MS, DEFAULT_START_GRACE_MS } from "./replay.js";
-import type { RetryOptions } from "./retry.js";
+import { retryPolicy, type RetryOptions } from "./retry.js";
 import { DIRECT_DEFAULTS, resolveDirectOptions, type DirectAgentOptions, type ResolvedDirectOptions } from "./direct-links.js";
 
 export interface AgentOptions extends DirectAgentOptions {
@@ -199,6 +199,12 @@ export interface ResolvedAgentOptions {
   events: EventSealerFactory | undefined;
 }
 
+/** The agent's retry option, checked once here (retryPolicy throws ConfigError) rather than at its first call. */
+function checkedRetry(retry: RetryOptions | false | undefined): RetryOptions | false | undefined {
+  if (retry) retryPolicy(retry, AGENT_DEFAULTS.timeout);
+  return retry;
+}
+
 /** Applies AGENT_DEFAULTS and validates every option. Throws ConfigError naming the option. */
 export function resolveAgentOptions(options: AgentOptions): ResolvedAgentOptions {
   const endpoints = Array.isArray(options.broker) ? [...options.broker] : [options.broker];
@@ -217,7 +223,7 @@ export function resolveAgentOptions(options: AgentOptions): ResolvedAgentOptions
     certs: options.certs,
     connectTimeout: atLeastZero("connectTimeout", options.connectTimeout ?? d.connectTimeout),
     timeout: positive("timeout", options.timeout ?? d.timeout),
-    retry: options.retry,
+    retry: checkedRetry(options.retry),
     circuit: resolveCircuitOptions(options.circuit),
     replayWindow,
     startGrace: atLeastZero("startGrace", options.startGrace ?? d.startGrace),

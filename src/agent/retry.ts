@@ -10,8 +10,17 @@
  * proves no replica took it (the broker's `busy` / `no_route` / `rate_limited`, a replica's
  * `busy`); a timed-out attempt to a service is not resent (see {@link attemptTimeout}), and
  * the call fails `timeout` at its deadline. A request runs at most once per service.
+ *
+ * A timed-out attempt is usually not lost but late: the destination is busy, and a resend adds
+ * to what it is busy with (a request, and an answer, of the same size again). Under overload
+ * every call timing out and resending turned into a retry storm: at 256 calls of 1 MiB in flight
+ * the benchmark's brokered throughput fell to 0 and calls failed `tool_failed` (their retries
+ * came after the callee's byte budget had dropped the first answer). So the answer to an earlier
+ * attempt of a call still answers it (caller.ts), and resends after a timeout are bounded per
+ * destination by a {@link RetryBudget}, as Envoy's retry budgets bound them: a call that may not
+ * resend keeps waiting for the answers of the attempts it has sent.
  */
-import { RemoteError, TimeoutError, ZmcpError } from "../errors.js";
+import { ConfigError, RemoteError, TimeoutError, ZmcpError } from "../errors.js";
 import { parseServiceAddress } from "../wire/services.js";
 
 export interface RetryOptions {
@@ -23,6 +32,14 @@ export interface RetryOptions {
   minDelay?: number;
   /** Largest backoff, ms. Default 1,000. */
   maxDelay?: number;
+  /**
+   * Calls to one destination that may resend after a timed-out attempt at the same time, as a
+   * share of the calls waiting on it (at least {@link MIN_RETRYING} whatever the share). A call
+   * over the budget sends nothing more and keeps waiting for the answers of its attempts until
+   * its deadline. Refusals that prove nothing ran (`busy`, `no_route`) are resent regardless,
+   * after their backoff. Default 0.2 (Envoy's default retry budget); 1 resends every time.
+   */
+  budget?: number;
 }
 
 export interface RetryPolicy {
@@ -30,16 +47,72 @@ export interface RetryPolicy {
   attemptTimeout: number;
   minDelay: number;
   maxDelay: number;
+  budget: number;
 }
 
+/** Calls to one destination that may always resend after a timeout, whatever the budget's share (Envoy's `min_retry_concurrency`). */
+export const MIN_RETRYING = 3;
+export const DEFAULT_RETRY_BUDGET = 0.2;
+
 export function retryPolicy(options: RetryOptions | false | undefined, timeout: number): RetryPolicy {
-  if (options === false) return { attempts: 1, attemptTimeout: timeout, minDelay: 0, maxDelay: 0 };
+  if (options === false) return { attempts: 1, attemptTimeout: timeout, minDelay: 0, maxDelay: 0, budget: 0 };
+  const budget = options?.budget ?? DEFAULT_RETRY_BUDGET;
+  if (typeof budget !== "number" || !(budget >= 0 && budget <= 1)) throw new ConfigError(`retry.budget must be a share between 0 and 1, got ${String(budget)}`);
   return {
     attempts: options?.attempts ?? 8,
     attemptTimeout: options?.attemptTimeout ?? Math.min(2000, Math.max(500, timeout / 4)),
     minDelay: options?.minDelay ?? 50,
     maxDelay: options?.maxDelay ?? 1000,
+    budget,
   };
+}
+
+/**
+ * How many calls wait on each destination, and how many of them have resent after a timeout:
+ * a call may start resending while those resending are fewer than `budget` × those waiting (and
+ * always while fewer than {@link MIN_RETRYING}). Once it has resent it stays counted until it
+ * ends, so its later resends need no new room. Entries live only while calls wait.
+ */
+export class RetryBudget {
+  readonly #destinations = new Map<string, { waiting: number; resending: number }>();
+
+  /** A call to `destination` starts waiting; call the returned function once when it ends. */
+  enter(destination: string): RetryTicket {
+    let entry = this.#destinations.get(destination);
+    if (!entry) this.#destinations.set(destination, (entry = { waiting: 0, resending: 0 }));
+    entry.waiting++;
+    const counts = entry;
+    let resending = false;
+    let ended = false;
+    return {
+      mayResend: (budget) => {
+        if (resending) return true;
+        if (counts.resending >= Math.max(MIN_RETRYING, budget * counts.waiting)) return false;
+        resending = true;
+        counts.resending++;
+        return true;
+      },
+      end: () => {
+        if (ended) return;
+        ended = true;
+        counts.waiting--;
+        if (resending) counts.resending--;
+        if (counts.waiting === 0) this.#destinations.delete(destination);
+      },
+    };
+  }
+
+  /** Calls waiting on `destination` and those of them resending (for tests and metrics). */
+  counts(destination: string): { waiting: number; resending: number } {
+    const entry = this.#destinations.get(destination);
+    return { waiting: entry?.waiting ?? 0, resending: entry?.resending ?? 0 };
+  }
+}
+
+export interface RetryTicket {
+  /** Whether this call may resend after a timed-out attempt now (it then counts as resending until it ends). */
+  mayResend(budget: number): boolean;
+  end(): void;
 }
 
 /**

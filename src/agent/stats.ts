@@ -9,6 +9,12 @@ export interface AgentStats {
   /** Calls made (`call`), and those that failed, by code (local or remote). */
   calls: number;
   callFailures: Partial<Record<string, number>>;
+  /**
+   * Resends after a timed-out attempt that the retry budget held back (the call waited for its
+   * attempts' answers instead, retry.ts), and answers to timed-out attempts taken as their call's.
+   */
+  retriesHeld: number;
+  lateAnswers: number;
   /** Requests received from peers, and those answered with an error, by code. */
   requests: number;
   requestFailures: Partial<Record<string, number>>;
@@ -59,7 +65,7 @@ export type DropReason =
   | (string & {});
 
 export function newAgentStats(): AgentStats {
-  return { calls: 0, callFailures: {}, requests: 0, requestFailures: {}, dropped: {}, listenerErrors: 0, connects: 0, disconnects: 0, redials: 0, published: 0, publications: 0, publicationGaps: 0, publicationHandlerErrors: 0 };
+  return { calls: 0, callFailures: {}, retriesHeld: 0, lateAnswers: 0, requests: 0, requestFailures: {}, dropped: {}, listenerErrors: 0, connects: 0, disconnects: 0, redials: 0, published: 0, publications: 0, publicationGaps: 0, publicationHandlerErrors: 0 };
 }
 
 /** Adds one to `counts[key]`. */
@@ -79,6 +85,8 @@ export interface AgentGauges {
 export function registerAgentMetrics(r: Registry, s: AgentStats, gauges: AgentGauges): ReturnType<typeof latencyHistogram> {
   readCounter(r, "zmcp_agent_calls_total", "Calls made", () => s.calls);
   readLabelledCounter(r, "zmcp_agent_call_failures_total", "Calls that failed, by error code (local or remote)", "code", () => entries(s.callFailures));
+  readCounter(r, "zmcp_agent_retries_held_total", "Resends after a timed-out attempt held back by the retry budget (the call waited for its answer instead)", () => s.retriesHeld);
+  readCounter(r, "zmcp_agent_late_answers_total", "Answers to an attempt that had timed out, taken as their call's answer", () => s.lateAnswers);
   readCounter(r, "zmcp_agent_requests_total", "Requests received from peers", () => s.requests);
   readLabelledCounter(r, "zmcp_agent_request_failures_total", "Requests answered with an error, by code", "code", () => entries(s.requestFailures));
   readGauge(r, "zmcp_agent_handlers_running", "Tool handlers running now (jobs included)", gauges.handlersRunning);

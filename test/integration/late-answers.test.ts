@@ -1,0 +1,154 @@
+/**
+ * A timed-out attempt is most likely late, not lost (retry.ts): its answer still answers the
+ * call, resends after timeouts are bounded per destination by the retry budget, and a held call
+ * that learns its attempt never arrived (the broker's late refusal) sends again. Through the
+ * stand-in broker, which holds, swallows and forges what a test tells it to.
+ */
+import { afterEach, describe, expect, it } from "vitest";
+import { z } from "zod";
+import type { Agent } from "../../src/agent/agent.js";
+import { encodeHeader, newId, PROTOCOL_VERSION, type Header } from "../../src/wire/envelope.js";
+import { type CertFixture, tempCerts } from "../support/certs.js";
+import { connectAgent } from "../support/mesh.js";
+import { rawPeer, type RawPeer } from "../support/raw-peer.js";
+import { startRelay, type Captured, type Relay } from "../support/stand-in-broker.js";
+import { sleep, waitFor } from "../support/wait.js";
+
+let fx: CertFixture | undefined;
+let relay: Relay | undefined;
+const agents: Agent[] = [];
+const raws: RawPeer[] = [];
+
+afterEach(async () => {
+  for (const a of agents.splice(0)) await a.close();
+  for (const r of raws.splice(0)) r.close();
+  relay?.close();
+  relay = undefined;
+  fx?.cleanup();
+  fx = undefined;
+});
+
+async function mesh(...extra: string[]): Promise<{ caller: Agent; bob: Agent; relay: Relay; fx: CertFixture }> {
+  fx = tempCerts("caller", "bob", ...extra);
+  relay = await startRelay(fx);
+  const bob = await connectAgent(fx, "bob", relay.endpoint);
+  const caller = await connectAgent(fx, "caller", relay.endpoint);
+  agents.push(caller, bob);
+  return { caller, bob, relay, fx };
+}
+
+const isRequest = (m: Captured, from: string) => m.header.k === "req" && m.from === from;
+const isResponse = (m: Captured, to: string) => m.header.k === "res" && m.header.to === to;
+
+describe("late answers and the retry budget", () => {
+  it("the answer to a timed-out attempt answers the call when the later attempts' answers are lost (before: timeout)", async () => {
+    const { caller, bob, relay, fx } = await mesh();
+    let runs = 0;
+    bob.tool("echo", { input: z.object({ text: z.string() }) }, ({ text }) => {
+      runs++;
+      return { echo: text };
+    });
+    const callerKey = fx.key("caller");
+    let responses = 0;
+    relay.onMessage = (m) => {
+      if (!isResponse(m, callerKey)) return true;
+      // The first answer is held past the attempt's timeout, every later one is lost.
+      if (responses++ === 0) setTimeout(() => void relay.resend(m), 400);
+      return false;
+    };
+    const result = await caller.call("bob", "echo", { text: "hi" }, { timeout: 4000, retry: { attemptTimeout: 100, minDelay: 10, maxDelay: 20 } });
+    expect(result).toEqual({ echo: "hi" });
+    expect(runs).toBe(1);
+    expect(caller.stats.lateAnswers).toBe(1);
+    expect(relay.captured.filter((m) => isRequest(m, callerKey)).length).toBeGreaterThan(1); // it did resend meanwhile
+  }, 15_000);
+
+  it("a forged late answer (another key answering a timed-out attempt) is refused bad_seal; the real one still answers", async () => {
+    const { caller, bob, relay, fx } = await mesh("mallory");
+    bob.tool("echo", { input: z.object({ text: z.string() }) }, ({ text }) => ({ echo: text, by: "bob" }));
+    const mallory = await rawPeer(fx, "mallory", relay.endpoint, { routingId: fx.key("mallory") });
+    raws.push(mallory);
+    const callerKey = fx.key("caller");
+    let firstRequest: Captured | undefined;
+    let responses = 0;
+    relay.onMessage = (m) => {
+      if (isRequest(m, callerKey)) firstRequest ??= m;
+      if (!isResponse(m, callerKey) || m.from === fx.key("mallory")) return true;
+      if (responses++ === 0) {
+        // Once the first attempt has timed out, mallory answers it; bob's real answer follows.
+        setTimeout(() => {
+          void mallory.socket.send(mallory.frames(callerKey, { t: "res", ts: Date.now(), st: "ok", result: { echo: "forged", by: "mallory" } }, { k: "res", re: firstRequest!.header.id }));
+          setTimeout(() => void relay.resend(m), 200);
+        }, 300);
+      }
+      return false;
+    };
+    const result = await caller.call("bob", "echo", { text: "hi" }, { timeout: 4000, retry: { attemptTimeout: 100, minDelay: 10, maxDelay: 20 } });
+    expect(result).toEqual({ echo: "hi", by: "bob" });
+    expect(caller.stats.dropped.bad_seal).toBeGreaterThanOrEqual(1);
+  }, 15_000);
+
+  it("resends after timeouts stay within the budget: 12 calls to a slow tool all answer, tool run once each, far fewer requests than without it", async () => {
+    const { caller, bob, relay, fx } = await mesh();
+    let runs = 0;
+    bob.tool("slow", { input: z.object({ i: z.number() }) }, async ({ i }) => {
+      runs++;
+      await sleep(600);
+      return { i };
+    });
+    const callerKey = fx.key("caller");
+    const retry = { attemptTimeout: 100, minDelay: 10, maxDelay: 20 };
+    const results = await Promise.all(Array.from({ length: 12 }, (_, i) => caller.call("bob", "slow", { i }, { timeout: 5000, retry })));
+    expect(results).toEqual(Array.from({ length: 12 }, (_, i) => ({ i })));
+    expect(runs).toBe(12);
+    const requests = relay.captured.filter((m) => isRequest(m, callerKey)).length;
+    // Budget: max(3, 0.2 × 12) calls resend, each at most once per attempt timeout over the tool's
+    // 600 ms and the attempts' own round trips (well under 12 turns). Without it every call
+    // resent: 12 × 7 or so. The held calls were answered by their first attempt.
+    expect(requests).toBeLessThanOrEqual(12 + 3 * 12);
+    expect(caller.stats.retriesHeld).toBeGreaterThanOrEqual(9);
+    expect(caller.stats.lateAnswers).toBeGreaterThanOrEqual(9);
+  }, 20_000);
+
+  it("budget 1 resends for every call (the old behaviour, on request)", async () => {
+    const { caller, bob, relay, fx } = await mesh();
+    bob.tool("slow", { input: z.object({ i: z.number() }) }, async ({ i }) => {
+      await sleep(600);
+      return { i };
+    });
+    const retry = { attemptTimeout: 100, minDelay: 10, maxDelay: 20, budget: 1 };
+    await Promise.all(Array.from({ length: 12 }, (_, i) => caller.call("bob", "slow", { i }, { timeout: 5000, retry })));
+    expect(caller.stats.retriesHeld).toBe(0);
+    expect(relay.captured.filter((m) => isRequest(m, fx.key("caller"))).length).toBeGreaterThanOrEqual(24);
+  }, 20_000);
+
+  it("a held call whose timed-out attempt the broker refuses late (busy) sends again at once instead of waiting out its deadline", async () => {
+    const { caller, bob, relay, fx } = await mesh();
+    bob.tool("hang", { input: z.object({}) }, async () => {
+      await sleep(6000);
+      return {};
+    });
+    bob.tool("echo", { input: z.object({ text: z.string() }) }, ({ text }) => ({ echo: text }));
+    const callerKey = fx.key("caller");
+    const retry = { attemptTimeout: 100, minDelay: 10, maxDelay: 20, budget: 0 };
+    // Three calls that never answer within their deadline fill the budget's three resending places.
+    const hanging = Array.from({ length: 3 }, () => caller.call("bob", "hang", {}, { timeout: 5000, retry }).catch((e: unknown) => e));
+    await waitFor(() => relay.captured.filter((m) => isRequest(m, callerKey)).length >= 3, 5000, "the three first requests");
+    await waitFor(() => relay.captured.filter((m) => isRequest(m, callerKey)).length >= 6, 5000, "their resends");
+    let swallowed: Captured | undefined;
+    relay.onMessage = (m) => {
+      // The echo call's first attempt (its deadline is the nearest): never delivered.
+      if (swallowed === undefined && isRequest(m, callerKey) && m.header.exp < Date.now() + 2500) {
+        swallowed = m;
+        return false;
+      }
+      return true;
+    };
+    const echo = caller.call("bob", "echo", { text: "hi" }, { timeout: 2000, retry });
+    await waitFor(() => caller.stats.retriesHeld >= 1, 5000, "the echo call held by the budget");
+    const nack: Header = { v: PROTOCOL_VERSION, k: "nack", id: newId(), to: "", exp: Date.now() + 5000, re: swallowed!.header.id, code: "busy", msg: "queue full" };
+    await relay.send(callerKey, "", encodeHeader(nack), new Uint8Array(0));
+    expect(await echo).toEqual({ echo: "hi" });
+    expect(await Promise.all(hanging)).toHaveLength(3);
+  }, 20_000);
+});
