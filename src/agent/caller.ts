@@ -77,6 +77,8 @@ export class Caller {
   readonly #late = new Map<string, { answerer: Answerer; call: CallState }>();
   /** Resends after a timeout, bounded per destination (retry.ts). */
   readonly #budget = new RetryBudget();
+  /** Calls the budget holds, waiting for late answers: woken when the agent closes. */
+  readonly #holding = new Set<CallState>();
   /** Durable attempts awaiting the broker's `stored` ack (docs/DURABLE.md). */
   readonly #storedCalls = new StoredCalls();
   /** One breaker per destination (a key, or `svc:NAME`); the facade reads them for its metrics. */
@@ -241,7 +243,13 @@ export class Caller {
               if (Date.now() >= deadline) throw err;
               if (!held) this.core.stats.retriesHeld++;
               held = true;
-              await waitForLate(call, Math.min(policy.attemptTimeout, deadline - Date.now()), options.signal);
+              this.#holding.add(call);
+              try {
+                await waitForLate(call, Math.min(policy.attemptTimeout, deadline - Date.now()), options.signal);
+              } finally {
+                this.#holding.delete(call);
+              }
+              if (core.isClosed()) throw core.closedWith() ?? new ZmcpError("closed", "agent is closed");
             }
             if (call.arrived !== undefined) attempt--; // nothing more is sent: the next turn takes the answer that came
             else if (!held) await sleep(delay, options.signal);
@@ -408,6 +416,7 @@ export class Caller {
 
   close(err: Error): void {
     this.#pending.rejectAll(err);
+    for (const call of this.#holding) call.wake?.(); // they see the agent closed and throw
   }
 }
 

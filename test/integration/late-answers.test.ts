@@ -151,4 +151,24 @@ describe("late answers and the retry budget", () => {
     expect(await echo).toEqual({ echo: "hi" });
     expect(await Promise.all(hanging)).toHaveLength(3);
   }, 20_000);
+
+  it("closing the agent ends a call the budget holds at once (closed), not at its deadline", async () => {
+    const { caller, bob, relay, fx } = await mesh();
+    bob.tool("hang", { input: z.object({}) }, async () => {
+      await sleep(3000);
+      return {};
+    });
+    const callerKey = fx.key("caller");
+    relay.onMessage = (m) => !isResponse(m, callerKey); // no answer ever comes
+    // Held calls wait in turns of the attempt timeout (2.5 s here): without the wake-up on close
+    // they would end only at the end of their turn.
+    const retry = { attemptTimeout: 2500, minDelay: 10, maxDelay: 20, budget: 0 };
+    const calls = Array.from({ length: 5 }, () => caller.call("bob", "hang", {}, { timeout: 60_000, retry }).catch((e: unknown) => e));
+    await waitFor(() => caller.stats.retriesHeld >= 2, 8000, "two calls held by the budget");
+    agents.splice(agents.indexOf(caller), 1);
+    await caller.close();
+    const outcomes = await Promise.race([Promise.all(calls), sleep(2000).then(() => "still waiting")]);
+    expect(outcomes).not.toBe("still waiting");
+    for (const err of outcomes as unknown[]) expect(err).toMatchObject({ code: "closed" });
+  }, 20_000);
 });
