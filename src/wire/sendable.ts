@@ -9,7 +9,8 @@
  * Everything else is refused by name: a `Date` (encoded as a msgpack extension, which
  * receivers refuse), a `Map` or `Set` (encoded as `{}`: silently lost), a BigInt (not
  * encodable), functions, symbols, and class instances (whose prototype is lost on the wire).
- * So is a string or map key that is not well-formed Unicode (a lone UTF-16 surrogate): msgpack
+ * So is a map key `__proto__` (an own property, as JSON.parse makes one), which the receiver's
+ * decoder refuses with the whole message, and a string or map key that is not well-formed Unicode (a lone UTF-16 surrogate): msgpack
  * carries UTF-8, which cannot encode one, and a strict receiver (Python, or this SDK since the
  * adversarial review of issue 10) refuses the whole message as `bad_frame`.
  */
@@ -58,6 +59,8 @@ export function checkSendable(value: unknown, path: string, depth: number, maxDe
     else
       for (const key of Object.keys(obj)) {
         if (!isWellFormed(key)) throw new UnsendableError(`${at}.${wellFormed(key)}`, "is a key that is not well-formed Unicode (a lone surrogate), which UTF-8 cannot carry");
+        // An own `__proto__` (JSON.parse makes one): the receiver's decoder refuses the whole message.
+        if (key === "__proto__") throw new UnsendableError(`${at}.__proto__`, "is a key a peer's decoder refuses (it would set the prototype): rename it");
         stack.push([(obj as Record<string, unknown>)[key], `${at}.${key}`, d + 1]);
       }
   }

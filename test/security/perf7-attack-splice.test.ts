@@ -1,0 +1,118 @@
+/**
+ * Attack on response splicing (commit 8fcc253): the answer encoded once (encodeKept), its bytes
+ * spliced into `{t, ts, ...answer, h}` (envelope.ts encodeResponseShared) and sealed
+ * (message.ts sealResponse, core.ts sealAnswer, responder.ts). A hostile tool's result (a Proxy,
+ * getters that throw or change between reads, BigInt, symbols, cycles, re-entry into the
+ * responder while it encodes) must come out as one sealed response that the real receiver
+ * (decodeInner) reads, carrying what the answer cache keeps, or the typed error saying why not.
+ */
+import { describe, expect, it } from "vitest";
+import { generateCertificate } from "../../src/auth/certs.js";
+import type { AgentCore } from "../../src/agent/core.js";
+import { Directory } from "../../src/agent/directory.js";
+import type { Answer } from "../../src/agent/idempotency.js";
+import { resolveAgentOptions } from "../../src/agent/options.js";
+import { Responder, type ReplyPath } from "../../src/agent/responder.js";
+import { newAgentStats } from "../../src/agent/stats.js";
+import type { Frames } from "../../src/agent/transport.js";
+import { silentLogger } from "../../src/support/log.js";
+import { LogThrottle } from "../../src/support/log-throttle.js";
+import { decodeInner, decodeKept, newId, PROTOCOL_VERSION, type Header } from "../../src/wire/envelope.js";
+import { Sealer } from "../../src/wire/seal.js";
+
+function callee(maxMessageBytes?: number) {
+  const cert = generateCertificate();
+  const sent: Frames[] = [];
+  const core: AgentCore = {
+    publicKey: cert.publicKey,
+    sealer: new Sealer(cert.secretKey),
+    options: resolveAgentOptions({ broker: "memory", cert, heartbeatInterval: 0, jobPollInterval: 0, ...(maxMessageBytes ? { maxMessageBytes } : {}) }),
+    transport: { send: async (frames) => void sent.push(frames) },
+    directory: new Directory(undefined, silentLogger),
+    stats: newAgentStats(),
+    log: silentLogger,
+    throttle: new LogThrottle(silentLogger),
+    tokenSource: undefined,
+    closing: new AbortController().signal,
+    closedWith: () => undefined,
+    isClosed: () => false,
+  };
+  const caller = generateCertificate();
+  const replyPath = (): ReplyPath => {
+    const request: Header = { v: PROTOCOL_VERSION, k: "req", id: newId(), to: cert.publicKey, exp: Date.now() + 5000 };
+    return { peer: caller.publicKey, inReplyTo: request, sentExp: request.exp, sealer: core.sealer, as: undefined, answered: false, via: undefined };
+  };
+  const open = (frames: Frames) => {
+    const [headerBytes, body] = frames as [Uint8Array, Uint8Array];
+    const plaintext = new Sealer(caller.secretKey).open(cert.publicKey, body);
+    return decodeInner(plaintext, headerBytes, core.options.maxMessageBytes) as Record<string, unknown>;
+  };
+  return { core, sent, responder: new Responder(core), replyPath, open };
+}
+
+/** Responds with `answer` and checks the one response sent is read by the receiver and equals the kept bytes. */
+function respondChecked(answer: Answer, maxMessageBytes?: number) {
+  const { sent, responder, replyPath, open } = callee(maxMessageBytes);
+  const out = responder.respond(replyPath(), answer);
+  expect(out).toBeDefined();
+  expect(sent).toHaveLength(1);
+  const inner = open(sent[0]!);
+  expect(inner["t"]).toBe("res");
+  const { t: _t, ts: _ts, h: _h, ...carried } = inner;
+  expect(carried).toEqual(decodeKept(out!.kept));
+  return { inner, out: out! };
+}
+
+const hostile: Array<[string, () => unknown, "ok" | "error" | "either"]> = [
+  ["a Proxy whose ownKeys trap throws", () => new Proxy({}, { ownKeys: () => { throw new Error("no keys"); } }), "error"],
+  ["a Proxy whose get trap throws", () => new Proxy({ a: 1 }, { get: () => { throw new Error("no get"); } }), "error"],
+  ["a Proxy that reports a key it does not have", () => new Proxy({}, { ownKeys: () => ["ghost"], getOwnPropertyDescriptor: () => ({ value: 1, enumerable: true, configurable: true }) }), "either"],
+  ["a getter that throws on the second read", () => { let n = 0; return { get x() { if (++n > 1) throw new Error("second read"); return 1; } }; }, "either"],
+  ["a getter that is deep on the second read", () => { let n = 0; return { get x() { if (++n === 1) return 1; let v: unknown = 0; for (let i = 0; i < 300; i++) v = [v]; return v; } }; }, "either"],
+  ["a getter that is a Date on the second read", () => { let n = 0; return { get x() { return ++n === 1 ? 1 : new Date(); } }; }, "either"],
+  ["a getter that is 2 MiB on the second read", () => { let n = 0; return { get x() { return ++n === 1 ? 1 : "x".repeat(2 << 20); } }; }, "either"],
+  ["a getter that is a BigInt on the second read", () => { let n = 0; return { get x() { return ++n === 1 ? 1 : 2n ** 70n; } }; }, "either"],
+  ["toJSON", () => ({ toJSON: () => ({ evil: 1 }), a: 1 }), "either"],
+  ["a small BigInt", () => ({ n: 5n }), "either"],
+  ["a huge BigInt", () => ({ n: 2n ** 100n }), "either"],
+  ["Symbol keys and a Symbol value", () => ({ [Symbol("k")]: 1, s: Symbol("v") }), "either"],
+  ["a cycle", () => { const o: Record<string, unknown> = {}; o["self"] = o; return o; }, "error"],
+  ["a function", () => () => 1, "either"],
+  // Was sent as a response the caller's decoder refuses whole (bad_frame, dropped: the call timed out).
+  ["an own __proto__ key", () => JSON.parse('{"__proto__": {"polluted": 1}, "a": 1}'), "error"],
+  ["an own __proto__ key nested in an array", () => [1, JSON.parse('{"__proto__": 1}')], "error"],
+  ["a Map and a Set", () => ({ m: new Map([[1, 2]]), s: new Set([1]) }), "either"],
+  ["typed arrays", () => ({ f: new Float64Array([1.5]), d: new DataView(new ArrayBuffer(4)), b: Buffer.from("hi") }), "either"],
+  ["a key t/ts/h in the result", () => ({ t: "req", ts: -1, h: new Uint8Array(32) }), "ok"],
+  ["40,000 keys (a map16)", () => Object.fromEntries(Array.from({ length: 40_000 }, (_, i) => [`k${i}`, i])), "ok"],
+  ["70,000 keys (a map32, past the receiver's 100,000 values)", () => Object.fromEntries(Array.from({ length: 70_000 }, (_, i) => [`k${i}`, i])), "error"],
+  ["undefined values", () => ({ a: undefined, b: [undefined], c: 1 }), "either"],
+];
+
+describe("perf7 attack: hostile results through the spliced response", () => {
+  for (const [name, make, expected] of hostile) {
+    it(`${name}: one sealed response the receiver reads, carrying exactly what is kept`, () => {
+      const { inner } = respondChecked({ st: "ok", result: make() });
+      if (expected !== "either") expect(inner["st"]).toBe(expected);
+      if (inner["st"] === "error") expect(["tool_failed", "too_large"]).toContain((inner["error"] as { code: string }).code);
+    });
+  }
+
+  it("a result just under and just over the message cap", () => {
+    const cap = 200_000;
+    for (let size = cap - 400; size < cap + 50; size += 7) {
+      const { inner } = respondChecked({ st: "ok", result: "y".repeat(size) }, cap);
+      if (inner["st"] === "error") expect((inner["error"] as { code: string }).code).toBe("too_large");
+    }
+  });
+
+  it("a getter that re-enters the responder while the answer is encoded: both responses intact", () => {
+    const { sent, responder, replyPath, open } = callee();
+    const inner = { get v() { responder.respond(replyPath(), { st: "ok", result: { nested: "n".repeat(5000) } }); return "outer"; } };
+    const out = responder.respond(replyPath(), { st: "ok", result: inner });
+    expect(out).toBeDefined();
+    const decoded = sent.map(open);
+    expect(decoded.some((d) => d["st"] === "ok" && (d["result"] as { v?: string }).v === "outer")).toBe(true);
+    for (const d of decoded) expect(d["t"]).toBe("res");
+  });
+});
