@@ -7,7 +7,8 @@
  * and killed the process (found by test/fuzz.test.ts). This walk allocates nothing: it rejects
  * a container that declares more elements than bytes remain (each element takes at least one),
  * a string or binary longer than the data, nesting deeper than `maxDepth`, extension types
- * (which zmcp never sends), and strings (map keys included) that are not valid UTF-8, all in
+ * (which zmcp never sends), a map key `__proto__` (which the decoder refuses), and strings
+ * (map keys included) that are not valid UTF-8, all in
  * one pass over the bytes. The UTF-8 check makes decoding strict: the decoder would otherwise
  * turn bad bytes into U+FFFD or lone surrogates, and a peer that decodes strictly (Python)
  * would refuse the same message, so both sides refuse it alike. Senders run this check too
@@ -34,10 +35,13 @@ export function checkMsgpack(data: Uint8Array, maxDepth: number, maxElements = M
   let p = 0;
   // Values still to read in each open container; the bottom entry is the one top-level value.
   const open: number[] = [1];
+  /** Whether each open container is a map (whose values at odd counts left are keys). */
+  const maps: boolean[] = [false];
   while (open.length > 0) {
     const top = open.length - 1;
     if (open[top] === 0) {
       open.pop();
+      maps.pop();
       continue;
     }
     open[top]!--;
@@ -108,6 +112,8 @@ export function checkMsgpack(data: Uint8Array, maxDepth: number, maxElements = M
     if (skip > 0) {
       if (p + skip > end) throw bad("truncated", p);
       if (text && !isUtf8At(data, p, skip)) throw bad("a string that is not valid UTF-8", p);
+      // A map key `__proto__`: the decoder refuses the whole message (it would set a prototype).
+      if (text && skip === 9 && maps[top] && (open[top]! & 1) === 1 && isProtoAt(data, p)) throw bad("a map key __proto__", p);
       p += skip;
     }
     if (count > 0) {
@@ -116,9 +122,17 @@ export function checkMsgpack(data: Uint8Array, maxDepth: number, maxElements = M
       if (elements > maxElements) throw bad(`more than ${maxElements} values in one message`, p);
       if (open.length > maxDepth) throw bad(`nested deeper than ${maxDepth}`, p);
       open.push(count);
+      maps.push(b <= 0x8f || b === 0xde || b === 0xdf);
     }
   }
   if (p !== end) throw bad(`${end - p} bytes after the value`, p);
+}
+
+const PROTO = [0x5f, 0x5f, 0x70, 0x72, 0x6f, 0x74, 0x6f, 0x5f, 0x5f]; // "__proto__"
+
+function isProtoAt(data: Uint8Array, p: number): boolean {
+  for (let i = 0; i < 9; i++) if (data[p + i] !== PROTO[i]) return false;
+  return true;
 }
 
 function bad(why: string, p: number): ProtocolError {

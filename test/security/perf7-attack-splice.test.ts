@@ -6,6 +6,7 @@
  * responder while it encodes) must come out as one sealed response that the real receiver
  * (decodeInner) reads, carrying what the answer cache keeps, or the typed error saying why not.
  */
+import { Decoder } from "@msgpack/msgpack";
 import { describe, expect, it } from "vitest";
 import { generateCertificate } from "../../src/auth/certs.js";
 import type { AgentCore } from "../../src/agent/core.js";
@@ -17,7 +18,8 @@ import { newAgentStats } from "../../src/agent/stats.js";
 import type { Frames } from "../../src/agent/transport.js";
 import { silentLogger } from "../../src/support/log.js";
 import { LogThrottle } from "../../src/support/log-throttle.js";
-import { decodeInner, decodeKept, newId, PROTOCOL_VERSION, type Header } from "../../src/wire/envelope.js";
+import { decodeInner, decodeKept, MAX_DEPTH, newId, PROTOCOL_VERSION, type Header } from "../../src/wire/envelope.js";
+import { checkMsgpack } from "../../src/wire/msgpack-guard.js";
 import { Sealer } from "../../src/wire/seal.js";
 
 function callee(maxMessageBytes?: number) {
@@ -72,6 +74,9 @@ const hostile: Array<[string, () => unknown, "ok" | "error" | "either"]> = [
   ["a getter that is a Date on the second read", () => { let n = 0; return { get x() { return ++n === 1 ? 1 : new Date(); } }; }, "either"],
   ["a getter that is 2 MiB on the second read", () => { let n = 0; return { get x() { return ++n === 1 ? 1 : "x".repeat(2 << 20); } }; }, "either"],
   ["a getter that is a BigInt on the second read", () => { let n = 0; return { get x() { return ++n === 1 ? 1 : 2n ** 70n; } }; }, "either"],
+  ["a getter that is an own __proto__ key on the second read", () => { let n = 0; return { get x() { return ++n === 1 ? 1 : JSON.parse('{"__proto__": 1}'); } }; }, "error"],
+  ["a getter that is a lone surrogate on the second read", () => { let n = 0; return { get x() { return ++n === 1 ? "a" : "\ud800"; } }; }, "error"],
+  ["a getter that is a lone-surrogate key on the second read", () => { let n = 0; return { get x() { return ++n === 1 ? 1 : { "\udc00": 1 }; } }; }, "error"],
   ["toJSON", () => ({ toJSON: () => ({ evil: 1 }), a: 1 }), "either"],
   ["a small BigInt", () => ({ n: 5n }), "either"],
   ["a huge BigInt", () => ({ n: 2n ** 100n }), "either"],
@@ -114,5 +119,36 @@ describe("perf7 attack: hostile results through the spliced response", () => {
     const decoded = sent.map(open);
     expect(decoded.some((d) => d["st"] === "ok" && (d["result"] as { v?: string }).v === "outer")).toBe(true);
     for (const d of decoded) expect(d["t"]).toBe("res");
+  });
+});
+
+describe("perf7 attack: the sender's last check (checkMsgpack) refuses what the receiver's decoder refuses", () => {
+  const enc = (hex: string) => Buffer.from(hex.replace(/ /g, ""), "hex");
+  const proto = Buffer.from("__proto__").toString("hex");
+  it("a map key __proto__ anywhere is refused; the string as a value or an array element is not", () => {
+    const decoder = new Decoder();
+    const cases: Array<[string, boolean]> = [
+      [`81 a9${proto} 01`, false], // {__proto__: 1}
+      [`82 a1 61 01 a9${proto} 01`, false], // second key
+      [`81 a1 61 81 a9${proto} 01`, false], // nested
+      [`81 d9 09 ${proto} 01`, false], // str8 key
+      [`91 81 a9${proto} c0`, false], // in an array
+      [`81 a1 61 a9${proto}`, true], // a value
+      [`92 a9${proto} a9${proto}`, true], // array elements
+      [`a9${proto}`, true], // top level
+      [`82 a1 61 a9${proto} a1 62 01`, true], // a value followed by a key
+    ];
+    for (const [hex, accepted] of cases) {
+      const bytes = enc(hex);
+      let decoded = true;
+      try {
+        decoder.decode(bytes);
+      } catch {
+        decoded = false;
+      }
+      expect(decoded, hex).toBe(accepted);
+      if (accepted) expect(() => checkMsgpack(bytes, MAX_DEPTH), hex).not.toThrow();
+      else expect(() => checkMsgpack(bytes, MAX_DEPTH), hex).toThrow(/__proto__/);
+    }
   });
 });
