@@ -18,9 +18,10 @@ import { newAgentStats } from "../../src/agent/stats.js";
 import type { Frames } from "../../src/agent/transport.js";
 import { silentLogger } from "../../src/support/log.js";
 import { LogThrottle } from "../../src/support/log-throttle.js";
-import { decodeInner, decodeKept, MAX_DEPTH, newId, PROTOCOL_VERSION, type Header } from "../../src/wire/envelope.js";
+import { decodeInner, decodeKept, encodeHeader, encodeInner, encodeKept, encodeResponseShared, MAX_DEPTH, newId, PROTOCOL_VERSION, type Header } from "../../src/wire/envelope.js";
 import { checkMsgpack } from "../../src/wire/msgpack-guard.js";
 import { Sealer } from "../../src/wire/seal.js";
+import { rng } from "../support/random.js";
 
 function callee(maxMessageBytes?: number) {
   const cert = generateCertificate();
@@ -150,5 +151,61 @@ describe("perf7 attack: the sender's last check (checkMsgpack) refuses what the 
       if (accepted) expect(() => checkMsgpack(bytes, MAX_DEPTH), hex).not.toThrow();
       else expect(() => checkMsgpack(bytes, MAX_DEPTH), hex).toThrow(/__proto__/);
     }
+  });
+});
+
+describe("perf7 attack: encodeResponseShared against the generic encoding, odd answers and timestamps", () => {
+  it("either refuses the answer bytes or writes what decodes exactly as {t, ts, ...answer, h} does", () => {
+    const header: Header = { v: PROTOCOL_VERSION, k: "res", id: newId(), to: generateCertificate().publicKey, exp: Date.now() + 5000, re: newId() };
+    const headerBytes = encodeHeader(header);
+    const decoder = new Decoder();
+    const values: unknown[] = [null, 1, "s", new Uint8Array(40), { a: 1 }, [1, 2], undefined, "ok", "res", "req"];
+    const keys = ["st", "result", "error", "t", "ts", "h", "x", "__proto__"];
+    const r = rng(77);
+    const pick = <T>(a: readonly T[]) => a[Math.floor(r() * a.length)]!;
+    let spliced = 0;
+    for (let i = 0; i < 3000; i++) {
+      const answer: Record<string, unknown> = {};
+      const n = Math.floor(r() * 5);
+      for (let k = 0; k < n; k++) Object.defineProperty(answer, pick(keys), { value: pick(values), enumerable: true, writable: true, configurable: true });
+      const ts = pick([1_760_000_000_123, 0.5, -1, 2 ** 53, NaN, Infinity]);
+      let kept: Uint8Array;
+      try {
+        kept = encodeKept(answer);
+      } catch {
+        continue;
+      }
+      // (An answer's own undefined `t` or `ts` would take the generic form's away: the encoder
+      // omits it. The kept bytes have no such entry, so the spliced form keeps the response's.)
+      const defined = Object.fromEntries(Object.entries(answer).filter(([, v]) => v !== undefined));
+      const generic = (): unknown => decoder.decode(encodeInner({ t: "res", ts, ...defined } as never, headerBytes));
+      let out: Uint8Array;
+      try {
+        out = encodeResponseShared(ts, kept, headerBytes).slice();
+      } catch {
+        // Refused: only for answers that are not maps of one to three entries.
+        const count = Object.values(answer).filter((v) => v !== undefined).length;
+        expect(count === 0 || count > 3, JSON.stringify(Object.keys(answer))).toBe(true);
+        continue;
+      }
+      spliced++;
+      let g: unknown;
+      let gErr = false;
+      try {
+        g = generic();
+      } catch {
+        gErr = true;
+      }
+      let s: unknown;
+      let sErr = false;
+      try {
+        s = decoder.decode(out);
+      } catch {
+        sErr = true;
+      }
+      expect(sErr, `${i}`).toBe(gErr);
+      if (!gErr) expect(s, `${i} ${JSON.stringify(Object.keys(answer))} ts=${ts}`).toEqual(g);
+    }
+    expect(spliced).toBeGreaterThan(1000);
   });
 });
