@@ -209,3 +209,17 @@ describe("perf7 attack: encodeResponseShared against the generic encoding, odd a
     expect(spliced).toBeGreaterThan(1000);
   });
 });
+
+describe("perf7 attack: spliced sizes around the shared scratch buffer's 64 KiB bound", () => {
+  it("every size from 65,300 to 65,700 bytes, and a small one after a large one, are the encoder's bytes", () => {
+    const header: Header = { v: PROTOCOL_VERSION, k: "res", id: newId(), to: generateCertificate().publicKey, exp: Date.now() + 5000, re: newId() };
+    const headerBytes = encodeHeader(header);
+    const ts = 1_760_000_000_123;
+    for (let n = 65_300; n <= 65_700; n++) {
+      for (const answer of [{ st: "ok", result: "z".repeat(n) }, { st: "ok", result: "s" }] as const) {
+        const out = encodeResponseShared(ts, encodeKept(answer), headerBytes).slice();
+        expect(Buffer.from(out).equals(Buffer.from(encodeInner({ t: "res", ts, ...answer }, headerBytes))), `${n}`).toBe(true);
+      }
+    }
+  });
+});
