@@ -50,6 +50,85 @@ interface Entry {
   links: Array<Entry | undefined>;
   /** The chains it is in, one bit per index. */
   chains: number;
+  /** Its place in the far heap ({@link FarHeap}), or -1 when not in it. */
+  heapAt: number;
+}
+
+/**
+ * Finished entries kept for longer than the cache's own `ttlMs + lateMs`, ordered by when they
+ * may be forgotten (a binary min-heap, each entry knowing its place). Such an entry in the finish
+ * order's front held back the forgetting of every answer behind it for its own time: one request
+ * with `exp` = 2^53 - 1, from any admitted caller, stopped everyone's answers from being
+ * forgotten by time for the life of the process, and the cache sat at its bounds (the adversarial
+ * review, test/security/perf7-attack-answer-cache.test.ts). So those go here instead; the finish
+ * order holds only answers forgotten within the usual span, which it holds back by that at most.
+ */
+class FarHeap {
+  readonly #items: Entry[] = [];
+
+  get size(): number {
+    return this.#items.length;
+  }
+
+  /** The entry forgotten first, if any. */
+  peek(): Entry | undefined {
+    return this.#items[0];
+  }
+
+  push(e: Entry): void {
+    e.heapAt = this.#items.length;
+    this.#items.push(e);
+    this.#up(e.heapAt);
+  }
+
+  /** Takes `e` out if it is in; true if it was. */
+  remove(e: Entry): boolean {
+    const at = e.heapAt;
+    if (at < 0) return false;
+    e.heapAt = -1;
+    const last = this.#items.pop()!;
+    if (at < this.#items.length) {
+      this.#items[at] = last;
+      last.heapAt = at;
+      this.#down(at);
+      this.#up(last.heapAt);
+    }
+    return true;
+  }
+
+  #up(i: number): void {
+    const items = this.#items;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (items[parent]!.forgetAt <= items[i]!.forgetAt) return;
+      this.#swap(i, parent);
+      i = parent;
+    }
+  }
+
+  #down(i: number): void {
+    const items = this.#items;
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let least = i;
+      if (l < items.length && items[l]!.forgetAt < items[least]!.forgetAt) least = l;
+      if (r < items.length && items[r]!.forgetAt < items[least]!.forgetAt) least = r;
+      if (least === i) return;
+      this.#swap(i, least);
+      i = least;
+    }
+  }
+
+  #swap(a: number, b: number): void {
+    const items = this.#items;
+    const x = items[a]!;
+    const y = items[b]!;
+    items[a] = y;
+    items[b] = x;
+    x.heapAt = b;
+    y.heapAt = a;
+  }
 }
 
 /**
@@ -188,6 +267,8 @@ export class AnswerCache {
    * Finished entries in finish order: forgotten from the front once past their time.
    */
   readonly #finished = new Chain(FINISHED);
+  /** Finished entries kept longer than the usual span, by when they are forgotten (see {@link FarHeap}). */
+  readonly #far = new FarHeap();
   /**
    * Finished entries that still hold their answer's body, in finish order: in all, and per
    * owner. Dropping bodies takes from their fronts, so it never walks again over entries whose
@@ -240,7 +321,7 @@ export class AnswerCache {
       if (reason !== undefined && this.#dropPastDeadline(owner, now)) reason = this.budget.refusal(owner);
       if (reason !== undefined && this.#dropBodies(owner)) reason = this.budget.refusal(owner);
       if (reason !== undefined) return { kind: "full", reason: `idempotency cache full: ${reason}` };
-      this.#entries.set(key, { key, owner, answer: undefined, bytes: 0, waiters: undefined, forgetAt: Infinity, deadline, sentExp, links: [undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined], chains: 0 });
+      this.#entries.set(key, { key, owner, answer: undefined, bytes: 0, waiters: undefined, forgetAt: Infinity, deadline, sentExp, links: [undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined], chains: 0, heapAt: -1 });
       this.budget.add(owner, 1, 0);
       return { kind: "new" };
     }
@@ -266,8 +347,10 @@ export class AnswerCache {
       // Kept exactly while a copy can still be accepted (+ 1: expiry is inclusive).
       entry.forgetAt = Math.max(now, entry.sentExp + this.lateMs + 1);
       // In finish order (pruning takes from the front; an entry with a later deadline in front
-      // holds back those behind it, for its own time at most).
-      this.#finished.push(entry);
+      // holds back those behind it, for its own time at most, so at most the usual span: kept
+      // longer, it goes to the far heap instead).
+      if (entry.forgetAt > now + this.ttlMs + this.lateMs) this.#far.push(entry);
+      else this.#finished.push(entry);
       this.#withBody.push(entry);
       let own = this.#own.get(entry.owner);
       if (!own) this.#own.set(entry.owner, (own = { finished: new Chain(OWN_FINISHED), bodies: new Chain(OWN_BODIES) }));
@@ -288,7 +371,7 @@ export class AnswerCache {
 
   #forget(entry: Entry): void {
     this.#entries.delete(entry.key);
-    this.#finished.remove(entry);
+    if (!this.#finished.remove(entry)) this.#far.remove(entry);
     this.budget.add(entry.owner, -1, -entry.bytes);
     this.#withBody.remove(entry);
     const own = this.#own.get(entry.owner);
@@ -386,5 +469,6 @@ export class AnswerCache {
   #prune(now: number): void {
     let oldest;
     while ((oldest = this.#finished.head) !== undefined && oldest.forgetAt <= now) this.#forget(oldest);
+    while ((oldest = this.#far.peek()) !== undefined && oldest.forgetAt <= now) this.#forget(oldest);
   }
 }

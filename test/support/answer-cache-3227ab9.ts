@@ -1,4 +1,8 @@
 /**
+ * The answer cache as of 3227ab9 (four ordered maps), the reference the chained one is checked
+ * against, with one later change applied to both: answers kept longer than the usual span are
+ * forgotten by their own time (the far split; see idempotency.ts FarHeap).
+ *
  * Idempotency on the callee's side: a request retried with the same request id (after a
  * timeout, a lost answer, a broker restart) gets the first answer; the tool runs once.
  * A retry that arrives while the first run is still going waits for that run.
@@ -123,6 +127,7 @@ export class AnswerCache {
    * Finished entries in finish order: forgotten from the front once past their time.
    */
   readonly #finished = new LinkedMap<string, Entry>();
+  readonly #far = new Map<string, Entry>();
   /**
    * Finished entries that still hold their answer's body, in finish order: in all, and per
    * owner. Dropping bodies takes from their fronts, so it never walks again over entries whose
@@ -203,7 +208,10 @@ export class AnswerCache {
       entry.forgetAt = Math.max(now, entry.sentExp + this.lateMs + 1);
       // In finish order (pruning takes from the front; an entry with a later deadline in front
       // holds back those behind it, for its own time at most).
-      this.#finished.set(key, entry);
+      // (The far split of idempotency.ts, applied to this reference: kept longer than the usual
+      // span, an entry is forgotten by its own time, not held in the finish order.)
+      if (entry.forgetAt > now + this.ttlMs + this.lateMs) this.#far.set(key, entry);
+      else this.#finished.set(key, entry);
       this.#withBody.set(key, entry);
       ownMap(this.#ownBodies, entry.owner).set(key, entry);
       ownMap(this.#ownFinished, entry.owner).set(key, entry);
@@ -223,6 +231,7 @@ export class AnswerCache {
   #forget(key: string, entry: Entry): void {
     this.#entries.delete(key);
     this.#finished.delete(key);
+    this.#far.delete(key);
     this.budget.add(entry.owner, -1, -entry.bytes);
     this.#bodyGone(key, entry);
     const finished = this.#ownFinished.get(entry.owner);
@@ -319,5 +328,6 @@ export class AnswerCache {
   #prune(now: number): void {
     let oldest;
     while ((oldest = this.#finished.firstValue()) !== undefined && oldest.forgetAt <= now) this.#forget(this.#finished.firstKey()!, oldest);
+    for (const [key, entry] of [...this.#far]) if (entry.forgetAt <= now) this.#forget(key, entry); // a scan: a model, not a heap
   }
 }
