@@ -8,9 +8,10 @@ import { native } from "./native.js";
 import { nats } from "./nats.js";
 import type { SystemSpec } from "./spec.js";
 import { zmcpSystems } from "./zmcp.js";
+import { zmqDirectSealed } from "./zmq-direct.js";
 import { zmqFloor, zmqFloorCurve } from "./zmq-floor.js";
 
-export const SYSTEMS: readonly SystemSpec[] = [native, zmqFloor, zmqFloorCurve, ...zmcpSystems, nats, mcp];
+export const SYSTEMS: readonly SystemSpec[] = [native, zmqFloor, zmqFloorCurve, zmqDirectSealed, ...zmcpSystems, nats, mcp];
 
 /** The ids that ratios are taken against. */
 export const NATS_ID = "nats";

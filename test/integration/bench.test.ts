@@ -56,6 +56,21 @@ const alive = (pid: number) => {
 };
 
 describe("zmq-bench", () => {
+  it("the sealed direct floor (zmq-direct-sealed) echoes every call, each echo opened and its size checked", async () => {
+    out = mkdtempSync(join(tmpdir(), "zmq-bench-direct-"));
+    const { code, stderr } = await runBench([
+      "--quick", "--systems", "zmq-direct-sealed", "--calls", "100", "--warmup", "10",
+      "--windows", "1,4", "--duration", "200", "--throughput-warmup", "50", "--out", out, "--name", "direct",
+    ]);
+    expect(code, stderr).toBe(0);
+    const r = JSON.parse(readFileSync(join(out, "direct.json"), "utf8")) as BenchResults;
+    const s = r.systems[0]!;
+    expect(s).toMatchObject({ id: "zmq-direct-sealed", status: "ok" });
+    expect(s.latency[0]).toMatchObject({ payload: 256, calls: 100, errors: 0 });
+    for (const t of s.throughput) expect(t).toMatchObject({ errors: 0 });
+    expect(s.throughput.every((t) => t.perSecond > 0)).toBe(true);
+  });
+
   it("runs one system with tiny counts and writes results of the documented shape", async () => {
     out = mkdtempSync(join(tmpdir(), "zmq-bench-smoke-"));
     const { code, stdout, stderr } = await runBench([
