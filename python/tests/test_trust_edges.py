@@ -200,6 +200,7 @@ class Liveness(unittest.TestCase):
 def _bare_agent() -> Agent:
     agent = Agent.__new__(Agent)
     agent._pending = {}
+    agent._late = {}
     agent._started = {}
     agent._tasks = set()
     agent._acks = {}

@@ -105,6 +105,7 @@ def _bare_agent() -> Agent:
     """An Agent with only the state the receive path reads (no socket)."""
     agent = Agent.__new__(Agent)
     agent._pending = {}
+    agent._late = {}
     agent._started = {}
     return agent
 

@@ -237,6 +237,86 @@ class _Pending:
     refused: ZmcpError | None = None  # a forged or unreadable answer: the call's error if nothing better comes
 
 
+class _Call:
+    """One call's attempts (§8.2 rule 4). A timed-out attempt is usually late, not lost: its id
+    stays matched (``Agent._late``) until the call ends, and its answer answers the call."""
+
+    __slots__ = ("late", "current", "arrived", "lost", "wake")
+
+    def __init__(self) -> None:
+        self.late: list[bytes] = []  # ids of its attempts that timed out
+        self.current: bytes | None = None  # id of its attempt pending now, if any
+        # A late answer that came while no attempt was pending: the call's answer, taken at once.
+        self.arrived: dict | None = None
+        # The broker refused a timed-out attempt after all (it never arrived, nothing ran): a
+        # call the budget holds may send again at once.
+        self.lost = False
+        # Set on a late answer, on such a refusal and on close(): wakes a call between attempts.
+        self.wake = asyncio.Event()
+
+
+#: Calls to one destination that may always resend after a timeout, whatever the budget's share
+#: (Envoy's ``min_retry_concurrency``; the TypeScript SDK's MIN_RETRYING).
+MIN_RETRYING = 3
+DEFAULT_RETRY_BUDGET = 0.2
+
+
+class _BudgetTicket:
+    """One call's place in its destination's retry budget: ``may_resend`` after a timed-out
+    attempt, ``end`` once when the call ends."""
+
+    __slots__ = ("_budget", "_destination", "_counts", "_resending", "_ended")
+
+    def __init__(self, budget: "RetryBudget", destination: str, counts: list[int]):
+        self._budget, self._destination, self._counts = budget, destination, counts
+        self._resending = False
+        self._ended = False
+
+    def may_resend(self, share: float) -> bool:
+        # Once a call resent it keeps its place until it ends: its later resends need no new room
+        # (else a call could be cut off between two resends by calls that arrived meanwhile).
+        if self._resending:
+            return True
+        waiting, resending = self._counts
+        if resending >= max(MIN_RETRYING, share * waiting):
+            return False
+        self._resending = True
+        self._counts[1] += 1
+        return True
+
+    def end(self) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        self._counts[0] -= 1
+        if self._resending:
+            self._counts[1] -= 1
+        if self._counts[0] == 0:
+            self._budget._destinations.pop(self._destination, None)
+
+
+class RetryBudget:
+    """Resends after a timed-out attempt, bounded per destination (§8.2 rule 4, as Envoy's retry
+    budgets bound them): a call may start resending while the calls resending to its destination
+    are fewer than max(3, share × the calls waiting on it). Under overload every call timing out
+    and resending each attempt timeout multiplies the load by the overload; held back, a call
+    waits for the answers of the attempts it sent, which are usually only late. Entries live
+    only while calls wait."""
+
+    def __init__(self) -> None:
+        self._destinations: dict[str, list[int]] = {}  # destination → [waiting, resending]
+
+    def enter(self, destination: str) -> _BudgetTicket:
+        counts = self._destinations.setdefault(destination, [0, 0])
+        counts[0] += 1
+        return _BudgetTicket(self, destination, counts)
+
+    def counts(self, destination: str) -> tuple[int, int]:
+        """(calls waiting on ``destination``, those of them resending), for tests and metrics."""
+        waiting, resending = self._destinations.get(destination, (0, 0))
+        return waiting, resending
+
+
 @dataclass
 class _JobRecord:
     state: dict
@@ -308,7 +388,10 @@ class Agent(CatalogCaller):
                  job_poll_interval: float, job_lost_after: float, service_heartbeat: float, retry: bool,
                  token: str | Callable[[], Any] | None, verifier: TokenVerifier | None, require_token: bool,
                  heartbeat_interval: float = 2.0, start_grace: int | None = None,
-                 job_limits: dict | None = None, answer_limits: dict | None = None):
+                 job_limits: dict | None = None, answer_limits: dict | None = None,
+                 retry_budget: float = DEFAULT_RETRY_BUDGET):
+        if isinstance(retry_budget, bool) or not isinstance(retry_budget, (int, float)) or not 0 <= retry_budget <= 1:
+            raise ConfigError(f"retry_budget must be a share between 0 and 1, got {retry_budget!r}")
         self.public_key = cert.public_key
         self._cert = cert
         self._server_key = server_key
@@ -325,7 +408,11 @@ class Agent(CatalogCaller):
         self.service_heartbeat = service_heartbeat
         self.heartbeat_interval = heartbeat_interval
         self.retry = retry
+        self.retry_budget = float(retry_budget)
         self.redials = 0
+        #: Resends the retry budget held back, and answers to timed-out attempts taken (metrics).
+        self.retries_held = 0
+        self.late_answers = 0
         self._last_heard = time.monotonic()
         #: The error that closed the agent (``displaced``, ``revoked``), None for close().
         self.closed_error: ZmcpError | None = None
@@ -337,6 +424,12 @@ class Agent(CatalogCaller):
         self._replay = ReplayGuard(replay_window, start_grace=start_grace)
         self._clocks = ClockOffsets()
         self._pending: dict[bytes, _Pending] = {}
+        # Attempts that timed out while their call still waits: id → the attempt (who may answer
+        # it, §6.5) and its call. Their answers answer the call (§8.2 rule 4).
+        self._late: dict[bytes, tuple[_Pending, _Call]] = {}
+        self._budget = RetryBudget()
+        # Calls between attempts (backoff, or held by the budget): woken when the agent closes.
+        self._holding: set[_Call] = set()
         self._acks: dict[bytes, asyncio.Future] = {}
         self._tools: dict[str, _Tool] = {}
         self._catalog = CatalogRegistry()  # resources and prompts offered (catalog.py)
@@ -379,12 +472,16 @@ class Agent(CatalogCaller):
                       require_token: bool | None = None, audience: str = "mesh", clock_skew: int = 30_000,
                       deny_list: str | None = None, heartbeat_interval: float = 2.0, start_grace: int | None = None,
                       max_token_lifetime: int = 300, job_limits: dict | None = None,
-                      answer_limits: dict | None = None) -> "Agent":
+                      answer_limits: dict | None = None, retry_budget: float = DEFAULT_RETRY_BUDGET) -> "Agent":
         """Connects to the broker(s) and waits for the CURVE handshake (unless connect_timeout is 0).
 
         ``cert``: this agent's ``.key_secret`` path; ``certs``: the public certificate directory
         (names, service keys, ``broker.key``). Times are in seconds, except the protocol's
         millisecond windows (replay_window, clock_skew, start_grace).
+
+        ``retry_budget``: the share (0 to 1) of the calls waiting on one destination that may
+        resend to it after a timed-out attempt at the same time (always at least 3); a call over
+        it sends nothing more and waits for its attempts' answers (§8.2 rule 4).
 
         ``heartbeat_interval``: a liveness ``hb`` this often, and a redial when the broker was
         silent 3 × as long (0 turns liveness off). ``start_grace``: requests stamped more than
@@ -410,7 +507,7 @@ class Agent(CatalogCaller):
                     job_ttl=job_ttl, job_poll_interval=job_poll_interval, job_lost_after=job_lost_after,
                     service_heartbeat=service_heartbeat, retry=retry, token=token, verifier=verifier, require_token=require,
                     heartbeat_interval=heartbeat_interval, start_grace=start_grace,
-                    job_limits=job_limits, answer_limits=answer_limits)
+                    job_limits=job_limits, answer_limits=answer_limits, retry_budget=retry_budget)
         loop = asyncio.get_running_loop()
         agent._closed_future = loop.create_future()
         agent._handshake = loop.create_future()
@@ -451,6 +548,8 @@ class Agent(CatalogCaller):
         for p in self._pending.values():
             if not p.future.done():
                 p.future.set_exception(closed)
+        for call in self._holding:
+            call.wake.set()  # a call between attempts sees the agent closed and raises at once
         for f in self._acks.values():
             if not f.done():
                 f.set_exception(closed)
@@ -595,7 +694,14 @@ class Agent(CatalogCaller):
 
     async def _request(self, to: str, tool: str, args: Any, timeout: float | None) -> dict:
         """One request, retried on busy/no_route/lost answers within the deadline: the same
-        ``rid`` every attempt, a fresh message ``id`` each (§7)."""
+        ``rid`` every attempt, a fresh message ``id`` each (§7).
+
+        A timed-out attempt is usually late, not lost (its destination is busy), so its id stays
+        matched until the call ends and its answer answers the call (``_late``, §8.2 rule 4).
+        Resends after a timeout are bounded per destination by the retry budget: a call over it
+        sends nothing more and waits for those answers, in turns of the attempt timeout, until
+        its deadline. Unbounded, every call to an overloaded destination resends each attempt
+        timeout, and the load grows with the overload."""
         if self._closed:
             raise self.closed_error or ClosedError("agent is closed")
         header_to, seal_key, peer = self._route(to)
@@ -612,34 +718,91 @@ class Agent(CatalogCaller):
         whole_deadline = header_to.startswith(wire.SERVICE_PREFIX) and peer is None
         tok = await self._token_value()
         rid = os.urandom(16)
-        for attempt in range(1, attempts + 1):
-            remaining = deadline - time.monotonic()
-            last = attempt >= attempts
-            draft = {"t": "req", "ts": now_ms(), "rid": rid, "tool": tool, "args": args}
-            if tok is not None:
-                draft["tok"] = tok
-            try:
-                answer = await self._attempt(header_to, seal_key, peer, draft, deadline_ms,
-                                             remaining if last or whole_deadline else min(attempt_timeout, remaining))
-                if answer["st"] == "error":
-                    raise remote_error(answer.get("error"), "peer")
-                return answer
-            except ZmcpError as err:
-                delay = min(1.0, 0.05 * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
-                if last or err.code not in RETRYABLE or time.monotonic() + delay >= deadline or (whole_deadline and err.code == "timeout"):
-                    if err.code == "timeout" and isinstance(err, TimeoutError_):
-                        raise TimeoutError_(f"call {tool} on {to} got no answer within {timeout} s ({attempt} attempts)") from None
-                    raise
-                await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
+        call = _Call()
+        ticket = self._budget.enter(header_to)
 
-    async def _attempt(self, to: str, seal_key: str, peer: str | None, draft: dict, exp: int, timeout: float) -> dict:
+        def timed_out(attempt: int) -> ZmcpError:
+            return TimeoutError_(f"call {tool} on {to} got no answer within {timeout} s ({attempt} attempts)")
+        try:
+            attempt = 1
+            while True:
+                remaining = deadline - time.monotonic()
+                last = attempt >= attempts
+                try:
+                    # A late answer that came between attempts is the call's answer: nothing is sent.
+                    answer, call.arrived = call.arrived, None
+                    if answer is None:
+                        draft = {"t": "req", "ts": now_ms(), "rid": rid, "tool": tool, "args": args}
+                        if tok is not None:
+                            draft["tok"] = tok
+                        answer = await self._attempt(header_to, seal_key, peer, draft, deadline_ms,
+                                                     remaining if last or whole_deadline else min(attempt_timeout, remaining), call)
+                    if answer["st"] == "error":
+                        raise remote_error(answer.get("error"), "peer")
+                    return answer
+                except ZmcpError as err:
+                    delay = min(1.0, 0.05 * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+                    if last or err.code not in RETRYABLE or time.monotonic() + delay >= deadline or (whole_deadline and err.code == "timeout"):
+                        if err.code == "timeout" and isinstance(err, TimeoutError_):
+                            raise timed_out(attempt) from None
+                        raise
+                    # Timed out: the attempt is most likely late. Resend only within the budget;
+                    # else wait for its answer (or an earlier attempt's), a turn of the attempt
+                    # timeout at a time, re-checking the budget, until the deadline.
+                    held = False
+                    while (isinstance(err, TimeoutError_) and call.arrived is None and not call.lost
+                           and not ticket.may_resend(self.retry_budget)):
+                        if time.monotonic() >= deadline:
+                            raise timed_out(attempt) from None
+                        if not held:
+                            self.retries_held += 1
+                        held = True
+                        await self._between_attempts(call, min(attempt_timeout, deadline - time.monotonic()), lost_wakes=True)
+                        if self._closed:
+                            raise self.closed_error or ClosedError("agent is closed") from None
+                    if call.arrived is not None:
+                        continue  # nothing more is sent: the next turn takes the answer that came
+                    if not held:  # held already waited; resending after a refusal (lost) goes at once
+                        await self._between_attempts(call, delay, lost_wakes=False)
+                        if self._closed:
+                            raise self.closed_error or ClosedError("agent is closed") from None
+                        if call.arrived is not None:
+                            continue
+                    call.lost = False
+                    attempt += 1
+        finally:
+            ticket.end()
+            for key in call.late:
+                self._late.pop(key, None)
+
+    async def _between_attempts(self, call: _Call, seconds: float, *, lost_wakes: bool) -> None:
+        """Waits up to ``seconds`` for a late answer to ``call`` (or, with ``lost_wakes``, for
+        the broker's refusal of one of its timed-out attempts), or until the agent closes."""
+        end = time.monotonic() + seconds
+        self._holding.add(call)
+        try:
+            while call.arrived is None and not (lost_wakes and call.lost) and not self._closed:
+                left = end - time.monotonic()
+                if left <= 0:
+                    return
+                call.wake.clear()
+                try:
+                    await asyncio.wait_for(call.wake.wait(), left)
+                except asyncio.TimeoutError:
+                    return
+        finally:
+            self._holding.discard(call)
+
+    async def _attempt(self, to: str, seal_key: str, peer: str | None, draft: dict, exp: int, timeout: float,
+                       call: _Call | None = None) -> dict:
         if self._closed:
             raise ClosedError("agent is closed")
         header = {"v": wire.PROTOCOL_VERSION, "k": "req", "id": os.urandom(16), "to": to, "exp": exp}
         frames = self._seal(self._sealer, seal_key, header, draft)
         future = asyncio.get_running_loop().create_future()
         pending = self._pending[header["id"]] = _Pending(future, seal_key, peer)
+        if call is not None:
+            call.current = header["id"]
         try:
             if _timeout is not None:  # Python >= 3.11: no task per call
                 async with _timeout(max(0.001, timeout)):
@@ -647,11 +810,17 @@ class Agent(CatalogCaller):
                     return await future
             return await asyncio.wait_for(self._send(frames, future), max(0.001, timeout))
         except asyncio.TimeoutError:
+            # Timed out, so most likely late: its answer still answers the call until it ends.
+            if call is not None:
+                self._late[header["id"]] = (pending, call)
+                call.late.append(header["id"])
             if pending.refused is not None:
                 raise pending.refused from None  # e.g. bad_seal: only forged answers came
             raise TimeoutError_("no answer") from None
         finally:
             self._pending.pop(header["id"], None)
+            if call is not None:
+                call.current = None
 
     async def _send(self, frames: list[bytes], future: asyncio.Future | None = None) -> Any:
         await self._socket.send_multipart(frames)
@@ -952,26 +1121,56 @@ class Agent(CatalogCaller):
         except ZmcpError:
             raise error_for("bad_seal", f"sealed as service {svc[0]}, whose key is unknown here") from None
 
+    def _answered_attempt(self, re_: bytes) -> tuple[_Pending | None, _Call | None]:
+        """The attempt a response's ``re`` names: pending now (with no call), or timed out while
+        its call still waits (with that call); (None, None) for anything else."""
+        pending = self._pending.get(re_)
+        if pending is not None and not pending.future.done():
+            return pending, None
+        late = self._late.get(re_)
+        return (late[0], late[1]) if late is not None else (None, None)
+
+    @staticmethod
+    def _binds(pending: _Pending, peer: str, sealed_by: str) -> bool:
+        return sealed_by == pending.seal_key and (pending.peer is None or peer == pending.peer)
+
     def _check_responder(self, header: dict, peer: str, sealed_by: str) -> None:
         """§6.5 binding, before opening: an answer counts only if sealed by the key that was
         addressed (and, for a named replica or a plain agent, sent by it). A forgery is noted on
         the call (its error if the real answer never comes: bad_seal) and dropped; it cannot
         end the call, so a peer that learnt an id cannot cut calls off."""
-        pending = self._pending.get(header.get("re", b""))
-        if pending is None or pending.future.done():
+        pending, call = self._answered_attempt(header.get("re", b""))
+        if pending is None:
             raise _Dropped()
-        if sealed_by != pending.seal_key or (pending.peer is not None and peer != pending.peer):
-            pending.refused = error_for("bad_seal", f"refused an answer not sealed by the party asked (from {peer}, sealed by {sealed_by})", "peer")
+        if not self._binds(pending, peer, sealed_by):
+            # Noted on a pending attempt only. Noted on the attempt after a late one, a forgery
+            # would fail that attempt at its timeout (bad_seal is not retried) before the real
+            # late answer came.
+            if call is None:
+                pending.refused = error_for("bad_seal", f"refused an answer not sealed by the party asked (from {peer}, sealed by {sealed_by})", "peer")
             raise _Dropped()
 
     def _on_response(self, peer: str, sealed_by: str, header: dict, inner: dict) -> None:
-        pending = self._pending.get(header.get("re", b""))
-        if pending is None or pending.future.done() or sealed_by != pending.seal_key or (pending.peer is not None and peer != pending.peer):
+        pending, call = self._answered_attempt(header.get("re", b""))
+        if pending is None or not self._binds(pending, peer, sealed_by):
             return
         inner["_from"] = peer
         inner["_peer"] = pending.peer
         inner["_seal_key"] = pending.seal_key
-        pending.future.set_result(inner)
+        if call is None:
+            pending.future.set_result(inner)
+            return
+        # A late answer to an earlier attempt of a call still waiting: it answers the call, through
+        # the attempt pending now, or, between attempts, kept and taken at once (call.wake).
+        current = self._pending.get(call.current) if call.current is not None else None
+        if current is not None and not current.future.done():
+            self.late_answers += 1
+            current.future.set_result(inner)
+        elif call.arrived is None:
+            self.late_answers += 1
+            call.arrived = inner
+            call.wake.set()
+        # else: a second late answer to the call, dropped
 
     def _on_event(self, peer: str, sealed_by: str, event: dict) -> None:
         job = self._started.get(event["job"])
@@ -1010,6 +1209,14 @@ class Agent(CatalogCaller):
         pending = self._pending.get(re_)
         if pending and not pending.future.done():
             pending.future.set_exception(err)
+            return
+        late = self._late.pop(re_, None) if re_ is not None else None
+        if late is not None:
+            # A timed-out attempt refused after all: it never reached the callee, so nothing ran.
+            # Its call, if the budget holds it waiting for that answer, sends again at once
+            # (no duplicate work, so outside the budget).
+            late[1].lost = True
+            late[1].wake.set()
             return
         f = self._acks.get(re_)
         if f and not f.done():

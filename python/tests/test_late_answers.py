@@ -1,0 +1,279 @@
+"""Late answers and the retry budget (docs/PROTOCOL.md §8.2 rule 4) in the Python agent: two
+real agents through a CURVE ROUTER on 127.0.0.1 standing in for the broker, which routes by the
+header's ``to`` (as the broker does) and lets a test drop messages or refuse them (``nack``).
+
+- the answer to a timed-out attempt answers its call, also when every later attempt's answer
+  is lost;
+- many calls to a slow tool: resends after a timeout stay within the budget, every call gets its
+  answer, the tool runs once per call;
+- a ``nack`` to a timed-out attempt (it never arrived) makes a held call resend at once;
+- close() ends a held call at once with ``closed``;
+- a forged answer to a timed-out attempt is dropped without marking the pending one refused.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+import unittest
+from typing import Callable
+
+import zmq
+import zmq.asyncio
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import zmcp  # noqa: E402
+from zmcp import wire  # noqa: E402
+from zmcp.agent import MIN_RETRYING, Agent, RetryBudget, _Call, _Dropped, _Pending  # noqa: E402
+
+
+class Relay:
+    """A broker stand-in: forwards ``[to, sender, header, body]`` by the header's ``to`` (a key).
+    ``decide(header)`` → ``"forward"`` (default), ``"drop"``, or a nack code to refuse with."""
+
+    def __init__(self) -> None:
+        self.ctx = zmq.asyncio.Context()
+        public, secret = zmq.curve_keypair()
+        self.server_key = public.decode()
+        r = self.ctx.socket(zmq.ROUTER)
+        r.curve_server = True
+        r.curve_publickey, r.curve_secretkey = public, secret
+        r.setsockopt(zmq.LINGER, 0)
+        self.port = r.bind_to_random_port("tcp://127.0.0.1")
+        self.router = r
+        self.decide: Callable[[dict], str] = lambda h: "forward"
+        self.requests: list[dict] = []  # every req header seen, in order
+        self.task = asyncio.ensure_future(self._serve())
+
+    async def _serve(self) -> None:
+        while True:
+            sender, header_bytes, body = await self.router.recv_multipart()
+            h = wire.decode_header(header_bytes)
+            if h["k"] == "hb":
+                continue
+            if h["k"] == "req":
+                self.requests.append(h)
+            action = self.decide(h)
+            if action == "drop":
+                continue
+            if action != "forward":
+                await self.nack(sender, h["id"], action)
+                continue
+            await self.router.send_multipart([h["to"].encode(), sender, header_bytes, body])
+
+    async def nack(self, to: bytes, re_: bytes, code: str) -> None:
+        header = {"v": 1, "k": "nack", "id": os.urandom(16), "to": "", "exp": int(time.time() * 1000) + 30_000, "re": re_, "code": code}
+        await self.router.send_multipart([to, b"", wire.encode_header(header), b""])
+
+    async def agent(self, **options) -> Agent:
+        public, secret = zmq.curve_keypair()
+        cert = zmcp.Certificate(public.decode(), secret.decode())
+        return await Agent.connect(f"tcp://127.0.0.1:{self.port}", cert, server_key=self.server_key, heartbeat_interval=0, **options)
+
+    async def close(self) -> None:
+        self.task.cancel()
+        self.router.close(0)
+        self.ctx.term()
+
+
+async def _pair(**caller_options) -> tuple[Relay, Agent, Agent]:
+    relay = Relay()
+    callee = await relay.agent(max_concurrency=1000)
+    caller = await relay.agent(**caller_options)
+    await asyncio.sleep(0.1)  # both connections routable
+    return relay, caller, callee
+
+
+async def _end(relay: Relay, *agents: Agent) -> None:
+    for a in agents:
+        await a.close()
+    await relay.close()
+
+
+class LateAnswers(unittest.TestCase):
+    def test_the_answer_to_a_timed_out_attempt_answers_the_call(self):
+        """The tool outlasts the attempt timeout (0.5 s) and every answer but the first attempt's
+        is lost: the call ends with that answer at ~1 s. Before, that answer was dropped as
+        unsolicited and the call failed ``timeout`` after all its attempts."""
+        async def run():
+            relay, caller, callee = await _pair()
+            runs = []
+
+            async def slow(args):
+                runs.append(args)
+                await asyncio.sleep(1.0)
+                return {"n": args["n"]}
+            callee.tool("slow", slow)
+            first: list[bytes] = []
+
+            def decide(h: dict) -> str:
+                if h["k"] == "req" and not first:
+                    first.append(h["id"])
+                if h["k"] == "res" and h["re"] != first[0]:
+                    return "drop"
+                return "forward"
+            relay.decide = decide
+            try:
+                started = time.monotonic()
+                result = await caller.call(callee.public_key, "slow", {"n": 7}, timeout=2.5)
+                elapsed = time.monotonic() - started
+                self.assertEqual(result, {"n": 7})
+                self.assertLess(elapsed, 1.8)
+                self.assertGreaterEqual(len(relay.requests), 2)  # it did resend, within its budget
+                self.assertEqual(len(runs), 1)
+                self.assertEqual(caller.late_answers, 1)
+                self.assertEqual(caller._late, {})  # forgotten when the call ended
+            finally:
+                await _end(relay, caller, callee)
+        asyncio.run(run())
+
+    def test_many_calls_to_a_slow_tool_resend_within_the_budget(self):
+        """20 calls to a tool taking 1.2 s, attempt timeout 0.5 s: at most max(3, 0.2 × 20) = 4
+        calls resend (each at most every attempt timeout), the others wait for their first
+        attempt's answer. Before, every call resent every 0.5 s (about 60 requests)."""
+        n = 20
+        async def run():
+            relay, caller, callee = await _pair()
+            runs: list[int] = []
+
+            async def slow(args):
+                runs.append(args["i"])
+                await asyncio.sleep(1.2)
+                return args["i"]
+            callee.tool("slow", slow)
+            try:
+                results = await asyncio.gather(*[caller.call(callee.public_key, "slow", {"i": i}, timeout=2.0) for i in range(n)])
+                self.assertEqual(results, list(range(n)))
+                self.assertEqual(sorted(runs), list(range(n)))  # once per call
+                resending = max(MIN_RETRYING, int(0.2 * n))
+                # n first attempts; each resending call resends at most 3 times within 1.2 s.
+                self.assertLessEqual(len(relay.requests), n + resending * 3, f"{len(relay.requests)} requests")
+                self.assertGreater(caller.retries_held, 0)
+                self.assertGreaterEqual(caller.late_answers, n - resending)
+                self.assertEqual(caller._budget.counts(callee.public_key), (0, 0))  # nothing left
+            finally:
+                await _end(relay, caller, callee)
+        asyncio.run(run())
+
+    def test_a_nack_to_a_timed_out_attempt_makes_a_held_call_resend_at_once(self):
+        """The first attempts of 10 calls are held at the relay; 3 calls resend, 7 wait. The relay
+        then refuses the held attempts (``no_route``: they never arrived) and forwards the rest:
+        the waiting calls resend at once and end well before their next turn. Before, such a
+        nack was ignored."""
+        async def run():
+            relay, caller, callee = await _pair()
+            callee.tool("echo", lambda args: args["i"])
+            held: list[bytes] = []  # the first attempts, which never reach the callee
+            caller_key = caller.public_key.encode()
+
+            def decide(h: dict) -> str:
+                if h["k"] == "req" and len(relay.requests) <= 10:
+                    held.append(h["id"])
+                    return "drop"
+                return "forward"
+            relay.decide = decide
+            try:
+                calls = [asyncio.ensure_future(caller.call(callee.public_key, "echo", {"i": i}, timeout=4.0)) for i in range(10)]
+                # Attempt timeout 1 s: after it, 3 calls resend (answered at once), 7 are held.
+                deadline = time.monotonic() + 4
+                while caller.retries_held < 7 and time.monotonic() < deadline:
+                    await asyncio.sleep(0.02)
+                self.assertEqual(caller.retries_held, 7)
+                while sum(c.done() for c in calls) < 3 and time.monotonic() < deadline:
+                    await asyncio.sleep(0.01)
+                self.assertEqual(sum(c.done() for c in calls), 3)
+                refused = time.monotonic()
+                self.assertEqual(len(held), 10)
+                for attempt_id in held:
+                    await relay.nack(caller_key, attempt_id, "no_route")
+                results = await asyncio.wait_for(asyncio.gather(*calls), 1.0)
+                self.assertEqual(results, list(range(10)))
+                self.assertLess(time.monotonic() - refused, 0.5)  # the next turn was 1 s away
+                self.assertEqual(len(relay.requests), 20)  # 10 held, 3 resent after the timeout, 7 after the nack
+            finally:
+                await _end(relay, caller, callee)
+        asyncio.run(run())
+
+    def test_close_ends_a_held_call_at_once(self):
+        """Calls held by the budget wait in turns of the attempt timeout: close() wakes them, and
+        they fail ``closed`` at once, not at their next turn."""
+        async def run():
+            relay, caller, callee = await _pair()
+            relay.decide = lambda h: "drop" if h["k"] == "req" else "forward"  # nothing is ever answered
+            try:
+                # Attempt timeout 2 s (turns of 2 s while held).
+                calls = [asyncio.ensure_future(caller.call(callee.public_key, "t", {}, timeout=8.0)) for _ in range(10)]
+                deadline = time.monotonic() + 4
+                while caller.retries_held < 7 and time.monotonic() < deadline:
+                    await asyncio.sleep(0.02)
+                self.assertEqual(caller.retries_held, 7)
+                closing = time.monotonic()
+                await caller.close()
+                outcomes = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 0.5)
+                self.assertLess(time.monotonic() - closing, 0.3)
+                self.assertTrue(all(isinstance(o, zmcp.ClosedError) for o in outcomes), outcomes)
+            finally:
+                await _end(relay, caller, callee)
+        asyncio.run(run())
+
+
+class Binding(unittest.TestCase):
+    def test_a_forged_answer_to_a_late_attempt_does_not_mark_the_pending_one(self):
+        """§6.5 holds for late answers too; and a forgery naming a timed-out attempt is dropped
+        without noting ``bad_seal`` on the attempt pending now (which would fail the call at its
+        timeout before the real late answer came)."""
+        async def run():
+            a = Agent.__new__(Agent)
+            a._pending, a._late, a.late_answers = {}, {}, 0
+            bob, mallory = "B" * 40, "M" * 40
+            loop = asyncio.get_running_loop()
+            call = _Call()
+            late = _Pending(loop.create_future(), seal_key=bob, peer=bob)
+            current = _Pending(loop.create_future(), seal_key=bob, peer=bob)
+            a._late[b"1" * 16] = (late, call)
+            a._pending[b"2" * 16] = current
+            call.late.append(b"1" * 16)
+            call.current = b"2" * 16
+            with self.assertRaises(_Dropped):
+                a._check_responder({"re": b"1" * 16}, mallory, mallory)
+            self.assertIsNone(current.refused)
+            a._on_response(mallory, mallory, {"re": b"1" * 16}, {"t": "res", "st": "ok", "result": "forged"})
+            self.assertFalse(current.future.done())
+            a._check_responder({"re": b"1" * 16}, bob, bob)  # the real one passes
+            a._on_response(bob, bob, {"re": b"1" * 16}, {"t": "res", "st": "ok", "result": "real"})
+            self.assertEqual(current.future.result()["result"], "real")
+            self.assertEqual(a.late_answers, 1)
+        asyncio.run(run())
+
+
+class Budget(unittest.TestCase):
+    def test_counts(self):
+        b = RetryBudget()
+        tickets = [b.enter("d") for _ in range(20)]
+        allowed = [t.may_resend(0.2) for t in tickets]
+        self.assertEqual(allowed.count(True), 4)  # max(3, 0.2 × 20)
+        self.assertTrue(tickets[0].may_resend(0.2))  # keeps its place
+        self.assertEqual([t.may_resend(0.0) for t in tickets[4:8]], [False] * 4)
+        tickets[0].end()
+        tickets[0].end()  # once only
+        self.assertEqual(b.counts("d"), (19, 3))
+        self.assertFalse(tickets[5].may_resend(0.0))  # 3 resending: no room even at MIN_RETRYING
+        tickets[1].end()
+        self.assertTrue(tickets[5].may_resend(0.0))  # 2 resending: MIN_RETRYING leaves room
+        for t in tickets:
+            t.end()
+        self.assertEqual(b.counts("d"), (0, 0))
+        self.assertEqual(b._destinations, {})
+
+    def test_option_is_a_share(self):
+        for bad in (-0.1, 1.5, float("nan"), True, "0.2"):
+            with self.assertRaises(zmcp.ConfigError):
+                Agent(cert=None, server_key="", endpoints=[], certs=None, timeout=1, max_concurrency=1, replay_window=1,
+                      max_message_bytes=1, job_ttl=1, job_poll_interval=1, job_lost_after=1, service_heartbeat=1,
+                      retry=True, token=None, verifier=None, require_token=False, retry_budget=bad)
+
+
+if __name__ == "__main__":
+    unittest.main()
