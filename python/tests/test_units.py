@@ -195,3 +195,31 @@ class TopicScopes(unittest.TestCase):
         for granted, required, expected in cases:
             self.assertEqual(scope_covers([granted], required), expected, (granted, required))
 
+
+
+class AnswerPruning(unittest.TestCase):
+    """An answer kept far longer than the usual span (exp = 2^53 - 1 from any admitted caller)
+    must not hold back the forgetting of everyone else's, as it did at the front of the finish
+    order (the TypeScript cache had the same defect: test/security/perf7-attack-answer-cache)."""
+
+    def test_a_pinned_answer_does_not_hold_back_the_others(self):
+        from unittest import mock
+        from zmcp.agent import DEFAULT_ANSWER_LIMITS, ByteBudget
+        agent = Agent.__new__(Agent)
+        agent._answers, agent._answer_owner = {}, {}
+        agent._answer_times, agent._answer_far = __import__("collections").OrderedDict(), []
+        agent._answer_budget = ByteBudget(dict(DEFAULT_ANSWER_LIMITS), "answer cache")
+        clock = {"mono": 1000.0, "ms": 1_000_000}
+        with mock.patch("zmcp.agent.time.monotonic", lambda: clock["mono"]), mock.patch("zmcp.agent.now_ms", lambda: clock["ms"]):
+            agent._finish_answer("x:pinned", {"st": "ok", "result": 1}, float(2 ** 53 - 1))
+            for i in range(50):
+                agent._finish_answer(f"h:{i}", {"st": "ok", "result": i}, clock["ms"] + 10_000)
+            self.assertEqual(len(agent._answers), 51)
+            clock["mono"] += 200.0  # past every honest answer's deadline + the 120 s window
+            clock["ms"] += 200_000
+            agent._prune_answers()
+            self.assertEqual(sorted(agent._answers), ["x:pinned"])
+            agent._finish_answer("h:late", {"st": "ok", "result": 0}, clock["ms"] + 10_000)
+            clock["mono"] += 200.0
+            agent._prune_answers()
+            self.assertEqual(sorted(agent._answers), ["x:pinned"])  # forgotten by its own time

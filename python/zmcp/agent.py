@@ -5,6 +5,7 @@ tools (JSON Schema arguments, tokens, idempotency, jobs, services), as docs/PROT
 from __future__ import annotations
 
 import asyncio
+import heapq
 import inspect
 import logging
 import math
@@ -123,6 +124,9 @@ class ClockOffsets:
 DEFAULT_JOB_LIMITS = {"max_entries": 1_000, "max_bytes": 128 << 20, "max_entries_per_owner": 200, "max_bytes_per_owner": 32 << 20}
 DEFAULT_ANSWER_LIMITS = {"max_entries": 100_000, "max_bytes": 64 << 20, "max_entries_per_owner": 25_000, "max_bytes_per_owner": 16 << 20}
 ANSWER_OVERHEAD_BYTES = 256
+#: Answers kept longer than this (s) are forgotten from a heap by their own time, not in finish
+#: order (see Agent._finish_answer): the 120 s window past a deadline of up to 2 minutes.
+ANSWER_USUAL_KEEP_S = 240
 
 
 class ByteBudget:
@@ -436,6 +440,8 @@ class Agent(CatalogCaller):
         self._answers: dict[str, Any] = {}  # peer:rid → dict answer | Future
         # Finished answers, in finish order → forget at; pruned from the front (an OrderedDict: see ReplayGuard).
         self._answer_times: OrderedDict[str, float] = OrderedDict()
+        # Answers kept longer than the usual span, (forget at, key) in a heap: see _finish_answer.
+        self._answer_far: list[tuple[float, str]] = []
         self._answer_owner: dict[str, tuple[str, int]] = {}  # key → (caller, bytes counted)
         self._answer_budget = ByteBudget({**DEFAULT_ANSWER_LIMITS, **(answer_limits or {})}, "answer cache")
         self._job_budget = ByteBudget({**DEFAULT_JOB_LIMITS, **(job_limits or {})}, "job table")
@@ -1321,7 +1327,14 @@ class Agent(CatalogCaller):
         # Kept while a copy of the request can still be accepted (PROTOCOL §8.3, T13): its exp +
         # the 60 s window. `deadline_ms` is exp read on this clock (offset within ±60 s), so 120 s
         # past the later of now and the deadline covers it.
-        self._answer_times[key] = time.monotonic() + 120 + max(0.0, (deadline_ms - now_ms()) / 1000)
+        keep = 120 + max(0.0, (deadline_ms - now_ms()) / 1000)
+        # In finish order, pruned from the front: an answer kept much longer than the usual span
+        # there held back everyone's behind it (one request with exp = 2^53 - 1 from any admitted
+        # caller: for the life of the process). Those are forgotten by their own time, from a heap.
+        if keep > ANSWER_USUAL_KEEP_S:
+            heapq.heappush(self._answer_far, (time.monotonic() + keep, key))
+        else:
+            self._answer_times[key] = time.monotonic() + keep
         owner, counted = self._answer_owner.get(key, (None, 0))
         if owner is not None and counted == 0:
             nbytes = _encoded_size(answer) + ANSWER_OVERHEAD_BYTES
@@ -1336,10 +1349,16 @@ class Agent(CatalogCaller):
             if times[k] > now:
                 break
             times.popitem(last=False)
-            self._answers.pop(k, None)
-            owner, nbytes = self._answer_owner.pop(k, (None, 0))
-            if owner is not None:
-                self._answer_budget.add(owner, -1, -nbytes)
+            self._forget_answer(k)
+        far = self._answer_far
+        while far and far[0][0] <= now:
+            self._forget_answer(heapq.heappop(far)[1])
+
+    def _forget_answer(self, k: str) -> None:
+        self._answers.pop(k, None)
+        owner, nbytes = self._answer_owner.pop(k, (None, 0))
+        if owner is not None:
+            self._answer_budget.add(owner, -1, -nbytes)
 
     async def _run(self, tool: _Tool, args: Any, ctx: ToolContext) -> dict:
         self._active += 1
