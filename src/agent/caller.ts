@@ -245,7 +245,9 @@ export class Caller {
               held = true;
               this.#holding.add(call);
               try {
-                await waitForLate(call, Math.min(policy.attemptTimeout, deadline - Date.now()), options.signal);
+                // At least 1 ms: an attemptTimeout of 0 (or less) resolved at once, and the loop spun on
+                // microtasks until the deadline, the whole process frozen (retry8-attack-held.test.ts).
+                await waitForLate(call, Math.max(1, Math.min(policy.attemptTimeout, deadline - Date.now())), options.signal);
               } finally {
                 this.#holding.delete(call);
               }

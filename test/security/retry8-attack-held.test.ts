@@ -1,0 +1,61 @@
+/**
+ * Attacks on the retry budget's held calls and on late answers (commits 041c571, 932f068),
+ * through the stand-in broker (test/support/stand-in-broker.ts).
+ */
+import { afterEach, describe, expect, it } from "vitest";
+import { z } from "zod";
+import type { Agent } from "../../src/agent/agent.js";
+import { type CertFixture, tempCerts } from "../support/certs.js";
+import { connectAgent } from "../support/mesh.js";
+import { startRelay, type Captured, type Relay } from "../support/stand-in-broker.js";
+import { sleep } from "../support/wait.js";
+
+let fx: CertFixture | undefined;
+let relay: Relay | undefined;
+const agents: Agent[] = [];
+
+afterEach(async () => {
+  for (const a of agents.splice(0)) await a.close();
+  relay?.close();
+  relay = undefined;
+  fx?.cleanup();
+  fx = undefined;
+});
+
+async function mesh(bobOptions: Parameters<typeof connectAgent>[3] = {}, ...extra: string[]): Promise<{ caller: Agent; bob: Agent; relay: Relay; fx: CertFixture; others: Agent[] }> {
+  fx = tempCerts("caller", "bob", ...extra);
+  relay = await startRelay(fx);
+  const bob = await connectAgent(fx, "bob", relay.endpoint, bobOptions);
+  const caller = await connectAgent(fx, "caller", relay.endpoint);
+  const others: Agent[] = [];
+  for (const name of extra) others.push(await connectAgent(fx, name, relay.endpoint));
+  agents.push(caller, bob, ...others);
+  return { caller, bob, relay, fx, others };
+}
+
+const isResponse = (m: Captured, to: string) => m.header.k === "res" && m.header.to === to;
+
+describe("retry8: held calls and late answers", () => {
+  it("attemptTimeout 0 (accepted by the options) does not spin a held call on microtasks, freezing the process until its deadline", async () => {
+    const { caller, bob, relay, fx } = await mesh();
+    bob.tool("hang", { input: z.object({}) }, async () => {
+      await sleep(3000);
+      return {};
+    });
+    relay.onMessage = (m) => !isResponse(m, fx.key("caller")); // no answer ever comes
+    // Four calls, three resending places (budget 0 → MIN_RETRYING): the fourth is held.
+    const retry = { attemptTimeout: 0, minDelay: 1, maxDelay: 2, budget: 0 };
+    const calls = Array.from({ length: 4 }, () => caller.call("bob", "hang", {}, { timeout: 1500, retry }).catch((e: unknown) => e));
+    // The event loop's lag while they run: a 20 ms timer, measured a few times.
+    let worst = 0;
+    const until = performance.now() + 1200;
+    while (performance.now() < until) {
+      const t = performance.now();
+      await sleep(20);
+      worst = Math.max(worst, performance.now() - t - 20);
+    }
+    await Promise.all(calls);
+    expect(caller.stats.retriesHeld).toBeGreaterThanOrEqual(1);
+    expect(worst).toBeLessThan(300); // before the fix: ~1,400 ms (the whole process frozen)
+  }, 15_000);
+});
