@@ -359,12 +359,23 @@ export class Caller {
     if (this.#pending.resolve(key, { response, from: peer })) return;
     // A late answer to an earlier attempt of a call still waiting: it answers the call, through
     // the attempt now pending or, between attempts, kept for the next turn of its loop.
-    const call = this.#late.get(key)?.call;
-    if (call === undefined) throw new Dropped("unsolicited", "response to nothing pending");
+    const late = this.#late.get(key);
+    if (late === undefined) throw new Dropped("unsolicited", "response to nothing pending");
+    const call = late.call;
+    // A late refusal that proves nothing ran (busy, no_route) is about that attempt only: the one
+    // pending now may be running the tool, and ending its wait with `busy` failed the call as if
+    // nothing ran (its last attempt, or near its deadline) while the tool ran (retry8-attack-late-refusal.test.ts).
+    const refusal = isRefusal(response);
+    if (call.current !== undefined && this.#pending.meta(call.current) !== undefined) {
+      if (refusal) throw new Dropped("unsolicited", "a late refusal of an earlier attempt while another is pending");
+      this.core.stats.lateAnswers++;
+      this.#pending.resolve(call.current, { response, from: peer });
+      return;
+    }
+    // Between attempts: the first late answer is kept, unless a real answer follows a refusal.
+    if (call.arrived !== undefined && (refusal || !isRefusal(call.arrived.response))) throw new Dropped("unsolicited", "a second late answer to a call");
     this.core.stats.lateAnswers++;
-    if (call.current !== undefined && this.#pending.resolve(call.current, { response, from: peer })) return;
-    if (call.arrived !== undefined) throw new Dropped("unsolicited", "a second late answer to a call");
-    call.arrived = { response, from: peer, answerer: this.#late.get(key)!.answerer };
+    call.arrived = { response, from: peer, answerer: late.answerer };
     call.wake?.();
   }
 
@@ -420,6 +431,11 @@ export class Caller {
     this.#pending.rejectAll(err);
     for (const call of this.#holding) call.wake?.(); // they see the agent closed and throw
   }
+}
+
+/** An error answer that proves its request ran nothing (a callee's `busy` or `no_route`): retried. */
+function isRefusal(response: Response): boolean {
+  return response.st === "error" && (response.error?.code === "busy" || response.error?.code === "no_route");
 }
 
 /** A job's polls and cancels go to the agent that runs it: for a service, that very replica. */
