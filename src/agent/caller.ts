@@ -50,6 +50,8 @@ interface CallState {
   wake: (() => void) | undefined;
   /** A timed-out attempt was refused by the broker since (nothing ran): the call may send again. */
   lost: boolean;
+  /** A timed-out attempt was refused by the broker since with a final code (`rate_limited`: back off): the call's outcome once no answer is pending. */
+  refused: Error | undefined;
 }
 
 /** Waits until a late answer arrives, `ms` pass, or `signal` fires (then throws its abort). */
@@ -209,7 +211,7 @@ export class Caller {
     const circuit = this.circuits.admit(dest.to, timeout, options.circuit !== false && options.durable !== true);
     const span = startCallSpan(tool, to, dest.to);
     const tc = traceFields(span); // {} unless an OpenTelemetry SDK gave the span a context
-    const call: CallState = { late: [], arrived: undefined, wake: undefined, lost: false };
+    const call: CallState = { late: [], arrived: undefined, wake: undefined, lost: false, refused: undefined };
     const budget = this.#budget.enter(dest.to);
     try {
       for (let attempt = 1; ; attempt++) {
@@ -239,7 +241,7 @@ export class Caller {
             // Timed out: the attempt is most likely late, not lost. Resend only within the budget;
             // else wait for its answer (or that of an earlier attempt) as long as another attempt would.
             let held = false;
-            while (err instanceof TimeoutError && call.arrived === undefined && !call.lost && !budget.mayResend(policy.budget)) {
+            while (err instanceof TimeoutError && call.arrived === undefined && !call.lost && call.refused === undefined && !budget.mayResend(policy.budget)) {
               if (Date.now() >= deadline) throw err;
               if (!held) this.core.stats.retriesHeld++;
               held = true;
@@ -254,6 +256,10 @@ export class Caller {
               if (core.isClosed()) throw core.closedWith() ?? new ZmcpError("closed", "agent is closed");
             }
             if (call.arrived !== undefined) attempt--; // nothing more is sent: the next turn takes the answer that came
+            // The broker refused an earlier attempt with a final code (rate_limited: back off): the
+            // call fails with it, as it would had that attempt been the one pending (before: a held
+            // call resent at once, retry8-attack-late-nack.test.ts).
+            else if (err instanceof TimeoutError && call.refused !== undefined) throw call.refused;
             else if (!held) await sleep(delay, options.signal);
             call.lost = false;
           } catch (aborted) {
@@ -411,7 +417,9 @@ export class Caller {
     const late = this.#late.get(key);
     if (late === undefined) return false;
     this.#late.delete(key);
-    late.call.lost = true;
+    // busy, no_route: nothing ran, send again. Any other code is final, as for the attempt pending.
+    if (isRetryable(err)) late.call.lost = true;
+    else late.call.refused ??= err;
     late.call.wake?.();
     return true;
   }
