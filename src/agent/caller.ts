@@ -255,6 +255,9 @@ export class Caller {
               }
               if (core.isClosed()) throw core.closedWith() ?? new ZmcpError("closed", "agent is closed");
             }
+            // Held until its deadline, then freed by the budget: nothing more to send (before: one
+            // attempt already past its deadline went out, retry8-attack-deadline.test.ts).
+            if (held && call.arrived === undefined && Date.now() >= deadline) throw err;
             if (call.arrived !== undefined) attempt--; // nothing more is sent: the next turn takes the answer that came
             // The broker refused an earlier attempt with a final code (rate_limited: back off): the
             // call fails with it, as it would had that attempt been the one pending (before: a held
