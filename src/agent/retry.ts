@@ -58,6 +58,15 @@ export function retryPolicy(options: RetryOptions | false | undefined, timeout: 
   if (options === false) return { attempts: 1, attemptTimeout: timeout, minDelay: 0, maxDelay: 0, budget: 0 };
   const budget = options?.budget ?? DEFAULT_RETRY_BUDGET;
   if (typeof budget !== "number" || !(budget >= 0 && budget <= 1)) throw new ConfigError(`retry.budget must be a share between 0 and 1, got ${String(budget)}`);
+  // Not numbers (NaN from an unset variable, say): an attempt deadline of NaN never fired, and
+  // the call waited forever past its own deadline (retry8-attack-options.test.ts).
+  const count = (name: string, value: unknown, least: number) => {
+    if (value !== undefined && (typeof value !== "number" || !(value >= least))) throw new ConfigError(`retry.${name} must be a number of at least ${least}, got ${String(value)}`);
+  };
+  count("attempts", options?.attempts, 1);
+  count("attemptTimeout", options?.attemptTimeout, 0);
+  count("minDelay", options?.minDelay, 0);
+  count("maxDelay", options?.maxDelay, 0);
   return {
     attempts: options?.attempts ?? 8,
     attemptTimeout: options?.attemptTimeout ?? Math.min(2000, Math.max(500, timeout / 4)),

@@ -1,0 +1,48 @@
+/**
+ * Retry options that are not numbers: a call must still end by its deadline (or be refused as a
+ * ConfigError), never wait forever.
+ */
+import { afterEach, describe, expect, it } from "vitest";
+import { z } from "zod";
+import type { Agent } from "../../src/agent/agent.js";
+import { ConfigError } from "../../src/errors.js";
+import { retryPolicy } from "../../src/agent/retry.js";
+import { type CertFixture, tempCerts } from "../support/certs.js";
+import { connectAgent } from "../support/mesh.js";
+import { startRelay, type Relay } from "../support/stand-in-broker.js";
+import { sleep } from "../support/wait.js";
+
+let fx: CertFixture | undefined;
+let relay: Relay | undefined;
+const agents: Agent[] = [];
+
+afterEach(async () => {
+  for (const a of agents.splice(0)) await a.close();
+  relay?.close();
+  relay = undefined;
+  fx?.cleanup();
+  fx = undefined;
+});
+
+describe("retry8: retry options", () => {
+  it("attemptTimeout NaN (say Number(process.env.X)): the call ends, not waits forever for an answer that never comes", async () => {
+    fx = tempCerts("caller", "bob");
+    relay = await startRelay(fx);
+    const bob = await connectAgent(fx, "bob", relay.endpoint);
+    const caller = await connectAgent(fx, "caller", relay.endpoint);
+    agents.push(caller, bob);
+    bob.tool("echo", { input: z.object({}) }, () => ({}));
+    const callerKey = fx.key("caller");
+    relay.onMessage = (m) => !(m.header.k === "res" && m.header.to === callerKey); // answers lost
+    const call = caller.call("bob", "echo", {}, { timeout: 500, retry: { attemptTimeout: Number.NaN } }).catch((e: unknown) => e);
+    const outcome = await Promise.race([call, sleep(3000).then(() => "still waiting")]);
+    expect(outcome).not.toBe("still waiting"); // before: the attempt's deadline was NaN, which never fires
+    expect(outcome).toBeInstanceOf(Error);
+  }, 10_000);
+
+  it("retryPolicy refuses what is not a count or a duration", () => {
+    for (const bad of [{ attemptTimeout: Number.NaN }, { attemptTimeout: -1 }, { attempts: 0 }, { attempts: Number.NaN }, { minDelay: -5 }, { maxDelay: Number.NaN }, { attemptTimeout: "100" as unknown as number }])
+      expect(() => retryPolicy(bad, 1000), JSON.stringify(bad)).toThrow(ConfigError);
+    expect(retryPolicy({ attempts: 1, attemptTimeout: 0, minDelay: 0, maxDelay: 0 }, 1000).attempts).toBe(1);
+  });
+});
