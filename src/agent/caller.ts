@@ -211,6 +211,10 @@ export class Caller {
     const circuit = this.circuits.admit(dest.to, timeout, options.circuit !== false && options.durable !== true);
     const span = startCallSpan(tool, to, dest.to);
     const tc = traceFields(span); // {} unless an OpenTelemetry SDK gave the span a context
+    // A timed-out attempt to a service may still run on its replica: never resent (rule 5), even
+    // when the wall clock, stepped back, says there is time left (retry8-attack-service-clock).
+    const service = parseServiceAddress(dest.to);
+    const oncePerService = service !== undefined && service.replica === undefined;
     const call: CallState = { late: [], arrived: undefined, wake: undefined, lost: false, refused: undefined };
     const budget = this.#budget.enter(dest.to);
     try {
@@ -231,7 +235,7 @@ export class Caller {
           return answered;
         } catch (err) {
           const delay = backoff(policy, attempt);
-          if (last || !isRetryable(err) || Date.now() + delay >= deadline) {
+          if (last || !isRetryable(err) || (oncePerService && err instanceof TimeoutError) || Date.now() + delay >= deadline) {
             circuit.settle(err); // the call's outcome: only no_route, timeout and busy count against it
             endSpan(span, err);
             throw err instanceof TimeoutError ? new TimeoutError(`${what} got no answer within ${timeout} ms (${attempt} attempt${attempt > 1 ? "s" : ""})`) : err;
