@@ -52,6 +52,8 @@ interface CallState {
   lost: boolean;
   /** A timed-out attempt was refused by the broker since with a final code (`rate_limited`: back off): the call's outcome once no answer is pending. */
   refused: Error | undefined;
+  /** An answer to a timed-out attempt refused as forged: the call's error if it ends without an answer (instead of a timeout). */
+  forged?: ForgedAnswerError;
 }
 
 /** Waits until a late answer arrives, `ms` pass, or `signal` fires (then throws its abort). */
@@ -238,7 +240,7 @@ export class Caller {
           if (last || !isRetryable(err) || (oncePerService && err instanceof TimeoutError) || Date.now() + delay >= deadline) {
             circuit.settle(err); // the call's outcome: only no_route, timeout and busy count against it
             endSpan(span, err);
-            throw err instanceof TimeoutError ? new TimeoutError(`${what} got no answer within ${timeout} ms (${attempt} attempt${attempt > 1 ? "s" : ""})`) : err;
+            throw err instanceof TimeoutError ? (call.forged ?? new TimeoutError(`${what} got no answer within ${timeout} ms (${attempt} attempt${attempt > 1 ? "s" : ""})`)) : err;
           }
           if (core.log.enabled("debug")) core.log.debug("retrying", { tool, to, attempt, error: describeThrown(err) });
           try {
@@ -272,7 +274,7 @@ export class Caller {
           } catch (aborted) {
             circuit.settle(aborted); // aborted: neutral, but a probe must not stay out
             endSpan(span, aborted);
-            throw aborted instanceof TimeoutError ? new TimeoutError(`${what} got no answer within ${timeout} ms (${attempt} attempt${attempt > 1 ? "s" : ""})`) : aborted;
+            throw aborted instanceof TimeoutError ? (call.forged ?? new TimeoutError(`${what} got no answer within ${timeout} ms (${attempt} attempt${attempt > 1 ? "s" : ""})`)) : aborted;
           }
         }
       }
@@ -361,7 +363,9 @@ export class Caller {
     if (why !== undefined) {
       // Noted on a pending attempt only: noted on the attempt after a late one, a forgery would
       // fail that attempt at its timeout (bad_seal is not retried) before the real late answer came.
-      this.#pending.refuse(key!, new ForgedAnswerError(`refused an answer not sealed by the party asked: ${why}`));
+      const forged = new ForgedAnswerError(`refused an answer not sealed by the party asked: ${why}`);
+      // Noted on the call for a timed-out attempt: if no answer comes, it fails bad_seal, not timeout (retry8-attack-forged-late).
+      if (!this.#pending.refuse(key!, forged) && late !== undefined) late.call.forged ??= forged;
       throw new Dropped("bad_seal", why);
     }
   }
