@@ -361,10 +361,11 @@ export class Caller {
     if (!expected) throw new Dropped("unsolicited", "response to nothing pending");
     const why = mismatch(expected, peer, header.as, sealedBy);
     if (why !== undefined) {
-      // Noted on a pending attempt only: noted on the attempt after a late one, a forgery would
-      // fail that attempt at its timeout (bad_seal is not retried) before the real late answer came.
+      // Noted on the attempt it claims to answer while that one is pending. For a timed-out attempt,
+      // noted on its call, not on the attempt pending now (which would then fail bad_seal at its
+      // timeout, not retried, before the real late answer came): if the call ends timed out, it
+      // fails bad_seal instead (before: a plain timeout, retry8-attack-forged-late.test.ts).
       const forged = new ForgedAnswerError(`refused an answer not sealed by the party asked: ${why}`);
-      // Noted on the call for a timed-out attempt: if no answer comes, it fails bad_seal, not timeout (retry8-attack-forged-late).
       if (!this.#pending.refuse(key!, forged) && late !== undefined) late.call.forged ??= forged;
       throw new Dropped("bad_seal", why);
     }
