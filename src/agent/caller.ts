@@ -7,7 +7,7 @@
  */
 import { z } from "zod";
 import { ConfigError, describeThrown, ForgedAnswerError, remoteError, TimeoutError, ZmcpError } from "../errors.js";
-import { withDeadline, sleep } from "../support/deadline.js";
+import { withDeadline } from "../support/deadline.js";
 import { PendingCalls } from "../support/pending.js";
 import { idKey, JobStateSchema, newId, PROTOCOL_VERSION, type Header, type Request, type Response } from "../wire/envelope.js";
 import { parseServiceAddress, serviceAddress } from "../wire/services.js";
@@ -81,7 +81,7 @@ export class Caller {
   readonly #late = new Map<string, { answerer: Answerer; call: CallState }>();
   /** Resends after a timeout, bounded per destination (retry.ts). */
   readonly #budget = new RetryBudget();
-  /** Calls the budget holds, waiting for late answers: woken when the agent closes. */
+  /** Calls between attempts (backing off, or held by the budget): woken when the agent closes. */
   readonly #holding = new Set<CallState>();
   /** Durable attempts awaiting the broker's `stored` ack (docs/DURABLE.md). */
   readonly #storedCalls = new StoredCalls();
@@ -269,7 +269,17 @@ export class Caller {
             // call fails with it, as it would had that attempt been the one pending (before: a held
             // call resent at once, retry8-attack-late-nack.test.ts).
             else if (err instanceof TimeoutError && call.refused !== undefined) throw call.refused;
-            else if (!held) await sleep(delay, options.signal);
+            else if (!held) {
+              // The backoff, woken early by a late answer (taken at once) or by close (before: a
+              // closed agent's call slept out its backoff, up to maxDelay).
+              this.#holding.add(call);
+              try {
+                await waitForLate(call, delay, options.signal);
+              } finally {
+                this.#holding.delete(call);
+              }
+              if (core.isClosed()) throw core.closedWith() ?? new ZmcpError("closed", "agent is closed");
+            }
             call.lost = false;
           } catch (aborted) {
             circuit.settle(aborted); // aborted: neutral, but a probe must not stay out

@@ -60,9 +60,6 @@ export function retryPolicy(options: RetryOptions | false | undefined, timeout: 
   if (typeof budget !== "number" || !(budget >= 0 && budget <= 1)) throw new ConfigError(`retry.budget must be a share between 0 and 1, got ${String(budget)}`);
   // Not numbers (NaN from an unset variable, say): an attempt deadline of NaN never fired, and
   // the call waited forever past its own deadline (retry8-attack-options.test.ts).
-  const count = (name: string, value: unknown, least: number) => {
-    if (value !== undefined && (typeof value !== "number" || !(value >= least))) throw new ConfigError(`retry.${name} must be a number of at least ${least}, got ${String(value)}`);
-  };
   count("attempts", options?.attempts, 1);
   count("attemptTimeout", options?.attemptTimeout, 0);
   count("minDelay", options?.minDelay, 0);
@@ -74,6 +71,11 @@ export function retryPolicy(options: RetryOptions | false | undefined, timeout: 
     maxDelay: options?.maxDelay ?? 1000,
     budget,
   };
+}
+
+/** Throws ConfigError unless `value` is unset or a number of at least `least` (per call: no closure). */
+function count(name: string, value: unknown, least: number): void {
+  if (value !== undefined && (typeof value !== "number" || !(value >= least))) throw new ConfigError(`retry.${name} must be a number of at least ${least}, got ${String(value)}`);
 }
 
 /**

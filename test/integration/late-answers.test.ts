@@ -171,4 +171,24 @@ describe("late answers and the retry budget", () => {
     expect(outcomes).not.toBe("still waiting");
     for (const err of outcomes as unknown[]) expect(err).toMatchObject({ code: "closed" });
   }, 20_000);
+
+  it("closing the agent ends a call backing off between attempts at once, not at the end of its backoff", async () => {
+    const { caller, relay, fx } = await mesh();
+    const callerKey = fx.key("caller");
+    // Every request refused busy by the broker (nothing ran): the call backs off and resends.
+    relay.onMessage = (m) => {
+      if (!isRequest(m, callerKey)) return true;
+      const nack: Header = { v: PROTOCOL_VERSION, k: "nack", id: newId(), to: "", exp: Date.now() + 5000, re: m.header.id, code: "busy", msg: "queue full" };
+      void relay.send(callerKey, "", encodeHeader(nack), new Uint8Array(0));
+      return false;
+    };
+    const retry = { minDelay: 5000, maxDelay: 5000 }; // a backoff of 2.5 to 5 s after the first refusal
+    const call = caller.call("bob", "echo", {}, { timeout: 30_000, retry }).catch((e: unknown) => e);
+    await waitFor(() => relay.captured.some((m) => isRequest(m, callerKey)), 5000, "the first request");
+    await sleep(100); // its refusal came: backing off
+    agents.splice(agents.indexOf(caller), 1);
+    await caller.close();
+    const outcome = await Promise.race([call, sleep(2000).then(() => "still backing off")]);
+    expect(outcome).toMatchObject({ code: "closed" });
+  }, 20_000);
 });
