@@ -252,12 +252,14 @@ export class Caller {
               if (!held) this.core.stats.retriesHeld++;
               held = true;
               this.#holding.add(call);
+              budget.hold(() => call.wake?.()); // a place freed: ask again at once
               try {
                 // At least 1 ms: an attemptTimeout of 0 (or less) resolved at once, and the loop spun on
                 // microtasks until the deadline, the whole process frozen (retry8-attack-held.test.ts).
                 await waitForLate(call, Math.max(1, Math.min(policy.attemptTimeout, deadline - Date.now())), options.signal);
               } finally {
                 this.#holding.delete(call);
+                budget.hold(undefined);
               }
               if (core.isClosed()) throw core.closedWith() ?? new ZmcpError("closed", "agent is closed");
             }

@@ -191,4 +191,28 @@ describe("late answers and the retry budget", () => {
     const outcome = await Promise.race([call, sleep(2000).then(() => "still backing off")]);
     expect(outcome).toMatchObject({ code: "closed" });
   }, 20_000);
+
+  it("calls whose answers were lost resend as places free, not a budget's share per attempt timeout (before: the last waited out their deadline)", async () => {
+    const { caller, bob, relay, fx } = await mesh();
+    bob.tool("echo", { input: z.object({ i: z.number() }) }, ({ i }) => ({ i }));
+    const callerKey = fx.key("caller");
+    // The first answer to each of 12 calls is lost; every later one goes through.
+    const answered = new Set<string>();
+    relay.onMessage = (m) => {
+      if (!isResponse(m, callerKey)) return true;
+      if (answered.size < 12 && !answered.has(m.header.re!.toString())) {
+        answered.add(m.header.re!.toString());
+        return false;
+      }
+      return true;
+    };
+    // Three places (budget 0): held calls asked again only at the end of each 3 s turn would need
+    // four turns for twelve calls (12 s); woken as places free, they all end in the first.
+    const retry = { attemptTimeout: 3000, minDelay: 10, maxDelay: 20, budget: 0 };
+    const started = Date.now();
+    const results = await Promise.all(Array.from({ length: 12 }, (_, i) => caller.call("bob", "echo", { i }, { timeout: 20_000, retry })));
+    expect(results).toEqual(Array.from({ length: 12 }, (_, i) => ({ i })));
+    expect(caller.stats.retriesHeld).toBeGreaterThanOrEqual(9);
+    expect(Date.now() - started).toBeLessThan(5500); // the second turn would end at 6 s
+  }, 30_000);
 });
