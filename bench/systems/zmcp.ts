@@ -119,6 +119,8 @@ export const idleName = (i: number) => `idle-${String(i).padStart(5, "0")}`;
 
 /** The message cap of the benchmark's broker and agents: the 1 MiB rows need more than the 1 MiB default. */
 const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+/** Messages the benchmark's broker queues per peer (see spawnBroker): libzmq's default high-water mark. */
+const BROKER_QUEUE_MESSAGES = 1000;
 
 /** Spawns the real broker bin on a free port and waits for its `ready` log line. */
 async function spawnBroker(certDir: string, n: number, env?: Record<string, string>): Promise<{ proc: SpawnedProc; endpoint: string }> {
@@ -134,6 +136,12 @@ async function spawnBroker(certDir: string, n: number, env?: Record<string, stri
     // 4 MiB: room for the 1 MiB rows (payload + msgpack + seal); agents get the same cap.
     "--max-message-bytes",
     String(MAX_MESSAGE_BYTES),
+    // The broker derives its per-peer queue in messages (libzmq's high-water marks) from
+    // queueBytes / maxMessageBytes: 64 with the 4 MiB cap, fewer than the 256 calls in flight,
+    // so answers were dropped (`X's queue is full`) and retried after the 2 s attempt timeout.
+    // Sized as a deployment with 256 calls in flight per caller would be: the libzmq default.
+    "--queue-bytes",
+    String(BROKER_QUEUE_MESSAGES * MAX_MESSAGE_BYTES),
   ], env);
   try {
     const match = await proc.waitFor(/"msg":"ready".*"endpoint":"([^"]+)"/, 15_000);
