@@ -231,6 +231,22 @@ export class Caller {
             answered = await this.#attempt(dest, draft, deadline, attemptTimeout(policy, dest.to, remaining, last), options.signal, what, durable, viaBroker, call);
           }
           call.arrived = undefined;
+          // "Already ran once; its answer was dropped" (PROTOCOL §8.3) answers a resend: the first
+          // answer went out before, and may still come on a timed-out attempt. Waited for until the
+          // deadline; only if it never comes is this the call's outcome (before: the call failed
+          // tool_failed with its answer on the way, 13 of them at 1 MiB and 256 in flight, run (d)).
+          if (call.late.length > 0 && isDroppedAnswer(answered.response) && Date.now() < deadline) {
+            this.#holding.add(call);
+            try {
+              await waitForLate(call, deadline - Date.now(), options.signal);
+            } finally {
+              this.#holding.delete(call);
+            }
+            if (core.isClosed()) throw core.closedWith() ?? new ZmcpError("closed", "agent is closed");
+            const late = call.arrived as Answered | undefined; // set by answered() while waiting
+            call.arrived = undefined;
+            if (late !== undefined && !isRefusal(late.response)) answered = late;
+          }
           if (answered.response.st === "error") throw remoteError(answered.response.error, "peer");
           circuit.settle();
           endSpan(span);
@@ -463,6 +479,11 @@ export class Caller {
     this.#pending.rejectAll(err);
     for (const call of this.#holding) call.wake?.(); // they see the agent closed and throw
   }
+}
+
+/** A callee's "already ran once; its answer was dropped" (its answer cache was full): the answer itself went out before. */
+function isDroppedAnswer(response: Response): boolean {
+  return response.st === "error" && response.error?.code === "tool_failed" && response.error.message.includes("its answer was dropped");
 }
 
 /** An error answer that proves its request ran nothing (a callee's `busy` or `no_route`): retried. */

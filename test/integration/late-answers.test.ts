@@ -215,4 +215,46 @@ describe("late answers and the retry budget", () => {
     expect(caller.stats.retriesHeld).toBeGreaterThanOrEqual(9);
     expect(Date.now() - started).toBeLessThan(5500); // the second turn would end at 6 s
   }, 30_000);
+
+  it("a resend answered 'already ran once; its answer was dropped' waits for the first answer, still on its way (before: the call failed tool_failed)", async () => {
+    fx = tempCerts("caller", "bob");
+    relay = await startRelay(fx);
+    // Room for one answer's bytes per caller: a second request drops the first answer's body.
+    const answerLimits = { maxEntries: 1000, maxBytes: 1 << 30, maxEntriesPerOwner: 1000, maxBytesPerOwner: 1000 };
+    const bob = await connectAgent(fx, "bob", relay.endpoint, { answerLimits });
+    const caller = await connectAgent(fx, "caller", relay.endpoint);
+    agents.push(caller, bob);
+    let runs = 0;
+    bob.tool("echo", { input: z.object({ text: z.string() }) }, ({ text }) => {
+      runs++;
+      return { echo: text };
+    });
+    const callerKey = fx.key("caller");
+    let held: Captured | undefined;
+    relay.onMessage = (m) => {
+      if (!isResponse(m, callerKey) || held !== undefined) return true;
+      held = m; // the first answer: on its way for 600 ms
+      setTimeout(() => void relay!.resend(m), 600);
+      return false;
+    };
+    const long = "x".repeat(2000);
+    const first = caller.call("bob", "echo", { text: long }, { timeout: 5000, retry: { attemptTimeout: 150, minDelay: 10, maxDelay: 20 } });
+    await waitFor(() => held !== undefined, 5000, "the first answer held");
+    expect(await caller.call("bob", "echo", { text: "b" })).toEqual({ echo: "b" }); // drops the first answer's body
+    expect(await first).toEqual({ echo: long });
+    expect(runs).toBe(2);
+    expect(caller.stats.lateAnswers).toBeGreaterThanOrEqual(1);
+
+    // And when the first answer never comes, the call ends at its deadline with the callee's word.
+    held = undefined;
+    relay.onMessage = (m) => {
+      if (!isResponse(m, callerKey) || held !== undefined) return true;
+      held = m; // lost
+      return false;
+    };
+    const lost = caller.call("bob", "echo", { text: long + "y" }, { timeout: 1500, retry: { attemptTimeout: 150, minDelay: 10, maxDelay: 20 } }).catch((e: unknown) => e);
+    await waitFor(() => held !== undefined, 5000, "the first answer lost");
+    await caller.call("bob", "echo", { text: "c" });
+    expect(await lost).toMatchObject({ code: "tool_failed", message: expect.stringContaining("its answer was dropped") });
+  }, 15_000);
 });
