@@ -8,6 +8,8 @@ header's ``to`` (as the broker does) and lets a test drop messages or refuse the
   answer, the tool runs once per call;
 - a ``nack`` to a timed-out attempt (it never arrived) makes a held call resend at once;
 - close() ends a held call at once with ``closed``;
+- calls whose answers were lost resend as places in the budget free (a resending call ends),
+  not one budget's share per attempt timeout;
 - a forged answer to a timed-out attempt is dropped without marking the pending one refused.
 """
 from __future__ import annotations
@@ -158,13 +160,21 @@ class LateAnswers(unittest.TestCase):
         asyncio.run(run())
 
     def test_a_nack_to_a_timed_out_attempt_makes_a_held_call_resend_at_once(self):
-        """The first attempts of 10 calls are held at the relay; 3 calls resend, 7 wait. The relay
-        then refuses the held attempts (``no_route``: they never arrived) and forwards the rest:
-        the waiting calls resend at once and end well before their next turn. Before, such a
-        nack was ignored."""
+        """The first attempts of 10 calls are held at the relay; 3 calls resend, 7 wait. The
+        resends reach a tool that waits for a gate, so the 3 resending calls keep their places
+        (their ends would wake held calls). The relay then refuses the held attempts
+        (``no_route``: they never arrived): the waiting calls resend at once and end well before
+        their next turn. Before, such a nack was ignored."""
         async def run():
             relay, caller, callee = await _pair()
-            callee.tool("echo", lambda args: args["i"])
+            gate = asyncio.Event()
+            runs: list[int] = []
+
+            async def gated(args):
+                runs.append(args["i"])
+                await gate.wait()
+                return args["i"]
+            callee.tool("echo", gated)
             held: list[bytes] = []  # the first attempts, which never reach the callee
             caller_key = caller.public_key.encode()
 
@@ -181,13 +191,16 @@ class LateAnswers(unittest.TestCase):
                 while caller.retries_held < 7 and time.monotonic() < deadline:
                     await asyncio.sleep(0.02)
                 self.assertEqual(caller.retries_held, 7)
-                while sum(c.done() for c in calls) < 3 and time.monotonic() < deadline:
+                while len(runs) < 3 and time.monotonic() < deadline:
                     await asyncio.sleep(0.01)
-                self.assertEqual(sum(c.done() for c in calls), 3)
+                await asyncio.sleep(0.05)
+                self.assertEqual(len(runs), 3)  # the 3 resends, waiting at the gate
+                self.assertEqual(sum(c.done() for c in calls), 0)
                 refused = time.monotonic()
                 self.assertEqual(len(held), 10)
                 for attempt_id in held:
                     await relay.nack(caller_key, attempt_id, "no_route")
+                gate.set()
                 results = await asyncio.wait_for(asyncio.gather(*calls), 1.0)
                 self.assertEqual(results, list(range(10)))
                 self.assertLess(time.monotonic() - refused, 0.5)  # the next turn was 1 s away
@@ -214,6 +227,45 @@ class LateAnswers(unittest.TestCase):
                 outcomes = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 0.5)
                 self.assertLess(time.monotonic() - closing, 0.3)
                 self.assertTrue(all(isinstance(o, zmcp.ClosedError) for o in outcomes), outcomes)
+            finally:
+                await _end(relay, caller, callee)
+        asyncio.run(run())
+
+    def test_calls_whose_answers_were_lost_resend_as_places_free(self):
+        """12 calls whose first answers are all lost, budget 0 (3 places), attempt timeout 1.5 s:
+        at 1.5 s three calls resend and end at once; each that ends wakes the call held longest,
+        which takes its place, so all 12 end within the first turn. Before, held calls asked the
+        budget again only at the end of each 1.5 s turn: three more per turn, the last three at
+        their 6 s deadline (failing ``timeout``)."""
+        n = 12
+        async def run():
+            relay, caller, callee = await _pair(retry_budget=0)
+            runs: list[int] = []
+
+            def echo(args):
+                runs.append(args["i"])
+                return args["i"]
+            callee.tool("echo", echo)
+
+            def decide(h: dict) -> str:
+                # The first n requests are the calls' first attempts: their answers are lost.
+                if h["k"] == "res" and any(r["id"] == h["re"] for r in relay.requests[:n]):
+                    return "drop"
+                return "forward"
+            relay.decide = decide
+            try:
+                started = time.monotonic()
+                # timeout 6 s: attempt timeout min(2, max(0.5, 6 / 4)) = 1.5 s.
+                results = await asyncio.gather(*[caller.call(callee.public_key, "echo", {"i": i}, timeout=6.0) for i in range(n)],
+                                               return_exceptions=True)
+                elapsed = time.monotonic() - started
+                self.assertEqual(results, list(range(n)))
+                self.assertLess(elapsed, 2.7, "the second turn would end at 3 s")
+                self.assertGreaterEqual(caller.retries_held, n - MIN_RETRYING)
+                self.assertEqual(sorted(runs), list(range(n)))  # resends answered from the answer cache
+                self.assertEqual(len(relay.requests), 2 * n)  # one resend each
+                self.assertEqual(caller._budget.counts(callee.public_key), (0, 0))
+                self.assertEqual(caller._budget.held(callee.public_key), 0)
             finally:
                 await _end(relay, caller, callee)
         asyncio.run(run())
@@ -262,6 +314,38 @@ class Budget(unittest.TestCase):
         self.assertFalse(tickets[5].may_resend(0.0))  # 3 resending: no room even at MIN_RETRYING
         tickets[1].end()
         self.assertTrue(tickets[5].may_resend(0.0))  # 2 resending: MIN_RETRYING leaves room
+        for t in tickets:
+            t.end()
+        self.assertEqual(b.counts("d"), (0, 0))
+        self.assertEqual(b._destinations, {})
+
+    def test_a_held_call_is_woken_when_a_resending_call_ends_oldest_first(self):
+        """A held call registers its wake-up (``hold``); the end of a call that resent frees a
+        place and wakes the call held longest, once; a call that never resent wakes no one."""
+        b = RetryBudget()
+        tickets = [b.enter("d") for _ in range(7)]
+        self.assertEqual([t.may_resend(0.0) for t in tickets[:3]], [True] * 3)
+        woken: list[int] = []
+        for i in (3, 4, 5):
+            self.assertFalse(tickets[i].may_resend(0.0))
+            tickets[i].hold(lambda i=i: woken.append(i))
+        self.assertEqual(b.held("d"), 3)
+        tickets[6].end()  # never resent: frees no place
+        self.assertEqual(woken, [])
+        tickets[0].end()
+        self.assertEqual(woken, [3])  # the oldest held, once
+        self.assertEqual(b.held("d"), 2)
+        self.assertTrue(tickets[3].may_resend(0.0))
+        tickets[3].hold(None)
+        tickets[4].hold(None)  # no longer held (say its late answer came): not woken
+        tickets[1].end()
+        self.assertEqual(woken, [3, 5])
+        tickets[5].hold(None)
+        tickets[2].end()  # nobody held
+        self.assertEqual(woken, [3, 5])
+        tickets[4].hold(lambda: woken.append(4))
+        tickets[4].end()  # its own end forgets its wake-up
+        self.assertEqual(b.held("d"), 0)
         for t in tickets:
             t.end()
         self.assertEqual(b.counts("d"), (0, 0))

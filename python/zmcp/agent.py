@@ -245,7 +245,7 @@ class _Call:
     """One call's attempts (§8.2 rule 4). A timed-out attempt is usually late, not lost: its id
     stays matched (``Agent._late``) until the call ends, and its answer answers the call."""
 
-    __slots__ = ("late", "current", "arrived", "lost", "wake")
+    __slots__ = ("late", "current", "arrived", "lost", "place", "wake")
 
     def __init__(self) -> None:
         self.late: list[bytes] = []  # ids of its attempts that timed out
@@ -255,8 +255,18 @@ class _Call:
         # The broker refused a timed-out attempt after all (it never arrived, nothing ran): a
         # call the budget holds may send again at once.
         self.lost = False
-        # Set on a late answer, on such a refusal and on close(): wakes a call between attempts.
+        # A resending call to its destination ended while the budget held this one: a place may be
+        # free, so it asks the budget again at once (RetryBudget, _BudgetTicket.hold).
+        self.place = False
+        # Set on a late answer, on such a refusal, on a freed place and on close(): wakes a call
+        # between attempts.
         self.wake = asyncio.Event()
+
+
+def _place_freed(call: _Call) -> None:
+    """The retry budget's wake-up of a held call: a place may be free, ask again now."""
+    call.place = True
+    call.wake.set()
 
 
 #: Calls to one destination that may always resend after a timeout, whatever the budget's share
@@ -265,14 +275,26 @@ MIN_RETRYING = 3
 DEFAULT_RETRY_BUDGET = 0.2
 
 
+class _BudgetEntry:
+    """The calls waiting on one destination: how many, how many of them resend, and the wake-ups
+    of those the budget holds (a dict as an ordered set: oldest first)."""
+
+    __slots__ = ("waiting", "resending", "held")
+
+    def __init__(self) -> None:
+        self.waiting = 0
+        self.resending = 0
+        self.held: dict["_BudgetTicket", Callable[[], None]] = {}
+
+
 class _BudgetTicket:
     """One call's place in its destination's retry budget: ``may_resend`` after a timed-out
-    attempt, ``end`` once when the call ends."""
+    attempt, ``hold`` while the budget holds it, ``end`` once when the call ends."""
 
-    __slots__ = ("_budget", "_destination", "_counts", "_resending", "_ended")
+    __slots__ = ("_budget", "_destination", "_entry", "_resending", "_ended")
 
-    def __init__(self, budget: "RetryBudget", destination: str, counts: list[int]):
-        self._budget, self._destination, self._counts = budget, destination, counts
+    def __init__(self, budget: "RetryBudget", destination: str, entry: _BudgetEntry):
+        self._budget, self._destination, self._entry = budget, destination, entry
         self._resending = False
         self._ended = False
 
@@ -281,21 +303,40 @@ class _BudgetTicket:
         # (else a call could be cut off between two resends by calls that arrived meanwhile).
         if self._resending:
             return True
-        waiting, resending = self._counts
-        if resending >= max(MIN_RETRYING, share * waiting):
+        entry = self._entry
+        if entry.resending >= max(MIN_RETRYING, share * entry.waiting):
             return False
         self._resending = True
-        self._counts[1] += 1
+        entry.resending += 1
         return True
+
+    def hold(self, on_place: Callable[[], None] | None) -> None:
+        """While the budget holds this call: ``on_place`` runs (once) when a resending call to the
+        same destination ends and frees a place, the call held longest first. ``None``: no longer
+        held (the wake-up is forgotten). Holding again after a wake-up queues it last."""
+        self._entry.held.pop(self, None)
+        if on_place is not None and not self._ended:
+            self._entry.held[self] = on_place
 
     def end(self) -> None:
         if self._ended:
             return
         self._ended = True
-        self._counts[0] -= 1
+        entry = self._entry
+        entry.held.pop(self, None)
+        entry.waiting -= 1
         if self._resending:
-            self._counts[1] -= 1
-        if self._counts[0] == 0:
+            entry.resending -= 1
+            # A place is free: the call held longest asks again now, not at the end of its turn.
+            # In turns of the attempt timeout a crowd of held calls drained a budget's share at a
+            # time, an attempt timeout apart: when a load dropped and only calls whose answers
+            # were lost were left, the last of them waited out their deadline (the TypeScript
+            # SDK's reference run of issue 12 caught it; 847b7a9). A call that never resent frees
+            # no place, so it wakes no one.
+            if entry.held:
+                wake = entry.held.pop(next(iter(entry.held)))  # unregistered first: woken once
+                wake()
+        if entry.waiting == 0:
             self._budget._destinations.pop(self._destination, None)
 
 
@@ -304,21 +345,29 @@ class RetryBudget:
     budgets bound them): a call may start resending while the calls resending to its destination
     are fewer than max(3, share × the calls waiting on it). Under overload every call timing out
     and resending each attempt timeout multiplies the load by the overload; held back, a call
-    waits for the answers of the attempts it sent, which are usually only late. Entries live
-    only while calls wait."""
+    waits for the answers of the attempts it sent, which are usually only late, and asks again
+    when a resending call to its destination ends (the oldest held first, one per freed place)
+    or at the end of its turn. Entries live only while calls wait."""
 
     def __init__(self) -> None:
-        self._destinations: dict[str, list[int]] = {}  # destination → [waiting, resending]
+        self._destinations: dict[str, _BudgetEntry] = {}
 
     def enter(self, destination: str) -> _BudgetTicket:
-        counts = self._destinations.setdefault(destination, [0, 0])
-        counts[0] += 1
-        return _BudgetTicket(self, destination, counts)
+        entry = self._destinations.get(destination)
+        if entry is None:
+            entry = self._destinations[destination] = _BudgetEntry()
+        entry.waiting += 1
+        return _BudgetTicket(self, destination, entry)
 
     def counts(self, destination: str) -> tuple[int, int]:
         """(calls waiting on ``destination``, those of them resending), for tests and metrics."""
-        waiting, resending = self._destinations.get(destination, (0, 0))
-        return waiting, resending
+        entry = self._destinations.get(destination)
+        return (entry.waiting, entry.resending) if entry else (0, 0)
+
+    def held(self, destination: str) -> int:
+        """Calls to ``destination`` held for a place now (for tests and metrics)."""
+        entry = self._destinations.get(destination)
+        return len(entry.held) if entry else 0
 
 
 @dataclass
@@ -706,7 +755,8 @@ class Agent(CatalogCaller):
         matched until the call ends and its answer answers the call (``_late``, §8.2 rule 4).
         Resends after a timeout are bounded per destination by the retry budget: a call over it
         sends nothing more and waits for those answers, in turns of the attempt timeout, until
-        its deadline. Unbounded, every call to an overloaded destination resends each attempt
+        its deadline; it asks the budget again at the end of each turn and also as soon as a
+        resending call to its destination ends (the oldest held call first). Unbounded, every call to an overloaded destination resends each attempt
         timeout, and the load grows with the overload."""
         if self._closed:
             raise self.closed_error or ClosedError("agent is closed")
@@ -754,7 +804,12 @@ class Agent(CatalogCaller):
                         raise
                     # Timed out: the attempt is most likely late. Resend only within the budget;
                     # else wait for its answer (or an earlier attempt's), a turn of the attempt
-                    # timeout at a time, re-checking the budget, until the deadline.
+                    # timeout at a time, re-checking the budget, until the deadline. While held it
+                    # is registered with the budget, which wakes it when a resending call to its
+                    # destination ends (oldest first, one per freed place): re-checking only at
+                    # the end of each turn drained a crowd of held calls one budget's share per
+                    # attempt timeout, and when only calls whose answers were lost were left, the
+                    # last of them waited out their deadline.
                     held = False
                     while (isinstance(err, TimeoutError_) and call.arrived is None and not call.lost
                            and not ticket.may_resend(self.retry_budget)):
@@ -763,7 +818,12 @@ class Agent(CatalogCaller):
                         if not held:
                             self.retries_held += 1
                         held = True
-                        await self._between_attempts(call, min(attempt_timeout, deadline - time.monotonic()), lost_wakes=True)
+                        call.place = False
+                        ticket.hold(lambda: _place_freed(call))
+                        try:
+                            await self._between_attempts(call, min(attempt_timeout, deadline - time.monotonic()), lost_wakes=True)
+                        finally:
+                            ticket.hold(None)  # no longer held (answered, woken, turn over, closed)
                         if self._closed:
                             raise self.closed_error or ClosedError("agent is closed") from None
                     if call.arrived is not None:
@@ -783,11 +843,12 @@ class Agent(CatalogCaller):
 
     async def _between_attempts(self, call: _Call, seconds: float, *, lost_wakes: bool) -> None:
         """Waits up to ``seconds`` for a late answer to ``call`` (or, with ``lost_wakes``, for
-        the broker's refusal of one of its timed-out attempts), or until the agent closes."""
+        the broker's refusal of one of its timed-out attempts or a place freed in the retry
+        budget), or until the agent closes."""
         end = time.monotonic() + seconds
         self._holding.add(call)
         try:
-            while call.arrived is None and not (lost_wakes and call.lost) and not self._closed:
+            while call.arrived is None and not (lost_wakes and (call.lost or call.place)) and not self._closed:
                 left = end - time.monotonic()
                 if left <= 0:
                     return
