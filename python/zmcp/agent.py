@@ -269,6 +269,22 @@ def _place_freed(call: _Call) -> None:
     call.wake.set()
 
 
+def _error_code(answer: dict) -> str | None:
+    error = answer.get("error") if answer.get("st") == "error" else None
+    return error.get("code") if isinstance(error, dict) else None
+
+
+def _is_refusal(answer: dict) -> bool:
+    """An error answer that proves its request ran nothing (``busy``, ``no_route``)."""
+    return _error_code(answer) in ("busy", "no_route")
+
+
+def _is_dropped_answer(answer: dict) -> bool:
+    """A callee's "already ran once; its answer was dropped" (§8.3): the answer went out before."""
+    error = answer.get("error")
+    return _error_code(answer) == "tool_failed" and "its answer was dropped" in str(error.get("message", ""))
+
+
 #: Calls to one destination that may always resend after a timeout, whatever the budget's share
 #: (Envoy's ``min_retry_concurrency``; the TypeScript SDK's MIN_RETRYING).
 MIN_RETRYING = 3
@@ -793,6 +809,16 @@ class Agent(CatalogCaller):
                             draft["tok"] = tok
                         answer = await self._attempt(header_to, seal_key, peer, draft, deadline_ms,
                                                      remaining if last or whole_deadline else min(attempt_timeout, remaining), call)
+                    # "Already ran once; its answer was dropped" (§8.3) answers a resend: the first
+                    # answer went out before and may still come on a timed-out attempt. Waited for
+                    # until the deadline; only if it never comes is this the call's outcome.
+                    if call.late and _is_dropped_answer(answer) and time.monotonic() < deadline:
+                        await self._between_attempts(call, deadline - time.monotonic(), lost_wakes=False)
+                        if self._closed:
+                            raise self.closed_error or ClosedError("agent is closed") from None
+                        late, call.arrived = call.arrived, None
+                        if late is not None and not _is_refusal(late):
+                            answer = late
                     if answer["st"] == "error":
                         raise remote_error(answer.get("error"), "peer")
                     return answer

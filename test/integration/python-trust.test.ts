@@ -22,7 +22,7 @@ import { connectAgent, startBroker } from "../support/mesh.js";
 import { ROOT } from "../support/process.js";
 import { PYTHON, PYTHON_PEER, pythonProblem } from "../support/python.js";
 import { rawPeer, type RawPeer } from "../support/raw-peer.js";
-import { startRelay, type Relay } from "../support/stand-in-broker.js";
+import { startRelay, type Captured, type Relay } from "../support/stand-in-broker.js";
 
 const PEER = PYTHON_PEER;
 const problem = pythonProblem("python-trust");
@@ -134,6 +134,33 @@ describe.skipIf(problem !== undefined)("python trust edges", () => {
     fx?.cleanup();
     fx = undefined;
   });
+
+  it("a Python caller whose resend is answered 'already ran once; its answer was dropped' waits for the first answer, still on its way (before: tool_failed)", async () => {
+    fx = tempCerts("pyc", "bob", "carol");
+    relay = await startRelay(fx);
+    // Room for one answer's bytes in all: another caller's request drops the first answer's body.
+    const bob = await connectAgent(fx, "bob", relay.endpoint, { answerLimits: { maxEntries: 1000, maxBytes: 1500, maxEntriesPerOwner: 1000, maxBytesPerOwner: 1 << 20 } });
+    const carol = await connectAgent(fx, "carol", relay.endpoint);
+    agents.push(bob, carol);
+    bob.tool("echo", { input: z.object({ text: z.string() }) }, ({ text }) => ({ echo: text }));
+    const pyKey = fx.key("pyc");
+    let held: Captured | undefined;
+    relay.onMessage = (m) => {
+      if (m.header.k !== "res" || m.header.to !== pyKey || held !== undefined) return true;
+      held = m; // the first answer to the Python caller: on its way for 1.5 s
+      setTimeout(() => void relay!.resend(m), 1500);
+      return false;
+    };
+    const long = "x".repeat(2000);
+    const python = runPythonJson(pythonClient(fx, "pyc", relay.endpoint, `
+        try:
+            out["result"] = await a.call("bob", "echo", {"text": ${JSON.stringify(long)}}, timeout=4)
+        except zmcp.ZmcpError as err:
+            out["error"] = err.code`));
+    await until("the first answer held", () => held);
+    expect(await carol.call("bob", "echo", { text: "b" })).toEqual({ echo: "b" }); // drops the first answer's body
+    expect(await python).toEqual({ result: { echo: long } });
+  }, 30_000);
 
   it("a second connection with the Python agent's key: the broker's displaced notice closes it with DisplacedError, and later calls raise it too", async () => {
     fx = tempCerts("pyd");
@@ -328,4 +355,5 @@ describe.skipIf(problem !== undefined)("python callee limits", () => {
     await new Promise((r) => setTimeout(r, 300));
     expect(await c1.call("pyh", "py_add", { a: 1, b: 2 }, { timeout: 3000 })).toEqual({ sum: 3, by: "python" });
   }, 30_000);
+
 });
