@@ -4,41 +4,16 @@
  * that learns its attempt never arrived (the broker's late refusal) sends again. Through the
  * stand-in broker, which holds, swallows and forges what a test tells it to.
  */
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { z } from "zod";
-import type { Agent } from "../../src/agent/agent.js";
 import { encodeHeader, newId, PROTOCOL_VERSION, type Header } from "../../src/wire/envelope.js";
-import { type CertFixture, tempCerts } from "../support/certs.js";
-import { connectAgent } from "../support/mesh.js";
-import { rawPeer, type RawPeer } from "../support/raw-peer.js";
-import { startRelay, type Captured, type Relay } from "../support/stand-in-broker.js";
+import { rawPeer } from "../support/raw-peer.js";
+import { isRequest, isResponse, RelayBed } from "../support/relay-bed.js";
+import type { Captured } from "../support/stand-in-broker.js";
 import { sleep, waitFor } from "../support/wait.js";
 
-let fx: CertFixture | undefined;
-let relay: Relay | undefined;
-const agents: Agent[] = [];
-const raws: RawPeer[] = [];
-
-afterEach(async () => {
-  for (const a of agents.splice(0)) await a.close();
-  for (const r of raws.splice(0)) r.close();
-  relay?.close();
-  relay = undefined;
-  fx?.cleanup();
-  fx = undefined;
-});
-
-async function mesh(...extra: string[]): Promise<{ caller: Agent; bob: Agent; relay: Relay; fx: CertFixture }> {
-  fx = tempCerts("caller", "bob", ...extra);
-  relay = await startRelay(fx);
-  const bob = await connectAgent(fx, "bob", relay.endpoint);
-  const caller = await connectAgent(fx, "caller", relay.endpoint);
-  agents.push(caller, bob);
-  return { caller, bob, relay, fx };
-}
-
-const isRequest = (m: Captured, from: string) => m.header.k === "req" && m.from === from;
-const isResponse = (m: Captured, to: string) => m.header.k === "res" && m.header.to === to;
+const bed = new RelayBed();
+const mesh = (...extra: string[]) => bed.mesh({}, extra, false);
 
 describe("late answers and the retry budget", () => {
   it("the answer to a timed-out attempt answers the call when the later attempts' answers are lost (before: timeout)", async () => {
@@ -67,7 +42,7 @@ describe("late answers and the retry budget", () => {
     const { caller, bob, relay, fx } = await mesh("mallory");
     bob.tool("echo", { input: z.object({ text: z.string() }) }, ({ text }) => ({ echo: text, by: "bob" }));
     const mallory = await rawPeer(fx, "mallory", relay.endpoint, { routingId: fx.key("mallory") });
-    raws.push(mallory);
+    bed.raws.push(mallory);
     const callerKey = fx.key("caller");
     let firstRequest: Captured | undefined;
     let responses = 0;
@@ -165,7 +140,7 @@ describe("late answers and the retry budget", () => {
     const retry = { attemptTimeout: 2500, minDelay: 10, maxDelay: 20, budget: 0 };
     const calls = Array.from({ length: 5 }, () => caller.call("bob", "hang", {}, { timeout: 60_000, retry }).catch((e: unknown) => e));
     await waitFor(() => caller.stats.retriesHeld >= 2, 8000, "two calls held by the budget");
-    agents.splice(agents.indexOf(caller), 1);
+    bed.agents.splice(bed.agents.indexOf(caller), 1);
     await caller.close();
     const outcomes = await Promise.race([Promise.all(calls), sleep(2000).then(() => "still waiting")]);
     expect(outcomes).not.toBe("still waiting");
@@ -186,7 +161,7 @@ describe("late answers and the retry budget", () => {
     const call = caller.call("bob", "echo", {}, { timeout: 30_000, retry }).catch((e: unknown) => e);
     await waitFor(() => relay.captured.some((m) => isRequest(m, callerKey)), 5000, "the first request");
     await sleep(100); // its refusal came: backing off
-    agents.splice(agents.indexOf(caller), 1);
+    bed.agents.splice(bed.agents.indexOf(caller), 1);
     await caller.close();
     const outcome = await Promise.race([call, sleep(2000).then(() => "still backing off")]);
     expect(outcome).toMatchObject({ code: "closed" });
@@ -217,13 +192,9 @@ describe("late answers and the retry budget", () => {
   }, 30_000);
 
   it("a resend answered 'already ran once; its answer was dropped' waits for the first answer, still on its way (before: the call failed tool_failed)", async () => {
-    fx = tempCerts("caller", "bob");
-    relay = await startRelay(fx);
     // Room for one answer's bytes per caller: a second request drops the first answer's body.
     const answerLimits = { maxEntries: 1000, maxBytes: 1 << 30, maxEntriesPerOwner: 1000, maxBytesPerOwner: 1000 };
-    const bob = await connectAgent(fx, "bob", relay.endpoint, { answerLimits });
-    const caller = await connectAgent(fx, "caller", relay.endpoint);
-    agents.push(caller, bob);
+    const { caller, bob, relay, fx } = await bed.mesh({ answerLimits });
     let runs = 0;
     bob.tool("echo", { input: z.object({ text: z.string() }) }, ({ text }) => {
       runs++;
@@ -234,7 +205,7 @@ describe("late answers and the retry budget", () => {
     relay.onMessage = (m) => {
       if (!isResponse(m, callerKey) || held !== undefined) return true;
       held = m; // the first answer: on its way for 600 ms
-      setTimeout(() => void relay!.resend(m), 600);
+      setTimeout(() => void relay.resend(m), 600);
       return false;
     };
     const long = "x".repeat(2000);

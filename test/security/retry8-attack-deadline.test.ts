@@ -2,33 +2,23 @@
  * A call held by the retry budget whose last turn of waiting ends at its deadline, just as the
  * budget frees: it must end `timeout`, not send one more attempt already past its deadline.
  */
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { z } from "zod";
-import type { Agent } from "../../src/agent/agent.js";
-import { type CertFixture, tempCerts } from "../support/certs.js";
+import { tempCerts } from "../support/certs.js";
 import { connectAgent } from "../support/mesh.js";
-import { startRelay, type Captured, type Relay } from "../support/stand-in-broker.js";
+import { RelayBed } from "../support/relay-bed.js";
+import { startRelay, type Captured } from "../support/stand-in-broker.js";
 import { sleep } from "../support/wait.js";
 
-let fx: CertFixture | undefined;
-let relay: Relay | undefined;
-const agents: Agent[] = [];
-
-afterEach(async () => {
-  for (const a of agents.splice(0)) await a.close();
-  relay?.close();
-  relay = undefined;
-  fx?.cleanup();
-  fx = undefined;
-});
+const bed = new RelayBed();
 
 describe("retry8: a held call at its deadline", () => {
   it("sends nothing past its deadline when the budget frees during its last turn", async () => {
-    fx = tempCerts("caller", "bob");
-    relay = await startRelay(fx);
+    const fx = (bed.fx = tempCerts("caller", "bob"));
+    const relay = (bed.relay = await startRelay(fx));
     const bob = await connectAgent(fx, "bob", relay.endpoint);
     const caller = await connectAgent(fx, "caller", relay.endpoint);
-    agents.push(caller, bob);
+    bed.agents.push(caller, bob);
     bob.tool("hang", { input: z.object({}) }, async () => {
       await sleep(4000);
       return {};

@@ -4,45 +4,33 @@
  * A forgery answering a call's timed-out attempt was dropped and forgotten: the call failed a
  * plain `timeout`, hiding that someone answered in bob's place.
  */
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { z } from "zod";
-import type { Agent } from "../../src/agent/agent.js";
-import { type CertFixture, tempCerts } from "../support/certs.js";
+import { tempCerts } from "../support/certs.js";
 import { connectAgent } from "../support/mesh.js";
-import { rawPeer, type RawPeer } from "../support/raw-peer.js";
-import { startRelay, type Captured, type Relay } from "../support/stand-in-broker.js";
+import { rawPeer } from "../support/raw-peer.js";
+import { RelayBed } from "../support/relay-bed.js";
+import { startRelay, type Captured } from "../support/stand-in-broker.js";
 import { waitFor } from "../support/wait.js";
 
-let fx: CertFixture | undefined;
-let relay: Relay | undefined;
-const agents: Agent[] = [];
-const raws: RawPeer[] = [];
-
-afterEach(async () => {
-  for (const a of agents.splice(0)) await a.close();
-  for (const r of raws.splice(0)) r.close();
-  relay?.close();
-  relay = undefined;
-  fx?.cleanup();
-  fx = undefined;
-});
+const bed = new RelayBed();
 
 describe("retry8: a forged answer to a timed-out attempt", () => {
   it("with no real answer, the call fails bad_seal (ForgedAnswerError), not timeout", async () => {
-    fx = tempCerts("caller", "bob", "mallory");
-    relay = await startRelay(fx);
+    const fx = (bed.fx = tempCerts("caller", "bob", "mallory"));
+    const relay = (bed.relay = await startRelay(fx));
     const r = relay;
     const bob = await connectAgent(fx, "bob", relay.endpoint);
     const caller = await connectAgent(fx, "caller", relay.endpoint);
-    agents.push(caller, bob);
+    bed.agents.push(caller, bob);
     bob.tool("echo", { input: z.object({}) }, () => ({ by: "bob" }));
     const mallory = await rawPeer(fx, "mallory", relay.endpoint, { routingId: fx.key("mallory") });
-    raws.push(mallory);
+    bed.raws.push(mallory);
     const callerKey = fx.key("caller");
     const requests: Captured[] = [];
     r.onMessage = (m) => {
       if (m.header.k === "req" && m.from === callerKey) requests.push(m);
-      return !(m.header.k === "res" && m.header.to === callerKey && m.from !== fx!.key("mallory")); // bob's answers lost
+      return !(m.header.k === "res" && m.header.to === callerKey && m.from !== fx.key("mallory")); // bob's answers lost
     };
     const call = caller.call("bob", "echo", {}, { timeout: 1500, retry: { attempts: 2, attemptTimeout: 200, minDelay: 5, maxDelay: 10 } }).catch((e: unknown) => e);
     await waitFor(() => requests.length >= 2, 3000, "the second attempt"); // the first has timed out

@@ -2,38 +2,16 @@
  * Attacks on held calls and late answers (commits 041c571, 932f068) that held: kept as
  * regression tests. Through the stand-in broker (test/support/stand-in-broker.ts).
  */
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { z } from "zod";
-import type { Agent } from "../../src/agent/agent.js";
 import { encodeHeader } from "../../src/wire/envelope.js";
-import { type CertFixture, tempCerts } from "../support/certs.js";
-import { connectAgent } from "../support/mesh.js";
-import { startRelay, type Captured, type Relay } from "../support/stand-in-broker.js";
+import { isRequest, isResponse, RelayBed } from "../support/relay-bed.js";
+import { type Captured } from "../support/stand-in-broker.js";
 import { sleep, waitFor } from "../support/wait.js";
 
-let fx: CertFixture | undefined;
-let relay: Relay | undefined;
-const agents: Agent[] = [];
+const bed = new RelayBed();
 
-afterEach(async () => {
-  for (const a of agents.splice(0)) await a.close();
-  relay?.close();
-  relay = undefined;
-  fx?.cleanup();
-  fx = undefined;
-});
-
-async function mesh(): Promise<{ caller: Agent; bob: Agent; relay: Relay; fx: CertFixture }> {
-  fx = tempCerts("caller", "bob");
-  relay = await startRelay(fx);
-  const bob = await connectAgent(fx, "bob", relay.endpoint);
-  const caller = await connectAgent(fx, "caller", relay.endpoint);
-  agents.push(caller, bob);
-  return { caller, bob, relay, fx };
-}
-
-const isRequest = (m: Captured, from: string) => m.header.k === "req" && m.from === from;
-const isResponse = (m: Captured, to: string) => m.header.k === "res" && m.header.to === to;
+const mesh = () => bed.mesh();
 
 describe("retry8: held calls and late answers (held)", () => {
   it("held calls end at once on abort; every way a call ends frees its budget place: later calls resend, none held", async () => {

@@ -2,38 +2,15 @@
  * Attacks on the retry budget's held calls and on late answers (commits 041c571, 932f068),
  * through the stand-in broker (test/support/stand-in-broker.ts).
  */
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { z } from "zod";
-import type { Agent } from "../../src/agent/agent.js";
-import { type CertFixture, tempCerts } from "../support/certs.js";
-import { connectAgent } from "../support/mesh.js";
-import { startRelay, type Captured, type Relay } from "../support/stand-in-broker.js";
+import type { AgentOptions } from "../../src/agent/agent.js";
+import { isResponse, RelayBed } from "../support/relay-bed.js";
 import { sleep } from "../support/wait.js";
 
-let fx: CertFixture | undefined;
-let relay: Relay | undefined;
-const agents: Agent[] = [];
+const bed = new RelayBed();
 
-afterEach(async () => {
-  for (const a of agents.splice(0)) await a.close();
-  relay?.close();
-  relay = undefined;
-  fx?.cleanup();
-  fx = undefined;
-});
-
-async function mesh(bobOptions: Parameters<typeof connectAgent>[3] = {}, ...extra: string[]): Promise<{ caller: Agent; bob: Agent; relay: Relay; fx: CertFixture; others: Agent[] }> {
-  fx = tempCerts("caller", "bob", ...extra);
-  relay = await startRelay(fx);
-  const bob = await connectAgent(fx, "bob", relay.endpoint, bobOptions);
-  const caller = await connectAgent(fx, "caller", relay.endpoint);
-  const others: Agent[] = [];
-  for (const name of extra) others.push(await connectAgent(fx, name, relay.endpoint));
-  agents.push(caller, bob, ...others);
-  return { caller, bob, relay, fx, others };
-}
-
-const isResponse = (m: Captured, to: string) => m.header.k === "res" && m.header.to === to;
+const mesh = (bobOptions: Partial<AgentOptions> = {}, ...extra: string[]) => bed.mesh(bobOptions, extra);
 
 describe("retry8: held calls and late answers", () => {
   it("attemptTimeout 0 (accepted by the options) does not spin a held call on microtasks, freezing the process until its deadline", async () => {

@@ -2,36 +2,24 @@
  * A held call (the retry budget full) whose timed-out attempt the broker refuses late with a
  * final code: `rate_limited` means back off (README, PROTOCOL §8.2 rule 4), never a resend.
  */
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { z } from "zod";
-import type { Agent } from "../../src/agent/agent.js";
 import { encodeHeader, newId, PROTOCOL_VERSION, type Header } from "../../src/wire/envelope.js";
-import { type CertFixture, tempCerts } from "../support/certs.js";
+import { tempCerts } from "../support/certs.js";
 import { connectAgent } from "../support/mesh.js";
-import { startRelay, type Captured, type Relay } from "../support/stand-in-broker.js";
+import { isRequest, RelayBed } from "../support/relay-bed.js";
+import { startRelay, type Captured } from "../support/stand-in-broker.js";
 import { sleep, waitFor } from "../support/wait.js";
 
-let fx: CertFixture | undefined;
-let relay: Relay | undefined;
-const agents: Agent[] = [];
-
-afterEach(async () => {
-  for (const a of agents.splice(0)) await a.close();
-  relay?.close();
-  relay = undefined;
-  fx?.cleanup();
-  fx = undefined;
-});
-
-const isRequest = (m: Captured, from: string) => m.header.k === "req" && m.from === from;
+const bed = new RelayBed();
 
 describe("retry8: a late final nack", () => {
   it("a late `rate_limited` nack of a held call's attempt fails the call rate_limited at once; nothing is resent", async () => {
-    fx = tempCerts("caller", "bob");
-    relay = await startRelay(fx);
+    const fx = (bed.fx = tempCerts("caller", "bob"));
+    const relay = (bed.relay = await startRelay(fx));
     const bob = await connectAgent(fx, "bob", relay.endpoint);
     const caller = await connectAgent(fx, "caller", relay.endpoint);
-    agents.push(caller, bob);
+    bed.agents.push(caller, bob);
     const r = relay;
     bob.tool("hang", { input: z.object({}) }, async () => {
       await sleep(6000);

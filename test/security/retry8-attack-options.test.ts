@@ -2,35 +2,25 @@
  * Retry options that are not numbers: a call must still end by its deadline (or be refused as a
  * ConfigError), never wait forever.
  */
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { z } from "zod";
-import type { Agent } from "../../src/agent/agent.js";
 import { ConfigError } from "../../src/errors.js";
 import { retryPolicy } from "../../src/agent/retry.js";
-import { type CertFixture, tempCerts } from "../support/certs.js";
+import { tempCerts } from "../support/certs.js";
 import { connectAgent } from "../support/mesh.js";
-import { startRelay, type Relay } from "../support/stand-in-broker.js";
+import { RelayBed } from "../support/relay-bed.js";
+import { startRelay } from "../support/stand-in-broker.js";
 import { sleep } from "../support/wait.js";
 
-let fx: CertFixture | undefined;
-let relay: Relay | undefined;
-const agents: Agent[] = [];
-
-afterEach(async () => {
-  for (const a of agents.splice(0)) await a.close();
-  relay?.close();
-  relay = undefined;
-  fx?.cleanup();
-  fx = undefined;
-});
+const bed = new RelayBed();
 
 describe("retry8: retry options", () => {
   it("attemptTimeout NaN (say Number(process.env.X)): the call ends, not waits forever for an answer that never comes", async () => {
-    fx = tempCerts("caller", "bob");
-    relay = await startRelay(fx);
+    const fx = (bed.fx = tempCerts("caller", "bob"));
+    const relay = (bed.relay = await startRelay(fx));
     const bob = await connectAgent(fx, "bob", relay.endpoint);
     const caller = await connectAgent(fx, "caller", relay.endpoint);
-    agents.push(caller, bob);
+    bed.agents.push(caller, bob);
     bob.tool("echo", { input: z.object({}) }, () => ({}));
     const callerKey = fx.key("caller");
     relay.onMessage = (m) => !(m.header.k === "res" && m.header.to === callerKey); // answers lost

@@ -4,38 +4,27 @@
  * attempt's own timer runs on the monotonic one: a wall clock stepped back during the call made
  * the service attempt's timeout look early, and it was resent to another replica.
  */
-import { afterEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { z } from "zod";
-import type { Agent } from "../../src/agent/agent.js";
-import { type CertFixture, tempCerts } from "../support/certs.js";
+import { tempCerts } from "../support/certs.js";
 import { connectAgent } from "../support/mesh.js";
-import { startRelay, type Relay } from "../support/stand-in-broker.js";
+import { RelayBed } from "../support/relay-bed.js";
+import { startRelay } from "../support/stand-in-broker.js";
 import { sleep, waitFor } from "../support/wait.js";
 
-let fx: CertFixture | undefined;
-let relay: Relay | undefined;
-const agents: Agent[] = [];
-
-afterEach(async () => {
-  vi.restoreAllMocks();
-  for (const a of agents.splice(0)) await a.close();
-  relay?.close();
-  relay = undefined;
-  fx?.cleanup();
-  fx = undefined;
-});
+const bed = new RelayBed();
 
 describe("retry8: a service attempt and the wall clock", () => {
   it("a clock stepped back 400 ms during a call to svc:NAME does not resend its timed-out attempt to another replica (the tool ran twice)", async () => {
-    fx = tempCerts("caller", "r1", "r2");
+    const fx = (bed.fx = tempCerts("caller", "r1", "r2"));
     fx.addService("work");
-    relay = await startRelay(fx);
+    const relay = (bed.relay = await startRelay(fx));
     let turn = 0;
     relay.pick = (_name, replicas) => replicas[turn++ % replicas.length]; // round robin
     const runs: string[] = [];
     for (const name of ["r1", "r2"]) {
       const replica = await connectAgent(fx, name, relay.endpoint);
-      agents.push(replica);
+      bed.agents.push(replica);
       replica.tool("work", { input: z.object({}) }, async () => {
         runs.push(name);
         await sleep(2500);
@@ -44,8 +33,8 @@ describe("retry8: a service attempt and the wall clock", () => {
       await replica.serve("work");
     }
     const caller = await connectAgent(fx, "caller", relay.endpoint);
-    agents.push(caller);
-    await waitFor(() => (relay!.replicas.get("work") ?? []).length === 2, 5000, "two replicas announced");
+    bed.agents.push(caller);
+    await waitFor(() => (relay.replicas.get("work") ?? []).length === 2, 5000, "two replicas announced");
     const realNow = Date.now.bind(Date);
     let offset = 0;
     vi.spyOn(Date, "now").mockImplementation(() => realNow() - offset);
