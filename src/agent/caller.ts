@@ -15,6 +15,7 @@ import { answererOf, mismatch, type Answerer } from "./answerer.js";
 import { CircuitBreakers } from "./circuit.js";
 import { seal, type AgentCore } from "./core.js";
 import type { JobFollower } from "./follower.js";
+import { DROPPED_ANSWER } from "./idempotency.js";
 import { Job, jobRunner, type JobState } from "./jobs.js";
 import type { CallOptions } from "./options.js";
 import { attemptTimeout, backoff, isRetryable, RetryBudget, retryPolicy } from "./retry.js";
@@ -235,17 +236,33 @@ export class Caller {
           // answer went out before, and may still come on a timed-out attempt. Waited for until the
           // deadline; only if it never comes is this the call's outcome (before: the call failed
           // tool_failed with its answer on the way, 13 of them at 1 MiB and 256 in flight, run (d)).
-          if (call.late.length > 0 && isDroppedAnswer(answered.response) && Date.now() < deadline) {
+          if (isDroppedAnswer(answered.response) && this.#mayStillAnswer(call) && Date.now() < deadline) {
+            // It sends nothing more: its resend place frees now for a held call (before: kept
+            // until the deadline, so held calls whose answers were lost waited out theirs,
+            // retry9-attack-dropped.test.ts).
+            budget.release();
+            // And the destination answered: its circuit's verdict now (before: a half-open
+            // circuit's probe kept every other call failing circuit_open until its deadline).
+            circuit.settle();
             this.#holding.add(call);
             try {
-              await waitForLate(call, deadline - Date.now(), options.signal);
+              // Until the answer that went out comes: a refusal of another attempt (a late
+              // `busy`, the broker's `nack`) is not it, and does not end the wait while an attempt
+              // may still be answered (before: the call failed at once, its answer on the way).
+              while (!core.isClosed()) {
+                await waitForLate(call, deadline - Date.now(), options.signal);
+                const late = call.arrived as Answered | undefined; // set by answered() while waiting
+                call.arrived = undefined;
+                if (late !== undefined && !isRefusal(late.response) && !isDroppedAnswer(late.response)) {
+                  answered = late;
+                  break;
+                }
+                if (Date.now() >= deadline || !this.#mayStillAnswer(call)) break;
+              }
             } finally {
               this.#holding.delete(call);
             }
             if (core.isClosed()) throw core.closedWith() ?? new ZmcpError("closed", "agent is closed");
-            const late = call.arrived as Answered | undefined; // set by answered() while waiting
-            call.arrived = undefined;
-            if (late !== undefined && !isRefusal(late.response)) answered = late;
           }
           if (answered.response.st === "error") throw remoteError(answered.response.error, "peer");
           circuit.settle();
@@ -265,6 +282,7 @@ export class Caller {
             let held = false;
             while (err instanceof TimeoutError && call.arrived === undefined && !call.lost && call.refused === undefined && !budget.mayResend(policy.budget)) {
               if (Date.now() >= deadline) throw err;
+              if (core.isClosed()) throw core.closedWith() ?? new ZmcpError("closed", "agent is closed"); // close() wakes only calls already waiting
               if (!held) this.core.stats.retriesHeld++;
               held = true;
               this.#holding.add(call);
@@ -289,14 +307,20 @@ export class Caller {
             else if (err instanceof TimeoutError && call.refused !== undefined) throw call.refused;
             else if (!held) {
               // The backoff, woken early by a late answer (taken at once) or by close (before: a
-              // closed agent's call slept out its backoff, up to maxDelay).
+              // closed agent's call slept out its backoff, up to maxDelay). The broker's late
+              // refusal of an earlier attempt does not cut it short: `busy`/`no_route` change
+              // nothing (a resend is coming), and a final code ends the call, as for a held call
+              // (before: resent at once, into a broker that said rate_limited, retry9-attack-dropped).
+              const until = Date.now() + delay;
               this.#holding.add(call);
               try {
-                await waitForLate(call, delay, options.signal);
+                const refused = () => err instanceof TimeoutError && call.refused !== undefined;
+                while (call.arrived === undefined && !refused() && !core.isClosed() && Date.now() < until) await waitForLate(call, until - Date.now(), options.signal);
               } finally {
                 this.#holding.delete(call);
               }
               if (core.isClosed()) throw core.closedWith() ?? new ZmcpError("closed", "agent is closed");
+              if (call.arrived === undefined && err instanceof TimeoutError && call.refused !== undefined) throw call.refused;
             }
             call.lost = false;
           } catch (aborted) {
@@ -475,6 +499,11 @@ export class Caller {
     return this.#pending.reject(key, err);
   }
 
+  /** Whether an attempt of `call` that timed out may still be answered (none was refused by the broker since). */
+  #mayStillAnswer(call: CallState): boolean {
+    return call.late.some((key) => this.#late.has(key));
+  }
+
   close(err: Error): void {
     this.#pending.rejectAll(err);
     for (const call of this.#holding) call.wake?.(); // they see the agent closed and throw
@@ -483,7 +512,9 @@ export class Caller {
 
 /** A callee's "already ran once; its answer was dropped" (its answer cache was full): the answer itself went out before. */
 function isDroppedAnswer(response: Response): boolean {
-  return response.st === "error" && response.error?.code === "tool_failed" && response.error.message.includes("its answer was dropped");
+  // The callee's exact words: a tool's own error that merely mentions them (one relaying another
+  // call's failure, or quoting its input) is its answer, not a reason to wait until the deadline.
+  return response.st === "error" && response.error?.code === "tool_failed" && response.error.message === DROPPED_ANSWER.error!.message;
 }
 
 /** An error answer that proves its request ran nothing (a callee's `busy` or `no_route`): retried. */

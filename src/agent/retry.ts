@@ -109,23 +109,17 @@ export class RetryBudget {
         wake = onPlace;
         if (wake) counts.held.add(wake);
       },
+      release: () => {
+        if (!resending || ended) return;
+        resending = false;
+        free(counts);
+      },
       end: () => {
         if (ended) return;
         ended = true;
         if (wake) counts.held.delete(wake);
         counts.waiting--;
-        if (resending) {
-          counts.resending--;
-          // A place is free: the call held longest asks again now, not at the end of its turn.
-          // Turns of an attempt timeout drained a crowd of held calls a fifth at a time, 2 s
-          // apart: when a load dropped and only calls whose answers were lost were left, the
-          // last of them waited out their deadline (the reference run of issue 12 caught it).
-          const first = counts.held.values().next();
-          if (!first.done) {
-            counts.held.delete(first.value);
-            first.value();
-          }
-        }
+        if (resending) free(counts);
         if (counts.waiting === 0) this.#destinations.delete(destination);
       },
     };
@@ -135,6 +129,20 @@ export class RetryBudget {
   counts(destination: string): { waiting: number; resending: number; held: number } {
     const entry = this.#destinations.get(destination);
     return { waiting: entry?.waiting ?? 0, resending: entry?.resending ?? 0, held: entry?.held.size ?? 0 };
+  }
+}
+
+/** A resending call gives up its place. */
+function free(counts: Counts): void {
+  counts.resending--;
+  // A place is free: the call held longest asks again now, not at the end of its turn.
+  // Turns of an attempt timeout drained a crowd of held calls a fifth at a time, 2 s
+  // apart: when a load dropped and only calls whose answers were lost were left, the
+  // last of them waited out their deadline (the reference run of issue 12 caught it).
+  const first = counts.held.values().next();
+  if (!first.done) {
+    counts.held.delete(first.value);
+    first.value();
   }
 }
 
@@ -150,6 +158,11 @@ export interface RetryTicket {
   mayResend(budget: number): boolean;
   /** While held: `onPlace` runs (once) when a resending call to the same destination ends; undefined: no longer held. */
   hold(onPlace: (() => void) | undefined): void;
+  /**
+   * The call sends nothing more (it waits only for answers already on their way): its place, if
+   * it has one, frees now rather than when it ends (asking mayResend again takes one anew).
+   */
+  release(): void;
   end(): void;
 }
 
