@@ -442,8 +442,18 @@ export class Caller {
       this.#pending.resolve(call.current, { response, from: peer });
       return;
     }
-    // Between attempts: the first late answer is kept, unless a real answer follows a refusal.
-    if (call.arrived !== undefined && (refusal || !isRefusal(call.arrived.response))) throw new Dropped("unsolicited", "a second late answer to a call");
+    // Between attempts, a refusal says only that its own attempt ran nothing, as the broker's nack
+    // would: that attempt is gone, and the call may send again. It is not the call's outcome: kept
+    // as its answer, it failed the call `busy` while a later attempt ran the tool (its last
+    // attempt; 2290a0f took it at once, retry9-attack-late-busy.test.ts).
+    if (refusal) {
+      if (!this.#late.delete(key)) throw new Dropped("unsolicited", "response to nothing pending");
+      call.lost = true;
+      call.wake?.();
+      return;
+    }
+    // The first late answer is kept.
+    if (call.arrived !== undefined) throw new Dropped("unsolicited", "a second late answer to a call");
     this.core.stats.lateAnswers++;
     call.arrived = { response, from: peer, answerer: late.answerer };
     call.wake?.();
