@@ -2,39 +2,27 @@
  * Attacks on the caller's wait after "already ran once; its answer was dropped" (d9e7631) and on
  * the backoff woken by late news (2290a0f), through the stand-in broker.
  */
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { z } from "zod";
-import type { Agent } from "../../src/agent/agent.js";
 import { DROPPED_ANSWER } from "../../src/agent/idempotency.js";
 import { encodeHeader, newId, PROTOCOL_VERSION, type Header } from "../../src/wire/envelope.js";
-import { type CertFixture, tempCerts } from "../support/certs.js";
+import { tempCerts } from "../support/certs.js";
 import { connectAgent } from "../support/mesh.js";
-import { startRelay, type Captured, type Relay } from "../support/stand-in-broker.js";
+import { isRequest, isResponse, RelayBed } from "../support/relay-bed.js";
+import { startRelay, type Captured } from "../support/stand-in-broker.js";
 import { sleep, waitFor } from "../support/wait.js";
 
-let fx: CertFixture | undefined;
-let relay: Relay | undefined;
-const agents: Agent[] = [];
+const bed = new RelayBed();
 
-afterEach(async () => {
-  for (const a of agents.splice(0)) await a.close();
-  relay?.close();
-  relay = undefined;
-  fx?.cleanup();
-  fx = undefined;
-});
-
-const isRequest = (m: Captured, from: string) => m.header.k === "req" && m.from === from;
-const isResponse = (m: Captured, to: string) => m.header.k === "res" && m.header.to === to;
 const nack = (re: Uint8Array, code: string): Uint8Array => encodeHeader({ v: PROTOCOL_VERSION, k: "nack", id: newId(), to: "", exp: Date.now() + 5000, re, code, msg: code } as Header);
 
 describe("retry9: the wait for a dropped answer", () => {
   it("a call waiting for its dropped answer gives up its resend place: a held call whose answer was lost resends (before: held until its deadline, failed timeout)", async () => {
-    fx = tempCerts("caller", "bob");
-    relay = await startRelay(fx);
+    const fx = (bed.fx = tempCerts("caller", "bob"));
+    const relay = (bed.relay = await startRelay(fx));
     const bob = await connectAgent(fx, "bob", relay.endpoint);
     const caller = await connectAgent(fx, "caller", relay.endpoint);
-    agents.push(caller, bob);
+    bed.agents.push(caller, bob);
     // The callee's word, as its answer cache would give it to a resend.
     bob.tool("dropped", { input: z.object({ i: z.number() }) }, () => {
       throw new Error(DROPPED_ANSWER.error!.message);
@@ -60,13 +48,13 @@ describe("retry9: the wait for a dropped answer", () => {
   }, 15_000);
 
   it("a broker's late refusal of another attempt does not cut the wait short: the answer on its way answers (before: tool_failed at once)", async () => {
-    fx = tempCerts("caller", "bob");
-    relay = await startRelay(fx);
+    const fx = (bed.fx = tempCerts("caller", "bob"));
+    const relay = (bed.relay = await startRelay(fx));
     // Room for one answer's bytes per caller: a second request drops the first answer's body.
     const answerLimits = { maxEntries: 1000, maxBytes: 1 << 30, maxEntriesPerOwner: 1000, maxBytesPerOwner: 1000 };
     const bob = await connectAgent(fx, "bob", relay.endpoint, { answerLimits });
     const caller = await connectAgent(fx, "caller", relay.endpoint);
-    agents.push(caller, bob);
+    bed.agents.push(caller, bob);
     let runs = 0;
     bob.tool("echo", { input: z.object({ text: z.string() }) }, ({ text }) => {
       runs++;
@@ -106,11 +94,11 @@ describe("retry9: the wait for a dropped answer", () => {
   }, 15_000);
 
   it("a tool's own error that only quotes the callee's words fails at once (before: the call waited until its deadline)", async () => {
-    fx = tempCerts("caller", "bob");
-    relay = await startRelay(fx);
+    const fx = (bed.fx = tempCerts("caller", "bob"));
+    const relay = (bed.relay = await startRelay(fx));
     const bob = await connectAgent(fx, "bob", relay.endpoint);
     const caller = await connectAgent(fx, "caller", relay.endpoint);
-    agents.push(caller, bob);
+    bed.agents.push(caller, bob);
     bob.tool("check", { input: z.object({ note: z.string() }) }, ({ note }) => {
       throw new Error(`refused note: ${note}`);
     });
@@ -126,11 +114,11 @@ describe("retry9: the wait for a dropped answer", () => {
 
 describe("retry9: the circuit during the wait for a dropped answer", () => {
   it("a half-open circuit's probe answered 'dropped' closes it at once: the destination answered (before: every call failed circuit_open until the probe's deadline)", async () => {
-    fx = tempCerts("caller", "bob");
-    relay = await startRelay(fx);
+    const fx = (bed.fx = tempCerts("caller", "bob"));
+    const relay = (bed.relay = await startRelay(fx));
     const bob = await connectAgent(fx, "bob", relay.endpoint);
     const caller = await connectAgent(fx, "caller", relay.endpoint, { circuit: { failures: 1, openFor: 200 } });
-    agents.push(caller, bob);
+    bed.agents.push(caller, bob);
     bob.tool("dropped", { input: z.object({}) }, () => {
       throw new Error(DROPPED_ANSWER.error!.message);
     });
@@ -154,11 +142,11 @@ describe("retry9: the circuit during the wait for a dropped answer", () => {
 
 describe("retry9: the backoff woken by late news", () => {
   it("a broker's late `rate_limited` during a backoff does not cut it short: the call ends with it, nothing resent (before: resent at once)", async () => {
-    fx = tempCerts("caller", "bob");
-    relay = await startRelay(fx);
+    const fx = (bed.fx = tempCerts("caller", "bob"));
+    const relay = (bed.relay = await startRelay(fx));
     const bob = await connectAgent(fx, "bob", relay.endpoint);
     const caller = await connectAgent(fx, "caller", relay.endpoint);
-    agents.push(caller, bob);
+    bed.agents.push(caller, bob);
     bob.tool("echo", { input: z.object({}) }, () => ({}));
     const callerKey = fx.key("caller");
     const requests: Captured[] = [];

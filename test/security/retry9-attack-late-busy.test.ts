@@ -2,37 +2,24 @@
  * A late refusal arriving between attempts (during a backoff, which 2290a0f wakes for it, or a
  * held wait): it says only that its own attempt ran nothing, not what became of the later ones.
  */
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { z } from "zod";
-import type { Agent } from "../../src/agent/agent.js";
-import { type CertFixture, tempCerts } from "../support/certs.js";
+import { tempCerts } from "../support/certs.js";
 import { connectAgent } from "../support/mesh.js";
-import { startRelay, type Captured, type Relay } from "../support/stand-in-broker.js";
+import { isRequest, isResponse, RelayBed } from "../support/relay-bed.js";
+import { startRelay, type Captured } from "../support/stand-in-broker.js";
 import { sleep, waitFor } from "../support/wait.js";
 
-let fx: CertFixture | undefined;
-let relay: Relay | undefined;
-const agents: Agent[] = [];
-
-afterEach(async () => {
-  for (const a of agents.splice(0)) await a.close();
-  relay?.close();
-  relay = undefined;
-  fx?.cleanup();
-  fx = undefined;
-});
-
-const isRequest = (m: Captured, from: string) => m.header.k === "req" && m.from === from;
-const isResponse = (m: Captured, to: string) => m.header.k === "res" && m.header.to === to;
+const bed = new RelayBed();
 
 describe("retry9: a late refusal between attempts", () => {
   it("a late `busy` to the first attempt, coming while the call backs off after its second (which runs the tool), is not the call's outcome (before: failed busy)", async () => {
-    fx = tempCerts("caller", "bob", "other");
-    relay = await startRelay(fx);
+    const fx = (bed.fx = tempCerts("caller", "bob", "other"));
+    const relay = (bed.relay = await startRelay(fx));
     const bob = await connectAgent(fx, "bob", relay.endpoint, { maxConcurrency: 1 });
     const caller = await connectAgent(fx, "caller", relay.endpoint);
     const other = await connectAgent(fx, "other", relay.endpoint);
-    agents.push(caller, bob, other);
+    bed.agents.push(caller, bob, other);
     let runs = 0;
     bob.tool("block", { input: z.object({}) }, async () => {
       await sleep(100);
@@ -47,7 +34,7 @@ describe("retry9: a late refusal between attempts", () => {
     let busy: Captured | undefined;
     let requests = 0;
     relay.onMessage = (m) => {
-      if (isRequest(m, callerKey) && ++requests === 2) setTimeout(() => void relay!.resend(busy!), 200); // after the second attempt's timeout
+      if (isRequest(m, callerKey) && ++requests === 2) setTimeout(() => void relay.resend(busy!), 200); // after the second attempt's timeout
       if (busy === undefined && isResponse(m, callerKey)) {
         busy = m; // bob's `busy` to the first attempt, held
         return false;
