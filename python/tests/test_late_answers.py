@@ -359,5 +359,70 @@ class Budget(unittest.TestCase):
                       retry=True, token=None, verifier=None, require_token=False, retry_budget=bad)
 
 
+# ---- parity with the TypeScript caller's retry loop (src/agent/caller.ts) -----------------------
+
+#: The TypeScript callee's exact words (src/agent/idempotency.ts DROPPED_ANSWER).
+DROPPED_MESSAGE = ("this request already ran once; its answer was dropped from the callee's answer cache (full) "
+                   "before this retry came, so it cannot be sent again")
+
+
+def _bare_agent() -> Agent:
+    """An Agent with only the state answer binding reads (no sockets)."""
+    a = Agent.__new__(Agent)
+    a._pending, a._late, a.late_answers = {}, {}, 0
+    return a
+
+
+def _late_and_current(a: Agent, key: str, pending_now: bool) -> tuple[_Call, _Pending, _Pending | None]:
+    """A call whose attempt b"1"*16 timed out and, with ``pending_now``, whose attempt b"2"*16 waits."""
+    loop = asyncio.get_running_loop()
+    call = _Call()
+    late = _Pending(loop.create_future(), seal_key=key, peer=key)
+    a._late[b"1" * 16] = (late, call)
+    call.late.append(b"1" * 16)
+    current = None
+    if pending_now:
+        current = _Pending(loop.create_future(), seal_key=key, peer=key)
+        a._pending[b"2" * 16] = current
+        call.current = b"2" * 16
+    return call, late, current
+
+
+def _error_answer(code: str, message: str = "refused") -> dict:
+    return {"t": "res", "st": "error", "error": {"code": code, "message": message}}
+
+
+class LateRefusals(unittest.TestCase):
+    """Rule 1: a late busy/no_route from the callee is about its own attempt only."""
+
+    def test_a_late_refusal_never_ends_the_wait_of_the_attempt_pending_now(self):
+        """Before, the late ``busy`` resolved the attempt pending now (which may be running the
+        tool): on the last attempt or near the deadline the call failed ``busy`` while it ran."""
+        async def run():
+            a, bob = _bare_agent(), "B" * 40
+            call, _, current = _late_and_current(a, bob, pending_now=True)
+            for code in ("busy", "no_route"):
+                a._check_responder({"re": b"1" * 16}, bob, bob)
+                a._on_response(bob, bob, {"re": b"1" * 16}, _error_answer(code))
+                self.assertFalse(current.future.done(), code)
+            self.assertEqual(a.late_answers, 0)
+            a._on_response(bob, bob, {"re": b"1" * 16}, {"t": "res", "st": "ok", "result": "ran"})
+            self.assertEqual(current.future.result()["result"], "ran")  # a real late answer still does
+        asyncio.run(run())
+
+    def test_a_late_refusal_between_attempts_is_taken_as_a_nack_of_its_attempt(self):
+        """Before, it was kept as the call's answer and the call failed ``busy`` (last attempt)."""
+        async def run():
+            a, bob = _bare_agent(), "B" * 40
+            call, _, _ = _late_and_current(a, bob, pending_now=False)
+            a._on_response(bob, bob, {"re": b"1" * 16}, _error_answer("busy"))
+            self.assertIsNone(call.arrived)  # not the call's outcome
+            self.assertTrue(call.lost)  # the call may send again
+            self.assertTrue(call.wake.is_set())
+            self.assertNotIn(b"1" * 16, a._late)  # that attempt is forgotten
+            self.assertEqual(a.late_answers, 0)
+        asyncio.run(run())
+
+
 if __name__ == "__main__":
     unittest.main()

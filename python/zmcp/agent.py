@@ -1255,10 +1255,25 @@ class Agent(CatalogCaller):
             return
         # A late answer to an earlier attempt of a call still waiting: it answers the call, through
         # the attempt pending now, or, between attempts, kept and taken at once (call.wake).
+        refusal = _is_refusal(inner)
         current = self._pending.get(call.current) if call.current is not None else None
         if current is not None and not current.future.done():
+            # A late refusal that proves nothing ran (busy, no_route) is about its own attempt only:
+            # the one pending now may be running the tool, and ending its wait with ``busy`` would
+            # fail the call as if nothing ran (on its last attempt, or near its deadline) while the
+            # tool ran, inviting a second run under a new rid. Dropped (the TypeScript caller's d07607c).
+            if refusal:
+                return
             self.late_answers += 1
             current.future.set_result(inner)
+        elif refusal:
+            # Between attempts, a refusal says only that its own attempt ran nothing, as the
+            # broker's nack of it would (see _on_broker): that attempt is forgotten and the call
+            # may send again. It is not the call's outcome: kept as its answer, it failed the call
+            # ``busy`` while a later attempt ran the tool (the TypeScript caller's a020cb8).
+            if self._late.pop(header.get("re", b""), None) is not None:
+                call.lost = True
+                call.wake.set()
         elif call.arrived is None:
             self.late_answers += 1
             call.arrived = inner
