@@ -424,5 +424,79 @@ class LateRefusals(unittest.TestCase):
         asyncio.run(run())
 
 
+class LateNacks(unittest.TestCase):
+    """Rule 2: only busy/no_route in a late nack mean "send again"."""
+
+    def test_a_late_final_nack_ends_a_call_with_no_attempt_pending(self):
+        """Four calls, every request held at the relay, budget 0: at the 1 s attempt timeout three
+        calls resend and one is held. The relay then refuses the four first attempts late with
+        ``rate_limited`` (README: back off, never retried): the held call ends with it at once and
+        sends nothing more; the three others end with it when their pending attempt times out.
+        Before, the held call resent at once (any late nack meant "send again") and all four
+        ended ``timeout`` at their deadline."""
+        async def run():
+            relay, caller, callee = await _pair(retry_budget=0)
+            relay.decide = lambda h: "drop" if h["k"] == "req" else "forward"
+            try:
+                calls = [asyncio.ensure_future(caller.call(callee.public_key, "t", {}, timeout=4.0)) for _ in range(4)]
+                deadline = time.monotonic() + 3
+                while caller.retries_held < 1 and time.monotonic() < deadline:
+                    await asyncio.sleep(0.01)
+                self.assertEqual(caller.retries_held, 1)
+                await asyncio.sleep(0.05)
+                self.assertEqual(len(relay.requests), 7)  # 4 first attempts, 3 resends
+                refused = time.monotonic()
+                for h in relay.requests[:4]:
+                    await relay.nack(caller.public_key.encode(), h["id"], "rate_limited")
+                done, _ = await asyncio.wait(calls, timeout=0.3, return_when=asyncio.FIRST_COMPLETED)
+                self.assertEqual(len(done), 1, "the held call ends at once")
+                self.assertEqual(next(iter(done)).exception().code, "rate_limited")
+                outcomes = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 2.5)
+                self.assertEqual([getattr(o, "code", o) for o in outcomes], ["rate_limited"] * 4)
+                self.assertLess(time.monotonic() - refused, 1.5)  # not at the 4 s deadline
+                self.assertEqual(len(relay.requests), 7)  # nothing resent after the refusal
+            finally:
+                await _end(relay, caller, callee)
+        asyncio.run(run())
+
+    def test_a_late_busy_nack_does_not_cut_the_backoff_short(self):
+        """The first attempt is held at the relay and refused ``busy`` as soon as it times out,
+        during the 50 ms backoff (jitter fixed): the resend still waits out the backoff."""
+        from zmcp import agent as agent_module
+        async def run():
+            relay, caller, callee = await _pair()
+            callee.tool("echo", lambda args: args)
+            seen: list[float] = []
+
+            def decide(h: dict) -> str:
+                if h["k"] == "req":
+                    seen.append(time.monotonic())
+                    if len(seen) == 1:
+                        return "drop"
+                return "forward"
+            relay.decide = decide
+
+            async def refuse_when_late() -> None:
+                while not caller._late:
+                    await asyncio.sleep(0.001)
+                await relay.nack(caller.public_key.encode(), next(iter(caller._late)), "busy")
+            watcher = asyncio.ensure_future(refuse_when_late())
+            try:
+                # timeout 2 s: attempt timeout 0.5 s, then a backoff of 0.05 s × (0.5 + 1.0 / 2).
+                self.assertEqual(await caller.call(callee.public_key, "echo", {"n": 1}, timeout=2.0), {"n": 1})
+                self.assertTrue(watcher.done())
+                self.assertEqual(len(seen), 2)
+                self.assertGreaterEqual(seen[1] - seen[0], 0.5 + 0.045)
+            finally:
+                watcher.cancel()
+                await _end(relay, caller, callee)
+        saved = agent_module.random
+        agent_module.random = type("FixedJitter", (), {"random": staticmethod(lambda: 1.0)})
+        try:
+            asyncio.run(run())
+        finally:
+            agent_module.random = saved
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -245,7 +245,7 @@ class _Call:
     """One call's attempts (§8.2 rule 4). A timed-out attempt is usually late, not lost: its id
     stays matched (``Agent._late``) until the call ends, and its answer answers the call."""
 
-    __slots__ = ("late", "current", "arrived", "lost", "place", "wake")
+    __slots__ = ("late", "current", "arrived", "lost", "refused", "place", "wake")
 
     def __init__(self) -> None:
         self.late: list[bytes] = []  # ids of its attempts that timed out
@@ -255,6 +255,9 @@ class _Call:
         # The broker refused a timed-out attempt after all (it never arrived, nothing ran): a
         # call the budget holds may send again at once.
         self.lost = False
+        # The broker refused a timed-out attempt after all with a final code (``rate_limited``:
+        # back off; anything but busy/no_route): the call's outcome once no attempt is pending.
+        self.refused: ZmcpError | None = None
         # A resending call to its destination ended while the budget held this one: a place may be
         # free, so it asks the budget again at once (RetryBudget, _BudgetTicket.hold).
         self.place = False
@@ -813,7 +816,7 @@ class Agent(CatalogCaller):
                     # answer went out before and may still come on a timed-out attempt. Waited for
                     # until the deadline; only if it never comes is this the call's outcome.
                     if call.late and _is_dropped_answer(answer) and time.monotonic() < deadline:
-                        await self._between_attempts(call, deadline - time.monotonic(), lost_wakes=False)
+                        await self._between_attempts(call, deadline - time.monotonic(), lambda: False)
                         if self._closed:
                             raise self.closed_error or ClosedError("agent is closed") from None
                         late, call.arrived = call.arrived, None
@@ -837,7 +840,8 @@ class Agent(CatalogCaller):
                     # attempt timeout, and when only calls whose answers were lost were left, the
                     # last of them waited out their deadline.
                     held = False
-                    while (isinstance(err, TimeoutError_) and call.arrived is None and not call.lost
+                    timed_out_now = isinstance(err, TimeoutError_)
+                    while (timed_out_now and call.arrived is None and not call.lost and call.refused is None
                            and not ticket.may_resend(self.retry_budget)):
                         if time.monotonic() >= deadline:
                             raise timed_out(attempt) from None
@@ -847,19 +851,30 @@ class Agent(CatalogCaller):
                         call.place = False
                         ticket.hold(lambda: _place_freed(call))
                         try:
-                            await self._between_attempts(call, min(attempt_timeout, deadline - time.monotonic()), lost_wakes=True)
+                            await self._between_attempts(call, min(attempt_timeout, deadline - time.monotonic()),
+                                                         lambda: call.lost or call.place or call.refused is not None)
                         finally:
                             ticket.hold(None)  # no longer held (answered, woken, turn over, closed)
                         if self._closed:
                             raise self.closed_error or ClosedError("agent is closed") from None
                     if call.arrived is not None:
                         continue  # nothing more is sent: the next turn takes the answer that came
+                    # The broker refused an earlier attempt with a final code (rate_limited: back
+                    # off): the call fails with it, as it would had that attempt been the one
+                    # pending (before: a held call resent at once; the TypeScript caller's c7312f2).
+                    if timed_out_now and call.refused is not None:
+                        raise call.refused
                     if not held:  # held already waited; resending after a refusal (lost) goes at once
-                        await self._between_attempts(call, delay, lost_wakes=False)
+                        # The backoff, cut short by a late answer (taken at once), close, or a final
+                        # late refusal (the call ends with it). A late busy/no_route nack does not
+                        # cut it short: it changes nothing, a resend is coming anyway.
+                        await self._between_attempts(call, delay, lambda: timed_out_now and call.refused is not None)
                         if self._closed:
                             raise self.closed_error or ClosedError("agent is closed") from None
                         if call.arrived is not None:
                             continue
+                        if timed_out_now and call.refused is not None:
+                            raise call.refused
                     call.lost = False
                     attempt += 1
         finally:
@@ -867,14 +882,14 @@ class Agent(CatalogCaller):
             for key in call.late:
                 self._late.pop(key, None)
 
-    async def _between_attempts(self, call: _Call, seconds: float, *, lost_wakes: bool) -> None:
-        """Waits up to ``seconds`` for a late answer to ``call`` (or, with ``lost_wakes``, for
-        the broker's refusal of one of its timed-out attempts or a place freed in the retry
-        budget), or until the agent closes."""
+    async def _between_attempts(self, call: _Call, seconds: float, until: Callable[[], bool]) -> None:
+        """Waits up to ``seconds`` for a late answer to ``call``, until ``until()`` holds (checked
+        at each wake-up: a refusal of a timed-out attempt, a place freed in the retry budget), or
+        until the agent closes."""
         end = time.monotonic() + seconds
         self._holding.add(call)
         try:
-            while call.arrived is None and not (lost_wakes and (call.lost or call.place)) and not self._closed:
+            while call.arrived is None and not until() and not self._closed:
                 left = end - time.monotonic()
                 if left <= 0:
                     return
@@ -1321,10 +1336,16 @@ class Agent(CatalogCaller):
         late = self._late.pop(re_, None) if re_ is not None else None
         if late is not None:
             # A timed-out attempt refused after all: it never reached the callee, so nothing ran.
-            # Its call, if the budget holds it waiting for that answer, sends again at once
-            # (no duplicate work, so outside the budget).
-            late[1].lost = True
-            late[1].wake.set()
+            # busy/no_route: its call, if the budget holds it waiting for that answer, sends again
+            # at once (no duplicate work, so outside the budget). Any other code is final, as for
+            # the attempt pending: a late rate_limited means back off, never resend at once; the
+            # call ends with it once no attempt of it is pending (the TypeScript caller's c7312f2).
+            call = late[1]
+            if err.code in ("busy", "no_route"):
+                call.lost = True
+            elif call.refused is None:
+                call.refused = err
+            call.wake.set()
             return
         f = self._acks.get(re_)
         if f and not f.done():
