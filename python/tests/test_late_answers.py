@@ -498,5 +498,38 @@ class LateNacks(unittest.TestCase):
             agent_module.random = saved
 
 
+class ForgedLateAnswers(unittest.TestCase):
+    """Rule 3: a forged answer to a timed-out attempt is remembered on the call."""
+
+    def test_a_forged_answer_to_a_timed_out_attempt_is_the_error_of_a_call_that_times_out(self):
+        """Bob's answers are all lost; mallory answers the first attempt once it timed out (handed
+        to the caller's binding check as the inbound path does). The call ends ``bad_seal``
+        (ForgedAnswerError), not ``timeout``. Before, the forgery was dropped and forgotten."""
+        async def run():
+            relay, caller, callee = await _pair()
+            callee.tool("echo", lambda args: args)
+            relay.decide = lambda h: "drop" if h["k"] == "res" else "forward"
+            mallory = "M" * 40
+            forged: list[bytes] = []
+
+            async def forge_when_late() -> None:
+                while not caller._late:
+                    await asyncio.sleep(0.005)
+                forged.append(next(iter(caller._late)))
+                with self.assertRaises(_Dropped):
+                    caller._check_responder({"re": forged[0]}, mallory, mallory)
+            forger = asyncio.ensure_future(forge_when_late())
+            try:
+                with self.assertRaises(zmcp.ZmcpError) as ctx:
+                    await caller.call(callee.public_key, "echo", {}, timeout=1.2)
+                self.assertEqual(len(forged), 1)
+                self.assertEqual(ctx.exception.code, "bad_seal")
+                self.assertGreaterEqual(len(relay.requests), 2)  # the forgery did not stop the resends
+            finally:
+                forger.cancel()
+                await _end(relay, caller, callee)
+        asyncio.run(run())
+
+
 if __name__ == "__main__":
     unittest.main()

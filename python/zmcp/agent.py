@@ -245,7 +245,7 @@ class _Call:
     """One call's attempts (§8.2 rule 4). A timed-out attempt is usually late, not lost: its id
     stays matched (``Agent._late``) until the call ends, and its answer answers the call."""
 
-    __slots__ = ("late", "current", "arrived", "lost", "refused", "place", "wake")
+    __slots__ = ("late", "current", "arrived", "lost", "refused", "forged", "place", "wake")
 
     def __init__(self) -> None:
         self.late: list[bytes] = []  # ids of its attempts that timed out
@@ -258,6 +258,9 @@ class _Call:
         # The broker refused a timed-out attempt after all with a final code (``rate_limited``:
         # back off; anything but busy/no_route): the call's outcome once no attempt is pending.
         self.refused: ZmcpError | None = None
+        # An answer to a timed-out attempt refused as forged (bad_seal): the call's error if it
+        # ends without an answer, instead of a plain timeout that would hide the forgery.
+        self.forged: ZmcpError | None = None
         # A resending call to its destination ended while the budget held this one: a place may be
         # free, so it asks the budget again at once (RetryBudget, _BudgetTicket.hold).
         self.place = False
@@ -797,6 +800,10 @@ class Agent(CatalogCaller):
         ticket = self._budget.enter(header_to)
 
         def timed_out(attempt: int) -> ZmcpError:
+            # A forged answer to a timed-out attempt is the call's error (bad_seal) rather than a
+            # plain timeout; the circuit, were there one, would still count a timeout.
+            if call.forged is not None:
+                return call.forged
             return TimeoutError_(f"call {tool} on {to} got no answer within {timeout} s ({attempt} attempts)")
         try:
             attempt = 1
@@ -1251,11 +1258,16 @@ class Agent(CatalogCaller):
         if pending is None:
             raise _Dropped()
         if not self._binds(pending, peer, sealed_by):
-            # Noted on a pending attempt only. Noted on the attempt after a late one, a forgery
-            # would fail that attempt at its timeout (bad_seal is not retried) before the real
-            # late answer came.
+            # Noted on the attempt it claims to answer while that one is pending. For a timed-out
+            # attempt, noted on its call, not on the attempt pending now (which would then fail
+            # bad_seal at its timeout, not retried, before the real late answer came): if the call
+            # ends timed out, it fails bad_seal instead (before: dropped and forgotten, so the call
+            # failed a plain timeout, hiding the forgery; the TypeScript caller's fbbf5ff).
+            forged = error_for("bad_seal", f"refused an answer not sealed by the party asked (from {peer}, sealed by {sealed_by})", "peer")
             if call is None:
-                pending.refused = error_for("bad_seal", f"refused an answer not sealed by the party asked (from {peer}, sealed by {sealed_by})", "peer")
+                pending.refused = forged
+            elif call.forged is None:
+                call.forged = forged
             raise _Dropped()
 
     def _on_response(self, peer: str, sealed_by: str, header: dict, inner: dict) -> None:
