@@ -19,7 +19,7 @@ import os
 import sys
 import time
 import unittest
-from typing import Callable
+from typing import Awaitable, Callable
 
 import zmq
 import zmq.asyncio
@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import zmcp  # noqa: E402
 from zmcp import wire  # noqa: E402
-from zmcp.agent import MIN_RETRYING, Agent, RetryBudget, _Call, _Dropped, _Pending  # noqa: E402
+from zmcp.agent import MIN_RETRYING, Agent, RetryBudget, _Call, _Dropped, _is_dropped_answer, _Pending  # noqa: E402
 
 
 class Relay:
@@ -527,6 +527,145 @@ class ForgedLateAnswers(unittest.TestCase):
                 self.assertGreaterEqual(len(relay.requests), 2)  # the forgery did not stop the resends
             finally:
                 forger.cancel()
+                await _end(relay, caller, callee)
+        asyncio.run(run())
+
+
+async def _call_with_attempts_answered_by_hand(test: unittest.TestCase, timeout: float,
+                                               script: Callable[[Relay, Agent, Agent, list[bytes]], Awaitable[None]]):
+    """A call whose requests the relay all drops; ``script(relay, caller, callee, attempt ids)``
+    answers them as the callee would (handed to the caller's inbound path after the seal checks),
+    once the call has sent them. Returns (the call's result or error, seconds it took, requests)."""
+    relay, caller, callee = await _pair()
+    relay.decide = lambda h: "drop" if h["k"] == "req" else "forward"
+    ids: list[bytes] = []
+    started = time.monotonic()
+    call = asyncio.ensure_future(caller.call(callee.public_key, "t", {}, timeout=timeout))
+    try:
+        await script(relay, caller, callee, ids)
+        outcome = (await asyncio.gather(call, return_exceptions=True))[0]
+        return outcome, time.monotonic() - started, len(relay.requests)
+    finally:
+        call.cancel()
+        await _end(relay, caller, callee)
+
+
+async def _attempts_sent(relay: Relay, n: int, ids: list[bytes]) -> None:
+    deadline = time.monotonic() + 5
+    while len(relay.requests) < n and time.monotonic() < deadline:
+        await asyncio.sleep(0.005)
+    ids[:] = [h["id"] for h in relay.requests]
+    await asyncio.sleep(0.01)
+
+
+def _answer(caller: Agent, callee: Agent, attempt_id: bytes, inner: dict) -> bool:
+    """False when the caller drops it (it answers nothing pending: say, the call already ended)."""
+    try:
+        caller._check_responder({"re": attempt_id}, callee.public_key, callee.public_key)
+    except _Dropped:
+        return False
+    caller._on_response(callee.public_key, callee.public_key, {"re": attempt_id}, dict(inner))
+    return True
+
+
+class DroppedAnswers(unittest.TestCase):
+    """Rule 4: the "already ran once; its answer was dropped" wait (PROTOCOL §8.3)."""
+
+    def test_only_the_callees_exact_words_are_a_dropped_answer(self):
+        """Before, any tool_failed whose message contained "its answer was dropped" (a tool's own
+        error quoting them) made the call wait until its deadline."""
+        self.assertTrue(_is_dropped_answer(_error_answer("tool_failed", DROPPED_MESSAGE)))
+        self.assertFalse(_is_dropped_answer(_error_answer("tool_failed", "upstream: " + DROPPED_MESSAGE)))
+        self.assertFalse(_is_dropped_answer(_error_answer("tool_failed", "its answer was dropped")))
+        self.assertFalse(_is_dropped_answer(_error_answer("busy", DROPPED_MESSAGE)))
+        self.assertFalse(_is_dropped_answer({"t": "res", "st": "ok", "result": DROPPED_MESSAGE}))
+        ts = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "src", "agent", "idempotency.ts")
+        if os.path.exists(ts):  # the TypeScript callee's words, as it sends them
+            with open(ts, encoding="utf-8") as f:
+                self.assertIn(f'message: "{DROPPED_MESSAGE}"', f.read())
+
+    def test_the_wait_ends_when_no_timed_out_attempt_may_still_be_answered(self):
+        """Attempt 2 is answered "dropped"; the broker then refuses attempt 1 (it never arrived,
+        so its answer never comes): the call ends tool_failed at once. Before, it waited until its
+        deadline for an answer that could not come."""
+        async def script(relay, caller, callee, ids):
+            await _attempts_sent(relay, 2, ids)
+            _answer(caller, callee, ids[1], _error_answer("tool_failed", DROPPED_MESSAGE))
+            await asyncio.sleep(0.1)
+            await relay.nack(caller.public_key.encode(), ids[0], "no_route")
+        async def run():
+            # timeout 3 s: attempt timeout 0.75 s, attempt 2 at ~0.8 s.
+            outcome, took, sent = await _call_with_attempts_answered_by_hand(self, 3.0, script)
+            self.assertEqual(getattr(outcome, "code", outcome), "tool_failed")
+            self.assertEqual(outcome.message, DROPPED_MESSAGE)
+            self.assertLess(took, 1.5)
+            self.assertEqual(sent, 2)
+        asyncio.run(run())
+
+    def test_a_late_refusal_of_another_attempt_does_not_end_the_wait(self):
+        """Attempts 1 and 2 time out, attempt 3 is answered "dropped"; the callee's late ``busy``
+        to attempt 2 comes, then attempt 1's real answer: the call ends with that answer. Before,
+        the late busy was taken as the awaited answer and the call failed tool_failed."""
+        async def script(relay, caller, callee, ids):
+            await _attempts_sent(relay, 3, ids)
+            _answer(caller, callee, ids[2], _error_answer("tool_failed", DROPPED_MESSAGE))
+            await asyncio.sleep(0.05)
+            _answer(caller, callee, ids[1], _error_answer("busy"))
+            await asyncio.sleep(0.05)
+            _answer(caller, callee, ids[0], {"t": "res", "st": "ok", "result": "ran once"})
+        async def run():
+            # timeout 2 s: attempt timeout 0.5 s, attempt 3 at ~1.1 s.
+            outcome, took, sent = await _call_with_attempts_answered_by_hand(self, 2.0, script)
+            self.assertEqual(outcome, "ran once")
+            self.assertLess(took, 1.9)
+            self.assertEqual(sent, 3)
+        asyncio.run(run())
+
+    def test_the_wait_frees_the_calls_resend_place_at_once(self):
+        """A call that waits for the dropped answer sends nothing more: ``release`` frees its
+        place now and wakes the call held longest (before: kept until the call ended)."""
+        b = RetryBudget()
+        tickets = [b.enter("d") for _ in range(5)]
+        self.assertEqual([t.may_resend(0.0) for t in tickets[:3]], [True] * 3)
+        woken: list[int] = []
+        for i in (3, 4):
+            self.assertFalse(tickets[i].may_resend(0.0))
+            tickets[i].hold(lambda i=i: woken.append(i))
+        tickets[0].release()
+        self.assertEqual(woken, [3])  # the oldest held, at once
+        self.assertEqual(b.counts("d"), (5, 2))
+        tickets[0].release()  # once only
+        tickets[3].hold(None)
+        self.assertTrue(tickets[3].may_resend(0.0))  # the freed place
+        self.assertFalse(tickets[0].may_resend(0.0))  # taken anew, if there is room
+        tickets[0].end()  # released: its end frees nothing more
+        self.assertEqual(woken, [3])
+        self.assertEqual(b.counts("d"), (4, 3))
+        for t in tickets:
+            t.end()
+        self.assertEqual(b._destinations, {})
+
+    def test_a_call_waiting_for_its_dropped_answer_gives_its_place_to_a_held_call(self):
+        """Budget 0, four calls whose requests are all dropped: three resend, one is held. One of
+        the resending calls is answered "dropped": its place frees at once and the held call
+        resends then, not at its next turn (1 s away) or when the waiting call ends."""
+        async def run():
+            relay, caller, callee = await _pair(retry_budget=0)
+            relay.decide = lambda h: "drop" if h["k"] == "req" else "forward"
+            calls = [asyncio.ensure_future(caller.call(callee.public_key, "t", {}, timeout=4.0)) for _ in range(4)]
+            try:
+                deadline = time.monotonic() + 3
+                while (caller.retries_held < 1 or len(relay.requests) < 7) and time.monotonic() < deadline:
+                    await asyncio.sleep(0.01)
+                await asyncio.sleep(0.05)
+                self.assertEqual(len(relay.requests), 7)
+                _answer(caller, callee, relay.requests[4]["id"], _error_answer("tool_failed", DROPPED_MESSAGE))
+                await asyncio.sleep(0.1)
+                self.assertEqual(len(relay.requests), 8)  # the held call resent at once
+                self.assertEqual(caller._budget.counts(callee.public_key), (4, 3))
+            finally:
+                for c in calls:
+                    c.cancel()
                 await _end(relay, caller, callee)
         asyncio.run(run())
 

@@ -285,10 +285,18 @@ def _is_refusal(answer: dict) -> bool:
     return _error_code(answer) in ("busy", "no_route")
 
 
+#: A callee's "already ran once; its answer was dropped" (§8.3), word for word as the TypeScript
+#: callee sends it (src/agent/idempotency.ts DROPPED_ANSWER).
+DROPPED_ANSWER_MESSAGE = ("this request already ran once; its answer was dropped from the callee's answer cache (full) "
+                          "before this retry came, so it cannot be sent again")
+
+
 def _is_dropped_answer(answer: dict) -> bool:
-    """A callee's "already ran once; its answer was dropped" (§8.3): the answer went out before."""
-    error = answer.get("error")
-    return _error_code(answer) == "tool_failed" and "its answer was dropped" in str(error.get("message", ""))
+    """A callee's "already ran once; its answer was dropped" (§8.3): the answer went out before.
+    The callee's exact words only: a tool's own error that merely mentions them (one relaying
+    another call's failure, or quoting its input) is its answer, not a reason to wait until the
+    deadline."""
+    return _error_code(answer) == "tool_failed" and answer["error"].get("message") == DROPPED_ANSWER_MESSAGE
 
 
 #: Calls to one destination that may always resend after a timeout, whatever the budget's share
@@ -340,6 +348,15 @@ class _BudgetTicket:
         if on_place is not None and not self._ended:
             self._entry.held[self] = on_place
 
+    def release(self) -> None:
+        """The call sends nothing more (it waits only for answers already on their way): its
+        place, if it has one, frees now rather than when it ends, waking the call held longest.
+        Asking ``may_resend`` again takes a place anew."""
+        if not self._resending or self._ended:
+            return
+        self._resending = False
+        self._free()
+
     def end(self) -> None:
         if self._ended:
             return
@@ -348,18 +365,22 @@ class _BudgetTicket:
         entry.held.pop(self, None)
         entry.waiting -= 1
         if self._resending:
-            entry.resending -= 1
-            # A place is free: the call held longest asks again now, not at the end of its turn.
-            # In turns of the attempt timeout a crowd of held calls drained a budget's share at a
-            # time, an attempt timeout apart: when a load dropped and only calls whose answers
-            # were lost were left, the last of them waited out their deadline (the TypeScript
-            # SDK's reference run of issue 12 caught it; 847b7a9). A call that never resent frees
-            # no place, so it wakes no one.
-            if entry.held:
-                wake = entry.held.pop(next(iter(entry.held)))  # unregistered first: woken once
-                wake()
+            self._free()
         if entry.waiting == 0:
             self._budget._destinations.pop(self._destination, None)
+
+    def _free(self) -> None:
+        entry = self._entry
+        entry.resending -= 1
+        # A place is free: the call held longest asks again now, not at the end of its turn.
+        # In turns of the attempt timeout a crowd of held calls drained a budget's share at a
+        # time, an attempt timeout apart: when a load dropped and only calls whose answers
+        # were lost were left, the last of them waited out their deadline (the TypeScript
+        # SDK's reference run of issue 12 caught it; 847b7a9). A call that never resent frees
+        # no place, so it wakes no one.
+        if entry.held:
+            wake = entry.held.pop(next(iter(entry.held)))  # unregistered first: woken once
+            wake()
 
 
 class RetryBudget:
@@ -821,14 +842,26 @@ class Agent(CatalogCaller):
                                                      remaining if last or whole_deadline else min(attempt_timeout, remaining), call)
                     # "Already ran once; its answer was dropped" (§8.3) answers a resend: the first
                     # answer went out before and may still come on a timed-out attempt. Waited for
-                    # until the deadline; only if it never comes is this the call's outcome.
-                    if call.late and _is_dropped_answer(answer) and time.monotonic() < deadline:
-                        await self._between_attempts(call, deadline - time.monotonic(), lambda: False)
+                    # until the deadline, while some timed-out attempt may still be answered (none
+                    # refused by the broker since); only if it never comes is this the outcome.
+                    if _is_dropped_answer(answer) and self._may_still_answer(call) and time.monotonic() < deadline:
+                        # It sends nothing more: its resend place frees now for a held call (kept
+                        # until the deadline, held calls whose answers were lost waited out theirs).
+                        ticket.release()
+                        # Until the answer that went out comes: a refusal of another attempt (a late
+                        # busy, the broker's nack: _on_response and _on_broker take it as lost) is
+                        # not it, and does not end the wait while an attempt may still be answered.
+                        while not self._closed and time.monotonic() < deadline:
+                            await self._between_attempts(call, deadline - time.monotonic(),
+                                                         lambda: not self._may_still_answer(call))
+                            late, call.arrived = call.arrived, None
+                            if late is not None and not _is_dropped_answer(late):
+                                answer = late
+                                break
+                            if not self._may_still_answer(call):
+                                break
                         if self._closed:
                             raise self.closed_error or ClosedError("agent is closed") from None
-                        late, call.arrived = call.arrived, None
-                        if late is not None and not _is_refusal(late):
-                            answer = late
                     if answer["st"] == "error":
                         raise remote_error(answer.get("error"), "peer")
                     return answer
@@ -888,6 +921,10 @@ class Agent(CatalogCaller):
             ticket.end()
             for key in call.late:
                 self._late.pop(key, None)
+
+    def _may_still_answer(self, call: _Call) -> bool:
+        """Whether an attempt of ``call`` that timed out may still be answered (none was refused since)."""
+        return any(key in self._late for key in call.late)
 
     async def _between_attempts(self, call: _Call, seconds: float, until: Callable[[], bool]) -> None:
         """Waits up to ``seconds`` for a late answer to ``call``, until ``until()`` holds (checked
