@@ -670,5 +670,75 @@ class DroppedAnswers(unittest.TestCase):
         asyncio.run(run())
 
 
+class Deadlines(unittest.TestCase):
+    """Rule 5: nothing is resent past the deadline, nor to ``svc:NAME`` after a timeout."""
+
+    def test_a_held_call_whose_last_turn_ends_at_its_deadline_sends_nothing_more(self):
+        """The first attempt is lost; the budget holds the call until the very end of its last
+        turn, at its deadline, and has a place then (another call ended just then). The call ends
+        ``timeout`` with one request. Before, it left the hold loop and sent a second attempt
+        already past its deadline."""
+        from unittest import mock
+        from zmcp.agent import _BudgetTicket
+        async def run():
+            relay, caller, callee = await _pair()
+            callee.tool("echo", lambda args: args)
+            relay.decide = lambda h: "drop" if h["k"] == "req" else "forward"
+            timeout = 1.0  # attempt timeout 0.5 s: held from ~0.55 s to the deadline
+            free_at = time.monotonic() + timeout  # at or just before the call's own deadline
+            try:
+                with mock.patch.object(_BudgetTicket, "may_resend", lambda self, share: time.monotonic() >= free_at):
+                    with self.assertRaises(zmcp.ZmcpError) as ctx:
+                        await caller.call(callee.public_key, "echo", {}, timeout=timeout)
+                self.assertEqual(ctx.exception.code, "timeout")
+                self.assertEqual(caller.retries_held, 1)
+                self.assertEqual(len(relay.requests), 1)
+            finally:
+                await _end(relay, caller, callee)
+        asyncio.run(run())
+
+    def test_a_timed_out_attempt_to_a_service_is_never_resent_whatever_the_clock_says(self):
+        """A call to ``svc:echo`` (no replica named) times out, and the agent's clock, stepped back
+        0.4 s during the call, says there is time left: still one request, ``timeout``. A resend
+        could reach another replica, which would run the tool again."""
+        from zmcp import agent as agent_module
+        real = time.monotonic
+
+        class SteppedBack:
+            step = 0.0
+
+            def __getattr__(self, name):
+                return getattr(time, name)
+
+            def monotonic(self):
+                return real() - self.step
+        clock = SteppedBack()
+        async def run():
+            relay, caller, callee = await _pair()
+            caller._directory.services["echo"] = callee.public_key
+            seen: list[dict] = []
+
+            def decide(h: dict) -> str:
+                if h["k"] == "req":
+                    seen.append(h)
+                    clock.step = 0.4
+                    return "drop"
+                return "forward"
+            relay.decide = decide
+            try:
+                with self.assertRaises(zmcp.ZmcpError) as ctx:
+                    await caller.call("svc:echo", "echo", {}, timeout=1.0)
+                self.assertEqual(ctx.exception.code, "timeout")
+                self.assertEqual([h["to"] for h in seen], ["svc:echo"])
+            finally:
+                await _end(relay, caller, callee)
+        saved = agent_module.time
+        agent_module.time = clock
+        try:
+            asyncio.run(run())
+        finally:
+            agent_module.time = saved
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -897,6 +897,12 @@ class Agent(CatalogCaller):
                             ticket.hold(None)  # no longer held (answered, woken, turn over, closed)
                         if self._closed:
                             raise self.closed_error or ClosedError("agent is closed") from None
+                    # Held until its deadline, then let go by the budget (a place freed just as its
+                    # last turn ended): nothing more to send. The loop checks the deadline only
+                    # before each turn, and one more attempt, already past its exp, went out (a
+                    # message the broker or callee can only refuse; the TypeScript caller's 37283e1).
+                    if held and call.arrived is None and time.monotonic() >= deadline:
+                        raise timed_out(attempt) from None
                     if call.arrived is not None:
                         continue  # nothing more is sent: the next turn takes the answer that came
                     # The broker refused an earlier attempt with a final code (rate_limited: back
