@@ -10,7 +10,10 @@ header's ``to`` (as the broker does) and lets a test drop messages or refuse the
 - close() ends a held call at once with ``closed``;
 - calls whose answers were lost resend as places in the budget free (a resending call ends),
   not one budget's share per attempt timeout;
-- a forged answer to a timed-out attempt is dropped without marking the pending one refused.
+- a forged answer to a timed-out attempt is dropped without marking the pending one refused;
+- parity with the TypeScript caller's retry loop (src/agent/caller.ts): late refusals, late
+  nacks, forged late answers, the "its answer was dropped" wait, and deadlines (rules 1-5 of the
+  classes LateRefusals, LateNacks, ForgedLateAnswers, DroppedAnswers, Deadlines).
 """
 from __future__ import annotations
 
@@ -486,7 +489,7 @@ class LateNacks(unittest.TestCase):
                 self.assertEqual(await caller.call(callee.public_key, "echo", {"n": 1}, timeout=2.0), {"n": 1})
                 self.assertTrue(watcher.done())
                 self.assertEqual(len(seen), 2)
-                self.assertGreaterEqual(seen[1] - seen[0], 0.5 + 0.045)
+                self.assertGreaterEqual(seen[1] - seen[0], 0.53)  # 0.5 + 0.05; cut short: ~0.5
             finally:
                 watcher.cancel()
                 await _end(relay, caller, callee)
