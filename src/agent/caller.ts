@@ -18,7 +18,7 @@ import type { JobFollower } from "./follower.js";
 import { DROPPED_ANSWER } from "./idempotency.js";
 import { Job, jobRunner, type JobState } from "./jobs.js";
 import type { CallOptions } from "./options.js";
-import { attemptTimeout, backoff, isRetryable, RetryBudget, retryPolicy } from "./retry.js";
+import { attemptTimeout, backoff, isRetryable, RetryBudget, retryPolicy, type RetryPolicy, type RetryTicket } from "./retry.js";
 import { bump, Dropped } from "./stats.js";
 import { BUILTIN_TOOLS, ToolInfoSchema, type ToolInfo } from "./tools.js";
 import { StoredCalls, type DurableCallOptions } from "../store/caller.js";
@@ -239,30 +239,11 @@ export class Caller {
           if (isDroppedAnswer(answered.response) && this.#mayStillAnswer(call) && Date.now() < deadline) {
             // It sends nothing more: its resend place frees now for a held call (before: kept
             // until the deadline, so held calls whose answers were lost waited out theirs,
-            // retry9-attack-dropped.test.ts).
+            // retry9-attack-dropped.test.ts). And the destination answered: its circuit's verdict
+            // now (before: a half-open circuit's probe kept every other call failing circuit_open).
             budget.release();
-            // And the destination answered: its circuit's verdict now (before: a half-open
-            // circuit's probe kept every other call failing circuit_open until its deadline).
             circuit.settle();
-            this.#holding.add(call);
-            try {
-              // Until the answer that went out comes: a refusal of another attempt (a late
-              // `busy`, the broker's `nack`) is not it, and does not end the wait while an attempt
-              // may still be answered (before: the call failed at once, its answer on the way).
-              while (!core.isClosed()) {
-                await waitForLate(call, deadline - Date.now(), options.signal);
-                const late = call.arrived as Answered | undefined; // set by answered() while waiting
-                call.arrived = undefined;
-                if (late !== undefined && !isRefusal(late.response) && !isDroppedAnswer(late.response)) {
-                  answered = late;
-                  break;
-                }
-                if (Date.now() >= deadline || !this.#mayStillAnswer(call)) break;
-              }
-            } finally {
-              this.#holding.delete(call);
-            }
-            if (core.isClosed()) throw core.closedWith() ?? new ZmcpError("closed", "agent is closed");
+            answered = (await this.#waitForFirstAnswer(call, deadline, options.signal)) ?? answered;
           }
           if (answered.response.st === "error") throw remoteError(answered.response.error, "peer");
           circuit.settle();
@@ -279,24 +260,7 @@ export class Caller {
           try {
             // Timed out: the attempt is most likely late, not lost. Resend only within the budget;
             // else wait for its answer (or that of an earlier attempt) as long as another attempt would.
-            let held = false;
-            while (err instanceof TimeoutError && call.arrived === undefined && !call.lost && call.refused === undefined && !budget.mayResend(policy.budget)) {
-              if (Date.now() >= deadline) throw err;
-              if (core.isClosed()) throw core.closedWith() ?? new ZmcpError("closed", "agent is closed"); // close() wakes only calls already waiting
-              if (!held) this.core.stats.retriesHeld++;
-              held = true;
-              this.#holding.add(call);
-              budget.hold(() => call.wake?.()); // a place freed: ask again at once
-              try {
-                // At least 1 ms: an attemptTimeout of 0 (or less) resolved at once, and the loop spun on
-                // microtasks until the deadline, the whole process frozen (retry8-attack-held.test.ts).
-                await waitForLate(call, Math.max(1, Math.min(policy.attemptTimeout, deadline - Date.now())), options.signal);
-              } finally {
-                this.#holding.delete(call);
-                budget.hold(undefined);
-              }
-              if (core.isClosed()) throw core.closedWith() ?? new ZmcpError("closed", "agent is closed");
-            }
+            const held = err instanceof TimeoutError && (await this.#hold(call, budget, policy, deadline, err, options.signal));
             // Held until its deadline, then freed by the budget: nothing more to send (before: one
             // attempt already past its deadline went out, retry8-attack-deadline.test.ts).
             if (held && call.arrived === undefined && Date.now() >= deadline) throw err;
@@ -305,23 +269,7 @@ export class Caller {
             // call fails with it, as it would had that attempt been the one pending (before: a held
             // call resent at once, retry8-attack-late-nack.test.ts).
             else if (err instanceof TimeoutError && call.refused !== undefined) throw call.refused;
-            else if (!held) {
-              // The backoff, woken early by a late answer (taken at once) or by close (before: a
-              // closed agent's call slept out its backoff, up to maxDelay). The broker's late
-              // refusal of an earlier attempt does not cut it short: `busy`/`no_route` change
-              // nothing (a resend is coming), and a final code ends the call, as for a held call
-              // (before: resent at once, into a broker that said rate_limited, retry9-attack-dropped).
-              const until = Date.now() + delay;
-              this.#holding.add(call);
-              try {
-                const refused = () => err instanceof TimeoutError && call.refused !== undefined;
-                while (call.arrived === undefined && !refused() && !core.isClosed() && Date.now() < until) await waitForLate(call, until - Date.now(), options.signal);
-              } finally {
-                this.#holding.delete(call);
-              }
-              if (core.isClosed()) throw core.closedWith() ?? new ZmcpError("closed", "agent is closed");
-              if (call.arrived === undefined && err instanceof TimeoutError && call.refused !== undefined) throw call.refused;
-            }
+            else if (!held) await this.#backOff(call, delay, err, options.signal);
             call.lost = false;
           } catch (aborted) {
             circuit.settle(aborted); // aborted: neutral, but a probe must not stay out
@@ -334,6 +282,80 @@ export class Caller {
       budget.end();
       for (const key of call.late) this.#late.delete(key);
     }
+  }
+
+  /**
+   * A timed-out attempt, most likely late, not lost: resend only within the retry budget, else
+   * wait for its answer (or an earlier attempt's) in turns of the attempt timeout, asking again
+   * when a place frees, until an answer comes, the broker refuses an attempt, or the deadline
+   * (then throws `timedOut`). Returns whether it waited (held).
+   */
+  async #hold(call: CallState, budget: RetryTicket, policy: RetryPolicy, deadline: number, timedOut: Error, signal: AbortSignal | undefined): Promise<boolean> {
+    let held = false;
+    while (call.arrived === undefined && !call.lost && call.refused === undefined && !budget.mayResend(policy.budget)) {
+      if (Date.now() >= deadline) throw timedOut;
+      this.#throwIfClosed(); // close() wakes only calls already waiting
+      if (!held) this.core.stats.retriesHeld++;
+      held = true;
+      budget.hold(() => call.wake?.()); // a place freed: ask again at once
+      try {
+        // At least 1 ms: an attemptTimeout of 0 (or less) resolved at once, and the loop spun on
+        // microtasks until the deadline, the whole process frozen (retry8-attack-held.test.ts).
+        await this.#wait(call, Math.max(1, Math.min(policy.attemptTimeout, deadline - Date.now())), signal);
+      } finally {
+        budget.hold(undefined);
+      }
+    }
+    return held;
+  }
+
+  /**
+   * The backoff before a resend, woken early by a late answer (taken at once) or by close
+   * (before: a closed agent's call slept out its backoff, up to maxDelay). The broker's late
+   * refusal of an earlier attempt does not cut it short: `busy`/`no_route` change nothing (a
+   * resend is coming), and a final code ends the call, as for a held call (before: resent at
+   * once, into a broker that said rate_limited, retry9-attack-dropped).
+   */
+  async #backOff(call: CallState, delay: number, err: unknown, signal: AbortSignal | undefined): Promise<void> {
+    const until = Date.now() + delay;
+    const refused = () => err instanceof TimeoutError && call.refused !== undefined;
+    while (call.arrived === undefined && !refused() && !this.core.isClosed() && Date.now() < until) await this.#wait(call, until - Date.now(), signal);
+    this.#throwIfClosed();
+    if (call.arrived === undefined && refused()) throw call.refused;
+  }
+
+  /**
+   * After "already ran once; its answer was dropped" (PROTOCOL §8.3): the first answer went out
+   * before and may still come on a timed-out attempt. Waits for it until the deadline, or until
+   * no attempt may still be answered; a refusal of another attempt (a late `busy`, the broker's
+   * `nack`) is not it and does not end the wait (before: the call failed at once, its answer on
+   * the way). Undefined when it never came.
+   */
+  async #waitForFirstAnswer(call: CallState, deadline: number, signal: AbortSignal | undefined): Promise<Answered | undefined> {
+    while (!this.core.isClosed()) {
+      await this.#wait(call, deadline - Date.now(), signal);
+      const late = call.arrived as Answered | undefined; // set by answered() while waiting
+      call.arrived = undefined;
+      if (late !== undefined && !isRefusal(late.response) && !isDroppedAnswer(late.response)) return late;
+      if (Date.now() >= deadline || !this.#mayStillAnswer(call)) break;
+    }
+    this.#throwIfClosed();
+    return undefined;
+  }
+
+  /** One wait of a call between attempts: woken by a late answer, close, or `signal` (throws its abort). */
+  async #wait(call: CallState, ms: number, signal: AbortSignal | undefined): Promise<void> {
+    this.#holding.add(call);
+    try {
+      await waitForLate(call, ms, signal);
+    } finally {
+      this.#holding.delete(call);
+    }
+    this.#throwIfClosed();
+  }
+
+  #throwIfClosed(): void {
+    if (this.core.isClosed()) throw this.core.closedWith() ?? new ZmcpError("closed", "agent is closed");
   }
 
   /**
