@@ -87,70 +87,88 @@ function count(name: string, value: unknown, least: number): void {
 export class RetryBudget {
   readonly #destinations = new Map<string, Counts>();
 
-  /** A call to `destination` starts waiting; call the returned function once when it ends. */
+  /** A call to `destination` starts waiting; call the ticket's `end` once when it ends. */
   enter(destination: string): RetryTicket {
-    let entry = this.#destinations.get(destination);
-    if (!entry) this.#destinations.set(destination, (entry = { waiting: 0, resending: 0, held: new Set() }));
-    entry.waiting++;
-    const counts = entry;
-    let resending = false;
-    let ended = false;
-    let wake: (() => void) | undefined;
-    return {
-      mayResend: (budget) => {
-        if (resending) return true;
-        if (counts.resending >= Math.max(MIN_RETRYING, budget * counts.waiting)) return false;
-        resending = true;
-        counts.resending++;
-        return true;
-      },
-      hold: (onPlace) => {
-        if (wake) counts.held.delete(wake);
-        wake = onPlace;
-        if (wake) counts.held.add(wake);
-      },
-      release: () => {
-        if (!resending || ended) return;
-        resending = false;
-        free(counts);
-      },
-      end: () => {
-        if (ended) return;
-        ended = true;
-        if (wake) counts.held.delete(wake);
-        counts.waiting--;
-        if (resending) free(counts);
-        if (counts.waiting === 0) this.#destinations.delete(destination);
-      },
-    };
+    let counts = this.#destinations.get(destination);
+    if (!counts) this.#destinations.set(destination, (counts = { waiting: 0, resending: 0, held: undefined }));
+    counts.waiting++;
+    // A ticket of one shape, no closures: a call makes one on every request (the per-call path).
+    return new Ticket(this.#destinations, destination, counts);
   }
 
   /** Calls waiting on `destination` and those of them resending (for tests and metrics). */
   counts(destination: string): { waiting: number; resending: number; held: number } {
     const entry = this.#destinations.get(destination);
-    return { waiting: entry?.waiting ?? 0, resending: entry?.resending ?? 0, held: entry?.held.size ?? 0 };
-  }
-}
-
-/** A resending call gives up its place. */
-function free(counts: Counts): void {
-  counts.resending--;
-  // A place is free: the call held longest asks again now, not at the end of its turn.
-  // Turns of an attempt timeout drained a crowd of held calls a fifth at a time, 2 s
-  // apart: when a load dropped and only calls whose answers were lost were left, the
-  // last of them waited out their deadline (the reference run of issue 12 caught it).
-  const first = counts.held.values().next();
-  if (!first.done) {
-    counts.held.delete(first.value);
-    first.value();
+    return { waiting: entry?.waiting ?? 0, resending: entry?.resending ?? 0, held: entry?.held?.size ?? 0 };
   }
 }
 
 interface Counts {
   waiting: number;
   resending: number;
-  /** Wake-ups of the calls held for a place, oldest first. */
-  held: Set<() => void>;
+  /** Wake-ups of the calls held for a place, oldest first (made when a call is first held). */
+  held: Set<() => void> | undefined;
+}
+
+class Ticket implements RetryTicket {
+  #resending = false;
+  #ended = false;
+  #wake: (() => void) | undefined;
+
+  constructor(
+    /** The budget's table, which forgets a destination once no call waits on it. */
+    private readonly destinations: Map<string, Counts>,
+    private readonly destination: string,
+    private readonly counts: Counts,
+  ) {}
+
+  mayResend(budget: number): boolean {
+    if (this.#resending) return true;
+    const counts = this.counts;
+    if (counts.resending >= Math.max(MIN_RETRYING, budget * counts.waiting)) return false;
+    this.#resending = true;
+    counts.resending++;
+    return true;
+  }
+
+  hold(onPlace: (() => void) | undefined): void {
+    const counts = this.counts;
+    if (this.#wake) counts.held?.delete(this.#wake);
+    this.#wake = onPlace;
+    if (onPlace) (counts.held ??= new Set()).add(onPlace);
+  }
+
+  release(): void {
+    if (!this.#resending || this.#ended) return;
+    this.#resending = false;
+    this.#free();
+  }
+
+  end(): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    const counts = this.counts;
+    if (this.#wake) counts.held?.delete(this.#wake);
+    counts.waiting--;
+    if (this.#resending) this.#free();
+    if (counts.waiting === 0) this.destinations.delete(this.destination);
+  }
+
+  /**
+   * Gives up this call's place. The call held longest asks again now, not at the end of its
+   * turn: turns of an attempt timeout drained a crowd of held calls a fifth at a time, 2 s apart,
+   * and when a load dropped and only calls whose answers were lost were left, the last of them
+   * waited out their deadline (the reference run of issue 12 caught it).
+   */
+  #free(): void {
+    const counts = this.counts;
+    counts.resending--;
+    const first = counts.held?.values().next();
+    if (first && !first.done) {
+      counts.held!.delete(first.value);
+      first.value();
+    }
+  }
 }
 
 export interface RetryTicket {
