@@ -426,12 +426,14 @@ export class Caller {
    * Throws Dropped unless this response answers a pending request and comes from the party
    * that request was addressed to: the broker's `from`, the header's `as` and the sealing key.
    * A forged response is noted on the request, so that if the real answer never comes the call
-   * fails with `bad_seal` (ForgedAnswerError) rather than a plain timeout.
+   * fails with `bad_seal` (ForgedAnswerError) rather than a plain timeout. Returns the key of
+   * what it answers, for {@link answered} (one hex key per response, not two).
    */
-  bind(header: Header, peer: string, sealedBy: string): void {
-    const key = header.re ? idKey(header.re) : undefined;
-    const late = key === undefined ? undefined : this.#late.get(key);
-    const expected = key === undefined ? undefined : (this.#pending.meta(key) ?? late?.answerer);
+  bind(header: Header, peer: string, sealedBy: string): string {
+    if (!header.re) throw new Dropped("unsolicited", "response to nothing pending");
+    const key = idKey(header.re);
+    const late = this.#late.get(key);
+    const expected = this.#pending.meta(key) ?? late?.answerer;
     if (!expected) throw new Dropped("unsolicited", "response to nothing pending");
     const why = mismatch(expected, peer, header.as, sealedBy);
     if (why !== undefined) {
@@ -440,14 +442,14 @@ export class Caller {
       // timeout, not retried, before the real late answer came): if the call ends timed out, it
       // fails bad_seal instead (before: a plain timeout, retry8-attack-forged-late.test.ts).
       const forged = new ForgedAnswerError(`refused an answer not sealed by the party asked: ${why}`);
-      if (!this.#pending.refuse(key!, forged) && late !== undefined) late.call.forged ??= forged;
+      if (!this.#pending.refuse(key, forged) && late !== undefined) late.call.forged ??= forged;
       throw new Dropped("bad_seal", why);
     }
+    return key;
   }
 
-  /** A response that passed every check. Throws Dropped when it answers nothing pending. */
-  answered(header: Header, peer: string, response: Response): void {
-    const key = idKey(header.re!);
+  /** A response that passed every check; `key` as {@link bind} returned it. Throws Dropped when it answers nothing pending. */
+  answered(key: string, peer: string, response: Response): void {
     if (this.#pending.resolve(key, { response, from: peer })) return;
     // A late answer to an earlier attempt of a call still waiting: it answers the call, through
     // the attempt now pending or, between attempts, kept for the next turn of its loop.

@@ -40,6 +40,8 @@ export interface Arrival {
   opened: boolean;
   /** Set by a step that keeps the message for later (a durable job event, follower.ts): no further step runs. */
   kept?: boolean;
+  /** A response's `re` as the caller's key of what it answers (made once, by the binding step). */
+  answers?: string;
   inner: Inner;
   now: number;
   mono: number;
@@ -200,7 +202,7 @@ export class Inbound {
         }
         // Sealed as a service (a replica's answer): opened with that service's public key.
         m.sealedBy = m.header.as === undefined ? m.peer : core.directory.sealedAs(m.header.as);
-        if (m.header.k === "res") caller.bind(m.header, m.peer, m.sealedBy);
+        if (m.header.k === "res") m.answers = caller.bind(m.header, m.peer, m.sealedBy);
         else if (m.header.k === "evt" && m.header.dur && follower.keepForJob(m.peer, m.sealedBy, m.frames)) m.kept = true;
         else if (m.header.k === "evt") follower.checkSealer(m.sealedBy);
       },
@@ -232,7 +234,7 @@ export class Inbound {
       deliver: (m) => {
         const inner = m.inner;
         if (inner.t === "req") handler.onRequest(m.reply, inner);
-        else if (inner.t === "res") caller.answered(m.header, m.peer, inner);
+        else if (inner.t === "res") caller.answered(m.answers!, m.peer, inner);
         else follower.onEvent(m.peer, m.header, m.sealedBy, inner);
       },
     };
