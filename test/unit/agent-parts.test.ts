@@ -8,19 +8,14 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { generateAuthority, generateCertificate, RemoteError, ForgedAnswerError, type AgentOptions } from "../../src/index.js";
-import type { AgentCore } from "../../src/agent/core.js";
-import { Directory } from "../../src/agent/directory.js";
 import { HANDLER_STEPS } from "../../src/agent/handler.js";
 import { INBOUND_STEPS } from "../../src/agent/inbound.js";
-import { resolveAgentOptions } from "../../src/agent/options.js";
 import { createParts, type AgentParts } from "../../src/agent/parts.js";
-import { newAgentStats, type AgentStats } from "../../src/agent/stats.js";
+import { type AgentStats } from "../../src/agent/stats.js";
 import { ToolRegistry } from "../../src/agent/tools.js";
 import { linkedPair, type MemoryEnd } from "../../src/agent/transport.js";
-import { silentLogger } from "../../src/support/log.js";
-import { LogThrottle } from "../../src/support/log-throttle.js";
 import { decodeHeader, type Header } from "../../src/wire/envelope.js";
-import { Sealer } from "../../src/wire/seal.js";
+import { memoryCore } from "../support/memory-core.js";
 
 interface MemoryPeer {
   key: string;
@@ -33,24 +28,8 @@ const BROKER_KEY = generateCertificate().publicKey;
 const open: MemoryPeer[] = [];
 
 function memoryPeer(end: MemoryEnd, options: Partial<AgentOptions> = {}): MemoryPeer {
-  const cert = generateCertificate();
-  const closing = new AbortController();
-  let closed = false;
-  const stats = newAgentStats();
-  const core: AgentCore = {
-    publicKey: cert.publicKey,
-    sealer: new Sealer(cert.secretKey),
-    options: resolveAgentOptions({ broker: "memory", cert, heartbeatInterval: 0, jobPollInterval: 0, ...options }),
-    transport: end,
-    directory: new Directory(undefined, silentLogger),
-    stats,
-    log: silentLogger,
-    throttle: new LogThrottle(silentLogger),
-    tokenSource: undefined,
-    closing: closing.signal,
-    closedWith: () => undefined,
-    isClosed: () => closed,
-  };
+  const { cert, core, close } = memoryCore(end, options);
+  const stats = core.stats;
   const parts = createParts(core, BROKER_KEY, new ToolRegistry());
   end.onReceive = (frames) => parts.inbound.accept(frames);
   const peer = {
@@ -58,8 +37,7 @@ function memoryPeer(end: MemoryEnd, options: Partial<AgentOptions> = {}): Memory
     parts,
     stats,
     close() {
-      closed = true;
-      closing.abort();
+      close();
       parts.handler.close();
       parts.caller.close(new Error("closed"));
     },

@@ -6,35 +6,16 @@
  */
 import { describe, expect, it } from "vitest";
 import { generateCertificate } from "../../src/auth/certs.js";
-import type { AgentCore } from "../../src/agent/core.js";
-import { Directory } from "../../src/agent/directory.js";
-import { resolveAgentOptions } from "../../src/agent/options.js";
 import { Responder, type ReplyPath } from "../../src/agent/responder.js";
-import { newAgentStats } from "../../src/agent/stats.js";
 import type { Frames } from "../../src/agent/transport.js";
-import { silentLogger } from "../../src/support/log.js";
-import { LogThrottle } from "../../src/support/log-throttle.js";
 import { decodeInner, decodeKept, encodeHeader, encodeInner, encodeKept, encodeResponseShared, newId, PROTOCOL_VERSION, type Header } from "../../src/wire/envelope.js";
 import { Sealer } from "../../src/wire/seal.js";
 import { rng } from "../support/random.js";
+import { memoryCore } from "../support/memory-core.js";
 
 function callee() {
-  const cert = generateCertificate();
   const sent: Frames[] = [];
-  const core: AgentCore = {
-    publicKey: cert.publicKey,
-    sealer: new Sealer(cert.secretKey),
-    options: resolveAgentOptions({ broker: "memory", cert, heartbeatInterval: 0, jobPollInterval: 0 }),
-    transport: { send: async (frames) => void sent.push(frames) },
-    directory: new Directory(undefined, silentLogger),
-    stats: newAgentStats(),
-    log: silentLogger,
-    throttle: new LogThrottle(silentLogger),
-    tokenSource: undefined,
-    closing: new AbortController().signal,
-    closedWith: () => undefined,
-    isClosed: () => false,
-  };
+  const { cert, core } = memoryCore({ send: async (frames) => void sent.push(frames) });
   return { cert, core, sent, responder: new Responder(core) };
 }
 
