@@ -6,9 +6,8 @@
  */
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
-import { encodeHeader, newId, PROTOCOL_VERSION, type Header } from "../../src/wire/envelope.js";
 import { rawPeer } from "../support/raw-peer.js";
-import { isRequest, isResponse, RelayBed } from "../support/relay-bed.js";
+import { isRequest, isResponse, RelayBed, sendNack } from "../support/relay-bed.js";
 import type { Captured } from "../support/stand-in-broker.js";
 import { sleep, waitFor } from "../support/wait.js";
 
@@ -121,8 +120,7 @@ describe("late answers and the retry budget", () => {
     };
     const echo = caller.call("bob", "echo", { text: "hi" }, { timeout: 2000, retry });
     await waitFor(() => caller.stats.retriesHeld >= 1, 5000, "the echo call held by the budget");
-    const nack: Header = { v: PROTOCOL_VERSION, k: "nack", id: newId(), to: "", exp: Date.now() + 5000, re: swallowed!.header.id, code: "busy", msg: "queue full" };
-    await relay.send(callerKey, "", encodeHeader(nack), new Uint8Array(0));
+    await sendNack(relay, callerKey, swallowed!.header.id, "busy", "queue full");
     expect(await echo).toEqual({ echo: "hi" });
     expect(await Promise.all(hanging)).toHaveLength(3);
   }, 20_000);
@@ -153,8 +151,7 @@ describe("late answers and the retry budget", () => {
     // Every request refused busy by the broker (nothing ran): the call backs off and resends.
     relay.onMessage = (m) => {
       if (!isRequest(m, callerKey)) return true;
-      const nack: Header = { v: PROTOCOL_VERSION, k: "nack", id: newId(), to: "", exp: Date.now() + 5000, re: m.header.id, code: "busy", msg: "queue full" };
-      void relay.send(callerKey, "", encodeHeader(nack), new Uint8Array(0));
+      void sendNack(relay, callerKey, m.header.id, "busy", "queue full");
       return false;
     };
     const retry = { minDelay: 5000, maxDelay: 5000 }; // a backoff of 2.5 to 5 s after the first refusal

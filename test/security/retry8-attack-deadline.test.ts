@@ -4,21 +4,15 @@
  */
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
-import { tempCerts } from "../support/certs.js";
-import { connectAgent } from "../support/mesh.js";
 import { RelayBed } from "../support/relay-bed.js";
-import { startRelay, type Captured } from "../support/stand-in-broker.js";
+import { type Captured } from "../support/stand-in-broker.js";
 import { sleep } from "../support/wait.js";
 
 const bed = new RelayBed();
 
 describe("retry8: a held call at its deadline", () => {
   it("sends nothing past its deadline when the budget frees during its last turn", async () => {
-    const fx = (bed.fx = tempCerts("caller", "bob"));
-    const relay = (bed.relay = await startRelay(fx));
-    const bob = await connectAgent(fx, "bob", relay.endpoint);
-    const caller = await connectAgent(fx, "caller", relay.endpoint);
-    bed.agents.push(caller, bob);
+    const { caller, bob, relay, fx } = await bed.mesh();
     bob.tool("hang", { input: z.object({}) }, async () => {
       await sleep(4000);
       return {};

@@ -4,22 +4,15 @@
  */
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
-import { encodeHeader, newId, PROTOCOL_VERSION, type Header } from "../../src/wire/envelope.js";
-import { tempCerts } from "../support/certs.js";
-import { connectAgent } from "../support/mesh.js";
-import { isRequest, RelayBed } from "../support/relay-bed.js";
-import { startRelay, type Captured } from "../support/stand-in-broker.js";
+import { isRequest, RelayBed, sendNack } from "../support/relay-bed.js";
+import { type Captured } from "../support/stand-in-broker.js";
 import { sleep, waitFor } from "../support/wait.js";
 
 const bed = new RelayBed();
 
 describe("retry8: a late final nack", () => {
   it("a late `rate_limited` nack of a held call's attempt fails the call rate_limited at once; nothing is resent", async () => {
-    const fx = (bed.fx = tempCerts("caller", "bob"));
-    const relay = (bed.relay = await startRelay(fx));
-    const bob = await connectAgent(fx, "bob", relay.endpoint);
-    const caller = await connectAgent(fx, "caller", relay.endpoint);
-    bed.agents.push(caller, bob);
+    const { caller, bob, relay, fx } = await bed.mesh();
     const r = relay;
     bob.tool("hang", { input: z.object({}) }, async () => {
       await sleep(6000);
@@ -40,8 +33,7 @@ describe("retry8: a late final nack", () => {
     };
     const echo = caller.call("bob", "echo", { text: "hi" }, { timeout: 2000, retry }).catch((e: unknown) => e);
     await waitFor(() => caller.stats.retriesHeld >= 1, 5000, "the echo call held by the budget");
-    const nack: Header = { v: PROTOCOL_VERSION, k: "nack", id: newId(), to: "", exp: Date.now() + 5000, re: swallowed!.header.id, code: "rate_limited", msg: "slow down" };
-    await r.send(callerKey, "", encodeHeader(nack), new Uint8Array(0));
+    await sendNack(r, callerKey, swallowed!.header.id, "rate_limited", "slow down");
     const outcome = await Promise.race([echo, sleep(1000).then(() => "still waiting")]);
     // Before: the held call resent at once and was answered, as if the broker had said busy.
     expect(outcome).toMatchObject({ code: "rate_limited" });

@@ -6,21 +6,14 @@ import { describe, expect, it } from "vitest";
 import { z } from "zod";
 import { ConfigError } from "../../src/errors.js";
 import { retryPolicy } from "../../src/agent/retry.js";
-import { tempCerts } from "../support/certs.js";
-import { connectAgent } from "../support/mesh.js";
 import { RelayBed } from "../support/relay-bed.js";
-import { startRelay } from "../support/stand-in-broker.js";
 import { sleep } from "../support/wait.js";
 
 const bed = new RelayBed();
 
 describe("retry8: retry options", () => {
   it("attemptTimeout NaN (say Number(process.env.X)): the call ends, not waits forever for an answer that never comes", async () => {
-    const fx = (bed.fx = tempCerts("caller", "bob"));
-    const relay = (bed.relay = await startRelay(fx));
-    const bob = await connectAgent(fx, "bob", relay.endpoint);
-    const caller = await connectAgent(fx, "caller", relay.endpoint);
-    bed.agents.push(caller, bob);
+    const { caller, bob, relay, fx } = await bed.mesh();
     bob.tool("echo", { input: z.object({}) }, () => ({}));
     const callerKey = fx.key("caller");
     relay.onMessage = (m) => !(m.header.k === "res" && m.header.to === callerKey); // answers lost

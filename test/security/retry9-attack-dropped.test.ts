@@ -5,24 +5,18 @@
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
 import { DROPPED_ANSWER } from "../../src/agent/idempotency.js";
-import { encodeHeader, newId, PROTOCOL_VERSION, type Header } from "../../src/wire/envelope.js";
 import { tempCerts } from "../support/certs.js";
 import { connectAgent } from "../support/mesh.js";
-import { isRequest, isResponse, RelayBed } from "../support/relay-bed.js";
+import { isRequest, isResponse, RelayBed, sendNack } from "../support/relay-bed.js";
 import { startRelay, type Captured } from "../support/stand-in-broker.js";
 import { sleep, waitFor } from "../support/wait.js";
 
 const bed = new RelayBed();
 
-const nack = (re: Uint8Array, code: string): Uint8Array => encodeHeader({ v: PROTOCOL_VERSION, k: "nack", id: newId(), to: "", exp: Date.now() + 5000, re, code, msg: code } as Header);
 
 describe("retry9: the wait for a dropped answer", () => {
   it("a call waiting for its dropped answer gives up its resend place: a held call whose answer was lost resends (before: held until its deadline, failed timeout)", async () => {
-    const fx = (bed.fx = tempCerts("caller", "bob"));
-    const relay = (bed.relay = await startRelay(fx));
-    const bob = await connectAgent(fx, "bob", relay.endpoint);
-    const caller = await connectAgent(fx, "caller", relay.endpoint);
-    bed.agents.push(caller, bob);
+    const { caller, bob, relay, fx } = await bed.mesh();
     // The callee's word, as its answer cache would give it to a resend.
     bob.tool("dropped", { input: z.object({ i: z.number() }) }, () => {
       throw new Error(DROPPED_ANSWER.error!.message);
@@ -48,13 +42,9 @@ describe("retry9: the wait for a dropped answer", () => {
   }, 15_000);
 
   it("a broker's late refusal of another attempt does not cut the wait short: the answer on its way answers (before: tool_failed at once)", async () => {
-    const fx = (bed.fx = tempCerts("caller", "bob"));
-    const relay = (bed.relay = await startRelay(fx));
     // Room for one answer's bytes per caller: a second request drops the first answer's body.
     const answerLimits = { maxEntries: 1000, maxBytes: 1 << 30, maxEntriesPerOwner: 1000, maxBytesPerOwner: 1000 };
-    const bob = await connectAgent(fx, "bob", relay.endpoint, { answerLimits });
-    const caller = await connectAgent(fx, "caller", relay.endpoint);
-    bed.agents.push(caller, bob);
+    const { caller, bob, relay, fx } = await bed.mesh({ answerLimits });
     let runs = 0;
     bob.tool("echo", { input: z.object({ text: z.string() }) }, ({ text }) => {
       runs++;
@@ -86,7 +76,7 @@ describe("retry9: the wait for a dropped answer", () => {
     void relay.resend(requests[2]!); // answered "already ran once; its answer was dropped"
     await waitFor(() => dropped, 3000, "the dropped answer");
     await sleep(50);
-    void relay.send(callerKey, "", nack(requests[0]!.header.id, "busy"), new Uint8Array(0)); // the first attempt never arrived
+    void sendNack(relay, callerKey, requests[0]!.header.id, "busy"); // the first attempt never arrived
     await sleep(200);
     void relay.resend(answer!);
     expect(await call).toEqual({ echo: long });
@@ -94,11 +84,7 @@ describe("retry9: the wait for a dropped answer", () => {
   }, 15_000);
 
   it("a tool's own error that only quotes the callee's words fails at once (before: the call waited until its deadline)", async () => {
-    const fx = (bed.fx = tempCerts("caller", "bob"));
-    const relay = (bed.relay = await startRelay(fx));
-    const bob = await connectAgent(fx, "bob", relay.endpoint);
-    const caller = await connectAgent(fx, "caller", relay.endpoint);
-    bed.agents.push(caller, bob);
+    const { caller, bob, relay, fx } = await bed.mesh();
     bob.tool("check", { input: z.object({ note: z.string() }) }, ({ note }) => {
       throw new Error(`refused note: ${note}`);
     });
@@ -142,11 +128,7 @@ describe("retry9: the circuit during the wait for a dropped answer", () => {
 
 describe("retry9: the backoff woken by late news", () => {
   it("a broker's late `rate_limited` during a backoff does not cut it short: the call ends with it, nothing resent (before: resent at once)", async () => {
-    const fx = (bed.fx = tempCerts("caller", "bob"));
-    const relay = (bed.relay = await startRelay(fx));
-    const bob = await connectAgent(fx, "bob", relay.endpoint);
-    const caller = await connectAgent(fx, "caller", relay.endpoint);
-    bed.agents.push(caller, bob);
+    const { caller, bob, relay, fx } = await bed.mesh();
     bob.tool("echo", { input: z.object({}) }, () => ({}));
     const callerKey = fx.key("caller");
     const requests: Captured[] = [];
@@ -159,7 +141,7 @@ describe("retry9: the backoff woken by late news", () => {
     const call = caller.call("bob", "echo", {}, { timeout: 8000, retry: { attemptTimeout: 100, minDelay: 2000, maxDelay: 2000 } }).catch((e: unknown) => e);
     await waitFor(() => requests.length === 1, 3000, "the first attempt");
     await sleep(250); // timed out, backing off
-    void relay.send(callerKey, "", nack(requests[0]!.header.id, "rate_limited"), new Uint8Array(0));
+    void sendNack(relay, callerKey, requests[0]!.header.id, "rate_limited");
     await sleep(300);
     expect(requests.length).toBe(1); // before: the second attempt went out at once, into a broker that asked to back off
     expect(await call).toMatchObject({ code: "rate_limited" });

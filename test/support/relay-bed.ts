@@ -6,6 +6,7 @@
  */
 import { afterEach } from "vitest";
 import type { Agent, AgentOptions } from "../../src/agent/agent.js";
+import { encodeHeader, newId, PROTOCOL_VERSION } from "../../src/wire/envelope.js";
 import { type CertFixture, tempCerts } from "./certs.js";
 import { connectAgent } from "./mesh.js";
 import type { RawPeer } from "./raw-peer.js";
@@ -61,3 +62,8 @@ export class RelayBed {
 export const isRequest = (m: Captured, from: string): boolean => m.header.k === "req" && m.from === from;
 /** A response addressed to the key `to`. */
 export const isResponse = (m: Captured, to: string): boolean => m.header.k === "res" && m.header.to === to;
+
+/** The broker's refusal (`nack`, `code`) of the message whose id is `re`, sent by the relay to `to`. */
+export function sendNack(relay: Relay, to: string, re: Uint8Array, code: string, msg = code): Promise<void> {
+  return relay.send(to, "", encodeHeader({ v: PROTOCOL_VERSION, k: "nack", id: newId(), to: "", exp: Date.now() + 5000, re, code, msg }), new Uint8Array(0));
+}
