@@ -41,7 +41,7 @@ export interface Arrival {
   /** Set by a step that keeps the message for later (a durable job event, follower.ts): no further step runs. */
   kept?: boolean;
   /** A response's `re` as the caller's key of what it answers (made once, by the binding step). */
-  answers?: string;
+  answers: string | undefined;
   inner: Inner;
   now: number;
   mono: number;
@@ -107,6 +107,7 @@ export class Inbound {
       sealedBy: "",
       opened: false,
       kept: false,
+      answers: undefined,
       inner: undefined!,
       now: 0,
       mono: 0,
